@@ -1,0 +1,105 @@
+"""`llmpulse`: one console command, many subcommands.
+
+Global options (--config, --db, --env-file) come before the subcommand. Each subcommand module has
+`register(subparsers)` that adds its parsers with `set_defaults(handler=...)`; a handler takes the
+parsed args and returns the exit code (it may be async).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import os
+import sys
+import traceback
+
+from core import __version__
+from core.cli.common import CliError, eprint
+from core.store import StoreError
+from core.validate import ConfigError
+
+# Subcommand modules, in the order `--help` lists them.
+COMMAND_MODULES = (
+    "core.cli.check",       # check, providers              (issue 2)
+    "core.cli.usage",       # record, import, budgets, report (issue 3)
+    "core.cli.alerts",      # alerts ...                    (issue 4)
+    "core.cli.migration",   # migration, failover, providers enable/disable (issue 5)
+    "core.cli.tui",         # watch, demo, daemon           (issue 6)
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own errors: one line, exit 2, no usage dump
+        self.exit(2, f"llmpulse: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="llmpulse",
+        description="Terminal monitor for LLM API providers: health, cost vs budget, alerts, migrations.",
+        epilog="Run 'llmpulse COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"llmpulse {__version__}")
+    parser.add_argument("--config", metavar="PATH",
+                        help="TOML config (default: $LLMPULSE_CONFIG, ./llmpulse.toml, user config dir)")
+    parser.add_argument("--db", metavar="PATH",
+                        help="SQLite database (default: $LLMPULSE_DB, [storage] path, user data dir)")
+    parser.add_argument("--env-file", metavar="PATH", help="file of KEY=value secrets (default: ./.env)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:      # a feature not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def run_handler(handler, args: argparse.Namespace) -> int:
+    result = handler(args)
+    if inspect.isawaitable(result):
+        result = asyncio.run(result)
+    return int(result or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        if args.command is None and "core.cli.tui" in sys.modules:
+            # Bare `llmpulse` opens the dashboard.
+            args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "watch"])
+            handler = args.handler
+        else:
+            parser.print_help()
+            return 0
+    try:
+        code = run_handler(handler, args)
+    except ConfigError as exc:
+        eprint(f"llmpulse: config error: {exc}")
+        code = 2
+    except StoreError as exc:
+        eprint(f"llmpulse: error: {exc}")
+        code = 2
+    except CliError as exc:
+        eprint(f"llmpulse: error: {exc}")
+        code = exc.code
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        code = 0
+    except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
+        if os.environ.get("LLMPULSE_DEBUG"):
+            traceback.print_exc()
+        eprint(f"llmpulse: internal error: {type(exc).__name__}: {exc} (set LLMPULSE_DEBUG=1 for a traceback)")
+        code = 70
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""What every subcommand shares: loading the context, opening the store, errors, tables and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from typing import Any, Iterable, Sequence
+
+from core.config import Context, load_context
+from core.redact import redact, register_secrets
+from core.store import Store
+
+
+class CliError(Exception):
+    """A user-facing failure: one line on stderr, then exit with `code`."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def context_from(args: argparse.Namespace) -> Context:
+    """Settings, secrets and providers for this invocation; every loaded key is registered for redaction."""
+    ctx = load_context(getattr(args, "config", None), getattr(args, "db", None), getattr(args, "env_file", None))
+    register_secrets(p.api_key.reveal() for p in ctx.providers if p.api_key)
+    register_secrets(p.admin_key.reveal() for p in ctx.providers if p.admin_key)
+    return ctx
+
+
+async def open_store(ctx: Context) -> Store:
+    return await Store.open(ctx.db_path)
+
+
+def print_json(value: Any) -> None:
+    """JSON on stdout, redacted as a last net (keys must never reach exports)."""
+    print(redact(json.dumps(value, indent=2, default=str, ensure_ascii=False)))
+
+
+def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], right: Iterable[int] = ()) -> str:
+    """Plain aligned columns for terminals and pipes; `right` lists numeric column indexes."""
+    right_cols = set(right)
+    text_rows = [["" if v is None else str(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in text_rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def fmt(row: Sequence[str]) -> str:
+        cells = [c.rjust(widths[i]) if i in right_cols else c.ljust(widths[i]) for i, c in enumerate(row)]
+        return "  ".join(cells).rstrip()
+
+    lines = [fmt(headers), fmt(["-" * w for w in widths])]
+    lines.extend(fmt(r) for r in text_rows)
+    return redact("\n".join(lines)) or ""
+
+
+def render_csv(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    return redact(buf.getvalue()) or ""
+
+
+def eprint(message: str) -> None:
+    print(redact(message), file=sys.stderr)

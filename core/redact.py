@@ -1,0 +1,48 @@
+"""Keep API keys out of the database, logs, screen, exports and error text.
+
+Two nets: every key value llmpulse loaded is replaced wherever it appears, and anything shaped like a
+provider key (sk-..., sk-ant-..., AIza..., gsk_..., xai-..., Bearer ...) is masked even if we never
+loaded it, since providers echo keys back in error bodies ("Incorrect API key provided: sk-abc...").
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+MASK = "***"
+
+_KEY_PATTERNS = re.compile(
+    r"""(
+        sk-ant-[A-Za-z0-9_\-]{8,}          # Anthropic
+      | sk-(?:proj-|or-v1-|svcacct-)?[A-Za-z0-9_\-]{8,}   # OpenAI, OpenRouter, DeepSeek, Moonshot
+      | AIza[0-9A-Za-z_\-]{20,}           # Google
+      | gsk_[A-Za-z0-9]{16,}              # Groq
+      | xai-[A-Za-z0-9]{16,}              # xAI
+      | (?<=Bearer\ )[A-Za-z0-9._\-]{8,}  # any bearer token
+      | (?<=[?&]key=)[A-Za-z0-9._\-]{8,}  # a key in a query string
+    )""",
+    re.VERBOSE,
+)
+
+_known: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a loaded key so it is masked wherever it shows up, whatever its shape."""
+    if value and len(value) >= 4:
+        _known.add(value)
+
+
+def register_secrets(values: Iterable[str | None]) -> None:
+    for value in values:
+        register_secret(value)
+
+
+def redact(text: str | None, extra: Iterable[str] = ()) -> str | None:
+    if not text:
+        return text
+    for secret in sorted({*_known, *(e for e in extra if e)}, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return _KEY_PATTERNS.sub(MASK, text)

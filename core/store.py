@@ -1,0 +1,129 @@
+"""The SQLite store: one file, WAL, a busy timeout, named forward migrations run at open.
+
+Several processes (a daemon, TUIs over SSH, `llmpulse record` from cron) open the same file at once:
+WAL lets readers run beside the one writer, the busy timeout makes writers queue instead of failing,
+and migrations run inside BEGIN IMMEDIATE so two processes starting together apply each one once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterable, Sequence
+
+import aiosqlite
+
+from core.schema import MIGRATIONS, Migration
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+class StoreError(Exception):
+    """The database cannot be opened or is not an llmpulse database."""
+
+
+class Store:
+    def __init__(self, conn: aiosqlite.Connection, path: Path):
+        self.conn = conn
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: str | Path, migrations: Sequence[Migration] = MIGRATIONS) -> "Store":
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so batches are one transaction.
+            conn = await aiosqlite.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from None
+        conn.row_factory = aiosqlite.Row
+        store = cls(conn, path)
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            await conn.execute("PRAGMA foreign_keys = ON")
+            await store._migrate(migrations)
+        except sqlite3.DatabaseError as exc:
+            await conn.close()
+            raise StoreError(f"{path} is not a usable llmpulse database: {exc}") from None
+        return store
+
+    async def _migrate(self, migrations: Sequence[Migration]) -> None:
+        await self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+        )
+        async with self.conn.execute("SELECT name FROM schema_migrations") as cur:
+            applied = {row[0] for row in await cur.fetchall()}
+        pending = [m for m in migrations if m.name not in applied]
+        if not pending:
+            return
+        async with self.transaction():
+            async with self.conn.execute("SELECT name FROM schema_migrations") as cur:
+                applied = {row[0] for row in await cur.fetchall()}   # another process may have won
+            for migration in migrations:
+                if migration.name in applied:
+                    continue
+                for statement in _split_sql(migration.sql):
+                    await self.conn.execute(statement)
+                await self.conn.execute("INSERT INTO schema_migrations VALUES (?, ?)",
+                                        (migration.name, time.time()))
+            await self.conn.execute(f"PRAGMA user_version = {len(migrations)}")
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    async def __aenter__(self) -> "Store":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """BEGIN IMMEDIATE: take the write lock up front so read-then-write cannot be raced."""
+        await self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            await self.conn.execute("ROLLBACK")
+            raise
+        else:
+            await self.conn.execute("COMMIT")
+
+    async def execute(self, sql: str, params: Sequence[Any] | dict = ()) -> int:
+        """Run one statement; return the rows it changed."""
+        async with self.conn.execute(sql, params) as cur:
+            return cur.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self.conn.executemany(sql, rows)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] | dict = ()) -> list[aiosqlite.Row]:
+        async with self.conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] | dict = ()) -> aiosqlite.Row | None:
+        async with self.conn.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def schema_version(self) -> int:
+        row = await self.fetchone("PRAGMA user_version")
+        return int(row[0]) if row else 0
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (sqlite3 runs one per execute inside our transaction)."""
+    statements, buf = [], []
+    for line in script.splitlines():
+        buf.append(line)
+        candidate = "\n".join(buf).strip()
+        if candidate.endswith(";") and sqlite3.complete_statement(candidate):
+            statements.append(candidate)
+            buf = []
+    tail = "\n".join(buf).strip()
+    if tail:
+        statements.append(tail)
+    return statements

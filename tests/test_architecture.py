@@ -1,0 +1,31 @@
+"""The core is reachable without the TUI: importing every core module must not load textual."""
+
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import core
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def core_modules() -> list[str]:
+    return sorted(m.name for m in pkgutil.walk_packages(core.__path__, "core."))
+
+
+def test_core_modules_exist():
+    names = core_modules()
+    assert "core.config" in names and "core.store" in names
+
+
+def test_core_never_imports_textual():
+    code = (
+        "import importlib, sys\n"
+        f"for name in {core_modules()!r}:\n"
+        "    importlib.import_module(name)\n"
+        "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.') or m == 'tui' or m.startswith('tui.'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"core imported: {out.stdout.strip()}"
