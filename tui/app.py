@@ -1,0 +1,429 @@
+"""The llmpulse dashboard: a Textual app that shows what the core produces and sends decisions back.
+
+Data flows one way. A `poll` worker asks the backend for a Snapshot, posts it as a message and sleeps
+for the refresh interval; the handler draws it. The next poll starts only after the previous finished,
+so a slow database or provider never piles polls up. The collector (probes, roll-ups, rules,
+notifications) runs as its own worker. Quitting cancels the workers without waiting on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import signal
+import sys
+import termios
+from datetime import datetime, tzinfo
+from typing import Any, Iterable
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Input
+
+from core.clock import SYSTEM_CLOCK, Clock
+from tui.backend import Backend
+from tui.messages import SnapshotFailed, SnapshotReady
+from tui.panels import Panel, View
+from tui.screens.alert import AlertScreen
+from tui.screens.costs import CostsScreen
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.help import HelpScreen
+from tui.screens.migration import MigrationScreen
+from tui.screens.provider import ProviderScreen
+from tui.screens.silence import SilenceScreen
+
+REFRESH_STEPS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+TIME_RANGES: tuple[tuple[str, float], ...] = (("1h", 3600.0), ("24h", 86400.0), ("7d", 7 * 86400.0),
+                                              ("30d", 30 * 86400.0))
+
+
+class PulseApp(App[int]):
+    """Live dashboard of provider health, cost vs budget, alerts and migrations."""
+
+    TITLE = "llmpulse"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("a", "ack", "Ack", id="alert.ack", tooltip="Acknowledge the selected alert"),
+        Binding("s", "silence", "Silence", id="alert.silence", tooltip="Silence the selected alert for a while"),
+        Binding("r", "resolve", "Resolve", id="alert.resolve", tooltip="Resolve the selected alert"),
+        Binding("p", "probe_now", "Probe", id="app.probe", tooltip="Probe providers now"),
+        Binding("space", "toggle_pause", "Pause", id="app.pause",
+                tooltip="Freeze the display (collection goes on); again to resume"),
+        Binding("plus,equals_sign", "faster", "Faster", show=False, key_display="+", id="app.faster",
+                tooltip="Refresh more often"),
+        Binding("minus", "slower", "Slower", show=False, key_display="-", id="app.slower",
+                tooltip="Refresh less often"),
+        Binding("t", "cycle_range", "Range", show=False, id="app.range",
+                tooltip="Cycle the time range: 1h, 24h, 7d, 30d"),
+        Binding("question_mark,f1", "help", "Help", key_display="?", id="app.help", tooltip="All keys"),
+        Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit now, even while a provider hangs"),
+    ]
+
+    paused: reactive[bool] = reactive(False)
+    """The display is frozen: snapshots keep coming (and the collector runs) but nothing is redrawn."""
+    refresh_interval: reactive[float] = reactive(1.0)
+    """Seconds between snapshots."""
+    range_index: reactive[int] = reactive(1)
+    """Index into TIME_RANGES: the window of the costs screen, provider history and the range figures."""
+    filter_text: reactive[str] = reactive("")
+    """The `/` filter, applied to every panel."""
+
+    def __init__(self, backend: Backend, *, clock: Clock = SYSTEM_CLOCK, tz: tzinfo | None = None,
+                 actor: str | None = None, refresh: float = 1.0, collect: bool = True,
+                 watch_terminal: bool = True) -> None:
+        super().__init__()
+        self.backend = backend
+        self.clock = clock
+        self.tz = tz if tz is not None else datetime.now().astimezone().tzinfo
+        self.actor = actor or _default_actor()
+        self.collect = collect
+        self.watch_terminal = watch_terminal
+        self.latest: Any = None
+        self.last_error: str | None = None
+        self.pending_draw = False
+        self.polls = 0
+        self._wake = asyncio.Event()
+        self._stop_collector = asyncio.Event()
+        self.set_reactive(PulseApp.refresh_interval, refresh)
+
+    # -- screens ------------------------------------------------------------------------------------
+    def get_default_screen(self) -> Screen:
+        return DashboardScreen()
+
+    @property
+    def dashboard(self) -> DashboardScreen:
+        return self.get_screen_stack_base()
+
+    def get_screen_stack_base(self) -> DashboardScreen:
+        return self.screen_stack[0]   # type: ignore[return-value]
+
+    @property
+    def time_range(self) -> tuple[str, float]:
+        return TIME_RANGES[self.range_index]
+
+    def view(self) -> View:
+        return View(now=self.clock.now(), filter=self.filter_text, tz=self.tz)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    async def on_mount(self) -> None:
+        self.draw_header()
+        self.poll_loop()
+        if self.collect:
+            self.collector_loop()
+        if self.watch_terminal:
+            self._install_hangup_handlers()
+            self.set_interval(1.0, self._check_terminal, name="terminal-watch")
+
+    async def on_unmount(self) -> None:
+        self._stop_collector.set()
+        try:
+            # Workers are already cancelled; closing only waits for the database, never the network.
+            await asyncio.wait_for(self.backend.close(), timeout=1.0)
+        except (asyncio.TimeoutError, Exception):
+            pass
+
+    @work(group="poll", exclusive=True, exit_on_error=False)
+    async def poll_loop(self) -> None:
+        """Build a snapshot, post it, sleep; the next one starts only after this one finished."""
+        while True:
+            if not self.paused or self.latest is None:
+                try:
+                    snapshot = await self.backend.snapshot()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # keep the last good picture and say why
+                    self.post_message(SnapshotFailed(f"{type(exc).__name__}: {exc}"))
+                else:
+                    self.post_message(SnapshotReady(snapshot))
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.refresh_interval)
+            except asyncio.TimeoutError:
+                pass
+
+    @work(group="collector", exclusive=True, exit_on_error=False)
+    async def collector_loop(self) -> None:
+        """Probes, roll-ups, rules and notifications, when this process holds the collector lease."""
+        try:
+            await self.backend.run_collector(self._stop_collector, on_round=self.refresh_now)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.last_error = f"collector stopped: {type(exc).__name__}: {exc}"
+            self.draw_header()
+
+    def refresh_now(self) -> None:
+        """Ask for a snapshot at once (after an action or a collector round)."""
+        self._wake.set()
+
+    # -- drawing ------------------------------------------------------------------------------------
+    @on(SnapshotReady)
+    def on_snapshot(self, message: SnapshotReady) -> None:
+        self.latest = message.snapshot
+        self.last_error = None
+        self.polls += 1
+        self.draw()
+
+    @on(SnapshotFailed)
+    def on_snapshot_failed(self, message: SnapshotFailed) -> None:
+        self.last_error = message.error
+        self.draw_header()
+
+    def can_draw(self) -> bool:
+        return not self.paused and not isinstance(self.screen, ModalScreen)
+
+    def draw(self) -> None:
+        """Draw the latest snapshot on the visible screen, unless paused or a modal is open."""
+        if self.latest is None:
+            return
+        if not self.can_draw():
+            self.pending_draw = True
+            return
+        self.pending_draw = False
+        view = self.view()
+        with self.batch_update():
+            self.draw_header(view)
+            screen = self.screen
+            if isinstance(screen, DashboardScreen):
+                screen.fill(self.latest, view)
+            elif hasattr(screen, "fill"):
+                screen.fill(self.latest, view)
+
+    def draw_header(self, view: View | None = None) -> None:
+        self.dashboard.fill_header(self.latest, view or self.view(), paused=self.paused,
+                                   interval=self.refresh_interval, time_range=self.time_range[0],
+                                   error=self.last_error)
+
+    def on_screen_resume(self) -> None:
+        # Back from a modal or a detail screen: show what arrived meanwhile.
+        self.call_later(self.draw)
+
+    def watch_paused(self, paused: bool) -> None:
+        if not self.is_mounted:
+            return
+        self.draw_header()
+        if not paused:
+            self.draw()
+            self.refresh_now()
+
+    def watch_refresh_interval(self) -> None:
+        if self.is_mounted:
+            self.draw_header()
+            self.refresh_now()
+
+    def watch_range_index(self) -> None:
+        if self.is_mounted:
+            self.draw_header()
+            screen = self.screen
+            if hasattr(screen, "range_changed"):
+                screen.range_changed()
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self.draw()
+        if self.paused:   # a filter is the user's own action: show it even while paused
+            view = self.view()
+            self.dashboard.fill(self.latest, view) if self.latest is not None else None
+            self.draw_header(view)
+
+    # -- detail screens -----------------------------------------------------------------------------
+    @on(Panel.Open)
+    def open_detail(self, message: Panel.Open) -> None:
+        number = message.panel.number
+        if number == 1:
+            self.push_screen(ProviderScreen(message.key))
+        elif number == 2:
+            self.push_screen(CostsScreen())
+        elif number == 3:
+            self.push_screen(AlertScreen(int(message.key)))
+        elif number == 4:
+            self.push_screen(MigrationScreen(message.key))
+
+    # -- alert actions ------------------------------------------------------------------------------
+    def selected_alert_id(self) -> int | None:
+        screen = self.screen
+        if hasattr(screen, "selected_alert_id"):
+            return screen.selected_alert_id()
+        return None
+
+    def _alert_or_say(self) -> int | None:
+        alert_id = self.selected_alert_id()
+        if alert_id is None:
+            self.notify("No alert selected: press 3 to go to the Alerts panel.", severity="warning")
+        return alert_id
+
+    def action_ack(self) -> None:
+        alert_id = self._alert_or_say()
+        if alert_id is not None:
+            self.run_alert_action("acknowledged", self.backend.ack(alert_id, self.actor))
+
+    def action_resolve(self) -> None:
+        alert_id = self._alert_or_say()
+        if alert_id is not None:
+            self.run_alert_action("resolved", self.backend.resolve(alert_id, self.actor))
+
+    def action_silence(self) -> None:
+        alert_id = self._alert_or_say()
+        if alert_id is None:
+            return
+
+        def chosen(seconds: float | None) -> None:
+            if seconds:
+                self.run_alert_action("silenced", self.backend.silence(alert_id, seconds, self.actor))
+
+        self.push_screen(SilenceScreen(alert_id), chosen)
+
+    @work(group="actions", exit_on_error=False)
+    async def run_alert_action(self, done: str, call: Any) -> None:
+        """Carry out the decision, patch the row at once, then refresh everything."""
+        try:
+            alert = await call
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:   # AlertStateError and friends: one clear line
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        self.apply_alert(alert)
+        self.notify(f"Alert #{alert.id} {done}: {alert.subject}", markup=False)
+        self.refresh_now()
+
+    def apply_alert(self, alert: Any) -> None:
+        """Show an alert's new state without waiting for the next snapshot."""
+        snapshot = self.latest
+        if snapshot is None:
+            return
+        alerts = [a for a in snapshot.alerts if a.id != alert.id]
+        if alert.state != "resolved":
+            alerts.append(alert)
+        self.latest = self.backend.with_alerts(snapshot, alerts)
+        if self.paused:
+            # The user acted: their own row changes even while the rest stays frozen.
+            self.dashboard.alerts_panel.fill(self.latest, self.view())
+        self.draw()
+        screen = self.screen
+        if hasattr(screen, "alert_changed"):
+            screen.alert_changed(alert)
+
+    # -- other actions ------------------------------------------------------------------------------
+    def action_probe_now(self) -> None:
+        provider_ids = None
+        screen = self.screen
+        if isinstance(screen, ProviderScreen):
+            provider_ids = [screen.provider_id]
+        elif isinstance(screen, DashboardScreen) and screen.focused_panel() is screen.panels[1]:
+            key = screen.panels[1].selected
+            provider_ids = [key] if key else None
+        self.probe(provider_ids)
+
+    @work(group="probe", exclusive=True, exit_on_error=False)
+    async def probe(self, provider_ids: list[str] | None) -> None:
+        which = ", ".join(provider_ids) if provider_ids else "all providers"
+        self.notify(f"Probing {which}…", markup=False, timeout=2)
+        try:
+            results = await self.backend.probe_now(provider_ids)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.notify(f"Probe failed: {exc}", severity="error", markup=False)
+            return
+        summary = ", ".join(f"{r.provider_id} {r.status}" for r in results) or "nothing to probe"
+        self.notify(f"Probed: {summary}", markup=False)
+        self.refresh_now()
+
+    @work(group="enable", exit_on_error=False)
+    async def set_enabled(self, provider_id: str, enabled: bool) -> None:
+        try:
+            await self.backend.set_enabled(provider_id, enabled)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        self.notify(f"{provider_id} {'enabled' if enabled else 'disabled'}", markup=False)
+        self.refresh_now()
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+
+    def action_faster(self) -> None:
+        smaller = [s for s in REFRESH_STEPS if s < self.refresh_interval - 1e-9]
+        if smaller:
+            self.refresh_interval = smaller[-1]
+
+    def action_slower(self) -> None:
+        larger = [s for s in REFRESH_STEPS if s > self.refresh_interval + 1e-9]
+        if larger:
+            self.refresh_interval = larger[0]
+
+    def action_cycle_range(self) -> None:
+        self.range_index = (self.range_index + 1) % len(TIME_RANGES)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_costs(self) -> None:
+        self.push_screen(CostsScreen())
+
+    async def action_quit(self) -> None:
+        self._stop_collector.set()
+        self.workers.cancel_all()
+        self.exit(0)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The command palette (ctrl+p): everything the keys do, and what has no key."""
+        yield SystemCommand("Costs by group", "Costs by provider, model, department, agent or user",
+                            self.action_costs)
+        yield SystemCommand("Probe all providers now", "Run a probe round at once",
+                            lambda: self.probe(None))
+        yield SystemCommand("Pause / resume", "Freeze or unfreeze the display", self.action_toggle_pause)
+        yield SystemCommand("Refresh faster", "Shorter refresh interval", self.action_faster)
+        yield SystemCommand("Refresh slower", "Longer refresh interval", self.action_slower)
+        yield SystemCommand("Next time range", "1h → 24h → 7d → 30d", self.action_cycle_range)
+        yield SystemCommand("Clear filter", "Show every row again", self.dashboard.action_clear_filter)
+        if self.latest is not None:
+            for h in self.latest.providers:
+                yield SystemCommand(f"Provider: {h.name}", f"Details of {h.provider_id}",
+                                    lambda pid=h.provider_id: self.push_screen(ProviderScreen(pid)))
+                word = "Disable" if h.enabled else "Enable"
+                yield SystemCommand(f"{word} {h.name}", f"{word} probing and failover to {h.provider_id}",
+                                    lambda pid=h.provider_id, on=not h.enabled: self.set_enabled(pid, on),
+                                    discover=False)
+        yield SystemCommand("Help", "All keys", self.action_help)
+        yield from super().get_system_commands(screen)
+
+    # -- the terminal going away --------------------------------------------------------------------
+    def _install_hangup_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._terminal_gone)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
+    def _terminal_gone(self) -> None:
+        self._stop_collector.set()
+        self.workers.cancel_all()
+        self.exit(0)
+
+    def _check_terminal(self) -> None:
+        """After an SSH drop stdin reads EOF forever: exit instead of spinning."""
+        if self.is_headless:
+            return
+        try:
+            termios.tcgetattr(sys.__stdin__.fileno())   # EIO once the pty is hung up
+            os.get_terminal_size(sys.__stdout__.fileno())
+        except (OSError, ValueError, AttributeError, termios.error):
+            self._terminal_gone()
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "tui"

@@ -1,0 +1,264 @@
+"""How numbers and states look on screen: glyph + word, bars, sparklines, ages, money.
+
+Every state is a glyph AND a word, so the dashboard reads the same in a 16-colour terminal, under
+NO_COLOR, or to someone who cannot tell red from green; colour only adds emphasis. Cells are rich
+`Text` objects, never markup strings: provider error text may contain "[brackets]".
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone, tzinfo
+from typing import Iterable, Sequence
+
+from rich.text import Text
+
+# Status of a provider: (glyph, word, style).
+STATUS = {
+    "healthy": ("●", "healthy", "green"),
+    "degraded": ("◐", "degraded", "yellow"),
+    "failed": ("✖", "failed", "bold red"),
+    "unknown": ("?", "unknown", "dim"),
+    "disabled": ("○", "disabled", "dim"),
+    "unconfigured": ("·", "no key", "dim"),
+}
+
+CIRCUIT = {
+    "closed": ("closed", ""),
+    "half_open": ("half-open", "yellow"),
+    "open": ("OPEN", "bold red"),
+}
+
+SEVERITY = {
+    "critical": ("‼", "critical", "bold red"),
+    "warning": ("▲", "warning", "yellow"),
+    "info": ("ℹ", "info", "cyan"),
+}
+SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+
+RISK = {
+    "on track": ("✓", "on track", "green"),
+    "at risk": ("▲", "at risk", "yellow"),
+    "late": ("✖", "late", "bold red"),
+    "done": ("✓", "done", "dim green"),
+}
+
+SPARK_CHARS = "▁▂▃▄▅▆▇█"
+BAR_FULL, BAR_EMPTY = "█", "░"
+BAR_PARTS = " ▏▎▍▌▋▊▉"
+DASH = "—"
+
+
+def status_text(status: str | None, enabled: bool = True, configured: bool = True) -> Text:
+    """A provider's state as glyph + word; a disabled or keyless provider says so whatever its last probe said."""
+    key = "disabled" if not enabled else "unconfigured" if not configured else (status or "unknown")
+    glyph, word, style = STATUS.get(key, ("?", key, ""))
+    return Text(f"{glyph} {word}", style=style)
+
+
+def circuit_text(circuit: str | None) -> Text:
+    word, style = CIRCUIT.get(circuit or "closed", (circuit or DASH, ""))
+    return Text(word, style=style)
+
+
+def severity_text(severity: str) -> Text:
+    glyph, word, style = SEVERITY.get(severity, ("·", severity, ""))
+    return Text(f"{glyph} {word}", style=style)
+
+
+def risk_text(risk: str | None) -> Text:
+    if not risk:
+        return Text(DASH)
+    glyph, word, style = RISK.get(risk, ("·", risk, ""))
+    return Text(f"{glyph} {word}", style=style)
+
+
+def alert_state_words(state: str, silenced_until: float | None, escalated: bool, now: float) -> str:
+    """firing / acked / silenced 45m / resolved, plus 'escalated' when it was escalated."""
+    if state == "resolved":
+        words = ["resolved"]
+    elif silenced_until is not None and silenced_until > now:
+        words = [f"silenced {age(silenced_until - now)}"]
+        if state == "acknowledged":
+            words.insert(0, "acked")
+    elif state == "acknowledged":
+        words = ["acked"]
+    else:
+        words = ["firing"]
+    if escalated and state != "resolved":
+        words.append("escalated")
+    return " ".join(words)
+
+
+def alert_state_text(state: str, silenced_until: float | None, escalated: bool, now: float) -> Text:
+    words = alert_state_words(state, silenced_until, escalated, now)
+    if words.startswith("firing"):
+        style = "bold red" if escalated else "red"
+    elif words.startswith("resolved"):
+        style = "dim green"
+    else:
+        style = "dim"
+    return Text(words, style=style)
+
+
+def sparkline(values: Sequence[float] | None, width: int = 10) -> str:
+    """The last `width` values as block characters scaled between their min and max."""
+    vals = [v for v in (values or []) if v is not None and not math.isnan(v)][-width:]
+    if not vals:
+        return ""
+    lo, hi = min(vals), max(vals)
+    if hi - lo < 1e-9:
+        return SPARK_CHARS[0] * len(vals)
+    top = len(SPARK_CHARS) - 1
+    return "".join(SPARK_CHARS[round((v - lo) / (hi - lo) * top)] for v in vals)
+
+
+def bar(fraction: float | None, width: int = 10) -> str:
+    """A horizontal bar with eighth-cell resolution; values over 1 fill it (the % says how far over)."""
+    if fraction is None or math.isnan(fraction):
+        return BAR_EMPTY * width
+    f = min(max(fraction, 0.0), 1.0)
+    eighths = round(f * width * 8)
+    full, part = divmod(eighths, 8)
+    text = BAR_FULL * full
+    if part and full < width:
+        text += BAR_PARTS[part]
+    return text + BAR_EMPTY * (width - len(text))
+
+
+def usage_style(fraction: float | None) -> str:
+    if fraction is None:
+        return ""
+    if fraction >= 1.0:
+        return "bold red"
+    if fraction >= 0.8:
+        return "yellow"
+    return "green"
+
+
+def budget_bar(fraction: float | None, width: int = 10) -> Text:
+    return Text(bar(fraction, width), style=usage_style(fraction))
+
+
+def age(seconds: float | None) -> str:
+    """Compact elapsed time: 42s, 5m, 3h, 2d."""
+    if seconds is None:
+        return DASH
+    s = max(0.0, seconds)
+    if s < 60:
+        return f"{int(s)}s"
+    if s < 3600:
+        return f"{int(s // 60)}m"
+    if s < 86400:
+        return f"{int(s // 3600)}h"
+    return f"{int(s // 86400)}d"
+
+
+def ago(ts: float | None, now: float) -> str:
+    return DASH if ts is None else f"{age(now - ts)} ago"
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return DASH
+    if value < 1000:
+        return f"{value:.0f}ms"
+    return f"{value / 1000:.1f}s"
+
+
+def pct(fraction: float | None, digits: int = 0) -> str:
+    if fraction is None:
+        return DASH
+    return f"{fraction * 100:.{digits}f}%"
+
+
+def money(usd: float | None) -> str:
+    """$0.42, $12.30, $1,234, $12.3k — short enough for a table cell."""
+    if usd is None:
+        return DASH
+    a = abs(usd)
+    sign = "-" if usd < 0 else ""
+    if a >= 100_000:
+        return f"{sign}${a / 1000:.0f}k"
+    if a >= 10_000:
+        return f"{sign}${a / 1000:.1f}k"
+    if a >= 100:
+        return f"{sign}${a:,.0f}"
+    return f"{sign}${a:.2f}"
+
+
+def count(n: int | float | None) -> str:
+    """1,234 / 12.3k / 4.5M."""
+    if n is None:
+        return DASH
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f}M"
+    if n >= 10_000:
+        return f"{n / 1000:.1f}k"
+    return f"{int(n):,}"
+
+
+def day(ts: float | None, tz: tzinfo | None = None) -> str:
+    """A date like 'Mar 14' in the budget's timezone (UTC unless given)."""
+    if ts is None:
+        return DASH
+    return datetime.fromtimestamp(ts, tz or timezone.utc).strftime("%b %d")
+
+
+def clock(ts: float | None, tz: tzinfo | None = None) -> str:
+    """HH:MM:SS of a timestamp; UTC unless a zone is given, so screenshots do not depend on the host."""
+    if ts is None:
+        return DASH
+    return datetime.fromtimestamp(ts, tz or timezone.utc).strftime("%H:%M:%S")
+
+
+def stamp(ts: float | None, tz: tzinfo | None = None) -> str:
+    if ts is None:
+        return DASH
+    return datetime.fromtimestamp(ts, tz or timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def days_left(days: float | None) -> str:
+    if days is None:
+        return DASH
+    if days < 0:
+        return f"{-days:.0f}d over"
+    if days < 1:
+        return "<1d"
+    return f"{days:.0f}d"
+
+
+def headroom_text(fraction: float | None) -> Text:
+    """Rate-limit headroom: how much of the window is left (low is bad, the opposite of a budget)."""
+    if fraction is None:
+        return Text(DASH)
+    style = "bold red" if fraction < 0.1 else "yellow" if fraction < 0.3 else ""
+    return Text(pct(fraction), style=style)
+
+
+def error_rate_text(rate: float | None, band: str | None) -> Text:
+    if rate is None:
+        return Text(DASH)
+    style = {"critical": "bold red", "concerning": "yellow"}.get(band or "", "")
+    return Text(pct(rate, 1), style=style)
+
+
+def matches(needle: str, *haystack: object) -> bool:
+    """The `/` filter: case-insensitive substring over the row's words; an empty filter keeps all."""
+    if not needle:
+        return True
+    n = needle.lower()
+    return any(n in str(h).lower() for h in haystack if h is not None)
+
+
+def join_nonempty(parts: Iterable[str], sep: str = "  ") -> str:
+    return sep.join(p for p in parts if p)
+
+
+def interval(seconds: float) -> str:
+    """A refresh interval: 500ms, 1s, 30s, 1m."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:g}s"
+    return f"{seconds / 60:g}m"

@@ -1,0 +1,23 @@
+"""Messages from the workers to the screen: data flows one way, worker -> message -> handler -> widgets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+
+class SnapshotReady(Message):
+    """A fresh Snapshot was built; handlers draw it unless the view is paused or a modal is open."""
+
+    def __init__(self, snapshot: Any) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class SnapshotFailed(Message):
+    """Building a Snapshot failed; the last good one stays on screen and the header says why."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error

@@ -1,0 +1,50 @@
+"""Panel 2: cost against each budget — a bar, spent / limit and %, the projected period-end spend and
+the day the budget runs out at the current burn rate; the price-unknown count when there is one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+
+from tui import format as fmt
+from tui.panels.base import Panel, View
+from tui.table_sync import Row
+
+
+class CostsPanel(Panel):
+    number = 2
+    title = "Cost vs budget"
+    columns = (
+        ("name", "Budget"), ("used", "Used"), ("spent", "Spent/limit"), ("projected", "Projected"),
+        ("runs_out", "Runs out"),
+    )
+
+    def rows(self, snapshot: Any, view: View) -> list[Row]:
+        rows = []
+        for b in snapshot.budgets:
+            if not fmt.matches(view.filter, b.name, b.scope, b.period):
+                continue
+            projected_style = "bold red" if b.limit_usd and b.projected_usd > b.limit_usd else ""
+            rows.append((b.name, (
+                Text(b.name),
+                Text.assemble(fmt.budget_bar(b.utilization, 8), " ",
+                              (f"{fmt.pct(b.utilization):>4}", fmt.usage_style(b.utilization))),
+                Text(f"{fmt.money(b.spent_usd)}/{fmt.money(b.limit_usd)}", justify="right"),
+                Text(fmt.money(b.projected_usd), style=projected_style, justify="right"),
+                Text(fmt.day(b.exhaust_at, view.tz), style="bold") if b.exhaust_at
+                else Text("—", style="dim"),
+            )))
+        return rows
+
+    def subtitle(self, snapshot: Any, view: View) -> str:
+        unknown = unknown_price_count(snapshot)
+        return f"⚠ {fmt.count(unknown)} requests with unknown price" if unknown else ""
+
+
+def unknown_price_count(snapshot: Any) -> int:
+    """Requests we could not price this period (from the usage summary; budgets as a fallback)."""
+    usage = getattr(snapshot, "usage", None)
+    if usage is not None and getattr(usage, "unknown_price_count", None) is not None:
+        return int(usage.unknown_price_count)
+    return max((b.unknown_price_count for b in snapshot.budgets), default=0)

@@ -1,0 +1,43 @@
+"""Panel 4: model migrations — phase, a bar of the new model's traffic share, days to the deadline and
+the risk of missing it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+
+from tui import format as fmt
+from tui.panels.base import Panel, View
+from tui.table_sync import Row
+
+
+def phase_label(m: Any) -> str:
+    total = len(m.phases) if m.phases else 0
+    return f"{m.phase_index + 1}/{total} {m.phase}" if total else str(m.phase)
+
+
+class MigrationPanel(Panel):
+    number = 4
+    title = "Migration"
+    columns = (
+        ("name", "Migration"), ("phase", "Phase"), ("share", "Traffic on new"), ("deadline", "Left"),
+        ("risk", "Risk"),
+    )
+
+    def rows(self, snapshot: Any, view: View) -> list[Row]:
+        rows = []
+        for m in snapshot.migrations:
+            if not fmt.matches(view.filter, m.name, m.to_model, m.phase, m.risk, *m.from_models):
+                continue
+            rows.append((m.name, (
+                Text(m.name),
+                Text(phase_label(m)),
+                Text.assemble((fmt.bar(m.share_requests, 10), "cyan"), f" {fmt.pct(m.share_requests):>4}"),
+                Text(fmt.days_left(m.days_left), justify="right"),
+                fmt.risk_text(m.risk),
+            )))
+        return rows
+
+    def subtitle(self, snapshot: Any, view: View) -> str:
+        return "" if snapshot.migrations else "no migration configured"

@@ -1,0 +1,93 @@
+"""Costs grouped by provider, model, department, agent or user over 1h / 24h / 7d / 30d (`b` changes the
+grouping, `t` the range). Figures come from the usage roll-ups, so this stays fast on millions of records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from tui import format as fmt
+from tui.panels.base import View
+from tui.table_sync import sync_rows
+from tui.widgets import PanelTable
+
+GROUPS = ("provider", "model", "department", "agent", "user")
+
+
+class CostsScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="costs.back", tooltip="Back to the dashboard"),
+        Binding("b", "next_group", "Group by", id="costs.group",
+                tooltip="Group by provider, model, department, agent, user"),
+    ]
+
+    def __init__(self, group: str = "provider") -> None:
+        super().__init__()
+        self.group = group
+        self.table = PanelTable(id="costs-table")
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="costs"):
+            yield Static(id="costs-title")
+            yield self.table
+            yield Static(id="costs-total")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for key, label in (("key", "Group"), ("requests", "Requests"), ("input", "Input tok"),
+                           ("output", "Output tok"), ("cost", "Cost"), ("share", "Share"),
+                           ("unknown", "Unpriced"), ("success", "Success"), ("p95", "p95")):
+            self.table.add_column(label, key=key)
+        self.table.focus()
+        self.app.draw()
+
+    def fill(self, snapshot: Any, view: View) -> None:
+        self.load(view)
+
+    def range_changed(self) -> None:
+        self.app.draw()
+
+    def action_next_group(self) -> None:
+        self.group = GROUPS[(GROUPS.index(self.group) + 1) % len(GROUPS)]
+        self.table.clear()   # a new grouping is a new set of rows; the refresh after it goes by key
+        self.app.draw()
+
+    @work(group="costs", exclusive=True, exit_on_error=False)
+    async def load(self, view: View) -> None:
+        label, seconds = self.app.time_range
+        rows = await self.app.backend.breakdown(self.group, since=view.now - seconds, until=view.now)
+        total_cost = sum(r.cost_usd or 0.0 for r in rows)
+        total_req = sum(r.requests for r in rows)
+        unknown = sum(r.unknown_price_count for r in rows)
+        table_rows = []
+        for r in sorted(rows, key=lambda r: -(r.cost_usd or 0.0)):
+            key = r.key if r.key not in (None, "") else "(none)"
+            if not fmt.matches(view.filter, key):
+                continue
+            table_rows.append((key, (
+                Text(key),
+                Text(fmt.count(r.requests), justify="right"),
+                Text(fmt.count(r.input_tokens), justify="right"),
+                Text(fmt.count(r.output_tokens), justify="right"),
+                Text(fmt.money(r.cost_usd), justify="right"),
+                Text(fmt.pct((r.cost_usd or 0.0) / total_cost if total_cost else None), justify="right"),
+                Text(fmt.count(r.unknown_price_count) if r.unknown_price_count else "",
+                     style="yellow", justify="right"),
+                Text(fmt.pct(r.success_rate, 1), justify="right"),
+                Text(fmt.ms(r.p95_ms), justify="right"),
+            )))
+        sync_rows(self.table, table_rows)
+        self.query_one("#costs-title", Static).update(Text.assemble(
+            ("Costs ", "bold"), f"by {self.group}, last {label}", ("   b: group by   t: range", "dim")))
+        total = Text(f"Total {fmt.count(total_req)} requests, {fmt.money(total_cost)}")
+        if unknown:
+            total.append(f"  ⚠ {fmt.count(unknown)} requests with unknown price (not in the total)",
+                         style="yellow")
+        self.query_one("#costs-total", Static).update(total)

@@ -1,0 +1,114 @@
+"""The main screen: the header line, the `/` filter, the four panels and the footer of keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Input
+
+from tui.header import HeaderLine
+from tui.panels import PANELS, AlertsPanel, Panel, View
+
+
+LAYOUT_ORDER = (1, 2, 4, 3)
+
+
+class FilterInput(Input):
+    """The `/` filter: rows whose words contain the text stay; esc clears it."""
+
+    BINDINGS = [
+        Binding("escape", "clear", "Clear filter", id="filter.clear", tooltip="Clear the filter and close it"),
+    ]
+
+    def action_clear(self) -> None:
+        self.value = ""
+        self.screen.close_filter()   # type: ignore[attr-defined]
+
+
+class DashboardScreen(Screen):
+    """Everything at a glance; `1`–`4` focus a panel, enter opens the row under the cursor."""
+
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (160, "-wide")]
+    BINDINGS = [
+        Binding("slash", "open_filter", "Filter", id="dashboard.filter", tooltip="Filter rows in every panel"),
+        Binding("escape", "clear_filter", "Clear", show=False, id="dashboard.back",
+                tooltip="Clear the filter"),
+        Binding("1", "focus_panel(1)", "Providers", show=False, id="dashboard.panel1",
+                tooltip="Focus the Providers panel"),
+        Binding("2", "focus_panel(2)", "Costs", show=False, id="dashboard.panel2",
+                tooltip="Focus the Cost vs budget panel"),
+        Binding("3", "focus_panel(3)", "Alerts", show=False, id="dashboard.panel3",
+                tooltip="Focus the Alerts panel"),
+        Binding("4", "focus_panel(4)", "Migration", show=False, id="dashboard.panel4",
+                tooltip="Focus the Migration panel"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="dashboard")
+        self.header_line = HeaderLine(id="header")
+        self.filter_input = FilterInput(placeholder="filter: provider, alert, budget, migration… (esc clears)",
+                                        id="filter")
+        self.panels: dict[int, Panel] = {cls.number: cls(id=f"panel{cls.number}") for cls in PANELS}
+
+    def compose(self) -> ComposeResult:
+        yield self.header_line
+        yield self.filter_input
+        with VerticalScroll(id="panels", can_focus=False):
+            # Providers on top, budgets and migration side by side when wide, alerts take the rest.
+            for number in LAYOUT_ORDER:
+                yield self.panels[number]
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.filter_input.display = False
+        self.panels[1].table.focus()
+
+    @property
+    def alerts_panel(self) -> AlertsPanel:
+        return self.panels[3]   # type: ignore[return-value]
+
+    def fill(self, snapshot: Any, view: View) -> None:
+        """Draw a snapshot: every panel updates its rows by key, inside one batch (one repaint)."""
+        with self.app.batch_update():
+            for panel in self.panels.values():
+                panel.fill(snapshot, view)
+
+    def fill_header(self, snapshot: Any | None, view: View, **state: Any) -> None:
+        self.header_line.fill(snapshot, view, **state)
+
+    def selected_alert_id(self) -> int | None:
+        key = self.alerts_panel.selected
+        return int(key) if key is not None else None
+
+    def focused_panel(self) -> Panel | None:
+        focused = self.focused
+        return next((p for p in self.panels.values() if p.table is focused), None)
+
+    # -- actions -----------------------------------------------------------------------------------
+    def action_focus_panel(self, number: int) -> None:
+        self.panels[number].focus_table()
+
+    def action_open_filter(self) -> None:
+        self.filter_input.display = True
+        self.filter_input.focus()
+
+    def close_filter(self) -> None:
+        self.filter_input.display = False
+        self.panels[1].table.focus()
+
+    def action_clear_filter(self) -> None:
+        if self.filter_input.value or self.filter_input.display:
+            self.filter_input.value = ""
+            self.close_filter()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if not event.value:
+            self.filter_input.display = False
+        # Keep the filter, go back to the rows it left.
+        first = next((p for p in self.panels.values() if p.table.row_count), self.panels[1])
+        first.table.focus()

@@ -1,0 +1,145 @@
+"""A provider in detail: latency chart, recent probes and errors, rate-limit headroom, balance, and the
+switch to enable or disable it (a disabled provider is neither probed nor chosen by failover)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Sparkline, Static
+
+from tui import format as fmt
+from tui.panels.base import View
+from tui.table_sync import sync_rows
+from tui.widgets import PanelTable
+
+
+def summary_text(h: Any, view: View) -> Text:
+    t = Text()
+    t.append(f"{h.name} ", style="bold")
+    t.append(f"({h.provider_id}{', local' if h.local else ''}, priority {h.priority})  ", style="dim")
+    t.append_text(fmt.status_text(h.status, h.enabled, h.configured))
+    if h.error_kind:
+        t.append(f"  {h.error_kind}", style="yellow")
+    t.append("\n")
+    t.append(f"p50 {fmt.ms(h.p50_ms)}  p95 {fmt.ms(h.p95_ms)}  ")
+    t.append(f"success {fmt.pct(h.success_rate, 1)}  errors ")
+    t.append_text(fmt.error_rate_text(h.error_rate, h.error_band))
+    t.append(f"  over {h.samples} samples\n")
+    t.append("circuit ")
+    t.append_text(fmt.circuit_text(h.circuit))
+    t.append(f" ({h.consecutive_failures} failures in a row)  last check {fmt.ago(h.last_checked_at, view.now)}"
+             f"  last success {fmt.ago(h.last_success_at, view.now)}\n")
+    if h.last_error:
+        t.append("last error ", style="bold")
+        t.append(f"{fmt.ago(h.last_error_at, view.now)}: {h.last_error}\n", style="red")
+    return t
+
+
+def limits_text(h: Any) -> Text:
+    t = Text()
+    rl = h.rate_limit
+    t.append("Rate limit  ", style="bold")
+    if rl is None:
+        t.append("no rate-limit headers seen\n", style="dim")
+    else:
+        t.append("headroom ")
+        t.append_text(fmt.headroom_text(rl.headroom))
+        if rl.requests_limit is not None:
+            t.append(f"  requests {fmt.count(rl.requests_remaining)}/{fmt.count(rl.requests_limit)}")
+        if rl.tokens_limit is not None:
+            t.append(f"  tokens {fmt.count(rl.tokens_remaining)}/{fmt.count(rl.tokens_limit)}")
+        if rl.reset_s is not None:
+            t.append(f"  resets in {fmt.age(rl.reset_s)}")
+        if rl.retry_after_s is not None:
+            t.append(f"  retry after {fmt.age(rl.retry_after_s)}", style="yellow")
+        t.append("\n")
+    bal = h.balance
+    t.append("Balance     ", style="bold")
+    if bal is None:
+        t.append("not reported by this provider\n", style="dim")
+    else:
+        cur = f" {bal.currency}" if bal.currency else ""
+        parts = []
+        if bal.amount is not None:
+            parts.append(f"{bal.amount:,.2f}{cur} left")
+        if bal.used is not None:
+            parts.append(f"{bal.used:,.2f}{cur} used")
+        if bal.limit is not None:
+            parts.append(f"limit {bal.limit:,.2f}{cur}")
+        t.append(("  ".join(parts) or "unknown") + f"  (from {bal.source})\n")
+    return t
+
+
+class ProviderScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="provider.back", tooltip="Back to the dashboard"),
+        Binding("e", "toggle_enabled", "Enable/disable", id="provider.toggle",
+                tooltip="Enable or disable this provider (probing and failover)"),
+    ]
+
+    def __init__(self, provider_id: str) -> None:
+        super().__init__()
+        self.provider_id = provider_id
+        self.health: Any = None
+        self.probes = PanelTable(id="provider-probes")
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="provider"):
+            yield Static(id="provider-summary")
+            with Horizontal(id="provider-chart-row"):
+                yield Static("Latency", id="provider-chart-label")
+                yield Sparkline([], id="provider-chart")
+            yield Static(id="provider-limits")
+            yield Static("Recent probes", id="provider-probes-title", classes="section")
+            yield self.probes
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for key, label in (("at", "Checked"), ("status", "Status"), ("latency", "Latency"),
+                           ("http", "HTTP"), ("error", "Error")):
+            self.probes.add_column(label, key=key)
+        self.app.draw()
+
+    def fill(self, snapshot: Any, view: View) -> None:
+        health = next((h for h in snapshot.providers if h.provider_id == self.provider_id), None)
+        if health is None:
+            self.query_one("#provider-summary", Static).update(Text(f"{self.provider_id}: not in the snapshot"))
+            return
+        self.health = health
+        self.query_one("#provider-summary", Static).update(summary_text(health, view))
+        self.query_one("#provider-chart", Sparkline).data = list(health.latency_series or [])
+        label = f"Latency {fmt.ms(min(health.latency_series))}–{fmt.ms(max(health.latency_series))}" \
+            if health.latency_series else "Latency (no samples)"
+        self.query_one("#provider-chart-label", Static).update(label)
+        self.query_one("#provider-limits", Static).update(limits_text(health))
+        self.load_probes(view)
+
+    def range_changed(self) -> None:
+        self.app.draw()
+
+    @work(group="provider-probes", exclusive=True, exit_on_error=False)
+    async def load_probes(self, view: View) -> None:
+        label, seconds = self.app.time_range
+        probes = await self.app.backend.recent_probes(self.provider_id, since=view.now - seconds, limit=50)
+        rows = []
+        for p in probes:
+            rows.append((f"{p.checked_at:.6f}", (
+                Text(fmt.stamp(p.checked_at, view.tz)),
+                fmt.status_text(p.status),
+                Text(fmt.ms(p.latency_ms), justify="right"),
+                Text(str(p.http_status) if p.http_status is not None else fmt.DASH),
+                Text(p.error or p.error_kind or "", style="red" if p.error else ""),
+            )))
+        sync_rows(self.probes, rows)
+        self.query_one("#provider-probes-title", Static).update(
+            f"Recent probes, last {label} ({len(rows)} shown; t changes the range)")
+
+    def action_toggle_enabled(self) -> None:
+        if self.health is not None:
+            self.app.set_enabled(self.provider_id, not self.health.enabled)

@@ -1,0 +1,85 @@
+"""Bring a DataTable to a wanted set of rows by row key: update changed cells, add new rows, remove gone
+ones, and reorder only when the order changed. Rows are never rebuilt, so the cursor, scroll position and
+column widths survive every refresh, and an unchanged table costs no repaint.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from rich.text import Text
+from textual.widgets import DataTable
+from textual.widgets.data_table import RowKey
+
+Row = tuple[str, Sequence[Any]]   # (row key, one cell per column in column order)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, Text) and isinstance(b, Text):
+        return a.plain == b.plain and a.style == b.style and a.spans == b.spans
+    return a == b
+
+
+def sync_rows(table: DataTable, rows: Sequence[Row]) -> bool:
+    """Make `table` show exactly `rows`, in that order. Returns True when anything changed."""
+    # Cells are Text so each is its own object (the reorder below ranks rows by cell identity) and so
+    # data is never parsed as markup.
+    rows = [(key, [c if isinstance(c, Text) else Text("" if c is None else str(c)) for c in cells])
+            for key, cells in rows]
+    wanted = {key: cells for key, cells in rows}
+    columns = [c.key for c in table.ordered_columns]
+    cursor_key = _cursor_key(table)
+    changed = False
+
+    for row_key in [rk for rk in table.rows if rk.value not in wanted]:
+        table.remove_row(row_key)
+        changed = True
+
+    existing = {rk.value for rk in table.rows}
+    for key, cells in rows:
+        if key in existing:
+            for column, value in zip(columns, cells):
+                if not _same(table.get_cell(key, column), value):
+                    table.update_cell(key, column, value, update_width=True)
+                    changed = True
+        else:
+            table.add_row(*cells, key=key)
+            changed = True
+
+    order = [key for key, _ in rows]
+    current = [row.key.value for row in table.ordered_rows]
+    if current != order:
+        _reorder(table, order)
+        changed = True
+
+    if cursor_key is not None and cursor_key in wanted:
+        index = table.get_row_index(cursor_key)
+        if index != table.cursor_row:
+            table.move_cursor(row=index, animate=False, scroll=False)
+    return changed
+
+
+def _reorder(table: DataTable, order: list[str]) -> None:
+    """DataTable sorts by cell values; rank each row by the identity of its first cell."""
+    first = table.ordered_columns[0].key
+    rank = {id(table.get_cell(key, first)): i for i, key in enumerate(order)}
+    table.sort(first, key=lambda cell: rank.get(id(cell), len(rank)))
+
+
+def _cursor_key(table: DataTable) -> str | None:
+    if table.row_count == 0:
+        return None
+    try:
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+    except Exception:   # CellDoesNotExist while the cursor is off the end
+        return None
+    return row_key.value
+
+
+def selected_key(table: DataTable) -> str | None:
+    """The row key under the cursor, or None for an empty table."""
+    return _cursor_key(table)
+
+
+def key_of(row_key: RowKey) -> str | None:
+    return row_key.value
