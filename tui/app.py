@@ -74,8 +74,9 @@ class PulseApp(App[int]):
 
     def __init__(self, backend: Backend, *, clock: Clock = SYSTEM_CLOCK, tz: tzinfo | None = None,
                  actor: str | None = None, refresh: float = 1.0, collect: bool = True,
-                 watch_terminal: bool = True) -> None:
+                 watch_terminal: bool = True, background: Any = None) -> None:
         super().__init__()
+        self.background = background
         self.backend = backend
         self.clock = clock
         self.tz = tz if tz is not None else datetime.now().astimezone().tzinfo
@@ -114,6 +115,8 @@ class PulseApp(App[int]):
         self.poll_loop()
         if self.collect:
             self.collector_loop()
+        if self.background is not None:
+            self.background_loop()
         if self.watch_terminal:
             self._install_hangup_handlers()
             self.set_interval(1.0, self._check_terminal, name="terminal-watch")
@@ -154,6 +157,17 @@ class PulseApp(App[int]):
             raise
         except Exception as exc:
             self.last_error = f"collector stopped: {type(exc).__name__}: {exc}"
+            self.draw_header()
+
+    @work(group="background", exclusive=True, exit_on_error=False)
+    async def background_loop(self) -> None:
+        """Work the caller asked to run alongside the dashboard (the demo's traffic)."""
+        try:
+            await self.background(self._stop_collector)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.last_error = f"background stopped: {type(exc).__name__}: {exc}"
             self.draw_header()
 
     def refresh_now(self) -> None:
@@ -427,3 +441,18 @@ def _default_actor() -> str:
         return getpass.getuser()
     except Exception:
         return "tui"
+
+
+def run_dashboard(ctx: Any, *, clock: Clock = SYSTEM_CLOCK, refresh: float = 1.0, collect: bool = True,
+                  background: Any = None) -> int:
+    """Open the dashboard on `ctx`'s database and block until the user quits; returns the exit code.
+
+    `background`, if given, is an async callable taking a stop `asyncio.Event`; it runs as a worker
+    inside the app's event loop (the demo feeds its live traffic this way) and is cancelled on quit.
+    """
+    from tui.core_backend import CoreBackend
+
+    app = PulseApp(CoreBackend(ctx, clock=clock), clock=clock, refresh=refresh, collect=collect,
+                   background=background)
+    result = app.run()
+    return int(result or 0)

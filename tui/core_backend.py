@@ -1,0 +1,110 @@
+"""The Backend the dashboard runs on: the real core on a real database.
+
+Three connections to the one SQLite file, because each has its own job and must not wait on or nest
+inside the others' transactions: the collector's (probes, roll-ups, alert engine), the snapshot reader,
+and the user's actions (ack/silence/resolve/enable). WAL lets them run side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any, Callable, Sequence
+
+from core.clock import SYSTEM_CLOCK, Clock
+from core.config import Context
+from core.store import Store
+
+
+class CoreBackend:
+    def __init__(self, ctx: Context, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.ctx = ctx
+        self.clock = clock
+        self._read: Store | None = None
+        self._write: Store | None = None
+        self._open_lock = asyncio.Lock()
+        self._engine: Any = None
+        self._collector: Any = None
+
+    # -- connections --------------------------------------------------------------------------------
+    async def read_store(self) -> Store:
+        async with self._open_lock:
+            if self._read is None:
+                self._read = await Store.open(self.ctx.db_path)
+            return self._read
+
+    async def write_store(self) -> Store:
+        async with self._open_lock:
+            if self._write is None:
+                self._write = await Store.open(self.ctx.db_path)
+            return self._write
+
+    async def close(self) -> None:
+        for store in (self._read, self._write):
+            if store is not None:
+                await store.close()
+        self._read = self._write = None
+
+    # -- what is drawn -----------------------------------------------------------------------------
+    async def snapshot(self) -> Any:
+        from core.snapshot import build_snapshot
+        return await build_snapshot(await self.read_store(), self.ctx, self.clock.now())
+
+    def with_alerts(self, snapshot: Any, alerts: list[Any]) -> Any:
+        return dataclasses.replace(snapshot, alerts=alerts)
+
+    async def recent_probes(self, provider_id: str, since: float, limit: int = 50) -> list[Any]:
+        from core.health import recent_probes
+        return await recent_probes(await self.read_store(), provider_id, since=since, limit=limit)
+
+    async def breakdown(self, by: str, since: float, until: float) -> list[Any]:
+        from core.usage.queries import breakdown
+        return await breakdown(await self.read_store(), by, since, until)
+
+    async def alert_detail(self, alert_id: int) -> tuple[Any, list[Any]]:
+        engine = await self.engine()
+        alert = await engine.get(alert_id)
+        if alert is None:
+            return None, []
+        return alert, await engine.transitions(alert_id)
+
+    # -- the collector ------------------------------------------------------------------------------
+    async def run_collector(self, stop: asyncio.Event, on_round: Callable[[], None]) -> None:
+        from core.collector import Collector
+        store = await Store.open(self.ctx.db_path)
+        try:
+            self._collector = Collector(self.ctx, store, self.clock)
+            await self._collector.run_forever(stop, on_round=on_round)
+        finally:
+            self._collector = None
+            await store.close()
+
+    async def probe_now(self, provider_ids: Sequence[str] | None = None) -> list[Any]:
+        from core.collector import probe_now
+        return await probe_now(self.ctx, await self.write_store(), self.clock, provider_ids)
+
+    # -- the user's decisions -----------------------------------------------------------------------
+    async def engine(self) -> Any:
+        if self._engine is None:
+            from core.alerts.engine import AlertEngine
+            self._engine = AlertEngine(await self.write_store(), self.ctx.config.alerts, self.clock, None)
+        return self._engine
+
+    async def ack(self, alert_id: int, by: str, note: str | None = None) -> Any:
+        engine = await self.engine()
+        await engine.ack(alert_id, by, note)
+        return await engine.get(alert_id)
+
+    async def silence(self, alert_id: int, seconds: float, by: str) -> Any:
+        engine = await self.engine()
+        await engine.silence(alert_id, seconds, by)
+        return await engine.get(alert_id)
+
+    async def resolve(self, alert_id: int, by: str) -> Any:
+        engine = await self.engine()
+        await engine.resolve(alert_id, by)
+        return await engine.get(alert_id)
+
+    async def set_enabled(self, provider_id: str, enabled: bool) -> None:
+        from core.enablement import set_enabled
+        await set_enabled(await self.write_store(), provider_id, enabled)
