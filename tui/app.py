@@ -29,6 +29,7 @@ from tui.backend import Backend
 from tui.messages import SnapshotFailed, SnapshotReady
 from tui.panels import Panel, View
 from tui.screens.alert import AlertScreen
+from tui.screens.base import LiveScreen
 from tui.screens.costs import CostsScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
@@ -208,13 +209,12 @@ class PulseApp(App[int]):
                 screen.fill(self.latest, view)
 
     def draw_header(self, view: View | None = None) -> None:
-        self.dashboard.fill_header(self.latest, view or self.view(), paused=self.paused,
-                                   interval=self.refresh_interval, time_range=self.time_range[0],
-                                   error=self.last_error)
-
-    def on_screen_resume(self) -> None:
-        # Back from a modal or a detail screen: show what arrived meanwhile.
-        self.call_later(self.draw)
+        view = view or self.view()
+        screens = {id(self.dashboard): self.dashboard, id(self.screen): self.screen}
+        for screen in screens.values():
+            if isinstance(screen, LiveScreen):
+                screen.fill_header(self.latest, view, paused=self.paused, interval=self.refresh_interval,
+                                   time_range=self.time_range[0], error=self.last_error)
 
     def watch_paused(self, paused: bool) -> None:
         if not self.is_mounted:
@@ -257,6 +257,12 @@ class PulseApp(App[int]):
             self.push_screen(AlertScreen(int(message.key)))
         elif number == 4:
             self.push_screen(MigrationScreen(message.key))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Alert keys show only where there is an alert to act on (the dashboard, an alert's screen)."""
+        if action in ("ack", "silence", "resolve"):
+            return hasattr(self.screen, "selected_alert_id")
+        return True
 
     # -- alert actions ------------------------------------------------------------------------------
     def selected_alert_id(self) -> int | None:

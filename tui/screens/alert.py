@@ -9,12 +9,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from tui import format as fmt
 from tui.panels.base import View
 from tui.table_sync import sync_rows
+from tui.header import HeaderLine
+from tui.screens.base import LiveScreen
 from tui.widgets import PanelTable
 
 
@@ -38,7 +39,7 @@ def alert_text(a: Any, view: View) -> Text:
     return t
 
 
-class AlertScreen(Screen):
+class AlertScreen(LiveScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="alertscreen.back", tooltip="Back to the dashboard"),
     ]
@@ -50,6 +51,7 @@ class AlertScreen(Screen):
         self.history = PanelTable(id="alert-history")
 
     def compose(self) -> ComposeResult:
+        yield HeaderLine()
         with Vertical(id="alert"):
             yield Static(id="alert-summary")
             yield Static("History", classes="section")

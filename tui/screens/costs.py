@@ -10,18 +10,19 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from tui import format as fmt
 from tui.panels.base import View
 from tui.table_sync import sync_rows
+from tui.header import HeaderLine
+from tui.screens.base import LiveScreen
 from tui.widgets import PanelTable
 
 GROUPS = ("provider", "model", "department", "agent", "user")
 
 
-class CostsScreen(Screen):
+class CostsScreen(LiveScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="costs.back", tooltip="Back to the dashboard"),
         Binding("b", "next_group", "Group by", id="costs.group",
@@ -34,6 +35,7 @@ class CostsScreen(Screen):
         self.table = PanelTable(id="costs-table")
 
     def compose(self) -> ComposeResult:
+        yield HeaderLine()
         with Vertical(id="costs"):
             yield Static(id="costs-title")
             yield self.table

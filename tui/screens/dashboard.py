@@ -7,10 +7,10 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Input
 
 from tui.header import HeaderLine
+from tui.screens.base import LiveScreen
 from tui.panels import PANELS, AlertsPanel, Panel, View
 
 
@@ -29,7 +29,7 @@ class FilterInput(Input):
         self.screen.close_filter()   # type: ignore[attr-defined]
 
 
-class DashboardScreen(Screen):
+class DashboardScreen(LiveScreen):
     """Everything at a glance; `1`–`4` focus a panel, enter opens the row under the cursor."""
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (160, "-wide")]
@@ -76,9 +76,6 @@ class DashboardScreen(Screen):
         with self.app.batch_update():
             for panel in self.panels.values():
                 panel.fill(snapshot, view)
-
-    def fill_header(self, snapshot: Any | None, view: View, **state: Any) -> None:
-        self.header_line.fill(snapshot, view, **state)
 
     def selected_alert_id(self) -> int | None:
         key = self.alerts_panel.selected

@@ -9,10 +9,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from tui import format as fmt
+from tui.header import HeaderLine
+from tui.screens.base import LiveScreen
 from tui.panels.base import View
 
 
@@ -53,7 +54,7 @@ def migration_text(m: Any, view: View) -> Text:
     return t
 
 
-class MigrationScreen(Screen):
+class MigrationScreen(LiveScreen):
     BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="migrationscreen.back",
                         tooltip="Back to the dashboard")]
 
@@ -62,6 +63,7 @@ class MigrationScreen(Screen):
         self.migration_name = name
 
     def compose(self) -> ComposeResult:
+        yield HeaderLine()
         with VerticalScroll(id="migration"):
             yield Static(id="migration-text")
         yield Footer()

@@ -10,12 +10,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Sparkline, Static
 
 from tui import format as fmt
 from tui.panels.base import View
 from tui.table_sync import sync_rows
+from tui.header import HeaderLine
+from tui.screens.base import LiveScreen
 from tui.widgets import PanelTable
 
 
@@ -76,7 +77,11 @@ def limits_text(h: Any) -> Text:
     return t
 
 
-class ProviderScreen(Screen):
+CHART_POINTS = 240   # newest probes read for the chart
+TABLE_ROWS = 50      # of which the table lists this many
+
+
+class ProviderScreen(LiveScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="provider.back", tooltip="Back to the dashboard"),
         Binding("e", "toggle_enabled", "Enable/disable", id="provider.toggle",
@@ -90,6 +95,7 @@ class ProviderScreen(Screen):
         self.probes = PanelTable(id="provider-probes")
 
     def compose(self) -> ComposeResult:
+        yield HeaderLine()
         with Vertical(id="provider"):
             yield Static(id="provider-summary")
             with Horizontal(id="provider-chart-row"):
@@ -113,10 +119,6 @@ class ProviderScreen(Screen):
             return
         self.health = health
         self.query_one("#provider-summary", Static).update(summary_text(health, view))
-        self.query_one("#provider-chart", Sparkline).data = list(health.latency_series or [])
-        label = f"Latency {fmt.ms(min(health.latency_series))}–{fmt.ms(max(health.latency_series))}" \
-            if health.latency_series else "Latency (no samples)"
-        self.query_one("#provider-chart-label", Static).update(label)
         self.query_one("#provider-limits", Static).update(limits_text(health))
         self.load_probes(view)
 
@@ -126,9 +128,11 @@ class ProviderScreen(Screen):
     @work(group="provider-probes", exclusive=True, exit_on_error=False)
     async def load_probes(self, view: View) -> None:
         label, seconds = self.app.time_range
-        probes = await self.app.backend.recent_probes(self.provider_id, since=view.now - seconds, limit=50)
+        probes = await self.app.backend.recent_probes(self.provider_id, since=view.now - seconds,
+                                                      limit=CHART_POINTS)
+        self.draw_chart(probes, label)
         rows = []
-        for p in probes:
+        for p in probes[:TABLE_ROWS]:
             rows.append((f"{p.checked_at:.6f}", (
                 Text(fmt.stamp(p.checked_at, view.tz)),
                 fmt.status_text(p.status),
@@ -137,8 +141,17 @@ class ProviderScreen(Screen):
                 Text(p.error or p.error_kind or "", style="red" if p.error else ""),
             )))
         sync_rows(self.probes, rows)
+        failed = sum(1 for p in probes if p.status == "failed")
         self.query_one("#provider-probes-title", Static).update(
-            f"Recent probes, last {label} ({len(rows)} shown; t changes the range)")
+            f"Recent probes, last {label}: {len(probes)} probes, {failed} failed (t changes the range)")
+
+    def draw_chart(self, probes: list[Any], label: str) -> None:
+        """Latency of the probes in the range, oldest on the left; a failed probe has none and is skipped."""
+        latencies = [p.latency_ms for p in reversed(probes) if p.latency_ms is not None]
+        self.query_one("#provider-chart", Sparkline).data = latencies
+        caption = (f"Latency, last {label}\n{fmt.ms(min(latencies))} – {fmt.ms(max(latencies))}"
+                   if latencies else f"Latency, last {label}\nno samples")
+        self.query_one("#provider-chart-label", Static).update(caption)
 
     def action_toggle_enabled(self) -> None:
         if self.health is not None:
