@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import termios
+import threading
 from datetime import datetime, tzinfo
 from typing import Any, Iterable
 
@@ -38,6 +39,7 @@ from tui.screens.provider import ProviderScreen
 from tui.screens.silence import SilenceScreen
 
 REFRESH_STEPS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+TERMINAL_GONE_GRACE_S = 2.0   # after a hang-up, the longest an orderly exit may take
 TIME_RANGES: tuple[tuple[str, float], ...] = (("1h", 3600.0), ("24h", 86400.0), ("7d", 7 * 86400.0),
                                               ("30d", 30 * 86400.0))
 
@@ -88,6 +90,7 @@ class PulseApp(App[int]):
         self.last_error: str | None = None
         self.pending_draw = False
         self.polls = 0
+        self._leaving = False
         self._wake = asyncio.Event()
         self._stop_collector = asyncio.Event()
         self.set_reactive(PulseApp.refresh_interval, refresh)
@@ -427,8 +430,24 @@ class PulseApp(App[int]):
                 pass
 
     def _terminal_gone(self) -> None:
+        """Stop collecting, close the database, leave. Restoring a terminal that is gone can block inside
+        Textual's writer (its queue fills with nowhere to write), so a watchdog ends the process if the
+        orderly exit has not within a few seconds; by then the database is closed."""
+        if self._leaving:
+            return
+        self._leaving = True
         self._stop_collector.set()
         self.workers.cancel_all()
+        watchdog = threading.Timer(TERMINAL_GONE_GRACE_S, os._exit, args=(0,))
+        watchdog.daemon = True
+        watchdog.start()
+        asyncio.get_running_loop().create_task(self._close_and_exit())
+
+    async def _close_and_exit(self) -> None:
+        try:
+            await asyncio.wait_for(self.backend.close(), timeout=1.0)
+        except (asyncio.TimeoutError, Exception):
+            pass
         self.exit(0)
 
     def _check_terminal(self) -> None:

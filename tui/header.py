@@ -60,5 +60,9 @@ class HeaderLine(Static):
 
     def fill(self, snapshot: Any | None, view: View, *, paused: bool, interval: float, time_range: str,
              error: str | None = None) -> None:
-        self.update(header_text(snapshot, view, paused=paused, interval=interval, time_range=time_range,
-                                error=error))
+        text = header_text(snapshot, view, paused=paused, interval=interval, time_range=time_range, error=error)
+        if text != self._last:   # an unchanged header costs no repaint
+            self._last = text
+            self.update(text)
+
+    _last: Text | None = None

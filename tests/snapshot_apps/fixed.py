@@ -150,8 +150,8 @@ class FixedBackend:
 
 def fixed_app(**kwargs) -> PulseApp:
     backend = kwargs.pop("backend", None) or FixedBackend()
-    return PulseApp(backend, clock=ManualClock(NOW), tz=timezone.utc, actor="ops", collect=False,
-                    watch_terminal=False, **kwargs)
+    kwargs.setdefault("watch_terminal", False)
+    return PulseApp(backend, clock=ManualClock(NOW), tz=timezone.utc, actor="ops", collect=False, **kwargs)
 
 
 app = fixed_app()
