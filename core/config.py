@@ -20,6 +20,7 @@ from dotenv import dotenv_values
 from core.catalog import (AUTH_STYLES, CATALOG, KINDS, Provider, ProviderOverride, ProviderSpec,
                           resolve_providers)
 from core.validate import ConfigError, Section
+import core.migration
 
 APP_NAME = "llmpulse"
 CONFIG_FILENAME = "llmpulse.toml"
@@ -172,7 +173,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
     # Feature sections: each module owns and validates its own keys.
     # (issue 3) cfg.usage = core.usage.config.parse(root)
     # (issue 4) cfg.alerts = core.alerts.config.parse(root)
-    # (issue 5) cfg.migrations = core.migration.parse_config(root)
+    cfg.migrations = core.migration.parse_config(root)
     # (issue 6) cfg.tui = core.tuiconfig.parse(root)
     root.done()
     return cfg

@@ -64,7 +64,29 @@ USAGE: list[Migration] = []
 ALERTS: list[Migration] = []
 
 # Issue 5 (migrations, failover) appends here.
-MIGRATION: list[Migration] = []
+MIGRATION: list[Migration] = [
+    Migration("0300_migration_phases", """
+        -- The phase each model migration is in; config defines the phases, this row says where it stands.
+        CREATE TABLE migration_state (
+            name        TEXT PRIMARY KEY,
+            phase       TEXT NOT NULL,
+            phase_index INTEGER NOT NULL,      -- used only if the config renamed the phase
+            entered_at  REAL NOT NULL,
+            updated_at  REAL NOT NULL
+        );
+        -- Every phase change, with its time and cause (automatic share reached, or by hand).
+        CREATE TABLE migration_events (
+            id             INTEGER PRIMARY KEY,
+            name           TEXT NOT NULL,
+            at             REAL NOT NULL,
+            from_phase     TEXT,
+            to_phase       TEXT NOT NULL,
+            cause          TEXT NOT NULL,
+            share_requests REAL
+        );
+        CREATE INDEX migration_events_name_time ON migration_events (name, at);
+    """),
+]
 
 # Issue 6 (collector, TUI) appends here.
 COLLECTOR: list[Migration] = []

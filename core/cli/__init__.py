@@ -25,7 +25,8 @@ COMMAND_MODULES = (
     "core.cli.check",       # check, providers              (issue 2)
     "core.cli.usage",       # record, import, budgets, report (issue 3)
     "core.cli.alerts",      # alerts ...                    (issue 4)
-    "core.cli.migration",   # migration, failover, providers enable/disable (issue 5)
+    "core.cli.migration",   # migration, failover           (issue 5)
+    "core.cli.providers",   # providers, providers enable/disable (issue 5)
     "core.cli.tui",         # watch, demo, daemon           (issue 6)
 )
 
