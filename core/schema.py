@@ -61,7 +61,89 @@ CORE = [
 USAGE: list[Migration] = []
 
 # Issue 4 (alerts) appends here.
-ALERTS: list[Migration] = []
+ALERTS: list[Migration] = [
+    Migration("0200_alerts", """
+        -- One row per alert; a fingerprint (rule + subject) has at most one open (not resolved) alert.
+        CREATE TABLE alerts (
+            id               INTEGER PRIMARY KEY,
+            fingerprint      TEXT NOT NULL,
+            rule             TEXT NOT NULL,
+            subject          TEXT NOT NULL,
+            severity         TEXT NOT NULL,        -- info | warning | critical
+            stage            INTEGER NOT NULL DEFAULT 0,   -- how far into its rule (e.g. budget threshold index)
+            message          TEXT NOT NULL,        -- redacted
+            state            TEXT NOT NULL,        -- firing | acknowledged | resolved
+            silenced_until   REAL,
+            silenced_by      TEXT,
+            escalated        INTEGER NOT NULL DEFAULT 0,
+            escalated_at     REAL,
+            first_seen       REAL NOT NULL,
+            last_seen        REAL NOT NULL,
+            count            INTEGER NOT NULL DEFAULT 1,
+            acked_by         TEXT,
+            acked_at         REAL,
+            note             TEXT,
+            resolved_at      REAL,
+            resolved_by      TEXT,
+            last_notified_at REAL                  -- last firing/repeat notice, for repeat_interval
+        );
+        CREATE UNIQUE INDEX alerts_open_fingerprint ON alerts (fingerprint) WHERE state != 'resolved';
+        CREATE INDEX alerts_state ON alerts (state, id);
+
+        -- Every change to an alert with its time and who made it ("auto" for the engine).
+        CREATE TABLE alert_transitions (
+            id         INTEGER PRIMARY KEY,
+            alert_id   INTEGER NOT NULL REFERENCES alerts (id),
+            at         REAL NOT NULL,
+            event      TEXT NOT NULL,   -- opened acknowledged resolved silenced unsilenced escalated severity delivery_failed
+            from_state TEXT,
+            to_state   TEXT NOT NULL,
+            actor      TEXT NOT NULL,
+            detail     TEXT
+        );
+        CREATE INDEX alert_transitions_alert ON alert_transitions (alert_id, at);
+
+        -- Notices waiting to be sent: written in the same transaction as the change that causes them,
+        -- so a resolve from the CLI is announced by the collector, and nothing is lost on a crash.
+        CREATE TABLE alert_outbox (
+            id            INTEGER PRIMARY KEY,
+            alert_id      INTEGER NOT NULL REFERENCES alerts (id),
+            event         TEXT NOT NULL,    -- firing repeat severity escalated resolved
+            at            REAL NOT NULL,
+            actor         TEXT NOT NULL,
+            detail        TEXT,
+            dispatched_at REAL
+        );
+        CREATE INDEX alert_outbox_pending ON alert_outbox (dispatched_at, id);
+
+        -- One row per notice per channel. held = kept back by the channel's hourly rate limit.
+        CREATE TABLE alert_deliveries (
+            id             INTEGER PRIMARY KEY,
+            outbox_id      INTEGER,
+            alert_id       INTEGER NOT NULL,
+            channel        TEXT NOT NULL,
+            event          TEXT NOT NULL,
+            status         TEXT NOT NULL,   -- sending | sent | failed | held
+            attempts       INTEGER NOT NULL DEFAULT 0,
+            created_at     REAL NOT NULL,
+            updated_at     REAL NOT NULL,
+            error          TEXT,            -- redacted reason of the last failed attempt
+            held_reported  INTEGER NOT NULL DEFAULT 0,  -- a held notice already counted in a later message
+            held_back      INTEGER NOT NULL DEFAULT 0   -- how many held notices this message reported
+        );
+        CREATE INDEX alert_deliveries_channel_time ON alert_deliveries (channel, created_at);
+        CREATE INDEX alert_deliveries_alert ON alert_deliveries (alert_id, id);
+
+        -- What each provider's latency usually is, sampled over a trailing window: the baseline
+        -- the latency anomaly rule compares against.
+        CREATE TABLE alert_latency_samples (
+            provider_id TEXT NOT NULL,
+            at          REAL NOT NULL,
+            latency_ms  REAL NOT NULL
+        );
+        CREATE INDEX alert_latency_samples_provider ON alert_latency_samples (provider_id, at);
+    """),
+]
 
 # Issue 5 (migrations, failover) appends here.
 MIGRATION: list[Migration] = [
@@ -89,6 +171,20 @@ MIGRATION: list[Migration] = [
 ]
 
 # Issue 6 (collector, TUI) appends here.
-COLLECTOR: list[Migration] = []
+COLLECTOR: list[Migration] = [
+    Migration("0400_collector_status", """
+        -- The last collector round per lease, so viewers (TUIs on the same database) can say how fresh
+        -- the data is and who collects it.
+        CREATE TABLE collector_status (
+            lease           TEXT PRIMARY KEY,
+            holder          TEXT NOT NULL,
+            rounds          INTEGER NOT NULL DEFAULT 0,
+            last_started_at REAL,
+            last_finished_at REAL,
+            last_duration_ms REAL,
+            last_errors     TEXT               -- JSON list of "step: message", redacted
+        );
+    """),
+]
 
 MIGRATIONS: list[Migration] = CORE + USAGE + ALERTS + MIGRATION + COLLECTOR
