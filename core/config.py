@@ -41,7 +41,7 @@ class ProbeSettings:
     interval: float = 30.0        # seconds between probe rounds
     timeout: float = 10.0         # per provider, the whole request
     slow: float = 3.0             # a 2xx slower than this is degraded
-    concurrency: int = 64         # probes in flight at once
+    concurrency: int = 256        # probes in flight at once (a round is one wave up to this many)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,7 @@
+"""`python -m core.cli` runs the `llmpulse` command."""
+
+import sys
+
+from core.cli import main
+
+sys.exit(main())

@@ -1,0 +1,89 @@
+"""`llmpulse check [--json] [--provider ID ...]`: probe once, print, store, exit like a Nagios plugin.
+
+Exit codes (for cron and monitoring systems): 0 every probed provider healthy, 1 some degraded,
+2 some failed, 3 nothing configured to probe. Results are stored, so the dashboard and the alert rules
+see a check run from cron exactly like a collector round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from core.cli.common import CliError, context_from, open_store, print_json, render_table
+from core.enablement import apply_enablement
+from core.health import record_probe_results
+from core.probe import ProbeResult, probe_all
+
+EXIT_OK, EXIT_DEGRADED, EXIT_FAILED, EXIT_NOTHING = 0, 1, 2, 3
+GLYPH = {"healthy": "✓", "degraded": "▲", "failed": "✗", "unknown": "?"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "check", help="probe every configured provider once; exit 0 ok, 1 degraded, 2 failed, 3 none configured",
+        description="Probe every configured provider once with a free request (model list, key info or "
+                    "balance: no tokens are spent), print status, latency, error and rate-limit headroom, "
+                    "store the results, and exit 0 when all are healthy, 1 when some are degraded, 2 when "
+                    "some failed, 3 when nothing is configured.")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--provider", action="append", metavar="ID", default=None,
+                   help="probe only this provider (repeatable)")
+    p.set_defaults(handler=check_command)
+
+
+def exit_code(results: list[ProbeResult]) -> int:
+    statuses = {r.status for r in results}
+    if statuses <= {"unknown"}:
+        return EXIT_NOTHING
+    if "failed" in statuses:
+        return EXIT_FAILED
+    if "degraded" in statuses:
+        return EXIT_DEGRADED
+    return EXIT_OK
+
+
+def summary(results: list[ProbeResult]) -> dict[str, int]:
+    return {s: sum(1 for r in results if r.status == s) for s in ("healthy", "degraded", "failed", "unknown")}
+
+
+def _headroom(r: ProbeResult) -> str:
+    h = r.rate_limit.headroom if r.rate_limit else None
+    return "-" if h is None else f"{h:.0%}"
+
+
+def _latency(r: ProbeResult) -> str:
+    return "-" if r.latency_ms is None else f"{r.latency_ms:.0f} ms"
+
+
+async def check_command(args: argparse.Namespace) -> int:
+    ctx = context_from(args)
+    store = await open_store(ctx)
+    try:
+        providers = await apply_enablement(store, ctx.providers)
+        if args.provider:
+            known = {p.id for p in providers}
+            unknown = [pid for pid in args.provider if pid not in known]
+            if unknown:
+                raise CliError(f"unknown provider {unknown[0]!r}; expected one of: {', '.join(sorted(known))}", 2)
+            providers = [p for p in providers if p.id in set(args.provider)]
+        now = time.time()
+        results = await probe_all(providers, ctx.config.probe, now=now)
+        await record_probe_results(store, results, ctx.config.health, now)
+    finally:
+        await store.close()
+    code = exit_code(results)
+    counts = summary(results)
+    if args.json:
+        print_json({"checked_at": now, "providers": [r.to_json() for r in results], "summary": counts,
+                    "exit_code": code})
+        return code
+    shown = results if args.provider else [r for r in results if r.error_kind not in ("not_configured",)] or results
+    rows = [(f"{GLYPH[r.status]} {r.status}", r.provider_id, _latency(r), r.http_status or "-", _headroom(r),
+             (r.error_kind + ": " + (r.error or "")) if r.error_kind else "") for r in shown]
+    print(render_table(("STATUS", "PROVIDER", "LATENCY", "HTTP", "HEADROOM", "ERROR"), rows, right=(2, 3, 4)))
+    hidden = len(results) - len(shown)
+    tail = f" ({hidden} not configured: `llmpulse providers` lists them)" if hidden else ""
+    print(f"\n{counts['healthy']} healthy, {counts['degraded']} degraded, {counts['failed']} failed, "
+          f"{counts['unknown']} unknown{tail}")
+    return code

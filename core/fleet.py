@@ -1,0 +1,424 @@
+"""Simulated LLM providers as real HTTP servers on 127.0.0.1: for the tests, the demo and the benches.
+
+One asyncio HTTP/1.1 server (its own thread and event loop, so sync tests, async tests and the demo can
+all use it) serves any number of fake providers, each under its own path prefix:
+`fleet.base_url("openai")` is `http://127.0.0.1:PORT/openai/v1`, laid out like the real provider's base
+URL so the probe and the failover client use their normal paths against it.
+
+Each fake speaks its kind's probe endpoint and JSON shape, checks the auth header style and the key it
+expects (and records every request's headers, so tests can assert which header arrived), and follows
+a behaviour that can be changed while it runs (`fleet.set_behaviour`). It also answers OpenAI-compatible
+chat completions and Anthropic messages (with a `usage` object) so the failover client can be tested, and
+`fleet.add_route` lets a test or the demo add more endpoints (billing APIs) to a provider.
+
+Behaviours: ok, slow (answers after `delay` seconds), bad_key, quota, rate_limited, overloaded,
+server_error, hang (never answers), garbage (200 with a non-JSON body), wrong_shape (200 JSON of the
+wrong shape), flapping (alternates ok and server_error request by request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+BEHAVIOURS = ("ok", "slow", "bad_key", "quota", "rate_limited", "overloaded", "server_error", "hang",
+              "garbage", "wrong_shape", "flapping")
+
+# Path under the fake's root at which its base URL sits, as in the real provider's base URL.
+BASE_PREFIX = {
+    "openai": "/v1", "openai-compatible": "/v1", "together": "/v1", "moonshot": "/v1", "xai": "/v1",
+    "mistral": "/v1", "gemini": "/v1beta", "openrouter": "/api/v1", "groq": "/openai/v1",
+    "anthropic": "", "deepseek": "", "azure": "", "ollama": "", "localai": "",
+}
+PROBE_PATH = {
+    "openai": "/models", "openai-compatible": "/models", "azure": "/openai/models", "anthropic": "/v1/models",
+    "gemini": "/models", "together": "/models", "openrouter": "/key", "moonshot": "/users/me/balance",
+    "deepseek": "/user/balance", "xai": "/api-key", "mistral": "/models", "groq": "/models",
+    "ollama": "/api/version", "localai": "/readyz",
+}
+AUTH_STYLE = {"anthropic": "x-api-key", "gemini": "x-goog-api-key", "azure": "api-key",
+              "ollama": "none", "localai": "none"}
+CHAT_PATHS = ("/chat/completions", "/v1/chat/completions", "/openai/chat/completions",
+              "/openai/v1/chat/completions", "/v1/messages")
+
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+           404: "Not Found", 429: "Too Many Requests", 498: "Flex Tier Capacity Exceeded",
+           500: "Internal Server Error", 503: "Service Unavailable", 529: "Overloaded"}
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> "Response":
+        return cls(status, json.dumps(payload).encode(), {"content-type": "application/json", **(headers or {})})
+
+
+@dataclass
+class Request:
+    method: str
+    path: str                     # relative to the fake's base URL, without the query
+    query: dict[str, list[str]]
+    headers: dict[str, str]       # lower-case names
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+
+Handler = Callable[["FakeProvider", Request], Response]
+
+
+@dataclass
+class FakeProvider:
+    id: str
+    kind: str = "openai"
+    key: str | None = "sk-test-key-000000000000"
+    behaviour: str = "ok"
+    delay: float = 0.0            # seconds before answering (every behaviour but hang)
+    headroom: float = 0.9         # share of the rate limit left, sent in headers on every answer
+    models: tuple[str, ...] = ("gpt-4o", "gpt-4.1")
+    balance: float = 42.5         # for kinds whose probe reports a balance
+    requests: list[Request] = field(default_factory=list)
+    _flap: int = 0
+
+    @property
+    def auth(self) -> str:
+        return AUTH_STYLE.get(self.kind, "bearer")
+
+    # -- auth -------------------------------------------------------------------------------------
+    def key_sent(self, req: Request) -> str | None:
+        h = req.headers
+        if self.auth == "bearer":
+            value = h.get("authorization", "")
+            return value[7:] if value.lower().startswith("bearer ") else None
+        if self.auth == "none":
+            value = h.get("authorization", "")
+            return value[7:] if value else None
+        return h.get(self.auth)
+
+    def auth_ok(self, req: Request) -> bool:
+        if self.auth == "none" or self.key is None:
+            return True
+        if self.kind == "anthropic" and "anthropic-version" not in req.headers:
+            return False
+        return self.key_sent(req) == self.key
+
+    # -- answers ----------------------------------------------------------------------------------
+    def rate_limit_headers(self) -> dict[str, str]:
+        limit = 1000
+        remaining = max(0, int(limit * self.headroom))
+        if self.kind == "anthropic":
+            return {"anthropic-ratelimit-requests-limit": str(limit),
+                    "anthropic-ratelimit-requests-remaining": str(remaining),
+                    "anthropic-ratelimit-requests-reset": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                        time.gmtime(time.time() + 20))}
+        if self.kind == "together":
+            return {"x-ratelimit-limit": str(limit), "x-ratelimit-remaining": str(remaining),
+                    "x-ratelimit-reset": "20"}
+        return {"x-ratelimit-limit-requests": str(limit), "x-ratelimit-remaining-requests": str(remaining),
+                "x-ratelimit-limit-tokens": str(limit * 100), "x-ratelimit-remaining-tokens": str(remaining * 100),
+                "x-ratelimit-reset-requests": "20s"}
+
+    def error(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> Response:
+        if self.kind == "anthropic":
+            payload: Any = {"type": "error", "error": {"type": code, "message": message}}
+        elif self.kind == "gemini":
+            payload = {"error": {"code": status, "message": message, "status": code}}
+        else:
+            payload = {"error": {"message": message, "type": code, "code": code}}
+        return Response.json(status, payload, headers)
+
+    def failure(self, behaviour: str) -> Response | None:
+        """The error answer a behaviour gives, or None when it answers normally."""
+        if behaviour == "bad_key":
+            if self.kind in ("gemini", "xai"):
+                return self.error(400, "API key not valid. Please pass a valid API key.", "API_KEY_INVALID")
+            return self.error(401, "Incorrect API key provided.", "invalid_api_key")
+        if behaviour == "quota":
+            if self.kind == "openai":
+                return self.error(429, "You exceeded your current quota, please check your plan and billing.",
+                                  "insufficient_quota")
+            return self.error(402, "Insufficient balance.", "insufficient_balance")
+        if behaviour == "rate_limited":
+            return self.error(429, "Rate limit reached for requests.", "rate_limit_exceeded",
+                              {"retry-after": "7", **self.rate_limit_headers_exhausted()})
+        if behaviour == "overloaded":
+            if self.kind == "anthropic":
+                return self.error(529, "Overloaded", "overloaded_error")
+            return self.error(503, "The server is overloaded, please try again later.", "overloaded")
+        if behaviour == "server_error":
+            return self.error(500, "The server had an error while processing your request.", "server_error")
+        return None
+
+    def rate_limit_headers_exhausted(self) -> dict[str, str]:
+        saved, self.headroom = self.headroom, 0.0
+        try:
+            return self.rate_limit_headers()
+        finally:
+            self.headroom = saved
+
+    def probe_body(self) -> Any:
+        models = [{"id": m, "object": "model", "owned_by": "fleet"} for m in self.models]
+        kind = self.kind
+        if kind == "together":
+            return models
+        if kind == "anthropic":
+            return {"data": [{"id": m, "type": "model"} for m in self.models], "has_more": False}
+        if kind == "gemini":
+            return {"models": [{"name": f"models/{m}"} for m in self.models]}
+        if kind == "openrouter":
+            return {"data": {"label": "sk-or-v1-abc...xyz", "limit": 100.0, "usage": 100.0 - self.balance,
+                             "limit_remaining": self.balance, "is_free_tier": False}}
+        if kind == "moonshot":
+            return {"code": 0, "status": True, "data": {"available_balance": self.balance,
+                                                        "voucher_balance": 0.0, "cash_balance": self.balance}}
+        if kind == "deepseek":
+            return {"is_available": self.balance > 0, "balance_infos": [
+                {"currency": "USD", "total_balance": f"{self.balance:.2f}", "granted_balance": "0.00",
+                 "topped_up_balance": f"{self.balance:.2f}"}]}
+        if kind == "xai":
+            return {"redacted_api_key": "xai-...0000", "api_key_blocked": False, "api_key_disabled": False,
+                    "team_blocked": False, "name": "fleet"}
+        if kind == "ollama":
+            return {"version": "0.12.3"}
+        if kind == "localai":
+            return {"status": "ok"}
+        return {"object": "list", "data": models}
+
+    def wrong_shape_body(self) -> Any:
+        return {"unexpected": True} if self.kind != "together" else {"data": "not a list"}
+
+    def chat_body(self, req: Request) -> Any:
+        try:
+            payload = req.json() or {}
+        except ValueError:
+            payload = {}
+        model = payload.get("model") or self.models[0]
+        if req.path.endswith("/messages"):
+            return {"id": "msg_fleet", "type": "message", "role": "assistant", "model": model,
+                    "content": [{"type": "text", "text": f"hello from {self.id}"}], "stop_reason": "end_turn",
+                    "usage": {"input_tokens": 12, "output_tokens": 7, "cache_read_input_tokens": 0,
+                              "cache_creation_input_tokens": 0}}
+        return {"id": "chatcmpl-fleet", "object": "chat.completion", "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": f"hello from {self.id}"},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}}
+
+
+class Fleet:
+    """The server. `with Fleet([...]) as fleet:` (or `await fleet.astart()` / `fleet.start()`)."""
+
+    def __init__(self, providers: list[FakeProvider] | None = None):
+        self.providers: dict[str, FakeProvider] = {}
+        self.routes: dict[tuple[str, str, str], Handler] = {}
+        self.port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._closing: asyncio.Event | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._lock = threading.Lock()
+        for p in providers or []:
+            self.add(p)
+
+    # -- set-up -----------------------------------------------------------------------------------
+    def add(self, provider: FakeProvider) -> FakeProvider:
+        if provider.kind not in PROBE_PATH:
+            raise ValueError(f"fleet: unknown kind {provider.kind!r}")
+        if provider.behaviour not in BEHAVIOURS:
+            raise ValueError(f"fleet: unknown behaviour {provider.behaviour!r}; expected one of {BEHAVIOURS}")
+        with self._lock:
+            self.providers[provider.id] = provider
+        return provider
+
+    def set_behaviour(self, provider_id: str, behaviour: str, *, delay: float | None = None,
+                      headroom: float | None = None) -> None:
+        if behaviour not in BEHAVIOURS:
+            raise ValueError(f"fleet: unknown behaviour {behaviour!r}; expected one of {BEHAVIOURS}")
+        p = self.providers[provider_id]
+        p.behaviour = behaviour
+        if delay is not None:
+            p.delay = delay
+        if headroom is not None:
+            p.headroom = headroom
+
+    def add_route(self, provider_id: str, method: str, path: str, handler: Handler) -> None:
+        """Serve `method path` (relative to the provider's base URL) with `handler(fake, request)`.
+        Routes answer whatever the behaviour, after the auth check (the key may be an admin key: the
+        handler decides)."""
+        self.routes[(provider_id, method.upper(), path)] = handler
+
+    def base_url(self, provider_id: str) -> str:
+        p = self.providers[provider_id]
+        return f"{self.root_url}/{provider_id}{BASE_PREFIX[p.kind]}"
+
+    @property
+    def root_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("fleet is not started")
+        return f"http://127.0.0.1:{self.port}"
+
+    def requests(self, provider_id: str) -> list[Request]:
+        return list(self.providers[provider_id].requests)
+
+    @staticmethod
+    def closed_port_url() -> str:
+        """A URL on 127.0.0.1 where nothing listens (a port bound and released just now)."""
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    # -- life -------------------------------------------------------------------------------------
+    def start(self) -> "Fleet":
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._open())
+            except BaseException as exc:  # pragma: no cover - reported to the starter
+                failure.append(exc)
+                started.set()
+                return
+            started.set()
+            loop.run_until_complete(self._serve_until_closed())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="llmpulse-fleet", daemon=True)
+        self._thread.start()
+        started.wait()
+        if failure:
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None or self._closing is None:
+            return
+        self._loop.call_soon_threadsafe(self._closing.set)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._loop = None
+
+    async def astart(self) -> "Fleet":
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def astop(self) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def __enter__(self) -> "Fleet":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> "Fleet":
+        return await self.astart()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.astop()
+
+    async def _open(self) -> None:
+        self._closing = asyncio.Event()
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=2048)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _serve_until_closed(self) -> None:
+        assert self._closing is not None and self._server is not None
+        await self._closing.wait()
+        self._server.close()
+        for w in list(self._writers):
+            w.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- HTTP -------------------------------------------------------------------------------------
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+                response = await self._answer(method.upper(), target, headers, body)
+                if response is None:          # hang: hold the connection open until the fleet closes
+                    assert self._closing is not None
+                    await self._closing.wait()
+                    return
+                reason = REASONS.get(response.status, "Status")
+                out = [f"HTTP/1.1 {response.status} {reason}", f"content-length: {len(response.body)}"]
+                out += [f"{k}: {v}" for k, v in response.headers.items()]
+                writer.write(("\r\n".join(out) + "\r\n\r\n").encode("latin-1") + response.body)
+                await writer.drain()
+                if headers.get("connection", "").lower() == "close":
+                    return
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, ValueError):
+            return
+        except asyncio.CancelledError:
+            # The fleet is closing; end quietly (a cancelled connection task makes asyncio log noise).
+            return
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _answer(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response | None:
+        parts = urlsplit(target)
+        segments = parts.path.lstrip("/").split("/", 1)
+        fake = self.providers.get(segments[0])
+        if fake is None:
+            return Response.json(404, {"error": {"message": f"no fake provider {segments[0]!r}"}})
+        rest = "/" + (segments[1] if len(segments) > 1 else "")
+        prefix = BASE_PREFIX[fake.kind]
+        if prefix and rest.startswith(prefix):
+            rest = rest[len(prefix):] or "/"
+        req = Request(method, rest, parse_qs(parts.query), headers, body)
+        fake.requests.append(req)
+
+        behaviour = fake.behaviour
+        if behaviour == "hang":
+            return None
+        if behaviour == "flapping":
+            fake._flap += 1
+            behaviour = "ok" if fake._flap % 2 else "server_error"
+        if fake.delay > 0:
+            await asyncio.sleep(fake.delay)
+
+        route = self.routes.get((fake.id, method, rest))
+        if route is not None:
+            return route(fake, req)
+        if not fake.auth_ok(req) and behaviour != "bad_key":
+            behaviour = "bad_key"
+        failed = fake.failure(behaviour)
+        if failed is not None:
+            return failed
+        headers_out = fake.rate_limit_headers()
+        if behaviour == "garbage":
+            return Response(200, b"<html>upstream proxy says hello</html>", {"content-type": "text/html"})
+        if method == "GET" and rest == PROBE_PATH[fake.kind]:
+            if behaviour == "wrong_shape":
+                return Response.json(200, fake.wrong_shape_body(), headers_out)
+            return Response.json(200, fake.probe_body(), headers_out)
+        if method == "POST" and rest in CHAT_PATHS:
+            return Response.json(200, fake.chat_body(req), headers_out)
+        return Response.json(404, {"error": {"message": f"{method} {rest} not served by fake {fake.id}"}})

@@ -1,0 +1,110 @@
+"""Health over the window, bands, the circuit breaker and failover order, on a real SQLite file."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from core.catalog import CATALOG_BY_ID, resolve_providers
+from core.config import HealthSettings
+from core.health import (CircuitBreaker, CircuitState, ProviderHealth, error_band, latency_band, load_health,
+                         next_provider, prune_probe_results, record_outcome, record_probe_results, recent_probes)
+from core.probe import ProbeResult
+from core.ratelimit import RateLimit, parse_rate_limit, parse_reset
+from core.store import Store
+
+SETTINGS = HealthSettings(window=900, failure_threshold=3, cooldown=60)
+T0 = 1_800_000_000.0
+
+
+def result(pid: str, at: float, status: str = "healthy", kind: str | None = None, latency: float | None = 100.0):
+    return ProbeResult(pid, pid, at, status, kind, None if kind is None else f"{kind} happened", latency,
+                       200 if status == "healthy" else 500, RateLimit(requests_limit=100, requests_remaining=40))
+
+
+def test_breaker_opens_half_opens_and_closes():
+    b = CircuitBreaker(SETTINGS)
+    s = CircuitState()
+    for i in range(2):
+        s = b.after(s, False, T0 + i)
+    assert s.circuit == "closed" and s.consecutive_failures == 2
+    s = b.after(s, False, T0 + 2)
+    assert s.circuit == "open" and s.opened_at == T0 + 2
+    assert b.current(s, T0 + 30).circuit == "open"
+    assert b.current(s, T0 + 62).circuit == "half_open"
+    reopened = b.after(s, False, T0 + 62)           # the trial failed
+    assert reopened.circuit == "open" and reopened.opened_at == T0 + 62
+    closed = b.after(reopened, True, T0 + 200)       # half_open by then, and the trial worked
+    assert closed == CircuitState("closed", 0, None)
+
+
+def test_bands_follow_the_seed_thresholds():
+    assert [error_band(r, SETTINGS) for r in (0.0, 0.02, 0.07, 0.2, None)] == \
+        ["excellent", "good", "concerning", "critical", None]
+    assert [latency_band(ms, SETTINGS) for ms in (100, 700, 2000, 5000)] == ["excellent", "good", "acceptable", "slow"]
+
+
+def test_rate_limit_header_styles():
+    openai = parse_rate_limit({"x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "50",
+                               "x-ratelimit-limit-tokens": "1000", "x-ratelimit-remaining-tokens": "900",
+                               "x-ratelimit-reset-requests": "6m0s"})
+    assert openai.headroom == pytest.approx(0.1) and openai.reset_s == 360
+    assert parse_reset("1m30.5s") == 90.5 and parse_reset("250ms") == 0.25 and parse_reset("nonsense") is None
+    assert parse_rate_limit({"retry-after-ms": "1500"}).retry_after_s == 1.5
+    assert parse_rate_limit({"content-type": "application/json"}) is None
+
+
+async def test_window_stats_circuit_and_next_provider(tmp_path):
+    providers = resolve_providers({i: CATALOG_BY_ID[i] for i in ("openai", "anthropic", "groq")},
+                                  {"OPENAI_API_KEY": "k1", "ANTHROPIC_API_KEY": "k2", "GROQ_API_KEY": "k3"})
+    store = await Store.open(tmp_path / "h.db")
+    try:
+        # openai: 9 good probes and one failure; groq: fails every time (circuit opens); an old probe
+        # outside the window must not count.
+        await record_probe_results(store, [result("openai", T0 - 5000, "failed", "server_error")], SETTINGS, T0 - 5000)
+        for i in range(10):
+            at = T0 + i * 30
+            rs = [result("openai", at, latency=100 + i * 10) if i != 4 else result("openai", at, "failed", "timeout", None),
+                  result("anthropic", at, latency=2500.0),
+                  result("groq", at, "failed", "server_error")]
+            await record_probe_results(store, rs, SETTINGS, at)
+        now = T0 + 285   # groq reopened at T0+240 (its half-open trial failed): still open
+        health = {h.provider_id: h for h in await load_health(store, providers, SETTINGS, now)}
+        o = health["openai"]
+        assert o.samples == 10 and o.error_rate == pytest.approx(0.1) and o.error_band == "concerning"
+        assert o.p50_ms == 150 and o.p95_ms == 190 and o.latency_series[-1] == 190
+        assert o.circuit == "closed" and o.last_error == "timeout happened" and o.rate_limit.headroom == 0.4
+        assert health["anthropic"].latency_band == "acceptable"
+        g = health["groq"]
+        assert g.circuit == "open" and g.consecutive_failures == 10 and g.error_band == "critical"
+        # Failover order: by priority (ollama < openai 20 < anthropic 21 < groq 33), skipping groq's open circuit
+        assert next_provider(health.values()).provider_id == "openai"
+        assert next_provider(health.values(), after="openai").provider_id == "anthropic"
+        assert next_provider(health.values(), after="anthropic") is None
+        disabled = [replace(h, enabled=False) if h.provider_id == "openai" else h for h in health.values()]
+        assert next_provider(disabled).provider_id == "anthropic"
+        # Real traffic folds in: 90 ok requests + 0 errors dilute openai's error rate.
+        stats = {"openai": type("S", (), {"requests": 90, "errors": 0, "p95_ms": 800.0})()}
+        o2 = (await load_health(store, providers, SETTINGS, now, stats))[0]
+        assert o2.samples == 100 and o2.error_rate == pytest.approx(0.01) and o2.p95_ms == 800.0
+        # The failover client's outcomes move the same circuit; the cool-down half-opens it.
+        state = await record_outcome(store, "groq", True, SETTINGS, now + 61)
+        assert state.circuit == "closed"
+        recent = await recent_probes(store, "openai", since=T0, limit=3)
+        assert [r.checked_at for r in recent] == [T0 + 270, T0 + 240, T0 + 210]
+        assert await prune_probe_results(store, now, keep_s=1000) == 1
+    finally:
+        await store.close()
+
+
+async def test_state_survives_a_restart(tmp_path):
+    store = await Store.open(tmp_path / "h.db")
+    for i in range(3):
+        await record_probe_results(store, [result("openai", T0 + i, "failed", "connect")], SETTINGS, T0 + i)
+    await store.close()
+    store = await Store.open(tmp_path / "h.db")
+    providers = resolve_providers({"openai": CATALOG_BY_ID["openai"]}, {"OPENAI_API_KEY": "k"})
+    [h] = await load_health(store, providers, SETTINGS, T0 + 10)
+    await store.close()
+    assert (h.circuit, h.status, h.error_kind) == ("open", "failed", "connect")
