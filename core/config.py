@@ -21,6 +21,7 @@ from core.catalog import (AUTH_STYLES, CATALOG, KINDS, Provider, ProviderOverrid
                           resolve_providers)
 from core.validate import ConfigError, Section
 import core.migration
+import core.usage.config
 
 APP_NAME = "llmpulse"
 CONFIG_FILENAME = "llmpulse.toml"
@@ -171,7 +172,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
     cfg.storage = _parse_storage(root)
     cfg.provider_overrides = _parse_providers(root, cfg.specs)
     # Feature sections: each module owns and validates its own keys.
-    # (issue 3) cfg.usage = core.usage.config.parse(root)
+    cfg.usage = core.usage.config.parse(root)
     # (issue 4) cfg.alerts = core.alerts.config.parse(root)
     cfg.migrations = core.migration.parse_config(root)
     # (issue 6) cfg.tui = core.tuiconfig.parse(root)

@@ -58,7 +58,73 @@ CORE = [
 ]
 
 # Issue 3 (usage, cost, budgets) appends here.
-USAGE: list[Migration] = []
+USAGE: list[Migration] = [
+    Migration("0100_usage", """
+        -- One row per LLM call. dedupe_key (request_id, else a content hash) makes imports idempotent.
+        CREATE TABLE usage_records (
+            id                 INTEGER PRIMARY KEY,
+            dedupe_key         TEXT NOT NULL UNIQUE,
+            ts                 REAL NOT NULL,
+            provider           TEXT NOT NULL,
+            model              TEXT NOT NULL,
+            input_tokens       INTEGER NOT NULL DEFAULT 0,
+            output_tokens      INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens  INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            latency_ms         REAL,
+            status             TEXT NOT NULL,
+            error_kind         TEXT,
+            is_fallback        INTEGER NOT NULL DEFAULT 0,
+            fallback_from      TEXT,
+            department         TEXT,
+            agent              TEXT,
+            user               TEXT,
+            task_type          TEXT,
+            category           TEXT,
+            endpoint           TEXT,
+            request_id         TEXT,
+            cost_usd           REAL               -- NULL: price unknown (never a silent 0)
+        );
+        CREATE INDEX usage_records_ts ON usage_records (ts);
+
+        -- Roll-ups kept as records arrive, so no dashboard or budget query scans raw records.
+        -- grain: m (minute), h (hour), d (UTC day); dim: total, provider, model, provider_model,
+        -- department, agent, user, task_type, fallback ("from>to"). l0..l15: latency counts in the
+        -- fixed buckets of core.usage.rollup.LATENCY_BOUNDS_MS, for p95 without raw rows.
+        CREATE TABLE usage_rollups (
+            grain             TEXT NOT NULL,
+            start             REAL NOT NULL,
+            dim               TEXT NOT NULL,
+            key               TEXT NOT NULL,
+            requests          INTEGER NOT NULL DEFAULT 0,
+            errors            INTEGER NOT NULL DEFAULT 0,
+            fallbacks         INTEGER NOT NULL DEFAULT 0,
+            input_tokens      INTEGER NOT NULL DEFAULT 0,
+            output_tokens     INTEGER NOT NULL DEFAULT 0,
+            cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+            cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd          REAL NOT NULL DEFAULT 0,
+            unknown_price     INTEGER NOT NULL DEFAULT 0,
+            l0                INTEGER NOT NULL DEFAULT 0,
+            l1                INTEGER NOT NULL DEFAULT 0,
+            l2                INTEGER NOT NULL DEFAULT 0,
+            l3                INTEGER NOT NULL DEFAULT 0,
+            l4                INTEGER NOT NULL DEFAULT 0,
+            l5                INTEGER NOT NULL DEFAULT 0,
+            l6                INTEGER NOT NULL DEFAULT 0,
+            l7                INTEGER NOT NULL DEFAULT 0,
+            l8                INTEGER NOT NULL DEFAULT 0,
+            l9                INTEGER NOT NULL DEFAULT 0,
+            l10               INTEGER NOT NULL DEFAULT 0,
+            l11               INTEGER NOT NULL DEFAULT 0,
+            l12               INTEGER NOT NULL DEFAULT 0,
+            l13               INTEGER NOT NULL DEFAULT 0,
+            l14               INTEGER NOT NULL DEFAULT 0,
+            l15               INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (grain, dim, start, key)
+        ) WITHOUT ROWID;
+    """),
+]
 
 # Issue 4 (alerts) appends here.
 ALERTS: list[Migration] = [

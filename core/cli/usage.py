@@ -1,0 +1,203 @@
+"""`llmpulse record`, `llmpulse import`, `llmpulse budgets`, `llmpulse report`: usage in, cost out."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+
+from core.cli.common import CliError, context_from, open_store, print_json, render_csv, render_table
+from core.usage.budgets import budget_statuses
+from core.usage.queries import BY_CHOICES, breakdown, hourly_totals, period_start, total
+from core.usage.pricing import price_table_version
+from core.usage.recorder import pricing_for
+from core.usage.records import RecordError, content_hash, record_from_mapping
+from core.usage.rollup import ingest
+
+IMPORT_BATCH = 5000
+SINCE_CHOICES = ("1h", "24h", "7d", "30d", "month")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("record", help="record one LLM call (priced at once, rolled up)",
+                       description="Record one LLM call. Only --provider and --model are required; the cost "
+                                   "comes from the bundled price table (or [prices] overrides).")
+    r.add_argument("--provider", required=True)
+    r.add_argument("--model", required=True)
+    r.add_argument("--input-tokens", type=int, default=0, metavar="N")
+    r.add_argument("--output-tokens", type=int, default=0, metavar="N")
+    r.add_argument("--cache-read-tokens", type=int, default=0, metavar="N")
+    r.add_argument("--cache-write-tokens", type=int, default=0, metavar="N")
+    r.add_argument("--latency-ms", type=float, default=None, metavar="X")
+    r.add_argument("--status", default="ok", help="ok or error")
+    r.add_argument("--error-kind", default=None)
+    for name in ("department", "agent", "user", "task-type", "category", "endpoint", "request-id"):
+        r.add_argument(f"--{name}", default=None)
+    r.add_argument("--fallback-from", default=None, metavar="P2", help="the provider that failed before this one")
+    r.add_argument("--json", action="store_true", help="print the stored record as JSON")
+    r.set_defaults(handler=record_command)
+
+    i = sub.add_parser("import", help="import usage records from JSON Lines (FILE or - for stdin)",
+                       description="Import JSON Lines, one record a line, with the field names of `record` "
+                                   "(input_tokens, task_type, ...) or a provider's raw `usage` object. Bad lines "
+                                   "are reported with their number and skipped; the good ones are kept; exit 1 "
+                                   "if any line was bad. Importing the same file twice counts nothing twice.")
+    i.add_argument("file", metavar="FILE", help="a .jsonl file, or - for standard input")
+    i.set_defaults(handler=import_command)
+
+    b = sub.add_parser("budgets", help="budgets: spent, utilization, burn rate, projection, when the limit is hit")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(handler=budgets_command)
+
+    p = sub.add_parser("report", help="usage and cost by provider, model, department, agent, user or task type",
+                       description="Requests, tokens, cost (with the number of records whose price is unknown), "
+                                   "success rate and p95 latency, grouped, from the roll-ups.")
+    p.add_argument("--since", choices=SINCE_CHOICES, default="24h")
+    p.add_argument("--by", choices=[c for c in BY_CHOICES if c != "provider_model"], default="provider")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.set_defaults(handler=report_command)
+
+
+async def record_command(args: argparse.Namespace) -> int:
+    ctx = context_from(args)
+    fields = {k: getattr(args, k) for k in (
+        "provider", "model", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "latency_ms",
+        "status", "error_kind", "department", "agent", "user", "task_type", "category", "endpoint", "request_id",
+        "fallback_from")}
+    try:
+        rec = record_from_mapping(fields, time.time())
+    except RecordError as exc:
+        raise CliError(f"bad record: {exc}", 2) from None
+    store = await open_store(ctx)
+    try:
+        result = await ingest(store, [rec], pricing_for(ctx))
+    finally:
+        await store.close()
+    if args.json:
+        print_json({**rec.__dict__, "stored": bool(result.stored)})
+    else:
+        cost = "price unknown" if rec.cost_usd is None else f"${rec.cost_usd:.6f}"
+        print(f"recorded {rec.provider}/{rec.model}: {rec.input_tokens} in, {rec.output_tokens} out, {cost}"
+              + ("" if result.stored else " (already recorded: same request_id)"))
+    return 0
+
+
+async def import_command(args: argparse.Namespace) -> int:
+    ctx = context_from(args)
+    if args.file == "-":
+        stream = sys.stdin
+    else:
+        try:
+            stream = open(args.file, encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot read {args.file}: {exc.strerror}; expected a JSON Lines file or -", 2) from None
+    store = await open_store(ctx)
+    pricing = pricing_for(ctx)
+    now = time.time()
+    good, bad, stored, duplicates, unknown = [], 0, 0, 0, 0
+    try:
+        with stream:
+            for number, line in enumerate(stream, 1):
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                except ValueError as exc:
+                    print(f"line {number}: not JSON ({exc.msg}); expected one JSON object per line", file=sys.stderr)
+                    bad += 1
+                    continue
+                try:
+                    rec = record_from_mapping(data, now)
+                    rec.source_hash = content_hash(data)   # a line without ts is the same record next time
+                    good.append(rec)
+                except RecordError as exc:
+                    print(f"line {number}: {exc}", file=sys.stderr)
+                    bad += 1
+                    continue
+                if len(good) >= IMPORT_BATCH:
+                    res = await ingest(store, good, pricing)
+                    stored, duplicates, unknown = stored + res.stored, duplicates + res.duplicates, unknown + res.unknown_price
+                    good = []
+        if good:
+            res = await ingest(store, good, pricing)
+            stored, duplicates, unknown = stored + res.stored, duplicates + res.duplicates, unknown + res.unknown_price
+    except UnicodeDecodeError:
+        raise CliError(f"{args.file}: not UTF-8 text; expected JSON Lines", 2) from None
+    finally:
+        await store.close()
+    print(f"imported {stored} records ({duplicates} already there, {bad} bad lines skipped, "
+          f"{unknown} with unknown price)")
+    return 1 if bad else 0
+
+
+def _when(ts: float | None, tz) -> str:
+    if ts is None:
+        return "not this period"
+    return dt.datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+async def budgets_command(args: argparse.Namespace) -> int:
+    ctx = context_from(args)
+    usage = ctx.config.usage
+    store = await open_store(ctx)
+    try:
+        statuses = await budget_statuses(store, usage, time.time())
+    finally:
+        await store.close()
+    if args.json:
+        print_json({"budgets": [s.to_json() for s in statuses], "price_table": price_table_version()})
+        return 0
+    if not statuses:
+        print("no budgets configured: add [[budgets]] tables (scope, period, limit_usd) to the config", flush=True)
+        return 0
+    rows = [(s.name, f"${s.spent_usd:,.2f}", f"${s.limit_usd:,.2f}", f"{s.utilization:.0%}",
+             f"${s.burn_rate_usd_per_day:,.2f}/day", f"${s.projected_usd:,.2f}",
+             "EXCEEDED" if s.exceeded else _when(s.exhaust_at, usage.tz),
+             f"{s.unknown_price_count}" if s.unknown_price_count else "") for s in statuses]
+    print(render_table(("BUDGET", "SPENT", "LIMIT", "USED", "BURN", "PROJECTED", "LIMIT REACHED", "PRICE UNKNOWN"),
+                       rows, right=(1, 2, 3, 4, 5)))
+    return 0
+
+
+def since_seconds(since: str, now: float, tz) -> float:
+    if since == "month":
+        return period_start(now, "month", tz)
+    return now - {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}[since]
+
+
+async def report_command(args: argparse.Namespace) -> int:
+    ctx = context_from(args)
+    now = time.time()
+    since = since_seconds(args.since, now, ctx.config.usage.tz)
+    store = await open_store(ctx)
+    try:
+        groups = await breakdown(store, args.by, since, now)
+        overall = await total(store, since, now)
+        hours = await hourly_totals(store, since, now)
+    finally:
+        await store.close()
+    headers = (args.by.upper(), "REQUESTS", "TOKENS", "COST USD", "PRICE UNKNOWN", "SUCCESS", "P95 MS")
+
+    def cells(g):
+        return (g.key, g.requests, g.tokens, round(g.cost_usd, 4), g.unknown_price_count,
+                None if g.success_rate is None else round(g.success_rate, 4),
+                None if g.p95_ms is None else round(g.p95_ms))
+
+    if args.format == "json":
+        busiest = sorted(hours, key=lambda h: -h[1])[:5]
+        print_json({"since": since, "until": now, "by": args.by, "price_table": price_table_version(),
+                    "total": overall.to_json(), "groups": [g.to_json() for g in groups],
+                    "busiest_hours": [{"hour": h[0], "requests": h[1], "cost_usd": h[2]} for h in busiest]})
+    elif args.format == "csv":
+        sys.stdout.write(render_csv(headers, [cells(g) for g in groups]))
+    else:
+        rows = [(g.key, f"{g.requests:,}", f"{g.tokens:,}", f"${g.cost_usd:,.2f}", g.unknown_price_count or "",
+                 "-" if g.success_rate is None else f"{g.success_rate:.1%}",
+                 "-" if g.p95_ms is None else f"{g.p95_ms:,.0f}") for g in groups]
+        print(render_table(headers, rows, right=(1, 2, 3, 4, 5, 6)))
+        unknown = f", {overall.unknown_price_count} with price unknown" if overall.unknown_price_count else ""
+        print(f"\n{overall.requests:,} requests, ${overall.cost_usd:,.2f} since {args.since}{unknown} "
+              f"(prices: {price_table_version()})")
+    return 0

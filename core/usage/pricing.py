@@ -1,0 +1,63 @@
+"""What a record costs, priced at ingest from genai-prices' bundled table (never the network unless
+`[prices] auto_update = true`), with config overrides first and local providers free.
+
+A model the table does not know costs None — "price unknown" — and is counted as such everywhere; it
+is never a silent $0.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Iterable
+
+from genai_prices import Usage, calc_price
+
+from core.usage.config import PriceConfig
+
+# Our provider ids that genai-prices spells differently.
+PRICE_PROVIDER = {"gemini": "google", "moonshot": "moonshotai", "xai": "x-ai"}
+
+
+def price_table_version() -> str:
+    """The price data's version: genai-prices ships its table inside the package."""
+    try:
+        return f"genai-prices {metadata.version('genai-prices')} bundled"
+    except metadata.PackageNotFoundError:
+        return "genai-prices bundled"
+
+
+class Pricing:
+    def __init__(self, prices: PriceConfig | None = None, local_providers: Iterable[str] = ()):
+        self.prices = prices or PriceConfig()
+        self.local = set(local_providers)
+        self._cache: dict[tuple[str, str], object] = {}
+        if self.prices.auto_update:
+            from genai_prices import UpdatePrices
+            self._updater = UpdatePrices()
+            self._updater.start(wait=False)
+
+    def cost(self, provider: str, model: str, input_tokens: int, output_tokens: int,
+             cache_read_tokens: int = 0, cache_write_tokens: int = 0) -> float | None:
+        """USD for one request, or None when the price is unknown. input_tokens includes cached ones."""
+        if provider in self.local:
+            return 0.0
+        override = self.prices.overrides.get((provider, model))
+        if override is not None:
+            cached_rate = override.cache_read if override.cache_read is not None else override.input
+            write_rate = override.cache_write if override.cache_write is not None else override.input
+            fresh = max(0, input_tokens - cache_read_tokens - cache_write_tokens)
+            return (fresh * override.input + cache_read_tokens * cached_rate + cache_write_tokens * write_rate
+                    + output_tokens * override.output) / 1e6
+        try:
+            calc = calc_price(Usage(input_tokens=input_tokens, output_tokens=output_tokens,
+                                    cache_read_tokens=cache_read_tokens or None,
+                                    cache_write_tokens=cache_write_tokens or None),
+                              model, provider_id=PRICE_PROVIDER.get(provider, provider))
+        except LookupError:
+            return None
+        except ValueError:
+            return None
+        return float(calc.total_price)
+
+    def known(self, provider: str, model: str) -> bool:
+        return self.cost(provider, model, 1000, 1000) is not None

@@ -1,0 +1,249 @@
+"""Usage records in, priced, rolled up and queried — checked against the raw records on a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sqlite3
+import tomllib
+
+import pytest
+
+from core.clock import ManualClock
+from core.config import parse_config
+from core.store import Store
+from core.usage.budgets import budget_statuses
+from core.usage.config import BudgetConfig, PriceConfig, PriceOverride, UsageConfig
+from core.usage.pricing import Pricing
+from core.usage.queries import (breakdown, fallback_pairs, p95_from_hist, provider_request_stats, prune_usage,
+                                segments, total, unknown_price_models, usage_summary)
+from core.usage.recorder import Recorder
+from core.usage.records import RecordError, record_from_mapping
+from core.usage.rollup import ingest
+from core.validate import ConfigError
+from tests.cli_helpers import run_cli
+
+T0 = 1_795_000_000.0          # 2026-11-18T...Z
+
+
+def test_pricing_table_overrides_local_and_unknown():
+    p = Pricing(PriceConfig(overrides={("openai", "gpt-4o"): PriceOverride(input=1.0, output=2.0)}), ["ollama"])
+    assert p.cost("openai", "gpt-4o", 1_000_000, 1_000_000) == pytest.approx(3.0)      # negotiated rate wins
+    assert Pricing().cost("openai", "gpt-4o", 1000, 500) == pytest.approx(0.0075)       # bundled table
+    assert p.cost("ollama", "llama3.2", 10_000, 10_000) == 0.0
+    assert Pricing().cost("openai", "no-such-model-xyz", 10, 10) is None               # unknown, never $0
+    assert Pricing().cost("gemini", "gemini-2.5-flash", 1000, 100) > 0                  # our id -> google
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"model": "gpt-4o"}, "provider: missing"),
+    ({"provider": "openai"}, "model: missing"),
+    ({"provider": "openai", "model": "m", "input_tokens": -1}, "input_tokens: found -1"),
+    ({"provider": "openai", "model": "m", "status": "maybe"}, "status: found 'maybe'"),
+    ({"provider": "openai", "model": "m", "latency_ms": "fast"}, "latency_ms"),
+    ({"provider": "openai", "model": "m", "tokens": 3}, "tokens: unknown field"),
+    ({"provider": "openai", "model": "m", "ts": "yesterday"}, "ts: found 'yesterday'"),
+])
+def test_bad_records_say_which_field(data, message):
+    with pytest.raises(RecordError, match=message):
+        record_from_mapping(data, T0)
+
+
+def test_raw_provider_usage_objects():
+    openai = record_from_mapping({"provider": "openai", "model": "gpt-4o", "usage": {
+        "prompt_tokens": 100, "completion_tokens": 20, "prompt_tokens_details": {"cached_tokens": 40}}}, T0)
+    assert (openai.input_tokens, openai.output_tokens, openai.cache_read_tokens) == (100, 20, 40)
+    anthropic = record_from_mapping({"provider": "anthropic", "model": "claude-sonnet-4-5", "usage": {
+        "input_tokens": 10, "output_tokens": 5, "cache_read_input_tokens": 30, "cache_creation_input_tokens": 7}}, T0)
+    assert (anthropic.input_tokens, anthropic.cache_read_tokens, anthropic.cache_write_tokens) == (47, 30, 7)
+    gemini = record_from_mapping({"provider": "gemini", "model": "gemini-2.5-flash",
+                                  "usage": {"promptTokenCount": 12, "candidatesTokenCount": 3}}, T0)
+    assert (gemini.input_tokens, gemini.output_tokens) == (12, 3)
+    with pytest.raises(RecordError, match="usage"):
+        record_from_mapping({"provider": "openai", "model": "m", "usage": [1, 2]}, T0)
+
+
+def random_records(n: int, seed: int = 3):
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        out.append(record_from_mapping({
+            "ts": T0 - rng.uniform(0, 10 * 86400), "provider": rng.choice(["openai", "anthropic", "ollama"]),
+            "model": rng.choice(["gpt-4o", "gpt-4o-mini", "mystery-model"]),
+            "input_tokens": rng.randint(0, 5000), "output_tokens": rng.randint(0, 900),
+            "latency_ms": rng.uniform(20, 4000), "status": "error" if rng.random() < 0.1 else "ok",
+            "department": rng.choice(["Eng", "Support", None]), "request_id": f"r{i}",
+            "fallback_from": "groq" if rng.random() < 0.05 else None}, T0))
+    return out
+
+
+async def test_rollups_agree_with_the_raw_records(tmp_path):
+    store = await Store.open(tmp_path / "u.db")
+    records = random_records(3000)
+    try:
+        result = await ingest(store, records, Pricing(local_providers=["ollama"]))
+        assert result.stored == 3000
+        again = await ingest(store, records[:100], Pricing())
+        assert (again.stored, again.duplicates) == (0, 100)       # dedupe by request_id
+        # Odd edges on purpose: the range starts and ends mid-minute, mid-hour, mid-day.
+        since, until = T0 - 3 * 86400 - 4321.5, T0 - 1234.5
+        since_m = since - since % 60
+        until_m = -(-until // 60) * 60
+        rows = await store.fetchall(
+            "SELECT department AS k, COUNT(*) AS n, SUM(status = 'error') AS e, SUM(COALESCE(cost_usd, 0)) AS c, "
+            "SUM(cost_usd IS NULL) AS u, SUM(input_tokens + output_tokens) AS t FROM usage_records "
+            "WHERE ts >= ? AND ts < ? AND department IS NOT NULL GROUP BY department", (since_m, until_m))
+        expected = {r["k"]: (r["n"], r["e"], round(r["c"], 6), r["u"], r["t"]) for r in rows}
+        got = {g.key: (g.requests, g.errors, round(g.cost_usd, 6), g.unknown_price_count, g.tokens)
+               for g in await breakdown(store, "department", since, until)}
+        assert got == expected and len(got) == 2
+        # provider stats, unknown prices and fallback pairs come from the same roll-ups
+        stats = await provider_request_stats(store, since, until)
+        raw_openai = await store.fetchone("SELECT COUNT(*) FROM usage_records WHERE provider = 'openai' "
+                                          "AND ts >= ? AND ts < ?", (since_m, until_m))
+        assert stats["openai"].requests == raw_openai[0]
+        unknown = dict(((p, m), n) for p, m, n in await unknown_price_models(store, T0 - 20 * 86400, T0))
+        assert ("openai", "mystery-model") in unknown and ("ollama", "mystery-model") not in unknown  # local = $0
+        pairs = await fallback_pairs(store, T0 - 20 * 86400, T0)
+        assert pairs and all(src == "groq" for src, _, _ in pairs)
+        # the query plan reads roll-ups only
+        plan = await store.fetchall("EXPLAIN QUERY PLAN SELECT * FROM usage_rollups WHERE dim = 'x' AND grain = 'd'")
+        assert not any("usage_records" in str(tuple(r)) for r in plan)
+    finally:
+        await store.close()
+
+
+def test_segments_cover_the_range_exactly():
+    since, until = T0 - 2 * 86400 - 3725, T0 + 59
+    segs = segments(since, until)
+    assert segs[0][1] == since - since % 60 and segs[-1][2] == -(-until // 60) * 60
+    for (_, _, end), (_, start, _) in zip(segs, segs[1:]):
+        assert end == start
+    assert {g for g, _, _ in segs} == {"m", "h", "d"}
+
+
+def test_p95_from_histogram():
+    counts = [0] * 16
+    counts[4] = 100                                  # all between 300 and 500 ms
+    assert 300 <= p95_from_hist(counts) <= 500
+    assert p95_from_hist([0] * 16) is None
+
+
+async def test_recorder_flushes_on_timer_batch_and_exit(tmp_path):
+    store = await Store.open(tmp_path / "r.db")
+    clock = ManualClock(T0)
+    try:
+        async with Recorder(store, Pricing(), clock=clock, flush_interval=0.05, batch_size=10) as rec:
+            rec.record(provider="openai", model="gpt-4o", input_tokens=10)
+            await asyncio.sleep(0.2)
+            assert (await store.fetchone("SELECT COUNT(*) FROM usage_records"))[0] == 1   # the timer
+            for i in range(25):
+                rec.record(provider="openai", model="gpt-4o", input_tokens=i, request_id=f"b{i}")
+            with pytest.raises(RecordError):
+                rec.record(provider="openai")
+        # exit flushed the rest: nothing lost on a clean shutdown
+        assert (await store.fetchone("SELECT COUNT(*) FROM usage_records"))[0] == 26
+        assert (await total(store, T0 - 60, T0 + 60)).requests == 26
+    finally:
+        await store.close()
+
+
+async def test_budget_projection_and_exhaust_time(tmp_path):
+    store = await Store.open(tmp_path / "b.db")
+    # now = 2026-11-21T00:00Z, 20 days into November; $10/day spent so far (10 records of $1 a day)
+    month_start = 1_793_491_200.0                 # 2026-11-01T00:00Z
+    now = month_start + 20 * 86400
+    pricing = Pricing(PriceConfig(overrides={("openai", "flat"): PriceOverride(input=1_000_000.0, output=0.0)}))
+    records = [record_from_mapping({"ts": month_start + d * 86400 + h * 3600, "provider": "openai", "model": "flat",
+                                    "input_tokens": 1, "department": "Eng", "request_id": f"{d}-{h}"}, now)
+               for d in range(int((now - month_start) // 86400)) for h in range(10)]
+    await ingest(store, records, pricing)
+    days = (now - month_start) / 86400
+    cfg = UsageConfig(budgets=(BudgetConfig("total", "month", 300.0), BudgetConfig("department:Eng", "month", 1000.0),
+                               BudgetConfig("provider:anthropic", "day", 5.0)))
+    try:
+        total_b, eng, anthropic = await budget_statuses(store, cfg, now)
+    finally:
+        await store.close()
+    spent = 10.0 * days
+    assert total_b.spent_usd == pytest.approx(spent) and total_b.burn_rate_usd_per_day == pytest.approx(10.0)
+    assert total_b.projected_usd == pytest.approx(300.0)          # 30-day November at $10/day
+    assert total_b.exhaust_at is None or total_b.exhaust_at >= total_b.period_end - 1
+    assert eng.utilization == pytest.approx(spent / 1000) and eng.exhaust_at is None
+    assert anthropic.spent_usd == 0 and anthropic.exhaust_at is None
+    tight = UsageConfig(budgets=(BudgetConfig("total", "month", 250.0, (0.5, 0.8, 1.0)),))
+    store = await Store.open(tmp_path / "b.db")
+    try:
+        [b] = await budget_statuses(store, tight, now)
+    finally:
+        await store.close()
+    assert b.crossed == [0.5, 0.8] and b.exhaust_at == pytest.approx(now + (250 - spent) / 10 * 86400)
+
+
+def test_budget_and_price_config_errors():
+    good = parse_config(tomllib.loads('[budget]\ntimezone = "Europe/Berlin"\n[[budgets]]\nscope = "provider:openai"\n'
+                                      'period = "day"\nlimit_usd = 50\n[prices.overrides."openai/gpt-4o"]\n'
+                                      'input = 2.0\noutput = 8.0\n'), "t.toml")
+    assert good.usage.budgets[0].name == "provider:openai/day" and good.usage.timezone == "Europe/Berlin"
+    for text, key in [('[[budgets]]\nscope = "team:x"\nlimit_usd = 5\n', "budgets[0].scope"),
+                      ('[[budgets]]\nlimit_usd = -5\n', "budgets[0].limit_usd"),
+                      ('[[budgets]]\nperiod = "year"\nlimit_usd = 5\n', "budgets[0].period"),
+                      ('[budget]\ntimezone = "Mars/Olympus"\n', "budget.timezone"),
+                      ('[prices]\nreference_model = "gpt-4o"\n', "prices.reference_model")]:
+        with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+            parse_config(tomllib.loads(text), "t.toml")
+
+
+async def test_retention_keeps_rollups(tmp_path):
+    store = await Store.open(tmp_path / "p.db")
+    try:
+        await ingest(store, random_records(200), Pricing())
+        before = await total(store, T0 - 30 * 86400, T0)
+        removed = await prune_usage(store, T0, retention_s=5 * 86400)
+        assert 0 < removed < 200
+        after = await total(store, T0 - 30 * 86400, T0)
+        assert after.requests == before.requests == 200       # day and hour roll-ups survive
+        summary = await usage_summary(store, T0, "UTC")
+        assert summary.price_table.startswith("genai-prices")
+    finally:
+        await store.close()
+
+
+def test_import_record_report_budgets_cli(tmp_path):
+    lines = [json.dumps({"provider": "openai", "model": "gpt-4o", "input_tokens": 1000, "output_tokens": 100,
+                         "department": "Eng"}),
+             "{not json",
+             json.dumps({"provider": "openai"}),
+             json.dumps({"provider": "anthropic", "model": "claude-sonnet-4-5",
+                         "usage": {"input_tokens": 100, "output_tokens": 10}}),
+             json.dumps({"provider": "openai", "model": "gpt-4o", "output_tokens": -4}),
+             json.dumps({"provider": "acme", "model": "in-house-7b", "input_tokens": 5})]
+    (tmp_path / "u.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "llmpulse.toml").write_text('[[budgets]]\nscope = "total"\nperiod = "month"\nlimit_usd = 10\n')
+    db = ["--db", str(tmp_path / "u.db")]
+    first = run_cli(tmp_path, *db, "import", "u.jsonl")
+    assert first.returncode == 1
+    assert first.stderr.splitlines() == [
+        "line 2: not JSON (Expecting property name enclosed in double quotes); expected one JSON object per line",
+        'line 3: model: missing; expected a model name like "gpt-4o"',
+        "line 5: output_tokens: found -4; expected a whole number >= 0"]
+    assert "imported 3 records" in first.stdout and "1 with unknown price" in first.stdout
+    second = run_cli(tmp_path, *db, "import", "-", stdin="\n".join(lines[:1] + lines[3:4]) + "\n")
+    assert second.returncode == 0 and "imported 0 records (2 already there" in second.stdout
+    rec = run_cli(tmp_path, *db, "record", "--provider", "openai", "--model", "gpt-4.1", "--input-tokens", "10",
+                  "--fallback-from", "groq", "--department", "Eng")
+    assert rec.returncode == 0 and "recorded openai/gpt-4.1" in rec.stdout
+    bad = run_cli(tmp_path, *db, "record", "--provider", "openai", "--model", "x", "--status", "meh")
+    assert bad.returncode == 2 and "status" in bad.stderr and "Traceback" not in bad.stderr
+    report = run_cli(tmp_path, *db, "report", "--by", "provider", "--format", "json")
+    data = json.loads(report.stdout)
+    assert {g["key"]: g["requests"] for g in data["groups"]} == {"openai": 2, "anthropic": 1, "acme": 1}
+    assert data["total"]["unknown_price_count"] == 1
+    csv = run_cli(tmp_path, *db, "report", "--by", "department", "--format", "csv")
+    assert csv.stdout.splitlines()[0].startswith("DEPARTMENT,REQUESTS") and "Eng,2," in csv.stdout
+    budgets = run_cli(tmp_path, *db, "budgets", "--json")
+    [b] = json.loads(budgets.stdout)["budgets"]
+    assert b["name"] == "total/month" and b["spent_usd"] > 0 and b["unknown_price_count"] == 1
+    with sqlite3.connect(tmp_path / "u.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM usage_records").fetchone()[0] == 4
