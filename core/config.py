@@ -20,6 +20,7 @@ from dotenv import dotenv_values
 from core.catalog import (AUTH_STYLES, CATALOG, KINDS, Provider, ProviderOverride, ProviderSpec,
                           resolve_providers)
 from core.validate import ConfigError, Section
+import core.alerts.config
 import core.migration
 import core.usage.config
 
@@ -173,7 +174,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
     cfg.provider_overrides = _parse_providers(root, cfg.specs)
     # Feature sections: each module owns and validates its own keys.
     cfg.usage = core.usage.config.parse(root)
-    # (issue 4) cfg.alerts = core.alerts.config.parse(root)
+    cfg.alerts = core.alerts.config.parse(root)
     cfg.migrations = core.migration.parse_config(root)
     # (issue 6) cfg.tui = core.tuiconfig.parse(root)
     root.done()

@@ -1,0 +1,166 @@
+"""The `[alerts]` table (rule thresholds, escalation and repeat timing) and `[[alerts.channels]]`.
+
+Channel URLs and passwords are never written in the config: it names the environment variable that
+holds them (`url_env`, `password_env`), so the file can be committed and shared.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from core.alerts import SEVERITIES
+from core.validate import ConfigError, Section
+
+CHANNEL_TYPES = ("webhook", "slack", "discord", "email")
+
+# Rule names as they appear in alerts, `disabled_rules` and the `alerts` command.
+RULES = (
+    "provider_down", "provider_degraded", "provider_auth", "provider_quota", "provider_no_key",
+    "error_rate", "latency_p95", "latency_anomaly", "rate_limit_headroom", "fallback_rate",
+    "budget_warning", "budget_exceeded", "budget_projected", "migration_deadline", "prices_unknown",
+)
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    name: str
+    type: str                          # webhook | slack | discord | email
+    min_severity: str = "warning"
+    rate_limit_per_hour: int = 50      # deliveries per rolling hour; the rest are held back and counted
+    escalation: bool = False           # an escalation channel: gets escalations (and their resolved notice) only
+    timeout: float = 10.0              # one delivery attempt, seconds
+    retries: int = 3                   # attempts after the first
+    backoff: float = 2.0               # first retry delay, doubled each time
+    url_env: str | None = None         # webhook/slack/discord: the variable holding the URL
+    # email
+    host: str | None = None
+    port: int = 587
+    starttls: bool = True
+    ssl: bool = False
+    username: str | None = None
+    password_env: str | None = None
+    sender: str | None = None
+    to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    escalate_after: float = 15 * 60.0        # unacknowledged critical -> escalated
+    repeat_interval: float = 4 * 3600.0      # unacknowledged firing -> notified again
+    down_after_failures: int = 2             # consecutive failed probes before "provider down"
+    error_rate_warning: float = 0.05
+    error_rate_critical: float = 0.10
+    min_requests: int = 20                   # fewer requests/probes in the window say nothing about a rate
+    p95_latency: float = 5.0                 # seconds
+    latency_z: float = 3.0                   # anomaly: this many standard deviations above the baseline...
+    latency_ratio: float = 1.5               # ...and at least this many times the baseline mean
+    latency_baseline: float = 7 * 86400.0    # trailing window the baseline is learned over
+    latency_min_samples: int = 20            # baseline samples needed before anomalies are judged
+    latency_sample_every: float = 300.0      # at most one baseline sample per provider this often
+    fallback_rate: float = 0.10              # share of a provider's requests that were fallbacks; 0 = any
+    rate_limit_headroom: float = 0.10        # remaining/limit below this
+    disabled_rules: frozenset[str] = frozenset()
+    channels: tuple[ChannelConfig, ...] = field(default_factory=tuple)
+
+    def enabled(self, rule: str) -> bool:
+        return rule not in self.disabled_rules
+
+
+DEFAULTS = AlertsConfig()
+
+
+def _env_name(sec: Section, name: str, required: bool) -> str | None:
+    value = sec.string(name, None)
+    if value is None:
+        if required:
+            raise sec.error(name, None, "the name of an environment variable, e.g. SLACK_WEBHOOK_URL")
+        return None
+    if not _ENV_NAME.match(value) or "://" in value:
+        # A URL or password pasted here would end up in a shared file; the config names the variable.
+        raise ConfigError(sec.source, sec.key(name), "a value that is not a variable name",
+                          "the NAME of an environment variable holding it (never the secret itself)")
+    return value
+
+
+def _parse_channel(sec: Section, index: int) -> ChannelConfig:
+    d = ChannelConfig(name="", type="webhook")
+    ctype = sec.string("type", choices=CHANNEL_TYPES)
+    name = sec.string("name", f"{ctype}-{index + 1}")
+    common = dict(
+        name=name, type=ctype,
+        min_severity=sec.string("min_severity", d.min_severity, choices=SEVERITIES),
+        rate_limit_per_hour=sec.integer("rate_limit_per_hour", d.rate_limit_per_hour, minimum=1),
+        escalation=sec.boolean("escalation", d.escalation),
+        timeout=sec.duration("timeout", d.timeout, minimum=0.01),
+        retries=sec.integer("retries", d.retries, minimum=0),
+        backoff=sec.duration("backoff", d.backoff, minimum=0.0),
+    )
+    if ctype == "email":
+        to = sec.string_list("to")
+        if not to or not all("@" in t for t in to):
+            raise sec.error("to", to, "one or more email addresses")
+        sender = sec.string("from")
+        if "@" not in sender:
+            raise sec.error("from", sender, "an email address")
+        port_default = 465 if sec.data.get("ssl") is True else d.port
+        out = ChannelConfig(
+            **common, host=sec.string("host"), port=sec.integer("port", port_default, minimum=1),
+            ssl=sec.boolean("ssl", d.ssl), starttls=sec.boolean("starttls", not sec.data.get("ssl", False)),
+            username=sec.string("username", None), password_env=_env_name(sec, "password_env", False),
+            sender=sender, to=tuple(to),
+        )
+    else:
+        out = ChannelConfig(**common, url_env=_env_name(sec, "url_env", True))
+    sec.done()
+    return out
+
+
+def parse(root: Section) -> AlertsConfig:
+    """Read `[alerts]` and its `[[alerts.channels]]`; ConfigError on the first wrong key."""
+    sec = root.table("alerts")
+    d = DEFAULTS
+    disabled = sec.string_list("disabled_rules", [])
+    for rule in disabled:
+        if rule not in RULES:
+            raise sec.error("disabled_rules", rule, "rule names from: " + ", ".join(RULES))
+    warning = sec.number("error_rate_warning", d.error_rate_warning, maximum=1.0)
+    critical = sec.number("error_rate_critical", d.error_rate_critical, maximum=1.0)
+    if critical < warning:
+        raise sec.error("error_rate_critical", critical, f"a rate >= error_rate_warning ({warning:g})")
+    channels = [_parse_channel(ch, i) for i, ch in enumerate(sec.tables("channels"))]
+    names = [c.name for c in channels]
+    for c in channels:
+        if names.count(c.name) > 1:
+            raise ConfigError(sec.source, sec.key("channels"), f"two channels named {c.name!r}",
+                              "a unique name per channel")
+    out = AlertsConfig(
+        escalate_after=sec.duration("escalate_after", d.escalate_after),
+        repeat_interval=sec.duration("repeat_interval", d.repeat_interval, minimum=60.0),
+        down_after_failures=sec.integer("down_after_failures", d.down_after_failures, minimum=1),
+        error_rate_warning=warning,
+        error_rate_critical=critical,
+        min_requests=sec.integer("min_requests", d.min_requests, minimum=1),
+        p95_latency=sec.duration("p95_latency", d.p95_latency, minimum=0.001),
+        latency_z=sec.number("latency_z", d.latency_z, minimum=0.5),
+        latency_ratio=sec.number("latency_ratio", d.latency_ratio, minimum=1.0),
+        latency_baseline=sec.duration("latency_baseline", d.latency_baseline, minimum=3600.0),
+        latency_min_samples=sec.integer("latency_min_samples", d.latency_min_samples, minimum=3),
+        latency_sample_every=sec.duration("latency_sample_every", d.latency_sample_every, minimum=1.0),
+        fallback_rate=sec.number("fallback_rate", d.fallback_rate, maximum=1.0),
+        rate_limit_headroom=sec.number("rate_limit_headroom", d.rate_limit_headroom, maximum=1.0),
+        disabled_rules=frozenset(disabled),
+        channels=tuple(channels),
+    )
+    sec.done()
+    return out
+
+
+def alerts_config(cfg: object) -> AlertsConfig:
+    """The alerts settings of a Config (or an AlertsConfig itself); defaults when there are none."""
+    if isinstance(cfg, AlertsConfig):
+        return cfg
+    found = getattr(cfg, "alerts", None)
+    return found if isinstance(found, AlertsConfig) else DEFAULTS

@@ -1,0 +1,303 @@
+"""The alert lifecycle: conditions in, alerts people can act on out.
+
+A fingerprint (rule + subject) has at most one open alert: while its condition holds, the alert's
+last-seen time and count move instead of a new alert opening. States: firing → acknowledged (who,
+when, note; stops repeats) → resolved (automatically when the condition clears, or by hand). A trigger
+after resolve opens a new alert. Silence hides an alert's notices for a while without hiding the alert,
+and its resolved notice is still sent. Critical alerts not acknowledged within `escalate_after` are
+escalated; unacknowledged firing alerts are re-announced every `repeat_interval`.
+
+Every change is one BEGIN IMMEDIATE transaction that checks the state it changes, records a transition
+(time and actor), and queues its notice in `alert_outbox` — so two processes acking the same alert
+cannot both win, and a resolve typed in the CLI is announced by whichever process runs the notifier.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from core.alerts import SEVERITY_RANK
+from core.alerts.config import AlertsConfig, alerts_config
+from core.alerts.rules import Condition
+from core.clock import SYSTEM_CLOCK, Clock
+from core.redact import redact
+from core.store import Store
+
+ALERT_COLUMNS = ("id", "fingerprint", "rule", "subject", "severity", "stage", "message", "state", "silenced_until",
+                 "silenced_by", "escalated", "escalated_at", "first_seen", "last_seen", "count", "acked_by",
+                 "acked_at", "note", "resolved_at", "resolved_by", "last_notified_at")
+
+
+class AlertError(Exception):
+    """An action on an alert that cannot be done; the message says why, in one line."""
+
+
+class AlertNotFound(AlertError):
+    pass
+
+
+class AlertStateError(AlertError):
+    pass
+
+
+@dataclass
+class Alert:
+    id: int
+    fingerprint: str
+    rule: str
+    subject: str
+    severity: str
+    stage: int
+    message: str
+    state: str                      # firing | acknowledged | resolved
+    silenced_until: float | None
+    silenced_by: str | None
+    escalated: bool
+    escalated_at: float | None
+    first_seen: float
+    last_seen: float
+    count: int
+    acked_by: str | None
+    acked_at: float | None
+    note: str | None
+    resolved_at: float | None
+    resolved_by: str | None
+    last_notified_at: float | None
+
+    def silenced(self, now: float) -> bool:
+        return self.silenced_until is not None and self.silenced_until > now
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Transition:
+    id: int
+    alert_id: int
+    at: float
+    event: str
+    from_state: str | None
+    to_state: str
+    actor: str
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class AlertChange:
+    """What a `process` round changed, for the daemon's log."""
+    alert_id: int
+    event: str
+    fingerprint: str
+    severity: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"alert #{self.alert_id} {self.event} [{self.severity}] {self.fingerprint}: {self.message}"
+
+
+def _alert(row: Any) -> Alert:
+    values = {c: row[c] for c in ALERT_COLUMNS}
+    values["escalated"] = bool(values["escalated"])
+    return Alert(**values)
+
+
+class AlertEngine:
+    def __init__(self, store: Store, cfg: Any = None, clock: Clock | None = None, notifier: Any = None):
+        self.store = store
+        self.cfg: AlertsConfig = alerts_config(cfg)
+        self.clock = clock or SYSTEM_CLOCK
+        self.notifier = notifier
+
+    # -- reading -----------------------------------------------------------------------------------
+    async def get(self, alert_id: int) -> Alert | None:
+        row = await self.store.fetchone(f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE id = ?", (alert_id,))
+        return _alert(row) if row else None
+
+    async def open_alerts(self) -> list[Alert]:
+        rows = await self.store.fetchall(f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts "
+                                         "WHERE state != 'resolved' ORDER BY id")
+        return [_alert(r) for r in rows]
+
+    async def history(self, limit: int = 200) -> list[Alert]:
+        rows = await self.store.fetchall(f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts ORDER BY id DESC LIMIT ?",
+                                         (limit,))
+        return [_alert(r) for r in rows]
+
+    async def transitions(self, alert_id: int) -> list[Transition]:
+        rows = await self.store.fetchall("SELECT id, alert_id, at, event, from_state, to_state, actor, detail "
+                                         "FROM alert_transitions WHERE alert_id = ? ORDER BY at, id", (alert_id,))
+        return [Transition(*tuple(r)) for r in rows]
+
+    async def deliveries(self, alert_id: int) -> list[Any]:
+        return await self.store.fetchall("SELECT channel, event, status, attempts, error, updated_at "
+                                         "FROM alert_deliveries WHERE alert_id = ? ORDER BY id", (alert_id,))
+
+    # -- the rules' verdicts -----------------------------------------------------------------------
+    async def process(self, conditions: Sequence[Condition], covered: Iterable[str] | None = None) -> list[AlertChange]:
+        """Open, update and auto-resolve alerts from this round's conditions; escalate and repeat.
+        `covered`: the rules judged this round (default: every rule seen in `conditions` plus all
+        rules of open alerts) — only their alerts may resolve for lack of a condition."""
+        now = self.clock.now()
+        changes: list[AlertChange] = []
+        by_fp = {c.fingerprint: c for c in conditions}
+        async with self.store.transaction() as conn:
+            async with conn.execute(f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE state != 'resolved'") as cur:
+                open_by_fp = {r["fingerprint"]: _alert(r) for r in await cur.fetchall()}
+            judged = set(covered) if covered is not None else {c.rule for c in conditions} | \
+                {a.rule for a in open_by_fp.values()}
+            for fp, cond in by_fp.items():
+                message = redact(cond.message) or ""
+                alert = open_by_fp.get(fp)
+                if alert is None:
+                    cur = await conn.execute(
+                        "INSERT INTO alerts (fingerprint, rule, subject, severity, stage, message, state, first_seen, "
+                        "last_seen, count, last_notified_at) VALUES (?, ?, ?, ?, ?, ?, 'firing', ?, ?, 1, ?)",
+                        (fp, cond.rule, cond.subject, cond.severity, cond.stage, message, now, now, now))
+                    alert_id = cur.lastrowid
+                    await self._transition(conn, alert_id, now, "opened", None, "firing", "auto", message)
+                    await self._notice(conn, alert_id, "firing", now, "auto", message)
+                    changes.append(AlertChange(alert_id, "opened", fp, cond.severity, message))
+                    continue
+                worse = (SEVERITY_RANK[cond.severity], cond.stage) > (SEVERITY_RANK[alert.severity], alert.stage)
+                if worse:
+                    # Worse than what was acknowledged: it needs someone again.
+                    await conn.execute(
+                        "UPDATE alerts SET severity = ?, stage = ?, message = ?, last_seen = ?, count = count + 1, "
+                        "state = 'firing', acked_by = NULL, acked_at = NULL, last_notified_at = ? WHERE id = ?",
+                        (cond.severity, cond.stage, message, now, now, alert.id))
+                    await self._transition(conn, alert.id, now, "severity", alert.state, "firing", "auto",
+                                           f"{alert.severity} -> {cond.severity}: {message}")
+                    await self._notice(conn, alert.id, "severity", now, "auto", message)
+                    changes.append(AlertChange(alert.id, "worse", fp, cond.severity, message))
+                else:
+                    await conn.execute("UPDATE alerts SET message = ?, last_seen = ?, count = count + 1, "
+                                       "severity = ?, stage = ? WHERE id = ?",
+                                       (message, now, cond.severity, cond.stage, alert.id))
+            for fp, alert in open_by_fp.items():
+                if fp in by_fp or alert.rule not in judged:
+                    continue
+                await conn.execute("UPDATE alerts SET state = 'resolved', resolved_at = ?, resolved_by = 'auto' "
+                                   "WHERE id = ?", (now, alert.id))
+                await self._transition(conn, alert.id, now, "resolved", alert.state, "resolved", "auto",
+                                       "condition cleared")
+                # Sent even when silenced: the whole point of a silence is not missing the all-clear.
+                await self._notice(conn, alert.id, "resolved", now, "auto", "condition cleared")
+                changes.append(AlertChange(alert.id, "resolved", fp, alert.severity, "condition cleared"))
+            changes += await self._timers(conn, now)
+        return changes
+
+    async def _timers(self, conn: Any, now: float) -> list[AlertChange]:
+        changes: list[AlertChange] = []
+        async with conn.execute(f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE state != 'resolved'") as cur:
+            alerts = [_alert(r) for r in await cur.fetchall()]
+        for a in alerts:
+            if a.silenced_until is not None and a.silenced_until <= now:
+                await conn.execute("UPDATE alerts SET silenced_until = NULL, silenced_by = NULL WHERE id = ?", (a.id,))
+                await self._transition(conn, a.id, now, "unsilenced", a.state, a.state, "auto", "silence expired")
+                a.silenced_until = None
+            if a.state != "firing":
+                continue
+            if a.severity == "critical" and not a.escalated and now - a.first_seen >= self.cfg.escalate_after:
+                await conn.execute("UPDATE alerts SET escalated = 1, escalated_at = ? WHERE id = ?", (now, a.id))
+                detail = f"not acknowledged within {self.cfg.escalate_after / 60:g} min"
+                await self._transition(conn, a.id, now, "escalated", a.state, a.state, "auto", detail)
+                await self._notice(conn, a.id, "escalated", now, "auto", detail)
+                changes.append(AlertChange(a.id, "escalated", a.fingerprint, a.severity, a.message))
+            elif a.last_notified_at is not None and now - a.last_notified_at >= self.cfg.repeat_interval \
+                    and not a.silenced(now):
+                await conn.execute("UPDATE alerts SET last_notified_at = ? WHERE id = ?", (now, a.id))
+                await self._notice(conn, a.id, "repeat", now, "auto", a.message)
+                changes.append(AlertChange(a.id, "repeated", a.fingerprint, a.severity, a.message))
+        return changes
+
+    # -- people's decisions ------------------------------------------------------------------------
+    async def ack(self, alert_id: int, by: str, note: str | None = None) -> Alert:
+        async with self.store.transaction() as conn:
+            alert = await self._load(conn, alert_id)
+            if alert.state != "firing":
+                raise AlertStateError(self._why_not(alert, "acknowledged", "a firing alert"))
+            now = self.clock.now()
+            await conn.execute("UPDATE alerts SET state = 'acknowledged', acked_by = ?, acked_at = ?, note = ? "
+                               "WHERE id = ? AND state = 'firing'", (by, now, note, alert_id))
+            await self._transition(conn, alert_id, now, "acknowledged", "firing", "acknowledged", by, note)
+        return await self.get(alert_id)  # type: ignore[return-value]
+
+    async def resolve(self, alert_id: int, by: str, note: str | None = None) -> Alert:
+        async with self.store.transaction() as conn:
+            alert = await self._load(conn, alert_id)
+            if alert.state == "resolved":
+                raise AlertStateError(self._why_not(alert, "resolved", "an open alert"))
+            now = self.clock.now()
+            await conn.execute("UPDATE alerts SET state = 'resolved', resolved_at = ?, resolved_by = ? WHERE id = ?",
+                               (now, by, alert_id))
+            await self._transition(conn, alert_id, now, "resolved", alert.state, "resolved", by, note)
+            await self._notice(conn, alert_id, "resolved", now, by, note or f"resolved by {by}")
+        return await self.get(alert_id)  # type: ignore[return-value]
+
+    async def silence(self, alert_id: int, seconds: float, by: str) -> Alert:
+        if seconds <= 0:
+            raise AlertError(f"silence for {seconds:g}s: expected a positive duration like 30m or 2h")
+        async with self.store.transaction() as conn:
+            alert = await self._load(conn, alert_id)
+            if alert.state == "resolved":
+                raise AlertStateError(self._why_not(alert, "silenced", "an open alert"))
+            now = self.clock.now()
+            await conn.execute("UPDATE alerts SET silenced_until = ?, silenced_by = ? WHERE id = ?",
+                               (now + seconds, by, alert_id))
+            await self._transition(conn, alert_id, now, "silenced", alert.state, alert.state, by,
+                                   f"for {seconds / 60:g} min")
+        return await self.get(alert_id)  # type: ignore[return-value]
+
+    async def unsilence(self, alert_id: int, by: str) -> Alert:
+        async with self.store.transaction() as conn:
+            alert = await self._load(conn, alert_id)
+            now = self.clock.now()
+            if not alert.silenced(now):
+                raise AlertStateError(f"alert #{alert_id} is not silenced; nothing to unsilence")
+            await conn.execute("UPDATE alerts SET silenced_until = NULL, silenced_by = NULL WHERE id = ?", (alert_id,))
+            await self._transition(conn, alert_id, now, "unsilenced", alert.state, alert.state, by, None)
+        return await self.get(alert_id)  # type: ignore[return-value]
+
+    # -- internals ---------------------------------------------------------------------------------
+    async def _load(self, conn: Any, alert_id: int) -> Alert:
+        async with conn.execute(f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE id = ?", (alert_id,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise AlertNotFound(f"no alert #{alert_id}; `llmpulse alerts --all` lists them")
+        return _alert(row)
+
+    @staticmethod
+    def _why_not(alert: Alert, verb: str, expected: str) -> str:
+        if alert.state == "acknowledged":
+            now_state = f"already acknowledged by {alert.acked_by}"
+        elif alert.state == "resolved":
+            now_state = f"already resolved by {alert.resolved_by}"
+        else:
+            now_state = alert.state
+        return f"alert #{alert.id} cannot be {verb}: it is {now_state}; only {expected} can be {verb}"
+
+    @staticmethod
+    async def _transition(conn: Any, alert_id: int, at: float, event: str, from_state: str | None, to_state: str,
+                          actor: str, detail: str | None) -> None:
+        await conn.execute("INSERT INTO alert_transitions (alert_id, at, event, from_state, to_state, actor, detail) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (alert_id, at, event, from_state, to_state, actor, redact(detail) if detail else None))
+
+    @staticmethod
+    async def _notice(conn: Any, alert_id: int, event: str, at: float, actor: str, detail: str | None) -> None:
+        await conn.execute("INSERT INTO alert_outbox (alert_id, event, at, actor, detail) VALUES (?, ?, ?, ?, ?)",
+                           (alert_id, event, at, actor, redact(detail) if detail else None))
+
+
+def alert_summary(alert: Alert) -> dict[str, Any]:
+    """The fields a notification carries (no internal bookkeeping)."""
+    keep = ("id", "rule", "subject", "severity", "message", "state", "first_seen", "last_seen", "count",
+            "acked_by", "escalated", "silenced_until", "resolved_at")
+    return {k: getattr(alert, k) for k in keep}
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)

@@ -1,0 +1,117 @@
+"""`llmpulse alerts [--all] [--json]` and `alerts ack|resolve|silence|unsilence ID`."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import os
+import time
+
+from core.alerts.engine import AlertEngine, AlertError
+from core.cli.common import CliError, context_from, open_store, print_json, render_table
+from core.durations import DurationError, format_duration, parse_duration
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:   # no login name in some containers
+        return os.environ.get("USER") or "unknown"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("alerts", help="open alerts (or all with --all); ack, resolve, silence, unsilence",
+                       description="List open alerts, or act on one: ack ID, resolve ID, silence ID --for 1h, "
+                                   "unsilence ID. An unknown ID, or an action that does not fit the alert's state, "
+                                   "is an error with exit code 1 and changes nothing.")
+    p.add_argument("--all", action="store_true", help="history too (resolved alerts)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=list_command)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    ack = actions.add_parser("ack", help="acknowledge: stops repeat notices and escalation")
+    ack.add_argument("id", type=int, metavar="ID")
+    ack.add_argument("--note", default=None, metavar="TEXT")
+    ack.add_argument("--by", default=None, metavar="NAME", help="who (default: the login user)")
+    ack.set_defaults(handler=action_command, verb="ack")
+    res = actions.add_parser("resolve", help="resolve by hand (sends the resolved notice)")
+    res.add_argument("id", type=int, metavar="ID")
+    res.add_argument("--by", default=None, metavar="NAME")
+    res.set_defaults(handler=action_command, verb="resolve")
+    sil = actions.add_parser("silence", help="no notices for a while; the alert stays visible")
+    sil.add_argument("id", type=int, metavar="ID")
+    sil.add_argument("--for", dest="duration", required=True, metavar="DURATION", help='e.g. "30m", "2h", "1d"')
+    sil.add_argument("--by", default=None, metavar="NAME")
+    sil.set_defaults(handler=action_command, verb="silence")
+    uns = actions.add_parser("unsilence", help="end a silence early")
+    uns.add_argument("id", type=int, metavar="ID")
+    uns.add_argument("--by", default=None, metavar="NAME")
+    uns.set_defaults(handler=action_command, verb="unsilence")
+
+
+def _age(seconds: float) -> str:
+    return format_duration(max(0.0, seconds))
+
+
+def state_word(alert, now: float) -> str:
+    words = [alert.state if alert.state != "acknowledged" else f"acked by {alert.acked_by}"]
+    if alert.escalated and alert.state == "firing":
+        words.append("escalated")
+    if alert.silenced(now):
+        words.append(f"silenced {_age(alert.silenced_until - now)}")
+    return ", ".join(words)
+
+
+async def list_command(args: argparse.Namespace) -> int:
+    ctx = context_from(args)
+    store = await open_store(ctx)
+    try:
+        engine = AlertEngine(store, ctx.config.alerts)
+        alerts = await (engine.history() if args.all else engine.open_alerts())
+    finally:
+        await store.close()
+    now = time.time()
+    if args.json:
+        print_json({"alerts": [a.to_json() for a in alerts]})
+        return 0
+    if not alerts:
+        print("no open alerts" if not args.all else "no alerts yet")
+        return 0
+    rows = [(a.id, a.severity, state_word(a, now), _age(now - a.first_seen), a.subject, a.message) for a in alerts]
+    print(render_table(("ID", "SEVERITY", "STATE", "AGE", "SUBJECT", "MESSAGE"), rows, right=(0, 3)))
+    return 0
+
+
+async def action_command(args: argparse.Namespace) -> int:
+    ctx = context_from(args)
+    by = args.by or default_actor()
+    seconds = None
+    if args.verb == "silence":
+        try:
+            seconds = parse_duration(args.duration)
+        except DurationError:
+            raise CliError(f"--for: found {args.duration!r}; expected a duration like 30m, 2h or 1d", 2) from None
+        if seconds <= 0:
+            raise CliError(f"--for: found {args.duration!r}; expected a positive duration like 30m", 2)
+    store = await open_store(ctx)
+    try:
+        engine = AlertEngine(store, ctx.config.alerts)
+        try:
+            if args.verb == "ack":
+                alert = await engine.ack(args.id, by, args.note)
+            elif args.verb == "resolve":
+                alert = await engine.resolve(args.id, by)
+            elif args.verb == "silence":
+                alert = await engine.silence(args.id, seconds, by)
+            else:
+                alert = await engine.unsilence(args.id, by)
+        except AlertError as exc:
+            raise CliError(str(exc), 1) from None
+    finally:
+        await store.close()
+    until = ""
+    if args.verb == "silence":
+        until = " until " + dt.datetime.fromtimestamp(alert.silenced_until).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    done = {"ack": "acknowledged", "resolve": "resolved", "silence": "silenced", "unsilence": "unsilenced"}[args.verb]
+    print(f"alert #{alert.id} {done} by {by}{until}: {alert.subject}: {alert.message}")
+    return 0
