@@ -1,0 +1,228 @@
+"""The collector: probes, health, usage statistics, budgets, migrations, alert rules and notifications,
+one round after another, in whichever process holds the collector lease for the database.
+
+A round is a fixed pipeline; each step's failure is recorded (redacted) and the round goes on, so one
+broken part never silences the others. The next round starts only when the previous one has finished
+(a hanging provider costs one probe timeout, never a pile-up). Slower timers run billing reconciliation
+and retention pruning. The daemon, the dashboard and `llmpulse demo` all run this same class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Sequence
+
+from core.alerts.engine import AlertEngine
+from core.alerts.notify import Notifier
+from core.alerts.baseline import load_latency_baselines, record_latency_samples
+from core.alerts.rules import RuleInputs, covered_rules, evaluate_rules
+from core.clock import SYSTEM_CLOCK, Clock
+from core.config import Context
+from core.enablement import apply_enablement
+from core.health import load_health, prune_probe_results, record_probe_results
+from core.lease import COLLECTOR_LEASE, RENEW_EVERY, STANDBY_POLL, Lease, process_holder_id
+from core.migration import migration_statuses
+from core.probe import ProbeResult, probe_all
+from core.redact import redact
+from core.store import Store
+from core.usage.budgets import budget_statuses
+from core.usage.queries import prune_usage, provider_request_stats, unknown_price_models
+
+log = logging.getLogger("llmpulse.collector")
+
+PRUNE_EVERY_S = 3600.0
+PROBE_KEEP_S = 7 * 86400.0
+Event = Callable[[str], None]
+
+
+@dataclass
+class RoundReport:
+    started_at: float
+    duration_ms: float
+    probes: list[ProbeResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    alert_events: list[str] = field(default_factory=list)
+
+
+class Collector:
+    def __init__(self, ctx: Context, store: Store, clock: Clock = SYSTEM_CLOCK, *,
+                 on_event: Event | None = None, notifier: Any = None):
+        self.ctx = ctx
+        self.store = store
+        self.clock = clock
+        self.on_event = on_event or (lambda line: log.info(line))
+        self.notifier = notifier if notifier is not None else Notifier(ctx.config.alerts, store, clock, ctx.env)
+        self.engine = AlertEngine(store, ctx.config.alerts, clock, self.notifier)
+        self.rounds = 0
+        self._last_status: dict[str, str] = {}
+        self._last_prune = 0.0
+        self._last_billing = 0.0
+
+    # -- one round --------------------------------------------------------------------------------
+    async def run_round(self) -> RoundReport:
+        cfg = self.ctx.config
+        started = time.perf_counter()
+        now = self.clock.now()
+        report = RoundReport(started_at=now, duration_ms=0.0)
+
+        async def step(name: str, work: Callable[[], Awaitable[Any]], default: Any = None) -> Any:
+            try:
+                return await work()
+            except Exception as exc:  # one broken step must not stop the round
+                line = redact(f"{name}: {type(exc).__name__}: {exc}")
+                report.errors.append(line)
+                self.on_event(f"error in {line}")
+                return default
+
+        providers = await step("enablement", lambda: apply_enablement(self.store, self.ctx.providers),
+                               self.ctx.providers)
+        results = await step("probe", lambda: probe_all(providers, cfg.probe, now=now), [])
+        report.probes = results
+        await step("store probes", lambda: record_probe_results(self.store, results, cfg.health, now))
+        self._status_events(results)
+        now = self.clock.now()
+        stats = await step("request stats", lambda: provider_request_stats(self.store, now - cfg.health.window, now))
+        health = await step("health", lambda: load_health(self.store, providers, cfg.health, now, stats))
+        budgets = await step("budgets", lambda: budget_statuses(self.store, cfg.usage, now))
+        migrations = await step("migrations", lambda: migration_statuses(self.store, cfg, now))
+        unknown = await step("unknown prices", lambda: unknown_price_models(self.store, now - 86400.0, now))
+        await step("latency samples", lambda: record_latency_samples(self.store, health or [], cfg.alerts, now))
+        baselines = await step("latency baselines", lambda: load_latency_baselines(
+            self.store, cfg.alerts, now, exclude_recent=cfg.health.window), {})
+        # A step that failed passes None: its rules are skipped and their open alerts left alone.
+        inputs = RuleInputs(now=now, health=health, budgets=budgets, request_stats=stats, migrations=migrations,
+                            unknown_prices=unknown, providers=providers, latency_baselines=baselines or {},
+                            window_s=cfg.health.window)
+        conditions = await step("rules", lambda: asyncio.to_thread(evaluate_rules, inputs, cfg.alerts), [])
+        covered = covered_rules(inputs, cfg.alerts) if conditions is not None else set()
+        changes = await step("alerts", lambda: self.engine.process(conditions or [], covered), [])
+        for change in changes or []:
+            line = str(change)
+            report.alert_events.append(line)
+            self.on_event(line)
+        await step("notifications", lambda: self.notifier.dispatch())
+        await self._slow_timers(now, step)
+        report.duration_ms = (time.perf_counter() - started) * 1000.0
+        self.rounds += 1
+        await step("collector status", lambda: self._write_status(report))
+        return report
+
+    def _status_events(self, results: Sequence[ProbeResult]) -> None:
+        for r in results:
+            before = self._last_status.get(r.provider_id)
+            if r.status != before and not (before is None and r.status == "unknown"):
+                why = f" ({r.error_kind}: {r.error})" if r.error_kind and r.status != "unknown" else ""
+                self.on_event(f"provider {r.provider_id} {before or 'new'} -> {r.status}{why}")
+            self._last_status[r.provider_id] = r.status
+
+    async def _slow_timers(self, now: float, step: Callable) -> None:
+        cfg = self.ctx.config
+        if now - self._last_prune >= PRUNE_EVERY_S:
+            self._last_prune = now
+            await step("prune probes", lambda: prune_probe_results(self.store, now, PROBE_KEEP_S))
+            await step("prune usage", lambda: prune_usage(self.store, now, cfg.storage.retention))
+        try:
+            from core.usage.reconcile import RECONCILE_INTERVAL_S, poll_billing
+        except ImportError:
+            return
+        if now - self._last_billing >= RECONCILE_INTERVAL_S:
+            self._last_billing = now
+            providers = await apply_enablement(self.store, self.ctx.providers)
+            await step("billing", lambda: poll_billing(self.store, providers, now))
+
+    async def _write_status(self, report: RoundReport) -> None:
+        await self.store.execute(
+            "INSERT INTO collector_status (lease, holder, rounds, last_started_at, last_finished_at, "
+            "last_duration_ms, last_errors) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(lease) DO UPDATE SET "
+            "holder = excluded.holder, rounds = excluded.rounds, last_started_at = excluded.last_started_at, "
+            "last_finished_at = excluded.last_finished_at, last_duration_ms = excluded.last_duration_ms, "
+            "last_errors = excluded.last_errors",
+            (COLLECTOR_LEASE, self.lease_holder, self.rounds, report.started_at, self.clock.now(),
+             report.duration_ms, json.dumps(report.errors)))
+
+    lease_holder = "local"
+
+    # -- rounds forever, under the lease ----------------------------------------------------------
+    async def run_forever(self, stop: asyncio.Event, *, on_round: Callable[[], None] | None = None,
+                          interval: float | None = None, lease_store: Store | None = None) -> None:
+        """Collect while holding the lease; stand by (trying every second) while another process holds it.
+        Returns when `stop` is set; the lease is released so a standby takes over at once."""
+        own_store = lease_store is None
+        lease_db = lease_store or await Store.open(self.store.path)
+        # A holder id per collector, not per process: two dashboards in one process are two contenders.
+        lease = Lease(lease_db, COLLECTOR_LEASE, holder=process_holder_id(), clock=SYSTEM_CLOCK)
+        self.lease_holder = lease.holder
+        interval = self.ctx.config.probe.interval if interval is None else interval
+        holding = False
+        try:
+            while not stop.is_set():
+                if not await lease.acquire():
+                    if holding:
+                        self.on_event("collector lease lost: standing by")
+                        holding = False
+                    await _wait(stop, STANDBY_POLL)
+                    continue
+                if not holding:
+                    self.on_event(f"collector lease taken by {lease.holder}: collecting every {interval:g}s")
+                    holding = True
+                lost = asyncio.Event()
+                keeper = asyncio.create_task(_keep_lease(lease, lost, stop))
+                try:
+                    round_started = time.monotonic()
+                    await self.run_round()
+                    if on_round is not None:
+                        on_round()
+                    remaining = interval - (time.monotonic() - round_started)
+                    if remaining > 0:
+                        await _wait_any(stop, lost, remaining)
+                finally:
+                    keeper.cancel()
+                    await asyncio.gather(keeper, return_exceptions=True)
+        finally:
+            if holding or lease.held:
+                try:
+                    await lease.release()
+                except Exception:   # the database may be gone at exit; the lease then simply expires
+                    pass
+            if own_store:
+                await lease_db.close()
+
+
+async def _keep_lease(lease: Lease, lost: asyncio.Event, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await asyncio.sleep(RENEW_EVERY)
+        if not await lease.renew():
+            lost.set()
+            return
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except asyncio.TimeoutError:
+        pass
+
+
+async def _wait_any(a: asyncio.Event, b: asyncio.Event, seconds: float) -> None:
+    waits = [asyncio.create_task(a.wait()), asyncio.create_task(b.wait())]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in waits:
+            t.cancel()
+
+
+async def probe_now(ctx: Context, store: Store, clock: Clock = SYSTEM_CLOCK,
+                    provider_ids: Sequence[str] | None = None) -> list[ProbeResult]:
+    """Probe now (all, or the named providers) and store the results; the next round judges them."""
+    providers = await apply_enablement(store, ctx.providers)
+    if provider_ids:
+        providers = [p for p in providers if p.id in set(provider_ids)]
+    now = clock.now()
+    results = await probe_all(providers, ctx.config.probe, now=now)
+    await record_probe_results(store, results, ctx.config.health, now)
+    return results

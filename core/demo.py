@@ -1,0 +1,288 @@
+"""`llmpulse demo`: the whole product with no API keys and no network.
+
+A simulated fleet on 127.0.0.1 (core.fleet: real HTTP servers) — OpenAI healthy and fast, Anthropic
+slow, Groq flapping, Together rate-limited, DeepSeek with a bad key, Mistral nearly out of rate limit,
+Ollama local — is written into a generated config with budgets and a gpt-4o → gpt-4.1 migration.
+Thirty days of usage across departments, agents and users are backfilled (the migration's share
+climbing, this month's spend near the budgets' warning lines), then live traffic is fed while the
+dashboard's collector probes the fleet. Everything goes to a temporary database unless `--db` is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from core.config import Context, load_context
+from core.fleet import FakeProvider, Fleet
+
+DEMO_KEY = "sk-demo-0000000000000000000000"
+DAY = 86400.0
+BACKFILL_DAYS = 30
+MIGRATION_DAYS_IN = 21          # the migration started three weeks ago
+MIGRATION_DAYS_LEFT = 30
+
+
+@dataclass(frozen=True)
+class Route:
+    provider: str
+    model: str
+    weight: float
+    in_tokens: int                # typical prompt size
+    out_tokens: int
+    latency_ms: float
+    error_rate: float = 0.01
+
+
+# What the simulated organisation runs. gpt-4o / gpt-4.1 carry the migration; acme/support-ft-7b has
+# no public price (it shows as "price unknown", never as $0); Ollama is local and costs nothing.
+ROUTES = (
+    Route("openai", "gpt-4o", 0.0, 1800, 450, 900),          # weight set by the migration's progress
+    Route("openai", "gpt-4.1", 0.0, 1800, 450, 800),
+    Route("openai", "gpt-4o-mini", 0.18, 900, 250, 450),
+    Route("anthropic", "claude-sonnet-4-5", 0.12, 2600, 700, 1900, 0.02),
+    Route("anthropic", "claude-haiku-4-5", 0.08, 1200, 300, 700),
+    Route("groq", "llama-3.3-70b-versatile", 0.08, 1000, 300, 250, 0.08),
+    Route("together", "meta-llama/Llama-3.3-70B-Instruct-Turbo", 0.06, 1000, 300, 600, 0.03),
+    Route("together", "acme/support-ft-7b", 0.03, 700, 200, 400),
+    Route("deepseek", "deepseek-chat", 0.05, 1500, 400, 1100, 0.02),
+    Route("mistral", "mistral-small-latest", 0.05, 800, 200, 500),
+    Route("ollama", "llama3.2", 0.10, 600, 200, 1200),
+)
+MIGRATION_WEIGHT = 0.25            # share of all traffic that is gpt-4o or gpt-4.1
+TEAMS = {
+    "Engineering": (("code-review", "ci-triage", "docs-writer"), ("alice", "bob", "chen")),
+    "Support": (("ticket-triage", "reply-drafter"), ("dana", "eli")),
+    "Research": (("paper-summarizer", "eval-runner"), ("fatima", "gus")),
+    "Marketing": (("copy-writer",), ("hana",)),
+}
+TEAM_WEIGHTS = {"Engineering": 0.45, "Support": 0.3, "Research": 0.17, "Marketing": 0.08}
+TASKS = ("chat", "summarize", "classify", "extract", "code")
+FALLBACK = {"groq": "together", "anthropic": "openai", "deepseek": "openai"}
+
+
+def fleet_providers() -> list[FakeProvider]:
+    return [
+        FakeProvider("openai", kind="openai", key=DEMO_KEY, delay=0.06),
+        FakeProvider("anthropic", kind="anthropic", key=DEMO_KEY, delay=1.4),         # slow: degraded
+        FakeProvider("groq", kind="groq", key=DEMO_KEY, behaviour="flapping", delay=0.03),
+        FakeProvider("together", kind="together", key=DEMO_KEY, behaviour="rate_limited", delay=0.05),
+        FakeProvider("deepseek", kind="deepseek", key="sk-the-key-deepseek-expects-00", delay=0.05),  # bad key
+        FakeProvider("mistral", kind="mistral", key=DEMO_KEY, delay=0.12, headroom=0.06),
+        FakeProvider("ollama", kind="ollama", key=None, delay=0.01),
+    ]
+
+
+def migration_share(t: float, start: float) -> float:
+    """gpt-4.1's share of the migrating traffic at time t: a slow climb, ~35% today: at risk."""
+    days = (t - start) / DAY
+    return 0.0 if days < 0 else min(0.95, 0.02 + 0.016 * days)
+
+
+def _pick(rng: random.Random, weights: dict[str, float]) -> str:
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
+def synthetic_usage(rng: random.Random, t: float, migration_start: float) -> dict[str, Any]:
+    """One usage record (as the mapping `llmpulse import` reads) at time t."""
+    share = migration_share(t, migration_start)
+    weights = [r.weight for r in ROUTES]
+    weights[0] = MIGRATION_WEIGHT * (1 - share)
+    weights[1] = MIGRATION_WEIGHT * share
+    route = rng.choices(ROUTES, weights=weights)[0]
+    team = _pick(rng, TEAM_WEIGHTS)
+    agents, users = TEAMS[team]
+    scale = rng.lognormvariate(0, 0.5)
+    failed = rng.random() < route.error_rate
+    record: dict[str, Any] = {
+        "ts": t, "provider": route.provider, "model": route.model,
+        "input_tokens": int(route.in_tokens * scale), "output_tokens": 0 if failed else int(route.out_tokens * scale),
+        "cache_read_tokens": int(route.in_tokens * scale * 0.3) if route.provider == "anthropic" else 0,
+        "latency_ms": round(route.latency_ms * rng.lognormvariate(0, 0.35), 1),
+        "status": "error" if failed else "ok",
+        "department": team, "agent": rng.choice(agents), "user": rng.choice(users),
+        "task_type": rng.choice(TASKS), "endpoint": "/v1/chat/completions",
+        "request_id": f"demo-{uuid.UUID(int=rng.getrandbits(128))}",
+    }
+    if failed:
+        record["error_kind"] = rng.choice(("rate_limited", "server_error", "timeout"))
+    return record
+
+
+def with_fallback(rng: random.Random, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The retry a failover client makes after a failed record, on the next provider."""
+    target = FALLBACK.get(record["provider"])
+    if record["status"] != "error" or target is None:
+        return None
+    model = "gpt-4o-mini" if target == "openai" else "meta-llama/Llama-3.3-70B-Instruct-Turbo"
+    return {**record, "ts": record["ts"] + record["latency_ms"] / 1000.0, "provider": target, "model": model,
+            "status": "ok", "error_kind": None, "output_tokens": 300, "is_fallback": True,
+            "fallback_from": record["provider"], "request_id": record["request_id"] + "-fb"}
+
+
+def backfill(rng: random.Random, now: float, migration_start: float, per_day: int = 400) -> Iterator[dict[str, Any]]:
+    """BACKFILL_DAYS of history, busier in working hours, ending a minute before now."""
+    start = now - BACKFILL_DAYS * DAY
+    hours = int((now - 60 - start) // 3600)
+    for h in range(hours):
+        hour_start = start + h * 3600
+        hour_of_day = dt.datetime.fromtimestamp(hour_start, dt.timezone.utc).hour
+        busy = 1.8 if 8 <= hour_of_day < 18 else 0.4
+        mean = per_day / 24 * busy
+        for _ in range(max(0, round(rng.gauss(mean, mean ** 0.5)))):
+            rec = synthetic_usage(rng, hour_start + rng.random() * 3600, migration_start)
+            yield rec
+            fb = with_fallback(rng, rec)
+            if fb is not None:
+                yield fb
+
+
+def _month_start(now: float) -> float:
+    d = dt.datetime.fromtimestamp(now, dt.timezone.utc)
+    return dt.datetime(d.year, d.month, 1, tzinfo=dt.timezone.utc).timestamp()
+
+
+def demo_config(fleet: Fleet, db_path: Path, budgets: list[tuple[str, str, float]], now: float) -> str:
+    start = dt.date.fromtimestamp(now - MIGRATION_DAYS_IN * DAY)
+    deadline = dt.date.fromtimestamp(now + MIGRATION_DAYS_LEFT * DAY)
+    lines = [
+        "# Generated by `llmpulse demo`: the simulated fleet on 127.0.0.1.",
+        "[probe]", 'interval = "5s"', 'timeout = "3s"', 'slow = "1s"', "",
+        "[storage]", f'path = "{db_path.as_posix()}"', "",
+    ]
+    for p in fleet.providers.values():
+        lines += [f"[providers.{p.id}]", f'base_url = "{fleet.base_url(p.id)}"', ""]
+    for scope, period, limit in budgets:
+        lines += ["[[budgets]]", f'scope = "{scope}"', f'period = "{period}"', f"limit_usd = {limit:.2f}",
+                  "warn_at = [0.8, 1.0]", ""]
+    lines += ["[[migrations]]", 'name = "gpt-4.1"', 'from = ["gpt-4o"]', 'to = "gpt-4.1"',
+              f"start = {start.isoformat()}", f"deadline = {deadline.isoformat()}", 'window = "24h"', ""]
+    return "\n".join(lines)
+
+
+class Demo:
+    """`with Demo() as demo:` starts the fleet, writes the config, backfills; `demo.context()` for the
+    dashboard; `demo.live_traffic(stop)` feeds requests until stop."""
+
+    def __init__(self, db_path: str | None = None, *, seed: int = 7, backfill_per_day: int = 400):
+        self.keep_db = db_path is not None
+        self.dir = Path(tempfile.mkdtemp(prefix="llmpulse-demo-"))
+        self.db_path = Path(db_path).expanduser() if db_path else self.dir / "demo.db"
+        self.rng = random.Random(seed)
+        self.per_day = backfill_per_day
+        self.fleet = Fleet(fleet_providers())
+        self.now = time.time()
+        self.migration_start = self.now - MIGRATION_DAYS_IN * DAY
+        self._ctx: Context | None = None
+
+    def env(self) -> dict[str, str]:
+        keys = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "TOGETHER_API_KEY", "DEEPSEEK_API_KEY",
+                "MISTRAL_API_KEY")
+        return {k: DEMO_KEY for k in keys}
+
+    def __enter__(self) -> "Demo":
+        self.fleet.start()
+        try:
+            config = self.dir / "llmpulse.toml"
+            # Ingest first, with no budgets, then set the limits from what this month really cost.
+            config.write_text(demo_config(self.fleet, self.db_path, [], self.now))
+            self._ctx = load_context(config_path=str(config), db_path=str(self.db_path), environ=self.env())
+            asyncio.run(self._ingest(list(backfill(self.rng, self.now, self.migration_start, self.per_day))))
+            budgets = asyncio.run(self._budgets())
+            config.write_text(demo_config(self.fleet, self.db_path, budgets, self.now))
+            self._ctx = load_context(config_path=str(config), db_path=str(self.db_path), environ=self.env())
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.fleet.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def context(self) -> Context:
+        assert self._ctx is not None, "use Demo as a context manager"
+        return self._ctx
+
+    async def _budgets(self) -> list[tuple[str, str, float]]:
+        """Limits that put this month's spend just past a warning line, so the panel has something to say."""
+        from core.store import Store
+        from core.usage.queries import breakdown
+        month = _month_start(self.now)
+        day = self.now - (self.now % DAY)
+        store = await Store.open(self.db_path)
+        try:
+            by_provider = {r.key: r.cost_usd or 0.0 for r in await breakdown(store, "provider", month, self.now)}
+            by_team = {r.key: r.cost_usd or 0.0 for r in await breakdown(store, "department", month, self.now)}
+            today = {r.key: r.cost_usd or 0.0 for r in await breakdown(store, "provider", day, self.now)}
+        finally:
+            await store.close()
+        total = sum(by_provider.values())
+        return [("total", "month", max(1.0, total / 0.84)),
+                ("department:Engineering", "month", max(1.0, by_team.get("Engineering", 0.0) / 0.62)),
+                ("provider:anthropic", "month", max(1.0, by_provider.get("anthropic", 0.0) / 0.93)),
+                ("provider:openai", "day", max(1.0, today.get("openai", 0.0) / 0.45))]
+
+    async def _ingest(self, records: list[dict[str, Any]]) -> None:
+        from core.store import Store
+        from core.usage.recorder import Recorder, pricing_for
+        store = await Store.open(self.db_path)
+        try:
+            async with Recorder(store, pricing_for(self.context()), batch_size=5000, flush_interval=60) as rec:
+                for r in records:
+                    rec.record(**r)
+        finally:
+            await store.close()
+
+    async def live_traffic(self, stop: asyncio.Event) -> None:
+        """A few requests a second, as the simulated applications would record them."""
+        from core.store import Store
+        from core.usage.recorder import Recorder, pricing_for
+        store = await Store.open(self.db_path)
+        try:
+            async with Recorder(store, pricing_for(self.context()), flush_interval=1.0) as rec:
+                while not stop.is_set():
+                    for _ in range(self.rng.randint(1, 4)):
+                        r = synthetic_usage(self.rng, time.time(), self.migration_start)
+                        rec.record(**r)
+                        fb = with_fallback(self.rng, r)
+                        if fb is not None:
+                            rec.record(**fb)
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=0.5)
+                    except asyncio.TimeoutError:
+                        pass
+        finally:
+            await store.close()
+
+    async def run_headless(self, seconds: float) -> int:
+        """Collector and traffic without a screen for `seconds`, then one summary (for scripts and CI)."""
+        from core.collector import Collector
+        from core.snapshot import build_snapshot
+        from core.store import Store
+        ctx = self.context()
+        stop = asyncio.Event()
+        store = await Store.open(self.db_path)
+        try:
+            collector = Collector(ctx, store, on_event=lambda line: print(line, flush=True))
+            tasks = [asyncio.create_task(collector.run_forever(stop)), asyncio.create_task(self.live_traffic(stop))]
+            await asyncio.sleep(seconds)
+            stop.set()
+            await asyncio.gather(*tasks)
+            snap = await build_snapshot(store, ctx, time.time())
+        finally:
+            await store.close()
+        h = snap.header
+        print(f"demo: {h.providers_healthy}/{h.providers_total} providers healthy, "
+              f"{sum(h.alerts_by_severity.values())} open alerts, {len(snap.budgets)} budgets, "
+              f"{len(snap.migrations)} migration(s), {h.requests_period} requests this month, "
+              f"${h.cost_period:,.2f}")
+        return 0

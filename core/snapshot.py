@@ -1,0 +1,91 @@
+"""Everything the dashboard shows, read from the database in one go: the TUI renders only a Snapshot.
+
+Built from each part's own query functions (health, usage roll-ups, budgets, alerts, migrations) so
+the dashboard, `llmpulse status --json`-style exports and tests all see the same numbers. Reading a
+snapshot never probes and never scans raw usage records: it is cheap enough to take every second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.clock import ManualClock
+from core.config import Context
+from core.enablement import apply_enablement
+from core.health import ProviderHealth, load_health
+from core.lease import COLLECTOR_LEASE, read_lease
+from core.migration import migration_statuses
+from core.store import Store
+from core.usage.budgets import budget_statuses
+from core.usage.queries import provider_request_stats, usage_summary
+from core.alerts.engine import AlertEngine
+
+SEVERITIES = ("critical", "warning", "info")
+
+
+@dataclass
+class Header:
+    requests_period: int
+    cost_period: float
+    period_label: str
+    budget_utilization: float | None        # the highest utilization among budgets, None without budgets
+    providers_healthy: int
+    providers_total: int                    # configured and enabled
+    alerts_by_severity: dict[str, int]
+    fallbacks_24h: int
+    refreshed_at: float
+
+
+@dataclass
+class CollectorInfo:
+    holder: str | None                      # who holds the collector lease (None: nobody collects)
+    alive: bool
+    last_round_at: float | None
+    last_errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Snapshot:
+    header: Header
+    providers: list[ProviderHealth]
+    budgets: list[Any]                      # core.usage.budgets.BudgetStatus
+    alerts: list[Any]                       # core.alerts.engine.Alert, open ones, most severe first
+    migrations: list[Any]                   # core.migration.MigrationStatus
+    usage: Any                              # core.usage.queries.UsageSummary
+    collector: CollectorInfo
+    refreshed_at: float
+
+
+def _severity_rank(alert: Any) -> tuple:
+    return (SEVERITIES.index(alert.severity) if alert.severity in SEVERITIES else 9, -alert.first_seen)
+
+
+async def collector_info(store: Store, now: float) -> CollectorInfo:
+    import json
+    lease = await read_lease(store, COLLECTOR_LEASE)
+    row = await store.fetchone("SELECT last_finished_at, last_errors FROM collector_status WHERE lease = ?",
+                               (COLLECTOR_LEASE,))
+    errors = json.loads(row["last_errors"]) if row and row["last_errors"] else []
+    return CollectorInfo(holder=lease.holder if lease else None, alive=bool(lease and lease.alive(now)),
+                         last_round_at=row["last_finished_at"] if row else None, last_errors=errors)
+
+
+async def build_snapshot(store: Store, ctx: Context, now: float) -> Snapshot:
+    cfg = ctx.config
+    providers = await apply_enablement(store, ctx.providers)
+    stats = await provider_request_stats(store, now - cfg.health.window, now)
+    health = await load_health(store, providers, cfg.health, now, stats)
+    budgets = await budget_statuses(store, cfg.usage, now)
+    usage = await usage_summary(store, now, cfg.usage.timezone)
+    alerts = sorted(await AlertEngine(store, cfg.alerts, ManualClock(now), None).open_alerts(), key=_severity_rank)
+    migrations = await migration_statuses(store, cfg, now)
+    watched = [h for h in health if h.enabled and h.configured]
+    header = Header(
+        requests_period=usage.requests_month, cost_period=usage.cost_month, period_label="this month",
+        budget_utilization=max((b.utilization for b in budgets), default=None),
+        providers_healthy=sum(1 for h in watched if h.status == "healthy"), providers_total=len(watched),
+        alerts_by_severity={s: sum(1 for a in alerts if a.severity == s) for s in SEVERITIES},
+        fallbacks_24h=usage.fallbacks_24h, refreshed_at=now)
+    return Snapshot(header=header, providers=health, budgets=budgets, alerts=alerts, migrations=migrations,
+                    usage=usage, collector=await collector_info(store, now), refreshed_at=now)
