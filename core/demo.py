@@ -172,7 +172,7 @@ class Demo:
     """`with Demo() as demo:` starts the fleet, writes the config, backfills; `demo.context()` for the
     dashboard; `demo.live_traffic(stop)` feeds requests until stop."""
 
-    def __init__(self, db_path: str | None = None, *, seed: int = 7, backfill_per_day: int = 400):
+    def __init__(self, db_path: str | None = None, *, seed: int = 9, backfill_per_day: int = 400):
         self.keep_db = db_path is not None
         self.dir = Path(tempfile.mkdtemp(prefix="llmpulse-demo-"))
         self.db_path = Path(db_path).expanduser() if db_path else self.dir / "demo.db"

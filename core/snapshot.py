@@ -80,6 +80,9 @@ async def build_snapshot(store: Store, ctx: Context, now: float) -> Snapshot:
     usage = await usage_summary(store, now, cfg.usage.timezone)
     alerts = sorted(await AlertEngine(store, cfg.alerts, ManualClock(now), None).open_alerts(), key=_severity_rank)
     migrations = await migration_statuses(store, cfg, now)
+    # What is watched first (by failover priority), then disabled, then the catalog's unconfigured rest.
+    health.sort(key=lambda h: (0 if h.enabled and h.configured else 1 if h.configured else 2, h.priority,
+                               h.provider_id))
     watched = [h for h in health if h.enabled and h.configured]
     header = Header(
         requests_period=usage.requests_month, cost_period=usage.cost_month, period_label="this month",
