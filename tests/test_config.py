@@ -85,3 +85,13 @@ def test_where_config_and_database_come_from(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="no such file"):
         load_context(config_path=str(tmp_path / "missing.toml"), environ=env)
     assert load_config(None).source == "defaults"
+
+
+def test_every_toml_example_in_the_readme_parses():
+    import re
+    from pathlib import Path
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", readme, re.S)
+    assert len(blocks) >= 4
+    for block in blocks:
+        parse(block)
