@@ -63,13 +63,11 @@ class ProbeResult:
                 "balance": self.balance.to_json() if self.balance else None}
 
 
-def probe_request(provider: Provider) -> tuple[str, dict[str, str]]:
-    """The URL and headers of a provider's probe. The key goes in a header, never in the URL."""
+def auth_headers(provider: Provider) -> dict[str, str]:
+    """The headers that carry a provider's key in its own style (and Anthropic's version header).
+    The key goes in a header, never in the URL. Shared by probes, the failover client and billing."""
     spec = provider.spec
-    url = provider.base_url + spec.probe_path
-    if spec.api_version:
-        url += f"?api-version={spec.api_version}"
-    headers = {"user-agent": USER_AGENT, "accept": "application/json"}
+    headers: dict[str, str] = {}
     key = provider.api_key.reveal() if provider.api_key else None
     if key:
         if spec.auth in ("bearer", "none"):
@@ -78,10 +76,19 @@ def probe_request(provider: Provider) -> tuple[str, dict[str, str]]:
             headers[spec.auth] = key
     if spec.kind == "anthropic":
         headers["anthropic-version"] = ANTHROPIC_VERSION
-    return url, headers
+    return headers
 
 
-def _error_message(body: bytes) -> str:
+def probe_request(provider: Provider) -> tuple[str, dict[str, str]]:
+    """The URL and headers of a provider's probe."""
+    spec = provider.spec
+    url = provider.base_url + spec.probe_path
+    if spec.api_version:
+        url += f"?api-version={spec.api_version}"
+    return url, {"user-agent": USER_AGENT, "accept": "application/json", **auth_headers(provider)}
+
+
+def error_message(body: bytes) -> str:
     """The provider's own words from an error body, shortened; falls back to the raw text."""
     text = body.decode("utf-8", "replace")
     try:
@@ -236,7 +243,7 @@ async def probe_provider(client: httpx.AsyncClient, provider: Provider, settings
     if not 200 <= code < 300:
         kind = classify_error(code, body)
         status = "degraded" if kind in DEGRADED_KINDS else "failed"
-        return result(status, kind, f"HTTP {code}: {_error_message(body)}", code, rate_limit)
+        return result(status, kind, f"HTTP {code}: {error_message(body)}", code, rate_limit)
     try:
         data = json.loads(body) if provider.spec.kind != "localai" else None
     except ValueError:

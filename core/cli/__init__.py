@@ -22,11 +22,12 @@ from core.validate import ConfigError
 
 # Subcommand modules, in the order `--help` lists them.
 COMMAND_MODULES = (
-    "core.cli.check",       # check, providers              (issue 2)
-    "core.cli.usage",       # record, import, budgets, report (issue 3)
-    "core.cli.alerts",      # alerts ...                    (issue 4)
-    "core.cli.migration",   # migration, failover           (issue 5)
-    "core.cli.providers",   # providers, providers enable/disable (issue 5)
+    "core.cli.check",       # check
+    "core.cli.providers",   # providers, providers enable/disable
+    "core.cli.usage",       # record, import, report, budgets
+    "core.cli.alerts",      # alerts, alerts ack/resolve/silence/unsilence
+    "core.cli.migration",   # migration, migration advance
+    "core.cli.failover",    # failover
     "core.cli.tui",         # watch, demo, daemon           (issue 6)
 )
 
@@ -50,13 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env-file", metavar="PATH", help="file of KEY=value secrets (default: ./.env)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:      # a feature not built yet
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -72,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
-        if args.command is None and "core.cli.tui" in sys.modules:
+        if args.command is None:
             # Bare `llmpulse` opens the dashboard.
             args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "watch"])
             handler = args.handler

@@ -1,0 +1,68 @@
+"""`llmpulse failover [--json]`: the failover chain as it stands, and how often it was used."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from core.cli.common import context_from, open_store, print_json, render_table
+from core.enablement import apply_enablement
+from core.health import failover_order, load_health
+from core.usage.queries import fallback_pairs, total
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("failover", help="the failover chain (order, each provider's state) and fallback statistics",
+                       description="The providers a failover client would try, in order: enabled, configured, "
+                                   "circuit not open and latest probe not failed, by priority. Then how often "
+                                   "requests fell back, and from which provider to which, over 24h and 7d.")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=failover_command)
+
+
+async def failover_command(args: argparse.Namespace) -> int:
+    ctx = context_from(args)
+    now = time.time()
+    store = await open_store(ctx)
+    try:
+        providers = await apply_enablement(store, ctx.providers)
+        health = await load_health(store, providers, ctx.config.health, now)
+        usable = [h.provider_id for h in failover_order(health)]
+        stats = {}
+        for label, seconds in (("24h", 86400), ("7d", 7 * 86400)):
+            overall = await total(store, now - seconds, now)
+            stats[label] = {"requests": overall.requests, "fallbacks": overall.fallbacks,
+                            "fallback_rate": overall.fallbacks / overall.requests if overall.requests else None,
+                            "pairs": [{"from": a, "to": b, "requests": n}
+                                      for a, b, n in await fallback_pairs(store, now - seconds, now)]}
+    finally:
+        await store.close()
+    rows = []
+    for h in sorted(health, key=lambda h: (h.priority, h.provider_id)):
+        if not h.configured:
+            continue
+        if h.provider_id in usable:
+            why = None
+        elif not h.enabled:
+            why = "disabled"
+        elif h.circuit == "open":
+            why = "circuit open"
+        else:
+            why = f"latest probe failed ({h.error_kind})"
+        rows.append({"id": h.provider_id, "priority": h.priority,
+                     "position": usable.index(h.provider_id) + 1 if why is None else None,
+                     "status": h.status, "circuit": h.circuit, "enabled": h.enabled, "skipped": why})
+    if args.json:
+        print_json({"chain": rows, "fallbacks": stats})
+        return 0
+    if not rows:
+        print("no configured providers: set their keys (see .env.example)")
+    else:
+        print(render_table(("#", "PROVIDER", "PRIORITY", "STATUS", "CIRCUIT", "IN CHAIN"),
+                           [(r["position"] or "-", r["id"], r["priority"], r["status"], r["circuit"],
+                             "yes" if r["skipped"] is None else f"no: {r['skipped']}") for r in rows], right=(0, 2)))
+    for label, s in stats.items():
+        rate = "-" if s["fallback_rate"] is None else f"{s['fallback_rate']:.1%}"
+        pairs = ", ".join(f"{p['from']}→{p['to']} {p['requests']}" for p in s["pairs"]) or "none"
+        print(f"\nfallbacks {label}: {s['fallbacks']} of {s['requests']} requests ({rate}); {pairs}")
+    return 0
