@@ -1,0 +1,126 @@
+"""The dashboard on the real core: a real database, the real collector, fake providers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timezone
+
+from core.alerts.engine import AlertEngine
+from core.alerts.rules import Condition
+from core.config import load_context
+from core.fleet import FakeProvider, Fleet
+from core.lease import read_lease
+from core.store import Store
+from tui.app import PulseApp
+from tui.core_backend import CoreBackend
+
+KEY = "sk-proj-TuiLiveSecret0123456789abcdefgh"
+
+
+def context(tmp_path, fleet: Fleet, timeout: str = "3s"):
+    lines = ["[probe]", 'interval = "1s"', f'timeout = "{timeout}"']
+    for pid in fleet.providers:
+        lines += [f"[providers.{pid}]", f'base_url = "{fleet.base_url(pid)}"']
+    (tmp_path / "llmpulse.toml").write_text("\n".join(lines) + "\n")
+    env = {f"{pid.upper()}_API_KEY": KEY for pid in fleet.providers}
+    return load_context(config_path=str(tmp_path / "llmpulse.toml"), db_path=str(tmp_path / "live.db"), environ=env)
+
+
+def app_for(ctx, *, collect: bool) -> PulseApp:
+    return PulseApp(CoreBackend(ctx), tz=timezone.utc, actor="ops", refresh=0.2, collect=collect, watch_terminal=False)
+
+
+async def wait_for(pilot, condition, seconds: float = 8.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        await pilot.pause(0.05)
+    return condition()
+
+
+async def seed_alerts(db_path) -> None:
+    store = await Store.open(db_path)
+    try:
+        await AlertEngine(store).process([
+            Condition("provider_auth", "deepseek", "critical", "DeepSeek rejects its API key"),
+            Condition("budget_warning", "total/month", "warning", "budget total/month passed 80%")])
+    finally:
+        await store.close()
+
+
+async def test_keys_change_the_database(tmp_path):
+    with Fleet([FakeProvider("openai", key=KEY)]) as fleet:
+        ctx = context(tmp_path, fleet)
+        await seed_alerts(ctx.db_path)
+        app = app_for(ctx, collect=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert await wait_for(pilot, lambda: app.polls >= 1)
+            await pilot.press("3", "a")                        # the first row: the critical one
+            table = app.dashboard.panels[3].table
+            assert await wait_for(pilot, lambda: table.get_cell("1", "state").plain.startswith("acked"), 2)
+            table.move_cursor(row=table.get_row_index("2"))    # rows re-sort as states change: pick by key
+            await pilot.press("s", *"30m", "enter")
+            assert await wait_for(pilot, lambda: "silenced" in table.get_cell("2", "state").plain, 2)
+            await pilot.press("r")
+            assert await wait_for(pilot, lambda: "2" not in [r.key.value for r in table.ordered_rows], 2)
+        store = await Store.open(ctx.db_path)
+        try:
+            engine = AlertEngine(store)
+            first, second = await engine.get(1), await engine.get(2)
+            assert (first.state, first.acked_by) == ("acknowledged", "ops")
+            assert second.state == "resolved" and second.resolved_by == "ops" and second.silenced_until is not None
+            assert [t.event for t in await engine.transitions(2)] == ["opened", "silenced", "resolved"]
+        finally:
+            await store.close()
+
+
+async def test_an_ack_elsewhere_shows_on_the_next_refresh(tmp_path):
+    with Fleet([FakeProvider("openai", key=KEY)]) as fleet:
+        ctx = context(tmp_path, fleet)
+        await seed_alerts(ctx.db_path)
+        app = app_for(ctx, collect=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert await wait_for(pilot, lambda: app.polls >= 1)
+            other = await Store.open(ctx.db_path)          # another process's connection
+            try:
+                await AlertEngine(other).ack(1, "bob")
+            finally:
+                await other.close()
+            table = app.dashboard.panels[3].table
+            assert await wait_for(pilot, lambda: table.get_cell("1", "state").plain.startswith("acked"), 3)
+
+
+async def test_quit_within_a_second_while_a_provider_hangs(tmp_path):
+    with Fleet([FakeProvider("openai", key=KEY), FakeProvider("groq", kind="groq", key=KEY, behaviour="hang")]) as fleet:
+        ctx = context(tmp_path, fleet, timeout="30s")
+        app = app_for(ctx, collect=True)
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert await wait_for(pilot, lambda: any(r.method == "GET" for r in fleet.requests("groq")))
+            await pilot.press("j", "k", "3")                    # keys still answer mid-probe
+            started = time.monotonic()
+            await pilot.press("q")
+        assert time.monotonic() - started < 1.0
+
+
+async def test_lease_hand_over_between_two_dashboards(tmp_path):
+    with Fleet([FakeProvider("openai", key=KEY)]) as fleet:
+        ctx = context(tmp_path, fleet)
+        first, second = app_for(ctx, collect=True), app_for(ctx, collect=True)
+        store = await Store.open(ctx.db_path)
+        try:
+            async with first.run_test(size=(100, 30)) as p1:
+                assert await wait_for(p1, lambda: first.backend._collector is not None
+                                      and first.backend._collector.rounds >= 1)
+                async with second.run_test(size=(100, 30)) as p2:
+                    await p2.pause(1.5)
+                    holder = (await read_lease(store)).holder
+                    assert second.backend._collector is not None and second.backend._collector.rounds == 0
+                    await p1.press("q")                         # the collecting dashboard leaves...
+                    await p1.pause(0.1)
+                    assert await wait_for(p2, lambda: second.backend._collector.rounds >= 1, 6), \
+                        "the other dashboard must take the collector over within seconds"
+                    assert (await read_lease(store)).holder != holder
+        finally:
+            await store.close()
