@@ -83,20 +83,24 @@ async def record_probe_results(store: Store, results: Sequence[ProbeResult], set
         for r in results:
             state = await _load_circuit(conn, r.provider_id)
             outcome = _counts_for_circuit(r)
+            failing = r.status in ("failed", "degraded")
             if outcome is not None:
                 state = breaker.after(state, outcome, now)
             await conn.execute(
                 "INSERT INTO provider_state (provider_id, circuit, consecutive_failures, opened_at, last_status, "
-                "last_error_kind, last_error, last_checked_at, last_success_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(provider_id) DO UPDATE SET "
+                "last_error_kind, last_error, last_checked_at, last_success_at, last_failure, last_failure_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(provider_id) DO UPDATE SET "
                 "circuit = excluded.circuit, consecutive_failures = excluded.consecutive_failures, "
                 "opened_at = excluded.opened_at, last_status = excluded.last_status, "
                 "last_error_kind = excluded.last_error_kind, last_error = excluded.last_error, "
                 "last_checked_at = excluded.last_checked_at, "
                 "last_success_at = COALESCE(excluded.last_success_at, provider_state.last_success_at), "
+                "last_failure = COALESCE(excluded.last_failure, provider_state.last_failure), "
+                "last_failure_at = COALESCE(excluded.last_failure_at, provider_state.last_failure_at), "
                 "updated_at = excluded.updated_at",
                 (r.provider_id, state.circuit, state.consecutive_failures, state.opened_at, r.status,
-                 r.error_kind, r.error, r.checked_at, r.checked_at if outcome else None, now))
+                 r.error_kind, r.error, r.checked_at, r.checked_at if outcome else None,
+                 r.error if failing else None, r.checked_at if failing else None, now))
 
 
 async def record_outcome(store: Store, provider_id: str, success: bool, settings: HealthSettings,
@@ -208,9 +212,6 @@ async def load_health(store: Store, providers: Sequence[Provider], settings: Hea
     for row in rows:
         by_provider.setdefault(row["provider_id"], []).append(row)
     state_rows = {r["provider_id"]: r for r in await store.fetchall("SELECT * FROM provider_state")}
-    last_errors = {r["provider_id"]: r for r in await store.fetchall(
-        "SELECT provider_id, MAX(checked_at) AS at, error FROM probe_results "
-        "WHERE status != 'healthy' AND status != 'unknown' GROUP BY provider_id")}
     breaker = CircuitBreaker(settings)
     stats = request_stats or {}
     out: list[ProviderHealth] = []
@@ -234,7 +235,6 @@ async def load_health(store: Store, providers: Sequence[Provider], settings: Hea
             p95 = float(real.p95_ms)
         with_rl = next((r for r in reversed(window) if r["rate_limit"]), None)
         with_bal = next((r for r in reversed(window) if r["balance"]), None)
-        last_err = last_errors.get(p.id)
         health = ProviderHealth(
             provider_id=p.id, name=p.name,
             status=latest["status"] if latest is not None else "unknown",
@@ -244,7 +244,7 @@ async def load_health(store: Store, providers: Sequence[Provider], settings: Hea
             p50_ms=percentile(latencies, 0.5), p95_ms=p95, latency_series=latencies[-SERIES_POINTS:],
             last_checked_at=st["last_checked_at"] if st else None,
             last_success_at=st["last_success_at"] if st else None,
-            last_error=last_err["error"] if last_err else None, last_error_at=last_err["at"] if last_err else None,
+            last_error=st["last_failure"] if st else None, last_error_at=st["last_failure_at"] if st else None,
             error_band=error_band(rate, settings), latency_band=latency_band(p95, settings),
             circuit=circuit.circuit, consecutive_failures=circuit.consecutive_failures,
             rate_limit=RateLimit.from_json(json.loads(with_rl["rate_limit"])) if with_rl else None,

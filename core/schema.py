@@ -57,6 +57,13 @@ CORE = [
     """),
 ]
 
+CORE.append(Migration("0002_provider_last_error", """
+    -- The latest failure per provider and when, kept as probes arrive, so the dashboard reads one row a
+    -- provider every second instead of searching days of probe results for it.
+    ALTER TABLE provider_state ADD COLUMN last_failure TEXT;
+    ALTER TABLE provider_state ADD COLUMN last_failure_at REAL;
+"""))
+
 # Issue 3 (usage, cost, budgets) appends here.
 USAGE: list[Migration] = [
     Migration("0100_usage", """

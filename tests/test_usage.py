@@ -88,8 +88,9 @@ async def test_rollups_agree_with_the_raw_records(tmp_path):
         assert (again.stored, again.duplicates) == (0, 100)       # dedupe by request_id
         # Odd edges on purpose: the range starts and ends mid-minute, mid-hour, mid-day.
         since, until = T0 - 3 * 86400 - 4321.5, T0 - 1234.5
-        since_m = since - since % 60
-        until_m = -(-until // 60) * 60
+        covered = segments(since, until)        # minutes where kept, else whole hours
+        since_m, until_m = covered[0][1], covered[-1][2]
+        assert since_m <= since and until_m >= until
         rows = await store.fetchall(
             "SELECT department AS k, COUNT(*) AS n, SUM(status = 'error') AS e, SUM(COALESCE(cost_usd, 0)) AS c, "
             "SUM(cost_usd IS NULL) AS u, SUM(input_tokens + output_tokens) AS t FROM usage_records "
@@ -115,12 +116,14 @@ async def test_rollups_agree_with_the_raw_records(tmp_path):
 
 
 def test_segments_cover_the_range_exactly():
-    since, until = T0 - 2 * 86400 - 3725, T0 + 59
-    segs = segments(since, until)
+    since, until = T0 - 2 * 86400 + 125, T0 + 59
+    segs = segments(since, until, now=T0)
     assert segs[0][1] == since - since % 60 and segs[-1][2] == -(-until // 60) * 60
     for (_, _, end), (_, start, _) in zip(segs, segs[1:]):
         assert end == start
     assert {g for g, _, _ in segs} == {"m", "h", "d"}
+    old = segments(since, until, now=T0 + 30 * 86400)     # no minute roll-ups that far back: whole hours
+    assert {g for g, _, _ in old} <= {"h", "d"} and old[0][1] % 3600 == 0 and old[-1][2] % 3600 == 0
 
 
 def test_p95_from_histogram():

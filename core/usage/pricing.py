@@ -30,7 +30,9 @@ class Pricing:
     def __init__(self, prices: PriceConfig | None = None, local_providers: Iterable[str] = ()):
         self.prices = prices or PriceConfig()
         self.local = set(local_providers)
-        self._cache: dict[tuple[str, str], object] = {}
+        # genai-prices caches the models it finds but not the ones it does not: remember those, or every
+        # record of an unknown model pays a full search of the table (measured: ~0.25 ms a record).
+        self._unknown: set[tuple[str, str]] = set()
         if self.prices.auto_update:
             from genai_prices import UpdatePrices
             self._updater = UpdatePrices()
@@ -48,14 +50,15 @@ class Pricing:
             fresh = max(0, input_tokens - cache_read_tokens - cache_write_tokens)
             return (fresh * override.input + cache_read_tokens * cached_rate + cache_write_tokens * write_rate
                     + output_tokens * override.output) / 1e6
+        if (provider, model) in self._unknown:
+            return None
         try:
             calc = calc_price(Usage(input_tokens=input_tokens, output_tokens=output_tokens,
                                     cache_read_tokens=cache_read_tokens or None,
                                     cache_write_tokens=cache_write_tokens or None),
                               model, provider_id=PRICE_PROVIDER.get(provider, provider))
-        except LookupError:
-            return None
-        except ValueError:
+        except (LookupError, ValueError):
+            self._unknown.add((provider, model))
             return None
         return float(calc.total_price)
 

@@ -5,15 +5,14 @@ the health model, the dashboard's summary, unknown prices, fallback pairs; and r
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 from zoneinfo import ZoneInfo
 
 from core.store import Store
 from core.usage.pricing import price_table_version
-from core.usage.rollup import BUCKETS, DIMS, GRAINS, LATENCY_BOUNDS_MS
-
-MINUTE_KEEP_S = 2 * 86400.0      # minute roll-ups older than this are dropped (hours and days stay)
+from core.usage.rollup import BUCKETS, DIMS, GRAINS, LATENCY_BOUNDS_MS, MINUTE_KEEP_S
 BY_CHOICES = ("provider", "model", "department", "agent", "user", "task_type", "provider_model")
 HIST = ", ".join(f"SUM(l{i})" for i in range(BUCKETS))
 
@@ -81,8 +80,11 @@ def segments(since: float, until: float, now: float | None = None) -> list[tuple
     """Cover [since, until) with the coarsest roll-up buckets that fit: (grain, first start, end)."""
     end = -(-until // 60) * 60
     t = since - since % 60
-    if now is not None and t < now - MINUTE_KEEP_S:
-        t = t - t % 3600            # minute roll-ups are gone that far back: the hour is the finest
+    oldest_minute = (time.time() if now is None else now) - MINUTE_KEEP_S
+    if t < oldest_minute:
+        t = t - t % 3600            # no minute roll-ups that far back: the hour is the finest
+    if end < oldest_minute:
+        end = -(-end // 3600) * 3600
     out: list[tuple[str, float, float]] = []
     while t < end:
         for grain in ("d", "h", "m"):
