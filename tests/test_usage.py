@@ -250,3 +250,35 @@ def test_import_record_report_budgets_cli(tmp_path):
     assert b["name"] == "total/month" and b["spent_usd"] > 0 and b["unknown_price_count"] == 1
     with sqlite3.connect(tmp_path / "u.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM usage_records").fetchone()[0] == 4
+
+
+async def test_savings_reference_and_suggestions(tmp_path):
+    from core.usage.savings import savings_report
+    store = await Store.open(tmp_path / "s.db")
+    pricing = Pricing(local_providers=["ollama"])
+    now = T0
+    recs = []
+    for i in range(40):
+        recs.append(record_from_mapping({"ts": now - 3600 - i, "provider": "anthropic", "model": "claude-sonnet-4-5",
+                                         "input_tokens": 100_000, "output_tokens": 10_000, "latency_ms": 3000,
+                                         "request_id": f"a{i}"}, now))
+        recs.append(record_from_mapping({"ts": now - 3600 - i, "provider": "openai", "model": "gpt-4o-mini",
+                                         "input_tokens": 1000, "output_tokens": 100, "latency_ms": 250,
+                                         "request_id": f"o{i}"}, now))
+        recs.append(record_from_mapping({"ts": now - 3600 - i, "provider": "ollama", "model": "llama3.2",
+                                         "input_tokens": 50_000, "output_tokens": 5_000, "latency_ms": 900,
+                                         "request_id": f"l{i}"}, now))
+    try:
+        await ingest(store, recs, pricing)
+        s = await savings_report(store, pricing, now - 86400, now, "24h")
+    finally:
+        await store.close()
+    sonnet = pricing.cost("anthropic", "claude-sonnet-4-5", 100_000, 10_000)
+    assert s.reference == "anthropic/claude-sonnet-4-5"              # the priciest model in use
+    assert s.actual_usd == pytest.approx(40 * (sonnet + pricing.cost("openai", "gpt-4o-mini", 1000, 100)))
+    assert s.local_requests == 40
+    assert s.local_reference_usd == pytest.approx(40 * pricing.cost("anthropic", "claude-sonnet-4-5", 50_000, 5_000))
+    mini = pricing.cost("openai", "gpt-4o-mini", 100_000, 10_000) * 40
+    assert s.suggestions[0] == (f"anthropic/claude-sonnet-4-5 cost ${40 * sonnet:,.2f} in 24h; the same tokens on "
+                                f"openai/gpt-4o-mini would cost ${mini:,.2f} ({1 - mini / (40 * sonnet):.0%} less)")
+    assert any(line.startswith("anthropic p95") and "the fastest provider (openai" in line for line in s.suggestions)

@@ -13,6 +13,7 @@ from core.usage.budgets import budget_statuses
 from core.usage.queries import BY_CHOICES, breakdown, hourly_totals, period_start, total
 from core.usage.pricing import price_table_version
 from core.usage.recorder import pricing_for
+from core.usage.savings import savings_report
 from core.usage.records import RecordError, content_hash, record_from_mapping
 from core.usage.rollup import ingest
 
@@ -176,6 +177,7 @@ async def report_command(args: argparse.Namespace) -> int:
         groups = await breakdown(store, args.by, since, now)
         overall = await total(store, since, now)
         hours = await hourly_totals(store, since, now)
+        savings = await savings_report(store, pricing_for(ctx), since, now, args.since)
     finally:
         await store.close()
     headers = (args.by.upper(), "REQUESTS", "TOKENS", "COST USD", "PRICE UNKNOWN", "SUCCESS", "P95 MS")
@@ -189,7 +191,8 @@ async def report_command(args: argparse.Namespace) -> int:
         busiest = sorted(hours, key=lambda h: -h[1])[:5]
         print_json({"since": since, "until": now, "by": args.by, "price_table": price_table_version(),
                     "total": overall.to_json(), "groups": [g.to_json() for g in groups],
-                    "busiest_hours": [{"hour": h[0], "requests": h[1], "cost_usd": h[2]} for h in busiest]})
+                    "busiest_hours": [{"hour": h[0], "requests": h[1], "cost_usd": h[2]} for h in busiest],
+                    "savings": savings.to_json()})
     elif args.format == "csv":
         sys.stdout.write(render_csv(headers, [cells(g) for g in groups]))
     else:
@@ -200,4 +203,10 @@ async def report_command(args: argparse.Namespace) -> int:
         unknown = f", {overall.unknown_price_count} with price unknown" if overall.unknown_price_count else ""
         print(f"\n{overall.requests:,} requests, ${overall.cost_usd:,.2f} since {args.since}{unknown} "
               f"(prices: {price_table_version()})")
+        if savings.reference and savings.reference_usd is not None:
+            print(f"on {savings.reference} the same tokens would have cost ${savings.reference_usd:,.2f} "
+                  f"(saved ${savings.saved_usd:,.2f}); local providers served {savings.local_requests:,} requests "
+                  f"worth ${savings.local_reference_usd or 0:,.2f} there")
+        for line in savings.suggestions:
+            print(f"suggestion: {line}")
     return 0
