@@ -31,6 +31,7 @@ from core.redact import redact
 from core.store import Store
 from core.usage.budgets import budget_statuses
 from core.usage.queries import prune_usage, provider_request_stats, unknown_price_models
+from core.usage.reconcile import RECONCILE_INTERVAL_S, billable, poll_billing
 
 log = logging.getLogger("llmpulse.collector")
 
@@ -125,14 +126,11 @@ class Collector:
             self._last_prune = now
             await step("prune probes", lambda: prune_probe_results(self.store, now, PROBE_KEEP_S))
             await step("prune usage", lambda: prune_usage(self.store, now, cfg.storage.retention))
-        try:
-            from core.usage.reconcile import RECONCILE_INTERVAL_S, poll_billing
-        except ImportError:
-            return
         if now - self._last_billing >= RECONCILE_INTERVAL_S:
             self._last_billing = now
             providers = await apply_enablement(self.store, self.ctx.providers)
-            await step("billing", lambda: poll_billing(self.store, providers, now))
+            if billable(providers):
+                await step("billing", lambda: poll_billing(self.store, providers, now))
 
     async def _write_status(self, report: RoundReport) -> None:
         await self.store.execute(

@@ -133,6 +133,22 @@ USAGE: list[Migration] = [
     """),
 ]
 
+USAGE.append(Migration("0190_billing_reports", """
+    -- What providers report on their own bills (spend this month, or a balance), polled on a slow timer.
+    CREATE TABLE billing_reports (
+        id           INTEGER PRIMARY KEY,
+        provider_id  TEXT NOT NULL,
+        period_start REAL NOT NULL,
+        period_end   REAL NOT NULL,
+        reported_usd REAL,
+        balance      REAL,
+        currency     TEXT,
+        fetched_at   REAL NOT NULL,
+        error        TEXT               -- redacted
+    );
+    CREATE INDEX billing_reports_provider_time ON billing_reports (provider_id, fetched_at);
+"""))
+
 # Issue 4 (alerts) appends here.
 ALERTS: list[Migration] = [
     Migration("0200_alerts", """

@@ -52,6 +52,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--json", action="store_true")
     b.set_defaults(handler=budgets_command)
 
+    c = sub.add_parser("reconcile", help="the providers' own bills beside our estimate (admin keys)",
+                       description="Fetch this month's spend as the providers report it (OpenAI organization "
+                                   "costs and Anthropic cost report with OPENAI_ADMIN_KEY / ANTHROPIC_ADMIN_KEY, "
+                                   "OpenRouter key usage) and balances (DeepSeek, Moonshot), and show them beside "
+                                   "llmpulse's estimate with the difference. The collector does this every 15 min.")
+    c.add_argument("--cached", action="store_true", help="show the last fetched figures without fetching")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(handler=reconcile_command)
+
     p = sub.add_parser("report", help="usage and cost by provider, model, department, agent, user or task type",
                        description="Requests, tokens, cost (with the number of records whose price is unknown), "
                                    "success rate and p95 latency, grouped, from the roll-ups.")
@@ -210,3 +219,38 @@ async def report_command(args: argparse.Namespace) -> int:
         for line in savings.suggestions:
             print(f"suggestion: {line}")
     return 0
+
+
+async def reconcile_command(args: argparse.Namespace) -> int:
+    from core.enablement import apply_enablement
+    from core.usage.reconcile import billable, poll_billing, reconcile
+    ctx = context_from(args)
+    now = time.time()
+    store = await open_store(ctx)
+    try:
+        providers = await apply_enablement(store, ctx.providers)
+        if not args.cached:
+            if not billable(providers):
+                raise CliError("no provider reports its bill with the keys set: OpenAI and Anthropic need "
+                               "OPENAI_ADMIN_KEY / ANTHROPIC_ADMIN_KEY; OpenRouter, DeepSeek and Moonshot their "
+                               "API key", 1)
+            await poll_billing(store, providers, now)
+        rows = await reconcile(store, now)
+    finally:
+        await store.close()
+    if args.json:
+        print_json({"month_start": rows[0].period_start if rows else None, "providers": [r.to_json() for r in rows]})
+        return 0
+    if not rows:
+        print("nothing fetched yet: run without --cached")
+        return 0
+
+    def money(v):
+        return "-" if v is None else f"${v:,.2f}"
+    print(render_table(("PROVIDER", "PROVIDER SAYS", "WE ESTIMATE", "DIFFERENCE", "BALANCE", "ERROR"),
+                       [(r.provider_id, money(r.reported_usd), money(r.estimated_usd),
+                         "-" if r.difference_usd is None else
+                         f"{r.difference_usd:+,.2f}" + (f" ({r.difference_pct:+.0%})" if r.difference_pct is not None else ""),
+                         "-" if r.balance is None else f"{r.balance:,.2f}", r.error or "") for r in rows],
+                       right=(1, 2, 3, 4)))
+    return 1 if any(r.error for r in rows) else 0

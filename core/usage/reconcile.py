@@ -1,0 +1,219 @@
+"""Reconcile our cost estimate with the provider's own bill.
+
+Where a provider reports spend — OpenAI's organization costs API and Anthropic's cost report (both
+with an admin key), OpenRouter's key usage — this month's provider-reported spend is fetched on a slow
+timer and stored; DeepSeek and Moonshot report a balance, which is stored too. `reconcile()` puts the
+provider's figure beside ours (from the usage roll-ups) with the difference. Polling never raises:
+a refused key, a timeout or an unexpected body is stored as that provider's error (redacted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from core.catalog import Provider
+from core.probe import auth_headers, error_message
+from core.redact import redact
+from core.store import Store
+from core.usage.queries import breakdown, period_start
+
+RECONCILE_INTERVAL_S = 15 * 60.0
+TIMEOUT_S = 20.0
+MAX_PAGES = 10
+UTC = ZoneInfo("UTC")
+
+
+@dataclass
+class BillingReport:
+    provider_id: str
+    period_start: float
+    period_end: float
+    reported_usd: float | None        # spend the provider reports for the period
+    balance: float | None             # what is left, where the provider says
+    currency: str | None
+    fetched_at: float
+    error: str | None = None
+
+
+@dataclass
+class ReconcileRow:
+    provider_id: str
+    period_start: float
+    reported_usd: float | None
+    estimated_usd: float
+    difference_usd: float | None      # reported - estimated
+    difference_pct: float | None
+    balance: float | None
+    fetched_at: float | None
+    error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class BillingError(Exception):
+    pass
+
+
+def _with_key(provider: Provider, admin: bool) -> Provider:
+    return replace(provider, api_key=provider.admin_key) if admin else provider
+
+
+async def _get(client: httpx.AsyncClient, provider: Provider, url: str, params: dict, admin: bool) -> Any:
+    response = await client.get(url, params=params, headers={"accept": "application/json",
+                                                             **auth_headers(_with_key(provider, admin))})
+    body = await response.aread()
+    if not 200 <= response.status_code < 300:
+        raise BillingError(f"HTTP {response.status_code}: {error_message(body)}")
+    try:
+        return response.json()
+    except ValueError:
+        raise BillingError(f"HTTP {response.status_code} but the body is not JSON") from None
+
+
+def _bucket_sum(data: Any, amount_of) -> tuple[float, str | None]:
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise BillingError("expected {data: [buckets...]}")
+    total, currency = 0.0, None
+    for bucket in data["data"]:
+        for result in (bucket.get("results") or []) if isinstance(bucket, dict) else []:
+            value, cur = amount_of(result)
+            total += value
+            currency = currency or cur
+    return total, currency
+
+
+async def _openai(client, p: Provider, start: float, now: float) -> tuple[float | None, float | None, str | None]:
+    def amount(result):
+        a = result.get("amount") or {}
+        return float(a.get("value") or 0.0), a.get("currency", "usd").upper()
+    total, currency, page = 0.0, None, None
+    for _ in range(MAX_PAGES):
+        params = {"start_time": int(start), "bucket_width": "1d", "limit": 31, **({"page": page} if page else {})}
+        data = await _get(client, p, f"{p.base_url}/organization/costs", params, admin=True)
+        part, cur = _bucket_sum(data, amount)
+        total, currency = total + part, currency or cur
+        page = data.get("next_page") if data.get("has_more") else None
+        if not page:
+            break
+    return total, None, currency or "USD"
+
+
+async def _anthropic(client, p: Provider, start: float, now: float) -> tuple[float | None, float | None, str | None]:
+    def amount(result):
+        # The cost report's amount is a decimal string in cents.
+        return float(result.get("amount") or 0) / 100.0, result.get("currency", "USD")
+    starting_at = dt.datetime.fromtimestamp(start, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    total, currency, page = 0.0, None, None
+    for _ in range(MAX_PAGES):
+        params = {"starting_at": starting_at, "bucket_width": "1d", **({"page": page} if page else {})}
+        data = await _get(client, p, f"{p.base_url}/v1/organizations/cost_report", params, admin=True)
+        part, cur = _bucket_sum(data, amount)
+        total, currency = total + part, currency or cur
+        page = data.get("next_page") if data.get("has_more") else None
+        if not page:
+            break
+    return total, None, currency or "USD"
+
+
+async def _openrouter(client, p: Provider, start: float, now: float) -> tuple[float | None, float | None, str | None]:
+    data = await _get(client, p, f"{p.base_url}/key", {}, admin=False)
+    info = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(info, dict):
+        raise BillingError("expected {data: {usage, limit, ...}}")
+    monthly = info.get("usage_monthly")
+    remaining = info.get("limit_remaining")
+    return (float(monthly) if monthly is not None else None,
+            float(remaining) if remaining is not None else None, "USD")
+
+
+async def _deepseek(client, p: Provider, start: float, now: float) -> tuple[float | None, float | None, str | None]:
+    data = await _get(client, p, f"{p.base_url}/user/balance", {}, admin=False)
+    infos = data.get("balance_infos") if isinstance(data, dict) else None
+    if not isinstance(infos, list) or not infos:
+        raise BillingError("expected {balance_infos: [...]}")
+    return None, float(infos[0].get("total_balance") or 0), infos[0].get("currency")
+
+
+async def _moonshot(client, p: Provider, start: float, now: float) -> tuple[float | None, float | None, str | None]:
+    data = await _get(client, p, f"{p.base_url}/users/me/balance", {}, admin=False)
+    info = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(info, dict) or "available_balance" not in info:
+        raise BillingError("expected {data: {available_balance, ...}}")
+    return None, float(info["available_balance"]), None
+
+
+# kind -> (fetcher, needs the admin key)
+FETCHERS = {"openai": (_openai, True), "anthropic": (_anthropic, True), "openrouter": (_openrouter, False),
+            "deepseek": (_deepseek, False), "moonshot": (_moonshot, False)}
+
+
+def billable(providers: Sequence[Provider]) -> list[Provider]:
+    out = []
+    for p in providers:
+        entry = FETCHERS.get(p.spec.kind)
+        if entry is None or not p.enabled or not p.base_url:
+            continue
+        if (p.admin_key if entry[1] else p.api_key) is not None:
+            out.append(p)
+    return out
+
+
+async def poll_billing(store: Store, providers: Sequence[Provider], now: float, *,
+                       client: httpx.AsyncClient | None = None, timeout: float = TIMEOUT_S) -> list[BillingReport]:
+    """Fetch this month's provider-reported spend (or balance) for every provider that reports one."""
+    start = period_start(now, "month", UTC)
+    end = (dt.datetime.fromtimestamp(start, dt.timezone.utc) + dt.timedelta(days=32)).replace(day=1).timestamp()
+
+    async def one(c: httpx.AsyncClient, p: Provider) -> BillingReport:
+        fetch = FETCHERS[p.spec.kind][0]
+        try:
+            async with asyncio.timeout(timeout):
+                reported, balance, currency = await fetch(c, p, start, now)
+            return BillingReport(p.id, start, end, reported, balance, currency, now)
+        except (TimeoutError, httpx.TimeoutException):
+            error = f"no answer within {timeout:g}s"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        except (BillingError, ValueError, TypeError, AttributeError) as exc:
+            error = str(exc)
+        return BillingReport(p.id, start, end, None, None, None, now, redact(error))
+
+    targets = billable(providers)
+    if client is None:
+        async with httpx.AsyncClient(timeout=timeout) as own:
+            reports = list(await asyncio.gather(*(one(own, p) for p in targets)))
+    else:
+        reports = list(await asyncio.gather(*(one(client, p) for p in targets)))
+    if reports:
+        await store.executemany(
+            "INSERT INTO billing_reports (provider_id, period_start, period_end, reported_usd, balance, currency, "
+            "fetched_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(r.provider_id, r.period_start, r.period_end, r.reported_usd, r.balance, r.currency, r.fetched_at,
+              r.error) for r in reports])
+    return reports
+
+
+async def reconcile(store: Store, now: float) -> list[ReconcileRow]:
+    """The latest provider-reported figures for this month beside our estimate from the roll-ups."""
+    start = period_start(now, "month", UTC)
+    rows = await store.fetchall(
+        "SELECT b.* FROM billing_reports b JOIN (SELECT provider_id, MAX(fetched_at) AS at FROM billing_reports "
+        "WHERE period_start = ? GROUP BY provider_id) last ON b.provider_id = last.provider_id "
+        "AND b.fetched_at = last.at WHERE b.period_start = ? ORDER BY b.provider_id", (start, start))
+    ours = {g.key: g.cost_usd for g in await breakdown(store, "provider", start, now)}
+    out = []
+    for r in rows:
+        estimated = ours.get(r["provider_id"], 0.0)
+        reported = r["reported_usd"]
+        diff = None if reported is None else reported - estimated
+        pct = None if diff is None or not reported else diff / reported
+        out.append(ReconcileRow(r["provider_id"], start, reported, estimated, diff, pct, r["balance"],
+                                r["fetched_at"], r["error"]))
+    return out
