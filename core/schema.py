@@ -67,10 +67,10 @@ CORE.append(Migration("0002_provider_last_error", """
 # Issue 3 (usage, cost, budgets) appends here.
 USAGE: list[Migration] = [
     Migration("0100_usage", """
-        -- One row per LLM call. dedupe_key (request_id, else a content hash) makes imports idempotent.
+        -- One row per LLM call. dedupe_key (request_id, else an imported line's hash) makes imports idempotent.
         CREATE TABLE usage_records (
             id                 INTEGER PRIMARY KEY,
-            dedupe_key         TEXT NOT NULL UNIQUE,
+            dedupe_key         TEXT UNIQUE,       -- NULL: a live call without request_id, never merged
             ts                 REAL NOT NULL,
             provider           TEXT NOT NULL,
             model              TEXT NOT NULL,

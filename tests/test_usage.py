@@ -116,13 +116,20 @@ async def test_rollups_agree_with_the_raw_records(tmp_path):
 
 
 def test_segments_cover_the_range_exactly():
-    since, until = T0 - 2 * 86400 + 125, T0 + 59
+    # a short range in the past: minute precision at both ends
+    since, until = T0 - 3 * 3600 - 125, T0 - 45 * 60 - 7
     segs = segments(since, until, now=T0)
     assert segs[0][1] == since - since % 60 and segs[-1][2] == -(-until // 60) * 60
-    for (_, _, end), (_, start, _) in zip(segs, segs[1:]):
-        assert end == start
-    assert {g for g, _, _ in segs} == {"m", "h", "d"}
-    old = segments(since, until, now=T0 + 30 * 86400)     # no minute roll-ups that far back: whole hours
+    assert {g for g, _, _ in segs} == {"m", "h"}
+    # a long range ending now: from the top of its first hour to the end of the current hour
+    since, until = T0 - 2 * 86400 + 125, T0
+    segs = segments(since, until, now=T0)
+    assert segs[0][1] == since - since % 3600 and segs[-1][2] == -(-T0 // 3600) * 3600
+    assert {g for g, _, _ in segs} == {"h", "d"}
+    for seq in (segs, segments(T0 - 3 * 3600 - 125, T0 - 45 * 60 - 7, now=T0)):
+        for (_, _, end), (_, start, _) in zip(seq, seq[1:]):
+            assert end == start
+    old = segments(T0 - 3 * 3600 - 125, T0 - 45 * 60 - 7, now=T0 + 30 * 86400)   # no minute roll-ups left
     assert {g for g, _, _ in old} <= {"h", "d"} and old[0][1] % 3600 == 0 and old[-1][2] % 3600 == 0
 
 
@@ -282,3 +289,18 @@ async def test_savings_reference_and_suggestions(tmp_path):
     assert s.suggestions[0] == (f"anthropic/claude-sonnet-4-5 cost ${40 * sonnet:,.2f} in 24h; the same tokens on "
                                 f"openai/gpt-4o-mini would cost ${mini:,.2f} ({1 - mini / (40 * sonnet):.0%} less)")
     assert any(line.startswith("anthropic p95") and "the fastest provider (openai" in line for line in s.suggestions)
+
+
+async def test_rollup_buckets_start_on_whole_minutes_hours_and_days(tmp_path):
+    store = await Store.open(tmp_path / "b.db")
+    now = T0 + 0.123
+    try:
+        await ingest(store, [record_from_mapping({"ts": now - i * 7.77, "provider": "openai", "model": "gpt-4o",
+                                                  "input_tokens": 1}, now) for i in range(500)], Pricing(), now=now)
+        rows = await store.fetchall("SELECT grain, start, COUNT(*) AS n FROM usage_rollups WHERE dim = 'total' "
+                                    "GROUP BY grain, start")
+    finally:
+        await store.close()
+    width = {"m": 60, "h": 3600, "d": 86400}
+    assert all(r["start"] % width[r["grain"]] == 0 for r in rows)
+    assert sum(1 for r in rows if r["grain"] == "h") <= 3          # 500 records over ~65 minutes

@@ -76,11 +76,23 @@ def p95_from_hist(counts: Sequence[int], q: float = 0.95) -> float | None:
     return float(LATENCY_BOUNDS_MS[-1])
 
 
+LONG_RANGE_S = 6 * 3600.0       # ranges at least this long start at the top of their first hour
+
+
 def segments(since: float, until: float, now: float | None = None) -> list[tuple[str, float, float]]:
-    """Cover [since, until) with the coarsest roll-up buckets that fit: (grain, first start, end)."""
+    """Cover [since, until) with the coarsest roll-up buckets that fit: (grain, first start, end).
+
+    Precision is a minute for short ranges; a range of six hours or more starts at the top of its
+    first hour (so "the last 24h" reads ~24 hour rows per key, not up to 118 minute rows), and a range
+    ending now ends with the current hour's bucket, which holds nothing later than now."""
+    wall = time.time() if now is None else now
     end = -(-until // 60) * 60
+    if until >= wall - 60:
+        end = -(-end // 3600) * 3600
     t = since - since % 60
-    oldest_minute = (time.time() if now is None else now) - MINUTE_KEEP_S
+    if until - since >= LONG_RANGE_S:
+        t = t - t % 3600
+    oldest_minute = wall - MINUTE_KEEP_S
     if t < oldest_minute:
         t = t - t % 3600            # no minute roll-ups that far back: the hour is the finest
     if end < oldest_minute:
@@ -134,11 +146,14 @@ async def breakdown(store: Store, by: str, since: float, until: float, filters: 
     return out
 
 
-async def total(store: Store, since: float, until: float, dim: str = "total", key: str = "*") -> GroupRow:
+async def total(store: Store, since: float, until: float, dim: str = "total", key: str = "*",
+                latency: bool = False) -> GroupRow:
+    """One group's totals; `latency` also reads the histogram for its p95 (budgets do not need it)."""
     where, params = _where(since, until)
+    hist = HIST if latency else ", ".join("0" for _ in range(BUCKETS))
     r = await store.fetchone(
         f"SELECT ?, SUM(requests), SUM(errors), SUM(fallbacks), SUM(input_tokens), SUM(output_tokens), "
-        f"SUM(cache_read_tokens), SUM(cost_usd), SUM(unknown_price), {HIST} FROM usage_rollups "
+        f"SUM(cache_read_tokens), SUM(cost_usd), SUM(unknown_price), {hist} FROM usage_rollups "
         f"WHERE dim = ? AND key = ? AND {where}", [key, dim, key, *params])
     return _row(key, r)
 

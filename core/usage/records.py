@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import genai_prices
@@ -49,15 +49,14 @@ class UsageRecord:
     cost_usd: float | None = None      # set at ingest; None = price unknown
     source_hash: str | None = None     # an imported line's own content hash (its ts may be absent)
 
-    def dedupe_key(self) -> str:
-        """request_id when the caller has one, else a hash of the content: importing twice counts once."""
+    def dedupe_key(self) -> str | None:
+        """request_id when the caller has one, else an imported line's content hash: importing twice
+        counts once. A live call recorded without a request_id is its own event: no key, never merged."""
         if self.request_id:
             return "id:" + self.request_id
         if self.source_hash:
             return "h:" + self.source_hash
-        body = asdict(self)
-        body.pop("cost_usd", None)
-        return "h:" + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+        return None
 
 
 def _timestamp(value: Any, now: float) -> float:

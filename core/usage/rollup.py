@@ -28,8 +28,6 @@ COUNTERS = ("requests", "errors", "fallbacks", "input_tokens", "output_tokens", 
 RECORD_COLUMNS = ("dedupe_key", "ts", "provider", "model", "input_tokens", "output_tokens", "cache_read_tokens",
                   "cache_write_tokens", "latency_ms", "status", "error_kind", "is_fallback", "fallback_from",
                   "department", "agent", "user", "task_type", "category", "endpoint", "request_id", "cost_usd")
-INSERT_RECORD = (f"INSERT INTO usage_records ({', '.join(RECORD_COLUMNS)}) "
-                 f"VALUES ({', '.join('?' for _ in RECORD_COLUMNS)})")
 
 
 def latency_bucket(ms: float) -> int:
@@ -48,13 +46,39 @@ DIM_SQL = {
     "task_type": ("task_type", "task_type IS NOT NULL"),
     "fallback": ("fallback_from || '>' || provider", "is_fallback AND fallback_from IS NOT NULL"),
 }
-BATCH_COLUMNS = ("ts", "provider", "model", "department", "agent", "user", "task_type", "is_fallback",
-                 "fallback_from", "is_error", "input_tokens", "output_tokens", "cache_read_tokens",
-                 "cache_write_tokens", "cost_usd", "unknown_price", "lat_bucket")
-CREATE_BATCH = (f"CREATE TEMP TABLE IF NOT EXISTS usage_batch ({', '.join(BATCH_COLUMNS)})")
-SUMS = ("COUNT(*), SUM(is_error), SUM(is_fallback), SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), "
-        "SUM(cache_write_tokens), SUM(cost_usd), SUM(unknown_price), "
-        + ", ".join(f"SUM(lat_bucket IS {i})" for i in range(BUCKETS)))   # IS: never NULL
+CREATE_BATCH = f"CREATE TEMP TABLE IF NOT EXISTS usage_batch ({', '.join(RECORD_COLUMNS)})"
+INSERT_BATCH = f"INSERT INTO usage_batch VALUES ({', '.join('?' for _ in RECORD_COLUMNS)})"
+# Already stored (same dedupe key), or twice in this batch: dropped before anything is counted.
+DEDUPE_SQL = (
+    "DELETE FROM usage_batch WHERE dedupe_key IS NOT NULL AND EXISTS "
+    "(SELECT 1 FROM usage_records u WHERE u.dedupe_key = usage_batch.dedupe_key)",
+    "DELETE FROM usage_batch WHERE dedupe_key IS NOT NULL AND rowid NOT IN "
+    "(SELECT MIN(rowid) FROM usage_batch WHERE dedupe_key IS NOT NULL GROUP BY dedupe_key)",
+)
+COPY_SQL = f"INSERT INTO usage_records ({', '.join(RECORD_COLUMNS)}) SELECT * FROM usage_batch"
+
+
+def _latency_bucket_sql(i: int) -> str:
+    """COUNT of rows whose latency falls in bucket i, the same buckets as latency_bucket()."""
+    if i == 0:
+        cond = f"latency_ms <= {LATENCY_BOUNDS_MS[0]}"
+    elif i < len(LATENCY_BOUNDS_MS):
+        cond = f"latency_ms > {LATENCY_BOUNDS_MS[i - 1]} AND latency_ms <= {LATENCY_BOUNDS_MS[i]}"
+    else:
+        cond = f"latency_ms > {LATENCY_BOUNDS_MS[-1]}"
+    return f"COUNT(CASE WHEN {cond} THEN 1 END)"
+
+
+SUMS = ("COUNT(*), COUNT(CASE WHEN status = 'error' THEN 1 END), TOTAL(is_fallback), TOTAL(input_tokens), "
+        "TOTAL(output_tokens), TOTAL(cache_read_tokens), TOTAL(cache_write_tokens), TOTAL(cost_usd), "
+        "COUNT(CASE WHEN cost_usd IS NULL THEN 1 END), " + ", ".join(_latency_bucket_sql(i) for i in range(BUCKETS)))
+
+
+def bucket_start(width: float) -> str:
+    """SQL for the start of a record's bucket. SQLite's % works on integers (it truncates a REAL first),
+    so `ts - ts % w` would keep ts's fraction and scatter one hour over thousands of "buckets"."""
+    w = int(width)
+    return f"(CAST(ts AS INTEGER) - CAST(ts AS INTEGER) % {w})"
 
 
 def rollup_statements() -> list[str]:
@@ -66,7 +90,7 @@ def rollup_statements() -> list[str]:
             recent = " AND ts >= ?1" if grain == "m" else " AND ?1 IS NOT NULL"
             out.append(
                 f"INSERT INTO usage_rollups (grain, start, dim, key, {', '.join(COUNTERS)}) "
-                f"SELECT '{grain}', ts - (ts % {width}), '{dim}', {key}, {SUMS} FROM usage_batch "
+                f"SELECT '{grain}', {bucket_start(width)}, '{dim}', {key}, {SUMS} FROM usage_batch "
                 f"WHERE {where}{recent} GROUP BY 2, 4 "
                 "ON CONFLICT (grain, dim, start, key) DO UPDATE SET "
                 + ", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTERS))
@@ -76,11 +100,14 @@ def rollup_statements() -> list[str]:
 ROLLUP_SQL = rollup_statements()
 
 
-def batch_row(r: UsageRecord) -> tuple:
-    return (r.ts, r.provider, r.model, r.department, r.agent, r.user, r.task_type, int(r.is_fallback),
-            r.fallback_from, int(r.status == "error"), r.input_tokens, r.output_tokens, r.cache_read_tokens,
-            r.cache_write_tokens, r.cost_usd or 0.0, int(r.cost_usd is None),
-            None if r.latency_ms is None else latency_bucket(r.latency_ms))
+def record_row(r: UsageRecord, pricing: Pricing) -> tuple:
+    """A record as the row stored (priced now if it has no cost yet)."""
+    cost = r.cost_usd if r.cost_usd is not None else pricing.cost(
+        r.provider, r.model, r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens)
+    r.cost_usd = cost
+    return (r.dedupe_key(), r.ts, r.provider, r.model, r.input_tokens, r.output_tokens, r.cache_read_tokens,
+            r.cache_write_tokens, r.latency_ms, r.status, r.error_kind, int(r.is_fallback), r.fallback_from,
+            r.department, r.agent, r.user, r.task_type, r.category, r.endpoint, r.request_id, cost)
 
 
 @dataclass
@@ -92,36 +119,27 @@ class IngestResult:
 
 async def ingest(store: Store, records: Sequence[UsageRecord], pricing: Pricing,
                  now: float | None = None) -> IngestResult:
-    """Price and store records, skipping ones already stored (same dedupe key), and roll them up —
-    all in one transaction, so a crash leaves either the whole batch or none of it."""
-    unique: dict[str, UsageRecord] = {}
-    for r in records:
-        unique.setdefault(r.dedupe_key(), r)
-    for r in unique.values():
-        if r.cost_usd is None:
-            r.cost_usd = pricing.cost(r.provider, r.model, r.input_tokens, r.output_tokens,
-                                      r.cache_read_tokens, r.cache_write_tokens)
+    """Price and store records, skipping ones already stored (same dedupe key), and roll them up."""
+    return await ingest_rows(store, [record_row(r, pricing) for r in records], now)
+
+
+async def ingest_rows(store: Store, rows: Sequence[tuple], now: float | None = None) -> IngestResult:
+    """Store priced rows (RECORD_COLUMNS order) and roll them up, in one transaction: a crash leaves the
+    whole batch or none of it. Deduplication, copying and summing all run inside SQLite."""
+    if not rows:
+        return IngestResult(0, 0, 0)
+    oldest_minute = (time.time() if now is None else now) - MINUTE_KEEP_S
     async with store.transaction() as conn:
-        keys = list(unique)
-        seen: set[str] = set()
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            async with conn.execute(f"SELECT dedupe_key FROM usage_records WHERE dedupe_key IN "
-                                    f"({', '.join('?' for _ in chunk)})", chunk) as cur:
-                seen.update(row[0] for row in await cur.fetchall())
-        fresh = [r for k, r in unique.items() if k not in seen]
-        await conn.executemany(INSERT_RECORD, [
-            (r.dedupe_key(), r.ts, r.provider, r.model, r.input_tokens, r.output_tokens, r.cache_read_tokens,
-             r.cache_write_tokens, r.latency_ms, r.status, r.error_kind, int(r.is_fallback), r.fallback_from,
-             r.department, r.agent, r.user, r.task_type, r.category, r.endpoint, r.request_id, r.cost_usd)
-            for r in fresh])
         await conn.execute(CREATE_BATCH)
         await conn.execute("DELETE FROM usage_batch")
-        await conn.executemany(f"INSERT INTO usage_batch VALUES ({', '.join('?' for _ in BATCH_COLUMNS)})",
-                               [batch_row(r) for r in fresh])
-        oldest_minute = (time.time() if now is None else now) - MINUTE_KEEP_S
+        await conn.executemany(INSERT_BATCH, rows)
+        for statement in DEDUPE_SQL:
+            await conn.execute(statement)
+        async with conn.execute("SELECT COUNT(*), COUNT(CASE WHEN cost_usd IS NULL THEN 1 END) "
+                                "FROM usage_batch") as cur:
+            stored, unknown = await cur.fetchone()
+        await conn.execute(COPY_SQL)
         for statement in ROLLUP_SQL:
             await conn.execute(statement, (oldest_minute,))
         await conn.execute("DELETE FROM usage_batch")
-    return IngestResult(stored=len(fresh), duplicates=len(records) - len(fresh),
-                        unknown_price=sum(1 for r in fresh if r.cost_usd is None))
+    return IngestResult(stored=stored, duplicates=len(rows) - stored, unknown_price=unknown)
