@@ -304,3 +304,66 @@ async def test_rollup_buckets_start_on_whole_minutes_hours_and_days(tmp_path):
     width = {"m": 60, "h": 3600, "d": 86400}
     assert all(r["start"] % width[r["grain"]] == 0 for r in rows)
     assert sum(1 for r in rows if r["grain"] == "h") <= 3          # 500 records over ~65 minutes
+
+
+def test_periods_in_the_budget_timezone():
+    from zoneinfo import ZoneInfo
+    from core.usage.queries import period_end, period_start
+    berlin = ZoneInfo("Europe/Berlin")
+    import datetime as dt
+    # 2026-11-23T23:30Z is already Tuesday 00:30 on Nov 24 in Berlin
+    now = dt.datetime(2026, 11, 23, 23, 30, tzinfo=dt.timezone.utc).timestamp()
+    assert period_start(now, "day", berlin) == dt.datetime(2026, 11, 24, tzinfo=berlin).timestamp()
+    assert period_start(now, "day", ZoneInfo("UTC")) == dt.datetime(2026, 11, 23, tzinfo=dt.timezone.utc).timestamp()
+    assert period_start(now, "week", berlin) == dt.datetime(2026, 11, 23, tzinfo=berlin).timestamp()   # Monday
+    assert period_start(now, "month", berlin) == dt.datetime(2026, 11, 1, tzinfo=berlin).timestamp()
+    # DST: the October day in Berlin is 25 hours long; month ends are wall-clock midnights
+    oct_start = dt.datetime(2026, 10, 25, tzinfo=berlin).timestamp()
+    assert period_end(oct_start, "day", berlin) - oct_start == 25 * 3600
+    dec = dt.datetime(2026, 12, 31, 12, tzinfo=berlin).timestamp()
+    assert period_end(period_start(dec, "month", berlin), "month", berlin) == dt.datetime(2027, 1, 1, tzinfo=berlin).timestamp()
+
+
+def test_two_writers_and_a_reader_lose_and_double_nothing(tmp_path):
+    import subprocess
+    import sys
+    db = tmp_path / "shared.db"
+    writer = (
+        "import asyncio, sys\n"
+        "from core.store import Store\n"
+        "from core.usage.recorder import Recorder\n"
+        "async def main(tag):\n"
+        "    store = await Store.open(sys.argv[1])\n"
+        "    async with Recorder(store, batch_size=97, flush_interval=0.01) as rec:\n"
+        "        for i in range(3000):\n"
+        "            rec.record(provider='openai', model='gpt-4o', input_tokens=10, output_tokens=1,\n"
+        "                       request_id=f'{tag}-{i}', department=tag)\n"
+        "            if i % 500 == 0:\n"
+        "                await asyncio.sleep(0)\n"
+        "    await store.close()\n"
+        "asyncio.run(main(sys.argv[2]))\n")
+    reader = (
+        "import asyncio, sys, time\n"
+        "from core.store import Store\n"
+        "from core.usage.queries import breakdown\n"
+        "async def main():\n"
+        "    store = await Store.open(sys.argv[1])\n"
+        "    for _ in range(40):\n"
+        "        await breakdown(store, 'department', time.time() - 3600, time.time() + 60)\n"
+        "        await asyncio.sleep(0.02)\n"
+        "    await store.close()\n"
+        "asyncio.run(main())\n")
+    asyncio.run(_touch(db))
+    procs = [subprocess.Popen([sys.executable, "-c", writer, str(db), tag]) for tag in ("A", "B")]
+    procs.append(subprocess.Popen([sys.executable, "-c", reader, str(db)]))
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT request_id) FROM usage_records").fetchone() == (6000, 6000)
+        rolled = dict(conn.execute("SELECT key, SUM(requests) FROM usage_rollups WHERE dim = 'department' "
+                                   "AND grain = 'h' GROUP BY key").fetchall())
+    assert rolled == {"A": 3000, "B": 3000}
+
+
+async def _touch(db):
+    store = await Store.open(db)      # schema created once, before the race
+    await store.close()
