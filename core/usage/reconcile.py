@@ -89,20 +89,25 @@ def _bucket_sum(data: Any, amount_of) -> tuple[float, str | None]:
     return total, currency
 
 
-async def _openai(client, p: Provider, start: float, now: float) -> tuple[float | None, float | None, str | None]:
-    def amount(result):
-        a = result.get("amount") or {}
-        return float(a.get("value") or 0.0), a.get("currency", "usd").upper()
+async def _paged_cost(client, p: Provider, url: str, params: dict, amount_of) -> tuple[float, None, str]:
+    """Sum a bucketed cost report (OpenAI and Anthropic share the shape), following next_page."""
     total, currency, page = 0.0, None, None
     for _ in range(MAX_PAGES):
-        params = {"start_time": int(start), "bucket_width": "1d", "limit": 31, **({"page": page} if page else {})}
-        data = await _get(client, p, f"{p.base_url}/organization/costs", params, admin=True)
-        part, cur = _bucket_sum(data, amount)
+        data = await _get(client, p, url, {**params, **({"page": page} if page else {})}, admin=True)
+        part, cur = _bucket_sum(data, amount_of)
         total, currency = total + part, currency or cur
         page = data.get("next_page") if data.get("has_more") else None
         if not page:
             break
     return total, None, currency or "USD"
+
+
+async def _openai(client, p: Provider, start: float, now: float) -> tuple[float | None, float | None, str | None]:
+    def amount(result):
+        a = result.get("amount") or {}
+        return float(a.get("value") or 0.0), a.get("currency", "usd").upper()
+    return await _paged_cost(client, p, f"{p.base_url}/organization/costs",
+                             {"start_time": int(start), "bucket_width": "1d", "limit": 31}, amount)
 
 
 async def _anthropic(client, p: Provider, start: float, now: float) -> tuple[float | None, float | None, str | None]:
@@ -110,16 +115,8 @@ async def _anthropic(client, p: Provider, start: float, now: float) -> tuple[flo
         # The cost report's amount is a decimal string in cents.
         return float(result.get("amount") or 0) / 100.0, result.get("currency", "USD")
     starting_at = dt.datetime.fromtimestamp(start, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    total, currency, page = 0.0, None, None
-    for _ in range(MAX_PAGES):
-        params = {"starting_at": starting_at, "bucket_width": "1d", **({"page": page} if page else {})}
-        data = await _get(client, p, f"{p.base_url}/v1/organizations/cost_report", params, admin=True)
-        part, cur = _bucket_sum(data, amount)
-        total, currency = total + part, currency or cur
-        page = data.get("next_page") if data.get("has_more") else None
-        if not page:
-            break
-    return total, None, currency or "USD"
+    return await _paged_cost(client, p, f"{p.base_url}/v1/organizations/cost_report",
+                             {"starting_at": starting_at, "bucket_width": "1d"}, amount)
 
 
 async def _openrouter(client, p: Provider, start: float, now: float) -> tuple[float | None, float | None, str | None]:
