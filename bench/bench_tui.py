@@ -220,6 +220,8 @@ def main() -> int:
     ap.add_argument("--config")
     args = ap.parse_args()
     if args.phase:
+        import faulthandler
+        faulthandler.dump_traceback_later(args.idle + 120, exit=True)   # a hang shows where, not just a timeout
         print(json.dumps(phase(args.phase, args.config, args.db, args.idle)))
         return 0
 
