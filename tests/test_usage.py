@@ -367,3 +367,26 @@ def test_two_writers_and_a_reader_lose_and_double_nothing(tmp_path):
 async def _touch(db):
     store = await Store.open(db)      # schema created once, before the race
     await store.close()
+
+
+def test_fast_path_stores_what_the_careful_path_stores():
+    from core.usage.records import fast_row
+    from core.usage.rollup import record_row
+    pricing = Pricing()
+    samples = [
+        {"provider": "openai", "model": "gpt-4o", "input_tokens": 1200, "output_tokens": 80, "latency_ms": 640.5,
+         "department": "Support", "agent": "triage", "user": "dana", "task_type": "classify", "request_id": "r1"},
+        {"ts": T0 - 5, "provider": "groq", "model": "llama-3.3-70b-versatile", "status": "error",
+         "error_kind": "rate_limited", "fallback_from": "openai", "latency_ms": 12},
+        {"provider": "acme", "model": "in-house", "cache_read_tokens": 3, "input_tokens": 10, "is_fallback": True},
+    ]
+    for fields in samples:
+        fast = fast_row(fields, T0)
+        assert fast is not None
+        careful = record_row(record_from_mapping(fields, T0), pricing)
+        assert (*fast[:-1], pricing.cost(*fast[2:8])) == careful
+    # anything unusual takes the careful path (and its precise error)
+    for odd in ({"provider": " openai", "model": "m"}, {"provider": "openai", "model": "m", "input_tokens": 1.0},
+                {"provider": "openai", "model": "m", "ts": "2026-11-23T10:00:00Z"},
+                {"provider": "openai", "model": "m", "usage": {"prompt_tokens": 1}}, {"provider": "openai"}):
+        assert fast_row(odd, T0) is None

@@ -15,8 +15,8 @@ from typing import Any
 from core.clock import SYSTEM_CLOCK, Clock
 from core.store import Store
 from core.usage.pricing import Pricing
-from core.usage.records import UsageRecord, record_from_mapping
-from core.usage.rollup import IngestResult, ingest
+from core.usage.records import fast_row, record_from_mapping
+from core.usage.rollup import IngestResult, ingest_rows, price_rows
 
 
 def pricing_for(ctx: Any) -> Pricing:
@@ -33,21 +33,27 @@ class Recorder:
         self.clock = clock
         self.flush_interval = flush_interval
         self.batch_size = batch_size
-        self.pending: list[UsageRecord] = []
+        self.pending: list[tuple] = []          # rows in RECORD_COLUMNS order, priced at flush
         self.stored = 0
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task | None = None
         self._flushes: set[asyncio.Task] = set()
 
-    def record(self, **fields: Any) -> UsageRecord:
+    def record(self, **fields: Any) -> None:
         """Queue one record (RecordError if a field is wrong); it is written within flush_interval."""
-        rec = record_from_mapping(fields, self.clock.now())
-        self.pending.append(rec)
-        if len(self.pending) >= self.batch_size:
+        now = self.clock.now()
+        row = fast_row(fields, now)
+        if row is None:
+            rec = record_from_mapping(fields, now)
+            row = (rec.dedupe_key(), rec.ts, rec.provider, rec.model, rec.input_tokens, rec.output_tokens,
+                   rec.cache_read_tokens, rec.cache_write_tokens, rec.latency_ms, rec.status, rec.error_kind,
+                   int(rec.is_fallback), rec.fallback_from, rec.department, rec.agent, rec.user, rec.task_type,
+                   rec.category, rec.endpoint, rec.request_id, None)
+        self.pending.append(row)
+        if len(self.pending) >= self.batch_size and not self._flushes:
             task = asyncio.get_running_loop().create_task(self.flush())
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
-        return rec
 
     async def flush(self) -> IngestResult | None:
         async with self._lock:
@@ -55,7 +61,7 @@ class Recorder:
             if not batch:
                 return None
             try:
-                result = await ingest(self.store, batch, self.pricing)
+                result = await ingest_rows(self.store, price_rows(batch, self.pricing))
             except BaseException:
                 self.pending[:0] = batch       # keep them for the next try (or the final flush)
                 raise

@@ -165,3 +165,52 @@ def record_from_mapping(data: Mapping[str, Any], now: float) -> UsageRecord:
         is_fallback = True
     return UsageRecord(ts=_timestamp(data.get("ts"), now), provider=provider, model=model, latency_ms=latency,
                        status=status, is_fallback=is_fallback, **tokens, **texts)
+
+
+# -- the hot path ------------------------------------------------------------------------------------
+FAST_TEXT = ("error_kind", "fallback_from", "department", "agent", "user", "task_type", "category", "endpoint",
+             "request_id")
+FAST_KEYS = frozenset(("ts", "provider", "model", "latency_ms", "status", "is_fallback") + TOKEN_FIELDS + FAST_TEXT)
+
+
+def fast_row(f: Mapping[str, Any], now: float) -> tuple | None:
+    """The stored row (unpriced: cost last, None) for a record whose fields are already well typed — what
+    an application's recorder sends call after call — or None to take record_from_mapping's careful path,
+    which accepts more (ISO times, raw usage objects, whitespace) and names what is wrong. Both paths
+    store the same row for the same well-typed input (tests/test_usage checks it)."""
+    if not f.keys() <= FAST_KEYS:
+        return None
+    provider, model = f.get("provider"), f.get("model")
+    if type(provider) is not str or type(model) is not str or not provider or not model \
+            or len(provider) > MAX_TEXT or len(model) > MAX_TEXT or provider != provider.strip() or model != model.strip():
+        return None
+    tin, tout, tcr, tcw = (f.get("input_tokens", 0), f.get("output_tokens", 0), f.get("cache_read_tokens", 0),
+                           f.get("cache_write_tokens", 0))
+    if type(tin) is not int or type(tout) is not int or type(tcr) is not int or type(tcw) is not int \
+            or tin < 0 or tout < 0 or tcr < 0 or tcw < 0:
+        return None
+    ts = f.get("ts")
+    if ts is None:
+        ts = now
+    elif type(ts) not in (int, float) or not 0 <= ts < 1e11:
+        return None
+    latency = f.get("latency_ms")
+    if latency is not None and (type(latency) not in (int, float) or not 0 <= latency < 1e12):
+        return None
+    status = f.get("status", "ok")
+    if status != "ok" and status != "error":
+        return None
+    is_fallback = f.get("is_fallback", False)
+    if type(is_fallback) is not bool:
+        return None
+    texts = []
+    for name in FAST_TEXT:
+        v = f.get(name)
+        if v is not None:
+            if type(v) is not str or not v or len(v) > MAX_TEXT or v != v.strip():
+                return None
+        texts.append(v)
+    error_kind, fallback_from, department, agent, user, task_type, category, endpoint, request_id = texts
+    return ("id:" + request_id if request_id else None, float(ts), provider, model, tin, tout, tcr, tcw,
+            None if latency is None else float(latency), status, error_kind, int(is_fallback or bool(fallback_from)),
+            fallback_from, department, agent, user, task_type, category, endpoint, request_id, None)

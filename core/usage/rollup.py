@@ -69,28 +69,38 @@ def _latency_bucket_sql(i: int) -> str:
     return f"COUNT(CASE WHEN {cond} THEN 1 END)"
 
 
-SUMS = ("COUNT(*), COUNT(CASE WHEN status = 'error' THEN 1 END), TOTAL(is_fallback), TOTAL(input_tokens), "
-        "TOTAL(output_tokens), TOTAL(cache_read_tokens), TOTAL(cache_write_tokens), TOTAL(cost_usd), "
-        "COUNT(CASE WHEN cost_usd IS NULL THEN 1 END), " + ", ".join(_latency_bucket_sql(i) for i in range(BUCKETS)))
+# First pass: the batch summed per minute and full combination of dimensions (live traffic collapses a
+# lot: one minute, a handful of providers, models and teams). The 27 roll-up statements then read this
+# small table instead of every record.
+AGG_KEYS = ("provider", "model", "department", "agent", "user", "task_type", "fallback_from", "is_fallback")
+CREATE_AGG = (f"CREATE TEMP TABLE IF NOT EXISTS usage_agg (m, {', '.join(AGG_KEYS)}, {', '.join(COUNTERS)})")
+AGG_SQL = (
+    f"INSERT INTO usage_agg SELECT CAST(ts AS INTEGER) - CAST(ts AS INTEGER) % 60, {', '.join(AGG_KEYS)}, "
+    "COUNT(*), COUNT(CASE WHEN status = 'error' THEN 1 END), TOTAL(is_fallback), TOTAL(input_tokens), "
+    "TOTAL(output_tokens), TOTAL(cache_read_tokens), TOTAL(cache_write_tokens), TOTAL(cost_usd), "
+    "COUNT(CASE WHEN cost_usd IS NULL THEN 1 END), "
+    + ", ".join(_latency_bucket_sql(i) for i in range(BUCKETS))
+    + f" FROM usage_batch GROUP BY {', '.join(str(i) for i in range(1, len(AGG_KEYS) + 2))}")
+SUMS = ", ".join(f"SUM({c})" for c in COUNTERS)
 
 
 def bucket_start(width: float) -> str:
-    """SQL for the start of a record's bucket. SQLite's % works on integers (it truncates a REAL first),
-    so `ts - ts % w` would keep ts's fraction and scatter one hour over thousands of "buckets"."""
-    w = int(width)
-    return f"(CAST(ts AS INTEGER) - CAST(ts AS INTEGER) % {w})"
+    """SQL for the start of a minute's bucket. SQLite's % works on integers (it truncates a REAL first),
+    so `ts - ts % w` on a raw timestamp would keep its fraction and scatter one hour over thousands of
+    "buckets": the first pass already cut timestamps to whole minutes (m)."""
+    return f"(m - m % {int(width)})"
 
 
 def rollup_statements() -> list[str]:
-    """One INSERT ... SELECT per grain and dimension: SQLite sums the batch in C, then upserts.
+    """One INSERT ... SELECT per grain and dimension over the first pass, then an upsert.
     Minute roll-ups are only kept for the last MINUTE_KEEP_S (parameter 1: the oldest minute to keep)."""
     out = []
     for grain, width in GRAINS.items():
         for dim, (key, where) in DIM_SQL.items():
-            recent = " AND ts >= ?1" if grain == "m" else " AND ?1 IS NOT NULL"
+            recent = " AND m >= ?1" if grain == "m" else " AND ?1 IS NOT NULL"
             out.append(
                 f"INSERT INTO usage_rollups (grain, start, dim, key, {', '.join(COUNTERS)}) "
-                f"SELECT '{grain}', {bucket_start(width)}, '{dim}', {key}, {SUMS} FROM usage_batch "
+                f"SELECT '{grain}', {bucket_start(width)}, '{dim}', {key}, {SUMS} FROM usage_agg "
                 f"WHERE {where}{recent} GROUP BY 2, 4 "
                 "ON CONFLICT (grain, dim, start, key) DO UPDATE SET "
                 + ", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTERS))
@@ -117,6 +127,12 @@ class IngestResult:
     unknown_price: int
 
 
+def price_rows(rows: Sequence[tuple], pricing: Pricing) -> list[tuple]:
+    """Rows with their cost filled in where it is still None (cost is the last column)."""
+    cost = pricing.cost
+    return [r if r[-1] is not None else (*r[:-1], cost(r[2], r[3], r[4], r[5], r[6], r[7])) for r in rows]
+
+
 async def ingest(store: Store, records: Sequence[UsageRecord], pricing: Pricing,
                  now: float | None = None) -> IngestResult:
     """Price and store records, skipping ones already stored (same dedupe key), and roll them up."""
@@ -139,7 +155,11 @@ async def ingest_rows(store: Store, rows: Sequence[tuple], now: float | None = N
                                 "FROM usage_batch") as cur:
             stored, unknown = await cur.fetchone()
         await conn.execute(COPY_SQL)
+        await conn.execute(CREATE_AGG)
+        await conn.execute("DELETE FROM usage_agg")
+        await conn.execute(AGG_SQL)
         for statement in ROLLUP_SQL:
             await conn.execute(statement, (oldest_minute,))
         await conn.execute("DELETE FROM usage_batch")
+        await conn.execute("DELETE FROM usage_agg")
     return IngestResult(stored=stored, duplicates=len(rows) - stored, unknown_price=unknown)
