@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -252,6 +253,10 @@ def main() -> int:
         env = {**os.environ, **{v: KEY for v in KEY_ENVS.values()}, "AZURE_OPENAI_ENDPOINT": fleet.base_url("azure")}
         ctx = load_context(config_path=str(config), db_path=str(db), environ=env)
 
+        # A reused database keeps the last run's (acknowledged) alerts: start each run with none open.
+        with sqlite3.connect(db) as conn:
+            for table in ("alert_deliveries", "alert_outbox", "alert_transitions", "alerts"):
+                conn.execute(f"DELETE FROM {table}")
         queries = asyncio.run(query_times(ctx))
         base = run_phase("baseline", str(config), str(db), args.idle, env)
         live = run_phase("app", str(config), str(db), args.idle, env)
