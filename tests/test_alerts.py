@@ -372,3 +372,27 @@ async def test_email_channel_over_smtp(tmp_path):
     finally:
         server.close()
         await store.close()
+
+
+async def test_latency_anomaly_against_the_learned_baseline(tmp_path):
+    from types import SimpleNamespace as NS
+    from core.alerts.baseline import load_latency_baselines, record_latency_samples
+    cfg = alerts_cfg('[alerts]\nlatency_sample_every = "60s"\nlatency_min_samples = 10\n')
+    store = await Store.open(tmp_path / "b.db")
+    try:
+        def health(ms):
+            return NS(provider_id="openai", name="OpenAI", status="healthy", error_kind=None, error=None,
+                      consecutive_failures=0, enabled=True, configured=True, samples=30, error_rate=0.0,
+                      p95_ms=ms, p50_ms=ms, latency_series=[ms] * 5, rate_limit=None)
+        for i in range(30):                          # a day of ~400 ms
+            await record_latency_samples(store, [health(400 + (i % 5) * 10)], cfg, T0 + i * 120)
+        now = T0 + 30 * 120 + 1000
+        baselines = await load_latency_baselines(store, cfg, now, exclude_recent=900)
+        assert baselines["openai"].samples == 30 and 400 <= baselines["openai"].mean_ms <= 440
+        quiet = evaluate_rules(RuleInputs(now=now, health=[health(430)], latency_baselines=baselines), cfg)
+        assert not [c for c in quiet if c.rule == "latency_anomaly"]
+        slow = evaluate_rules(RuleInputs(now=now, health=[health(1300)], latency_baselines=baselines), cfg)
+        [anomaly] = [c for c in slow if c.rule == "latency_anomaly"]
+        assert "its usual" in anomaly.message and anomaly.severity == "warning"
+    finally:
+        await store.close()
