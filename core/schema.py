@@ -70,7 +70,7 @@ USAGE: list[Migration] = [
         -- One row per LLM call. dedupe_key (request_id, else an imported line's hash) makes imports idempotent.
         CREATE TABLE usage_records (
             id                 INTEGER PRIMARY KEY,
-            dedupe_key         TEXT UNIQUE,       -- NULL: a live call without request_id, never merged
+            dedupe_key         TEXT,              -- NULL: a live call without request_id, never merged
             ts                 REAL NOT NULL,
             provider           TEXT NOT NULL,
             model              TEXT NOT NULL,
@@ -93,6 +93,8 @@ USAGE: list[Migration] = [
             cost_usd           REAL               -- NULL: price unknown (never a silent 0)
         );
         CREATE INDEX usage_records_ts ON usage_records (ts);
+        -- Partial: live calls without a key cost the index nothing.
+        CREATE UNIQUE INDEX usage_records_dedupe ON usage_records (dedupe_key) WHERE dedupe_key IS NOT NULL;
 
         -- Roll-ups kept as records arrive, so no dashboard or budget query scans raw records.
         -- grain: m (minute), h (hour), d (UTC day); dim: total, provider, model, provider_model,

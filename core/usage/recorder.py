@@ -16,7 +16,7 @@ from core.clock import SYSTEM_CLOCK, Clock
 from core.store import Store
 from core.usage.pricing import Pricing
 from core.usage.records import fast_row, record_from_mapping
-from core.usage.rollup import IngestResult, ingest_rows, price_rows
+from core.usage.rollup import IngestResult, ingest_rows
 
 
 def pricing_for(ctx: Any) -> Pricing:
@@ -33,7 +33,7 @@ class Recorder:
         self.clock = clock
         self.flush_interval = flush_interval
         self.batch_size = batch_size
-        self.pending: list[tuple] = []          # rows in RECORD_COLUMNS order, priced at flush
+        self.pending: list[tuple] = []          # priced rows in RECORD_COLUMNS order
         self.stored = 0
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task | None = None
@@ -42,13 +42,15 @@ class Recorder:
     def record(self, **fields: Any) -> None:
         """Queue one record (RecordError if a field is wrong); it is written within flush_interval."""
         now = self.clock.now()
-        row = fast_row(fields, now)
+        row = fast_row(fields, now, self.pricing.cost)
         if row is None:
             rec = record_from_mapping(fields, now)
             row = (rec.dedupe_key(), rec.ts, rec.provider, rec.model, rec.input_tokens, rec.output_tokens,
                    rec.cache_read_tokens, rec.cache_write_tokens, rec.latency_ms, rec.status, rec.error_kind,
                    int(rec.is_fallback), rec.fallback_from, rec.department, rec.agent, rec.user, rec.task_type,
-                   rec.category, rec.endpoint, rec.request_id, None)
+                   rec.category, rec.endpoint, rec.request_id,
+                   self.pricing.cost(rec.provider, rec.model, rec.input_tokens, rec.output_tokens,
+                                     rec.cache_read_tokens, rec.cache_write_tokens))
         self.pending.append(row)
         if len(self.pending) >= self.batch_size and not self._flushes:
             task = asyncio.get_running_loop().create_task(self.flush())
@@ -61,7 +63,7 @@ class Recorder:
             if not batch:
                 return None
             try:
-                result = await ingest_rows(self.store, price_rows(batch, self.pricing))
+                result = await ingest_rows(self.store, batch)
             except BaseException:
                 self.pending[:0] = batch       # keep them for the next try (or the final flush)
                 raise

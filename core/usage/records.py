@@ -173,8 +173,9 @@ FAST_TEXT = ("error_kind", "fallback_from", "department", "agent", "user", "task
 FAST_KEYS = frozenset(("ts", "provider", "model", "latency_ms", "status", "is_fallback") + TOKEN_FIELDS + FAST_TEXT)
 
 
-def fast_row(f: Mapping[str, Any], now: float) -> tuple | None:
-    """The stored row (unpriced: cost last, None) for a record whose fields are already well typed — what
+def fast_row(f: Mapping[str, Any], now: float, price: Any = None) -> tuple | None:
+    """The stored row (priced by `price(provider, model, in, out, cache_read, cache_write)` when given,
+    else cost None) for a record whose fields are already well typed — what
     an application's recorder sends call after call — or None to take record_from_mapping's careful path,
     which accepts more (ISO times, raw usage objects, whitespace) and names what is wrong. Both paths
     store the same row for the same well-typed input (tests/test_usage checks it)."""
@@ -213,4 +214,5 @@ def fast_row(f: Mapping[str, Any], now: float) -> tuple | None:
     error_kind, fallback_from, department, agent, user, task_type, category, endpoint, request_id = texts
     return ("id:" + request_id if request_id else None, float(ts), provider, model, tin, tout, tcr, tcw,
             None if latency is None else float(latency), status, error_kind, int(is_fallback or bool(fallback_from)),
-            fallback_from, department, agent, user, task_type, category, endpoint, request_id, None)
+            fallback_from, department, agent, user, task_type, category, endpoint, request_id,
+            price(provider, model, tin, tout, tcr, tcw) if price is not None else None)

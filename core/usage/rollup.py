@@ -46,16 +46,10 @@ DIM_SQL = {
     "task_type": ("task_type", "task_type IS NOT NULL"),
     "fallback": ("fallback_from || '>' || provider", "is_fallback AND fallback_from IS NOT NULL"),
 }
-CREATE_BATCH = f"CREATE TEMP TABLE IF NOT EXISTS usage_batch ({', '.join(RECORD_COLUMNS)})"
-INSERT_BATCH = f"INSERT INTO usage_batch VALUES ({', '.join('?' for _ in RECORD_COLUMNS)})"
-# Already stored (same dedupe key), or twice in this batch: dropped before anything is counted.
-DEDUPE_SQL = (
-    "DELETE FROM usage_batch WHERE dedupe_key IS NOT NULL AND EXISTS "
-    "(SELECT 1 FROM usage_records u WHERE u.dedupe_key = usage_batch.dedupe_key)",
-    "DELETE FROM usage_batch WHERE dedupe_key IS NOT NULL AND rowid NOT IN "
-    "(SELECT MIN(rowid) FROM usage_batch WHERE dedupe_key IS NOT NULL GROUP BY dedupe_key)",
-)
-COPY_SQL = f"INSERT INTO usage_records ({', '.join(RECORD_COLUMNS)}) SELECT * FROM usage_batch"
+# A record whose dedupe key is already stored (or twice in one batch) is ignored by the UNIQUE index;
+# the rows that did go in are exactly those above the largest id before the batch.
+INSERT_RECORDS = (f"INSERT OR IGNORE INTO usage_records ({', '.join(RECORD_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' for _ in RECORD_COLUMNS)})")
 
 
 def _latency_bucket_sql(i: int) -> str:
@@ -80,7 +74,7 @@ AGG_SQL = (
     "TOTAL(output_tokens), TOTAL(cache_read_tokens), TOTAL(cache_write_tokens), TOTAL(cost_usd), "
     "COUNT(CASE WHEN cost_usd IS NULL THEN 1 END), "
     + ", ".join(_latency_bucket_sql(i) for i in range(BUCKETS))
-    + f" FROM usage_batch GROUP BY {', '.join(str(i) for i in range(1, len(AGG_KEYS) + 2))}")
+    + f" FROM usage_records WHERE id > ? GROUP BY {', '.join(str(i) for i in range(1, len(AGG_KEYS) + 2))}")
 SUMS = ", ".join(f"SUM({c})" for c in COUNTERS)
 
 
@@ -127,12 +121,6 @@ class IngestResult:
     unknown_price: int
 
 
-def price_rows(rows: Sequence[tuple], pricing: Pricing) -> list[tuple]:
-    """Rows with their cost filled in where it is still None (cost is the last column)."""
-    cost = pricing.cost
-    return [r if r[-1] is not None else (*r[:-1], cost(r[2], r[3], r[4], r[5], r[6], r[7])) for r in rows]
-
-
 async def ingest(store: Store, records: Sequence[UsageRecord], pricing: Pricing,
                  now: float | None = None) -> IngestResult:
     """Price and store records, skipping ones already stored (same dedupe key), and roll them up."""
@@ -141,25 +129,21 @@ async def ingest(store: Store, records: Sequence[UsageRecord], pricing: Pricing,
 
 async def ingest_rows(store: Store, rows: Sequence[tuple], now: float | None = None) -> IngestResult:
     """Store priced rows (RECORD_COLUMNS order) and roll them up, in one transaction: a crash leaves the
-    whole batch or none of it. Deduplication, copying and summing all run inside SQLite."""
+    whole batch or none of it. Deduplication and summing run inside SQLite."""
     if not rows:
         return IngestResult(0, 0, 0)
     oldest_minute = (time.time() if now is None else now) - MINUTE_KEEP_S
     async with store.transaction() as conn:
-        await conn.execute(CREATE_BATCH)
-        await conn.execute("DELETE FROM usage_batch")
-        await conn.executemany(INSERT_BATCH, rows)
-        for statement in DEDUPE_SQL:
-            await conn.execute(statement)
+        async with conn.execute("SELECT COALESCE(MAX(id), 0) FROM usage_records") as cur:
+            (last_id,) = await cur.fetchone()
+        await conn.executemany(INSERT_RECORDS, rows)
         async with conn.execute("SELECT COUNT(*), COUNT(CASE WHEN cost_usd IS NULL THEN 1 END) "
-                                "FROM usage_batch") as cur:
+                                "FROM usage_records WHERE id > ?", (last_id,)) as cur:
             stored, unknown = await cur.fetchone()
-        await conn.execute(COPY_SQL)
         await conn.execute(CREATE_AGG)
         await conn.execute("DELETE FROM usage_agg")
-        await conn.execute(AGG_SQL)
+        await conn.execute(AGG_SQL, (last_id,))
         for statement in ROLLUP_SQL:
             await conn.execute(statement, (oldest_minute,))
-        await conn.execute("DELETE FROM usage_batch")
         await conn.execute("DELETE FROM usage_agg")
     return IngestResult(stored=stored, duplicates=len(rows) - stored, unknown_price=unknown)
