@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import asyncio
 import time
+import weakref
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable, Sequence
 
@@ -24,10 +26,17 @@ class StoreError(Exception):
     """The database cannot be opened or is not an llmpulse database."""
 
 
+# Every open Store of this process, so an app can close what cancelled tasks left open before its event
+# loop goes: a connection thread finishing work for a closed loop dies with "Event loop is closed".
+_OPEN: "weakref.WeakSet[Store]" = weakref.WeakSet()
+
+
 class Store:
     def __init__(self, conn: aiosqlite.Connection, path: Path):
         self.conn = conn
         self.path = path
+        self.closed = False
+        _OPEN.add(self)
 
     @classmethod
     async def open(cls, path: str | Path, migrations: Sequence[Migration] = MIGRATIONS) -> "Store":
@@ -73,7 +82,12 @@ class Store:
             await self.conn.execute(f"PRAGMA user_version = {len(migrations)}")
 
     async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        _OPEN.discard(self)
         await self.conn.close()
+
 
     async def __aenter__(self) -> "Store":
         return self
@@ -127,3 +141,10 @@ def _split_sql(script: str) -> list[str]:
     if tail:
         statements.append(tail)
     return statements
+
+
+async def close_all_stores(timeout: float = 1.0) -> None:
+    """Close every Store still open in this process (at app exit), waiting for work already in flight."""
+    stores = [s for s in list(_OPEN) if not s.closed]
+    if stores:
+        await asyncio.wait([asyncio.ensure_future(s.close()) for s in stores], timeout=timeout)

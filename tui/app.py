@@ -25,6 +25,7 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input
 
+from core.store import close_all_stores
 from core.clock import SYSTEM_CLOCK, Clock
 from tui.backend import Backend
 from tui.messages import SnapshotFailed, SnapshotReady
@@ -130,6 +131,8 @@ class PulseApp(App[int]):
         try:
             # Workers are already cancelled; closing only waits for the database, never the network.
             await asyncio.wait_for(self.backend.close(), timeout=1.0)
+            # ...and the connections cancelled workers (collector, demo traffic) had open.
+            await close_all_stores(timeout=1.0)
         except (asyncio.TimeoutError, Exception):
             pass
 
@@ -446,6 +449,7 @@ class PulseApp(App[int]):
     async def _close_and_exit(self) -> None:
         try:
             await asyncio.wait_for(self.backend.close(), timeout=1.0)
+            await close_all_stores(timeout=1.0)
         except (asyncio.TimeoutError, Exception):
             pass
         self.exit(0)

@@ -38,9 +38,10 @@ def header_text(snapshot: Any | None, view: View, *, paused: bool, interval: flo
         parts = [(sev, by.get(sev, 0)) for sev in ("critical", "warning", "info")]
         if not any(n for _, n in parts):
             text.append("none", style="green")
-        for i, (sev, n) in enumerate(parts):
-            glyph, word, style = fmt.SEVERITY[sev]
-            text.append(("" if i == 0 else " ") + f"{glyph}{n}", style=style if n else "dim")
+        else:
+            for i, (sev, n) in enumerate(parts):
+                glyph, word, style = fmt.SEVERITY[sev]
+                text.append(("" if i == 0 else " ") + f"{glyph}{n}", style=style if n else "dim")
         text.append(SEP + f"fallbacks {fmt.count(h.fallbacks_24h)}/24h")
         text.append(SEP + fmt.clock(h.refreshed_at, view.tz))
     text.append(f" ⟳{fmt.interval(interval)} {time_range}", style="dim")
