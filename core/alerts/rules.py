@@ -205,7 +205,7 @@ def _error_rate_condition(pid: str, label: str, rate: float, detail: str, cfg: A
 
 def _error_rate_from_health(h: Any, inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]:
     pid = _g(h, "provider_id")
-    if inputs.request_stats is not None and pid in inputs.request_stats:
+    if _enough_traffic(inputs, pid, cfg):
         return   # real traffic for this provider is judged in _traffic_rules
     rate, samples = _g(h, "error_rate"), int(_g(h, "samples", 0) or 0)
     if rate is None or samples < min(cfg.min_requests, MIN_PROBE_SAMPLES):
@@ -214,6 +214,11 @@ def _error_rate_from_health(h: Any, inputs: RuleInputs, cfg: AlertsConfig) -> It
                                  cfg, inputs.window_s)
     if cond:
         yield cond
+
+
+def _enough_traffic(inputs: RuleInputs, pid: str, cfg: AlertsConfig) -> bool:
+    stats = (inputs.request_stats or {}).get(pid)
+    return stats is not None and int(_g(stats, "requests", 0) or 0) >= cfg.min_requests
 
 
 def recent_latency_ms(h: Any) -> float | None:
@@ -254,18 +259,20 @@ def _traffic_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]
     names = {_g(h, "provider_id"): _name(h) for h in (inputs.health or [])}
     for pid, stats in sorted(inputs.request_stats.items()):
         requests = int(_g(stats, "requests", 0) or 0)
-        if requests < cfg.min_requests:
-            continue
-        label = names.get(pid, pid)
-        errors = int(_g(stats, "errors", 0) or 0)
-        rate = _g(stats, "error_rate")
-        rate = errors / requests if rate is None else rate
-        cond = _error_rate_condition(pid, label, rate, f"{errors}/{requests} requests failed", cfg,
-                                     inputs.window_s)
-        if cond:
-            yield cond
         fallbacks = int(_g(stats, "fallbacks", 0) or 0)
-        share = fallbacks / requests
+        label = names.get(pid, pid)
+        # fallback_rate = 0 means "any fallback at all", however little traffic there was.
+        if requests < cfg.min_requests and not (cfg.fallback_rate == 0 and fallbacks):
+            continue
+        if requests >= cfg.min_requests:
+            errors = int(_g(stats, "errors", 0) or 0)
+            rate = _g(stats, "error_rate")
+            rate = errors / requests if rate is None else rate
+            cond = _error_rate_condition(pid, label, rate, f"{errors}/{requests} requests failed", cfg,
+                                         inputs.window_s)
+            if cond:
+                yield cond
+        share = fallbacks / requests if requests else 1.0
         if fallbacks and share >= cfg.fallback_rate:
             yield Condition("fallback_rate", pid, "warning",
                             f"{_pct(share)} of {label} requests were fallbacks over "
