@@ -219,7 +219,7 @@ ALERTS: list[Migration] = [
             created_at     REAL NOT NULL,
             updated_at     REAL NOT NULL,
             error          TEXT,            -- redacted reason of the last failed attempt
-            held_reported  INTEGER NOT NULL DEFAULT 0,  -- a held notice already counted in a later message
+            held_reported  INTEGER NOT NULL DEFAULT 0,  -- held notice: id of the later delivery that counted it (0: not yet)
             held_back      INTEGER NOT NULL DEFAULT 0   -- how many held notices this message reported
         );
         CREATE INDEX alert_deliveries_channel_time ON alert_deliveries (channel, created_at);
@@ -233,6 +233,12 @@ ALERTS: list[Migration] = [
             latency_ms  REAL NOT NULL
         );
         CREATE INDEX alert_latency_samples_provider ON alert_latency_samples (provider_id, at);
+    """),
+    Migration("0201_alert_firing_since", """
+        -- When the alert last started needing someone (opened, turned critical, or fired again after an
+        -- ack): escalate_after counts from here, so a warning that turns critical gets the full grace period.
+        ALTER TABLE alerts ADD COLUMN firing_since REAL;
+        UPDATE alerts SET firing_since = first_seen;
     """),
 ]
 

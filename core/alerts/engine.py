@@ -27,7 +27,9 @@ from core.store import Store
 
 ALERT_COLUMNS = ("id", "fingerprint", "rule", "subject", "severity", "stage", "message", "state", "silenced_until",
                  "silenced_by", "escalated", "escalated_at", "first_seen", "last_seen", "count", "acked_by",
-                 "acked_at", "note", "resolved_at", "resolved_by", "last_notified_at")
+                 "acked_at", "note", "resolved_at", "resolved_by", "last_notified_at", "firing_since")
+
+OPEN_ALERTS_SQL = f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE state != 'resolved' ORDER BY id"
 
 
 class AlertError(Exception):
@@ -65,6 +67,7 @@ class Alert:
     resolved_at: float | None
     resolved_by: str | None
     last_notified_at: float | None
+    firing_since: float | None = None   # when it last started needing someone: escalate_after counts from here
 
     def silenced(self, now: float) -> bool:
         return self.silenced_until is not None and self.silenced_until > now
@@ -117,8 +120,7 @@ class AlertEngine:
         return _alert(row) if row else None
 
     async def open_alerts(self) -> list[Alert]:
-        rows = await self.store.fetchall(f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts "
-                                         "WHERE state != 'resolved' ORDER BY id")
+        rows = await self.store.fetchall(OPEN_ALERTS_SQL)
         return [_alert(r) for r in rows]
 
     async def history(self, limit: int = 200) -> list[Alert]:
@@ -144,7 +146,7 @@ class AlertEngine:
         changes: list[AlertChange] = []
         by_fp = {c.fingerprint: c for c in conditions}
         async with self.store.transaction() as conn:
-            async with conn.execute(f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE state != 'resolved'") as cur:
+            async with conn.execute(OPEN_ALERTS_SQL) as cur:
                 open_by_fp = {r["fingerprint"]: _alert(r) for r in await cur.fetchall()}
             judged = set(covered) if covered is not None else {c.rule for c in conditions} | \
                 {a.rule for a in open_by_fp.values()}
@@ -154,8 +156,9 @@ class AlertEngine:
                 if alert is None:
                     cur = await conn.execute(
                         "INSERT INTO alerts (fingerprint, rule, subject, severity, stage, message, state, first_seen, "
-                        "last_seen, count, last_notified_at) VALUES (?, ?, ?, ?, ?, ?, 'firing', ?, ?, 1, ?)",
-                        (fp, cond.rule, cond.subject, cond.severity, cond.stage, message, now, now, now))
+                        "last_seen, count, last_notified_at, firing_since) "
+                        "VALUES (?, ?, ?, ?, ?, ?, 'firing', ?, ?, 1, ?, ?)",
+                        (fp, cond.rule, cond.subject, cond.severity, cond.stage, message, now, now, now, now))
                     alert_id = cur.lastrowid
                     await self._transition(conn, alert_id, now, "opened", None, "firing", "auto", message)
                     await self._notice(conn, alert_id, "firing", now, "auto", message)
@@ -163,11 +166,15 @@ class AlertEngine:
                     continue
                 worse = (SEVERITY_RANK[cond.severity], cond.stage) > (SEVERITY_RANK[alert.severity], alert.stage)
                 if worse:
-                    # Worse than what was acknowledged: it needs someone again.
+                    # Worse than what was acknowledged: it needs someone again. The escalation clock restarts
+                    # when it fires again after an ack or moves up a severity (not for a step within one).
+                    restart = alert.state != "firing" or cond.severity != alert.severity
+                    since = now if restart or alert.firing_since is None else alert.firing_since
                     await conn.execute(
                         "UPDATE alerts SET severity = ?, stage = ?, message = ?, last_seen = ?, count = count + 1, "
-                        "state = 'firing', acked_by = NULL, acked_at = NULL, last_notified_at = ? WHERE id = ?",
-                        (cond.severity, cond.stage, message, now, now, alert.id))
+                        "state = 'firing', acked_by = NULL, acked_at = NULL, last_notified_at = ?, firing_since = ? "
+                        "WHERE id = ?",
+                        (cond.severity, cond.stage, message, now, now, since, alert.id))
                     await self._transition(conn, alert.id, now, "severity", alert.state, "firing", "auto",
                                            f"{alert.severity} -> {cond.severity}: {message}")
                     await self._notice(conn, alert.id, "severity", now, "auto", message)
@@ -187,11 +194,12 @@ class AlertEngine:
                 await self._notice(conn, alert.id, "resolved", now, "auto", "condition cleared")
                 changes.append(AlertChange(alert.id, "resolved", fp, alert.severity, "condition cleared"))
             changes += await self._timers(conn, now)
+        await self._announce()
         return changes
 
     async def _timers(self, conn: Any, now: float) -> list[AlertChange]:
         changes: list[AlertChange] = []
-        async with conn.execute(f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE state != 'resolved'") as cur:
+        async with conn.execute(OPEN_ALERTS_SQL) as cur:
             alerts = [_alert(r) for r in await cur.fetchall()]
         for a in alerts:
             if a.silenced_until is not None and a.silenced_until <= now:
@@ -200,7 +208,10 @@ class AlertEngine:
                 a.silenced_until = None
             if a.state != "firing":
                 continue
-            if a.severity == "critical" and not a.escalated and now - a.first_seen >= self.cfg.escalate_after:
+            # A silence is someone saying "we know": escalation waits until it ends (or is lifted).
+            since = a.firing_since if a.firing_since is not None else a.first_seen
+            if a.severity == "critical" and not a.escalated and not a.silenced(now) \
+                    and now - since >= self.cfg.escalate_after:
                 await conn.execute("UPDATE alerts SET escalated = 1, escalated_at = ? WHERE id = ?", (now, a.id))
                 detail = f"not acknowledged within {self.cfg.escalate_after / 60:g} min"
                 await self._transition(conn, a.id, now, "escalated", a.state, a.state, "auto", detail)
@@ -235,6 +246,7 @@ class AlertEngine:
                                (now, by, alert_id))
             await self._transition(conn, alert_id, now, "resolved", alert.state, "resolved", by, note)
             await self._notice(conn, alert_id, "resolved", now, by, note or f"resolved by {by}")
+        await self._announce()
         return await self.get(alert_id)  # type: ignore[return-value]
 
     async def silence(self, alert_id: int, seconds: float, by: str) -> Alert:
@@ -262,12 +274,23 @@ class AlertEngine:
         return await self.get(alert_id)  # type: ignore[return-value]
 
     # -- internals ---------------------------------------------------------------------------------
+    async def _announce(self) -> None:
+        """Hand queued notices to the notifier, when this engine has one (the collector's does). Without
+        one (CLI, TUI) they wait in alert_outbox for the process that runs the collector."""
+        if self.notifier is not None:
+            await self.notifier.dispatch()
+
     async def _load(self, conn: Any, alert_id: int) -> Alert:
+        alert = await self._load_or_none(conn, alert_id)
+        if alert is None:
+            raise AlertNotFound(f"no alert #{alert_id}; `llmpulse alerts --all` lists them")
+        return alert
+
+    @staticmethod
+    async def _load_or_none(conn: Any, alert_id: int) -> Alert | None:
         async with conn.execute(f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE id = ?", (alert_id,)) as cur:
             row = await cur.fetchone()
-        if row is None:
-            raise AlertNotFound(f"no alert #{alert_id}; `llmpulse alerts --all` lists them")
-        return _alert(row)
+        return _alert(row) if row is not None else None
 
     @staticmethod
     def _why_not(alert: Alert, verb: str, expected: str) -> str:
