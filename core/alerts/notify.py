@@ -1,11 +1,18 @@
 """Sending alert notices to webhooks, Slack, Discord and email — without ever holding anything up.
 
 `dispatch()` turns queued notices (alert_outbox) into one delivery per interested channel and returns at
-once: each delivery runs as its own task with its own timeout, retries with exponential backoff, and
-records its outcome (sent, or failed with the redacted reason). A channel that hangs or answers 500
-delays neither the collector's next round nor any other channel. Each channel has a minimum severity
-and an hourly rate limit; notices over the limit are held and counted, and the next message that goes
-out says how many were held back.
+once: each delivery runs as its own task with its own timeout and retries with exponential backoff. A
+channel that hangs or answers 500 delays neither the collector's next round nor any other channel.
+
+Delivery tasks never touch the database: the collector's connection is busy with its own transactions,
+and a write slipped into one of them would share its fate. A finished delivery leaves its outcome in
+memory; the next `dispatch()` (or `drain()`) records it — sent, or failed with the redacted reason and a
+`delivery_failed` transition on the alert — in one transaction. A delivery left `sending` by a process
+that stopped is sent again once it is older than its channel could have taken (at least once, never lost).
+
+Each channel has a minimum severity and an hourly rate limit; notices over the limit are held and
+counted, and the next message that goes out says how many were held back (if that message fails, the
+count goes back to the pool for the one after).
 """
 
 from __future__ import annotations
@@ -14,8 +21,10 @@ import asyncio
 import datetime as dt
 import smtplib
 import ssl
+from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -29,8 +38,37 @@ from core.store import Store
 SILENCEABLE = {"firing", "repeat", "severity", "escalated"}
 EMOJI = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
 DISCORD_COLOUR = {"critical": 0xD0021B, "warning": 0xF5A623, "info": 0x4A90E2}
+RESOLVED_COLOUR = 0x7ED321
 WORDS = {"firing": "FIRING", "repeat": "STILL FIRING", "severity": "WORSE", "escalated": "ESCALATED",
          "resolved": "RESOLVED"}
+# Discord rejects longer fields with a 400.
+DISCORD_CONTENT_MAX, DISCORD_TITLE_MAX, DISCORD_DESCRIPTION_MAX = 2000, 256, 4096
+# A 429's Retry-After is honoured up to this; past it the next round's notices matter more.
+MAX_RETRY_AFTER_S = 60.0
+# A `sending` delivery older than its channel's longest possible run plus this was orphaned by a stop.
+ORPHAN_MARGIN_S = 60.0
+
+
+class DeliveryError(Exception):
+    """The receiver answered, but not with success; worth another try (5xx, 408)."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The receiver refused the notice in a way a retry will not change (404 unknown webhook, 400, bad login)."""
+
+
+class RetryAfter(DeliveryError):
+    def __init__(self, message: str, seconds: float):
+        super().__init__(message)
+        self.seconds = seconds
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _held_line(held: int) -> str:
+    return f"{held} more notice{'s' if held != 1 else ''} were held back by the rate limit"
 
 
 def headline(alert: Alert, event: str) -> str:
@@ -38,24 +76,60 @@ def headline(alert: Alert, event: str) -> str:
 
 
 def webhook_payload(alert: Alert, event: str, outbox: Mapping[str, Any], held_back: int) -> dict[str, Any]:
+    """Generic webhook: the alert and the transition that caused this notice."""
     return {"source": "llmpulse", "event": event, "alert": alert_summary(alert),
             "transition": {"event": event, "at": outbox["at"], "actor": outbox["actor"], "detail": outbox["detail"]},
             "held_back": held_back}
 
 
 def slack_payload(alert: Alert, event: str, held_back: int) -> dict[str, Any]:
-    text = f"{EMOJI.get(alert.severity, '')} *{WORDS.get(event, event)}* `{alert.rule}` {alert.subject}: {alert.message}"
+    """Slack incoming webhook: `text` (mrkdwn)."""
+    mark = "✅" if event == "resolved" else EMOJI.get(alert.severity, "")
+    text = f"{mark} *{WORDS.get(event, event)}* `{alert.rule}` {alert.subject}: {alert.message}"
     if held_back:
-        text += f"\n_{held_back} more notices were held back by the rate limit_"
+        text += f"\n_{_held_line(held_back)}_"
     return {"text": text}
 
 
 def discord_payload(alert: Alert, event: str, held_back: int) -> dict[str, Any]:
-    description = alert.message + (f"\n({held_back} more notices were held back by the rate limit)" if held_back else "")
-    colour = 0x7ED321 if event == "resolved" else DISCORD_COLOUR.get(alert.severity, 0)
-    return {"content": f"{WORDS.get(event, event)}: {alert.subject}",
-            "embeds": [{"title": f"{alert.severity} · {alert.rule} · {alert.subject}", "description": description,
-                        "color": colour}]}
+    """Discord webhook: `content` plus one embed (title, description, color)."""
+    description = alert.message + (f"\n({_held_line(held_back)})" if held_back else "")
+    colour = RESOLVED_COLOUR if event == "resolved" else DISCORD_COLOUR.get(alert.severity, 0)
+    return {"content": _clip(f"{WORDS.get(event, event)}: {alert.subject}", DISCORD_CONTENT_MAX),
+            "embeds": [{"title": _clip(f"{alert.severity} · {alert.rule} · {alert.subject}", DISCORD_TITLE_MAX),
+                        "description": _clip(description, DISCORD_DESCRIPTION_MAX), "color": colour}]}
+
+
+def email_message(ch: ChannelConfig, alert: Alert, event: str, held_back: int) -> EmailMessage:
+    msg = EmailMessage()
+    msg["Subject"] = _clip(headline(alert, event), 200)
+    msg["From"] = ch.sender
+    msg["To"] = ", ".join(ch.to)
+    when = dt.datetime.fromtimestamp(alert.first_seen, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    body = (f"{alert.message}\n\nrule: {alert.rule}\nsubject: {alert.subject}\nseverity: {alert.severity}\n"
+            f"state: {alert.state}\nfirst seen: {when}\ncount: {alert.count}\n")
+    if held_back:
+        body += f"\n{_held_line(held_back)} of this channel.\n"
+    msg.set_content(body)
+    return msg
+
+
+def longest_delivery_s(ch: ChannelConfig) -> float:
+    """How long one delivery can take on this channel: every attempt timing out, every backoff slept."""
+    backoffs = sum(max(ch.backoff * (2 ** i), 0.0) for i in range(ch.retries))
+    return ch.timeout * (ch.retries + 1) + backoffs + MAX_RETRY_AFTER_S * ch.retries
+
+
+@dataclass
+class _Outcome:
+    delivery_id: int
+    alert_id: int
+    alert_state: str
+    channel: str
+    status: str            # sent | failed
+    attempts: int
+    error: str | None
+    finished_at: float
 
 
 class Notifier:
@@ -65,11 +139,19 @@ class Notifier:
         self.clock = clock
         self.env = dict(env or {})
         self.engine = AlertEngine(store, self.cfg, clock)
+        self.channels = {ch.name: ch for ch in self.cfg.channels}
         self.tasks: set[asyncio.Task] = set()
-        for ch in self.cfg.channels:     # webhook URLs and SMTP passwords are secrets too
+        self._inflight: set[int] = set()          # delivery ids this process is working on
+        self._outcomes: list[_Outcome] = []       # finished, not yet written
+        for ch in self.cfg.channels:              # webhook URLs and SMTP passwords are secrets too
             for name in (ch.url_env, ch.password_env):
-                if name and self.env.get(name):
-                    register_secret(self.env[name])
+                value = self.env.get(name or "")
+                if value:
+                    register_secret(value)
+                    # A webhook's secret is its path (Slack: /services/T…/B…/…): mask it on its own too.
+                    parts = urlsplit(value) if "://" in value else None
+                    if parts and len(parts.path) >= 8:
+                        register_secret(parts.path + (f"?{parts.query}" if parts.query else ""))
 
     # -- which channels want a notice --------------------------------------------------------------
     def wants(self, ch: ChannelConfig, alert: Alert, event: str, at: float) -> bool:
@@ -83,83 +165,153 @@ class Notifier:
 
     # -- outbox -> deliveries ----------------------------------------------------------------------
     async def dispatch(self) -> int:
-        """Start a delivery for every pending notice and return; the deliveries run on their own."""
+        """Record finished deliveries, then start one delivery per pending notice and interested channel,
+        and return at once: the deliveries run on their own. Returns how many were started."""
+        await self.record_outcomes()
         now = self.clock.now()
-        rows = await self.store.fetchall("SELECT * FROM alert_outbox WHERE dispatched_at IS NULL ORDER BY id")
-        started = 0
-        for row in rows:
-            alert = await self.engine.get(row["alert_id"])
-            jobs: list[tuple[ChannelConfig, int, int]] = []
-            async with self.store.transaction() as conn:
-                async with conn.execute("SELECT dispatched_at FROM alert_outbox WHERE id = ?", (row["id"],)) as cur:
-                    again = await cur.fetchone()
-                if again is None or again["dispatched_at"] is not None:
-                    continue        # another process took it
-                await conn.execute("UPDATE alert_outbox SET dispatched_at = ? WHERE id = ?", (now, row["id"]))
+        jobs: list[tuple[ChannelConfig, int, Alert, str, dict[str, Any], int]] = []
+        async with self.store.transaction() as conn:
+            async with conn.execute("SELECT * FROM alert_outbox WHERE dispatched_at IS NULL ORDER BY id") as cur:
+                rows = [dict(r) for r in await cur.fetchall()]
+            if rows:
+                await conn.execute("UPDATE alert_outbox SET dispatched_at = ? WHERE dispatched_at IS NULL "
+                                   "AND id <= ?", (now, rows[-1]["id"]))
+            alerts: dict[int, Alert | None] = {}
+            for row in rows:
+                if row["alert_id"] not in alerts:
+                    alerts[row["alert_id"]] = await self.engine._load_or_none(conn, row["alert_id"])
+                alert = alerts[row["alert_id"]]
                 if alert is None:
                     continue
                 for ch in self.cfg.channels:
-                    if not self.wants(ch, alert, row["event"], row["at"]):
-                        continue
-                    async with conn.execute(
-                            "SELECT COUNT(*) FROM alert_deliveries WHERE channel = ? AND created_at > ? "
-                            "AND status != 'held'", (ch.name, now - 3600)) as cur:
-                        sent_last_hour = (await cur.fetchone())[0]
-                    if sent_last_hour >= ch.rate_limit_per_hour:
-                        await conn.execute(
-                            "INSERT INTO alert_deliveries (outbox_id, alert_id, channel, event, status, created_at, "
-                            "updated_at, error) VALUES (?, ?, ?, ?, 'held', ?, ?, ?)",
-                            (row["id"], alert.id, ch.name, row["event"], now, now,
-                             f"rate limit {ch.rate_limit_per_hour}/hour reached"))
-                        continue
-                    async with conn.execute(
-                            "SELECT COUNT(*) FROM alert_deliveries WHERE channel = ? AND status = 'held' "
-                            "AND held_reported = 0", (ch.name,)) as cur:
-                        held = (await cur.fetchone())[0]
-                    await conn.execute("UPDATE alert_deliveries SET held_reported = 1 WHERE channel = ? "
-                                       "AND status = 'held' AND held_reported = 0", (ch.name,))
-                    cur = await conn.execute(
-                        "INSERT INTO alert_deliveries (outbox_id, alert_id, channel, event, status, created_at, "
-                        "updated_at, held_back) VALUES (?, ?, ?, ?, 'sending', ?, ?, ?)",
-                        (row["id"], alert.id, ch.name, row["event"], now, now, held))
-                    jobs.append((ch, cur.lastrowid, held))
-            for ch, delivery_id, held in jobs:
-                task = asyncio.get_running_loop().create_task(
-                    self._deliver(ch, delivery_id, alert, row["event"], dict(row), held))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
-                started += 1
-        return started
+                    if self.wants(ch, alert, row["event"], row["at"]):
+                        job = await self._plan(conn, ch, alert, row, now)
+                        if job is not None:
+                            jobs.append(job)
+            jobs += await self._orphans(conn, now)
+        for job in jobs:
+            self._start(*job)
+        return len(jobs)
+
+    async def _plan(self, conn: Any, ch: ChannelConfig, alert: Alert, row: Mapping[str, Any], now: float):
+        """One delivery row for this notice on this channel: held by the rate limit, or to be sent."""
+        async with conn.execute("SELECT COUNT(*) FROM alert_deliveries WHERE channel = ? AND created_at > ? "
+                                "AND status != 'held'", (ch.name, now - 3600)) as cur:
+            sent_last_hour = (await cur.fetchone())[0]
+        if sent_last_hour >= ch.rate_limit_per_hour:
+            await conn.execute(
+                "INSERT INTO alert_deliveries (outbox_id, alert_id, channel, event, status, created_at, updated_at, "
+                "error) VALUES (?, ?, ?, ?, 'held', ?, ?, ?)",
+                (row["id"], alert.id, ch.name, row["event"], now, now,
+                 f"held back: rate limit {ch.rate_limit_per_hour}/hour reached"))
+            return None
+        cur = await conn.execute(
+            "INSERT INTO alert_deliveries (outbox_id, alert_id, channel, event, status, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, 'sending', ?, ?)", (row["id"], alert.id, ch.name, row["event"], now, now))
+        delivery_id = cur.lastrowid
+        # This message reports (and claims) every notice held back since the channel's last report.
+        cur = await conn.execute("UPDATE alert_deliveries SET held_reported = ? WHERE channel = ? "
+                                 "AND status = 'held' AND held_reported = 0", (delivery_id, ch.name))
+        held = max(cur.rowcount, 0)
+        if held:
+            await conn.execute("UPDATE alert_deliveries SET held_back = ? WHERE id = ?", (held, delivery_id))
+        return ch, delivery_id, alert, row["event"], dict(row), held
+
+    async def _orphans(self, conn: Any, now: float) -> list:
+        """Deliveries left `sending` by a process that stopped mid-way: send them again."""
+        async with conn.execute(
+                "SELECT d.id, d.alert_id, d.channel, d.event, d.updated_at, d.held_back, o.id AS outbox_id, "
+                "o.at, o.actor, o.detail FROM alert_deliveries d LEFT JOIN alert_outbox o ON o.id = d.outbox_id "
+                "WHERE d.status = 'sending' ORDER BY d.id") as cur:
+            rows = [dict(r) for r in await cur.fetchall()]
+        jobs = []
+        for r in rows:
+            if r["id"] in self._inflight:
+                continue
+            ch = self.channels.get(r["channel"])
+            if ch is None:
+                await conn.execute("UPDATE alert_deliveries SET status = 'failed', updated_at = ?, error = ? "
+                                   "WHERE id = ?", (now, "channel no longer configured", r["id"]))
+                continue
+            if now - r["updated_at"] < longest_delivery_s(ch) + ORPHAN_MARGIN_S:
+                continue    # perhaps still running in the process that started it
+            alert = await self.engine._load_or_none(conn, r["alert_id"])
+            if alert is None:
+                continue
+            await conn.execute("UPDATE alert_deliveries SET updated_at = ? WHERE id = ?", (now, r["id"]))
+            outbox = {"id": r["outbox_id"], "at": r["at"] if r["at"] is not None else now,
+                      "actor": r["actor"] or "auto", "detail": r["detail"]}
+            jobs.append((ch, r["id"], alert, r["event"], outbox, r["held_back"]))
+        return jobs
+
+    def _start(self, ch: ChannelConfig, delivery_id: int, alert: Alert, event: str, outbox: Mapping[str, Any],
+               held: int) -> None:
+        self._inflight.add(delivery_id)
+        task = asyncio.get_running_loop().create_task(self._deliver(ch, delivery_id, alert, event, outbox, held),
+                                                      name=f"alert-delivery-{delivery_id}-{ch.name}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def drain(self, timeout: float | None = None) -> None:
-        """Wait for deliveries in flight (at shutdown, or in tests)."""
+        """Wait for deliveries in flight (at shutdown, or in tests) and record their outcomes."""
         if self.tasks:
             await asyncio.wait(set(self.tasks), timeout=timeout)
+        await self.record_outcomes()
+
+    async def record_outcomes(self) -> int:
+        """Write finished deliveries: status, attempts, the redacted reason of a failure (also as a
+        `delivery_failed` transition on the alert, so it shows in its history)."""
+        if not self._outcomes:
+            return 0
+        outcomes, self._outcomes = self._outcomes, []
+        try:
+            async with self.store.transaction() as conn:
+                for o in outcomes:
+                    await conn.execute("UPDATE alert_deliveries SET status = ?, attempts = ?, updated_at = ?, "
+                                       "error = ? WHERE id = ?",
+                                       (o.status, o.attempts, o.finished_at, o.error, o.delivery_id))
+                    if o.status == "failed":
+                        # The held-back count this message carried was not heard: the next message says it.
+                        await conn.execute("UPDATE alert_deliveries SET held_reported = 0 WHERE held_reported = ?",
+                                           (o.delivery_id,))
+                        await AlertEngine._transition(conn, o.alert_id, o.finished_at, "delivery_failed",
+                                                      o.alert_state, o.alert_state, "auto", f"{o.channel}: {o.error}")
+        except BaseException:
+            self._outcomes[:0] = outcomes       # written next time
+            raise
+        for o in outcomes:
+            self._inflight.discard(o.delivery_id)
+        return len(outcomes)
 
     # -- one delivery ------------------------------------------------------------------------------
     async def _deliver(self, ch: ChannelConfig, delivery_id: int, alert: Alert, event: str,
                        outbox: Mapping[str, Any], held: int) -> None:
-        error = None
+        error: str | None = None
         attempts = 0
         for attempt in range(ch.retries + 1):
             attempts = attempt + 1
+            wait = ch.backoff * (2 ** attempt)
             try:
                 await asyncio.wait_for(self._send(ch, alert, event, outbox, held), timeout=ch.timeout)
                 error = None
                 break
             except asyncio.TimeoutError:
                 error = f"no answer within {ch.timeout:g}s"
+            except PermanentDeliveryError as exc:
+                error = str(exc)
+                break
+            except RetryAfter as exc:
+                error = str(exc)
+                wait = max(wait, min(exc.seconds, MAX_RETRY_AFTER_S))
+            except DeliveryError as exc:
+                error = str(exc)
             except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if attempt < ch.retries:
-                await asyncio.sleep(ch.backoff * (2 ** attempt))
-        status = "sent" if error is None else "failed"
-        await self.store.execute(
-            "UPDATE alert_deliveries SET status = ?, attempts = ?, updated_at = ?, error = ? WHERE id = ?",
-            (status, attempts, self.clock.now(), redact(error) if error else None, delivery_id))
-        if error is not None:
-            await AlertEngine._transition(self.store.conn, alert.id, self.clock.now(), "delivery_failed",
-                                          alert.state, alert.state, "auto", f"{ch.name}: {error}")
+                await asyncio.sleep(wait)
+        self._outcomes.append(_Outcome(
+            delivery_id, alert.id, alert.state, ch.name, "sent" if error is None else "failed", attempts,
+            _clip(redact(error) or "", 500) if error is not None else None, self.clock.now()))
 
     async def _send(self, ch: ChannelConfig, alert: Alert, event: str, outbox: Mapping[str, Any], held: int) -> None:
         if ch.type == "email":
@@ -167,7 +319,7 @@ class Notifier:
             return
         url = self.env.get(ch.url_env or "")
         if not url:
-            raise RuntimeError(f"{ch.url_env} is not set; expected the {ch.type} URL in that variable")
+            raise PermanentDeliveryError(f"{ch.url_env} is not set; expected the {ch.type} URL in that variable")
         if ch.type == "slack":
             body = slack_payload(alert, event, held)
         elif ch.type == "discord":
@@ -176,29 +328,33 @@ class Notifier:
             body = webhook_payload(alert, event, outbox, held)
         async with httpx.AsyncClient(timeout=ch.timeout) as client:
             response = await client.post(url, json=body)
-        if not 200 <= response.status_code < 300:
-            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+        if 200 <= response.status_code < 300:
+            return
+        reason = f"HTTP {response.status_code}: {' '.join(response.text[:200].split())}"
+        if response.status_code == 429:
+            try:
+                after = float(response.headers.get("retry-after", "0"))
+            except ValueError:
+                after = 0.0
+            raise RetryAfter(reason, after)
+        if 400 <= response.status_code < 500 and response.status_code != 408:
+            raise PermanentDeliveryError(reason)
+        raise DeliveryError(reason)
 
     def _send_email(self, ch: ChannelConfig, alert: Alert, event: str, held: int) -> None:
-        msg = EmailMessage()
-        msg["Subject"] = headline(alert, event)[:200]
-        msg["From"] = ch.sender
-        msg["To"] = ", ".join(ch.to)
-        when = dt.datetime.fromtimestamp(alert.first_seen, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        body = (f"{alert.message}\n\nrule: {alert.rule}\nsubject: {alert.subject}\nseverity: {alert.severity}\n"
-                f"state: {alert.state}\nfirst seen: {when}\ncount: {alert.count}\n")
-        if held:
-            body += f"\n{held} more notices were held back by this channel's rate limit.\n"
-        msg.set_content(body)
+        msg = email_message(ch, alert, event, held)
         password = self.env.get(ch.password_env or "")
-        if ch.ssl:
-            server: smtplib.SMTP = smtplib.SMTP_SSL(ch.host, ch.port, timeout=ch.timeout,
-                                                    context=ssl.create_default_context())
-        else:
-            server = smtplib.SMTP(ch.host, ch.port, timeout=ch.timeout)
-        with server:
-            if ch.starttls and not ch.ssl:
-                server.starttls(context=ssl.create_default_context())
-            if ch.username:
-                server.login(ch.username, password or "")
-            server.send_message(msg)
+        try:
+            if ch.ssl:
+                server: smtplib.SMTP = smtplib.SMTP_SSL(ch.host, ch.port, timeout=ch.timeout,
+                                                        context=ssl.create_default_context())
+            else:
+                server = smtplib.SMTP(ch.host, ch.port, timeout=ch.timeout)
+            with server:
+                if ch.starttls and not ch.ssl:
+                    server.starttls(context=ssl.create_default_context())
+                if ch.username:
+                    server.login(ch.username, password or "")
+                server.send_message(msg)
+        except (smtplib.SMTPAuthenticationError, smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
+            raise PermanentDeliveryError(f"{type(exc).__name__}: {exc}") from None

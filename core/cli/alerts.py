@@ -1,4 +1,4 @@
-"""`llmpulse alerts [--all] [--json]` and `alerts ack|resolve|silence|unsilence ID`."""
+"""`llmpulse alerts [--all] [--json]`, `alerts show ID` and `alerts ack|resolve|silence|unsilence ID`."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ack.set_defaults(handler=action_command, verb="ack")
     res = actions.add_parser("resolve", help="resolve by hand (sends the resolved notice)")
     res.add_argument("id", type=int, metavar="ID")
+    res.add_argument("--note", default=None, metavar="TEXT")
     res.add_argument("--by", default=None, metavar="NAME")
     res.set_defaults(handler=action_command, verb="resolve")
     sil = actions.add_parser("silence", help="no notices for a while; the alert stays visible")
@@ -47,6 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     uns.add_argument("id", type=int, metavar="ID")
     uns.add_argument("--by", default=None, metavar="NAME")
     uns.set_defaults(handler=action_command, verb="unsilence")
+    show = actions.add_parser("show", help="one alert with its history and deliveries (failed ones with why)")
+    show.add_argument("id", type=int, metavar="ID")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(handler=show_command)
 
 
 def _age(seconds: float) -> str:
@@ -82,6 +87,43 @@ async def list_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+async def show_command(args: argparse.Namespace) -> int:
+    ctx = context_from(args)
+    store = await open_store(ctx)
+    try:
+        engine = AlertEngine(store, ctx.config.alerts)
+        alert = await engine.get(args.id)
+        if alert is None:
+            raise CliError(f"no alert #{args.id}; `llmpulse alerts --all` lists them", 1)
+        transitions = await engine.transitions(args.id)
+        deliveries = [dict(r) for r in await engine.deliveries(args.id)]
+    finally:
+        await store.close()
+    if args.json:
+        print_json({"alert": alert.to_json(), "transitions": [t.__dict__ for t in transitions],
+                    "deliveries": deliveries})
+        return 0
+    now = time.time()
+    print(f"alert #{alert.id} [{alert.severity}] {alert.rule} {alert.subject}: {alert.message}")
+    print(f"state: {state_word(alert, now)}; first seen {_when(alert.first_seen)}, last seen {_when(alert.last_seen)}, "
+          f"{alert.count} time(s)" + (f"; note: {alert.note}" if alert.note else ""))
+    print()
+    print(render_table(("TIME", "EVENT", "BY", "DETAIL"),
+                       [(_when(t.at), t.event, t.actor, t.detail or "") for t in transitions]))
+    if deliveries:
+        print()
+        print(render_table(("TIME", "CHANNEL", "NOTICE", "STATUS", "TRIES", "REASON"),
+                           [(_when(d["updated_at"]), d["channel"], d["event"], d["status"], d["attempts"],
+                             d["error"] or "") for d in deliveries], right=(4,)))
+    return 0
+
+
 async def action_command(args: argparse.Namespace) -> int:
     ctx = context_from(args)
     by = args.by or default_actor()
@@ -100,7 +142,7 @@ async def action_command(args: argparse.Namespace) -> int:
             if args.verb == "ack":
                 alert = await engine.ack(args.id, by, args.note)
             elif args.verb == "resolve":
-                alert = await engine.resolve(args.id, by)
+                alert = await engine.resolve(args.id, by, args.note)
             elif args.verb == "silence":
                 alert = await engine.silence(args.id, seconds, by)
             else:
