@@ -184,3 +184,20 @@ async def test_two_writers_ack_the_same_alert_at_once(tmp_path):
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_prune_keeps_history_and_anything_still_due(env):
+    store, engine, clock = env
+    from core.alerts.engine import prune_alert_notices
+    await engine.process([DOWN])                                     # outbox #1, not dispatched yet
+    await store.execute("INSERT INTO alert_outbox (alert_id, event, at, actor, dispatched_at) "
+                        "VALUES (1, 'repeat', ?, 'auto', ?)", (T0, T0))                       # old, sent: goes
+    for status, held_reported in (("sent", 0), ("failed", 0), ("held", 0), ("held", 7), ("sending", 0)):
+        await store.execute("INSERT INTO alert_deliveries (alert_id, channel, event, status, created_at, updated_at, "
+                            "held_reported) VALUES (1, 'c', 'firing', ?, ?, ?, ?)", (status, T0, T0, held_reported))
+    assert await prune_alert_notices(store, T0 + 10, keep_s=30 * 86400) == 0
+    assert await prune_alert_notices(store, T0 + 31 * 86400, keep_s=30 * 86400) == 4
+    left = [(r["status"], r["held_reported"]) for r in await store.fetchall("SELECT * FROM alert_deliveries")]
+    assert left == [("held", 0), ("sending", 0)]          # still to be counted / still in flight
+    assert [r["event"] for r in await store.fetchall("SELECT event FROM alert_outbox")] == ["firing"]
+    assert len(await engine.transitions(1)) == 1 and await engine.get(1) is not None

@@ -315,6 +315,20 @@ class AlertEngine:
                            (alert_id, event, at, actor, redact(detail) if detail else None))
 
 
+async def prune_alert_notices(store: Store, now: float, keep_s: float) -> int:
+    """Drop sent-out notices and finished deliveries older than `keep_s` (repeats add up over months).
+    Alerts and their transitions are the history and are kept; so is anything not yet dispatched or sent."""
+    cutoff = now - keep_s
+    async with store.transaction() as conn:
+        cur = await conn.execute("DELETE FROM alert_deliveries WHERE updated_at < ? AND status != 'sending' "
+                                 "AND NOT (status = 'held' AND held_reported = 0)", (cutoff,))
+        removed = max(cur.rowcount, 0)
+        cur = await conn.execute("DELETE FROM alert_outbox WHERE dispatched_at IS NOT NULL AND at < ? AND id NOT IN "
+                                 "(SELECT outbox_id FROM alert_deliveries WHERE outbox_id IS NOT NULL)", (cutoff,))
+        removed += max(cur.rowcount, 0)
+    return removed
+
+
 def alert_summary(alert: Alert) -> dict[str, Any]:
     """The fields a notification carries (no internal bookkeeping)."""
     keep = ("id", "rule", "subject", "severity", "message", "state", "first_seen", "last_seen", "count",
