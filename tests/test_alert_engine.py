@@ -201,3 +201,16 @@ async def test_prune_keeps_history_and_anything_still_due(env):
     assert left == [("held", 0), ("sending", 0)]          # still to be counted / still in flight
     assert [r["event"] for r in await store.fetchall("SELECT event FROM alert_outbox")] == ["firing"]
     assert len(await engine.transitions(1)) == 1 and await engine.get(1) is not None
+
+
+async def test_a_failing_notifier_does_not_undo_or_hide_the_change(env):
+    store, engine, clock = env
+
+    class Broken:
+        async def dispatch(self):
+            raise OSError("disk full")
+
+    engine.notifier = Broken()
+    [change] = await engine.process([DOWN])
+    assert change.event == "opened" and (await engine.get(1)).state == "firing"
+    assert [r["dispatched_at"] for r in await store.fetchall("SELECT dispatched_at FROM alert_outbox")] == [None]

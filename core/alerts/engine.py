@@ -15,6 +15,7 @@ cannot both win, and a resolve typed in the CLI is announced by whichever proces
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -24,6 +25,8 @@ from core.alerts.rules import Condition
 from core.clock import SYSTEM_CLOCK, Clock
 from core.redact import redact
 from core.store import Store
+
+log = logging.getLogger(__name__)
 
 ALERT_COLUMNS = ("id", "fingerprint", "rule", "subject", "severity", "stage", "message", "state", "silenced_until",
                  "silenced_by", "escalated", "escalated_at", "first_seen", "last_seen", "count", "acked_by",
@@ -278,7 +281,10 @@ class AlertEngine:
         """Hand queued notices to the notifier, when this engine has one (the collector's does). Without
         one (CLI, TUI) they wait in alert_outbox for the process that runs the collector."""
         if self.notifier is not None:
-            await self.notifier.dispatch()
+            try:
+                await self.notifier.dispatch()
+            except Exception as exc:   # the change is committed; the notices stay queued for the next dispatch
+                log.warning("alert notices not dispatched yet: %s", redact(f"{type(exc).__name__}: {exc}"))
 
     async def _load(self, conn: Any, alert_id: int) -> Alert:
         alert = await self._load_or_none(conn, alert_id)
