@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
 
-from core.alerts.engine import AlertEngine
+from core.alerts.engine import AlertEngine, prune_alert_notices
 from core.alerts.notify import Notifier
 from core.alerts.baseline import load_latency_baselines, record_latency_samples
 from core.alerts.rules import RuleInputs, covered_rules, evaluate_rules
@@ -37,6 +37,8 @@ log = logging.getLogger("llmpulse.collector")
 
 PRUNE_EVERY_S = 3600.0
 PROBE_KEEP_S = 7 * 86400.0
+NOTICE_KEEP_S = 30 * 86400.0     # sent notices and finished deliveries (alerts and transitions stay)
+DRAIN_S = 5.0                    # on stop, how long deliveries in flight may still take
 Event = Callable[[str], None]
 
 
@@ -126,6 +128,7 @@ class Collector:
             self._last_prune = now
             await step("prune probes", lambda: prune_probe_results(self.store, now, PROBE_KEEP_S))
             await step("prune usage", lambda: prune_usage(self.store, now, cfg.storage.retention))
+            await step("prune notices", lambda: prune_alert_notices(self.store, now, NOTICE_KEEP_S))
         if now - self._last_billing >= RECONCILE_INTERVAL_S:
             self._last_billing = now
             providers = await apply_enablement(self.store, self.ctx.providers)
@@ -181,6 +184,12 @@ class Collector:
                     keeper.cancel()
                     await asyncio.gather(keeper, return_exceptions=True)
         finally:
+            try:
+                # Deliveries in flight finish (bounded) and their outcomes are written, or they would be
+                # sent again by whoever collects next.
+                await asyncio.wait_for(self.notifier.drain(DRAIN_S), timeout=DRAIN_S + 1)
+            except Exception:
+                pass
             if holding or lease.held:
                 try:
                     await lease.release()
