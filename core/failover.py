@@ -4,16 +4,19 @@ The chain is the enabled, configured providers by priority, skipping open circui
 latest probe failed (core.health.failover_order), limited to those the caller gave a model for. On 429,
 402, 408, 5xx, 529, Groq's 498, a timeout, a connection error or a 2xx that is not a chat answer the
 next one is tried. A 400/401/403/404/422 is the caller's problem (request, key or model name) and is
-raised at once as `RequestRejected`. Every attempt is recorded as usage (`is_fallback`, `fallback_from`
-= the provider tried just before) and fed to the circuit breaker; when all fail, `AllProvidersFailed`
-names each provider tried and what went wrong.
+raised at once as `RequestRejected`. Every attempt is recorded as usage through core.usage's Recorder
+(`is_fallback`, `fallback_from` = the provider tried just before, or for the first attempt the preferred
+provider skipped because its circuit is open or its probe failed; written on the recorder's timer and at
+the latest when the client closes) and fed to the circuit breaker; when all fail,
+`AllProvidersFailed` names each provider tried and what went wrong. `plan_chain` is the one place that
+decides who is in the chain and why the others are not; `llmpulse failover` shows the same plan.
 
 OpenAI-compatible chat completions everywhere, Anthropic's messages API for Anthropic:
 
-    client = FailoverClient(ctx, store)
-    answer = await client.chat([{"role": "user", "content": "hi"}],
-                               models={"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"},
-                               department="Support", agent="triage-bot")
+    async with FailoverClient(ctx, store, timeout=60) as client:
+        answer = await client.chat([{"role": "user", "content": "hi"}],
+                                   models={"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"},
+                                   department="Support", agent="triage-bot")
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import httpx
 
@@ -30,13 +33,12 @@ from core.catalog import Provider
 from core.clock import SYSTEM_CLOCK, Clock
 from core.config import Context
 from core.enablement import apply_enablement
-from core.health import failover_order, load_health, record_outcome
+from core.health import ProviderHealth, failover_order, load_health, record_outcome
 from core.probe import auth_headers, classify_error, error_message
-from core.redact import redact
+from core.redact import redact, register_secrets
 from core.store import Store
-from core.usage.recorder import pricing_for
-from core.usage.records import record_from_mapping
-from core.usage.rollup import ingest
+from core.usage.recorder import Recorder, pricing_for
+from core.usage.records import RecordError, record_from_mapping
 
 # Where each kind's chat endpoint sits under its base URL.
 CHAT_PATHS = {
@@ -50,6 +52,8 @@ DEFAULT_CHAT_PATH = "/chat/completions"
 # Provider-side trouble: worth another provider. The rest of 4xx is the caller's to fix.
 FALL_THROUGH_KINDS = {"rate_limited", "overloaded", "server_error", "quota", "timeout", "connect", "bad_response"}
 CALLERS_FAULT = {400, 401, 403, 404, 409, 413, 422}
+# What a caller may attach to the usage records of a chat; the rest of a record is the client's to say.
+ATTRIBUTION = ("department", "agent", "user", "task_type", "category", "endpoint", "request_id")
 
 
 class FailoverError(Exception):
@@ -111,6 +115,52 @@ class ChatResult:
         return len(self.attempts) > 1
 
 
+@dataclass
+class ChainEntry:
+    """One configured provider's place in the failover chain, or why it is out of it."""
+    provider_id: str
+    priority: int
+    enabled: bool
+    circuit: str                       # closed | open | half_open
+    status: str                        # latest probe: healthy | degraded | failed | unknown
+    error_kind: str | None
+    position: int | None               # 1-based place in the chain; None when skipped
+    skipped: str | None                # why it is out: disabled | circuit open | latest probe failed (...)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.provider_id, "priority": self.priority, "position": self.position,
+                "status": self.status, "error_kind": self.error_kind, "circuit": self.circuit,
+                "enabled": self.enabled, "skipped": self.skipped}
+
+
+def plan_chain(health: Iterable[ProviderHealth]) -> list[ChainEntry]:
+    """Every configured provider by priority, with its position in the chain (core.health.failover_order
+    decides who is usable) or the reason it is skipped. Unconfigured providers are left out: without a
+    key they were never candidates."""
+    health = [h for h in health if h.configured]
+    usable = [h.provider_id for h in failover_order(health)]
+    entries = []
+    for h in sorted(health, key=lambda h: (h.priority, h.provider_id)):
+        if h.provider_id in usable:
+            why = None
+        elif not h.enabled:
+            why = "disabled"
+        elif h.circuit == "open":
+            why = "circuit open"
+        else:
+            why = f"latest probe failed ({h.error_kind or 'unknown'})"
+        entries.append(ChainEntry(h.provider_id, h.priority, h.enabled, h.circuit, h.status, h.error_kind,
+                                  usable.index(h.provider_id) + 1 if why is None else None, why))
+    return entries
+
+
+async def current_chain(store: Store, ctx: Context, now: float) -> tuple[list[Provider], list[ChainEntry]]:
+    """The providers with run-time enablement applied, and the chain as it stands at `now`."""
+    providers = await apply_enablement(store, ctx.providers)
+    health = await load_health(store, providers, ctx.config.health, now)
+    return providers, plan_chain(health)
+
+
 def chat_url(provider: Provider) -> str:
     return provider.base_url.rstrip("/") + CHAT_PATHS.get(provider.spec.kind, DEFAULT_CHAT_PATH)
 
@@ -155,62 +205,94 @@ def parse_answer(kind: str, data: Any) -> tuple[str, dict] | None:
 
 
 class FailoverClient:
+    """Use it as `async with` (or call aclose()): closing flushes the attempts its recorder still holds.
+    Pass `recorder=` to share the application's own Recorder (then the application closes that one)."""
+
     def __init__(self, ctx: Context, store: Store, *, clock: Clock = SYSTEM_CLOCK, timeout: float = 60.0,
-                 transport: httpx.AsyncBaseTransport | None = None):
+                 recorder: Recorder | None = None, transport: httpx.AsyncBaseTransport | None = None):
+        if not timeout > 0:
+            raise ValueError(f"failover timeout must be > 0 seconds, got {timeout!r}")
         self.ctx = ctx
         self.store = store
         self.clock = clock
         self.timeout = timeout
-        self.pricing = pricing_for(ctx)
+        # Providers echo keys in error bodies; keys of any shape must be masked in what we raise.
+        register_secrets(p.api_key.reveal() for p in ctx.providers if p.api_key)
+        self._own_recorder = recorder is None
+        self.recorder = recorder or Recorder(store, pricing_for(ctx), clock=clock)
+        self._recorder_started = False
         self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        try:
+            await self._client.aclose()
+        finally:
+            if self._own_recorder:
+                if self._recorder_started:
+                    await self.recorder.__aexit__(None, None, None)
+                    self._recorder_started = False
+                else:
+                    await self.recorder.flush()
 
     async def __aenter__(self) -> "FailoverClient":
+        if self._own_recorder and not self._recorder_started:
+            await self.recorder.__aenter__()       # its flush timer
+            self._recorder_started = True
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    async def _wanted(self, models: Mapping[str, str] | None, default_model: str | None
+                      ) -> tuple[list[ChainEntry], dict[str, Provider]]:
+        providers, plan = await current_chain(self.store, self.ctx, self.clock.now())
+        wanted = [e for e in plan if default_model is not None or e.provider_id in (models or {})]
+        return wanted, {p.id: p for p in providers}
+
     async def chain(self, models: Mapping[str, str] | None = None, default_model: str | None = None
                     ) -> tuple[list[Provider], list[tuple[str, str]]]:
-        """The providers to try, in order, and the ones skipped with the reason."""
-        providers = await apply_enablement(self.store, self.ctx.providers)
-        now = self.clock.now()
-        health = await load_health(self.store, providers, self.ctx.config.health, now)
-        usable = {h.provider_id for h in failover_order(health)}
-        by_id = {p.id: p for p in providers}
-        order, skipped = [], []
-        for h in sorted(health, key=lambda h: (h.priority, h.provider_id)):
-            wanted = models is None or h.provider_id in models
-            if not wanted or not h.configured:
-                continue
-            if h.provider_id in usable and (default_model or (models and h.provider_id in models)):
-                order.append(by_id[h.provider_id])
-            elif not h.enabled:
-                skipped.append((h.provider_id, "disabled"))
-            elif h.circuit == "open":
-                skipped.append((h.provider_id, "circuit open"))
-            elif h.status == "failed":
-                skipped.append((h.provider_id, f"failed: {h.error_kind}"))
-        return order, skipped
+        """The providers to try, in order, and the ones skipped with the reason. With `models` only the
+        providers named there are candidates (unless `default_model` covers the rest)."""
+        wanted, by_id = await self._wanted(models, default_model)
+        return ([by_id[e.provider_id] for e in wanted if e.skipped is None],
+                [(e.provider_id, e.skipped) for e in wanted if e.skipped is not None])
 
     async def chat(self, messages: Sequence[Mapping[str, Any]], *, models: Mapping[str, str] | None = None,
                    model: str | None = None, max_tokens: int | None = None, params: Mapping[str, Any] | None = None,
                    **attribution: Any) -> ChatResult:
         """Send to the first usable provider; fall through on provider trouble. `models` maps provider id
-        to the model to ask it for (only those providers are tried); `model` is used for any other."""
-        order, skipped = await self.chain(models, model)
-        attempts: list[Attempt] = []
+        to the model to ask it for (only those providers are tried); `model` is used for any other.
+        `attribution` (department, agent, user, task_type, category, endpoint, request_id) goes on every
+        attempt's usage record; a wrong field is an error before anything is sent. A request_id stays on
+        the first attempt; a fallback's record gets `request_id@provider`, since usage deduplicates by
+        request_id and would otherwise keep only the first attempt."""
+        if not models and not model:
+            raise ValueError("failover chat needs a model: models={provider_id: model} and/or model=...")
+        unknown = sorted(set(attribution) - set(ATTRIBUTION))
+        if unknown:
+            raise TypeError(f"failover chat: unknown attribution {', '.join(unknown)}; expected any of "
+                            f"{', '.join(ATTRIBUTION)}")
+        record_from_mapping({"provider": "check", "model": "check", **attribution}, self.clock.now())
+        wanted, by_id = await self._wanted(models, model)
+        order = [by_id[e.provider_id] for e in wanted if e.skipped is None]
+        skipped = [(e.provider_id, e.skipped) for e in wanted if e.skipped is not None]
+        # A request that goes past a preferred provider because its circuit is open or it is failing is a
+        # fallback too (from that provider), or the statistics would go quiet just while it is down.
+        # Disabled is an operator's choice, not trouble: no fallback.
         previous: str | None = None
+        for e in wanted:
+            if e.skipped is None:
+                break
+            if e.enabled:
+                previous = e.provider_id
+                break
+        attempts: list[Attempt] = []
         for provider in order:
             use_model = (models or {}).get(provider.id) or model
             assert use_model is not None
             attempt, answer = await self._attempt(provider, use_model, messages, max_tokens, params or {}, previous)
             attempts.append(attempt)
-            usage = (answer or {}).get("usage_raw")
-            await self._record(attempt, usage, attribution)
+            await self._record(attempt, (answer or {}).get("usage_raw"), attribution)
             if attempt.status == "ok" and answer is not None:
                 await record_outcome(self.store, provider.id, True, self.ctx.config.health, self.clock.now())
                 return ChatResult(provider.id, use_model, answer["text"], answer["data"],
@@ -255,7 +337,10 @@ class FailoverClient:
             return attempt("error", "bad_response", code, "2xx body is not a chat answer"), None
         text, usage = parsed
         ok = attempt("ok", None, code, None)
-        tokens = record_from_mapping({"provider": provider.id, "model": model, "usage": usage}, 0) if usage else None
+        try:
+            tokens = record_from_mapping({"provider": provider.id, "model": model, "usage": usage}, 0) if usage else None
+        except RecordError:
+            tokens, usage = None, None         # an odd usage object must not cost the caller its answer
         return ok, {"text": text, "data": data, "usage_raw": usage,
                     "input_tokens": tokens.input_tokens if tokens else 0,
                     "output_tokens": tokens.output_tokens if tokens else 0}
@@ -265,7 +350,10 @@ class FailoverClient:
             "provider": attempt.provider_id, "model": attempt.model, "latency_ms": round(attempt.latency_ms, 1),
             "status": attempt.status, "error_kind": attempt.error_kind, "is_fallback": attempt.is_fallback,
             "fallback_from": attempt.fallback_from, "ts": self.clock.now(), **attribution}
+        if attempt.is_fallback and attribution.get("request_id"):
+            fields["request_id"] = f"{attribution['request_id']}@{attempt.provider_id}"
         if usage:
             fields["usage"] = usage
-        record = record_from_mapping(fields, self.clock.now())
-        await ingest(self.store, [record], self.pricing)
+        self.recorder.record(**fields)
+        if self._own_recorder and not self._recorder_started:
+            await self.recorder.flush()        # used without `async with`: no flush timer, so write now

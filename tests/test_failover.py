@@ -121,7 +121,11 @@ def test_failover_command_shows_chain_and_fallback_stats(tmp_path):
         assert run_cli(tmp_path, "--db", str(ctx.db_path), "providers", "disable", "groq").returncode == 0
         env = {f"{pid.upper()}_API_KEY": KEY for pid in fleet.providers}
         r = run_cli(tmp_path, "--db", str(ctx.db_path), "failover", "--json", env=env)
-    assert r.returncode == 0, r.stderr
+        text = run_cli(tmp_path, "--db", str(ctx.db_path), "failover", env=env)
+    assert r.returncode == 0 and text.returncode == 0, r.stderr + text.stderr
+    assert KEY not in r.stdout + r.stderr + text.stdout + text.stderr
+    assert "no: circuit open" in text.stdout and "no: disabled" in text.stdout
+    assert "fallbacks 24h: 2 of 4 requests (50.0%); openai→groq 2" in text.stdout
     data = json.loads(r.stdout)
     chain = {c["id"]: c for c in data["chain"]}
     # openai's two 429s opened its circuit (threshold 2): mistral now leads
@@ -130,3 +134,5 @@ def test_failover_command_shows_chain_and_fallback_stats(tmp_path):
     day = data["fallbacks"]["24h"]
     assert day["fallbacks"] == 2 and day["requests"] == 4
     assert day["pairs"] == [{"from": "openai", "to": "groq", "requests": 2}]   # groq (33) before mistral (34)
+    assert day["fallback_rate"] == 0.5 and data["fallbacks"]["7d"]["pairs"] == day["pairs"]
+    assert chain["mistral"]["circuit"] == "closed" and chain["openai"]["enabled"] is True

@@ -6,9 +6,10 @@ import argparse
 import time
 
 from core.cli.common import context_from, open_store, print_json, render_table
-from core.enablement import apply_enablement
-from core.health import failover_order, load_health
+from core.failover import current_chain
 from core.usage.queries import fallback_pairs, total
+
+WINDOWS = (("24h", 86400.0), ("7d", 7 * 86400.0))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,11 +26,9 @@ async def failover_command(args: argparse.Namespace) -> int:
     now = time.time()
     store = await open_store(ctx)
     try:
-        providers = await apply_enablement(store, ctx.providers)
-        health = await load_health(store, providers, ctx.config.health, now)
-        usable = [h.provider_id for h in failover_order(health)]
+        _, chain = await current_chain(store, ctx, now)
         stats = {}
-        for label, seconds in (("24h", 86400), ("7d", 7 * 86400)):
+        for label, seconds in WINDOWS:
             overall = await total(store, now - seconds, now)
             stats[label] = {"requests": overall.requests, "fallbacks": overall.fallbacks,
                             "fallback_rate": overall.fallbacks / overall.requests if overall.requests else None,
@@ -37,21 +36,7 @@ async def failover_command(args: argparse.Namespace) -> int:
                                       for a, b, n in await fallback_pairs(store, now - seconds, now)]}
     finally:
         await store.close()
-    rows = []
-    for h in sorted(health, key=lambda h: (h.priority, h.provider_id)):
-        if not h.configured:
-            continue
-        if h.provider_id in usable:
-            why = None
-        elif not h.enabled:
-            why = "disabled"
-        elif h.circuit == "open":
-            why = "circuit open"
-        else:
-            why = f"latest probe failed ({h.error_kind})"
-        rows.append({"id": h.provider_id, "priority": h.priority,
-                     "position": usable.index(h.provider_id) + 1 if why is None else None,
-                     "status": h.status, "circuit": h.circuit, "enabled": h.enabled, "skipped": why})
+    rows = [entry.to_json() for entry in chain]
     if args.json:
         print_json({"chain": rows, "fallbacks": stats})
         return 0
