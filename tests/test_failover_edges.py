@@ -221,3 +221,24 @@ async def test_bad_call_is_refused_before_anything_is_sent(tmp_path):
             assert not posts(fleet, "mistral") and await usage_rows(store) == []
         finally:
             await store.close()
+
+
+async def test_a_provider_whose_probe_failed_is_skipped_with_the_reason(tmp_path):
+    from core.health import record_probe_results
+    from core.probe import probe_all
+
+    key = fresh_key()
+    with fleet_of(key, ("openai", "server_error"), ("mistral", "ok")) as fleet:
+        ctx = context(tmp_path, fleet, key)
+        store = await Store.open(ctx.db_path)
+        try:
+            clock = ManualClock()
+            results = await probe_all(ctx.providers, ctx.config.probe, now=clock.now())
+            await record_probe_results(store, results, ctx.config.health, clock.now())
+            async with FailoverClient(ctx, store, clock=clock) as client:
+                assert (await client.chain(MODELS))[1] == [("openai", "latest probe failed (server_error)")]
+                answer = await client.chat(HI, models=MODELS)
+            assert answer.provider_id == "mistral" and answer.attempts[0].fallback_from == "openai"
+            assert not posts(fleet, "openai")
+        finally:
+            await store.close()
