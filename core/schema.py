@@ -151,6 +151,67 @@ USAGE.append(Migration("0190_billing_reports", """
     CREATE INDEX billing_reports_provider_time ON billing_reports (provider_id, fetched_at);
 """))
 
+USAGE.append(Migration("0191_usage_calls_attrs", """
+    -- Records split in two: usage_calls (the numbers of each call) and usage_attrs (who and what: few
+    -- distinct combinations shared by many calls). A call row binds 10 mostly numeric values instead of
+    -- 21 mostly text ones: ingest ~2x faster, the file ~half the size. Text columns hold '' for "none"
+    -- so UNIQUE matches; the usage_records view below gives the old shape (with NULLs) to readers.
+    CREATE TABLE usage_attrs (
+        id            INTEGER PRIMARY KEY,
+        provider      TEXT NOT NULL,
+        model         TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        error_kind    TEXT NOT NULL,
+        is_fallback   INTEGER NOT NULL,
+        fallback_from TEXT NOT NULL,
+        department    TEXT NOT NULL,
+        agent         TEXT NOT NULL,
+        user          TEXT NOT NULL,
+        task_type     TEXT NOT NULL,
+        category      TEXT NOT NULL,
+        endpoint      TEXT NOT NULL,
+        UNIQUE (provider, model, status, error_kind, is_fallback, fallback_from, department, agent, user,
+                task_type, category, endpoint)
+    );
+    CREATE TABLE usage_calls (
+        id                 INTEGER PRIMARY KEY,
+        dedupe_key         TEXT,              -- request_id, else an imported line's hash; NULL: never merged
+        ts                 REAL NOT NULL,
+        attrs              INTEGER NOT NULL,  -- usage_attrs.id (no FOREIGN KEY: a lookup per insert; ingest resolves it)
+        input_tokens       INTEGER NOT NULL,
+        output_tokens      INTEGER NOT NULL,
+        cache_read_tokens  INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        latency_ms         REAL,
+        cost_usd           REAL,              -- NULL: price unknown (never a silent 0)
+        request_id         TEXT
+    );
+    INSERT OR IGNORE INTO usage_attrs (provider, model, status, error_kind, is_fallback, fallback_from, department, agent, user, task_type, category, endpoint)
+        SELECT provider, model, status, COALESCE(error_kind, ''), is_fallback, COALESCE(fallback_from, ''),
+               COALESCE(department, ''), COALESCE(agent, ''), COALESCE(user, ''), COALESCE(task_type, ''),
+               COALESCE(category, ''), COALESCE(endpoint, '')
+        FROM usage_records;
+    INSERT INTO usage_calls
+        SELECT r.id, r.dedupe_key, r.ts, a.id, r.input_tokens, r.output_tokens, r.cache_read_tokens,
+               r.cache_write_tokens, r.latency_ms, r.cost_usd, r.request_id
+        FROM usage_records r JOIN usage_attrs a ON a.provider = r.provider AND a.model = r.model
+            AND a.status = r.status AND a.error_kind = COALESCE(r.error_kind, '') AND a.is_fallback = r.is_fallback
+            AND a.fallback_from = COALESCE(r.fallback_from, '') AND a.department = COALESCE(r.department, '')
+            AND a.agent = COALESCE(r.agent, '') AND a.user = COALESCE(r.user, '')
+            AND a.task_type = COALESCE(r.task_type, '') AND a.category = COALESCE(r.category, '')
+            AND a.endpoint = COALESCE(r.endpoint, '');
+    DROP TABLE usage_records;
+    CREATE INDEX usage_calls_ts ON usage_calls (ts);
+    CREATE UNIQUE INDEX usage_calls_dedupe ON usage_calls (dedupe_key) WHERE dedupe_key IS NOT NULL;
+    CREATE VIEW usage_records AS
+        SELECT c.id, c.dedupe_key, c.ts, a.provider, a.model, c.input_tokens, c.output_tokens, c.cache_read_tokens,
+               c.cache_write_tokens, c.latency_ms, a.status, NULLIF(a.error_kind, '') AS error_kind, a.is_fallback,
+               NULLIF(a.fallback_from, '') AS fallback_from, NULLIF(a.department, '') AS department,
+               NULLIF(a.agent, '') AS agent, NULLIF(a.user, '') AS user, NULLIF(a.task_type, '') AS task_type,
+               NULLIF(a.category, '') AS category, NULLIF(a.endpoint, '') AS endpoint, c.request_id, c.cost_usd
+        FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs;
+"""))
+
 # Issue 4 (alerts) appends here.
 ALERTS: list[Migration] = [
     Migration("0200_alerts", """

@@ -369,24 +369,87 @@ async def _touch(db):
     await store.close()
 
 
-def test_fast_path_stores_what_the_careful_path_stores():
-    from core.usage.records import fast_row
+async def test_fast_path_stores_what_the_careful_path_stores(tmp_path):
+    from core.usage.records import fast_numbers
     from core.usage.rollup import record_row
-    pricing = Pricing()
+    pricing = Pricing(PriceConfig(overrides={("acme", "in-house"): PriceOverride(input=1.0, output=2.0)}))
     samples = [
         {"provider": "openai", "model": "gpt-4o", "input_tokens": 1200, "output_tokens": 80, "latency_ms": 640.5,
          "department": "Support", "agent": "triage", "user": "dana", "task_type": "classify", "request_id": "r1"},
         {"ts": T0 - 5, "provider": "groq", "model": "llama-3.3-70b-versatile", "status": "error",
          "error_kind": "rate_limited", "fallback_from": "openai", "latency_ms": 12},
         {"provider": "acme", "model": "in-house", "cache_read_tokens": 3, "input_tokens": 10, "is_fallback": True},
+        {"provider": "anthropic", "model": "claude-sonnet-4-5", "input_tokens": 300_000, "output_tokens": 10},  # a tier
+        {"provider": "openai", "model": "no-such-model", "input_tokens": 5},
     ]
-    for fields in samples:
-        fast = fast_row(fields, T0)
-        assert fast is not None
-        careful = record_row(record_from_mapping(fields, T0), pricing)
-        assert (*fast[:-1], pricing.cost(*fast[2:8])) == careful
-    # anything unusual takes the careful path (and its precise error)
-    for odd in ({"provider": " openai", "model": "m"}, {"provider": "openai", "model": "m", "input_tokens": 1.0},
+    store = await Store.open(tmp_path / "f.db")
+    try:
+        rec = Recorder(store, pricing, clock=ManualClock(T0))
+        for fields in samples:
+            rec.record(**fields)              # attribution first seen: the careful path
+            assert fast_numbers(fields, lambda: T0) is not None
+            rec.record(**fields)              # seen: numbers only
+            careful, fast = rec.pending[-2:]
+            assert fast == careful == record_row(record_from_mapping(fields, T0), pricing)
+        assert rec.pending[-1][8] is None and rec.pending[-3][8] == pytest.approx(
+            pricing.cost("anthropic", "claude-sonnet-4-5", 300_000, 10))
+        # whitespace is trimmed once, and the trimmed attribution is what the fast path reuses
+        rec.record(provider=" openai ", model="gpt-4o", input_tokens=1)
+        rec.record(provider=" openai ", model="gpt-4o", input_tokens=2)
+        assert rec.pending[-1][2] == rec.pending[-2][2] and rec.pending[-1][2][0] == "openai"
+        await rec.flush()
+        # a flushed attribution is referred to by its id from then on, and reads back the same
+        rec.record(**samples[1])
+        assert type(rec.pending[-1][2]) is int
+        await rec.flush()
+        rows = await store.fetchall("SELECT provider, status, error_kind, is_fallback, fallback_from, department "
+                                    "FROM usage_records WHERE provider = 'groq'")
+        assert [tuple(r) for r in rows] == [("groq", "error", "rate_limited", 1, "openai", None)] * 3
+    finally:
+        await store.close()
+    # anything unusual in the numbers takes the careful path (and its precise error)
+    for odd in ({"provider": "openai", "model": "m", "input_tokens": 1.0},
                 {"provider": "openai", "model": "m", "ts": "2026-11-23T10:00:00Z"},
-                {"provider": "openai", "model": "m", "usage": {"prompt_tokens": 1}}, {"provider": "openai"}):
-        assert fast_row(odd, T0) is None
+                {"provider": "openai", "model": "m", "ts": T0 * 1000},
+                {"provider": "openai", "model": "m", "input_tokens": 1, "cache_read_tokens": 2},
+                {"provider": "openai", "model": "m", "request_id": " r"}, {"provider": "openai", "model": "m", "latency_ms": -1}):
+        assert fast_numbers(odd, lambda: T0) is None
+
+
+def test_cached_tokens_count_inside_input_tokens():
+    with pytest.raises(RecordError, match=r"input_tokens: found 10, fewer than the cached tokens \(30 read"):
+        record_from_mapping({"provider": "anthropic", "model": "claude-sonnet-4-5", "input_tokens": 10,
+                             "cache_read_tokens": 30}, T0)
+    # genai-prices refuses such counts; a bad request must not mark the model unknown for everyone after it
+    # (past its 200k-token tier, so calc_price itself prices it, not the linear rates)
+    p = Pricing()
+    assert p.cost("anthropic", "claude-sonnet-4-5", 250_000, 5, 300_000) is None
+    assert p.cost("anthropic", "claude-sonnet-4-5", 250_000, 0) == pytest.approx(250_000 * 6 / 1e6)
+
+
+async def test_migration_splits_old_records_without_losing_or_changing_any(tmp_path):
+    from core.schema import MIGRATIONS
+    db = tmp_path / "old.db"
+    before_split = [m for m in MIGRATIONS if m.name != "0191_usage_calls_attrs"]
+    store = await Store.open(db, before_split)
+    old = [("id:a", T0, "openai", "gpt-4o", 10, 5, 0, 0, 120.0, "ok", None, 0, None, "Eng", None, None, None, None,
+            None, "a", 0.001),
+           (None, T0 + 1, "groq", "llama", 3, 1, 0, 0, None, "error", "timeout", 1, "openai", "Eng", "bot", "u1",
+            "chat", "c", "/v1/chat", None, None),
+           (None, T0 + 2, "openai", "gpt-4o", 7, 0, 2, 0, 80.0, "ok", None, 0, None, "Eng", None, None, None, None,
+            None, None, 0.0005)]
+    cols = ("dedupe_key, ts, provider, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
+            "latency_ms, status, error_kind, is_fallback, fallback_from, department, agent, user, task_type, "
+            "category, endpoint, request_id, cost_usd")
+    await store.executemany(f"INSERT INTO usage_records ({cols}) VALUES ({', '.join('?' * 21)})", old)
+    await store.close()
+    store = await Store.open(db)
+    try:
+        got = [tuple(r) for r in await store.fetchall(f"SELECT {cols} FROM usage_records ORDER BY id")]
+        assert got == old
+        assert (await store.fetchone("SELECT COUNT(*) FROM usage_attrs"))[0] == 2    # two attributions shared
+        again = await ingest(store, [record_from_mapping({"provider": "openai", "model": "gpt-4o",
+                                                          "request_id": "a"}, T0)], Pricing())
+        assert again.duplicates == 1                                                 # dedupe keys carried over
+    finally:
+        await store.close()

@@ -30,6 +30,24 @@ def price_table_version() -> str:
         return "genai-prices bundled"
 
 
+# Per-million rates (input, output, cache_read, cache_write, valid while input_tokens < this): a record
+# priced by a multiply-add. cache_* None: the model has no such price (calc_price decides).
+Rates = tuple
+LOCAL_RATES: Rates = (0.0, 0.0, 0.0, 0.0, float("inf"))
+
+
+def linear_cost(r: Rates, input_tokens: int, output_tokens: int, cache_read_tokens: int,
+                cache_write_tokens: int) -> float | None:
+    """USD from per-million rates, or None when they do not apply (a price tier reached, a cache price
+    the model lacks, cached tokens above the input count). The one formula both ingest paths use."""
+    fresh = input_tokens - cache_read_tokens - cache_write_tokens
+    if fresh < 0 or input_tokens >= r[4] or (cache_read_tokens and r[2] is None) \
+            or (cache_write_tokens and r[3] is None):
+        return None
+    return (fresh * r[0] + output_tokens * r[1] + (cache_read_tokens * r[2] if cache_read_tokens else 0.0)
+            + (cache_write_tokens * r[3] if cache_write_tokens else 0.0)) / 1e6
+
+
 class Pricing:
     def __init__(self, prices: PriceConfig | None = None, local_providers: Iterable[str] = ()):
         self.prices = prices or PriceConfig()
@@ -37,44 +55,56 @@ class Pricing:
         # genai-prices caches the models it finds but not the ones it does not: remember those, or every
         # record of an unknown model pays a full search of the table (measured: ~0.25 ms a record).
         self._unknown: set[tuple[str, str]] = set()
-        self._rates: dict[tuple[str, str], tuple | None] = {}
+        self._rates: dict[tuple[str, str], Rates | None] = {}
         if self.prices.auto_update:
             from genai_prices import UpdatePrices
             self._updater = UpdatePrices()
             self._updater.start(wait=False)
 
+    def rates(self, provider: str, model: str) -> Rates | None:
+        """The per-million rates a request of this model is priced at (local: 0, an override, or the
+        table's when its price is plain per-token); None: only calc_price knows (tiers, unknown model)."""
+        key = (provider, model)
+        try:
+            return self._rates[key]
+        except KeyError:
+            pass
+        if provider in self.local:
+            rates: Rates | None = LOCAL_RATES
+        elif key in self.prices.overrides:
+            o = self.prices.overrides[key]
+            rates = (o.input, o.output, o.cache_read if o.cache_read is not None else o.input,
+                     o.cache_write if o.cache_write is not None else o.input, float("inf"))
+        else:
+            rates = self._linear_rates(provider, model)
+        if not self.prices.auto_update:       # an updated table may change them: then look up each time
+            self._rates[key] = rates
+        return rates
+
     def cost(self, provider: str, model: str, input_tokens: int, output_tokens: int,
              cache_read_tokens: int = 0, cache_write_tokens: int = 0) -> float | None:
         """USD for one request, or None when the price is unknown. input_tokens includes cached ones."""
-        if provider in self.local:
-            return 0.0
-        override = self.prices.overrides.get((provider, model))
-        if override is not None:
-            cached_rate = override.cache_read if override.cache_read is not None else override.input
-            write_rate = override.cache_write if override.cache_write is not None else override.input
-            fresh = max(0, input_tokens - cache_read_tokens - cache_write_tokens)
-            return (fresh * override.input + cache_read_tokens * cached_rate + cache_write_tokens * write_rate
-                    + output_tokens * override.output) / 1e6
+        rates = self.rates(provider, model)
+        if rates is not None:
+            linear = linear_cost(rates, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+            if linear is not None:
+                return linear
+            if provider in self.local:
+                return 0.0
+            if (provider, model) in self.prices.overrides:
+                return None       # more cached than input tokens: counts no price fits (never the table's)
         if (provider, model) in self._unknown:
             return None
-        rates = self._rates.get((provider, model), False)
-        if rates is False:
-            rates = self._rates[(provider, model)] = self._linear_rates(provider, model)
-        if rates is not None:
-            rin, rout, rcr, rcw, below = rates
-            if input_tokens < below and (rcr is not None or not cache_read_tokens) \
-                    and (rcw is not None or not cache_write_tokens):
-                fresh = input_tokens - cache_read_tokens - cache_write_tokens
-                return (fresh * rin + output_tokens * rout + cache_read_tokens * (rcr or 0)
-                        + cache_write_tokens * (rcw or 0)) / 1e6
         try:
             calc = calc_price(Usage(input_tokens=input_tokens, output_tokens=output_tokens,
                                     cache_read_tokens=cache_read_tokens or None,
                                     cache_write_tokens=cache_write_tokens or None),
                               model, provider_id=PRICE_PROVIDER.get(provider, provider))
-        except (LookupError, ValueError):
+        except LookupError:
             self._unknown.add((provider, model))
             return None
+        except ValueError:
+            return None       # this request's counts, not the model: price it unknown, keep the model known
         return float(calc.total_price)
 
     def _linear_rates(self, provider: str, model: str) -> tuple | None:

@@ -235,7 +235,7 @@ async def fallback_pairs(store: Store, since: float, until: float) -> list[tuple
 async def prune_usage(store: Store, now: float, retention_s: float) -> int:
     """Drop raw records past retention and minute roll-ups past two days; hour and day roll-ups stay."""
     async with store.transaction() as conn:
-        cur = await conn.execute("DELETE FROM usage_records WHERE ts < ?", (now - retention_s,))
+        cur = await conn.execute("DELETE FROM usage_calls WHERE ts < ?", (now - retention_s,))
         removed = cur.rowcount
         await conn.execute("DELETE FROM usage_rollups WHERE grain = 'm' AND start < ?", (now - MINUTE_KEEP_S,))
     return removed

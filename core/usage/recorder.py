@@ -14,15 +14,26 @@ from typing import Any
 
 from core.clock import SYSTEM_CLOCK, Clock
 from core.store import Store
-from core.usage.pricing import Pricing
-from core.usage.records import fast_row, record_from_mapping
-from core.usage.rollup import IngestResult, ingest_rows
+from core.usage.pricing import Pricing, linear_cost
+from core.usage.records import FAST_KEYS, attrs_of, fast_numbers, raw_attr_key, record_from_mapping
+from core.usage.rollup import IngestResult, ingest_rows, known_attr_ids, record_row
 
 
 def pricing_for(ctx: Any) -> Pricing:
     """Pricing for a Context: its [prices] config, and its local providers free."""
     usage = ctx.config.usage
     return Pricing(usage.prices if usage is not None else None, [p.id for p in ctx.providers if p.local])
+
+
+class _Attribution:
+    """One validated attribution (who and what) the recorder has seen: its stored form, its usage_attrs
+    id once known, and the rates its calls are priced at."""
+    __slots__ = ("attrs", "ref", "rates")
+
+    def __init__(self, attrs: tuple, ref: int | tuple, rates: tuple | None):
+        self.attrs = attrs
+        self.ref = ref          # the usage_attrs id, or the attribution itself until ingest has stored it
+        self.rates = rates
 
 
 class Recorder:
@@ -33,29 +44,51 @@ class Recorder:
         self.clock = clock
         self.flush_interval = flush_interval
         self.batch_size = batch_size
-        self.pending: list[tuple] = []          # priced rows in RECORD_COLUMNS order
+        self.pending: list[tuple] = []          # priced usage_calls rows (CALL_COLUMNS order)
         self.stored = 0
+        self._seen: dict[tuple, _Attribution] = {}       # attribution fields as passed -> validated
+        self._by_attrs: dict[tuple, _Attribution] = {}   # stored attribution -> the same
+        self._unresolved: list[_Attribution] = []        # not yet stored: no usage_attrs id yet
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task | None = None
         self._flushes: set[asyncio.Task] = set()
 
     def record(self, **fields: Any) -> None:
-        """Queue one record (RecordError if a field is wrong); it is written within flush_interval."""
-        now = self.clock.now()
-        row = fast_row(fields, now, self.pricing.cost)
-        if row is None:
-            rec = record_from_mapping(fields, now)
-            row = (rec.dedupe_key(), rec.ts, rec.provider, rec.model, rec.input_tokens, rec.output_tokens,
-                   rec.cache_read_tokens, rec.cache_write_tokens, rec.latency_ms, rec.status, rec.error_kind,
-                   int(rec.is_fallback), rec.fallback_from, rec.department, rec.agent, rec.user, rec.task_type,
-                   rec.category, rec.endpoint, rec.request_id,
-                   self.pricing.cost(rec.provider, rec.model, rec.input_tokens, rec.output_tokens,
-                                     rec.cache_read_tokens, rec.cache_write_tokens))
-        self.pending.append(row)
+        """Queue one record (RecordError if a field is wrong); it is written within flush_interval.
+
+        The common case costs a few microseconds: an attribution seen before was validated then, so only
+        the numbers are checked, and the price is a multiply-add with the rates remembered for it."""
+        try:
+            key = raw_attr_key(fields)
+            seen = self._seen.get(key)
+        except TypeError:              # an unhashable value: the careful path says what is wrong
+            key = seen = None
+        nums = fast_numbers(fields, self.clock.now) if seen is not None and fields.keys() <= FAST_KEYS else None
+        if nums is None:
+            self.pending.append(self._careful(fields, key))
+        else:
+            dedupe, ts, tin, tout, tcr, tcw, latency, rid = nums
+            cost = None if seen.rates is None else linear_cost(seen.rates, tin, tout, tcr, tcw)
+            if cost is None:
+                cost = self.pricing.cost(seen.attrs[0], seen.attrs[1], tin, tout, tcr, tcw)
+            self.pending.append((dedupe, ts, seen.ref, tin, tout, tcr, tcw, latency, cost, rid))
         if len(self.pending) >= self.batch_size and not self._flushes:
             task = asyncio.get_running_loop().create_task(self.flush())
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
+
+    def _careful(self, fields: dict[str, Any], key: tuple | None) -> tuple:
+        rec = record_from_mapping(fields, self.clock.now())
+        attrs = attrs_of(rec)
+        seen = self._by_attrs.get(attrs)
+        if seen is None:
+            rates = None if self.pricing.prices.auto_update else self.pricing.rates(rec.provider, rec.model)
+            seen = self._by_attrs[attrs] = _Attribution(attrs, known_attr_ids(self.store).get(attrs, attrs), rates)
+            if type(seen.ref) is tuple:
+                self._unresolved.append(seen)
+        if key is not None:
+            self._seen[key] = seen         # these attribution fields are good: next time, numbers only
+        return record_row(rec, self.pricing, {attrs: seen.ref} if type(seen.ref) is int else None)
 
     async def flush(self) -> IngestResult | None:
         async with self._lock:
@@ -68,6 +101,10 @@ class Recorder:
                 self.pending[:0] = batch       # keep them for the next try (or the final flush)
                 raise
             self.stored += result.stored
+            ids = known_attr_ids(self.store)
+            for seen in self._unresolved:
+                seen.ref = ids.get(seen.attrs, seen.attrs)
+            self._unresolved = [seen for seen in self._unresolved if type(seen.ref) is tuple]
             return result
 
     async def _tick(self) -> None:

@@ -8,7 +8,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import genai_prices
 
@@ -149,6 +149,10 @@ def record_from_mapping(data: Mapping[str, Any], now: float) -> UsageRecord:
     if data.get("usage") is not None:
         from_raw = tokens_from_raw_usage(provider, data["usage"])
         tokens = {k: tokens[k] or from_raw[k] for k in TOKEN_FIELDS}
+    if tokens["cache_read_tokens"] + tokens["cache_write_tokens"] > tokens["input_tokens"]:
+        raise RecordError(f"input_tokens: found {tokens['input_tokens']}, fewer than the cached tokens "
+                          f"({tokens['cache_read_tokens']} read + {tokens['cache_write_tokens']} written); expected "
+                          "all prompt tokens, cached ones included")
     status = data.get("status", "ok") or "ok"
     if status not in STATUSES:
         raise RecordError(f"status: found {status!r}; expected ok or error")
@@ -167,52 +171,66 @@ def record_from_mapping(data: Mapping[str, Any], now: float) -> UsageRecord:
                        status=status, is_fallback=is_fallback, **tokens, **texts)
 
 
-# -- the hot path ------------------------------------------------------------------------------------
-FAST_TEXT = ("error_kind", "fallback_from", "department", "agent", "user", "task_type", "category", "endpoint",
-             "request_id")
-FAST_KEYS = frozenset(("ts", "provider", "model", "latency_ms", "status", "is_fallback") + TOKEN_FIELDS + FAST_TEXT)
+# -- the stored form ---------------------------------------------------------------------------------
+# A record is stored as one usage_calls row (numbers) pointing at one usage_attrs row (the attribution:
+# few distinct combinations, shared by many calls). Text columns of usage_attrs hold '' for "none" so
+# their UNIQUE constraint matches (NULLs never compare equal); the usage_records view turns '' back to NULL.
+ATTR_FIELDS = ("provider", "model", "status", "error_kind", "is_fallback", "fallback_from", "department", "agent",
+               "user", "task_type", "category", "endpoint")
+CALL_COLUMNS = ("dedupe_key", "ts", "attrs", "input_tokens", "output_tokens", "cache_read_tokens",
+                "cache_write_tokens", "latency_ms", "cost_usd", "request_id")
 
 
-def fast_row(f: Mapping[str, Any], now: float, price: Any = None) -> tuple | None:
-    """The stored row (priced by `price(provider, model, in, out, cache_read, cache_write)` when given,
-    else cost None) for a record whose fields are already well typed — what
-    an application's recorder sends call after call — or None to take record_from_mapping's careful path,
-    which accepts more (ISO times, raw usage objects, whitespace) and names what is wrong. Both paths
+def attrs_of(r: UsageRecord) -> tuple:
+    """A record's attribution as stored in usage_attrs (ATTR_FIELDS order)."""
+    return (r.provider, r.model, r.status, r.error_kind or "", int(r.is_fallback), r.fallback_from or "",
+            r.department or "", r.agent or "", r.user or "", r.task_type or "", r.category or "", r.endpoint or "")
+
+
+def call_row(r: UsageRecord, attrs: Any) -> tuple:
+    """A record as its usage_calls row (CALL_COLUMNS order); attrs: a usage_attrs id, or attrs_of(r) for
+    ingest to resolve."""
+    return (r.dedupe_key(), r.ts, attrs, r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens,
+            r.latency_ms, r.cost_usd, r.request_id)
+
+
+def raw_attr_key(f: Mapping[str, Any]) -> tuple:
+    """The attribution fields exactly as a caller passed them: the recorder remembers which of these it
+    has validated, so a repeat (most calls) skips straight to the numbers. TypeError if unhashable."""
+    g = f.get
+    key = (g("provider"), g("model"), g("status"), g("error_kind"), g("is_fallback"), g("fallback_from"),
+           g("department"), g("agent"), g("user"), g("task_type"), g("category"), g("endpoint"))
+    hash(key)
+    return key
+
+
+FAST_KEYS = frozenset(("ts", "latency_ms", "request_id") + TOKEN_FIELDS + ATTR_FIELDS)
+
+
+def fast_numbers(f: Mapping[str, Any], now: Callable[[], float]) -> tuple | None:
+    """(dedupe_key, ts, input, output, cache_read, cache_write, latency_ms, request_id) for a record whose
+    attribution is already known good and whose numbers are plainly well typed — what an application's
+    recorder sends call after call — or None to take record_from_mapping's careful path, which accepts
+    more (ISO times, milliseconds, raw usage objects, whitespace) and names what is wrong. Both paths
     store the same row for the same well-typed input (tests/test_usage checks it)."""
-    if not f.keys() <= FAST_KEYS:
-        return None
-    provider, model = f.get("provider"), f.get("model")
-    if type(provider) is not str or type(model) is not str or not provider or not model \
-            or len(provider) > MAX_TEXT or len(model) > MAX_TEXT or provider != provider.strip() or model != model.strip():
-        return None
-    tin, tout, tcr, tcw = (f.get("input_tokens", 0), f.get("output_tokens", 0), f.get("cache_read_tokens", 0),
-                           f.get("cache_write_tokens", 0))
+    g = f.get
+    tin, tout, tcr, tcw = g("input_tokens", 0), g("output_tokens", 0), g("cache_read_tokens", 0), g("cache_write_tokens", 0)
     if type(tin) is not int or type(tout) is not int or type(tcr) is not int or type(tcw) is not int \
-            or tin < 0 or tout < 0 or tcr < 0 or tcw < 0:
+            or tout < 0 or tcr < 0 or tcw < 0 or tin < tcr + tcw:
         return None
-    ts = f.get("ts")
+    ts = g("ts")
     if ts is None:
-        ts = now
-    elif type(ts) not in (int, float) or not 0 <= ts < 1e11:
+        ts = now()
+    elif (type(ts) is not float and type(ts) is not int) or not 0 <= ts < 1e11:
         return None
-    latency = f.get("latency_ms")
-    if latency is not None and (type(latency) not in (int, float) or not 0 <= latency < 1e12):
-        return None
-    status = f.get("status", "ok")
-    if status != "ok" and status != "error":
-        return None
-    is_fallback = f.get("is_fallback", False)
-    if type(is_fallback) is not bool:
-        return None
-    texts = []
-    for name in FAST_TEXT:
-        v = f.get(name)
-        if v is not None:
-            if type(v) is not str or not v or len(v) > MAX_TEXT or v != v.strip():
-                return None
-        texts.append(v)
-    error_kind, fallback_from, department, agent, user, task_type, category, endpoint, request_id = texts
-    return ("id:" + request_id if request_id else None, float(ts), provider, model, tin, tout, tcr, tcw,
-            None if latency is None else float(latency), status, error_kind, int(is_fallback or bool(fallback_from)),
-            fallback_from, department, agent, user, task_type, category, endpoint, request_id,
-            price(provider, model, tin, tout, tcr, tcw) if price is not None else None)
+    latency = g("latency_ms")
+    if latency is not None:
+        if (type(latency) is not float and type(latency) is not int) or not 0 <= latency < 1e12:
+            return None
+        latency = float(latency)
+    rid = g("request_id")
+    if rid is not None:
+        if type(rid) is not str or not rid or len(rid) > MAX_TEXT or rid != rid.strip():
+            return None
+        return ("id:" + rid, float(ts), tin, tout, tcr, tcw, latency, rid)
+    return (None, float(ts), tin, tout, tcr, tcw, latency, None)
