@@ -13,13 +13,14 @@ import asyncio
 import time
 import weakref
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable, Sequence
+from typing import Any, AsyncIterator, Callable, Iterable, Sequence, TypeVar
 
 import aiosqlite
 
 from core.schema import MIGRATIONS, Migration
 
 BUSY_TIMEOUT_MS = 10_000
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -36,6 +37,10 @@ class Store:
         self.conn = conn
         self.path = path
         self.closed = False
+        # One transaction at a time on this connection: coroutines sharing a Store (an ack while the
+        # collector writes, a recorder's flush) would otherwise meet "cannot start a transaction within a
+        # transaction", or commit each other's half-done work.
+        self._tx_lock = asyncio.Lock()
         _OPEN.add(self)
 
     @classmethod
@@ -97,15 +102,30 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """BEGIN IMMEDIATE: take the write lock up front so read-then-write cannot be raced."""
-        await self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            await self.conn.execute("ROLLBACK")
-            raise
-        else:
-            await self.conn.execute("COMMIT")
+        """BEGIN IMMEDIATE: take the write lock up front so read-then-write cannot be raced. Other
+        coroutines' transactions on this Store wait their turn (do not nest: it would wait for itself)."""
+        async with self._tx_lock:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                await self.conn.execute("ROLLBACK")
+                raise
+            else:
+                await self.conn.execute("COMMIT")
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(sqlite3_connection, *args) on the connection's own thread, as one job.
+
+        For work of many statements (a usage batch): each awaited statement is a hop to the connection
+        thread and back, and every hop waits for the event loop to come round — with the loop busy
+        recording calls, a batch of 25 statements spent most of its time waiting, not in SQLite. One
+        job runs them back to back, in SQLite's C code with the GIL released while the application's
+        Python carries on, and no other coroutine's statement can land in the middle of its transaction.
+        A job may BEGIN and COMMIT its own transaction: it takes its turn with transaction() users.
+        aiosqlite offers no public call for this; _execute is the method its own execute() uses."""
+        async with self._tx_lock:
+            return await self.conn._execute(fn, self.conn._conn, *args)
 
     async def execute(self, sql: str, params: Sequence[Any] | dict = ()) -> int:
         """Run one statement; return the rows it changed."""

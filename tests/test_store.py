@@ -72,3 +72,21 @@ def test_processes_opening_a_fresh_file_together_apply_each_migration_once(tmp_p
     conn.close()
     assert {name for name, _ in rows} == {m.name for m in MIGRATIONS}
     assert all(count == 1 for _, count in rows)
+
+
+async def test_coroutines_sharing_a_store_take_turns_at_transactions(tmp_path):
+    """An ack pressed while the collector writes, both on one connection: each transaction waits its turn
+    instead of failing with "cannot start a transaction within a transaction"."""
+    async with await Store.open(tmp_path / "pulse.db") as store:
+        async def write(i: int) -> None:
+            async with store.transaction() as conn:
+                await conn.execute("INSERT INTO provider_state (provider_id, updated_at) VALUES (?, ?)",
+                                   (f"p{i}", i))
+                await asyncio.sleep(0.01)        # another coroutine runs meanwhile
+                if i == 2:
+                    raise RuntimeError("boom")   # rolls back its own insert only
+
+        results = await asyncio.gather(*(write(i) for i in range(5)), return_exceptions=True)
+        assert [type(r).__name__ for r in results] == ["NoneType", "NoneType", "RuntimeError", "NoneType", "NoneType"]
+        rows = await store.fetchall("SELECT provider_id FROM provider_state ORDER BY provider_id")
+        assert [r[0] for r in rows] == ["p0", "p1", "p3", "p4"]
