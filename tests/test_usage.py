@@ -72,7 +72,8 @@ def random_records(n: int, seed: int = 3):
             "ts": T0 - rng.uniform(0, 10 * 86400), "provider": rng.choice(["openai", "anthropic", "ollama"]),
             "model": rng.choice(["gpt-4o", "gpt-4o-mini", "mystery-model"]),
             "input_tokens": rng.randint(0, 5000), "output_tokens": rng.randint(0, 900),
-            "latency_ms": rng.uniform(20, 4000), "status": "error" if rng.random() < 0.1 else "ok",
+            # latencies on histogram bucket edges too (50 and 100 ms: <= counts them in the lower bucket)
+            "latency_ms": rng.choice([50, 100, rng.uniform(20, 4000)]), "status": "error" if rng.random() < 0.1 else "ok",
             "department": rng.choice(["Eng", "Support", None]), "request_id": f"r{i}",
             "fallback_from": "groq" if rng.random() < 0.05 else None}, T0))
     return out
@@ -95,8 +96,8 @@ async def test_rollups_agree_with_the_raw_records(tmp_path):
             "SELECT department AS k, COUNT(*) AS n, SUM(status = 'error') AS e, SUM(COALESCE(cost_usd, 0)) AS c, "
             "SUM(cost_usd IS NULL) AS u, SUM(input_tokens + output_tokens) AS t FROM usage_records "
             "WHERE ts >= ? AND ts < ? AND department IS NOT NULL GROUP BY department", (since_m, until_m))
-        expected = {r["k"]: (r["n"], r["e"], round(r["c"], 6), r["u"], r["t"]) for r in rows}
-        got = {g.key: (g.requests, g.errors, round(g.cost_usd, 6), g.unknown_price_count, g.tokens)
+        expected = {r["k"]: (r["n"], r["e"], pytest.approx(r["c"], rel=1e-9), r["u"], r["t"]) for r in rows}
+        got = {g.key: (g.requests, g.errors, g.cost_usd, g.unknown_price_count, g.tokens)
                for g in await breakdown(store, "department", since, until)}
         assert got == expected and len(got) == 2
         # provider stats, unknown prices and fallback pairs come from the same roll-ups
@@ -390,17 +391,17 @@ async def test_fast_path_stores_what_the_careful_path_stores(tmp_path):
             assert fast_numbers(fields, lambda: T0) is not None
             rec.record(**fields)              # seen: numbers only
             careful, fast = rec.pending[-2:]
-            assert fast == careful == record_row(record_from_mapping(fields, T0), pricing)
+            assert fast == careful == record_row(record_from_mapping(fields, T0), pricing, careful[2])
         assert rec.pending[-1][8] is None and rec.pending[-3][8] == pytest.approx(
             pricing.cost("anthropic", "claude-sonnet-4-5", 300_000, 10))
         # whitespace is trimmed once, and the trimmed attribution is what the fast path reuses
         rec.record(provider=" openai ", model="gpt-4o", input_tokens=1)
         rec.record(provider=" openai ", model="gpt-4o", input_tokens=2)
-        assert rec.pending[-1][2] == rec.pending[-2][2] and rec.pending[-1][2][0] == "openai"
+        assert rec.pending[-1][2] == rec.pending[-2][2] and rec._refs.placeholders[rec.pending[-1][2]][0] == "openai"
         await rec.flush()
         # a flushed attribution is referred to by its id from then on, and reads back the same
         rec.record(**samples[1])
-        assert type(rec.pending[-1][2]) is int
+        assert rec.pending[-1][2] > 0                 # a usage_attrs id, no longer a placeholder
         await rec.flush()
         rows = await store.fetchall("SELECT provider, status, error_kind, is_fallback, fallback_from, department "
                                     "FROM usage_records WHERE provider = 'groq'")
@@ -452,4 +453,60 @@ async def test_migration_splits_old_records_without_losing_or_changing_any(tmp_p
                                                           "request_id": "a"}, T0)], Pricing())
         assert again.duplicates == 1                                                 # dedupe keys carried over
     finally:
+        await store.close()
+
+
+async def _rollup_table(store):
+    rows = await store.fetchall("SELECT * FROM usage_rollups ORDER BY grain, dim, start, key")
+    return [tuple(round(v, 9) if isinstance(v, float) else v for v in r) for r in rows]
+
+
+async def test_recorder_sums_roll_up_exactly_like_sqlite(tmp_path):
+    """The Recorder sums each minute in Python as calls arrive (MinuteSums); ingest() lets SQLite sum the
+    stored rows. Same calls, same roll-ups — and a batch holding duplicates takes SQLite's way."""
+    records = random_records(1500, seed=11)
+    names = ("ts", "provider", "model", "input_tokens", "output_tokens", "latency_ms", "status", "is_fallback",
+             "department", "request_id", "fallback_from")
+    fields = [{k: getattr(r, k) for k in names if getattr(r, k) is not None} for r in records]
+    by_sql = await Store.open(tmp_path / "sql.db")
+    by_recorder = await Store.open(tmp_path / "rec.db")
+    try:
+        await ingest(by_sql, records, Pricing(local_providers=["ollama"]), now=T0)
+        rec = Recorder(by_recorder, Pricing(local_providers=["ollama"]), clock=ManualClock(T0), batch_size=10**6)
+        for f in fields[:700]:
+            rec.record(**f)
+        assert rec.sums.groups and all(ref < 0 for ref in {row[2] for row in rec.pending})   # placeholders
+        await rec.flush()
+        for f in fields[650:]:                  # 50 already stored: this batch is summed by SQLite instead
+            rec.record(**f)
+        result = await rec.flush()
+        assert (result.stored, result.duplicates) == (800, 50)
+        assert await _rollup_table(by_recorder) == await _rollup_table(by_sql)
+        assert len(await _rollup_table(by_sql)) > 100
+    finally:
+        await by_sql.close()
+        await by_recorder.close()
+
+
+async def test_a_failed_flush_keeps_its_calls_and_sums_for_the_next(tmp_path):
+    db = tmp_path / "busy.db"
+    store = await Store.open(db)
+    blocker = sqlite3.connect(db, timeout=0)
+    try:
+        await store.execute("PRAGMA busy_timeout = 50")
+        rec = Recorder(store, Pricing(), clock=ManualClock(T0), batch_size=10**6)
+        for i in range(30):
+            rec.record(provider="openai", model="gpt-4o", input_tokens=100, output_tokens=i, latency_ms=300 + i)
+        blocker.execute("BEGIN IMMEDIATE")      # another process holds the write lock
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await rec.flush()
+        assert len(rec.pending) == 30 and sum(acc[0] for acc in rec.sums.groups.values()) == 30
+        blocker.rollback()
+        rec.record(provider="openai", model="gpt-4o", input_tokens=100, output_tokens=30, latency_ms=330)
+        assert (await rec.flush()).stored == 31
+        t = await total(store, T0 - 60, T0 + 60)
+        assert (t.requests, t.tokens) == (31, 31 * 100 + sum(range(31)))
+        assert (await store.fetchone("SELECT COUNT(*) FROM usage_records"))[0] == 31
+    finally:
+        blocker.close()
         await store.close()

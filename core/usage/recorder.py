@@ -16,7 +16,7 @@ from core.clock import SYSTEM_CLOCK, Clock
 from core.store import Store
 from core.usage.pricing import Pricing, linear_cost
 from core.usage.records import FAST_KEYS, attrs_of, fast_numbers, raw_attr_key, record_from_mapping
-from core.usage.rollup import IngestResult, ingest_rows, known_attr_ids, record_row
+from core.usage.rollup import AttrRefs, IngestResult, MinuteSums, ingest_rows, record_row
 
 
 def pricing_for(ctx: Any) -> Pricing:
@@ -27,12 +27,12 @@ def pricing_for(ctx: Any) -> Pricing:
 
 class _Attribution:
     """One validated attribution (who and what) the recorder has seen: its stored form, its usage_attrs
-    id once known, and the rates its calls are priced at."""
+    id (a placeholder until stored, see AttrRefs), and the rates its calls are priced at."""
     __slots__ = ("attrs", "ref", "rates")
 
-    def __init__(self, attrs: tuple, ref: int | tuple, rates: tuple | None):
+    def __init__(self, attrs: tuple, ref: int, rates: tuple | None):
         self.attrs = attrs
-        self.ref = ref          # the usage_attrs id, or the attribution itself until ingest has stored it
+        self.ref = ref
         self.rates = rates
 
 
@@ -45,10 +45,12 @@ class Recorder:
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.pending: list[tuple] = []          # priced usage_calls rows (CALL_COLUMNS order)
+        self.sums = MinuteSums()                # the same rows summed per minute and attribution
         self.stored = 0
         self._seen: dict[tuple, _Attribution] = {}       # attribution fields as passed -> validated
         self._by_attrs: dict[tuple, _Attribution] = {}   # stored attribution -> the same
-        self._unresolved: list[_Attribution] = []        # not yet stored: no usage_attrs id yet
+        self._refs = AttrRefs(store)
+        self._unresolved: list[_Attribution] = []        # not yet stored: a placeholder ref
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task | None = None
         self._flushes: set[asyncio.Task] = set()
@@ -56,8 +58,9 @@ class Recorder:
     def record(self, **fields: Any) -> None:
         """Queue one record (RecordError if a field is wrong); it is written within flush_interval.
 
-        The common case costs a few microseconds: an attribution seen before was validated then, so only
-        the numbers are checked, and the price is a multiply-add with the rates remembered for it."""
+        The common case costs about two microseconds: an attribution seen before was validated then, so
+        only the numbers are checked, the price is a multiply-add with the rates remembered for it, and the
+        call is added to its minute's sums (MinuteSums) for the roll-up."""
         try:
             key = raw_attr_key(fields)
             seen = self._seen.get(key)
@@ -65,13 +68,17 @@ class Recorder:
             key = seen = None
         nums = fast_numbers(fields, self.clock.now) if seen is not None and fields.keys() <= FAST_KEYS else None
         if nums is None:
-            self.pending.append(self._careful(fields, key))
+            row = self._careful(fields, key)
+            _, ts, ref, tin, tout, tcr, tcw, latency, cost, _ = row
         else:
             dedupe, ts, tin, tout, tcr, tcw, latency, rid = nums
             cost = None if seen.rates is None else linear_cost(seen.rates, tin, tout, tcr, tcw)
             if cost is None:
                 cost = self.pricing.cost(seen.attrs[0], seen.attrs[1], tin, tout, tcr, tcw)
-            self.pending.append((dedupe, ts, seen.ref, tin, tout, tcr, tcw, latency, cost, rid))
+            ref = seen.ref
+            row = (dedupe, ts, ref, tin, tout, tcr, tcw, latency, cost, rid)
+        self.pending.append(row)
+        self.sums.add(ts, ref, tin, tout, tcr, tcw, latency, cost)
         if len(self.pending) >= self.batch_size and not self._flushes:
             task = asyncio.get_running_loop().create_task(self.flush())
             self._flushes.add(task)
@@ -83,28 +90,29 @@ class Recorder:
         seen = self._by_attrs.get(attrs)
         if seen is None:
             rates = None if self.pricing.prices.auto_update else self.pricing.rates(rec.provider, rec.model)
-            seen = self._by_attrs[attrs] = _Attribution(attrs, known_attr_ids(self.store).get(attrs, attrs), rates)
-            if type(seen.ref) is tuple:
+            seen = self._by_attrs[attrs] = _Attribution(attrs, self._refs.ref(attrs), rates)
+            if seen.ref < 0:
                 self._unresolved.append(seen)
         if key is not None:
             self._seen[key] = seen         # these attribution fields are good: next time, numbers only
-        return record_row(rec, self.pricing, {attrs: seen.ref} if type(seen.ref) is int else None)
+        return record_row(rec, self.pricing, seen.ref)
 
     async def flush(self) -> IngestResult | None:
         async with self._lock:
             batch, self.pending = self.pending, []
+            sums, self.sums = self.sums, MinuteSums()
             if not batch:
                 return None
             try:
-                result = await ingest_rows(self.store, batch)
+                result = await ingest_rows(self.store, batch, self.clock.now(), sums, self._refs.placeholders)
             except BaseException:
                 self.pending[:0] = batch       # keep them for the next try (or the final flush)
+                self.sums.merge(sums)
                 raise
             self.stored += result.stored
-            ids = known_attr_ids(self.store)
             for seen in self._unresolved:
-                seen.ref = ids.get(seen.attrs, seen.attrs)
-            self._unresolved = [seen for seen in self._unresolved if type(seen.ref) is tuple]
+                seen.ref = self._refs.ref(seen.attrs)
+            self._unresolved = [seen for seen in self._unresolved if seen.ref < 0]
             return result
 
     async def _tick(self) -> None:

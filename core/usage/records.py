@@ -196,11 +196,11 @@ def call_row(r: UsageRecord, attrs: Any) -> tuple:
 
 def raw_attr_key(f: Mapping[str, Any]) -> tuple:
     """The attribution fields exactly as a caller passed them: the recorder remembers which of these it
-    has validated, so a repeat (most calls) skips straight to the numbers. TypeError if unhashable."""
+    has validated, so a repeat (most calls) skips straight to the numbers. (Looking it up raises TypeError
+    when a value is unhashable.)"""
     g = f.get
     key = (g("provider"), g("model"), g("status"), g("error_kind"), g("is_fallback"), g("fallback_from"),
            g("department"), g("agent"), g("user"), g("task_type"), g("category"), g("endpoint"))
-    hash(key)
     return key
 
 
