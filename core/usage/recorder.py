@@ -16,7 +16,7 @@ from core.clock import SYSTEM_CLOCK, Clock
 from core.store import Store
 from core.usage.pricing import Pricing, linear_cost
 from core.usage.records import FAST_KEYS, attrs_of, fast_numbers, raw_attr_key, record_from_mapping
-from core.usage.rollup import AttrRefs, IngestResult, MinuteSums, ingest_rows, record_row
+from core.usage.rollup import MINUTE_KEEP_S, AttrRefs, IngestResult, MinuteSums, ingest_rows, record_row
 
 
 def pricing_for(ctx: Any) -> Pricing:
@@ -45,7 +45,7 @@ class Recorder:
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.pending: list[tuple] = []          # priced usage_calls rows (CALL_COLUMNS order)
-        self.sums = MinuteSums()                # the same rows summed per minute and attribution
+        self.sums = MinuteSums(clock.now() - MINUTE_KEEP_S)   # the same rows summed per minute and attribution
         self.stored = 0
         self._seen: dict[tuple, _Attribution] = {}       # attribution fields as passed -> validated
         self._by_attrs: dict[tuple, _Attribution] = {}   # stored attribution -> the same
@@ -100,7 +100,7 @@ class Recorder:
     async def flush(self) -> IngestResult | None:
         async with self._lock:
             batch, self.pending = self.pending, []
-            sums, self.sums = self.sums, MinuteSums()
+            sums, self.sums = self.sums, MinuteSums(self.clock.now() - MINUTE_KEEP_S)
             if not batch:
                 return None
             try:

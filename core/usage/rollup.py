@@ -71,8 +71,10 @@ def rollup_statement(g_source: str) -> str:
     """The whole roll-up of a batch as one statement (?1: the largest id before the batch, ?2: the oldest
     minute whose minute roll-up is kept). Three materialized steps, all in SQLite:
       g: the new calls summed per minute and attribution (live traffic collapses a lot: one minute, a
-         handful of providers, models and teams); latency as cumulative counts (latency_ms <= bound) —
-         summed here from usage_calls, or already summed by the recorder (MinuteSums),
+         handful of providers, models and teams) — per hour for calls older than the minute roll-ups
+         keep, so a month of imported history is not summed minute by minute for nothing; latency as
+         cumulative counts (latency_ms <= bound) — summed here from usage_calls, or already summed by the
+         recorder (MinuteSums),
       a: g with the attribution's names and the histogram buckets l0..l15 (differences of the counts),
       d: a summed per minute and dimension key,
     then d upserted into the minute, hour and day roll-ups. One statement instead of ~30: measured
@@ -107,7 +109,7 @@ ON CONFLICT (grain, dim, start, key) DO UPDATE SET {", ".join(f"{c} = {c} + excl
 SUMMED_COLUMNS = ("m", "attrs", "n", "unknown", "input_tokens", "output_tokens", "cache_read_tokens",
                   "cache_write_tokens", "cost_usd", "timed") + tuple(f"c{i}" for i in range(len(LATENCY_BOUNDS_MS)))
 ROLLUP_SQL = rollup_statement(f"""
-  SELECT CAST(ts AS INTEGER) - CAST(ts AS INTEGER) % 60 AS m, attrs, COUNT(*) AS n,
+  SELECT CAST(ts AS INTEGER) - CAST(ts AS INTEGER) % (CASE WHEN ts >= ?2 THEN 60 ELSE 3600 END) AS m, attrs, COUNT(*) AS n,
     COUNT(*) - COUNT(cost_usd) AS unknown, TOTAL(input_tokens) AS input_tokens, TOTAL(output_tokens) AS output_tokens,
     TOTAL(cache_read_tokens) AS cache_read_tokens, TOTAL(cache_write_tokens) AS cache_write_tokens,
     TOTAL(cost_usd) AS cost_usd, COUNT(latency_ms) AS timed,
@@ -122,17 +124,23 @@ class MinuteSums:
     """A batch's calls summed per minute and attribution while they are recorded: step g of the roll-up,
     done in Python as each call arrives (~0.5 µs) instead of in SQLite at flush (~1.6 µs a call, its 15
     latency comparisons). The sums are used only when every call of the batch was stored; a batch with
-    duplicates is summed from what went in (ROLLUP_SQL), so the two can never disagree about what counts."""
-    __slots__ = ("groups",)
+    duplicates is summed from what went in (ROLLUP_SQL), so the two can never disagree about what counts.
 
-    def __init__(self) -> None:
+    Calls older than `oldest_minute` (now - MINUTE_KEEP_S when the batch began) are summed per hour, as
+    ROLLUP_SQL does: no minute roll-up keeps them. The cut-off only moves forward, so a call summed per
+    hour here is also too old for the minute roll-up at flush (ingest_rows checks)."""
+    __slots__ = ("groups", "oldest_minute")
+
+    def __init__(self, oldest_minute: float) -> None:
+        self.oldest_minute = oldest_minute
         # (minute since the epoch, attrs) -> [requests, unknown price, input, output, cache read, cache write, cost, l0..l15]
         self.groups: dict[tuple, list] = {}
 
     def add(self, ts: float, attrs: int, tin: int, tout: int, tcr: int, tcw: int, latency: float | None,
             cost: float | None) -> None:
         """Count one call (the values of its usage_calls row)."""
-        key = (int(ts) // 60, attrs)        # the minute as in ROLLUP_SQL (ts is never negative)
+        # the minute (or the hour's first minute) as in ROLLUP_SQL; ts is never negative
+        key = (int(ts) // 60 if ts >= self.oldest_minute else int(ts) // 3600 * 60, attrs)
         acc = self.groups.get(key)
         if acc is None:
             acc = self.groups[key] = [0, 0, 0, 0, 0, 0, 0.0] + [0] * BUCKETS
@@ -248,7 +256,7 @@ def _ingest_job(conn: sqlite3.Connection, rows: Sequence[tuple], resolved: dict[
         else:
             (unknown,) = conn.execute("SELECT COUNT(*) FROM usage_calls WHERE id > ? AND cost_usd IS NULL",
                                       (last_id,)).fetchone()
-        if sums is not None and stored == len(rows):
+        if sums is not None and stored == len(rows) and sums.oldest_minute <= oldest_minute:
             conn.execute(CREATE_SUMMED)
             conn.execute("DELETE FROM temp.usage_batch_sums")
             conn.executemany(INSERT_SUMMED, sums.summed_rows(resolved))
