@@ -253,6 +253,17 @@ def test_import_record_report_budgets_cli(tmp_path):
     assert data["total"]["unknown_price_count"] == 1
     csv = run_cli(tmp_path, *db, "report", "--by", "department", "--format", "csv")
     assert csv.stdout.splitlines()[0].startswith("DEPARTMENT,REQUESTS") and "Eng,2," in csv.stdout
+    # by model: a model of unknown price has no cost (blank in CSV, "price unknown" in the table), never $0;
+    # tiny costs stay visible (fixed decimals, no 2.7e-05 for a spreadsheet to misread)
+    import csv as csvlib
+    by_model = {r["MODEL"]: r for r in csvlib.DictReader(
+        run_cli(tmp_path, *db, "report", "--by", "model", "--format", "csv").stdout.splitlines())}
+    assert by_model["in-house-7b"]["COST USD"] == "" and by_model["in-house-7b"]["PRICE UNKNOWN"] == "1"
+    gpt41 = Pricing().cost("openai", "gpt-4.1", 10, 0)
+    assert by_model["gpt-4.1"]["COST USD"] == f"{gpt41:.6f}" and "e" not in by_model["gpt-4.1"]["COST USD"]
+    table = run_cli(tmp_path, *db, "report", "--by", "model").stdout
+    assert [line for line in table.splitlines() if line.startswith("in-house-7b")][0].split()[3:5] == ["price", "unknown"]
+    assert 0 < gpt41 < 0.0001 and "<$0.0001" in [line for line in table.splitlines() if line.startswith("gpt-4.1")][0]
     budgets = run_cli(tmp_path, *db, "budgets", "--json")
     [b] = json.loads(budgets.stdout)["budgets"]
     assert b["name"] == "total/month" and b["spent_usd"] > 0 and b["unknown_price_count"] == 1

@@ -67,3 +67,15 @@ def render_csv(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 def eprint(message: str) -> None:
     print(redact(message), file=sys.stderr)
+
+
+def usd(value: float | None) -> str:
+    """Dollars for a CLI table: $1,234.50; a cent's fraction keeps four places ($0.0031), so cheap
+    traffic does not read as free; '-' when there is no figure."""
+    if value is None:
+        return "-"
+    if 0 < abs(value) < 0.0001:
+        return "<$0.0001" if value > 0 else ">-$0.0001"
+    if 0 < abs(value) < 0.01:
+        return f"${value:.4f}"
+    return f"${value:,.2f}"

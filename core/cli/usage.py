@@ -8,7 +8,7 @@ import json
 import sys
 import time
 
-from core.cli.common import CliError, context_from, open_store, print_json, render_csv, render_table
+from core.cli.common import CliError, context_from, open_store, print_json, render_csv, render_table, usd
 from core.usage.budgets import budget_statuses
 from core.usage.queries import BY_CHOICES, breakdown, hourly_totals, period_start, total
 from core.usage.pricing import price_table_version
@@ -191,8 +191,11 @@ async def report_command(args: argparse.Namespace) -> int:
         await store.close()
     headers = (args.by.upper(), "REQUESTS", "TOKENS", "COST USD", "PRICE UNKNOWN", "SUCCESS", "P95 MS")
 
+    def cost(g):     # a group whose every request has an unknown price has no cost, not $0
+        return None if g.unknown_price_count == g.requests else g.cost_usd
+
     def cells(g):
-        return (g.key, g.requests, g.tokens, round(g.cost_usd, 4), g.unknown_price_count,
+        return (g.key, g.requests, g.tokens, "" if cost(g) is None else f"{cost(g):.6f}", g.unknown_price_count,
                 None if g.success_rate is None else round(g.success_rate, 4),
                 None if g.p95_ms is None else round(g.p95_ms))
 
@@ -205,12 +208,13 @@ async def report_command(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         sys.stdout.write(render_csv(headers, [cells(g) for g in groups]))
     else:
-        rows = [(g.key, f"{g.requests:,}", f"{g.tokens:,}", f"${g.cost_usd:,.2f}", g.unknown_price_count or "",
+        rows = [(g.key, f"{g.requests:,}", f"{g.tokens:,}", "price unknown" if cost(g) is None else usd(g.cost_usd),
+                 g.unknown_price_count or "",
                  "-" if g.success_rate is None else f"{g.success_rate:.1%}",
                  "-" if g.p95_ms is None else f"{g.p95_ms:,.0f}") for g in groups]
         print(render_table(headers, rows, right=(1, 2, 3, 4, 5, 6)))
         unknown = f", {overall.unknown_price_count} with price unknown" if overall.unknown_price_count else ""
-        print(f"\n{overall.requests:,} requests, ${overall.cost_usd:,.2f} since {args.since}{unknown} "
+        print(f"\n{overall.requests:,} requests, {usd(overall.cost_usd)} since {args.since}{unknown} "
               f"(prices: {price_table_version()})")
         if savings.reference and savings.reference_usd is not None:
             print(f"on {savings.reference} the same tokens would have cost ${savings.reference_usd:,.2f} "
@@ -245,10 +249,8 @@ async def reconcile_command(args: argparse.Namespace) -> int:
         print("nothing fetched yet: run without --cached")
         return 0
 
-    def money(v):
-        return "-" if v is None else f"${v:,.2f}"
     print(render_table(("PROVIDER", "PROVIDER SAYS", "WE ESTIMATE", "DIFFERENCE", "BALANCE", "ERROR"),
-                       [(r.provider_id, money(r.reported_usd), money(r.estimated_usd),
+                       [(r.provider_id, usd(r.reported_usd), usd(r.estimated_usd),
                          "-" if r.difference_usd is None else
                          f"{r.difference_usd:+,.2f}" + (f" ({r.difference_pct:+.0%})" if r.difference_pct is not None else ""),
                          "-" if r.balance is None else f"{r.balance:,.2f}", r.error or "") for r in rows],
