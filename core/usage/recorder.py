@@ -15,7 +15,7 @@ from typing import Any
 from core.clock import SYSTEM_CLOCK, Clock
 from core.store import Store
 from core.usage.pricing import Pricing, linear_cost
-from core.usage.records import FAST_KEYS, attrs_of, fast_numbers, raw_attr_key, record_from_mapping
+from core.usage.records import FAST_KEYS, attrs_of, fast_numbers, record_from_mapping
 from core.usage.rollup import MINUTE_KEEP_S, AttrRefs, IngestResult, MinuteSums, ingest_rows, record_row
 
 
@@ -61,8 +61,13 @@ class Recorder:
         The common case costs about two microseconds: an attribution seen before was validated then, so
         only the numbers are checked, the price is a multiply-add with the rates remembered for it, and the
         call is added to its minute's sums (MinuteSums) for the roll-up."""
+        # The attribution fields exactly as passed: the recorder remembers which of these it has validated,
+        # so a repeat (most calls) skips straight to the numbers. Spelled out here, not in a helper: a
+        # call costs a quarter of a microsecond, a tenth of the whole.
+        g = fields.get
+        key = (g("provider"), g("model"), g("status"), g("error_kind"), g("is_fallback"), g("fallback_from"),
+               g("department"), g("agent"), g("user"), g("task_type"), g("category"), g("endpoint"))
         try:
-            key = raw_attr_key(fields)
             seen = self._seen.get(key)
         except TypeError:              # an unhashable value: the careful path says what is wrong
             key = seen = None

@@ -194,16 +194,6 @@ def call_row(r: UsageRecord, attrs: Any) -> tuple:
             r.latency_ms, r.cost_usd, r.request_id)
 
 
-def raw_attr_key(f: Mapping[str, Any]) -> tuple:
-    """The attribution fields exactly as a caller passed them: the recorder remembers which of these it
-    has validated, so a repeat (most calls) skips straight to the numbers. (Looking it up raises TypeError
-    when a value is unhashable.)"""
-    g = f.get
-    key = (g("provider"), g("model"), g("status"), g("error_kind"), g("is_fallback"), g("fallback_from"),
-           g("department"), g("agent"), g("user"), g("task_type"), g("category"), g("endpoint"))
-    return key
-
-
 FAST_KEYS = frozenset(("ts", "latency_ms", "request_id") + TOKEN_FIELDS + ATTR_FIELDS)
 
 
