@@ -251,6 +251,8 @@ def test_import_record_report_budgets_cli(tmp_path):
     data = json.loads(report.stdout)
     assert {g["key"]: g["requests"] for g in data["groups"]} == {"openai": 2, "anthropic": 1, "acme": 1}
     assert data["total"]["unknown_price_count"] == 1
+    assert sum(d["requests"] for d in data["daily"]) == data["total"]["requests"] == 4
+    assert sum(h["requests"] for h in data["busiest_hours"]) == 4
     csv = run_cli(tmp_path, *db, "report", "--by", "department", "--format", "csv")
     assert csv.stdout.splitlines()[0].startswith("DEPARTMENT,REQUESTS") and "Eng,2," in csv.stdout
     # by model: a model of unknown price has no cost (blank in CSV, "price unknown" in the table), never $0;

@@ -10,7 +10,7 @@ import time
 
 from core.cli.common import CliError, context_from, open_store, print_json, render_csv, render_table, usd
 from core.usage.budgets import budget_statuses
-from core.usage.queries import BY_CHOICES, breakdown, hourly_totals, period_start, total
+from core.usage.queries import BY_CHOICES, breakdown, daily_by, hourly_totals, period_start, total
 from core.usage.pricing import price_table_version
 from core.usage.recorder import pricing_for
 from core.usage.savings import savings_report
@@ -186,6 +186,7 @@ async def report_command(args: argparse.Namespace) -> int:
         groups = await breakdown(store, args.by, since, now)
         overall = await total(store, since, now)
         hours = await hourly_totals(store, since, now)
+        days = [(day, requests, cost) for day, _, requests, _, cost in await daily_by(store, "total", since, now)]
         savings = await savings_report(store, pricing_for(ctx), since, now, args.since)
     finally:
         await store.close()
@@ -199,11 +200,12 @@ async def report_command(args: argparse.Namespace) -> int:
                 None if g.success_rate is None else round(g.success_rate, 4),
                 None if g.p95_ms is None else round(g.p95_ms))
 
+    busiest = sorted(hours, key=lambda h: -h[1])[:5]
     if args.format == "json":
-        busiest = sorted(hours, key=lambda h: -h[1])[:5]
         print_json({"since": since, "until": now, "by": args.by, "price_table": price_table_version(),
                     "total": overall.to_json(), "groups": [g.to_json() for g in groups],
                     "busiest_hours": [{"hour": h[0], "requests": h[1], "cost_usd": h[2]} for h in busiest],
+                    "daily": [{"day": d, "requests": n, "cost_usd": c} for d, n, c in days],
                     "savings": savings.to_json()})
     elif args.format == "csv":
         sys.stdout.write(render_csv(headers, [cells(g) for g in groups]))
@@ -220,6 +222,15 @@ async def report_command(args: argparse.Namespace) -> int:
             print(f"on {savings.reference} the same tokens would have cost ${savings.reference_usd:,.2f} "
                   f"(saved ${savings.saved_usd:,.2f}); local providers served {savings.local_requests:,} requests "
                   f"worth ${savings.local_reference_usd or 0:,.2f} there")
+        if len(days) > 1:
+            top = max(c for _, _, c in days) or 1.0
+            print("\nper day (UTC):")
+            for day, requests, cost_usd in days:
+                print(f"  {time.strftime('%a %m-%d', time.gmtime(day))}  {requests:>10,} req  {usd(cost_usd):>11}  "
+                      f"{'█' * round(20 * cost_usd / top)}")
+        if busiest and busiest[0][1]:
+            print("busiest hours (UTC): " + ", ".join(
+                f"{time.strftime('%m-%d %H:00', time.gmtime(h))} {n:,} req" for h, n, _ in busiest if n))
         for line in savings.suggestions:
             print(f"suggestion: {line}")
     return 0
