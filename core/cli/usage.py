@@ -63,10 +63,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("report", help="usage and cost by provider, model, department, agent, user or task type",
                        description="Requests, tokens, cost (with the number of records whose price is unknown), "
-                                   "success rate and p95 latency, grouped, from the roll-ups.")
-    p.add_argument("--since", choices=SINCE_CHOICES, default="24h")
-    p.add_argument("--by", choices=[c for c in BY_CHOICES if c != "provider_model"], default="provider")
-    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+                                   "success rate and p95 latency, grouped, from the roll-ups; the table "
+                                   "ends with totals, savings, a per-day trend and the busiest hours.")
+    p.add_argument("--since", choices=SINCE_CHOICES, default="24h", help="the period (default 24h; month: "
+                   "this calendar month in [budget] timezone)")
+    p.add_argument("--by", choices=[c for c in BY_CHOICES if c != "provider_model"], default="provider",
+                   help="what to group by (default provider)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                   help="csv: one row per group, costs as plain decimals, blank when every price is unknown")
     p.set_defaults(handler=report_command)
 
 
