@@ -475,7 +475,7 @@ async def _rollup_table(store):
 
 
 async def test_recorder_sums_roll_up_exactly_like_sqlite(tmp_path):
-    """The Recorder sums each minute in Python as calls arrive (MinuteSums); ingest() lets SQLite sum the
+    """The Recorder sums each minute in Python as calls arrive (MinuteSums); without sums, SQLite sums the
     stored rows. Same calls, same roll-ups — and a batch holding duplicates takes SQLite's way."""
     records = random_records(1500, seed=11)
     names = ("ts", "provider", "model", "input_tokens", "output_tokens", "latency_ms", "status", "is_fallback",
@@ -484,7 +484,12 @@ async def test_recorder_sums_roll_up_exactly_like_sqlite(tmp_path):
     by_sql = await Store.open(tmp_path / "sql.db")
     by_recorder = await Store.open(tmp_path / "rec.db")
     try:
-        await ingest(by_sql, records, Pricing(local_providers=["ollama"]), now=T0)
+        # SQLite's way: rows handed over without sums (ingest() and the Recorder both keep sums)
+        from core.usage.records import attrs_of
+        from core.usage.rollup import AttrRefs, ingest_rows, record_row
+        refs, pricing = AttrRefs(by_sql), Pricing(local_providers=["ollama"])
+        rows = [record_row(r, pricing, refs.ref(attrs_of(r))) for r in records]
+        await ingest_rows(by_sql, rows, T0, None, refs.placeholders)
         rec = Recorder(by_recorder, Pricing(local_providers=["ollama"]), clock=ManualClock(T0), batch_size=10**6)
         for f in fields[:700]:
             rec.record(**f)

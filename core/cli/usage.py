@@ -17,7 +17,10 @@ from core.usage.savings import savings_report
 from core.usage.records import RecordError, content_hash, record_from_mapping
 from core.usage.rollup import ingest
 
-IMPORT_BATCH = 5000
+# Records per transaction on import. Large, because a batch is rolled up once: an export in random time
+# order spreads every batch over its whole range (measured, 200k lines over 20 days: 6.4 s at 5,000,
+# 4.0 s at 50,000) for ~60 MB more memory at the peak (123 vs 62 MB).
+IMPORT_BATCH = 50_000
 SINCE_CHOICES = ("1h", "24h", "7d", "30d", "month")
 
 
@@ -124,7 +127,8 @@ async def import_command(args: argparse.Namespace) -> int:
                     continue
                 try:
                     rec = record_from_mapping(data, now)
-                    rec.source_hash = content_hash(data)   # a line without ts is the same record next time
+                    if rec.request_id is None:      # the request_id is the dedupe key; else the content is
+                        rec.source_hash = content_hash(data)   # (a line without ts is the same record next time)
                     good.append(rec)
                 except RecordError as exc:
                     print(f"line {number}: {exc}", file=sys.stderr)

@@ -226,8 +226,13 @@ async def ingest(store: Store, records: Sequence[UsageRecord], pricing: Pricing,
                  now: float | None = None) -> IngestResult:
     """Price and store records, skipping ones already stored (same dedupe key), and roll them up."""
     refs = AttrRefs(store)
-    rows = [record_row(r, pricing, refs.ref(attrs_of(r))) for r in records]
-    return await ingest_rows(store, rows, now, placeholders=refs.placeholders)
+    sums = MinuteSums((time.time() if now is None else now) - MINUTE_KEEP_S)
+    rows = []
+    for r in records:
+        row = record_row(r, pricing, refs.ref(attrs_of(r)))
+        rows.append(row)
+        sums.add(*row[1:9])
+    return await ingest_rows(store, rows, now, sums, refs.placeholders)
 
 
 def _ingest_job(conn: sqlite3.Connection, rows: Sequence[tuple], resolved: dict[int, int], new: dict[int, tuple],
