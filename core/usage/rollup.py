@@ -1,12 +1,12 @@
 """Ingest: store and roll up priced usage records in one transaction.
 
 Every record is added to per-minute, per-hour and per-day roll-ups for each dimension (total, provider,
-model, provider/model, department, agent, user, task_type, and fallback pairs). SQLite sums a batch
-in two passes over temporary tables — per minute, attribution and latency bucket, then per minute and
-attribution with its histogram and names — and one INSERT ... SELECT per grain and dimension upserts
-that, so a thousand records for the same hour cost one upsert, and the summing runs in C (outside the
-GIL, beside the application's Python) instead of in Python. Latency goes into fixed histogram buckets
-(columns l0..l15), which is how p95 comes from roll-ups.
+model, provider/model, department, agent, user, task_type, and fallback pairs). A batch goes in as one
+job on the database thread (Store.run_sync): its calls as multi-row INSERTs, then one roll-up statement
+that upserts the batch's sums, so a thousand records for the same hour cost one upsert. The first
+summing step — per minute and attribution — is done in Python as records are collected (MinuteSums),
+or by SQLite from the stored rows when a batch held duplicates. Latency goes into fixed histogram
+buckets (columns l0..l15), which is how p95 comes from roll-ups.
 """
 
 from __future__ import annotations
@@ -32,11 +32,7 @@ COUNTERS = ("requests", "errors", "fallbacks", "input_tokens", "output_tokens", 
             "cache_write_tokens", "cost_usd", "unknown_price") + tuple(f"l{i}" for i in range(BUCKETS))
 
 
-def latency_bucket(ms: float) -> int:
-    return bisect.bisect_left(LATENCY_BOUNDS_MS, ms)
-
-
-# How each dimension's key is read from the second pass (usage_agg), and which rows have one.
+# How each dimension's key is read from step a of the roll-up statement, and which rows have one.
 DIM_SQL = {
     "total": ("'*'", "1"),
     "provider": ("provider", "1"),
