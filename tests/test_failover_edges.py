@@ -3,6 +3,7 @@ errors and the database, skipped providers as fallbacks, half-open circuits, req
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 
 import pytest
@@ -38,6 +39,19 @@ def context(tmp_path, fleet: Fleet, key: str, threshold: int = 2, cooldown: str 
 
 def fleet_of(key: str, *spec):
     return Fleet([FakeProvider(pid, kind=pid, key=key, behaviour=b) for pid, b in spec])
+
+
+@contextlib.asynccontextmanager
+async def on_fleet(tmp_path, *spec):
+    """A fresh key, the fleet answering with it, a context pointing at the fleet, and its store."""
+    key = fresh_key()
+    with fleet_of(key, *spec) as fleet:
+        ctx = context(tmp_path, fleet, key)
+        store = await Store.open(ctx.db_path)
+        try:
+            yield key, fleet, ctx, store
+        finally:
+            await store.close()
 
 
 async def usage_rows(store):
@@ -159,38 +173,26 @@ async def test_open_circuit_is_skipped_counted_as_fallback_then_half_open_closes
 
 
 async def test_a_disabled_provider_is_neither_tried_nor_a_fallback_source(tmp_path):
-    key = fresh_key()
-    with fleet_of(key, ("openai", "ok"), ("mistral", "ok")) as fleet:
-        ctx = context(tmp_path, fleet, key)
-        store = await Store.open(ctx.db_path)
-        try:
-            await set_enabled(store, "openai", False)
-            async with FailoverClient(ctx, store) as client:
-                answer = await client.chat(HI, models=MODELS)
-            assert answer.provider_id == "mistral" and not answer.attempts[0].is_fallback
-            assert not posts(fleet, "openai")
-            plan = plan_chain(await load_health(store, ctx.providers, ctx.config.health, 0))
-            assert [(e.provider_id, e.position, e.skipped) for e in plan] == [
-                ("openai", 1, None), ("mistral", 2, None)]   # without enablement applied both are in
-        finally:
-            await store.close()
+    async with on_fleet(tmp_path, ("openai", "ok"), ("mistral", "ok")) as (key, fleet, ctx, store):
+        await set_enabled(store, "openai", False)
+        async with FailoverClient(ctx, store) as client:
+            answer = await client.chat(HI, models=MODELS)
+        assert answer.provider_id == "mistral" and not answer.attempts[0].is_fallback
+        assert not posts(fleet, "openai")
+        plan = plan_chain(await load_health(store, ctx.providers, ctx.config.health, 0))
+        assert [(e.provider_id, e.position, e.skipped) for e in plan] == [
+            ("openai", 1, None), ("mistral", 2, None)]   # without enablement applied both are in
 
 
 async def test_request_id_kept_apart_per_attempt_and_shared_recorder(tmp_path):
-    key = fresh_key()
-    with fleet_of(key, ("openai", "rate_limited"), ("mistral", "ok")) as fleet:
-        ctx = context(tmp_path, fleet, key)
-        store = await Store.open(ctx.db_path)
-        try:
-            async with Recorder(store, pricing_for(ctx), flush_interval=60) as rec:
-                async with FailoverClient(ctx, store, recorder=rec) as client:
-                    await client.chat(HI, models=MODELS, request_id="req-1")
-                # the application's recorder is its own: the client does not close or flush it
-                assert await usage_rows(store) == []
-            assert [(r["provider"], r["request_id"]) for r in await usage_rows(store)] == [
-                ("openai", "req-1"), ("mistral", "req-1@mistral")]
-        finally:
-            await store.close()
+    async with on_fleet(tmp_path, ("openai", "rate_limited"), ("mistral", "ok")) as (key, fleet, ctx, store):
+        async with Recorder(store, pricing_for(ctx), flush_interval=60) as rec:
+            async with FailoverClient(ctx, store, recorder=rec) as client:
+                await client.chat(HI, models=MODELS, request_id="req-1")
+            # the application's recorder is its own: the client does not close or flush it
+            assert await usage_rows(store) == []
+        assert [(r["provider"], r["request_id"]) for r in await usage_rows(store)] == [
+            ("openai", "req-1"), ("mistral", "req-1@mistral")]
 
 
 async def test_without_async_with_attempts_are_written_at_once(tmp_path):
@@ -208,37 +210,25 @@ async def test_without_async_with_attempts_are_written_at_once(tmp_path):
 
 
 async def test_bad_call_is_refused_before_anything_is_sent(tmp_path):
-    key = fresh_key()
-    with fleet_of(key, ("mistral", "ok")) as fleet:
-        ctx = context(tmp_path, fleet, key)
-        store = await Store.open(ctx.db_path)
-        try:
-            async with FailoverClient(ctx, store) as client:
-                with pytest.raises(ValueError, match="needs a model"):
-                    await client.chat(HI)
-                with pytest.raises(TypeError, match="unknown attribution departmnt"):
-                    await client.chat(HI, models=MODELS, departmnt="Support")
-            assert not posts(fleet, "mistral") and await usage_rows(store) == []
-        finally:
-            await store.close()
+    async with on_fleet(tmp_path, ("mistral", "ok")) as (key, fleet, ctx, store):
+        async with FailoverClient(ctx, store) as client:
+            with pytest.raises(ValueError, match="needs a model"):
+                await client.chat(HI)
+            with pytest.raises(TypeError, match="unknown attribution departmnt"):
+                await client.chat(HI, models=MODELS, departmnt="Support")
+        assert not posts(fleet, "mistral") and await usage_rows(store) == []
 
 
 async def test_a_provider_whose_probe_failed_is_skipped_with_the_reason(tmp_path):
     from core.health import record_probe_results
     from core.probe import probe_all
 
-    key = fresh_key()
-    with fleet_of(key, ("openai", "server_error"), ("mistral", "ok")) as fleet:
-        ctx = context(tmp_path, fleet, key)
-        store = await Store.open(ctx.db_path)
-        try:
-            clock = ManualClock()
-            results = await probe_all(ctx.providers, ctx.config.probe, now=clock.now())
-            await record_probe_results(store, results, ctx.config.health, clock.now())
-            async with FailoverClient(ctx, store, clock=clock) as client:
-                assert (await client.chain(MODELS))[1] == [("openai", "latest probe failed (server_error)")]
-                answer = await client.chat(HI, models=MODELS)
-            assert answer.provider_id == "mistral" and answer.attempts[0].fallback_from == "openai"
-            assert not posts(fleet, "openai")
-        finally:
-            await store.close()
+    async with on_fleet(tmp_path, ("openai", "server_error"), ("mistral", "ok")) as (key, fleet, ctx, store):
+        clock = ManualClock()
+        results = await probe_all(ctx.providers, ctx.config.probe, now=clock.now())
+        await record_probe_results(store, results, ctx.config.health, clock.now())
+        async with FailoverClient(ctx, store, clock=clock) as client:
+            assert (await client.chain(MODELS))[1] == [("openai", "latest probe failed (server_error)")]
+            answer = await client.chat(HI, models=MODELS)
+        assert answer.provider_id == "mistral" and answer.attempts[0].fallback_from == "openai"
+        assert not posts(fleet, "openai")
