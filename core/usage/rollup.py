@@ -252,17 +252,15 @@ def _ingest_job(conn: sqlite3.Connection, rows: Sequence[tuple], resolved: dict[
                     params[2::width] = [ref if ref > 0 else resolved[ref] for ref in refs]
             sql = INSERT_CALLS if len(part) == CHUNK else insert_calls_sql(len(part))
             stored += conn.execute(sql, params).rowcount
-        if stored == len(rows):
-            unknown = sum(1 for row in rows if row[8] is None)
-        else:
-            (unknown,) = conn.execute("SELECT COUNT(*) FROM usage_calls WHERE id > ? AND cost_usd IS NULL",
-                                      (last_id,)).fetchone()
         if sums is not None and stored == len(rows) and sums.oldest_minute <= oldest_minute:
+            unknown = sum(acc[1] for acc in sums.groups.values())     # counted already, per group
             conn.execute(CREATE_SUMMED)
             conn.execute("DELETE FROM temp.usage_batch_sums")
             conn.executemany(INSERT_SUMMED, sums.summed_rows(resolved))
             conn.execute(ROLLUP_SUMMED_SQL, (last_id, oldest_minute))
         else:
+            (unknown,) = conn.execute("SELECT COUNT(*) FROM usage_calls WHERE id > ? AND cost_usd IS NULL",
+                                      (last_id,)).fetchone()
             conn.execute(ROLLUP_SQL, (last_id, oldest_minute))
     except BaseException:
         conn.execute("ROLLBACK")
