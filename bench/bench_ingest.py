@@ -25,12 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.store import Store  # noqa: E402
-from core.usage.budgets import budget_statuses  # noqa: E402
-from core.usage.config import BudgetConfig, UsageConfig  # noqa: E402
-from core.usage.pricing import Pricing  # noqa: E402
-from core.usage.queries import breakdown, provider_request_stats, usage_summary  # noqa: E402
-from core.usage.recorder import Recorder  # noqa: E402
+from llmpulse.core.store import Store  # noqa: E402
+from llmpulse.core.usage.budgets import budget_statuses  # noqa: E402
+from llmpulse.core.usage.config import BudgetConfig, UsageConfig  # noqa: E402
+from llmpulse.core.usage.pricing import Pricing  # noqa: E402
+from llmpulse.core.usage.queries import breakdown, provider_request_stats, usage_summary  # noqa: E402
+from llmpulse.core.usage.recorder import Recorder  # noqa: E402
 
 PROVIDERS = [("openai", "gpt-4o"), ("openai", "gpt-4.1"), ("openai", "gpt-4o-mini"),
              ("anthropic", "claude-sonnet-4-5"), ("anthropic", "claude-haiku-4-5"),

@@ -22,10 +22,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import psutil  # noqa: E402
 
-from core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers  # noqa: E402
-from core.config import ProbeSettings  # noqa: E402
-from core.fleet import FakeProvider, Fleet  # noqa: E402
-from core.probe import make_client, probe_all, probe_provider  # noqa: E402
+from llmpulse.core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers  # noqa: E402
+from llmpulse.core.config import ProbeSettings  # noqa: E402
+from llmpulse.core.fleet import FakeProvider, Fleet  # noqa: E402
+from llmpulse.core.probe import make_client, probe_all, probe_provider  # noqa: E402
 
 KEY = "sk-bench-0000000000000000"
 

@@ -40,10 +40,10 @@ MODELS = ["gpt-4o", "gpt-4.1", "gpt-4o-mini", "claude-sonnet-4-5", "claude-haiku
 
 # -- the database ------------------------------------------------------------------------------------
 def build_db(path: Path, n: int) -> dict:
-    from core.store import Store
-    from core.usage.pricing import Pricing
-    from core.usage.records import UsageRecord
-    from core.usage.rollup import ingest
+    from llmpulse.core.store import Store
+    from llmpulse.core.usage.pricing import Pricing
+    from llmpulse.core.usage.records import UsageRecord
+    from llmpulse.core.usage.rollup import ingest
 
     async def run() -> dict:
         rng = random.Random(1)
@@ -82,7 +82,7 @@ def build_db(path: Path, n: int) -> dict:
 
 
 async def count_records(path: Path) -> int:
-    from core.store import Store
+    from llmpulse.core.store import Store
     store = await Store.open(path)
     try:
         return (await store.fetchone("SELECT COUNT(*) FROM usage_records"))[0]
@@ -91,9 +91,9 @@ async def count_records(path: Path) -> int:
 
 
 async def query_times(ctx) -> dict:
-    from core.snapshot import build_snapshot
-    from core.store import Store
-    from core.usage.queries import period_start
+    from llmpulse.core.snapshot import build_snapshot
+    from llmpulse.core.store import Store
+    from llmpulse.core.usage.queries import period_start
     from zoneinfo import ZoneInfo
     store = await Store.open(ctx.db_path)
     try:
@@ -151,9 +151,9 @@ def phase(kind: str, config: str, db: str, idle: float) -> dict:
             return sorted(times)[len(times) // 2]
     else:
         from datetime import timezone
-        from core.config import load_context
-        from tui.app import PulseApp
-        from tui.core_backend import CoreBackend
+        from llmpulse.core.config import load_context
+        from llmpulse.tui.app import PulseApp
+        from llmpulse.tui.core_backend import CoreBackend
         ctx = load_context(config_path=config, db_path=db, environ={**os.environ})
         app = PulseApp(CoreBackend(ctx), tz=timezone.utc, actor="bench", refresh=1.0, collect=True,
                        watch_terminal=False)
@@ -237,8 +237,8 @@ def main() -> int:
         print(f"building {db} with {args.records:,} usage records ...", flush=True)
         built = build_db(db, args.records)
 
-    from core.fleet import FakeProvider, Fleet
-    from core.config import load_context
+    from llmpulse.core.fleet import FakeProvider, Fleet
+    from llmpulse.core.config import load_context
 
     # Five providers with a bad key: five real critical alerts for the ack measurement.
     bad = {"deepseek", "groq", "mistral", "xai", "together"}

@@ -16,22 +16,22 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Sequence
 
-from core.alerts.engine import AlertEngine, prune_alert_notices
-from core.alerts.notify import Notifier
-from core.alerts.baseline import load_latency_baselines, record_latency_samples
-from core.alerts.rules import RuleInputs, covered_rules, evaluate_rules
-from core.clock import SYSTEM_CLOCK, Clock
-from core.config import Context
-from core.enablement import apply_enablement
-from core.health import load_health, prune_probe_results, record_probe_results
-from core.lease import COLLECTOR_LEASE, RENEW_EVERY, STANDBY_POLL, Lease, process_holder_id
-from core.migration import migration_statuses
-from core.probe import ProbeResult, probe_all
-from core.redact import redact
-from core.store import Store
-from core.usage.budgets import budget_statuses
-from core.usage.queries import prune_usage, provider_request_stats, unknown_price_models
-from core.usage.reconcile import RECONCILE_INTERVAL_S, billable, poll_billing
+from llmpulse.core.alerts.engine import AlertEngine, prune_alert_notices
+from llmpulse.core.alerts.notify import Notifier
+from llmpulse.core.alerts.baseline import load_latency_baselines, record_latency_samples
+from llmpulse.core.alerts.rules import RuleInputs, covered_rules, evaluate_rules
+from llmpulse.core.clock import SYSTEM_CLOCK, Clock
+from llmpulse.core.config import Context
+from llmpulse.core.enablement import apply_enablement
+from llmpulse.core.health import load_health, prune_probe_results, record_probe_results
+from llmpulse.core.lease import COLLECTOR_LEASE, RENEW_EVERY, STANDBY_POLL, Lease, process_holder_id
+from llmpulse.core.migration import migration_statuses
+from llmpulse.core.probe import ProbeResult, probe_all
+from llmpulse.core.redact import redact
+from llmpulse.core.store import Store
+from llmpulse.core.usage.budgets import budget_statuses
+from llmpulse.core.usage.queries import prune_usage, provider_request_stats, unknown_price_models
+from llmpulse.core.usage.reconcile import RECONCILE_INTERVAL_S, billable, poll_billing
 
 log = logging.getLogger("llmpulse.collector")
 

@@ -17,12 +17,12 @@ from typing import Any, Mapping
 import platformdirs
 from dotenv import dotenv_values
 
-from core.catalog import (AUTH_STYLES, CATALOG, KINDS, Provider, ProviderOverride, ProviderSpec,
+from llmpulse.core.catalog import (AUTH_STYLES, CATALOG, KINDS, Provider, ProviderOverride, ProviderSpec,
                           resolve_providers)
-from core.validate import ConfigError, Section
-import core.alerts.config
-import core.migration
-import core.usage.config
+from llmpulse.core.validate import ConfigError, Section
+import llmpulse.core.alerts.config
+import llmpulse.core.migration
+import llmpulse.core.usage.config
 
 APP_NAME = "llmpulse"
 CONFIG_FILENAME = "llmpulse.toml"
@@ -173,10 +173,10 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
     cfg.storage = _parse_storage(root)
     cfg.provider_overrides = _parse_providers(root, cfg.specs)
     # Feature sections: each module owns and validates its own keys.
-    cfg.usage = core.usage.config.parse(root)
-    cfg.alerts = core.alerts.config.parse(root)
-    cfg.migrations = core.migration.parse_config(root)
-    # (issue 6) cfg.tui = core.tuiconfig.parse(root)
+    cfg.usage = llmpulse.core.usage.config.parse(root)
+    cfg.alerts = llmpulse.core.alerts.config.parse(root)
+    cfg.migrations = llmpulse.core.migration.parse_config(root)
+    # (issue 6) cfg.tui = llmpulse.core.tuiconfig.parse(root)
     root.done()
     return cfg
 

@@ -1,6 +1,6 @@
 """`llmpulse demo`: the whole product with no API keys and no network.
 
-A simulated fleet on 127.0.0.1 (core.fleet: real HTTP servers) — OpenAI healthy and fast, Anthropic
+A simulated fleet on 127.0.0.1 (llmpulse.core.fleet: real HTTP servers) — OpenAI healthy and fast, Anthropic
 slow, Groq flapping, Together rate-limited, DeepSeek with a bad key, Mistral nearly out of rate limit,
 Ollama local — is written into a generated config with budgets and a gpt-4o → gpt-4.1 migration.
 Thirty days of usage across departments, agents and users are backfilled (the migration's share
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from core.config import Context, load_context
-from core.fleet import FakeProvider, Fleet
+from llmpulse.core.config import Context, load_context
+from llmpulse.core.fleet import FakeProvider, Fleet
 
 DEMO_KEY = "sk-demo-0000000000000000000000"
 DAY = 86400.0
@@ -214,8 +214,8 @@ class Demo:
 
     async def _budgets(self) -> list[tuple[str, str, float]]:
         """Limits that put this month's spend just past a warning line, so the panel has something to say."""
-        from core.store import Store
-        from core.usage.queries import breakdown
+        from llmpulse.core.store import Store
+        from llmpulse.core.usage.queries import breakdown
         month = _month_start(self.now)
         day = self.now - (self.now % DAY)
         store = await Store.open(self.db_path)
@@ -232,8 +232,8 @@ class Demo:
                 ("provider:openai", "day", max(1.0, today.get("openai", 0.0) / 0.45))]
 
     async def _ingest(self, records: list[dict[str, Any]]) -> None:
-        from core.store import Store
-        from core.usage.recorder import Recorder, pricing_for
+        from llmpulse.core.store import Store
+        from llmpulse.core.usage.recorder import Recorder, pricing_for
         store = await Store.open(self.db_path)
         try:
             async with Recorder(store, pricing_for(self.context()), batch_size=5000, flush_interval=60) as rec:
@@ -244,8 +244,8 @@ class Demo:
 
     async def live_traffic(self, stop: asyncio.Event) -> None:
         """A few requests a second, as the simulated applications would record them."""
-        from core.store import Store
-        from core.usage.recorder import Recorder, pricing_for
+        from llmpulse.core.store import Store
+        from llmpulse.core.usage.recorder import Recorder, pricing_for
         store = await Store.open(self.db_path)
         try:
             async with Recorder(store, pricing_for(self.context()), flush_interval=1.0) as rec:
@@ -265,9 +265,9 @@ class Demo:
 
     async def run_headless(self, seconds: float) -> int:
         """Collector and traffic without a screen for `seconds`, then one summary (for scripts and CI)."""
-        from core.collector import Collector
-        from core.snapshot import build_snapshot
-        from core.store import Store
+        from llmpulse.core.collector import Collector
+        from llmpulse.core.snapshot import build_snapshot
+        from llmpulse.core.store import Store
         ctx = self.context()
         stop = asyncio.Event()
         store = await Store.open(self.db_path)

@@ -12,8 +12,8 @@ import time
 from dataclasses import replace
 from typing import Iterable
 
-from core.catalog import Provider
-from core.store import Store
+from llmpulse.core.catalog import Provider
+from llmpulse.core.store import Store
 
 
 class UnknownProviderError(ValueError):

@@ -1,10 +1,10 @@
 """Failover for applications: send a chat request to the first usable provider, fall through on failure.
 
 The chain is the enabled, configured providers by priority, skipping open circuits and providers whose
-latest probe failed (core.health.failover_order), limited to those the caller gave a model for. On 429,
+latest probe failed (llmpulse.core.health.failover_order), limited to those the caller gave a model for. On 429,
 402, 408, 5xx, 529, Groq's 498, a timeout, a connection error or a 2xx that is not a chat answer the
 next one is tried. A 400/401/403/404/422 is the caller's problem (request, key or model name) and is
-raised at once as `RequestRejected`. Every attempt is recorded as usage through core.usage's Recorder
+raised at once as `RequestRejected`. Every attempt is recorded as usage through llmpulse.core.usage's Recorder
 (`is_fallback`, `fallback_from` = the provider tried just before, or for the first attempt the preferred
 provider skipped because its circuit is open or its probe failed; written on the recorder's timer and at
 the latest when the client closes) and fed to the circuit breaker; when all fail,
@@ -29,16 +29,16 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import httpx
 
-from core.catalog import Provider
-from core.clock import SYSTEM_CLOCK, Clock
-from core.config import Context
-from core.enablement import apply_enablement
-from core.health import ProviderHealth, failover_order, load_health, record_outcome
-from core.probe import auth_headers, classify_error, error_message
-from core.redact import redact, register_secrets
-from core.store import Store
-from core.usage.recorder import Recorder, pricing_for
-from core.usage.records import RecordError, record_from_mapping
+from llmpulse.core.catalog import Provider
+from llmpulse.core.clock import SYSTEM_CLOCK, Clock
+from llmpulse.core.config import Context
+from llmpulse.core.enablement import apply_enablement
+from llmpulse.core.health import ProviderHealth, failover_order, load_health, record_outcome
+from llmpulse.core.probe import auth_headers, classify_error, error_message
+from llmpulse.core.redact import redact, register_secrets
+from llmpulse.core.store import Store
+from llmpulse.core.usage.recorder import Recorder, pricing_for
+from llmpulse.core.usage.records import RecordError, record_from_mapping
 
 # Where each kind's chat endpoint sits under its base URL.
 CHAT_PATHS = {
@@ -134,7 +134,7 @@ class ChainEntry:
 
 
 def plan_chain(health: Iterable[ProviderHealth]) -> list[ChainEntry]:
-    """Every configured provider by priority, with its position in the chain (core.health.failover_order
+    """Every configured provider by priority, with its position in the chain (llmpulse.core.health.failover_order
     decides who is usable) or the reason it is skipped. Unconfigured providers are left out: without a
     key they were never candidates."""
     health = [h for h in health if h.configured]

@@ -13,11 +13,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from core.catalog import Provider
-from core.config import HealthSettings
-from core.probe import ProbeResult
-from core.ratelimit import Balance, RateLimit
-from core.store import Store
+from llmpulse.core.catalog import Provider
+from llmpulse.core.config import HealthSettings
+from llmpulse.core.probe import ProbeResult
+from llmpulse.core.ratelimit import Balance, RateLimit
+from llmpulse.core.store import Store
 
 SERIES_POINTS = 30      # latencies kept for a sparkline
 

@@ -18,8 +18,8 @@ import secrets
 import socket
 from dataclasses import dataclass
 
-from core.clock import SYSTEM_CLOCK, Clock
-from core.store import Store
+from llmpulse.core.clock import SYSTEM_CLOCK, Clock
+from llmpulse.core.store import Store
 
 COLLECTOR_LEASE = "collector"
 DEFAULT_TTL = 8.0          # a dead holder is replaced after at most this long

@@ -17,9 +17,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from core.durations import format_duration
-from core.store import Store
-from core.validate import ConfigError, Section
+from llmpulse.core.durations import format_duration
+from llmpulse.core.store import Store
+from llmpulse.core.validate import ConfigError, Section
 
 DAY = 86400.0
 
@@ -556,7 +556,7 @@ def _tokens(row: Any) -> int:
 async def window_traffic(store: Store, since: float, until: float) -> list[ModelTraffic]:
     """Per-model traffic in [since, until) from the usage roll-ups (issue 3's breakdown by model)."""
     try:
-        from core.usage import breakdown
+        from llmpulse.core.usage import breakdown
     except ImportError:          # usage not built into this tree yet: no traffic measured
         return []
     rows = await breakdown(store, "model", since, until)
@@ -578,7 +578,7 @@ def _day_ts(day: Any) -> float:
 async def daily_shares(store: Store, cfg: MigrationConfig, since: float, until: float) -> list[tuple[float, float]]:
     """[(day_start_ts, share of requests on the new model)] for each day with old or new traffic."""
     try:
-        from core.usage import daily_by
+        from llmpulse.core.usage import daily_by
     except ImportError:
         return []
     per_day: dict[float, list[int]] = {}

@@ -20,10 +20,10 @@ from typing import Any, Callable
 import certifi
 import httpx
 
-from core.catalog import Provider
-from core.config import ProbeSettings
-from core.ratelimit import Balance, RateLimit, parse_rate_limit
-from core.redact import redact
+from llmpulse.core.catalog import Provider
+from llmpulse.core.config import ProbeSettings
+from llmpulse.core.ratelimit import Balance, RateLimit, parse_rate_limit
+from llmpulse.core.redact import redact
 
 STATUSES = ("healthy", "degraded", "failed", "unknown")
 ERROR_KINDS = ("not_configured", "disabled", "auth", "quota", "rate_limited", "overloaded", "server_error",

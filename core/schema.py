@@ -99,7 +99,7 @@ USAGE: list[Migration] = [
         -- Roll-ups kept as records arrive, so no dashboard or budget query scans raw records.
         -- grain: m (minute), h (hour), d (UTC day); dim: total, provider, model, provider_model,
         -- department, agent, user, task_type, fallback ("from>to"). l0..l15: latency counts in the
-        -- fixed buckets of core.usage.rollup.LATENCY_BOUNDS_MS, for p95 without raw rows.
+        -- fixed buckets of llmpulse.core.usage.rollup.LATENCY_BOUNDS_MS, for p95 without raw rows.
         CREATE TABLE usage_rollups (
             grain             TEXT NOT NULL,
             start             REAL NOT NULL,

@@ -10,16 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.clock import ManualClock
-from core.config import Context
-from core.enablement import apply_enablement
-from core.health import ProviderHealth, load_health
-from core.lease import COLLECTOR_LEASE, read_lease
-from core.migration import migration_statuses
-from core.store import Store
-from core.usage.budgets import budget_statuses
-from core.usage.queries import provider_request_stats, usage_summary
-from core.alerts.engine import AlertEngine
+from llmpulse.core.clock import ManualClock
+from llmpulse.core.config import Context
+from llmpulse.core.enablement import apply_enablement
+from llmpulse.core.health import ProviderHealth, load_health
+from llmpulse.core.lease import COLLECTOR_LEASE, read_lease
+from llmpulse.core.migration import migration_statuses
+from llmpulse.core.store import Store
+from llmpulse.core.usage.budgets import budget_statuses
+from llmpulse.core.usage.queries import provider_request_stats, usage_summary
+from llmpulse.core.alerts.engine import AlertEngine
 
 SEVERITIES = ("critical", "warning", "info")
 
@@ -49,10 +49,10 @@ class CollectorInfo:
 class Snapshot:
     header: Header
     providers: list[ProviderHealth]
-    budgets: list[Any]                      # core.usage.budgets.BudgetStatus
-    alerts: list[Any]                       # core.alerts.engine.Alert, open ones, most severe first
-    migrations: list[Any]                   # core.migration.MigrationStatus
-    usage: Any                              # core.usage.queries.UsageSummary
+    budgets: list[Any]                      # llmpulse.core.usage.budgets.BudgetStatus
+    alerts: list[Any]                       # llmpulse.core.alerts.engine.Alert, open ones, most severe first
+    migrations: list[Any]                   # llmpulse.core.migration.MigrationStatus
+    usage: Any                              # llmpulse.core.usage.queries.UsageSummary
     collector: CollectorInfo
     refreshed_at: float
 

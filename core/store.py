@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Sequence, TypeVar
 
 import aiosqlite
 
-from core.schema import MIGRATIONS, Migration
+from llmpulse.core.schema import MIGRATIONS, Migration
 
 BUSY_TIMEOUT_MS = 10_000
 T = TypeVar("T")

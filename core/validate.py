@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable
 
-from core.durations import DurationError, parse_duration
+from llmpulse.core.durations import DurationError, parse_duration
 
 
 class ConfigError(Exception):

@@ -15,5 +15,5 @@ def run_cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None, stdin
     base.update({"XDG_CONFIG_HOME": str(tmp_path / "xdg-config"), "XDG_DATA_HOME": str(tmp_path / "xdg-data"),
                  "NO_COLOR": "1"})
     base.update(env or {})
-    return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=tmp_path, env=base, input=stdin,
+    return subprocess.run([sys.executable, "-m", "llmpulse.core.cli", *args], cwd=tmp_path, env=base, input=stdin,
                           capture_output=True, text=True, timeout=timeout)

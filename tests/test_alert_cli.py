@@ -11,10 +11,10 @@ import sqlite3
 import subprocess
 import sys
 
-from core.alerts.engine import AlertEngine
-from core.alerts.rules import Condition
-from core.clock import ManualClock
-from core.store import Store
+from llmpulse.core.alerts.engine import AlertEngine
+from llmpulse.core.alerts.rules import Condition
+from llmpulse.core.clock import ManualClock
+from llmpulse.core.store import Store
 from tests.cli_helpers import run_cli
 
 T0 = 1_795_000_000.0
@@ -91,7 +91,7 @@ def test_errors_are_one_line_exit_1_and_change_nothing(tmp_path):
 
 def test_two_processes_ack_the_same_alert(tmp_path):
     db = seed(tmp_path, [DOWN])
-    procs = [subprocess.Popen([sys.executable, "-m", "core.cli", *db, "alerts", "ack", "1", "--by", who],
+    procs = [subprocess.Popen([sys.executable, "-m", "llmpulse.core.cli", *db, "alerts", "ack", "1", "--by", who],
                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for who in ("alice", "bob")]
     results = {who: (p.wait(timeout=30), p.stdout.read(), p.stderr.read()) for who, p in zip(("alice", "bob"), procs)}

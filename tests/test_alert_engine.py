@@ -8,12 +8,12 @@ import tomllib
 
 import pytest
 
-from core.alerts.config import parse as parse_alerts
-from core.alerts.engine import AlertEngine, AlertError, AlertNotFound, AlertStateError
-from core.alerts.rules import Condition
-from core.clock import ManualClock
-from core.store import Store
-from core.validate import Section
+from llmpulse.core.alerts.config import parse as parse_alerts
+from llmpulse.core.alerts.engine import AlertEngine, AlertError, AlertNotFound, AlertStateError
+from llmpulse.core.alerts.rules import Condition
+from llmpulse.core.clock import ManualClock
+from llmpulse.core.store import Store
+from llmpulse.core.validate import Section
 
 T0 = 1_795_000_000.0
 DOWN = Condition("provider_down", "groq", "critical", "Groq down: 3 failed probes in a row (timeout)")
@@ -188,7 +188,7 @@ async def test_two_writers_ack_the_same_alert_at_once(tmp_path):
 
 async def test_prune_keeps_history_and_anything_still_due(env):
     store, engine, clock = env
-    from core.alerts.engine import prune_alert_notices
+    from llmpulse.core.alerts.engine import prune_alert_notices
     await engine.process([DOWN])                                     # outbox #1, not dispatched yet
     await store.execute("INSERT INTO alert_outbox (alert_id, event, at, actor, dispatched_at) "
                         "VALUES (1, 'repeat', ?, 'auto', ?)", (T0, T0))                       # old, sent: goes

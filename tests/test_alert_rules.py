@@ -8,17 +8,17 @@ import tomllib
 
 import pytest
 
-from core.alerts.baseline import load_latency_baselines, record_latency_samples
-from core.alerts.config import DEFAULTS, RULES, parse as parse_alerts
-from core.alerts.rules import RuleInputs, covered_rules, evaluate_rules
-from core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers
-from core.health import ProviderHealth
-from core.migration import MigrationStatus
-from core.ratelimit import RateLimit
-from core.store import Store
-from core.usage.budgets import BudgetStatus
-from core.usage.queries import RequestStats
-from core.validate import ConfigError, Section
+from llmpulse.core.alerts.baseline import load_latency_baselines, record_latency_samples
+from llmpulse.core.alerts.config import DEFAULTS, RULES, parse as parse_alerts
+from llmpulse.core.alerts.rules import RuleInputs, covered_rules, evaluate_rules
+from llmpulse.core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers
+from llmpulse.core.health import ProviderHealth
+from llmpulse.core.migration import MigrationStatus
+from llmpulse.core.ratelimit import RateLimit
+from llmpulse.core.store import Store
+from llmpulse.core.usage.budgets import BudgetStatus
+from llmpulse.core.usage.queries import RequestStats
+from llmpulse.core.validate import ConfigError, Section
 
 T0 = 1_795_000_000.0
 

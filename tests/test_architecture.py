@@ -5,19 +5,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import core
+import llmpulse.core
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def core_modules() -> list[str]:
     # __main__ modules run the CLI on import; everything else must import without side effects
-    return sorted(m.name for m in pkgutil.walk_packages(core.__path__, "core.") if not m.name.endswith("__main__"))
+    return sorted(m.name for m in pkgutil.walk_packages(llmpulse.core.__path__, "llmpulse.core.") if not m.name.endswith("__main__"))
 
 
 def test_core_modules_exist():
     names = core_modules()
-    assert "core.config" in names and "core.store" in names
+    assert "llmpulse.core.config" in names and "llmpulse.core.store" in names
 
 
 def test_core_never_imports_textual():
@@ -25,7 +25,7 @@ def test_core_never_imports_textual():
         "import importlib, sys\n"
         f"for name in {core_modules()!r}:\n"
         "    importlib.import_module(name)\n"
-        "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.') or m == 'tui' or m.startswith('tui.'))\n"
+        "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.') or m.startswith('llmpulse.tui'))\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

@@ -1,7 +1,7 @@
 """Catalog resolution: keys, base-URL precedence, what counts as configured."""
 
-from core.catalog import CATALOG, ProviderOverride, resolve_providers
-from core.config import load_context, parse_config
+from llmpulse.core.catalog import CATALOG, ProviderOverride, resolve_providers
+from llmpulse.core.config import load_context, parse_config
 
 
 def by_id(providers):

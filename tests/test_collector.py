@@ -10,12 +10,12 @@ import subprocess
 import sys
 import time
 
-from core.collector import Collector, probe_now
-from core.config import load_context
-from core.fleet import FakeProvider, Fleet
-from core.lease import read_lease
-from core.snapshot import build_snapshot
-from core.store import Store
+from llmpulse.core.collector import Collector, probe_now
+from llmpulse.core.config import load_context
+from llmpulse.core.fleet import FakeProvider, Fleet
+from llmpulse.core.lease import read_lease
+from llmpulse.core.snapshot import build_snapshot
+from llmpulse.core.store import Store
 from tests.cli_helpers import run_cli
 
 KEY = "sk-proj-CollectorSecret0123456789abcd"
@@ -92,7 +92,7 @@ def test_daemon_logs_events_and_stops_on_sigterm(tmp_path):
         make_ctx(tmp_path, fleet)
         env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
         env.update({"OPENAI_API_KEY": KEY, "XDG_CONFIG_HOME": str(tmp_path / "x"), "XDG_DATA_HOME": str(tmp_path / "y")})
-        proc = subprocess.Popen([sys.executable, "-m", "core.cli", "--db", str(tmp_path / "d.db"), "daemon"],
+        proc = subprocess.Popen([sys.executable, "-m", "llmpulse.core.cli", "--db", str(tmp_path / "d.db"), "daemon"],
                                 cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 20

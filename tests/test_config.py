@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import load_config, load_context, parse_config
-from core.validate import ConfigError
+from llmpulse.core.config import load_config, load_context, parse_config
+from llmpulse.core.validate import ConfigError
 from tests.cli_helpers import run_cli
 
 import tomllib

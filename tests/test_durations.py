@@ -1,6 +1,6 @@
 import pytest
 
-from core.durations import DurationError, format_duration, parse_duration
+from llmpulse.core.durations import DurationError, format_duration, parse_duration
 
 
 @pytest.mark.parametrize("text,seconds", [

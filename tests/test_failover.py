@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from core.config import load_context
-from core.failover import AllProvidersFailed, FailoverClient, RequestRejected
-from core.fleet import FakeProvider, Fleet
-from core.health import circuit_states
-from core.store import Store
+from llmpulse.core.config import load_context
+from llmpulse.core.failover import AllProvidersFailed, FailoverClient, RequestRejected
+from llmpulse.core.fleet import FakeProvider, Fleet
+from llmpulse.core.health import circuit_states
+from llmpulse.core.store import Store
 from tests.cli_helpers import run_cli
 
 KEY = "sk-proj-FailoverSecret0123456789abcdef"

@@ -8,14 +8,14 @@ import secrets
 
 import pytest
 
-from core.clock import ManualClock
-from core.config import load_context
-from core.failover import AllProvidersFailed, FailoverClient, RequestRejected, plan_chain
-from core.fleet import FakeProvider, Fleet, Response
-from core.health import circuit_states, load_health
-from core.enablement import set_enabled
-from core.store import Store
-from core.usage.recorder import Recorder, pricing_for
+from llmpulse.core.clock import ManualClock
+from llmpulse.core.config import load_context
+from llmpulse.core.failover import AllProvidersFailed, FailoverClient, RequestRejected, plan_chain
+from llmpulse.core.fleet import FakeProvider, Fleet, Response
+from llmpulse.core.health import circuit_states, load_health
+from llmpulse.core.enablement import set_enabled
+from llmpulse.core.store import Store
+from llmpulse.core.usage.recorder import Recorder, pricing_for
 
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "groq": "llama-3.3-70b-versatile",
           "mistral": "mistral-small-latest"}
@@ -220,8 +220,8 @@ async def test_bad_call_is_refused_before_anything_is_sent(tmp_path):
 
 
 async def test_a_provider_whose_probe_failed_is_skipped_with_the_reason(tmp_path):
-    from core.health import record_probe_results
-    from core.probe import probe_all
+    from llmpulse.core.health import record_probe_results
+    from llmpulse.core.probe import probe_all
 
     async with on_fleet(tmp_path, ("openai", "server_error"), ("mistral", "ok")) as (key, fleet, ctx, store):
         clock = ManualClock()

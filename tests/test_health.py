@@ -6,13 +6,13 @@ from dataclasses import replace
 
 import pytest
 
-from core.catalog import CATALOG_BY_ID, resolve_providers
-from core.config import HealthSettings
-from core.health import (CircuitBreaker, CircuitState, ProviderHealth, error_band, latency_band, load_health,
+from llmpulse.core.catalog import CATALOG_BY_ID, resolve_providers
+from llmpulse.core.config import HealthSettings
+from llmpulse.core.health import (CircuitBreaker, CircuitState, ProviderHealth, error_band, latency_band, load_health,
                          next_provider, prune_probe_results, record_outcome, record_probe_results, recent_probes)
-from core.probe import ProbeResult
-from core.ratelimit import RateLimit, parse_rate_limit, parse_reset
-from core.store import Store
+from llmpulse.core.probe import ProbeResult
+from llmpulse.core.ratelimit import RateLimit, parse_rate_limit, parse_reset
+from llmpulse.core.store import Store
 
 SETTINGS = HealthSettings(window=900, failure_threshold=3, cooldown=60)
 T0 = 1_800_000_000.0

@@ -7,9 +7,9 @@ import tomllib
 
 import pytest
 
-from core.config import parse_config
-from core.migration import DEFAULT_PHASES, Phase
-from core.validate import ConfigError
+from llmpulse.core.config import parse_config
+from llmpulse.core.migration import DEFAULT_PHASES, Phase
+from llmpulse.core.validate import ConfigError
 
 EXAMPLE = """
 [[migrations]]
@@ -97,7 +97,7 @@ def test_duplicate_names_rejected():
 def test_bad_config_exits_2_with_one_line(tmp_path):
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[[migrations]]\n" + BASE + 'window="soon"\n')
-    proc = subprocess.run([sys.executable, "-c", "import sys; from core.cli import main; sys.exit(main())", "--config", str(cfg), "--db", str(tmp_path / "x.db"),
+    proc = subprocess.run([sys.executable, "-c", "import sys; from llmpulse.core.cli import main; sys.exit(main())", "--config", str(cfg), "--db", str(tmp_path / "x.db"),
                            "migration"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "migrations[0].window" in proc.stderr

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from core.migration import (DAY, DEFAULT_PHASES, MigrationConfig, ModelTraffic, Phase, assess_risk,
+from llmpulse.core.migration import (DAY, DEFAULT_PHASES, MigrationConfig, ModelTraffic, Phase, assess_risk,
                             automatic_advances, compare_sides, fit_line, model_matches, model_side,
                             project_share, traffic_split)
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from core.alerts.config import parse as parse_alerts
-from core.alerts.engine import AlertEngine
-from core.alerts.notify import ORPHAN_MARGIN_S, Notifier, longest_delivery_s
-from core.alerts.rules import Condition
-from core.clock import ManualClock
-from core.store import Store
-from core.validate import Section
+from llmpulse.core.alerts.config import parse as parse_alerts
+from llmpulse.core.alerts.engine import AlertEngine
+from llmpulse.core.alerts.notify import ORPHAN_MARGIN_S, Notifier, longest_delivery_s
+from llmpulse.core.alerts.rules import Condition
+from llmpulse.core.clock import ManualClock
+from llmpulse.core.store import Store
+from llmpulse.core.validate import Section
 
 T0 = 1_795_000_000.0
 DOWN = Condition("provider_down", "groq", "critical", "Groq down: 3 failed probes in a row (timeout)")

@@ -1,4 +1,4 @@
-"""Probes against real HTTP servers on 127.0.0.1 (core.fleet): every error kind, every auth style,
+"""Probes against real HTTP servers on 127.0.0.1 (llmpulse.core.fleet): every error kind, every auth style,
 the deadline, and keys kept out of everything a probe produces."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ import time
 
 import pytest
 
-from core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers
-from core.config import ProbeSettings
-from core.fleet import FakeProvider, Fleet
-from core.health import record_probe_results
-from core.config import HealthSettings
-from core.probe import probe_all
-from core.store import Store
+from llmpulse.core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers
+from llmpulse.core.config import ProbeSettings
+from llmpulse.core.fleet import FakeProvider, Fleet
+from llmpulse.core.health import record_probe_results
+from llmpulse.core.config import HealthSettings
+from llmpulse.core.probe import probe_all
+from llmpulse.core.store import Store
 from tests.conftest import providers_for
 
 OPENAI_KEY = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWx0123456789"
@@ -147,7 +147,7 @@ async def test_a_hanging_provider_delays_no_other(fleet):
 async def test_keys_never_reach_the_database_or_results(fleet, tmp_path):
     # The provider echoes the key back in its error text: redaction must catch it.
     fleet.add(fake("openai", "openai"))
-    fleet.add_route("openai", "GET", "/models", lambda f, req: __import__("core.fleet").fleet.Response.json(
+    fleet.add_route("openai", "GET", "/models", lambda f, req: __import__("llmpulse.core.fleet").core.fleet.Response.json(
         401, {"error": {"message": f"Incorrect API key provided: {OPENAI_KEY}"}}))
     results = await probe_all(providers_for(fleet, KEYS, ["openai"]), SETTINGS)
     assert results[0].error_kind == "auth"

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from core.catalog import CATALOG
-from core.cli import main
-from core.config import load_context
-from core.enablement import apply_enablement, enablement_overrides, set_enabled
-from core.store import Store
+from llmpulse.core.catalog import CATALOG
+from llmpulse.core.cli import main
+from llmpulse.core.config import load_context
+from llmpulse.core.enablement import apply_enablement, enablement_overrides, set_enabled
+from llmpulse.core.store import Store
 
 KEY = "sk-test-providerslist-0123456789abcdef"
 

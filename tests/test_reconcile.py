@@ -1,17 +1,17 @@
-"""Reconciling with providers' own bills: billing endpoints served by core.fleet routes on 127.0.0.1."""
+"""Reconciling with providers' own bills: billing endpoints served by llmpulse.core.fleet routes on 127.0.0.1."""
 
 from __future__ import annotations
 
 import json
 import time
 
-from core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers
-from core.fleet import FakeProvider, Fleet, Response
-from core.store import Store
-from core.usage.pricing import Pricing
-from core.usage.reconcile import poll_billing, reconcile
-from core.usage.records import record_from_mapping
-from core.usage.rollup import ingest
+from llmpulse.core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers
+from llmpulse.core.fleet import FakeProvider, Fleet, Response
+from llmpulse.core.store import Store
+from llmpulse.core.usage.pricing import Pricing
+from llmpulse.core.usage.reconcile import poll_billing, reconcile
+from llmpulse.core.usage.records import record_from_mapping
+from llmpulse.core.usage.rollup import ingest
 from tests.cli_helpers import run_cli
 
 ADMIN = "sk-admin-ReconcileSecret0123456789abcd"

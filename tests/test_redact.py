@@ -1,5 +1,5 @@
-from core.catalog import Secret
-from core.redact import MASK, redact, register_secret
+from llmpulse.core.catalog import Secret
+from llmpulse.core.redact import MASK, redact, register_secret
 
 
 def test_loaded_keys_are_masked_whatever_their_shape():

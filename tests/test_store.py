@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core.schema import MIGRATIONS, Migration
-from core.store import Store, StoreError
+from llmpulse.core.schema import MIGRATIONS, Migration
+from llmpulse.core.store import Store, StoreError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ def test_processes_opening_a_fresh_file_together_apply_each_migration_once(tmp_p
     db = tmp_path / "race.db"
     code = (
         "import asyncio, sys\n"
-        "from core.store import Store\n"
+        "from llmpulse.core.store import Store\n"
         "async def main():\n"
         "    s = await Store.open(sys.argv[1]); await s.close()\n"
         "asyncio.run(main())\n"

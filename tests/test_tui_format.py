@@ -1,6 +1,6 @@
 """How states and numbers look: a glyph and a word for every state (readable without colour)."""
 
-from tui import format as fmt
+from llmpulse.tui import format as fmt
 
 
 def test_every_provider_state_is_a_glyph_and_a_word():

@@ -5,9 +5,9 @@ import time
 from textual.widgets import DataTable
 
 from tests.snapshot_apps.fixed import NOW, FixedBackend, fixed_app, fixed_snapshot
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.help import HelpScreen
-from tui.screens.silence import SilenceScreen
+from llmpulse.tui.screens.dashboard import DashboardScreen
+from llmpulse.tui.screens.help import HelpScreen
+from llmpulse.tui.screens.silence import SilenceScreen
 
 
 def rows(app, number):

@@ -6,14 +6,14 @@ import asyncio
 import time
 from datetime import timezone
 
-from core.alerts.engine import AlertEngine
-from core.alerts.rules import Condition
-from core.config import load_context
-from core.fleet import FakeProvider, Fleet
-from core.lease import read_lease
-from core.store import Store
-from tui.app import PulseApp
-from tui.core_backend import CoreBackend
+from llmpulse.core.alerts.engine import AlertEngine
+from llmpulse.core.alerts.rules import Condition
+from llmpulse.core.config import load_context
+from llmpulse.core.fleet import FakeProvider, Fleet
+from llmpulse.core.lease import read_lease
+from llmpulse.core.store import Store
+from llmpulse.tui.app import PulseApp
+from llmpulse.tui.core_backend import CoreBackend
 
 KEY = "sk-proj-TuiLiveSecret0123456789abcdefgh"
 

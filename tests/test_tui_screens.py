@@ -2,11 +2,11 @@
 (acting on it from its own screen), migration, and the command palette's commands."""
 
 from tests.snapshot_apps.fixed import FixedBackend, fixed_app
-from tui.screens.alert import AlertScreen
-from tui.screens.costs import CostsScreen
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.migration import MigrationScreen
-from tui.screens.provider import ProviderScreen
+from llmpulse.tui.screens.alert import AlertScreen
+from llmpulse.tui.screens.costs import CostsScreen
+from llmpulse.tui.screens.dashboard import DashboardScreen
+from llmpulse.tui.screens.migration import MigrationScreen
+from llmpulse.tui.screens.provider import ProviderScreen
 
 
 async def ready(pilot):

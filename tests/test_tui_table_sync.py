@@ -4,7 +4,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable
 
-from tui.table_sync import selected_key, sync_rows
+from llmpulse.tui.table_sync import selected_key, sync_rows
 
 
 class TableApp(App):

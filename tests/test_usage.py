@@ -10,18 +10,18 @@ import tomllib
 
 import pytest
 
-from core.clock import ManualClock
-from core.config import parse_config
-from core.store import Store
-from core.usage.budgets import budget_statuses
-from core.usage.config import BudgetConfig, PriceConfig, PriceOverride, UsageConfig
-from core.usage.pricing import Pricing
-from core.usage.queries import (breakdown, fallback_pairs, p95_from_hist, provider_request_stats, prune_usage,
+from llmpulse.core.clock import ManualClock
+from llmpulse.core.config import parse_config
+from llmpulse.core.store import Store
+from llmpulse.core.usage.budgets import budget_statuses
+from llmpulse.core.usage.config import BudgetConfig, PriceConfig, PriceOverride, UsageConfig
+from llmpulse.core.usage.pricing import Pricing
+from llmpulse.core.usage.queries import (breakdown, fallback_pairs, p95_from_hist, provider_request_stats, prune_usage,
                                 segments, total, unknown_price_models, usage_summary)
-from core.usage.recorder import Recorder
-from core.usage.records import RecordError, record_from_mapping
-from core.usage.rollup import ingest
-from core.validate import ConfigError
+from llmpulse.core.usage.recorder import Recorder
+from llmpulse.core.usage.records import RecordError, record_from_mapping
+from llmpulse.core.usage.rollup import ingest
+from llmpulse.core.validate import ConfigError
 from tests.cli_helpers import run_cli
 
 T0 = 1_795_000_000.0          # 2026-11-18T...Z
@@ -274,7 +274,7 @@ def test_import_record_report_budgets_cli(tmp_path):
 
 
 async def test_savings_reference_and_suggestions(tmp_path):
-    from core.usage.savings import savings_report
+    from llmpulse.core.usage.savings import savings_report
     store = await Store.open(tmp_path / "s.db")
     pricing = Pricing(local_providers=["ollama"])
     now = T0
@@ -322,7 +322,7 @@ async def test_rollup_buckets_start_on_whole_minutes_hours_and_days(tmp_path):
 
 def test_periods_in_the_budget_timezone():
     from zoneinfo import ZoneInfo
-    from core.usage.queries import period_end, period_start
+    from llmpulse.core.usage.queries import period_end, period_start
     berlin = ZoneInfo("Europe/Berlin")
     import datetime as dt
     # 2026-11-23T23:30Z is already Tuesday 00:30 on Nov 24 in Berlin
@@ -344,8 +344,8 @@ def test_two_writers_and_a_reader_lose_and_double_nothing(tmp_path):
     db = tmp_path / "shared.db"
     writer = (
         "import asyncio, sys\n"
-        "from core.store import Store\n"
-        "from core.usage.recorder import Recorder\n"
+        "from llmpulse.core.store import Store\n"
+        "from llmpulse.core.usage.recorder import Recorder\n"
         "async def main(tag):\n"
         "    store = await Store.open(sys.argv[1])\n"
         "    async with Recorder(store, batch_size=97, flush_interval=0.01) as rec:\n"
@@ -358,8 +358,8 @@ def test_two_writers_and_a_reader_lose_and_double_nothing(tmp_path):
         "asyncio.run(main(sys.argv[2]))\n")
     reader = (
         "import asyncio, sys, time\n"
-        "from core.store import Store\n"
-        "from core.usage.queries import breakdown\n"
+        "from llmpulse.core.store import Store\n"
+        "from llmpulse.core.usage.queries import breakdown\n"
         "async def main():\n"
         "    store = await Store.open(sys.argv[1])\n"
         "    for _ in range(40):\n"
@@ -384,8 +384,8 @@ async def _touch(db):
 
 
 async def test_fast_path_stores_what_the_careful_path_stores(tmp_path):
-    from core.usage.records import fast_numbers
-    from core.usage.rollup import record_row
+    from llmpulse.core.usage.records import fast_numbers
+    from llmpulse.core.usage.rollup import record_row
     pricing = Pricing(PriceConfig(overrides={("acme", "in-house"): PriceOverride(input=1.0, output=2.0)}))
     samples = [
         {"provider": "openai", "model": "gpt-4o", "input_tokens": 1200, "output_tokens": 80, "latency_ms": 640.5,
@@ -442,7 +442,7 @@ def test_cached_tokens_count_inside_input_tokens():
 
 
 async def test_migration_splits_old_records_without_losing_or_changing_any(tmp_path):
-    from core.schema import MIGRATIONS
+    from llmpulse.core.schema import MIGRATIONS
     db = tmp_path / "old.db"
     before_split = [m for m in MIGRATIONS if m.name != "0191_usage_calls_attrs"]
     store = await Store.open(db, before_split)
@@ -485,8 +485,8 @@ async def test_recorder_sums_roll_up_exactly_like_sqlite(tmp_path):
     by_recorder = await Store.open(tmp_path / "rec.db")
     try:
         # SQLite's way: rows handed over without sums (ingest() and the Recorder both keep sums)
-        from core.usage.records import attrs_of
-        from core.usage.rollup import AttrRefs, ingest_rows, record_row
+        from llmpulse.core.usage.records import attrs_of
+        from llmpulse.core.usage.rollup import AttrRefs, ingest_rows, record_row
         refs, pricing = AttrRefs(by_sql), Pricing(local_providers=["ollama"])
         rows = [record_row(r, pricing, refs.ref(attrs_of(r))) for r in records]
         await ingest_rows(by_sql, rows, T0, None, refs.placeholders)

@@ -25,19 +25,19 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input
 
-from core.store import close_all_stores
-from core.clock import SYSTEM_CLOCK, Clock
-from tui.backend import Backend
-from tui.messages import SnapshotFailed, SnapshotReady
-from tui.panels import Panel, View
-from tui.screens.alert import AlertScreen
-from tui.screens.base import LiveScreen
-from tui.screens.costs import CostsScreen
-from tui.screens.dashboard import DashboardScreen
-from tui.screens.help import HelpScreen
-from tui.screens.migration import MigrationScreen
-from tui.screens.provider import ProviderScreen
-from tui.screens.silence import SilenceScreen
+from llmpulse.core.store import close_all_stores
+from llmpulse.core.clock import SYSTEM_CLOCK, Clock
+from llmpulse.tui.backend import Backend
+from llmpulse.tui.messages import SnapshotFailed, SnapshotReady
+from llmpulse.tui.panels import Panel, View
+from llmpulse.tui.screens.alert import AlertScreen
+from llmpulse.tui.screens.base import LiveScreen
+from llmpulse.tui.screens.costs import CostsScreen
+from llmpulse.tui.screens.dashboard import DashboardScreen
+from llmpulse.tui.screens.help import HelpScreen
+from llmpulse.tui.screens.migration import MigrationScreen
+from llmpulse.tui.screens.provider import ProviderScreen
+from llmpulse.tui.screens.silence import SilenceScreen
 
 REFRESH_STEPS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 TERMINAL_GONE_GRACE_S = 2.0   # after a hang-up, the longest an orderly exit may take
@@ -479,7 +479,7 @@ def run_dashboard(ctx: Any, *, clock: Clock = SYSTEM_CLOCK, refresh: float = 1.0
     `background`, if given, is an async callable taking a stop `asyncio.Event`; it runs as a worker
     inside the app's event loop (the demo feeds its live traffic this way) and is cancelled on quit.
     """
-    from tui.core_backend import CoreBackend
+    from llmpulse.tui.core_backend import CoreBackend
 
     app = PulseApp(CoreBackend(ctx, clock=clock), clock=clock, refresh=refresh, collect=collect,
                    background=background)

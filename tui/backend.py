@@ -1,7 +1,7 @@
 """What the dashboard asks of the core, in one place: snapshots to draw, details for the detail screens,
 and the user's decisions (acknowledge, silence, resolve, enable/disable, probe now) carried out.
 
-`Backend` is the protocol the app codes against; `tui.core_backend.CoreBackend` implements it with the
+`Backend` is the protocol the app codes against; `llmpulse.tui.core_backend.CoreBackend` implements it with the
 real core on a real database. Tests inject a CoreBackend on a temporary database with a ManualClock, or
 a fixed one for screenshots.
 """
@@ -14,7 +14,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 class Backend(Protocol):
     async def snapshot(self) -> Any:
-        """A fresh core.snapshot.Snapshot."""
+        """A fresh llmpulse.core.snapshot.Snapshot."""
 
     async def run_collector(self, stop: asyncio.Event, on_round: Callable[[], None]) -> None:
         """Run the collector while this process holds the lease, until `stop` is set or cancelled."""

@@ -11,9 +11,9 @@ import asyncio
 import dataclasses
 from typing import Any, Callable, Sequence
 
-from core.clock import SYSTEM_CLOCK, Clock
-from core.config import Context
-from core.store import Store
+from llmpulse.core.clock import SYSTEM_CLOCK, Clock
+from llmpulse.core.config import Context
+from llmpulse.core.store import Store
 
 
 class CoreBackend:
@@ -47,18 +47,18 @@ class CoreBackend:
 
     # -- what is drawn -----------------------------------------------------------------------------
     async def snapshot(self) -> Any:
-        from core.snapshot import build_snapshot
+        from llmpulse.core.snapshot import build_snapshot
         return await build_snapshot(await self.read_store(), self.ctx, self.clock.now())
 
     def with_alerts(self, snapshot: Any, alerts: list[Any]) -> Any:
         return dataclasses.replace(snapshot, alerts=alerts)
 
     async def recent_probes(self, provider_id: str, since: float, limit: int = 50) -> list[Any]:
-        from core.health import recent_probes
+        from llmpulse.core.health import recent_probes
         return await recent_probes(await self.read_store(), provider_id, since=since, limit=limit)
 
     async def breakdown(self, by: str, since: float, until: float) -> list[Any]:
-        from core.usage.queries import breakdown
+        from llmpulse.core.usage.queries import breakdown
         return await breakdown(await self.read_store(), by, since, until)
 
     async def alert_detail(self, alert_id: int) -> tuple[Any, list[Any]]:
@@ -70,7 +70,7 @@ class CoreBackend:
 
     # -- the collector ------------------------------------------------------------------------------
     async def run_collector(self, stop: asyncio.Event, on_round: Callable[[], None]) -> None:
-        from core.collector import Collector
+        from llmpulse.core.collector import Collector
         store = await Store.open(self.ctx.db_path)
         try:
             self._collector = Collector(self.ctx, store, self.clock)
@@ -80,13 +80,13 @@ class CoreBackend:
             await store.close()
 
     async def probe_now(self, provider_ids: Sequence[str] | None = None) -> list[Any]:
-        from core.collector import probe_now
+        from llmpulse.core.collector import probe_now
         return await probe_now(self.ctx, await self.write_store(), self.clock, provider_ids)
 
     # -- the user's decisions -----------------------------------------------------------------------
     async def engine(self) -> Any:
         if self._engine is None:
-            from core.alerts.engine import AlertEngine
+            from llmpulse.core.alerts.engine import AlertEngine
             self._engine = AlertEngine(await self.write_store(), self.ctx.config.alerts, self.clock, None)
         return self._engine
 
@@ -106,5 +106,5 @@ class CoreBackend:
         return await engine.get(alert_id)
 
     async def set_enabled(self, provider_id: str, enabled: bool) -> None:
-        from core.enablement import set_enabled
+        from llmpulse.core.enablement import set_enabled
         await set_enabled(await self.write_store(), provider_id, enabled)

@@ -7,8 +7,8 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from tui import format as fmt
-from tui.panels.base import View
+from llmpulse.tui import format as fmt
+from llmpulse.tui.panels.base import View
 
 SEP = " │ "
 

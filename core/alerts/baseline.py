@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from core.alerts.config import AlertsConfig
-from core.alerts.rules import LatencyBaseline, baseline_from_samples, recent_latency_ms
-from core.store import Store
+from llmpulse.core.alerts.config import AlertsConfig
+from llmpulse.core.alerts.rules import LatencyBaseline, baseline_from_samples, recent_latency_ms
+from llmpulse.core.store import Store
 
 
 async def record_latency_samples(store: Store, health: Iterable[Any], cfg: AlertsConfig, now: float) -> int:

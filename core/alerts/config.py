@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from core.alerts import SEVERITIES
-from core.validate import ConfigError, Section
+from llmpulse.core.alerts import SEVERITIES
+from llmpulse.core.validate import ConfigError, Section
 
 CHANNEL_TYPES = ("webhook", "slack", "discord", "email")
 

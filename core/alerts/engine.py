@@ -19,12 +19,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from core.alerts import SEVERITY_RANK
-from core.alerts.config import AlertsConfig, alerts_config
-from core.alerts.rules import Condition
-from core.clock import SYSTEM_CLOCK, Clock
-from core.redact import redact
-from core.store import Store
+from llmpulse.core.alerts import SEVERITY_RANK
+from llmpulse.core.alerts.config import AlertsConfig, alerts_config
+from llmpulse.core.alerts.rules import Condition
+from llmpulse.core.clock import SYSTEM_CLOCK, Clock
+from llmpulse.core.redact import redact
+from llmpulse.core.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -28,12 +28,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from core.alerts import SEVERITY_RANK
-from core.alerts.config import AlertsConfig, ChannelConfig, alerts_config
-from core.alerts.engine import Alert, AlertEngine, alert_summary
-from core.clock import SYSTEM_CLOCK, Clock
-from core.redact import redact, register_secret
-from core.store import Store
+from llmpulse.core.alerts import SEVERITY_RANK
+from llmpulse.core.alerts.config import AlertsConfig, ChannelConfig, alerts_config
+from llmpulse.core.alerts.engine import Alert, AlertEngine, alert_summary
+from llmpulse.core.clock import SYSTEM_CLOCK, Clock
+from llmpulse.core.redact import redact, register_secret
+from llmpulse.core.store import Store
 
 SILENCEABLE = {"firing", "repeat", "severity", "escalated"}
 EMOJI = {"critical": "🔴", "warning": "🟠", "info": "🔵"}

@@ -15,9 +15,9 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from core.alerts.config import DEFAULTS, RULES, AlertsConfig, alerts_config
-from core.durations import format_duration
-from core.redact import redact
+from llmpulse.core.alerts.config import DEFAULTS, RULES, AlertsConfig, alerts_config
+from llmpulse.core.durations import format_duration
+from llmpulse.core.redact import redact
 
 # A provider whose latency barely moves (sd of a few ms) would otherwise flag a 10% change as an anomaly.
 MIN_BASELINE_SD_FRACTION = 0.10
@@ -64,7 +64,7 @@ class RuleInputs:
     budgets: list[Any] | None = None                  # BudgetStatus
     migrations: list[Any] | None = None               # MigrationStatus
     unknown_prices: list[tuple[str, str, int]] | None = None   # (provider, model, requests)
-    providers: list[Any] | None = None                # core.catalog.Provider (for "configured, no key")
+    providers: list[Any] | None = None                # llmpulse.core.catalog.Provider (for "configured, no key")
     latency_baselines: Mapping[str, LatencyBaseline] = field(default_factory=dict)
     window_s: float = 900.0                           # the health/traffic window, for messages
 

@@ -15,20 +15,20 @@ import os
 import sys
 import traceback
 
-from core import __version__
-from core.cli.common import CliError, eprint
-from core.store import StoreError
-from core.validate import ConfigError
+from llmpulse.core import __version__
+from llmpulse.core.cli.common import CliError, eprint
+from llmpulse.core.store import StoreError
+from llmpulse.core.validate import ConfigError
 
 # Subcommand modules, in the order `--help` lists them.
 COMMAND_MODULES = (
-    "core.cli.check",       # check
-    "core.cli.providers",   # providers, providers enable/disable
-    "core.cli.usage",       # record, import, report, budgets
-    "core.cli.alerts",      # alerts, alerts ack/resolve/silence/unsilence
-    "core.cli.migration",   # migration, migration advance
-    "core.cli.failover",    # failover
-    "core.cli.tui",         # watch, demo, daemon           (issue 6)
+    "llmpulse.core.cli.check",       # check
+    "llmpulse.core.cli.providers",   # providers, providers enable/disable
+    "llmpulse.core.cli.usage",       # record, import, report, budgets
+    "llmpulse.core.cli.alerts",      # alerts, alerts ack/resolve/silence/unsilence
+    "llmpulse.core.cli.migration",   # migration, migration advance
+    "llmpulse.core.cli.failover",    # failover
+    "llmpulse.core.cli.tui",         # watch, demo, daemon           (issue 6)
 )
 
 

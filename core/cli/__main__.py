@@ -1,7 +1,7 @@
-"""`python -m core.cli` runs the `llmpulse` command."""
+"""`python -m llmpulse.core.cli` runs the `llmpulse` command."""
 
 import sys
 
-from core.cli import main
+from llmpulse.core.cli import main
 
 sys.exit(main())

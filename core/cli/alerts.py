@@ -8,9 +8,9 @@ import getpass
 import os
 import time
 
-from core.alerts.engine import AlertEngine, AlertError
-from core.cli.common import CliError, context_from, open_store, print_json, render_table
-from core.durations import DurationError, format_duration, parse_duration
+from llmpulse.core.alerts.engine import AlertEngine, AlertError
+from llmpulse.core.cli.common import CliError, context_from, open_store, print_json, render_table
+from llmpulse.core.durations import DurationError, format_duration, parse_duration
 
 
 def default_actor() -> str:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from core.cli.common import CliError, context_from, open_store, print_json, render_table
-from core.enablement import apply_enablement
-from core.health import record_probe_results
-from core.probe import ProbeResult, probe_all
+from llmpulse.core.cli.common import CliError, context_from, open_store, print_json, render_table
+from llmpulse.core.enablement import apply_enablement
+from llmpulse.core.health import record_probe_results
+from llmpulse.core.probe import ProbeResult, probe_all
 
 EXIT_OK, EXIT_DEGRADED, EXIT_FAILED, EXIT_NOTHING = 0, 1, 2, 3
 GLYPH = {"healthy": "✓", "degraded": "▲", "failed": "✗", "unknown": "?"}

@@ -9,9 +9,9 @@ import json
 import sys
 from typing import Any, Iterable, Sequence
 
-from core.config import Context, load_context
-from core.redact import redact, register_secrets
-from core.store import Store
+from llmpulse.core.config import Context, load_context
+from llmpulse.core.redact import redact, register_secrets
+from llmpulse.core.store import Store
 
 
 class CliError(Exception):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from core.cli.common import context_from, open_store, print_json, render_table
-from core.failover import current_chain
-from core.usage.queries import fallback_pairs, total
+from llmpulse.core.cli.common import context_from, open_store, print_json, render_table
+from llmpulse.core.failover import current_chain
+from llmpulse.core.usage.queries import fallback_pairs, total
 
 WINDOWS = (("24h", 86400.0), ("7d", 7 * 86400.0))
 

@@ -6,9 +6,9 @@ import argparse
 import datetime as dt
 import time
 
-from core.cli.common import CliError, context_from, open_store, print_json, render_table
-from core.durations import format_duration
-from core.migration import MigrationError, MigrationStatus, SideStats, advance, find_config, migration_statuses
+from llmpulse.core.cli.common import CliError, context_from, open_store, print_json, render_table
+from llmpulse.core.durations import format_duration
+from llmpulse.core.migration import MigrationError, MigrationStatus, SideStats, advance, find_config, migration_statuses
 
 MIGRATION_USAGE = ("llmpulse migration [NAME] [--json]\n"
                    "       llmpulse migration advance NAME [--to PHASE]")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from core.catalog import Provider
-from core.cli.common import CliError, context_from, open_store, print_json, render_table
-from core.enablement import UnknownProviderError, enablement_overrides, set_enabled
+from llmpulse.core.catalog import Provider
+from llmpulse.core.cli.common import CliError, context_from, open_store, print_json, render_table
+from llmpulse.core.enablement import UnknownProviderError, enablement_overrides, set_enabled
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 
-from core.cli.common import CliError, context_from, eprint
+from llmpulse.core.cli.common import CliError, context_from, eprint
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _seconds(text: str) -> float:
-    from core.durations import parse_duration
+    from llmpulse.core.durations import parse_duration
     try:
         value = parse_duration(text) if not text.replace(".", "", 1).isdigit() else float(text)
     except ValueError as exc:
@@ -68,19 +68,19 @@ def _require_terminal() -> None:
 def watch_command(args: argparse.Namespace) -> int:
     ctx = context_from(args)
     _require_terminal()
-    from tui.app import run_dashboard
+    from llmpulse.tui.app import run_dashboard
     return run_dashboard(ctx, refresh=args.refresh, collect=not args.no_collect)
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    from core.demo import Demo
+    from llmpulse.core.demo import Demo
     if args.headless is None:
         _require_terminal()
     with Demo(db_path=args.db) as demo:
         ctx = demo.context()
         if args.headless is not None:
             return asyncio.run(demo.run_headless(args.headless))
-        from tui.app import run_dashboard
+        from llmpulse.tui.app import run_dashboard
         return run_dashboard(ctx, refresh=args.refresh, collect=True, background=demo.live_traffic)
 
 
@@ -92,8 +92,8 @@ def daemon_command(args: argparse.Namespace) -> int:
 
 
 async def run_daemon(ctx, *, once: bool = False, stop: asyncio.Event | None = None) -> int:
-    from core.collector import Collector
-    from core.store import Store
+    from llmpulse.core.collector import Collector
+    from llmpulse.core.store import Store
 
     log = logging.getLogger("llmpulse.daemon")
     stop = stop or asyncio.Event()

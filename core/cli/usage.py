@@ -8,14 +8,14 @@ import json
 import sys
 import time
 
-from core.cli.common import CliError, context_from, open_store, print_json, render_csv, render_table, usd
-from core.usage.budgets import budget_statuses
-from core.usage.queries import BY_CHOICES, breakdown, daily_by, hourly_totals, period_start, total
-from core.usage.pricing import price_table_version
-from core.usage.recorder import pricing_for
-from core.usage.savings import savings_report
-from core.usage.records import RecordError, content_hash, record_from_mapping
-from core.usage.rollup import ingest
+from llmpulse.core.cli.common import CliError, context_from, open_store, print_json, render_csv, render_table, usd
+from llmpulse.core.usage.budgets import budget_statuses
+from llmpulse.core.usage.queries import BY_CHOICES, breakdown, daily_by, hourly_totals, period_start, total
+from llmpulse.core.usage.pricing import price_table_version
+from llmpulse.core.usage.recorder import pricing_for
+from llmpulse.core.usage.savings import savings_report
+from llmpulse.core.usage.records import RecordError, content_hash, record_from_mapping
+from llmpulse.core.usage.rollup import ingest
 
 # Records per transaction on import. Large, because a batch is rolled up once: an export in random time
 # order spreads every batch over its whole range (measured, 200k lines over 20 days: 6.4 s at 5,000,
@@ -245,8 +245,8 @@ async def report_command(args: argparse.Namespace) -> int:
 
 
 async def reconcile_command(args: argparse.Namespace) -> int:
-    from core.enablement import apply_enablement
-    from core.usage.reconcile import billable, poll_billing, reconcile
+    from llmpulse.core.enablement import apply_enablement
+    from llmpulse.core.usage.reconcile import billable, poll_billing, reconcile
     ctx = context_from(args)
     now = time.time()
     store = await open_store(ctx)

@@ -1,3 +1,3 @@
 """Usage, cost and budgets: records in, priced at ingest, rolled up as they arrive, queried from roll-ups."""
 
-from core.usage.queries import breakdown, daily_by  # noqa: F401  (core.migration reads traffic through these)
+from llmpulse.core.usage.queries import breakdown, daily_by  # noqa: F401  (llmpulse.core.migration reads traffic through these)

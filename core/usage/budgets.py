@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.store import Store
-from core.usage.config import BudgetConfig, UsageConfig
-from core.usage.queries import period_end, period_start, total
+from llmpulse.core.store import Store
+from llmpulse.core.usage.config import BudgetConfig, UsageConfig
+from llmpulse.core.usage.queries import period_end, period_start, total
 
 MIN_ELAPSED_S = 3600.0     # burn rate over less than an hour of a period is noise: use at least an hour
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from core.validate import Section
+from llmpulse.core.validate import Section
 
 SCOPE_KINDS = ("provider", "model", "department", "agent", "user", "task_type")
 PERIODS = ("day", "week", "month")

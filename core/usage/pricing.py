@@ -16,7 +16,7 @@ from genai_prices import Usage, calc_price
 from genai_prices.data_snapshot import get_snapshot
 from genai_prices.types import ModelPrice, TieredPrices
 
-from core.usage.config import PriceConfig
+from llmpulse.core.usage.config import PriceConfig
 
 # Our provider ids that genai-prices spells differently.
 PRICE_PROVIDER = {"gemini": "google", "moonshot": "moonshotai", "xai": "x-ai"}

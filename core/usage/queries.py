@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 from zoneinfo import ZoneInfo
 
-from core.store import Store
-from core.usage.pricing import price_table_version
-from core.usage.rollup import BUCKETS, DIMS, GRAINS, LATENCY_BOUNDS_MS, MINUTE_KEEP_S
+from llmpulse.core.store import Store
+from llmpulse.core.usage.pricing import price_table_version
+from llmpulse.core.usage.rollup import BUCKETS, DIMS, GRAINS, LATENCY_BOUNDS_MS, MINUTE_KEEP_S
 BY_CHOICES = ("provider", "model", "department", "agent", "user", "task_type", "provider_model")
 HIST = ", ".join(f"SUM(l{i})" for i in range(BUCKETS))
 

@@ -17,11 +17,11 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from core.catalog import Provider
-from core.probe import auth_headers, error_message
-from core.redact import redact
-from core.store import Store
-from core.usage.queries import breakdown, period_start
+from llmpulse.core.catalog import Provider
+from llmpulse.core.probe import auth_headers, error_message
+from llmpulse.core.redact import redact
+from llmpulse.core.store import Store
+from llmpulse.core.usage.queries import breakdown, period_start
 
 RECONCILE_INTERVAL_S = 15 * 60.0
 TIMEOUT_S = 20.0

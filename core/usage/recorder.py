@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from core.clock import SYSTEM_CLOCK, Clock
-from core.store import Store
-from core.usage.pricing import Pricing, linear_cost
-from core.usage.records import FAST_KEYS, attrs_of, fast_numbers, record_from_mapping
-from core.usage.rollup import MINUTE_KEEP_S, AttrRefs, IngestResult, MinuteSums, ingest_rows, record_row
+from llmpulse.core.clock import SYSTEM_CLOCK, Clock
+from llmpulse.core.store import Store
+from llmpulse.core.usage.pricing import Pricing, linear_cost
+from llmpulse.core.usage.records import FAST_KEYS, attrs_of, fast_numbers, record_from_mapping
+from llmpulse.core.usage.rollup import MINUTE_KEEP_S, AttrRefs, IngestResult, MinuteSums, ingest_rows, record_row
 
 
 def pricing_for(ctx: Any) -> Pricing:

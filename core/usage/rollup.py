@@ -19,9 +19,9 @@ from itertools import chain
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from core.store import Store
-from core.usage.pricing import Pricing
-from core.usage.records import ATTR_FIELDS, CALL_COLUMNS, UsageRecord, attrs_of, call_row
+from llmpulse.core.store import Store
+from llmpulse.core.usage.pricing import Pricing
+from llmpulse.core.usage.records import ATTR_FIELDS, CALL_COLUMNS, UsageRecord, attrs_of, call_row
 
 LATENCY_BOUNDS_MS = (50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000, 20000, 30000)
 BUCKETS = len(LATENCY_BOUNDS_MS) + 1

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.store import Store
-from core.usage.pricing import Pricing
-from core.usage.queries import GroupRow, breakdown
+from llmpulse.core.store import Store
+from llmpulse.core.usage.pricing import Pricing
+from llmpulse.core.usage.queries import GroupRow, breakdown
 
 MIN_SAVING = 0.3          # suggest a cheaper model only when it saves at least this share
 MIN_COST_USD = 0.01       # ...and the model cost at least this much in the range

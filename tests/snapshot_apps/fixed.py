@@ -7,8 +7,8 @@ import asyncio
 from datetime import timezone
 from types import SimpleNamespace as NS
 
-from core.clock import ManualClock
-from tui.app import PulseApp
+from llmpulse.core.clock import ManualClock
+from llmpulse.tui.app import PulseApp
 
 NOW = 1_768_471_200.0   # 2026-01-15T10:00:00Z
 

@@ -1,10 +1,10 @@
 """The four dashboard panels, one file each; every panel builds its table once and fills it per Snapshot."""
 
-from tui.panels.alerts import AlertsPanel
-from tui.panels.base import Panel, View
-from tui.panels.costs import CostsPanel
-from tui.panels.migration import MigrationPanel
-from tui.panels.providers import ProvidersPanel
+from llmpulse.tui.panels.alerts import AlertsPanel
+from llmpulse.tui.panels.base import Panel, View
+from llmpulse.tui.panels.costs import CostsPanel
+from llmpulse.tui.panels.migration import MigrationPanel
+from llmpulse.tui.panels.providers import ProvidersPanel
 
 PANELS: tuple[type[Panel], ...] = (ProvidersPanel, CostsPanel, AlertsPanel, MigrationPanel)
 

@@ -12,8 +12,8 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable
 
-from tui.table_sync import Row, selected_key, sync_rows
-from tui.widgets import PanelTable
+from llmpulse.tui.table_sync import Row, selected_key, sync_rows
+from llmpulse.tui.widgets import PanelTable
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from typing import Any
 
 from rich.text import Text
 
-from tui import format as fmt
-from tui.panels.base import Panel, View
-from tui.table_sync import Row
+from llmpulse.tui import format as fmt
+from llmpulse.tui.panels.base import Panel, View
+from llmpulse.tui.table_sync import Row
 
 
 class CostsPanel(Panel):

@@ -8,8 +8,8 @@ from typing import Any
 
 from textual.screen import Screen
 
-from tui.header import HeaderLine
-from tui.panels.base import View
+from llmpulse.tui.header import HeaderLine
+from llmpulse.tui.panels.base import View
 
 
 class LiveScreen(Screen):

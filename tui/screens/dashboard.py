@@ -9,9 +9,9 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Input
 
-from tui.header import HeaderLine
-from tui.screens.base import LiveScreen
-from tui.panels import PANELS, AlertsPanel, Panel, View
+from llmpulse.tui.header import HeaderLine
+from llmpulse.tui.screens.base import LiveScreen
+from llmpulse.tui.panels import PANELS, AlertsPanel, Panel, View
 
 
 LAYOUT_ORDER = (1, 2, 4, 3)

@@ -9,7 +9,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from tui.widgets import PanelTable
+from llmpulse.tui.widgets import PanelTable
 
 INTRO = (
     "llmpulse shows provider health, cost against budgets, alerts and migrations, live. "
@@ -24,10 +24,10 @@ def _key(binding: Binding, app) -> str:
 
 
 def help_text(app) -> Text:
-    from tui.screens.alert import AlertScreen
-    from tui.screens.costs import CostsScreen
-    from tui.screens.dashboard import DashboardScreen, FilterInput
-    from tui.screens.provider import ProviderScreen
+    from llmpulse.tui.screens.alert import AlertScreen
+    from llmpulse.tui.screens.costs import CostsScreen
+    from llmpulse.tui.screens.dashboard import DashboardScreen, FilterInput
+    from llmpulse.tui.screens.provider import ProviderScreen
 
     sections = [
         ("Everywhere", app.BINDINGS),

@@ -11,10 +11,10 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
-from tui import format as fmt
-from tui.header import HeaderLine
-from tui.screens.base import LiveScreen
-from tui.panels.base import View
+from llmpulse.tui import format as fmt
+from llmpulse.tui.header import HeaderLine
+from llmpulse.tui.screens.base import LiveScreen
+from llmpulse.tui.panels.base import View
 
 
 def _field(obj: Any, name: str) -> Any:

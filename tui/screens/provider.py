@@ -12,12 +12,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Sparkline, Static
 
-from tui import format as fmt
-from tui.panels.base import View
-from tui.table_sync import sync_rows
-from tui.header import HeaderLine
-from tui.screens.base import LiveScreen
-from tui.widgets import PanelTable
+from llmpulse.tui import format as fmt
+from llmpulse.tui.panels.base import View
+from llmpulse.tui.table_sync import sync_rows
+from llmpulse.tui.header import HeaderLine
+from llmpulse.tui.screens.base import LiveScreen
+from llmpulse.tui.widgets import PanelTable
 
 
 def summary_text(h: Any, view: View) -> Text:

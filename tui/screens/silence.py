@@ -10,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
-from core.durations import DurationError, format_duration, parse_duration
+from llmpulse.core.durations import DurationError, format_duration, parse_duration
 
 CHOICES = ("15m", "1h", "4h", "1d")
 
