@@ -20,12 +20,12 @@ from dataclasses import replace
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import psutil  # noqa: E402
+import psutil
 
-from llmpulse.core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers  # noqa: E402
-from llmpulse.core.config import ProbeSettings  # noqa: E402
-from llmpulse.core.fleet import FakeProvider, Fleet  # noqa: E402
-from llmpulse.core.probe import make_client, probe_all, probe_provider  # noqa: E402
+from llmpulse.core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers
+from llmpulse.core.config import ProbeSettings
+from llmpulse.core.fleet import FakeProvider, Fleet
+from llmpulse.core.probe import make_client, probe_all, probe_provider
 
 KEY = "sk-bench-0000000000000000"
 
@@ -40,7 +40,7 @@ def serve_fleet(n: int, delay: float, conn) -> None:
     """The fake providers in a process of their own, so their CPU is not charged to the probes' GIL."""
     with Fleet([FakeProvider(f"p{i}", key=KEY, delay=delay) for i in range(n)]) as fleet:
         conn.send(fleet.root_url)
-        conn.recv()          # until the benchmark is done
+        conn.recv()  # until the benchmark is done
 
 
 async def sequential(providers, settings) -> float:
@@ -69,7 +69,7 @@ def main() -> int:
     server.start()
     try:
         providers = providers_on(parent.recv(), args.providers)
-        asyncio.run(concurrent(providers[:5], settings))            # warm imports and the fleet
+        asyncio.run(concurrent(providers[:5], settings))  # warm imports and the fleet
         gc.collect()
         rss_before = proc.memory_info().rss
         wall, results = asyncio.run(concurrent(providers, settings))

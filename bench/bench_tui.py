@@ -22,20 +22,51 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 KEY = "sk-bench-0000000000000000000000"
-KINDS = ["openai", "azure", "anthropic", "gemini", "together", "openrouter", "moonshot", "deepseek", "xai",
-         "mistral", "groq", "ollama", "localai"]
-KEY_ENVS = {"openai": "OPENAI_API_KEY", "azure": "AZURE_OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY",
-            "gemini": "GOOGLE_API_KEY", "together": "TOGETHER_API_KEY", "openrouter": "OPENROUTER_API_KEY",
-            "moonshot": "MOONSHOT_API_KEY", "deepseek": "DEEPSEEK_API_KEY", "xai": "XAI_API_KEY",
-            "mistral": "MISTRAL_API_KEY", "groq": "GROQ_API_KEY"}
-MODELS = ["gpt-4o", "gpt-4.1", "gpt-4o-mini", "claude-sonnet-4-5", "claude-haiku-4-5", "deepseek-chat",
-          "mistral-small-latest", "llama-3.3-70b-versatile"]
+KINDS = [
+    "openai",
+    "azure",
+    "anthropic",
+    "gemini",
+    "together",
+    "openrouter",
+    "moonshot",
+    "deepseek",
+    "xai",
+    "mistral",
+    "groq",
+    "ollama",
+    "localai",
+]
+KEY_ENVS = {
+    "openai": "OPENAI_API_KEY",
+    "azure": "AZURE_OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GOOGLE_API_KEY",
+    "together": "TOGETHER_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+    "moonshot": "MOONSHOT_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "xai": "XAI_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+    "groq": "GROQ_API_KEY",
+}
+MODELS = [
+    "gpt-4o",
+    "gpt-4.1",
+    "gpt-4o-mini",
+    "claude-sonnet-4-5",
+    "claude-haiku-4-5",
+    "deepseek-chat",
+    "mistral-small-latest",
+    "llama-3.3-70b-versatile",
+]
 
 
 # -- the database ------------------------------------------------------------------------------------
@@ -53,13 +84,22 @@ def build_db(path: Path, n: int) -> dict:
         started = time.perf_counter()
         batch: list[UsageRecord] = []
         for i in range(n):
-            batch.append(UsageRecord(ts=now - rng.random() * 30 * 86400, provider=rng.choice(KINDS),
-                                     model=rng.choice(MODELS), input_tokens=rng.randint(100, 4000),
-                                     output_tokens=rng.randint(10, 800), latency_ms=rng.uniform(80, 4000),
-                                     status="error" if rng.random() < 0.02 else "ok",
-                                     department=rng.choice(["Eng", "Support", "Research", "Sales"]),
-                                     agent=f"agent-{rng.randint(1, 20)}", user=f"user-{rng.randint(1, 50)}",
-                                     task_type=rng.choice(["chat", "summarize", "classify"]), request_id=f"b{i}"))
+            batch.append(
+                UsageRecord(
+                    ts=now - rng.random() * 30 * 86400,
+                    provider=rng.choice(KINDS),
+                    model=rng.choice(MODELS),
+                    input_tokens=rng.randint(100, 4000),
+                    output_tokens=rng.randint(10, 800),
+                    latency_ms=rng.uniform(80, 4000),
+                    status="error" if rng.random() < 0.02 else "ok",
+                    department=rng.choice(["Eng", "Support", "Research", "Sales"]),
+                    agent=f"agent-{rng.randint(1, 20)}",
+                    user=f"user-{rng.randint(1, 50)}",
+                    task_type=rng.choice(["chat", "summarize", "classify"]),
+                    request_id=f"b{i}",
+                )
+            )
             if len(batch) == 20000:
                 await ingest(store, batch, pricing)
                 batch = []
@@ -71,8 +111,9 @@ def build_db(path: Path, n: int) -> dict:
         rows = await store.fetchall("SELECT * FROM usage_records LIMIT 200000")
         started = time.perf_counter()
         async with store.transaction() as conn:
-            await conn.executemany(f"INSERT INTO bench_raw VALUES ({', '.join('?' for _ in rows[0])})",
-                                   [tuple(r) for r in rows])
+            await conn.executemany(
+                f"INSERT INTO bench_raw VALUES ({', '.join('?' for _ in rows[0])})", [tuple(r) for r in rows]
+            )
         raw_s = (time.perf_counter() - started) * n / len(rows)
         await store.execute("DROP TABLE bench_raw")
         await store.close()
@@ -83,6 +124,7 @@ def build_db(path: Path, n: int) -> dict:
 
 async def count_records(path: Path) -> int:
     from llmpulse.core.store import Store
+
     store = await Store.open(path)
     try:
         return (await store.fetchone("SELECT COUNT(*) FROM usage_records"))[0]
@@ -91,10 +133,12 @@ async def count_records(path: Path) -> int:
 
 
 async def query_times(ctx) -> dict:
+    from zoneinfo import ZoneInfo
+
     from llmpulse.core.snapshot import build_snapshot
     from llmpulse.core.store import Store
     from llmpulse.core.usage.queries import period_start
-    from zoneinfo import ZoneInfo
+
     store = await Store.open(ctx.db_path)
     try:
         now = time.time()
@@ -105,8 +149,9 @@ async def query_times(ctx) -> dict:
         snap_ms = (time.perf_counter() - started) / 5 * 1000
         month = period_start(now, "month", ZoneInfo("UTC"))
         started = time.perf_counter()
-        await store.fetchall("SELECT provider, COUNT(*), SUM(cost_usd) FROM usage_records WHERE ts >= ? "
-                             "GROUP BY provider", (month,))
+        await store.fetchall(
+            "SELECT provider, COUNT(*), SUM(cost_usd) FROM usage_records WHERE ts >= ? GROUP BY provider", (month,)
+        )
         scan_ms = (time.perf_counter() - started) * 1000
     finally:
         await store.close()
@@ -123,6 +168,7 @@ def phase(kind: str, config: str, db: str, idle: float) -> dict:
     result: dict = {}
 
     if kind == "baseline":
+
         class Bare(App):
             def compose(self):
                 yield DataTable()
@@ -132,6 +178,7 @@ def phase(kind: str, config: str, db: str, idle: float) -> dict:
                 table.add_columns("a", "b")
                 table.add_row("1", "firing", key="1")
                 self.set_interval(1.0, lambda: table.update_cell("1", table.ordered_columns[1].key, "tick"))
+
         app = Bare()
         ready = lambda: app.query_one(DataTable).row_count == 1  # noqa: E731
 
@@ -150,13 +197,12 @@ def phase(kind: str, config: str, db: str, idle: float) -> dict:
                 times.append((time.perf_counter() - started) * 1000)
             return sorted(times)[len(times) // 2]
     else:
-        from datetime import timezone
         from llmpulse.core.config import load_context
         from llmpulse.tui.app import PulseApp
         from llmpulse.tui.core_backend import CoreBackend
+
         ctx = load_context(config_path=config, db_path=db, environ={**os.environ})
-        app = PulseApp(CoreBackend(ctx), tz=timezone.utc, actor="bench", refresh=1.0, collect=True,
-                       watch_terminal=False)
+        app = PulseApp(CoreBackend(ctx), tz=UTC, actor="bench", refresh=1.0, collect=True, watch_terminal=False)
         ready = lambda: app.polls >= 1  # noqa: E731
 
         async def act(pilot):
@@ -165,11 +211,14 @@ def phase(kind: str, config: str, db: str, idle: float) -> dict:
             table = app.dashboard.panels[3].table
             times = []
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and len(table.ordered_rows) < 5:   # the first round's alerts
+            while time.monotonic() < deadline and len(table.ordered_rows) < 5:  # the first round's alerts
                 await pilot.pause(0.1)
             for _ in range(5):
-                firing = [r.key.value for r in table.ordered_rows
-                          if table.get_cell(r.key.value, "state").plain.startswith("firing")]
+                firing = [
+                    r.key.value
+                    for r in table.ordered_rows
+                    if table.get_cell(r.key.value, "state").plain.startswith("firing")
+                ]
                 if not firing:
                     break
                 table.move_cursor(row=table.get_row_index(firing[0]))
@@ -204,8 +253,13 @@ def phase(kind: str, config: str, db: str, idle: float) -> dict:
 
 
 def run_phase(kind: str, config: str, db: str, idle: float, env: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--phase", kind, "--config", config, "--db", db,
-                          "--idle", str(idle)], capture_output=True, text=True, env=env, timeout=idle + 180)
+    out = subprocess.run(
+        [sys.executable, __file__, "--phase", kind, "--config", config, "--db", db, "--idle", str(idle)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=idle + 180,
+    )
     if out.returncode != 0:
         raise SystemExit(f"{kind} phase failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -222,7 +276,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.phase:
         import faulthandler
-        faulthandler.dump_traceback_later(args.idle + 120, exit=True)   # a hang shows where, not just a timeout
+
+        faulthandler.dump_traceback_later(args.idle + 120, exit=True)  # a hang shows where, not just a timeout
         print(json.dumps(phase(args.phase, args.config, args.db, args.idle)))
         return 0
 
@@ -237,20 +292,26 @@ def main() -> int:
         print(f"building {db} with {args.records:,} usage records ...", flush=True)
         built = build_db(db, args.records)
 
-    from llmpulse.core.fleet import FakeProvider, Fleet
     from llmpulse.core.config import load_context
+    from llmpulse.core.fleet import FakeProvider, Fleet
 
     # Five providers with a bad key: five real critical alerts for the ack measurement.
     bad = {"deepseek", "groq", "mistral", "xai", "together"}
-    with Fleet([FakeProvider(k, kind=k, key=KEY if k in KEY_ENVS else None, delay=0.05,
-                             behaviour="bad_key" if k in bad else "ok") for k in KINDS]) as fleet:
+    with Fleet(
+        [
+            FakeProvider(
+                k, kind=k, key=KEY if k in KEY_ENVS else None, delay=0.05, behaviour="bad_key" if k in bad else "ok"
+            )
+            for k in KINDS
+        ]
+    ) as fleet:
         workdir = Path(tempfile.mkdtemp(prefix="llmpulse-bench-"))
         config = workdir / "llmpulse.toml"
-        lines = ['[probe]', 'interval = "30s"', '[[budgets]]', 'scope = "total"', 'limit_usd = 50000']
+        lines = ["[probe]", 'interval = "30s"', "[[budgets]]", 'scope = "total"', "limit_usd = 50000"]
         for k in KINDS:
             lines += [f"[providers.{k}]", f'base_url = "{fleet.base_url(k)}"']
         config.write_text("\n".join(lines) + "\n")
-        env = {**os.environ, **{v: KEY for v in KEY_ENVS.values()}, "AZURE_OPENAI_ENDPOINT": fleet.base_url("azure")}
+        env = {**os.environ, **dict.fromkeys(KEY_ENVS.values(), KEY), "AZURE_OPENAI_ENDPOINT": fleet.base_url("azure")}
         ctx = load_context(config_path=str(config), db_path=str(db), environ=env)
 
         # A reused database keeps the last run's (acknowledged) alerts: start each run with none open.
@@ -264,19 +325,32 @@ def main() -> int:
     records = asyncio.run(count_records(db))
     print(f"database: {records:,} usage records, 13 providers (fake, on 127.0.0.1, 50 ms each)")
     if built:
-        print(f"ingest of {args.records:,} records with pricing and roll-ups: {built['ingest_s']:.1f} s "
-              f"({args.records / built['ingest_s']:,.0f}/s); plain insert baseline {built['raw_insert_s']:.1f} s "
-              f"(ratio {built['ingest_s'] / built['raw_insert_s']:.1f}x)")
-    print(f"snapshot (everything the dashboard shows): {queries['snapshot_ms']:.1f} ms; one raw-records scan "
-          f"for this month's cost by provider: {queries['raw_scan_ms']:.1f} ms "
-          f"(snapshot is {queries['raw_scan_ms'] / queries['snapshot_ms']:.1f}x faster than one scan)")
+        print(
+            f"ingest of {args.records:,} records with pricing and roll-ups: {built['ingest_s']:.1f} s "
+            f"({args.records / built['ingest_s']:,.0f}/s); plain insert baseline {built['raw_insert_s']:.1f} s "
+            f"(ratio {built['ingest_s'] / built['raw_insert_s']:.1f}x)"
+        )
+    print(
+        f"snapshot (everything the dashboard shows): {queries['snapshot_ms']:.1f} ms; one raw-records scan "
+        f"for this month's cost by provider: {queries['raw_scan_ms']:.1f} ms "
+        f"(snapshot is {queries['raw_scan_ms'] / queries['snapshot_ms']:.1f}x faster than one scan)"
+    )
 
     def line(name, value, unit, target, baseline, ok):
-        print(f"{name}: {value:.2f} {unit} (target < {target} {unit}) {'OK' if ok else 'MISSED'}; "
-              f"bare Textual app: {baseline:.2f} {unit}; ratio {value / baseline if baseline else float('inf'):.1f}x")
+        print(
+            f"{name}: {value:.2f} {unit} (target < {target} {unit}) {'OK' if ok else 'MISSED'}; "
+            f"bare Textual app: {baseline:.2f} {unit}; ratio {value / baseline if baseline else float('inf'):.1f}x"
+        )
+
     checks = [
-        ("idle CPU, 1 s refresh, collector every 30 s", live["idle_cpu_pct"], "% of a core", 3, base["idle_cpu_pct"],
-         live["idle_cpu_pct"] < 3),
+        (
+            "idle CPU, 1 s refresh, collector every 30 s",
+            live["idle_cpu_pct"],
+            "% of a core",
+            3,
+            base["idle_cpu_pct"],
+            live["idle_cpu_pct"] < 3,
+        ),
         ("resident memory", live["rss_mb"], "MB", 120, base["rss_mb"], live["rss_mb"] < 120),
         ("first paint", live["first_paint_s"], "s", 1.5, base["first_paint_s"], live["first_paint_s"] < 1.5),
         ("press a -> row says acked", live["act_ms"], "ms", 100, base["act_ms"], live["act_ms"] < 100),

@@ -6,16 +6,28 @@ config and environment (base URL, the key if any, enabled, priority).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 # How the key is sent. Gemini's key goes in a header, never `?key=`: URLs end up in logs.
 AUTH_STYLES = ("bearer", "x-api-key", "x-goog-api-key", "api-key", "none")
 
 # Probe kinds: which endpoint proves key + service for free, and which JSON shape a 2xx must have.
 KINDS = (
-    "openai", "azure", "anthropic", "gemini", "together", "openrouter", "moonshot", "deepseek",
-    "xai", "mistral", "groq", "ollama", "localai", "openai-compatible",
+    "openai",
+    "azure",
+    "anthropic",
+    "gemini",
+    "together",
+    "openrouter",
+    "moonshot",
+    "deepseek",
+    "xai",
+    "mistral",
+    "groq",
+    "ollama",
+    "localai",
+    "openai-compatible",
 )
 
 
@@ -27,49 +39,173 @@ class ProviderSpec:
     base_url: str
     auth: str
     probe_path: str
-    key_envs: tuple[str, ...] = ()          # first one set wins
-    base_url_envs: tuple[str, ...] = ()     # the variable the provider's own SDK reads
-    admin_key_envs: tuple[str, ...] = ()    # billing/usage APIs (reconcile)
-    local: bool = False                     # costs nothing, needs no key
-    priority: int = 50                      # failover order, lower first
+    key_envs: tuple[str, ...] = ()  # first one set wins
+    base_url_envs: tuple[str, ...] = ()  # the variable the provider's own SDK reads
+    admin_key_envs: tuple[str, ...] = ()  # billing/usage APIs (reconcile)
+    local: bool = False  # costs nothing, needs no key
+    priority: int = 50  # failover order, lower first
     enabled: bool = True
-    price_provider: str | None = None       # genai-prices provider id
-    api_version: str | None = None          # Azure only
-    timeout: float | None = None            # per-provider probe timeout; None: [probe] timeout
+    price_provider: str | None = None  # genai-prices provider id
+    api_version: str | None = None  # Azure only
+    timeout: float | None = None  # per-provider probe timeout; None: [probe] timeout
 
 
 CATALOG: tuple[ProviderSpec, ...] = (
-    ProviderSpec("openai", "OpenAI", "openai", "https://api.openai.com/v1", "bearer", "/models",
-                 ("OPENAI_API_KEY",), ("OPENAI_BASE_URL",), ("OPENAI_ADMIN_KEY",),
-                 priority=20, price_provider="openai"),
-    ProviderSpec("azure", "Azure OpenAI", "azure", "", "api-key", "/openai/models",
-                 ("AZURE_OPENAI_API_KEY",), ("AZURE_OPENAI_ENDPOINT",),
-                 priority=22, price_provider="azure", api_version="2024-10-21"),
-    ProviderSpec("anthropic", "Anthropic", "anthropic", "https://api.anthropic.com", "x-api-key",
-                 "/v1/models", ("ANTHROPIC_API_KEY",), ("ANTHROPIC_BASE_URL",),
-                 ("ANTHROPIC_ADMIN_KEY",), priority=21, price_provider="anthropic"),
-    ProviderSpec("gemini", "Google Gemini", "gemini", "https://generativelanguage.googleapis.com/v1beta",
-                 "x-goog-api-key", "/models", ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
-                 priority=23, price_provider="google"),
-    ProviderSpec("together", "Together", "together", "https://api.together.xyz/v1", "bearer", "/models",
-                 ("TOGETHER_API_KEY",), ("TOGETHER_BASE_URL",), priority=30, price_provider="together"),
-    ProviderSpec("openrouter", "OpenRouter", "openrouter", "https://openrouter.ai/api/v1", "bearer", "/key",
-                 ("OPENROUTER_API_KEY",), (), ("OPENROUTER_MANAGEMENT_KEY",),
-                 priority=31, price_provider="openrouter"),
-    ProviderSpec("moonshot", "Moonshot", "moonshot", "https://api.moonshot.ai/v1", "bearer",
-                 "/users/me/balance", ("MOONSHOT_API_KEY",), priority=36, price_provider="moonshotai"),
-    ProviderSpec("deepseek", "DeepSeek", "deepseek", "https://api.deepseek.com", "bearer", "/user/balance",
-                 ("DEEPSEEK_API_KEY",), priority=32, price_provider="deepseek"),
-    ProviderSpec("xai", "xAI", "xai", "https://api.x.ai/v1", "bearer", "/api-key",
-                 ("XAI_API_KEY",), priority=35, price_provider="x-ai"),
-    ProviderSpec("mistral", "Mistral", "mistral", "https://api.mistral.ai/v1", "bearer", "/models",
-                 ("MISTRAL_API_KEY",), priority=34, price_provider="mistral"),
-    ProviderSpec("groq", "Groq", "groq", "https://api.groq.com/openai/v1", "bearer", "/models",
-                 ("GROQ_API_KEY",), ("GROQ_BASE_URL",), priority=33, price_provider="groq"),
-    ProviderSpec("ollama", "Ollama", "ollama", "http://127.0.0.1:11434", "none", "/api/version",
-                 (), ("OLLAMA_HOST",), local=True, priority=10),
-    ProviderSpec("localai", "LocalAI", "localai", "http://127.0.0.1:8080", "none", "/readyz",
-                 ("LOCALAI_API_KEY",), ("LOCALAI_BASE_URL",), local=True, priority=11),
+    ProviderSpec(
+        "openai",
+        "OpenAI",
+        "openai",
+        "https://api.openai.com/v1",
+        "bearer",
+        "/models",
+        ("OPENAI_API_KEY",),
+        ("OPENAI_BASE_URL",),
+        ("OPENAI_ADMIN_KEY",),
+        priority=20,
+        price_provider="openai",
+    ),
+    ProviderSpec(
+        "azure",
+        "Azure OpenAI",
+        "azure",
+        "",
+        "api-key",
+        "/openai/models",
+        ("AZURE_OPENAI_API_KEY",),
+        ("AZURE_OPENAI_ENDPOINT",),
+        priority=22,
+        price_provider="azure",
+        api_version="2024-10-21",
+    ),
+    ProviderSpec(
+        "anthropic",
+        "Anthropic",
+        "anthropic",
+        "https://api.anthropic.com",
+        "x-api-key",
+        "/v1/models",
+        ("ANTHROPIC_API_KEY",),
+        ("ANTHROPIC_BASE_URL",),
+        ("ANTHROPIC_ADMIN_KEY",),
+        priority=21,
+        price_provider="anthropic",
+    ),
+    ProviderSpec(
+        "gemini",
+        "Google Gemini",
+        "gemini",
+        "https://generativelanguage.googleapis.com/v1beta",
+        "x-goog-api-key",
+        "/models",
+        ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
+        priority=23,
+        price_provider="google",
+    ),
+    ProviderSpec(
+        "together",
+        "Together",
+        "together",
+        "https://api.together.xyz/v1",
+        "bearer",
+        "/models",
+        ("TOGETHER_API_KEY",),
+        ("TOGETHER_BASE_URL",),
+        priority=30,
+        price_provider="together",
+    ),
+    ProviderSpec(
+        "openrouter",
+        "OpenRouter",
+        "openrouter",
+        "https://openrouter.ai/api/v1",
+        "bearer",
+        "/key",
+        ("OPENROUTER_API_KEY",),
+        (),
+        ("OPENROUTER_MANAGEMENT_KEY",),
+        priority=31,
+        price_provider="openrouter",
+    ),
+    ProviderSpec(
+        "moonshot",
+        "Moonshot",
+        "moonshot",
+        "https://api.moonshot.ai/v1",
+        "bearer",
+        "/users/me/balance",
+        ("MOONSHOT_API_KEY",),
+        priority=36,
+        price_provider="moonshotai",
+    ),
+    ProviderSpec(
+        "deepseek",
+        "DeepSeek",
+        "deepseek",
+        "https://api.deepseek.com",
+        "bearer",
+        "/user/balance",
+        ("DEEPSEEK_API_KEY",),
+        priority=32,
+        price_provider="deepseek",
+    ),
+    ProviderSpec(
+        "xai",
+        "xAI",
+        "xai",
+        "https://api.x.ai/v1",
+        "bearer",
+        "/api-key",
+        ("XAI_API_KEY",),
+        priority=35,
+        price_provider="x-ai",
+    ),
+    ProviderSpec(
+        "mistral",
+        "Mistral",
+        "mistral",
+        "https://api.mistral.ai/v1",
+        "bearer",
+        "/models",
+        ("MISTRAL_API_KEY",),
+        priority=34,
+        price_provider="mistral",
+    ),
+    ProviderSpec(
+        "groq",
+        "Groq",
+        "groq",
+        "https://api.groq.com/openai/v1",
+        "bearer",
+        "/models",
+        ("GROQ_API_KEY",),
+        ("GROQ_BASE_URL",),
+        priority=33,
+        price_provider="groq",
+    ),
+    ProviderSpec(
+        "ollama",
+        "Ollama",
+        "ollama",
+        "http://127.0.0.1:11434",
+        "none",
+        "/api/version",
+        (),
+        ("OLLAMA_HOST",),
+        local=True,
+        priority=10,
+    ),
+    ProviderSpec(
+        "localai",
+        "LocalAI",
+        "localai",
+        "http://127.0.0.1:8080",
+        "none",
+        "/readyz",
+        ("LOCALAI_API_KEY",),
+        ("LOCALAI_BASE_URL",),
+        local=True,
+        priority=11,
+    ),
 )
 
 CATALOG_BY_ID: dict[str, ProviderSpec] = {spec.id: spec for spec in CATALOG}
@@ -111,9 +247,9 @@ class Provider:
     spec: ProviderSpec
     base_url: str
     api_key: Secret | None
-    key_env: str | None           # which variable held (or would hold) the key; shown instead of the key
+    key_env: str | None  # which variable held (or would hold) the key; shown instead of the key
     admin_key: Secret | None = None
-    explicit: bool = False        # named in config, or its SDK's base-URL variable is set
+    explicit: bool = False  # named in config, or its SDK's base-URL variable is set
     enabled: bool = True
     priority: int = 50
 
@@ -158,8 +294,9 @@ class ProviderOverride:
     admin_key_env: str | None = None
 
 
-def resolve_providers(specs: Mapping[str, ProviderSpec], env: Mapping[str, str],
-                      overrides: Mapping[str, ProviderOverride] | None = None) -> list[Provider]:
+def resolve_providers(
+    specs: Mapping[str, ProviderSpec], env: Mapping[str, str], overrides: Mapping[str, ProviderOverride] | None = None
+) -> list[Provider]:
     """Turn specs into providers, reading keys and base URLs from `env`, ordered by priority.
 
     Base URL precedence: the config file's `base_url`, then the variable the provider's own SDK reads
@@ -187,8 +324,17 @@ def resolve_providers(specs: Mapping[str, ProviderSpec], env: Mapping[str, str],
                 break
         admin_names = (override.admin_key_env,) if override and override.admin_key_env else spec.admin_key_envs
         admin_key = next((Secret(env[v]) for v in admin_names if env.get(v)), None)
-        out.append(Provider(spec=spec, base_url=normalise_base_url(base_url), api_key=api_key,
-                            key_env=key_env, admin_key=admin_key, explicit=explicit,
-                            enabled=spec.enabled, priority=spec.priority))
+        out.append(
+            Provider(
+                spec=spec,
+                base_url=normalise_base_url(base_url),
+                api_key=api_key,
+                key_env=key_env,
+                admin_key=admin_key,
+                explicit=explicit,
+                enabled=spec.enabled,
+                priority=spec.priority,
+            )
+        )
     out.sort(key=lambda p: (p.priority, p.id))
     return out

@@ -13,12 +13,13 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any
 
+from llmpulse.core.alerts.baseline import load_latency_baselines, record_latency_samples
 from llmpulse.core.alerts.engine import AlertEngine, prune_alert_notices
 from llmpulse.core.alerts.notify import Notifier
-from llmpulse.core.alerts.baseline import load_latency_baselines, record_latency_samples
 from llmpulse.core.alerts.rules import RuleInputs, covered_rules, evaluate_rules
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.config import Context
@@ -30,15 +31,15 @@ from llmpulse.core.probe import ProbeResult, probe_all
 from llmpulse.core.redact import redact
 from llmpulse.core.store import Store
 from llmpulse.core.usage.budgets import budget_statuses
-from llmpulse.core.usage.queries import prune_usage, provider_request_stats, unknown_price_models
+from llmpulse.core.usage.queries import provider_request_stats, prune_usage, unknown_price_models
 from llmpulse.core.usage.reconcile import RECONCILE_INTERVAL_S, billable, poll_billing
 
 log = logging.getLogger("llmpulse.collector")
 
 PRUNE_EVERY_S = 3600.0
 PROBE_KEEP_S = 7 * 86400.0
-NOTICE_KEEP_S = 30 * 86400.0     # sent notices and finished deliveries (alerts and transitions stay)
-DRAIN_S = 5.0                    # on stop, how long deliveries in flight may still take
+NOTICE_KEEP_S = 30 * 86400.0  # sent notices and finished deliveries (alerts and transitions stay)
+DRAIN_S = 5.0  # on stop, how long deliveries in flight may still take
 Event = Callable[[str], None]
 
 
@@ -52,8 +53,15 @@ class RoundReport:
 
 
 class Collector:
-    def __init__(self, ctx: Context, store: Store, clock: Clock = SYSTEM_CLOCK, *,
-                 on_event: Event | None = None, notifier: Any = None):
+    def __init__(
+        self,
+        ctx: Context,
+        store: Store,
+        clock: Clock = SYSTEM_CLOCK,
+        *,
+        on_event: Event | None = None,
+        notifier: Any = None,
+    ):
         self.ctx = ctx
         self.store = store
         self.clock = clock
@@ -81,8 +89,9 @@ class Collector:
                 self.on_event(f"error in {line}")
                 return default
 
-        providers = await step("enablement", lambda: apply_enablement(self.store, self.ctx.providers),
-                               self.ctx.providers)
+        providers = await step(
+            "enablement", lambda: apply_enablement(self.store, self.ctx.providers), self.ctx.providers
+        )
         results = await step("probe", lambda: probe_all(providers, cfg.probe, now=now), [])
         report.probes = results
         await step("store probes", lambda: record_probe_results(self.store, results, cfg.health, now))
@@ -94,12 +103,23 @@ class Collector:
         migrations = await step("migrations", lambda: migration_statuses(self.store, cfg, now))
         unknown = await step("unknown prices", lambda: unknown_price_models(self.store, now - 86400.0, now))
         await step("latency samples", lambda: record_latency_samples(self.store, health or [], cfg.alerts, now))
-        baselines = await step("latency baselines", lambda: load_latency_baselines(
-            self.store, cfg.alerts, now, exclude_recent=cfg.health.window), {})
+        baselines = await step(
+            "latency baselines",
+            lambda: load_latency_baselines(self.store, cfg.alerts, now, exclude_recent=cfg.health.window),
+            {},
+        )
         # A step that failed passes None: its rules are skipped and their open alerts left alone.
-        inputs = RuleInputs(now=now, health=health, budgets=budgets, request_stats=stats, migrations=migrations,
-                            unknown_prices=unknown, providers=providers, latency_baselines=baselines or {},
-                            window_s=cfg.health.window)
+        inputs = RuleInputs(
+            now=now,
+            health=health,
+            budgets=budgets,
+            request_stats=stats,
+            migrations=migrations,
+            unknown_prices=unknown,
+            providers=providers,
+            latency_baselines=baselines or {},
+            window_s=cfg.health.window,
+        )
         conditions = await step("rules", lambda: asyncio.to_thread(evaluate_rules, inputs, cfg.alerts), [])
         covered = covered_rules(inputs, cfg.alerts) if conditions is not None else set()
         changes = await step("alerts", lambda: self.engine.process(conditions or [], covered), [])
@@ -142,14 +162,28 @@ class Collector:
             "holder = excluded.holder, rounds = excluded.rounds, last_started_at = excluded.last_started_at, "
             "last_finished_at = excluded.last_finished_at, last_duration_ms = excluded.last_duration_ms, "
             "last_errors = excluded.last_errors",
-            (COLLECTOR_LEASE, self.lease_holder, self.rounds, report.started_at, self.clock.now(),
-             report.duration_ms, json.dumps(report.errors)))
+            (
+                COLLECTOR_LEASE,
+                self.lease_holder,
+                self.rounds,
+                report.started_at,
+                self.clock.now(),
+                report.duration_ms,
+                json.dumps(report.errors),
+            ),
+        )
 
     lease_holder = "local"
 
     # -- rounds forever, under the lease ----------------------------------------------------------
-    async def run_forever(self, stop: asyncio.Event, *, on_round: Callable[[], None] | None = None,
-                          interval: float | None = None, lease_store: Store | None = None) -> None:
+    async def run_forever(
+        self,
+        stop: asyncio.Event,
+        *,
+        on_round: Callable[[], None] | None = None,
+        interval: float | None = None,
+        lease_store: Store | None = None,
+    ) -> None:
         """Collect while holding the lease; stand by (trying every second) while another process holds it.
         Returns when `stop` is set; the lease is released so a standby takes over at once."""
         own_store = lease_store is None
@@ -193,7 +227,7 @@ class Collector:
             if holding or lease.held:
                 try:
                     await lease.release()
-                except Exception:   # the database may be gone at exit; the lease then simply expires
+                except Exception:  # the database may be gone at exit; the lease then simply expires
                     pass
             if own_store:
                 await lease_db.close()
@@ -210,7 +244,7 @@ async def _keep_lease(lease: Lease, lost: asyncio.Event, stop: asyncio.Event) ->
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
     try:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
 
 
@@ -223,8 +257,9 @@ async def _wait_any(a: asyncio.Event, b: asyncio.Event, seconds: float) -> None:
             t.cancel()
 
 
-async def probe_now(ctx: Context, store: Store, clock: Clock = SYSTEM_CLOCK,
-                    provider_ids: Sequence[str] | None = None) -> list[ProbeResult]:
+async def probe_now(
+    ctx: Context, store: Store, clock: Clock = SYSTEM_CLOCK, provider_ids: Sequence[str] | None = None
+) -> list[ProbeResult]:
     """Probe now (all, or the named providers) and store the results; the next round judges them."""
     providers = await apply_enablement(store, ctx.providers)
     if provider_ids:

@@ -10,55 +10,78 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import platformdirs
 from dotenv import dotenv_values
 
-from llmpulse.core.catalog import (AUTH_STYLES, CATALOG, KINDS, Provider, ProviderOverride, ProviderSpec,
-                          resolve_providers)
-from llmpulse.core.validate import ConfigError, Section
 import llmpulse.core.alerts.config
 import llmpulse.core.migration
 import llmpulse.core.usage.config
+from llmpulse.core.catalog import (
+    AUTH_STYLES,
+    CATALOG,
+    KINDS,
+    Provider,
+    ProviderOverride,
+    ProviderSpec,
+    resolve_providers,
+)
+from llmpulse.core.validate import ConfigError, Section
 
 APP_NAME = "llmpulse"
 CONFIG_FILENAME = "llmpulse.toml"
 
 # Probe path per kind for custom endpoints; the catalog entries carry their own.
 _DEFAULT_PROBE_PATH = {
-    "openai": "/models", "openai-compatible": "/models", "azure": "/openai/models",
-    "anthropic": "/v1/models", "gemini": "/models", "together": "/models", "openrouter": "/key",
-    "moonshot": "/users/me/balance", "deepseek": "/user/balance", "xai": "/api-key",
-    "mistral": "/models", "groq": "/models", "ollama": "/api/version", "localai": "/readyz",
+    "openai": "/models",
+    "openai-compatible": "/models",
+    "azure": "/openai/models",
+    "anthropic": "/v1/models",
+    "gemini": "/models",
+    "together": "/models",
+    "openrouter": "/key",
+    "moonshot": "/users/me/balance",
+    "deepseek": "/user/balance",
+    "xai": "/api-key",
+    "mistral": "/models",
+    "groq": "/models",
+    "ollama": "/api/version",
+    "localai": "/readyz",
 }
-_DEFAULT_AUTH = {"anthropic": "x-api-key", "gemini": "x-goog-api-key", "azure": "api-key",
-                 "ollama": "none", "localai": "none"}
+_DEFAULT_AUTH = {
+    "anthropic": "x-api-key",
+    "gemini": "x-goog-api-key",
+    "azure": "api-key",
+    "ollama": "none",
+    "localai": "none",
+}
 
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    interval: float = 30.0        # seconds between probe rounds
-    timeout: float = 10.0         # per provider, the whole request
-    slow: float = 3.0             # a 2xx slower than this is degraded
-    concurrency: int = 256        # probes in flight at once (a round is one wave up to this many)
+    interval: float = 30.0  # seconds between probe rounds
+    timeout: float = 10.0  # per provider, the whole request
+    slow: float = 3.0  # a 2xx slower than this is degraded
+    concurrency: int = 256  # probes in flight at once (a round is one wave up to this many)
 
 
 @dataclass(frozen=True)
 class HealthSettings:
-    window: float = 900.0                              # rolling window of probes/requests, seconds
-    error_bands: tuple[float, float, float] = (0.01, 0.05, 0.10)   # excellent < good < concerning < critical
-    latency_bands: tuple[float, float, float] = (0.5, 1.0, 3.0)    # excellent < good < acceptable < slow
-    failure_threshold: int = 3                         # consecutive failures that open a circuit
-    cooldown: float = 60.0                             # open -> half_open after this long
+    window: float = 900.0  # rolling window of probes/requests, seconds
+    error_bands: tuple[float, float, float] = (0.01, 0.05, 0.10)  # excellent < good < concerning < critical
+    latency_bands: tuple[float, float, float] = (0.5, 1.0, 3.0)  # excellent < good < acceptable < slow
+    failure_threshold: int = 3  # consecutive failures that open a circuit
+    cooldown: float = 60.0  # open -> half_open after this long
 
 
 @dataclass(frozen=True)
 class StorageSettings:
     path: str | None = None
-    retention: float = 90 * 86400.0   # raw usage records; roll-ups are kept
+    retention: float = 90 * 86400.0  # raw usage records; roll-ups are kept
 
 
 @dataclass
@@ -120,8 +143,9 @@ def _parse_health(root: Section) -> HealthSettings:
 def _parse_storage(root: Section) -> StorageSettings:
     sec = root.table("storage")
     d = StorageSettings()
-    out = StorageSettings(path=sec.string("path", d.path),
-                          retention=sec.duration("retention", d.retention, minimum=3600.0))
+    out = StorageSettings(
+        path=sec.string("path", d.path), retention=sec.duration("retention", d.retention, minimum=3600.0)
+    )
     sec.done()
     return out
 
@@ -137,9 +161,13 @@ def _parse_providers(root: Section, specs: dict[str, ProviderSpec]) -> dict[str,
             base_url = sec.string("base_url")
             key_env = sec.string("api_key_env", None)
             base = ProviderSpec(
-                id=pid, name=pid, kind=kind, base_url=base_url,
+                id=pid,
+                name=pid,
+                kind=kind,
+                base_url=base_url,
                 auth=_DEFAULT_AUTH.get(kind, "bearer" if key_env else "none"),
-                probe_path=_DEFAULT_PROBE_PATH[kind], priority=60,
+                probe_path=_DEFAULT_PROBE_PATH[kind],
+                priority=60,
             )
         spec = replace(
             base,
@@ -251,8 +279,12 @@ class Context:
         return next((p for p in self.providers if p.id == provider_id), None)
 
 
-def load_context(config_path: str | None = None, db_path: str | None = None,
-                 env_file: str | None = None, environ: Mapping[str, str] | None = None) -> Context:
+def load_context(
+    config_path: str | None = None,
+    db_path: str | None = None,
+    env_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Context:
     env = load_env(env_file, environ)
     cfg = load_config(find_config_path(config_path, env))
     providers = resolve_providers(cfg.specs, env, cfg.provider_overrides)

@@ -17,9 +17,10 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from llmpulse.core.config import Context, load_context
 from llmpulse.core.fleet import FakeProvider, Fleet
@@ -27,7 +28,7 @@ from llmpulse.core.fleet import FakeProvider, Fleet
 DEMO_KEY = "sk-demo-0000000000000000000000"
 DAY = 86400.0
 BACKFILL_DAYS = 30
-MIGRATION_DAYS_IN = 21          # the migration started three weeks ago
+MIGRATION_DAYS_IN = 21  # the migration started three weeks ago
 MIGRATION_DAYS_LEFT = 30
 
 
@@ -36,7 +37,7 @@ class Route:
     provider: str
     model: str
     weight: float
-    in_tokens: int                # typical prompt size
+    in_tokens: int  # typical prompt size
     out_tokens: int
     latency_ms: float
     error_rate: float = 0.01
@@ -45,7 +46,7 @@ class Route:
 # What the simulated organisation runs. gpt-4o / gpt-4.1 carry the migration; acme/support-ft-7b has
 # no public price (it shows as "price unknown", never as $0); Ollama is local and costs nothing.
 ROUTES = (
-    Route("openai", "gpt-4o", 0.0, 1800, 450, 900),          # weight set by the migration's progress
+    Route("openai", "gpt-4o", 0.0, 1800, 450, 900),  # weight set by the migration's progress
     Route("openai", "gpt-4.1", 0.0, 1800, 450, 800),
     Route("openai", "gpt-4o-mini", 0.18, 900, 250, 450),
     Route("anthropic", "claude-sonnet-4-5", 0.12, 2600, 700, 1900, 0.02),
@@ -57,7 +58,7 @@ ROUTES = (
     Route("mistral", "mistral-small-latest", 0.05, 800, 200, 500),
     Route("ollama", "llama3.2", 0.10, 600, 200, 1200),
 )
-MIGRATION_WEIGHT = 0.25            # share of all traffic that is gpt-4o or gpt-4.1
+MIGRATION_WEIGHT = 0.25  # share of all traffic that is gpt-4o or gpt-4.1
 TEAMS = {
     "Engineering": (("code-review", "ci-triage", "docs-writer"), ("alice", "bob", "chen")),
     "Support": (("ticket-triage", "reply-drafter"), ("dana", "eli")),
@@ -72,7 +73,7 @@ FALLBACK = {"groq": "together", "anthropic": "openai", "deepseek": "openai"}
 def fleet_providers() -> list[FakeProvider]:
     return [
         FakeProvider("openai", kind="openai", key=DEMO_KEY, delay=0.06),
-        FakeProvider("anthropic", kind="anthropic", key=DEMO_KEY, delay=1.4),         # slow: degraded
+        FakeProvider("anthropic", kind="anthropic", key=DEMO_KEY, delay=1.4),  # slow: degraded
         FakeProvider("groq", kind="groq", key=DEMO_KEY, behaviour="flapping", delay=0.03),
         FakeProvider("together", kind="together", key=DEMO_KEY, behaviour="rate_limited", delay=0.05),
         FakeProvider("deepseek", kind="deepseek", key="sk-the-key-deepseek-expects-00", delay=0.05),  # bad key
@@ -103,13 +104,19 @@ def synthetic_usage(rng: random.Random, t: float, migration_start: float) -> dic
     scale = rng.lognormvariate(0, 0.5)
     failed = rng.random() < route.error_rate
     record: dict[str, Any] = {
-        "ts": t, "provider": route.provider, "model": route.model,
-        "input_tokens": int(route.in_tokens * scale), "output_tokens": 0 if failed else int(route.out_tokens * scale),
+        "ts": t,
+        "provider": route.provider,
+        "model": route.model,
+        "input_tokens": int(route.in_tokens * scale),
+        "output_tokens": 0 if failed else int(route.out_tokens * scale),
         "cache_read_tokens": int(route.in_tokens * scale * 0.3) if route.provider == "anthropic" else 0,
         "latency_ms": round(route.latency_ms * rng.lognormvariate(0, 0.35), 1),
         "status": "error" if failed else "ok",
-        "department": team, "agent": rng.choice(agents), "user": rng.choice(users),
-        "task_type": rng.choice(TASKS), "endpoint": "/v1/chat/completions",
+        "department": team,
+        "agent": rng.choice(agents),
+        "user": rng.choice(users),
+        "task_type": rng.choice(TASKS),
+        "endpoint": "/v1/chat/completions",
         "request_id": f"demo-{uuid.UUID(int=rng.getrandbits(128))}",
     }
     if failed:
@@ -123,9 +130,18 @@ def with_fallback(rng: random.Random, record: dict[str, Any]) -> dict[str, Any] 
     if record["status"] != "error" or target is None:
         return None
     model = "gpt-4o-mini" if target == "openai" else "meta-llama/Llama-3.3-70B-Instruct-Turbo"
-    return {**record, "ts": record["ts"] + record["latency_ms"] / 1000.0, "provider": target, "model": model,
-            "status": "ok", "error_kind": None, "output_tokens": 300, "is_fallback": True,
-            "fallback_from": record["provider"], "request_id": record["request_id"] + "-fb"}
+    return {
+        **record,
+        "ts": record["ts"] + record["latency_ms"] / 1000.0,
+        "provider": target,
+        "model": model,
+        "status": "ok",
+        "error_kind": None,
+        "output_tokens": 300,
+        "is_fallback": True,
+        "fallback_from": record["provider"],
+        "request_id": record["request_id"] + "-fb",
+    }
 
 
 def backfill(rng: random.Random, now: float, migration_start: float, per_day: int = 400) -> Iterator[dict[str, Any]]:
@@ -134,10 +150,10 @@ def backfill(rng: random.Random, now: float, migration_start: float, per_day: in
     hours = int((now - 60 - start) // 3600)
     for h in range(hours):
         hour_start = start + h * 3600
-        hour_of_day = dt.datetime.fromtimestamp(hour_start, dt.timezone.utc).hour
+        hour_of_day = dt.datetime.fromtimestamp(hour_start, dt.UTC).hour
         busy = 1.8 if 8 <= hour_of_day < 18 else 0.4
         mean = per_day / 24 * busy
-        for _ in range(max(0, round(rng.gauss(mean, mean ** 0.5)))):
+        for _ in range(max(0, round(rng.gauss(mean, mean**0.5)))):
             rec = synthetic_usage(rng, hour_start + rng.random() * 3600, migration_start)
             yield rec
             fb = with_fallback(rng, rec)
@@ -146,8 +162,8 @@ def backfill(rng: random.Random, now: float, migration_start: float, per_day: in
 
 
 def _month_start(now: float) -> float:
-    d = dt.datetime.fromtimestamp(now, dt.timezone.utc)
-    return dt.datetime(d.year, d.month, 1, tzinfo=dt.timezone.utc).timestamp()
+    d = dt.datetime.fromtimestamp(now, dt.UTC)
+    return dt.datetime(d.year, d.month, 1, tzinfo=dt.UTC).timestamp()
 
 
 def demo_config(fleet: Fleet, db_path: Path, budgets: list[tuple[str, str, float]], now: float) -> str:
@@ -155,16 +171,36 @@ def demo_config(fleet: Fleet, db_path: Path, budgets: list[tuple[str, str, float
     deadline = dt.date.fromtimestamp(now + MIGRATION_DAYS_LEFT * DAY)
     lines = [
         "# Generated by `llmpulse demo`: the simulated fleet on 127.0.0.1.",
-        "[probe]", 'interval = "5s"', 'timeout = "3s"', 'slow = "1s"', "",
-        "[storage]", f'path = "{db_path.as_posix()}"', "",
+        "[probe]",
+        'interval = "5s"',
+        'timeout = "3s"',
+        'slow = "1s"',
+        "",
+        "[storage]",
+        f'path = "{db_path.as_posix()}"',
+        "",
     ]
     for p in fleet.providers.values():
         lines += [f"[providers.{p.id}]", f'base_url = "{fleet.base_url(p.id)}"', ""]
     for scope, period, limit in budgets:
-        lines += ["[[budgets]]", f'scope = "{scope}"', f'period = "{period}"', f"limit_usd = {limit:.2f}",
-                  "warn_at = [0.8, 1.0]", ""]
-    lines += ["[[migrations]]", 'name = "gpt-4.1"', 'from = ["gpt-4o"]', 'to = "gpt-4.1"',
-              f"start = {start.isoformat()}", f"deadline = {deadline.isoformat()}", 'window = "24h"', ""]
+        lines += [
+            "[[budgets]]",
+            f'scope = "{scope}"',
+            f'period = "{period}"',
+            f"limit_usd = {limit:.2f}",
+            "warn_at = [0.8, 1.0]",
+            "",
+        ]
+    lines += [
+        "[[migrations]]",
+        'name = "gpt-4.1"',
+        'from = ["gpt-4o"]',
+        'to = "gpt-4.1"',
+        f"start = {start.isoformat()}",
+        f"deadline = {deadline.isoformat()}",
+        'window = "24h"',
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -184,11 +220,17 @@ class Demo:
         self._ctx: Context | None = None
 
     def env(self) -> dict[str, str]:
-        keys = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GROQ_API_KEY", "TOGETHER_API_KEY", "DEEPSEEK_API_KEY",
-                "MISTRAL_API_KEY")
-        return {k: DEMO_KEY for k in keys}
+        keys = (
+            "OPENAI_API_KEY",
+            "ANTHROPIC_API_KEY",
+            "GROQ_API_KEY",
+            "TOGETHER_API_KEY",
+            "DEEPSEEK_API_KEY",
+            "MISTRAL_API_KEY",
+        )
+        return dict.fromkeys(keys, DEMO_KEY)
 
-    def __enter__(self) -> "Demo":
+    def __enter__(self) -> Demo:
         self.fleet.start()
         try:
             config = self.dir / "llmpulse.toml"
@@ -216,6 +258,7 @@ class Demo:
         """Limits that put this month's spend just past a warning line, so the panel has something to say."""
         from llmpulse.core.store import Store
         from llmpulse.core.usage.queries import breakdown
+
         month = _month_start(self.now)
         day = self.now - (self.now % DAY)
         store = await Store.open(self.db_path)
@@ -226,14 +269,17 @@ class Demo:
         finally:
             await store.close()
         total = sum(by_provider.values())
-        return [("total", "month", max(1.0, total / 0.84)),
-                ("department:Engineering", "month", max(1.0, by_team.get("Engineering", 0.0) / 0.62)),
-                ("provider:anthropic", "month", max(1.0, by_provider.get("anthropic", 0.0) / 0.93)),
-                ("provider:openai", "day", max(1.0, today.get("openai", 0.0) / 0.45))]
+        return [
+            ("total", "month", max(1.0, total / 0.84)),
+            ("department:Engineering", "month", max(1.0, by_team.get("Engineering", 0.0) / 0.62)),
+            ("provider:anthropic", "month", max(1.0, by_provider.get("anthropic", 0.0) / 0.93)),
+            ("provider:openai", "day", max(1.0, today.get("openai", 0.0) / 0.45)),
+        ]
 
     async def _ingest(self, records: list[dict[str, Any]]) -> None:
         from llmpulse.core.store import Store
         from llmpulse.core.usage.recorder import Recorder, pricing_for
+
         store = await Store.open(self.db_path)
         try:
             async with Recorder(store, pricing_for(self.context()), batch_size=5000, flush_interval=60) as rec:
@@ -246,6 +292,7 @@ class Demo:
         """A few requests a second, as the simulated applications would record them."""
         from llmpulse.core.store import Store
         from llmpulse.core.usage.recorder import Recorder, pricing_for
+
         store = await Store.open(self.db_path)
         try:
             async with Recorder(store, pricing_for(self.context()), flush_interval=1.0) as rec:
@@ -258,7 +305,7 @@ class Demo:
                             rec.record(**fb)
                     try:
                         await asyncio.wait_for(stop.wait(), timeout=0.5)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
         finally:
             await store.close()
@@ -268,6 +315,7 @@ class Demo:
         from llmpulse.core.collector import Collector
         from llmpulse.core.snapshot import build_snapshot
         from llmpulse.core.store import Store
+
         ctx = self.context()
         stop = asyncio.Event()
         store = await Store.open(self.db_path)
@@ -281,8 +329,10 @@ class Demo:
         finally:
             await store.close()
         h = snap.header
-        print(f"demo: {h.providers_healthy}/{h.providers_total} providers healthy, "
-              f"{sum(h.alerts_by_severity.values())} open alerts, {len(snap.budgets)} budgets, "
-              f"{len(snap.migrations)} migration(s), {h.requests_period} requests this month, "
-              f"${h.cost_period:,.2f}")
+        print(
+            f"demo: {h.providers_healthy}/{h.providers_total} providers healthy, "
+            f"{sum(h.alerts_by_severity.values())} open alerts, {len(snap.budgets)} budgets, "
+            f"{len(snap.migrations)} migration(s), {h.requests_period} requests this month, "
+            f"${h.cost_period:,.2f}"
+        )
         return 0

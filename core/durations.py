@@ -16,7 +16,7 @@ def parse_duration(text: str) -> float:
     """Return the duration in seconds; raise DurationError naming what is expected."""
     cleaned = text.strip().lower().replace(" ", "")
     if not cleaned:
-        raise DurationError(f"empty duration; expected e.g. 500ms, 30s, 5m, 1h, 7d")
+        raise DurationError("empty duration; expected e.g. 500ms, 30s, 5m, 1h, 7d")
     pos = 0
     total = 0.0
     for match in _PART.finditer(cleaned):
@@ -33,7 +33,7 @@ def format_duration(seconds: float) -> str:
     """Compact form for screens and logs: 0.5s -> "500ms", 90 -> "1m30s", 7200 -> "2h"."""
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
-    whole = int(round(seconds))
+    whole = round(seconds)
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if whole >= size:

@@ -9,8 +9,8 @@ NULL means "config decides".
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import replace
-from typing import Iterable
 
 from llmpulse.core.catalog import Provider
 from llmpulse.core.store import Store

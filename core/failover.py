@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -43,8 +44,8 @@ from llmpulse.core.usage.records import RecordError, record_from_mapping
 # Where each kind's chat endpoint sits under its base URL.
 CHAT_PATHS = {
     "anthropic": "/v1/messages",
-    "gemini": "/openai/chat/completions",          # base .../v1beta
-    "azure": "/openai/v1/chat/completions",        # the v1 API: no deployment or api-version in the path
+    "gemini": "/openai/chat/completions",  # base .../v1beta
+    "azure": "/openai/v1/chat/completions",  # the v1 API: no deployment or api-version in the path
     "ollama": "/v1/chat/completions",
     "localai": "/v1/chat/completions",
 }
@@ -64,11 +65,11 @@ class FailoverError(Exception):
 class Attempt:
     provider_id: str
     model: str
-    status: str                        # ok | error
+    status: str  # ok | error
     error_kind: str | None
     http_status: int | None
     latency_ms: float
-    error: str | None                  # redacted
+    error: str | None  # redacted
     is_fallback: bool
     fallback_from: str | None
 
@@ -82,9 +83,11 @@ class RequestRejected(FailoverError):
 
     def __init__(self, attempt: Attempt, attempts: list[Attempt]):
         self.attempt, self.attempts = attempt, attempts
-        super().__init__(f"{attempt.provider_id} rejected the request: HTTP {attempt.http_status} "
-                         f"{attempt.error_kind}: {attempt.error} (not retried on another provider: fix the "
-                         "request, key or model)")
+        super().__init__(
+            f"{attempt.provider_id} rejected the request: HTTP {attempt.http_status} "
+            f"{attempt.error_kind}: {attempt.error} (not retried on another provider: fix the "
+            "request, key or model)"
+        )
 
 
 class AllProvidersFailed(FailoverError):
@@ -92,8 +95,11 @@ class AllProvidersFailed(FailoverError):
 
     def __init__(self, attempts: list[Attempt], skipped: Sequence[tuple[str, str]] = ()):
         self.attempts, self.skipped = attempts, list(skipped)
-        text = (f"all {len(attempts)} providers failed: " + "; ".join(a.describe() for a in attempts)
-                if attempts else "no usable provider to try")
+        text = (
+            f"all {len(attempts)} providers failed: " + "; ".join(a.describe() for a in attempts)
+            if attempts
+            else "no usable provider to try"
+        )
         if self.skipped:
             text += "; skipped: " + ", ".join(f"{pid} ({why})" for pid, why in self.skipped)
         super().__init__(redact(text))
@@ -118,19 +124,27 @@ class ChatResult:
 @dataclass
 class ChainEntry:
     """One configured provider's place in the failover chain, or why it is out of it."""
+
     provider_id: str
     priority: int
     enabled: bool
-    circuit: str                       # closed | open | half_open
-    status: str                        # latest probe: healthy | degraded | failed | unknown
+    circuit: str  # closed | open | half_open
+    status: str  # latest probe: healthy | degraded | failed | unknown
     error_kind: str | None
-    position: int | None               # 1-based place in the chain; None when skipped
-    skipped: str | None                # why it is out: disabled | circuit open | latest probe failed (...)
+    position: int | None  # 1-based place in the chain; None when skipped
+    skipped: str | None  # why it is out: disabled | circuit open | latest probe failed (...)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.provider_id, "priority": self.priority, "position": self.position,
-                "status": self.status, "error_kind": self.error_kind, "circuit": self.circuit,
-                "enabled": self.enabled, "skipped": self.skipped}
+        return {
+            "id": self.provider_id,
+            "priority": self.priority,
+            "position": self.position,
+            "status": self.status,
+            "error_kind": self.error_kind,
+            "circuit": self.circuit,
+            "enabled": self.enabled,
+            "skipped": self.skipped,
+        }
 
 
 def plan_chain(health: Iterable[ProviderHealth]) -> list[ChainEntry]:
@@ -149,8 +163,18 @@ def plan_chain(health: Iterable[ProviderHealth]) -> list[ChainEntry]:
             why = "circuit open"
         else:
             why = f"latest probe failed ({h.error_kind or 'unknown'})"
-        entries.append(ChainEntry(h.provider_id, h.priority, h.enabled, h.circuit, h.status, h.error_kind,
-                                  usable.index(h.provider_id) + 1 if why is None else None, why))
+        entries.append(
+            ChainEntry(
+                h.provider_id,
+                h.priority,
+                h.enabled,
+                h.circuit,
+                h.status,
+                h.error_kind,
+                usable.index(h.provider_id) + 1 if why is None else None,
+                why,
+            )
+        )
     return entries
 
 
@@ -173,12 +197,20 @@ def _text_of(content: Any) -> str:
     return "" if content is None else str(content)
 
 
-def request_body(provider: Provider, model: str, messages: Sequence[Mapping[str, Any]], max_tokens: int | None,
-                 params: Mapping[str, Any]) -> dict:
+def request_body(
+    provider: Provider,
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    max_tokens: int | None,
+    params: Mapping[str, Any],
+) -> dict:
     if provider.spec.kind == "anthropic":
         system = "\n\n".join(_text_of(m.get("content")) for m in messages if m.get("role") == "system")
-        body: dict[str, Any] = {"model": model, "max_tokens": max_tokens or 1024,
-                                "messages": [dict(m) for m in messages if m.get("role") != "system"]}
+        body: dict[str, Any] = {
+            "model": model,
+            "max_tokens": max_tokens or 1024,
+            "messages": [dict(m) for m in messages if m.get("role") != "system"],
+        }
         if system:
             body["system"] = system
     else:
@@ -208,8 +240,16 @@ class FailoverClient:
     """Use it as `async with` (or call aclose()): closing flushes the attempts its recorder still holds.
     Pass `recorder=` to share the application's own Recorder (then the application closes that one)."""
 
-    def __init__(self, ctx: Context, store: Store, *, clock: Clock = SYSTEM_CLOCK, timeout: float = 60.0,
-                 recorder: Recorder | None = None, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        ctx: Context,
+        store: Store,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        timeout: float = 60.0,
+        recorder: Recorder | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         if not timeout > 0:
             raise ValueError(f"failover timeout must be > 0 seconds, got {timeout!r}")
         self.ctx = ctx
@@ -234,32 +274,43 @@ class FailoverClient:
                 else:
                     await self.recorder.flush()
 
-    async def __aenter__(self) -> "FailoverClient":
+    async def __aenter__(self) -> FailoverClient:
         if self._own_recorder and not self._recorder_started:
-            await self.recorder.__aenter__()       # its flush timer
+            await self.recorder.__aenter__()  # its flush timer
             self._recorder_started = True
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _wanted(self, models: Mapping[str, str] | None, default_model: str | None
-                      ) -> tuple[list[ChainEntry], dict[str, Provider]]:
+    async def _wanted(
+        self, models: Mapping[str, str] | None, default_model: str | None
+    ) -> tuple[list[ChainEntry], dict[str, Provider]]:
         providers, plan = await current_chain(self.store, self.ctx, self.clock.now())
         wanted = [e for e in plan if default_model is not None or e.provider_id in (models or {})]
         return wanted, {p.id: p for p in providers}
 
-    async def chain(self, models: Mapping[str, str] | None = None, default_model: str | None = None
-                    ) -> tuple[list[Provider], list[tuple[str, str]]]:
+    async def chain(
+        self, models: Mapping[str, str] | None = None, default_model: str | None = None
+    ) -> tuple[list[Provider], list[tuple[str, str]]]:
         """The providers to try, in order, and the ones skipped with the reason. With `models` only the
         providers named there are candidates (unless `default_model` covers the rest)."""
         wanted, by_id = await self._wanted(models, default_model)
-        return ([by_id[e.provider_id] for e in wanted if e.skipped is None],
-                [(e.provider_id, e.skipped) for e in wanted if e.skipped is not None])
+        return (
+            [by_id[e.provider_id] for e in wanted if e.skipped is None],
+            [(e.provider_id, e.skipped) for e in wanted if e.skipped is not None],
+        )
 
-    async def chat(self, messages: Sequence[Mapping[str, Any]], *, models: Mapping[str, str] | None = None,
-                   model: str | None = None, max_tokens: int | None = None, params: Mapping[str, Any] | None = None,
-                   **attribution: Any) -> ChatResult:
+    async def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        models: Mapping[str, str] | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        params: Mapping[str, Any] | None = None,
+        **attribution: Any,
+    ) -> ChatResult:
         """Send to the first usable provider; fall through on provider trouble. `models` maps provider id
         to the model to ask it for (only those providers are tried); `model` is used for any other.
         `attribution` (department, agent, user, task_type, category, endpoint, request_id) goes on every
@@ -270,8 +321,9 @@ class FailoverClient:
             raise ValueError("failover chat needs a model: models={provider_id: model} and/or model=...")
         unknown = sorted(set(attribution) - set(ATTRIBUTION))
         if unknown:
-            raise TypeError(f"failover chat: unknown attribution {', '.join(unknown)}; expected any of "
-                            f"{', '.join(ATTRIBUTION)}")
+            raise TypeError(
+                f"failover chat: unknown attribution {', '.join(unknown)}; expected any of {', '.join(ATTRIBUTION)}"
+            )
         record_from_mapping({"provider": "check", "model": "check", **attribution}, self.clock.now())
         wanted, by_id = await self._wanted(models, model)
         order = [by_id[e.provider_id] for e in wanted if e.skipped is None]
@@ -295,22 +347,45 @@ class FailoverClient:
             await self._record(attempt, (answer or {}).get("usage_raw"), attribution)
             if attempt.status == "ok" and answer is not None:
                 await record_outcome(self.store, provider.id, True, self.ctx.config.health, self.clock.now())
-                return ChatResult(provider.id, use_model, answer["text"], answer["data"],
-                                  answer["input_tokens"], answer["output_tokens"], attempt.latency_ms, attempts)
+                return ChatResult(
+                    provider.id,
+                    use_model,
+                    answer["text"],
+                    answer["data"],
+                    answer["input_tokens"],
+                    answer["output_tokens"],
+                    attempt.latency_ms,
+                    attempts,
+                )
             if attempt.error_kind not in FALL_THROUGH_KINDS:
                 raise RequestRejected(attempt, attempts)
             await record_outcome(self.store, provider.id, False, self.ctx.config.health, self.clock.now())
             previous = provider.id
         raise AllProvidersFailed(attempts, skipped)
 
-    async def _attempt(self, provider: Provider, model: str, messages: Sequence[Mapping[str, Any]],
-                       max_tokens: int | None, params: Mapping[str, Any], previous: str | None
-                       ) -> tuple[Attempt, dict | None]:
+    async def _attempt(
+        self,
+        provider: Provider,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        max_tokens: int | None,
+        params: Mapping[str, Any],
+        previous: str | None,
+    ) -> tuple[Attempt, dict | None]:
         started = time.perf_counter()
 
         def attempt(status: str, kind: str | None, http: int | None, error: str | None) -> Attempt:
-            return Attempt(provider.id, model, status, kind, http, (time.perf_counter() - started) * 1000.0,
-                           redact(error) if error else None, previous is not None, previous)
+            return Attempt(
+                provider.id,
+                model,
+                status,
+                kind,
+                http,
+                (time.perf_counter() - started) * 1000.0,
+                redact(error) if error else None,
+                previous is not None,
+                previous,
+            )
 
         headers = {"content-type": "application/json", **auth_headers(provider)}
         body = request_body(provider, model, messages, max_tokens, params)
@@ -338,22 +413,35 @@ class FailoverClient:
         text, usage = parsed
         ok = attempt("ok", None, code, None)
         try:
-            tokens = record_from_mapping({"provider": provider.id, "model": model, "usage": usage}, 0) if usage else None
+            tokens = (
+                record_from_mapping({"provider": provider.id, "model": model, "usage": usage}, 0) if usage else None
+            )
         except RecordError:
-            tokens, usage = None, None         # an odd usage object must not cost the caller its answer
-        return ok, {"text": text, "data": data, "usage_raw": usage,
-                    "input_tokens": tokens.input_tokens if tokens else 0,
-                    "output_tokens": tokens.output_tokens if tokens else 0}
+            tokens, usage = None, None  # an odd usage object must not cost the caller its answer
+        return ok, {
+            "text": text,
+            "data": data,
+            "usage_raw": usage,
+            "input_tokens": tokens.input_tokens if tokens else 0,
+            "output_tokens": tokens.output_tokens if tokens else 0,
+        }
 
     async def _record(self, attempt: Attempt, usage: Mapping[str, Any] | None, attribution: Mapping[str, Any]) -> None:
         fields: dict[str, Any] = {
-            "provider": attempt.provider_id, "model": attempt.model, "latency_ms": round(attempt.latency_ms, 1),
-            "status": attempt.status, "error_kind": attempt.error_kind, "is_fallback": attempt.is_fallback,
-            "fallback_from": attempt.fallback_from, "ts": self.clock.now(), **attribution}
+            "provider": attempt.provider_id,
+            "model": attempt.model,
+            "latency_ms": round(attempt.latency_ms, 1),
+            "status": attempt.status,
+            "error_kind": attempt.error_kind,
+            "is_fallback": attempt.is_fallback,
+            "fallback_from": attempt.fallback_from,
+            "ts": self.clock.now(),
+            **attribution,
+        }
         if attempt.is_fallback and attribution.get("request_id"):
             fields["request_id"] = f"{attribution['request_id']}@{attempt.provider_id}"
         if usage:
             fields["usage"] = usage
         self.recorder.record(**fields)
         if self._own_recorder and not self._recorder_started:
-            await self.recorder.flush()        # used without `async with`: no flush timer, so write now
+            await self.recorder.flush()  # used without `async with`: no flush timer, so write now

@@ -22,33 +22,86 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-BEHAVIOURS = ("ok", "slow", "bad_key", "quota", "rate_limited", "overloaded", "server_error", "hang",
-              "garbage", "wrong_shape", "flapping")
+BEHAVIOURS = (
+    "ok",
+    "slow",
+    "bad_key",
+    "quota",
+    "rate_limited",
+    "overloaded",
+    "server_error",
+    "hang",
+    "garbage",
+    "wrong_shape",
+    "flapping",
+)
 
 # Path under the fake's root at which its base URL sits, as in the real provider's base URL.
 BASE_PREFIX = {
-    "openai": "/v1", "openai-compatible": "/v1", "together": "/v1", "moonshot": "/v1", "xai": "/v1",
-    "mistral": "/v1", "gemini": "/v1beta", "openrouter": "/api/v1", "groq": "/openai/v1",
-    "anthropic": "", "deepseek": "", "azure": "", "ollama": "", "localai": "",
+    "openai": "/v1",
+    "openai-compatible": "/v1",
+    "together": "/v1",
+    "moonshot": "/v1",
+    "xai": "/v1",
+    "mistral": "/v1",
+    "gemini": "/v1beta",
+    "openrouter": "/api/v1",
+    "groq": "/openai/v1",
+    "anthropic": "",
+    "deepseek": "",
+    "azure": "",
+    "ollama": "",
+    "localai": "",
 }
 PROBE_PATH = {
-    "openai": "/models", "openai-compatible": "/models", "azure": "/openai/models", "anthropic": "/v1/models",
-    "gemini": "/models", "together": "/models", "openrouter": "/key", "moonshot": "/users/me/balance",
-    "deepseek": "/user/balance", "xai": "/api-key", "mistral": "/models", "groq": "/models",
-    "ollama": "/api/version", "localai": "/readyz",
+    "openai": "/models",
+    "openai-compatible": "/models",
+    "azure": "/openai/models",
+    "anthropic": "/v1/models",
+    "gemini": "/models",
+    "together": "/models",
+    "openrouter": "/key",
+    "moonshot": "/users/me/balance",
+    "deepseek": "/user/balance",
+    "xai": "/api-key",
+    "mistral": "/models",
+    "groq": "/models",
+    "ollama": "/api/version",
+    "localai": "/readyz",
 }
-AUTH_STYLE = {"anthropic": "x-api-key", "gemini": "x-goog-api-key", "azure": "api-key",
-              "ollama": "none", "localai": "none"}
-CHAT_PATHS = ("/chat/completions", "/v1/chat/completions", "/openai/chat/completions",
-              "/openai/v1/chat/completions", "/v1/messages")
+AUTH_STYLE = {
+    "anthropic": "x-api-key",
+    "gemini": "x-goog-api-key",
+    "azure": "api-key",
+    "ollama": "none",
+    "localai": "none",
+}
+CHAT_PATHS = (
+    "/chat/completions",
+    "/v1/chat/completions",
+    "/openai/chat/completions",
+    "/openai/v1/chat/completions",
+    "/v1/messages",
+)
 
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
-           404: "Not Found", 429: "Too Many Requests", 498: "Flex Tier Capacity Exceeded",
-           500: "Internal Server Error", 503: "Service Unavailable", 529: "Overloaded"}
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    429: "Too Many Requests",
+    498: "Flex Tier Capacity Exceeded",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    529: "Overloaded",
+}
 
 
 @dataclass
@@ -58,16 +111,16 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> "Response":
+    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
         return cls(status, json.dumps(payload).encode(), {"content-type": "application/json", **(headers or {})})
 
 
 @dataclass
 class Request:
     method: str
-    path: str                     # relative to the fake's base URL, without the query
+    path: str  # relative to the fake's base URL, without the query
     query: dict[str, list[str]]
-    headers: dict[str, str]       # lower-case names
+    headers: dict[str, str]  # lower-case names
     body: bytes
 
     def json(self) -> Any:
@@ -83,10 +136,10 @@ class FakeProvider:
     kind: str = "openai"
     key: str | None = "sk-test-key-000000000000"
     behaviour: str = "ok"
-    delay: float = 0.0            # seconds before answering (every behaviour but hang)
-    headroom: float = 0.9         # share of the rate limit left, sent in headers on every answer
+    delay: float = 0.0  # seconds before answering (every behaviour but hang)
+    headroom: float = 0.9  # share of the rate limit left, sent in headers on every answer
     models: tuple[str, ...] = ("gpt-4o", "gpt-4.1")
-    balance: float = 42.5         # for kinds whose probe reports a balance
+    balance: float = 42.5  # for kinds whose probe reports a balance
     requests: list[Request] = field(default_factory=list)
     _flap: int = 0
 
@@ -117,16 +170,22 @@ class FakeProvider:
         limit = 1000
         remaining = max(0, int(limit * self.headroom))
         if self.kind == "anthropic":
-            return {"anthropic-ratelimit-requests-limit": str(limit),
-                    "anthropic-ratelimit-requests-remaining": str(remaining),
-                    "anthropic-ratelimit-requests-reset": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                        time.gmtime(time.time() + 20))}
+            return {
+                "anthropic-ratelimit-requests-limit": str(limit),
+                "anthropic-ratelimit-requests-remaining": str(remaining),
+                "anthropic-ratelimit-requests-reset": time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 20)
+                ),
+            }
         if self.kind == "together":
-            return {"x-ratelimit-limit": str(limit), "x-ratelimit-remaining": str(remaining),
-                    "x-ratelimit-reset": "20"}
-        return {"x-ratelimit-limit-requests": str(limit), "x-ratelimit-remaining-requests": str(remaining),
-                "x-ratelimit-limit-tokens": str(limit * 100), "x-ratelimit-remaining-tokens": str(remaining * 100),
-                "x-ratelimit-reset-requests": "20s"}
+            return {"x-ratelimit-limit": str(limit), "x-ratelimit-remaining": str(remaining), "x-ratelimit-reset": "20"}
+        return {
+            "x-ratelimit-limit-requests": str(limit),
+            "x-ratelimit-remaining-requests": str(remaining),
+            "x-ratelimit-limit-tokens": str(limit * 100),
+            "x-ratelimit-remaining-tokens": str(remaining * 100),
+            "x-ratelimit-reset-requests": "20s",
+        }
 
     def error(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> Response:
         if self.kind == "anthropic":
@@ -145,12 +204,17 @@ class FakeProvider:
             return self.error(401, "Incorrect API key provided.", "invalid_api_key")
         if behaviour == "quota":
             if self.kind == "openai":
-                return self.error(429, "You exceeded your current quota, please check your plan and billing.",
-                                  "insufficient_quota")
+                return self.error(
+                    429, "You exceeded your current quota, please check your plan and billing.", "insufficient_quota"
+                )
             return self.error(402, "Insufficient balance.", "insufficient_balance")
         if behaviour == "rate_limited":
-            return self.error(429, "Rate limit reached for requests.", "rate_limit_exceeded",
-                              {"retry-after": "7", **self.rate_limit_headers_exhausted()})
+            return self.error(
+                429,
+                "Rate limit reached for requests.",
+                "rate_limit_exceeded",
+                {"retry-after": "7", **self.rate_limit_headers_exhausted()},
+            )
         if behaviour == "overloaded":
             if self.kind == "anthropic":
                 return self.error(529, "Overloaded", "overloaded_error")
@@ -176,18 +240,41 @@ class FakeProvider:
         if kind == "gemini":
             return {"models": [{"name": f"models/{m}"} for m in self.models]}
         if kind == "openrouter":
-            return {"data": {"label": "sk-or-v1-abc...xyz", "limit": 100.0, "usage": 100.0 - self.balance,
-                             "limit_remaining": self.balance, "is_free_tier": False}}
+            return {
+                "data": {
+                    "label": "sk-or-v1-abc...xyz",
+                    "limit": 100.0,
+                    "usage": 100.0 - self.balance,
+                    "limit_remaining": self.balance,
+                    "is_free_tier": False,
+                }
+            }
         if kind == "moonshot":
-            return {"code": 0, "status": True, "data": {"available_balance": self.balance,
-                                                        "voucher_balance": 0.0, "cash_balance": self.balance}}
+            return {
+                "code": 0,
+                "status": True,
+                "data": {"available_balance": self.balance, "voucher_balance": 0.0, "cash_balance": self.balance},
+            }
         if kind == "deepseek":
-            return {"is_available": self.balance > 0, "balance_infos": [
-                {"currency": "USD", "total_balance": f"{self.balance:.2f}", "granted_balance": "0.00",
-                 "topped_up_balance": f"{self.balance:.2f}"}]}
+            return {
+                "is_available": self.balance > 0,
+                "balance_infos": [
+                    {
+                        "currency": "USD",
+                        "total_balance": f"{self.balance:.2f}",
+                        "granted_balance": "0.00",
+                        "topped_up_balance": f"{self.balance:.2f}",
+                    }
+                ],
+            }
         if kind == "xai":
-            return {"redacted_api_key": "xai-...0000", "api_key_blocked": False, "api_key_disabled": False,
-                    "team_blocked": False, "name": "fleet"}
+            return {
+                "redacted_api_key": "xai-...0000",
+                "api_key_blocked": False,
+                "api_key_disabled": False,
+                "team_blocked": False,
+                "name": "fleet",
+            }
         if kind == "ollama":
             return {"version": "0.12.3"}
         if kind == "localai":
@@ -204,14 +291,33 @@ class FakeProvider:
             payload = {}
         model = payload.get("model") or self.models[0]
         if req.path.endswith("/messages"):
-            return {"id": "msg_fleet", "type": "message", "role": "assistant", "model": model,
-                    "content": [{"type": "text", "text": f"hello from {self.id}"}], "stop_reason": "end_turn",
-                    "usage": {"input_tokens": 12, "output_tokens": 7, "cache_read_input_tokens": 0,
-                              "cache_creation_input_tokens": 0}}
-        return {"id": "chatcmpl-fleet", "object": "chat.completion", "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": f"hello from {self.id}"},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}}
+            return {
+                "id": "msg_fleet",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": f"hello from {self.id}"}],
+                "stop_reason": "end_turn",
+                "usage": {
+                    "input_tokens": 12,
+                    "output_tokens": 7,
+                    "cache_read_input_tokens": 0,
+                    "cache_creation_input_tokens": 0,
+                },
+            }
+        return {
+            "id": "chatcmpl-fleet",
+            "object": "chat.completion",
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": f"hello from {self.id}"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+        }
 
 
 class Fleet:
@@ -240,8 +346,9 @@ class Fleet:
             self.providers[provider.id] = provider
         return provider
 
-    def set_behaviour(self, provider_id: str, behaviour: str, *, delay: float | None = None,
-                      headroom: float | None = None) -> None:
+    def set_behaviour(
+        self, provider_id: str, behaviour: str, *, delay: float | None = None, headroom: float | None = None
+    ) -> None:
         if behaviour not in BEHAVIOURS:
             raise ValueError(f"fleet: unknown behaviour {behaviour!r}; expected one of {BEHAVIOURS}")
         p = self.providers[provider_id]
@@ -274,13 +381,14 @@ class Fleet:
     def closed_port_url() -> str:
         """A URL on 127.0.0.1 where nothing listens (a port bound and released just now)."""
         import socket
+
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         return f"http://127.0.0.1:{port}"
 
     # -- life -------------------------------------------------------------------------------------
-    def start(self) -> "Fleet":
+    def start(self) -> Fleet:
         started = threading.Event()
         failure: list[BaseException] = []
 
@@ -312,20 +420,20 @@ class Fleet:
             self._thread.join(timeout=5)
         self._loop = None
 
-    async def astart(self) -> "Fleet":
+    async def astart(self) -> Fleet:
         await asyncio.to_thread(self.start)
         return self
 
     async def astop(self) -> None:
         await asyncio.to_thread(self.stop)
 
-    def __enter__(self) -> "Fleet":
+    def __enter__(self) -> Fleet:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    async def __aenter__(self) -> "Fleet":
+    async def __aenter__(self) -> Fleet:
         return await self.astart()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -362,7 +470,7 @@ class Fleet:
                         headers[k.strip().lower()] = v.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
                 response = await self._answer(method.upper(), target, headers, body)
-                if response is None:          # hang: hold the connection open until the fleet closes
+                if response is None:  # hang: hold the connection open until the fleet closes
                     assert self._closing is not None
                     await self._closing.wait()
                     return
@@ -391,7 +499,7 @@ class Fleet:
         rest = "/" + (segments[1] if len(segments) > 1 else "")
         prefix = BASE_PREFIX[fake.kind]
         if prefix and rest.startswith(prefix):
-            rest = rest[len(prefix):] or "/"
+            rest = rest[len(prefix) :] or "/"
         req = Request(method, rest, parse_qs(parts.query), headers, body)
         fake.requests.append(req)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from llmpulse.core.catalog import Provider
 from llmpulse.core.config import HealthSettings
@@ -19,13 +20,13 @@ from llmpulse.core.probe import ProbeResult
 from llmpulse.core.ratelimit import Balance, RateLimit
 from llmpulse.core.store import Store
 
-SERIES_POINTS = 30      # latencies kept for a sparkline
+SERIES_POINTS = 30  # latencies kept for a sparkline
 
 
 # -- circuit breaker ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CircuitState:
-    circuit: str = "closed"          # closed | open | half_open
+    circuit: str = "closed"  # closed | open | half_open
     consecutive_failures: int = 0
     opened_at: float | None = None
 
@@ -61,25 +62,39 @@ def _counts_for_circuit(result: ProbeResult) -> bool | None:
 
 
 async def _load_circuit(conn: Any, provider_id: str) -> CircuitState:
-    async with conn.execute("SELECT circuit, consecutive_failures, opened_at FROM provider_state "
-                            "WHERE provider_id = ?", (provider_id,)) as cur:
+    async with conn.execute(
+        "SELECT circuit, consecutive_failures, opened_at FROM provider_state WHERE provider_id = ?", (provider_id,)
+    ) as cur:
         row = await cur.fetchone()
     if row is None:
         return CircuitState()
     return CircuitState(row["circuit"], int(row["consecutive_failures"]), row["opened_at"])
 
 
-async def record_probe_results(store: Store, results: Sequence[ProbeResult], settings: HealthSettings,
-                               now: float) -> None:
+async def record_probe_results(
+    store: Store, results: Sequence[ProbeResult], settings: HealthSettings, now: float
+) -> None:
     """Store a probe round and move each provider's circuit, in one transaction."""
     breaker = CircuitBreaker(settings)
     async with store.transaction() as conn:
         await conn.executemany(
             "INSERT INTO probe_results (provider_id, checked_at, status, error_kind, error, latency_ms, "
             "http_status, rate_limit, balance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(r.provider_id, r.checked_at, r.status, r.error_kind, r.error, r.latency_ms, r.http_status,
-              json.dumps(r.rate_limit.to_json()) if r.rate_limit else None,
-              json.dumps(r.balance.to_json()) if r.balance else None) for r in results])
+            [
+                (
+                    r.provider_id,
+                    r.checked_at,
+                    r.status,
+                    r.error_kind,
+                    r.error,
+                    r.latency_ms,
+                    r.http_status,
+                    json.dumps(r.rate_limit.to_json()) if r.rate_limit else None,
+                    json.dumps(r.balance.to_json()) if r.balance else None,
+                )
+                for r in results
+            ],
+        )
         for r in results:
             state = await _load_circuit(conn, r.provider_id)
             outcome = _counts_for_circuit(r)
@@ -98,13 +113,26 @@ async def record_probe_results(store: Store, results: Sequence[ProbeResult], set
                 "last_failure = COALESCE(excluded.last_failure, provider_state.last_failure), "
                 "last_failure_at = COALESCE(excluded.last_failure_at, provider_state.last_failure_at), "
                 "updated_at = excluded.updated_at",
-                (r.provider_id, state.circuit, state.consecutive_failures, state.opened_at, r.status,
-                 r.error_kind, r.error, r.checked_at, r.checked_at if outcome else None,
-                 r.error if failing else None, r.checked_at if failing else None, now))
+                (
+                    r.provider_id,
+                    state.circuit,
+                    state.consecutive_failures,
+                    state.opened_at,
+                    r.status,
+                    r.error_kind,
+                    r.error,
+                    r.checked_at,
+                    r.checked_at if outcome else None,
+                    r.error if failing else None,
+                    r.checked_at if failing else None,
+                    now,
+                ),
+            )
 
 
-async def record_outcome(store: Store, provider_id: str, success: bool, settings: HealthSettings,
-                         now: float) -> CircuitState:
+async def record_outcome(
+    store: Store, provider_id: str, success: bool, settings: HealthSettings, now: float
+) -> CircuitState:
     """Feed one real request's outcome to the circuit (the failover client calls this)."""
     breaker = CircuitBreaker(settings)
     async with store.transaction() as conn:
@@ -114,15 +142,20 @@ async def record_outcome(store: Store, provider_id: str, success: bool, settings
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT(provider_id) DO UPDATE SET circuit = excluded.circuit, "
             "consecutive_failures = excluded.consecutive_failures, opened_at = excluded.opened_at, "
             "updated_at = excluded.updated_at",
-            (provider_id, state.circuit, state.consecutive_failures, state.opened_at, now))
+            (provider_id, state.circuit, state.consecutive_failures, state.opened_at, now),
+        )
     return state
 
 
 async def circuit_states(store: Store, settings: HealthSettings, now: float) -> dict[str, CircuitState]:
     breaker = CircuitBreaker(settings)
     rows = await store.fetchall("SELECT provider_id, circuit, consecutive_failures, opened_at FROM provider_state")
-    return {r["provider_id"]: breaker.current(CircuitState(r["circuit"], int(r["consecutive_failures"]),
-                                                           r["opened_at"]), now) for r in rows}
+    return {
+        r["provider_id"]: breaker.current(
+            CircuitState(r["circuit"], int(r["consecutive_failures"]), r["opened_at"]), now
+        )
+        for r in rows
+    }
 
 
 # -- health over the window -----------------------------------------------------------------------
@@ -130,10 +163,10 @@ async def circuit_states(store: Store, settings: HealthSettings, now: float) -> 
 class ProviderHealth:
     provider_id: str
     name: str
-    status: str                              # latest probe: healthy | degraded | failed | unknown
+    status: str  # latest probe: healthy | degraded | failed | unknown
     error_kind: str | None = None
     error: str | None = None
-    samples: int = 0                         # probes (+ real requests) in the window
+    samples: int = 0  # probes (+ real requests) in the window
     success_rate: float | None = None
     error_rate: float | None = None
     p50_ms: float | None = None
@@ -143,8 +176,8 @@ class ProviderHealth:
     last_success_at: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
-    error_band: str | None = None            # excellent | good | concerning | critical
-    latency_band: str | None = None          # excellent | good | acceptable | slow
+    error_band: str | None = None  # excellent | good | concerning | critical
+    latency_band: str | None = None  # excellent | good | acceptable | slow
     circuit: str = "closed"
     consecutive_failures: int = 0
     rate_limit: RateLimit | None = None
@@ -153,7 +186,7 @@ class ProviderHealth:
     configured: bool = True
     local: bool = False
     priority: int = 50
-    requests: int = 0                        # real requests in the window (from usage), 0 without
+    requests: int = 0  # real requests in the window (from usage), 0 without
 
     def to_json(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("rate_limit", "balance")}
@@ -174,8 +207,15 @@ def error_band(rate: float | None, settings: HealthSettings) -> str | None:
     if rate is None:
         return None
     excellent, good, concerning = settings.error_bands
-    return "excellent" if rate < excellent else "good" if rate < good else \
-        "concerning" if rate <= concerning else "critical"
+    return (
+        "excellent"
+        if rate < excellent
+        else "good"
+        if rate < good
+        else "concerning"
+        if rate <= concerning
+        else "critical"
+    )
 
 
 def latency_band(ms: float | None, settings: HealthSettings) -> str | None:
@@ -190,14 +230,27 @@ def _is_error(row: Mapping[str, Any]) -> bool:
 
 
 def _result_from_row(row: Mapping[str, Any], name: str) -> ProbeResult:
-    return ProbeResult(row["provider_id"], name, row["checked_at"], row["status"], row["error_kind"], row["error"],
-                       row["latency_ms"], row["http_status"],
-                       RateLimit.from_json(json.loads(row["rate_limit"])) if row["rate_limit"] else None,
-                       Balance.from_json(json.loads(row["balance"])) if row["balance"] else None)
+    return ProbeResult(
+        row["provider_id"],
+        name,
+        row["checked_at"],
+        row["status"],
+        row["error_kind"],
+        row["error"],
+        row["latency_ms"],
+        row["http_status"],
+        RateLimit.from_json(json.loads(row["rate_limit"])) if row["rate_limit"] else None,
+        Balance.from_json(json.loads(row["balance"])) if row["balance"] else None,
+    )
 
 
-async def load_health(store: Store, providers: Sequence[Provider], settings: HealthSettings, now: float,
-                      request_stats: Mapping[str, Any] | None = None) -> list[ProviderHealth]:
+async def load_health(
+    store: Store,
+    providers: Sequence[Provider],
+    settings: HealthSettings,
+    now: float,
+    request_stats: Mapping[str, Any] | None = None,
+) -> list[ProviderHealth]:
     """One ProviderHealth per provider, in the providers' order.
 
     Window statistics combine probes with real traffic when `request_stats` (provider_id -> object with
@@ -207,7 +260,8 @@ async def load_health(store: Store, providers: Sequence[Provider], settings: Hea
     rows = await store.fetchall(
         "SELECT provider_id, checked_at, status, error_kind, error, latency_ms, http_status, rate_limit, balance "
         "FROM probe_results WHERE checked_at >= ? AND checked_at <= ? ORDER BY provider_id, checked_at",
-        (since, now))
+        (since, now),
+    )
     by_provider: dict[str, list[Any]] = {}
     for row in rows:
         by_provider.setdefault(row["provider_id"], []).append(row)
@@ -219,8 +273,9 @@ async def load_health(store: Store, providers: Sequence[Provider], settings: Hea
         window = [r for r in by_provider.get(p.id, []) if r["status"] != "unknown"]
         latest = by_provider.get(p.id, [])[-1] if by_provider.get(p.id) else None
         st = state_rows.get(p.id)
-        circuit = breaker.current(CircuitState(st["circuit"], int(st["consecutive_failures"]), st["opened_at"])
-                                  if st else CircuitState(), now)
+        circuit = breaker.current(
+            CircuitState(st["circuit"], int(st["consecutive_failures"]), st["opened_at"]) if st else CircuitState(), now
+        )
         latencies = [r["latency_ms"] for r in window if r["latency_ms"] is not None and r["http_status"]]
         errors = sum(1 for r in window if _is_error(r))
         samples = len(window)
@@ -236,20 +291,33 @@ async def load_health(store: Store, providers: Sequence[Provider], settings: Hea
         with_rl = next((r for r in reversed(window) if r["rate_limit"]), None)
         with_bal = next((r for r in reversed(window) if r["balance"]), None)
         health = ProviderHealth(
-            provider_id=p.id, name=p.name,
+            provider_id=p.id,
+            name=p.name,
             status=latest["status"] if latest is not None else "unknown",
             error_kind=latest["error_kind"] if latest is not None else None,
             error=latest["error"] if latest is not None else None,
-            samples=samples, success_rate=None if rate is None else 1.0 - rate, error_rate=rate,
-            p50_ms=percentile(latencies, 0.5), p95_ms=p95, latency_series=latencies[-SERIES_POINTS:],
+            samples=samples,
+            success_rate=None if rate is None else 1.0 - rate,
+            error_rate=rate,
+            p50_ms=percentile(latencies, 0.5),
+            p95_ms=p95,
+            latency_series=latencies[-SERIES_POINTS:],
             last_checked_at=st["last_checked_at"] if st else None,
             last_success_at=st["last_success_at"] if st else None,
-            last_error=st["last_failure"] if st else None, last_error_at=st["last_failure_at"] if st else None,
-            error_band=error_band(rate, settings), latency_band=latency_band(p95, settings),
-            circuit=circuit.circuit, consecutive_failures=circuit.consecutive_failures,
+            last_error=st["last_failure"] if st else None,
+            last_error_at=st["last_failure_at"] if st else None,
+            error_band=error_band(rate, settings),
+            latency_band=latency_band(p95, settings),
+            circuit=circuit.circuit,
+            consecutive_failures=circuit.consecutive_failures,
             rate_limit=RateLimit.from_json(json.loads(with_rl["rate_limit"])) if with_rl else None,
             balance=Balance.from_json(json.loads(with_bal["balance"])) if with_bal else None,
-            enabled=p.enabled, configured=p.configured, local=p.local, priority=p.priority, requests=requests)
+            enabled=p.enabled,
+            configured=p.configured,
+            local=p.local,
+            priority=p.priority,
+            requests=requests,
+        )
         if not p.enabled:
             health.status, health.error_kind, health.error = "unknown", "disabled", "disabled"
         elif not p.configured and latest is None:
@@ -261,8 +329,14 @@ async def load_health(store: Store, providers: Sequence[Provider], settings: Hea
 def failover_order(items: Iterable[Any]) -> list[Any]:
     """Usable providers by priority: enabled, configured, circuit not open, latest status not failed.
     Takes ProviderHealth (or anything with those fields)."""
-    usable = [h for h in items if getattr(h, "enabled", True) and getattr(h, "configured", True)
-              and getattr(h, "circuit", "closed") != "open" and getattr(h, "status", "unknown") != "failed"]
+    usable = [
+        h
+        for h in items
+        if getattr(h, "enabled", True)
+        and getattr(h, "configured", True)
+        and getattr(h, "circuit", "closed") != "open"
+        and getattr(h, "status", "unknown") != "failed"
+    ]
     return sorted(usable, key=lambda h: (h.priority, h.provider_id))
 
 
@@ -280,12 +354,14 @@ def next_provider(items: Iterable[Any], after: str | None = None) -> Any | None:
     return later[0] if later else None
 
 
-async def recent_probes(store: Store, provider_id: str, since: float, limit: int = 50,
-                        name: str | None = None) -> list[ProbeResult]:
+async def recent_probes(
+    store: Store, provider_id: str, since: float, limit: int = 50, name: str | None = None
+) -> list[ProbeResult]:
     """A provider's probes since `since`, newest first."""
     rows = await store.fetchall(
         "SELECT * FROM probe_results WHERE provider_id = ? AND checked_at >= ? ORDER BY checked_at DESC LIMIT ?",
-        (provider_id, since, limit))
+        (provider_id, since, limit),
+    )
     return [_result_from_row(r, name or provider_id) for r in rows]
 
 

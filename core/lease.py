@@ -22,9 +22,9 @@ from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.store import Store
 
 COLLECTOR_LEASE = "collector"
-DEFAULT_TTL = 8.0          # a dead holder is replaced after at most this long
-RENEW_EVERY = 2.0          # renewals per TTL: a busy database may delay one or two without losing it
-STANDBY_POLL = 1.0         # how often a waiting process tries to take the lease
+DEFAULT_TTL = 8.0  # a dead holder is replaced after at most this long
+RENEW_EVERY = 2.0  # renewals per TTL: a busy database may delay one or two without losing it
+STANDBY_POLL = 1.0  # how often a waiting process tries to take the lease
 
 
 def process_holder_id() -> str:
@@ -57,14 +57,21 @@ async def read_lease(store: Store, name: str = COLLECTOR_LEASE) -> LeaseInfo | N
 class Lease:
     """One process's claim on a named lease. `acquire()` to take it, `renew()` to keep it, `release()`."""
 
-    def __init__(self, store: Store, name: str = COLLECTOR_LEASE, *, holder: str | None = None,
-                 ttl: float = DEFAULT_TTL, clock: Clock = SYSTEM_CLOCK):
+    def __init__(
+        self,
+        store: Store,
+        name: str = COLLECTOR_LEASE,
+        *,
+        holder: str | None = None,
+        ttl: float = DEFAULT_TTL,
+        clock: Clock = SYSTEM_CLOCK,
+    ):
         self.store = store
         self.name = name
         self.holder = holder or PROCESS_HOLDER
         self.ttl = ttl
         self.clock = clock
-        self.expires_at: float | None = None   # of our own claim, None when not held
+        self.expires_at: float | None = None  # of our own claim, None when not held
 
     @property
     def held(self) -> bool:
@@ -81,8 +88,9 @@ class Lease:
     async def _claim(self, *, take_free: bool, must_hold: bool = False) -> bool:
         async with self.store.transaction() as conn:
             now = self.clock.now()
-            async with conn.execute("SELECT holder, acquired_at, expires_at FROM leases WHERE name = ?",
-                                    (self.name,)) as cur:
+            async with conn.execute(
+                "SELECT holder, acquired_at, expires_at FROM leases WHERE name = ?", (self.name,)
+            ) as cur:
                 row = await cur.fetchone()
             ours = row is not None and row["holder"] == self.holder
             free = row is None or float(row["expires_at"]) <= now

@@ -14,19 +14,19 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from llmpulse.core.durations import format_duration
 from llmpulse.core.store import Store
-from llmpulse.core.validate import ConfigError, Section
+from llmpulse.core.validate import Section
 
 DAY = 86400.0
 
 # The last phases share 1.0: "full" is all traffic on the new model, "completed" is the same share held
 # for a whole window (the old model can be switched off).
-DEFAULT_PHASES_SPEC = (("preparation", 0.0), ("testing", 0.05), ("rollout", 0.5), ("full", 1.0),
-                       ("completed", 1.0))
+DEFAULT_PHASES_SPEC = (("preparation", 0.0), ("testing", 0.05), ("rollout", 0.5), ("full", 1.0), ("completed", 1.0))
 
 # A projection this close to the target still counts as on track: a fitted line on noisy daily
 # shares rarely lands exactly on 100%.
@@ -41,10 +41,11 @@ class MigrationError(ValueError):
 
 # --------------------------------------------------------------------------------------------- config
 
+
 @dataclass(frozen=True)
 class Phase:
     name: str
-    share: float          # share of requests on the new model that this phase stands for (0..1)
+    share: float  # share of requests on the new model that this phase stands for (0..1)
 
 
 DEFAULT_PHASES: tuple[Phase, ...] = tuple(Phase(n, s) for n, s in DEFAULT_PHASES_SPEC)
@@ -58,9 +59,9 @@ class MigrationConfig:
     start: dt.date
     deadline: dt.date
     phases: tuple[Phase, ...] = DEFAULT_PHASES
-    window: float = DAY               # trailing window for the traffic share
-    compare: float = 7 * DAY          # window of the before/after comparison
-    trend: float = 14 * DAY           # how many recent days the trend line is fitted to
+    window: float = DAY  # trailing window for the traffic share
+    compare: float = 7 * DAY  # window of the before/after comparison
+    trend: float = 14 * DAY  # how many recent days the trend line is fitted to
     auto_advance: bool = True
 
     @property
@@ -78,7 +79,7 @@ class MigrationConfig:
 
 
 def day_start(day: dt.date) -> float:
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp()
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
 
 
 def _parse_phases(sec: Section) -> tuple[Phase, ...]:
@@ -99,8 +100,9 @@ def _parse_phases(sec: Section) -> tuple[Phase, ...]:
         if any(p.name == name for p in phases):
             raise psec.error("name", name, "a phase name not used before in this migration")
         if phases and share < phases[-1].share:
-            raise psec.error("share", share, f"a share >= the previous phase's {phases[-1].share:g} "
-                                             "(phases go forward)")
+            raise psec.error(
+                "share", share, f"a share >= the previous phase's {phases[-1].share:g} (phases go forward)"
+            )
         phases.append(Phase(name, share))
     return tuple(phases)
 
@@ -128,7 +130,11 @@ def parse_config(root: Section) -> list[MigrationConfig]:
             raise sec.error("deadline", deadline, f"a date on or after start ({start})")
         phases = _parse_phases(sec)
         cfg = MigrationConfig(
-            name=name, from_models=tuple(from_models), to_model=to_model, start=start, deadline=deadline,
+            name=name,
+            from_models=tuple(from_models),
+            to_model=to_model,
+            start=start,
+            deadline=deadline,
             phases=phases,
             window=sec.duration("window", DAY, minimum=60.0),
             compare=sec.duration("compare", 7 * DAY, minimum=60.0),
@@ -169,11 +175,11 @@ def model_matches(model: str, pattern: str) -> bool:
         return fnmatch.fnmatchcase(model, pattern)
     if model == pattern:
         return True
-    return model.startswith(pattern + "-") and bool(_SNAPSHOT_SUFFIX.fullmatch(model[len(pattern):]))
+    return model.startswith(pattern + "-") and bool(_SNAPSHOT_SUFFIX.fullmatch(model[len(pattern) :]))
 
 
 def model_side(model: str, cfg: MigrationConfig) -> str | None:
-    """"new", "old" or None (traffic outside this migration)."""
+    """ "new", "old" or None (traffic outside this migration)."""
     if model_matches(model, cfg.to_model):
         return "new"
     if any(model_matches(model, p) for p in cfg.from_models):
@@ -182,6 +188,7 @@ def model_side(model: str, cfg: MigrationConfig) -> str | None:
 
 
 # ------------------------------------------------------------------------------- measured share (pure)
+
 
 @dataclass(frozen=True)
 class ModelTraffic:
@@ -234,15 +241,21 @@ class SideStats:
     requests: int
     tokens: int
     cost_usd: float | None
-    cost_per_1k_tokens: float | None      # None when no token or no known price
+    cost_per_1k_tokens: float | None  # None when no token or no known price
     p95_ms: float | None
     error_rate: float | None
     unknown_price_count: int = 0
 
     def to_json(self) -> dict:
-        return {"requests": self.requests, "tokens": self.tokens, "cost_usd": self.cost_usd,
-                "cost_per_1k_tokens": self.cost_per_1k_tokens, "p95_ms": self.p95_ms,
-                "error_rate": self.error_rate, "unknown_price_count": self.unknown_price_count}
+        return {
+            "requests": self.requests,
+            "tokens": self.tokens,
+            "cost_usd": self.cost_usd,
+            "cost_per_1k_tokens": self.cost_per_1k_tokens,
+            "p95_ms": self.p95_ms,
+            "error_rate": self.error_rate,
+            "unknown_price_count": self.unknown_price_count,
+        }
 
 
 def side_stats(rows: Sequence[ModelTraffic]) -> SideStats | None:
@@ -270,8 +283,15 @@ def side_stats(rows: Sequence[ModelTraffic]) -> SideStats | None:
     with_sr = [r for r in rows if r.success_rate is not None and r.requests]
     sr_weight = sum(r.requests for r in with_sr)
     error_rate = (sum((1.0 - r.success_rate) * r.requests for r in with_sr) / sr_weight) if sr_weight else None
-    return SideStats(requests=requests, tokens=tokens, cost_usd=cost, cost_per_1k_tokens=cost_per_1k,
-                     p95_ms=p95, error_rate=error_rate, unknown_price_count=unknown)
+    return SideStats(
+        requests=requests,
+        tokens=tokens,
+        cost_usd=cost,
+        cost_per_1k_tokens=cost_per_1k,
+        p95_ms=p95,
+        error_rate=error_rate,
+        unknown_price_count=unknown,
+    )
 
 
 def compare_sides(rows: Iterable[ModelTraffic], cfg: MigrationConfig) -> tuple[SideStats | None, SideStats | None]:
@@ -288,6 +308,7 @@ def compare_sides(rows: Iterable[ModelTraffic], cfg: MigrationConfig) -> tuple[S
 
 # --------------------------------------------------------------------------------- phases (pure)
 
+
 def phase_index_of(phases: Sequence[Phase], name: str | None, fallback_index: int = 0) -> int:
     for i, p in enumerate(phases):
         if p.name == name:
@@ -295,8 +316,9 @@ def phase_index_of(phases: Sequence[Phase], name: str | None, fallback_index: in
     return max(0, min(fallback_index, len(phases) - 1))
 
 
-def automatic_advances(phases: Sequence[Phase], current: int, share: float | None, entered_at: float,
-                       now: float, window: float) -> list[int]:
+def automatic_advances(
+    phases: Sequence[Phase], current: int, share: float | None, entered_at: float, now: float, window: float
+) -> list[int]:
     """The phase indexes the migration moves through now, in order (empty: it stays).
 
     It moves on when the measured share reaches the next phase's share. A next phase with the same
@@ -321,6 +343,7 @@ def automatic_advances(phases: Sequence[Phase], current: int, share: float | Non
 
 # ----------------------------------------------------------------------------------- trend (pure)
 
+
 def fit_line(points: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
     """Least-squares (slope, intercept) of y on x; None with fewer than two distinct x."""
     n = len(points)
@@ -338,14 +361,15 @@ def fit_line(points: Sequence[tuple[float, float]]) -> tuple[float, float] | Non
 
 @dataclass(frozen=True)
 class Projection:
-    share_at_deadline: float | None       # clipped to 0..1
-    slope_per_day: float | None           # change of the share per day
-    reaches_target_at: float | None       # unix time the line reaches the target; None if it never does
-    points: int                           # daily shares the line was fitted to
+    share_at_deadline: float | None  # clipped to 0..1
+    slope_per_day: float | None  # change of the share per day
+    reaches_target_at: float | None  # unix time the line reaches the target; None if it never does
+    points: int  # daily shares the line was fitted to
 
 
-def project_share(daily: Sequence[tuple[float, float]], cfg: MigrationConfig, now: float,
-                  current_share: float | None) -> Projection:
+def project_share(
+    daily: Sequence[tuple[float, float]], cfg: MigrationConfig, now: float, current_share: float | None
+) -> Projection:
     """Project the share to the deadline from daily shares [(day_start_ts, share)].
 
     Two or more days: a least-squares line through the days' midpoints. One day or none but a current
@@ -384,17 +408,23 @@ def assess_risk(cfg: MigrationConfig, phase_index: int, projected: float | None,
 
 # ------------------------------------------------------------------------------------- status
 
+
 @dataclass(frozen=True)
 class PhaseChange:
     at: float
     from_phase: str | None
     to_phase: str
-    cause: str                 # "automatic: ..." or "by hand: ..."
+    cause: str  # "automatic: ..." or "by hand: ..."
     share_requests: float | None = None
 
     def to_json(self) -> dict:
-        return {"at": self.at, "from_phase": self.from_phase, "to_phase": self.to_phase, "cause": self.cause,
-                "share_requests": self.share_requests}
+        return {
+            "at": self.at,
+            "from_phase": self.from_phase,
+            "to_phase": self.to_phase,
+            "cause": self.cause,
+            "share_requests": self.share_requests,
+        }
 
 
 @dataclass
@@ -406,19 +436,19 @@ class MigrationStatus:
     deadline: dt.date
     phase: str
     phase_index: int
-    phases: list[str]                         # phase names in order
-    phase_shares: list[float]                 # the share each phase stands for
-    share_requests: float | None              # 0..1 over the window; None: no old or new traffic
+    phases: list[str]  # phase names in order
+    phase_shares: list[float]  # the share each phase stands for
+    share_requests: float | None  # 0..1 over the window; None: no old or new traffic
     share_tokens: float | None
-    requests_in_window: int                   # old + new
+    requests_in_window: int  # old + new
     window_s: float
-    days_left: float                          # negative once past the deadline
-    risk: str                                 # on track | at risk | late | done
+    days_left: float  # negative once past the deadline
+    risk: str  # on track | at risk | late | done
     projected_share_at_deadline: float | None
     trend_per_day: float | None
     projected_completion_at: float | None
-    before: SideStats | None                  # old models over the comparison window
-    after: SideStats | None                   # the new model over the same window
+    before: SideStats | None  # old models over the comparison window
+    after: SideStats | None  # the new model over the same window
     compare_s: float
     history: list[PhaseChange] = field(default_factory=list)
     phase_since: float | None = None
@@ -429,16 +459,25 @@ class MigrationStatus:
 
     def to_json(self) -> dict:
         return {
-            "name": self.name, "from": list(self.from_models), "to": self.to_model,
-            "start": self.start.isoformat(), "deadline": self.deadline.isoformat(),
-            "phase": self.phase, "phase_index": self.phase_index,
+            "name": self.name,
+            "from": list(self.from_models),
+            "to": self.to_model,
+            "start": self.start.isoformat(),
+            "deadline": self.deadline.isoformat(),
+            "phase": self.phase,
+            "phase_index": self.phase_index,
             "phases": [{"name": n, "share": s} for n, s in zip(self.phases, self.phase_shares)],
-            "phase_since": self.phase_since, "next_phase": self.next_phase,
-            "share_requests": self.share_requests, "share_tokens": self.share_tokens,
-            "requests_in_window": self.requests_in_window, "window_s": self.window_s,
-            "days_left": round(self.days_left, 3), "risk": self.risk,
+            "phase_since": self.phase_since,
+            "next_phase": self.next_phase,
+            "share_requests": self.share_requests,
+            "share_tokens": self.share_tokens,
+            "requests_in_window": self.requests_in_window,
+            "window_s": self.window_s,
+            "days_left": round(self.days_left, 3),
+            "risk": self.risk,
             "projected_share_at_deadline": self.projected_share_at_deadline,
-            "trend_per_day": self.trend_per_day, "projected_completion_at": self.projected_completion_at,
+            "trend_per_day": self.trend_per_day,
+            "projected_completion_at": self.projected_completion_at,
             "compare_s": self.compare_s,
             "before": self.before.to_json() if self.before else None,
             "after": self.after.to_json() if self.after else None,
@@ -448,6 +487,7 @@ class MigrationStatus:
 
 # ------------------------------------------------------------------------------------- state (DB)
 
+
 @dataclass(frozen=True)
 class _State:
     index: int
@@ -455,15 +495,15 @@ class _State:
 
 
 async def _load_state(store: Store, cfg: MigrationConfig) -> _State:
-    row = await store.fetchone("SELECT phase, phase_index, entered_at FROM migration_state WHERE name = ?",
-                               (cfg.name,))
+    row = await store.fetchone("SELECT phase, phase_index, entered_at FROM migration_state WHERE name = ?", (cfg.name,))
     if row is None:
         return _State(0, cfg.start_ts)
     return _State(phase_index_of(cfg.phases, row["phase"], row["phase_index"]), row["entered_at"])
 
 
-async def _write_change(store: Store, cfg: MigrationConfig, old: int | None, new: int, now: float, cause: str,
-                        share: float | None) -> None:
+async def _write_change(
+    store: Store, cfg: MigrationConfig, old: int | None, new: int, now: float, cause: str, share: float | None
+) -> None:
     phase = cfg.phases[new]
     await store.execute(
         "INSERT INTO migration_state (name, phase, phase_index, entered_at, updated_at) VALUES (?, ?, ?, ?, ?) "
@@ -480,8 +520,9 @@ async def _write_change(store: Store, cfg: MigrationConfig, old: int | None, new
 
 async def phase_history(store: Store, name: str) -> list[PhaseChange]:
     rows = await store.fetchall(
-        "SELECT at, from_phase, to_phase, cause, share_requests FROM migration_events WHERE name = ? "
-        "ORDER BY at, id", (name,))
+        "SELECT at, from_phase, to_phase, cause, share_requests FROM migration_events WHERE name = ? ORDER BY at, id",
+        (name,),
+    )
     return [PhaseChange(r["at"], r["from_phase"], r["to_phase"], r["cause"], r["share_requests"]) for r in rows]
 
 
@@ -494,8 +535,9 @@ def find_config(cfg: Any, name: str) -> MigrationConfig:
     raise MigrationError(f"unknown migration {name!r}; known: {known}")
 
 
-async def advance(store: Store, name: str, now: float, cause: str = "by hand", *, cfg: Any = None,
-                  to_phase: str | None = None) -> PhaseChange:
+async def advance(
+    store: Store, name: str, now: float, cause: str = "by hand", *, cfg: Any = None, to_phase: str | None = None
+) -> PhaseChange:
     """Move migration `name` one phase on (or to `to_phase`, forward or back) and record why.
 
     `cfg` is the Config (or list of MigrationConfig) that defines `name`. Runs under BEGIN IMMEDIATE so
@@ -514,8 +556,9 @@ async def advance(store: Store, name: str, now: float, cause: str = "by hand", *
         else:
             target = state.index + 1
             if target >= len(mcfg.phases):
-                raise MigrationError(f"migration {name!r} is already in its final phase "
-                                     f"{mcfg.phases[state.index].name!r}")
+                raise MigrationError(
+                    f"migration {name!r} is already in its final phase {mcfg.phases[state.index].name!r}"
+                )
         await _write_change(store, mcfg, state.index, target, now, cause, None)
     return PhaseChange(now, mcfg.phases[state.index].name, mcfg.phases[target].name, cause)
 
@@ -534,8 +577,10 @@ async def _apply_automatic(store: Store, cfg: MigrationConfig, share: float | No
         steps = automatic_advances(cfg.phases, state.index, share, state.entered_at, now, cfg.window)
         prev = state.index
         for i in steps:
-            cause = (f"automatic: {share:.1%} of requests on {cfg.to_model} over the last "
-                     f"{_window_words(cfg.window)} reached {cfg.phases[i].name}'s {cfg.phases[i].share:.0%}")
+            cause = (
+                f"automatic: {share:.1%} of requests on {cfg.to_model} over the last "
+                f"{_window_words(cfg.window)} reached {cfg.phases[i].name}'s {cfg.phases[i].share:.0%}"
+            )
             await _write_change(store, cfg, prev, i, now, cause, share)
             prev = i
         if steps:
@@ -549,6 +594,7 @@ def _window_words(seconds: float) -> str:
 
 # ------------------------------------------------------------------------------------- usage queries
 
+
 def _tokens(row: Any) -> int:
     return int((getattr(row, "input_tokens", 0) or 0) + (getattr(row, "output_tokens", 0) or 0))
 
@@ -557,12 +603,21 @@ async def window_traffic(store: Store, since: float, until: float) -> list[Model
     """Per-model traffic in [since, until) from the usage roll-ups (issue 3's breakdown by model)."""
     try:
         from llmpulse.core.usage import breakdown
-    except ImportError:          # usage not built into this tree yet: no traffic measured
+    except ImportError:  # usage not built into this tree yet: no traffic measured
         return []
     rows = await breakdown(store, "model", since, until)
-    return [ModelTraffic(model=str(r.key), requests=int(r.requests or 0), tokens=_tokens(r),
-                         cost_usd=r.cost_usd, unknown_price_count=int(r.unknown_price_count or 0),
-                         success_rate=r.success_rate, p95_ms=r.p95_ms) for r in rows]
+    return [
+        ModelTraffic(
+            model=str(r.key),
+            requests=int(r.requests or 0),
+            tokens=_tokens(r),
+            cost_usd=r.cost_usd,
+            unknown_price_count=int(r.unknown_price_count or 0),
+            success_rate=r.success_rate,
+            p95_ms=r.p95_ms,
+        )
+        for r in rows
+    ]
 
 
 def _day_ts(day: Any) -> float:
@@ -582,7 +637,7 @@ async def daily_shares(store: Store, cfg: MigrationConfig, since: float, until: 
     except ImportError:
         return []
     per_day: dict[float, list[int]] = {}
-    for day, key, requests, _tokens_, _cost in await daily_by(store, "model", since, until):
+    for day, key, requests, _, _ in await daily_by(store, "model", since, until):
         side = model_side(str(key), cfg)
         if side is None:
             continue
@@ -603,18 +658,29 @@ async def migration_status(store: Store, cfg: MigrationConfig, now: float) -> Mi
     before, after = compare_sides(compare, cfg)
     history = await phase_history(store, cfg.name)
     return MigrationStatus(
-        name=cfg.name, from_models=list(cfg.from_models), to_model=cfg.to_model,
-        start=cfg.start, deadline=cfg.deadline,
-        phase=cfg.phases[state.index].name, phase_index=state.index,
-        phases=[p.name for p in cfg.phases], phase_shares=[p.share for p in cfg.phases],
-        share_requests=split.share_requests, share_tokens=split.share_tokens,
-        requests_in_window=split.old_requests + split.new_requests, window_s=cfg.window,
+        name=cfg.name,
+        from_models=list(cfg.from_models),
+        to_model=cfg.to_model,
+        start=cfg.start,
+        deadline=cfg.deadline,
+        phase=cfg.phases[state.index].name,
+        phase_index=state.index,
+        phases=[p.name for p in cfg.phases],
+        phase_shares=[p.share for p in cfg.phases],
+        share_requests=split.share_requests,
+        share_tokens=split.share_tokens,
+        requests_in_window=split.old_requests + split.new_requests,
+        window_s=cfg.window,
         days_left=(cfg.deadline_ts - now) / DAY,
         risk=assess_risk(cfg, state.index, projection.share_at_deadline, now),
         projected_share_at_deadline=projection.share_at_deadline,
-        trend_per_day=projection.slope_per_day, projected_completion_at=projection.reaches_target_at,
-        before=before, after=after, compare_s=cfg.compare,
-        history=history, phase_since=state.entered_at if history else None,
+        trend_per_day=projection.slope_per_day,
+        projected_completion_at=projection.reaches_target_at,
+        before=before,
+        after=after,
+        compare_s=cfg.compare,
+        history=history,
+        phase_since=state.entered_at if history else None,
     )
 
 

@@ -14,8 +14,9 @@ import json
 import os
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import certifi
 import httpx
@@ -26,19 +27,48 @@ from llmpulse.core.ratelimit import Balance, RateLimit, parse_rate_limit
 from llmpulse.core.redact import redact
 
 STATUSES = ("healthy", "degraded", "failed", "unknown")
-ERROR_KINDS = ("not_configured", "disabled", "auth", "quota", "rate_limited", "overloaded", "server_error",
-               "timeout", "connect", "bad_response", "slow")
+ERROR_KINDS = (
+    "not_configured",
+    "disabled",
+    "auth",
+    "quota",
+    "rate_limited",
+    "overloaded",
+    "server_error",
+    "timeout",
+    "connect",
+    "bad_response",
+    "slow",
+)
 DEGRADED_KINDS = frozenset({"rate_limited", "overloaded", "slow"})
 ANTHROPIC_VERSION = "2023-06-01"
 USER_AGENT = "llmpulse-probe"
 MAX_ERROR_CHARS = 300
 
 # Words in an error body that mean "your money ran out" rather than "slow down" or "bad key".
-_QUOTA_WORDS = ("insufficient_quota", "insufficient balance", "insufficient_balance", "billing",
-                "credit balance", "exceeded your current quota", "spend limit", "payment required",
-                "suspended due to insufficient", "balance")
-_BAD_KEY_WORDS = ("api_key_invalid", "api key not valid", "invalid api key", "incorrect api key",
-                  "invalid_api_key", "invalid x-api-key", "no api key", "api key", "unauthorized")
+_QUOTA_WORDS = (
+    "insufficient_quota",
+    "insufficient balance",
+    "insufficient_balance",
+    "billing",
+    "credit balance",
+    "exceeded your current quota",
+    "spend limit",
+    "payment required",
+    "suspended due to insufficient",
+    "balance",
+)
+_BAD_KEY_WORDS = (
+    "api_key_invalid",
+    "api key not valid",
+    "invalid api key",
+    "incorrect api key",
+    "invalid_api_key",
+    "invalid x-api-key",
+    "no api key",
+    "api key",
+    "unauthorized",
+)
 
 
 @dataclass(frozen=True)
@@ -46,21 +76,27 @@ class ProbeResult:
     provider_id: str
     name: str
     checked_at: float
-    status: str                        # healthy | degraded | failed | unknown
-    error_kind: str | None = None      # see ERROR_KINDS; None when healthy
-    error: str | None = None           # redacted, one line
+    status: str  # healthy | degraded | failed | unknown
+    error_kind: str | None = None  # see ERROR_KINDS; None when healthy
+    error: str | None = None  # redacted, one line
     latency_ms: float | None = None
     http_status: int | None = None
     rate_limit: RateLimit | None = None
     balance: Balance | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.provider_id, "name": self.name, "checked_at": self.checked_at,
-                "status": self.status, "error_kind": self.error_kind, "error": self.error,
-                "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
-                "http_status": self.http_status,
-                "rate_limit": self.rate_limit.to_json() if self.rate_limit else None,
-                "balance": self.balance.to_json() if self.balance else None}
+        return {
+            "id": self.provider_id,
+            "name": self.name,
+            "checked_at": self.checked_at,
+            "status": self.status,
+            "error_kind": self.error_kind,
+            "error": self.error,
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
+            "http_status": self.http_status,
+            "rate_limit": self.rate_limit.to_json() if self.rate_limit else None,
+            "balance": self.balance.to_json() if self.balance else None,
+        }
 
 
 def auth_headers(provider: Provider) -> dict[str, str]:
@@ -118,8 +154,7 @@ def classify_error(status: int, body: bytes) -> str:
     if status == 402:
         return "quota"
     if status in (401, 403):
-        return "quota" if any(w in low for w in _QUOTA_WORDS[:-1]) or (status == 403 and "balance" in low) \
-            else "auth"
+        return "quota" if any(w in low for w in _QUOTA_WORDS[:-1]) or (status == 403 and "balance" in low) else "auth"
     if status == 400 and any(w in low for w in _BAD_KEY_WORDS):
         return "auth"
     if status == 429:
@@ -134,6 +169,7 @@ def classify_error(status: int, body: bytes) -> str:
 def _shape_check(kind: str, data: Any) -> tuple[str | None, Balance | None]:
     """(problem or None, balance) for a 2xx body. A problem of the form "auth: ..." or "quota: ..."
     means the provider answered 200 but says the key is blocked or the money is gone."""
+
     def is_list_under(key: str) -> bool:
         return isinstance(data, dict) and isinstance(data.get(key), list)
 
@@ -151,8 +187,13 @@ def _shape_check(kind: str, data: Any) -> tuple[str | None, Balance | None]:
         if not isinstance(info, dict):
             return "expected {data: {usage, limit, ...}}", None
         remaining = info.get("limit_remaining")
-        balance = Balance(amount=_num(remaining), currency="USD", limit=_num(info.get("limit")),
-                          used=_num(info.get("usage")), source="openrouter /key")
+        balance = Balance(
+            amount=_num(remaining),
+            currency="USD",
+            limit=_num(info.get("limit")),
+            used=_num(info.get("usage")),
+            source="openrouter /key",
+        )
         if remaining is not None and _num(remaining) is not None and _num(remaining) <= 0:
             return "quota: key credit limit reached (limit_remaining 0)", balance
         return None, balance
@@ -170,8 +211,9 @@ def _shape_check(kind: str, data: Any) -> tuple[str | None, Balance | None]:
         if not isinstance(infos, list):
             return "expected {is_available, balance_infos: [...]}", None
         first = infos[0] if infos and isinstance(infos[0], dict) else {}
-        balance = Balance(amount=_num(first.get("total_balance")), currency=first.get("currency"),
-                          source="deepseek /user/balance")
+        balance = Balance(
+            amount=_num(first.get("total_balance")), currency=first.get("currency"), source="deepseek /user/balance"
+        )
         if data.get("is_available") is False:
             return "quota: balance not available (is_available false)", balance
         return None, balance
@@ -208,8 +250,9 @@ def _unconfigured(provider: Provider, checked_at: float) -> ProbeResult:
     return ProbeResult(provider.id, provider.name, checked_at, "unknown", "not_configured", why)
 
 
-async def probe_provider(client: httpx.AsyncClient, provider: Provider, settings: ProbeSettings,
-                         checked_at: float) -> ProbeResult:
+async def probe_provider(
+    client: httpx.AsyncClient, provider: Provider, settings: ProbeSettings, checked_at: float
+) -> ProbeResult:
     """Probe one provider. Never raises (cancellation aside)."""
     if not provider.enabled or not provider.configured:
         return _unconfigured(provider, checked_at)
@@ -217,12 +260,28 @@ async def probe_provider(client: httpx.AsyncClient, provider: Provider, settings
     timeout = provider.spec.timeout or settings.timeout
     started = time.perf_counter()
 
-    def result(status: str, kind: str | None = None, error: str | None = None, http_status: int | None = None,
-               rate_limit: RateLimit | None = None, balance: Balance | None = None,
-               latency: bool = True) -> ProbeResult:
+    def result(
+        status: str,
+        kind: str | None = None,
+        error: str | None = None,
+        http_status: int | None = None,
+        rate_limit: RateLimit | None = None,
+        balance: Balance | None = None,
+        latency: bool = True,
+    ) -> ProbeResult:
         latency_ms = (time.perf_counter() - started) * 1000.0 if latency else None
-        return ProbeResult(provider.id, provider.name, checked_at, status, kind,
-                           redact(error) if error else None, latency_ms, http_status, rate_limit, balance)
+        return ProbeResult(
+            provider.id,
+            provider.name,
+            checked_at,
+            status,
+            kind,
+            redact(error) if error else None,
+            latency_ms,
+            http_status,
+            rate_limit,
+            balance,
+        )
 
     try:
         async with asyncio.timeout(timeout):
@@ -231,8 +290,9 @@ async def probe_provider(client: httpx.AsyncClient, provider: Provider, settings
     except (TimeoutError, httpx.TimeoutException):
         return result("failed", "timeout", f"no answer within {timeout:g}s", latency=False)
     except httpx.ConnectError as exc:
-        return result("failed", "connect", f"cannot connect to {provider.base_url}: {exc or type(exc).__name__}",
-                      latency=False)
+        return result(
+            "failed", "connect", f"cannot connect to {provider.base_url}: {exc or type(exc).__name__}", latency=False
+        )
     except httpx.HTTPError as exc:
         return result("failed", "connect", f"{type(exc).__name__}: {exc}", latency=False)
     except Exception as exc:  # a probe never raises: anything else is the provider's answer being unusable
@@ -248,20 +308,29 @@ async def probe_provider(client: httpx.AsyncClient, provider: Provider, settings
         data = json.loads(body) if provider.spec.kind != "localai" else None
     except ValueError:
         snippet = " ".join(body[:80].decode("utf-8", "replace").split())
-        return result("failed", "bad_response", f"HTTP {code} but the body is not JSON: {snippet!r}", code,
-                      rate_limit)
+        return result("failed", "bad_response", f"HTTP {code} but the body is not JSON: {snippet!r}", code, rate_limit)
     problem, balance = _shape_check(provider.spec.kind, data)
     if problem:
         for kind in ("auth", "quota"):
             if problem.startswith(kind + ": "):
-                return result("failed", kind, problem[len(kind) + 2:], code, rate_limit, balance)
-        return result("failed", "bad_response", f"HTTP {code} with an unexpected body: {problem}", code,
-                      rate_limit, balance)
+                return result("failed", kind, problem[len(kind) + 2 :], code, rate_limit, balance)
+        return result(
+            "failed", "bad_response", f"HTTP {code} with an unexpected body: {problem}", code, rate_limit, balance
+        )
     outcome = result("healthy", None, None, code, rate_limit, balance)
     if outcome.latency_ms is not None and outcome.latency_ms > settings.slow * 1000.0:
-        return ProbeResult(outcome.provider_id, outcome.name, checked_at, "degraded", "slow",
-                           f"answered in {outcome.latency_ms / 1000:.1f}s (slow above {settings.slow:g}s)",
-                           outcome.latency_ms, code, rate_limit, balance)
+        return ProbeResult(
+            outcome.provider_id,
+            outcome.name,
+            checked_at,
+            "degraded",
+            "slow",
+            f"answered in {outcome.latency_ms / 1000:.1f}s (slow above {settings.slow:g}s)",
+            outcome.latency_ms,
+            code,
+            rate_limit,
+            balance,
+        )
     return outcome
 
 
@@ -282,13 +351,19 @@ def make_client(settings: ProbeSettings, transport: httpx.AsyncBaseTransport | N
     all its connections for every request, so one shared pool with hundreds of connections turns a round
     quadratic (measured: 0.9 s of pure CPU for 200 providers); small pools keep it linear."""
     limits = httpx.Limits(max_connections=4, max_keepalive_connections=2)
-    return httpx.AsyncClient(limits=limits, timeout=settings.timeout, follow_redirects=False,
-                             transport=transport, verify=_ssl_context())   # trust_env: HTTPS_PROXY/NO_PROXY honoured
+    return httpx.AsyncClient(
+        limits=limits, timeout=settings.timeout, follow_redirects=False, transport=transport, verify=_ssl_context()
+    )  # trust_env: HTTPS_PROXY/NO_PROXY honoured
 
 
-async def probe_all(providers: list[Provider], settings: ProbeSettings, *, now: float | None = None,
-                    client: httpx.AsyncClient | None = None,
-                    clock: Callable[[], float] = time.time) -> list[ProbeResult]:
+async def probe_all(
+    providers: list[Provider],
+    settings: ProbeSettings,
+    *,
+    now: float | None = None,
+    client: httpx.AsyncClient | None = None,
+    clock: Callable[[], float] = time.time,
+) -> list[ProbeResult]:
     """Probe every provider at once (bounded by settings.concurrency); results in the given order.
     With `client`, every probe goes through it (tests, custom transports); else each provider gets its own."""
     checked_at = clock() if now is None else now

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Mapping
+from typing import Any
 
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _GO_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -25,38 +26,40 @@ class RateLimit:
     requests_remaining: int | None = None
     tokens_limit: int | None = None
     tokens_remaining: int | None = None
-    reset_s: float | None = None          # seconds until the (requests) window resets
+    reset_s: float | None = None  # seconds until the (requests) window resets
     retry_after_s: float | None = None
 
     @property
     def headroom(self) -> float | None:
         """The smallest remaining/limit share over what is known, 0..1; None when nothing is known."""
-        shares = [min(1.0, max(0.0, rem / lim)) for lim, rem in
-                  ((self.requests_limit, self.requests_remaining), (self.tokens_limit, self.tokens_remaining))
-                  if lim and rem is not None and lim > 0]
+        shares = [
+            min(1.0, max(0.0, rem / lim))
+            for lim, rem in ((self.requests_limit, self.requests_remaining), (self.tokens_limit, self.tokens_remaining))
+            if lim and rem is not None and lim > 0
+        ]
         return min(shares) if shares else None
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "headroom": self.headroom}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "RateLimit":
+    def from_json(cls, data: Mapping[str, Any]) -> RateLimit:
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
 class Balance:
-    amount: float | None = None      # what is left to spend
+    amount: float | None = None  # what is left to spend
     currency: str | None = None
-    limit: float | None = None       # a credit limit, where the provider has one
+    limit: float | None = None  # a credit limit, where the provider has one
     used: float | None = None
-    source: str = ""                 # which endpoint said so
+    source: str = ""  # which endpoint said so
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Balance":
+    def from_json(cls, data: Mapping[str, Any]) -> Balance:
         return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
 
 
@@ -115,16 +118,25 @@ def parse_rate_limit(headers: Mapping[str, str], now: float | None = None) -> Ra
     `headers` is an httpx.Headers), or None when the answer carried none."""
     h = {k.lower(): v for k, v in headers.items()}
     rl = RateLimit(
-        requests_limit=_int(h, "x-ratelimit-limit-requests", "anthropic-ratelimit-requests-limit",
-                            "x-ratelimit-limit"),
-        requests_remaining=_int(h, "x-ratelimit-remaining-requests", "anthropic-ratelimit-requests-remaining",
-                                "x-ratelimit-remaining"),
-        tokens_limit=_int(h, "x-ratelimit-limit-tokens", "anthropic-ratelimit-tokens-limit",
-                          "anthropic-ratelimit-input-tokens-limit"),
-        tokens_remaining=_int(h, "x-ratelimit-remaining-tokens", "anthropic-ratelimit-tokens-remaining",
-                              "anthropic-ratelimit-input-tokens-remaining"),
-        reset_s=parse_reset(h.get("x-ratelimit-reset-requests") or h.get("anthropic-ratelimit-requests-reset")
-                            or h.get("x-ratelimit-reset"), now),
+        requests_limit=_int(h, "x-ratelimit-limit-requests", "anthropic-ratelimit-requests-limit", "x-ratelimit-limit"),
+        requests_remaining=_int(
+            h, "x-ratelimit-remaining-requests", "anthropic-ratelimit-requests-remaining", "x-ratelimit-remaining"
+        ),
+        tokens_limit=_int(
+            h, "x-ratelimit-limit-tokens", "anthropic-ratelimit-tokens-limit", "anthropic-ratelimit-input-tokens-limit"
+        ),
+        tokens_remaining=_int(
+            h,
+            "x-ratelimit-remaining-tokens",
+            "anthropic-ratelimit-tokens-remaining",
+            "anthropic-ratelimit-input-tokens-remaining",
+        ),
+        reset_s=parse_reset(
+            h.get("x-ratelimit-reset-requests")
+            or h.get("anthropic-ratelimit-requests-reset")
+            or h.get("x-ratelimit-reset"),
+            now,
+        ),
         retry_after_s=parse_retry_after(h, now),
     )
     return None if rl == RateLimit() else rl

@@ -8,7 +8,7 @@ loaded it, since providers echo keys back in error bodies ("Incorrect API key pr
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 MASK = "***"
 

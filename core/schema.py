@@ -16,7 +16,9 @@ class Migration:
 
 
 CORE = [
-    Migration("0001_core", """
+    Migration(
+        "0001_core",
+        """
         CREATE TABLE probe_results (
             id           INTEGER PRIMARY KEY,
             provider_id  TEXT NOT NULL,
@@ -54,19 +56,27 @@ CORE = [
             acquired_at REAL NOT NULL,
             expires_at  REAL NOT NULL
         );
-    """),
+    """,
+    ),
 ]
 
-CORE.append(Migration("0002_provider_last_error", """
+CORE.append(
+    Migration(
+        "0002_provider_last_error",
+        """
     -- The latest failure per provider and when, kept as probes arrive, so the dashboard reads one row a
     -- provider every second instead of searching days of probe results for it.
     ALTER TABLE provider_state ADD COLUMN last_failure TEXT;
     ALTER TABLE provider_state ADD COLUMN last_failure_at REAL;
-"""))
+""",
+    )
+)
 
 # Issue 3 (usage, cost, budgets) appends here.
 USAGE: list[Migration] = [
-    Migration("0100_usage", """
+    Migration(
+        "0100_usage",
+        """
         -- One row per LLM call. dedupe_key (request_id, else an imported line's hash) makes imports idempotent.
         CREATE TABLE usage_records (
             id                 INTEGER PRIMARY KEY,
@@ -132,10 +142,14 @@ USAGE: list[Migration] = [
             l15               INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (grain, dim, start, key)
         ) WITHOUT ROWID;
-    """),
+    """,
+    ),
 ]
 
-USAGE.append(Migration("0190_billing_reports", """
+USAGE.append(
+    Migration(
+        "0190_billing_reports",
+        """
     -- What providers report on their own bills (spend this month, or a balance), polled on a slow timer.
     CREATE TABLE billing_reports (
         id           INTEGER PRIMARY KEY,
@@ -149,9 +163,14 @@ USAGE.append(Migration("0190_billing_reports", """
         error        TEXT               -- redacted
     );
     CREATE INDEX billing_reports_provider_time ON billing_reports (provider_id, fetched_at);
-"""))
+""",
+    )
+)
 
-USAGE.append(Migration("0191_usage_calls_attrs", """
+USAGE.append(
+    Migration(
+        "0191_usage_calls_attrs",
+        """
     -- Records split in two: usage_calls (the numbers of each call) and usage_attrs (who and what: few
     -- distinct combinations shared by many calls). A call row binds 10 mostly numeric values instead of
     -- 21 mostly text ones: ingest ~2x faster, the file ~half the size. Text columns hold '' for "none"
@@ -210,11 +229,15 @@ USAGE.append(Migration("0191_usage_calls_attrs", """
                NULLIF(a.agent, '') AS agent, NULLIF(a.user, '') AS user, NULLIF(a.task_type, '') AS task_type,
                NULLIF(a.category, '') AS category, NULLIF(a.endpoint, '') AS endpoint, c.request_id, c.cost_usd
         FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs;
-"""))
+""",
+    )
+)
 
 # Issue 4 (alerts) appends here.
 ALERTS: list[Migration] = [
-    Migration("0200_alerts", """
+    Migration(
+        "0200_alerts",
+        """
         -- One row per alert; a fingerprint (rule + subject) has at most one open (not resolved) alert.
         CREATE TABLE alerts (
             id               INTEGER PRIMARY KEY,
@@ -294,18 +317,24 @@ ALERTS: list[Migration] = [
             latency_ms  REAL NOT NULL
         );
         CREATE INDEX alert_latency_samples_provider ON alert_latency_samples (provider_id, at);
-    """),
-    Migration("0201_alert_firing_since", """
+    """,
+    ),
+    Migration(
+        "0201_alert_firing_since",
+        """
         -- When the alert last started needing someone (opened, turned critical, or fired again after an
         -- ack): escalate_after counts from here, so a warning that turns critical gets the full grace period.
         ALTER TABLE alerts ADD COLUMN firing_since REAL;
         UPDATE alerts SET firing_since = first_seen;
-    """),
+    """,
+    ),
 ]
 
 # Issue 5 (migrations, failover) appends here.
 MIGRATION: list[Migration] = [
-    Migration("0300_migration_phases", """
+    Migration(
+        "0300_migration_phases",
+        """
         -- The phase each model migration is in; config defines the phases, this row says where it stands.
         CREATE TABLE migration_state (
             name        TEXT PRIMARY KEY,
@@ -325,12 +354,15 @@ MIGRATION: list[Migration] = [
             share_requests REAL
         );
         CREATE INDEX migration_events_name_time ON migration_events (name, at);
-    """),
+    """,
+    ),
 ]
 
 # Issue 6 (collector, TUI) appends here.
 COLLECTOR: list[Migration] = [
-    Migration("0400_collector_status", """
+    Migration(
+        "0400_collector_status",
+        """
         -- The last collector round per lease, so viewers (TUIs on the same database) can say how fresh
         -- the data is and who collects it.
         CREATE TABLE collector_status (
@@ -342,7 +374,8 @@ COLLECTOR: list[Migration] = [
             last_duration_ms REAL,
             last_errors     TEXT               -- JSON list of "step: message", redacted
         );
-    """),
+    """,
+    ),
 ]
 
 MIGRATIONS: list[Migration] = CORE + USAGE + ALERTS + MIGRATION + COLLECTOR

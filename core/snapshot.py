@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmpulse.core.alerts.engine import AlertEngine
 from llmpulse.core.clock import ManualClock
 from llmpulse.core.config import Context
 from llmpulse.core.enablement import apply_enablement
@@ -19,7 +20,6 @@ from llmpulse.core.migration import migration_statuses
 from llmpulse.core.store import Store
 from llmpulse.core.usage.budgets import budget_statuses
 from llmpulse.core.usage.queries import provider_request_stats, usage_summary
-from llmpulse.core.alerts.engine import AlertEngine
 
 SEVERITIES = ("critical", "warning", "info")
 
@@ -29,9 +29,9 @@ class Header:
     requests_period: int
     cost_period: float
     period_label: str
-    budget_utilization: float | None        # the highest utilization among budgets, None without budgets
+    budget_utilization: float | None  # the highest utilization among budgets, None without budgets
     providers_healthy: int
-    providers_total: int                    # configured and enabled
+    providers_total: int  # configured and enabled
     alerts_by_severity: dict[str, int]
     fallbacks_24h: int
     refreshed_at: float
@@ -39,7 +39,7 @@ class Header:
 
 @dataclass
 class CollectorInfo:
-    holder: str | None                      # who holds the collector lease (None: nobody collects)
+    holder: str | None  # who holds the collector lease (None: nobody collects)
     alive: bool
     last_round_at: float | None
     last_errors: list[str] = field(default_factory=list)
@@ -49,10 +49,10 @@ class CollectorInfo:
 class Snapshot:
     header: Header
     providers: list[ProviderHealth]
-    budgets: list[Any]                      # llmpulse.core.usage.budgets.BudgetStatus
-    alerts: list[Any]                       # llmpulse.core.alerts.engine.Alert, open ones, most severe first
-    migrations: list[Any]                   # llmpulse.core.migration.MigrationStatus
-    usage: Any                              # llmpulse.core.usage.queries.UsageSummary
+    budgets: list[Any]  # llmpulse.core.usage.budgets.BudgetStatus
+    alerts: list[Any]  # llmpulse.core.alerts.engine.Alert, open ones, most severe first
+    migrations: list[Any]  # llmpulse.core.migration.MigrationStatus
+    usage: Any  # llmpulse.core.usage.queries.UsageSummary
     collector: CollectorInfo
     refreshed_at: float
 
@@ -63,12 +63,18 @@ def _severity_rank(alert: Any) -> tuple:
 
 async def collector_info(store: Store, now: float) -> CollectorInfo:
     import json
+
     lease = await read_lease(store, COLLECTOR_LEASE)
-    row = await store.fetchone("SELECT last_finished_at, last_errors FROM collector_status WHERE lease = ?",
-                               (COLLECTOR_LEASE,))
+    row = await store.fetchone(
+        "SELECT last_finished_at, last_errors FROM collector_status WHERE lease = ?", (COLLECTOR_LEASE,)
+    )
     errors = json.loads(row["last_errors"]) if row and row["last_errors"] else []
-    return CollectorInfo(holder=lease.holder if lease else None, alive=bool(lease and lease.alive(now)),
-                         last_round_at=row["last_finished_at"] if row else None, last_errors=errors)
+    return CollectorInfo(
+        holder=lease.holder if lease else None,
+        alive=bool(lease and lease.alive(now)),
+        last_round_at=row["last_finished_at"] if row else None,
+        last_errors=errors,
+    )
 
 
 async def build_snapshot(store: Store, ctx: Context, now: float) -> Snapshot:
@@ -81,14 +87,28 @@ async def build_snapshot(store: Store, ctx: Context, now: float) -> Snapshot:
     alerts = sorted(await AlertEngine(store, cfg.alerts, ManualClock(now), None).open_alerts(), key=_severity_rank)
     migrations = await migration_statuses(store, cfg, now)
     # What is watched first (by failover priority), then disabled, then the catalog's unconfigured rest.
-    health.sort(key=lambda h: (0 if h.enabled and h.configured else 1 if h.configured else 2, h.priority,
-                               h.provider_id))
+    health.sort(
+        key=lambda h: (0 if h.enabled and h.configured else 1 if h.configured else 2, h.priority, h.provider_id)
+    )
     watched = [h for h in health if h.enabled and h.configured]
     header = Header(
-        requests_period=usage.requests_month, cost_period=usage.cost_month, period_label="this month",
+        requests_period=usage.requests_month,
+        cost_period=usage.cost_month,
+        period_label="this month",
         budget_utilization=max((b.utilization for b in budgets), default=None),
-        providers_healthy=sum(1 for h in watched if h.status == "healthy"), providers_total=len(watched),
+        providers_healthy=sum(1 for h in watched if h.status == "healthy"),
+        providers_total=len(watched),
         alerts_by_severity={s: sum(1 for a in alerts if a.severity == s) for s in SEVERITIES},
-        fallbacks_24h=usage.fallbacks_24h, refreshed_at=now)
-    return Snapshot(header=header, providers=health, budgets=budgets, alerts=alerts, migrations=migrations,
-                    usage=usage, collector=await collector_info(store, now), refreshed_at=now)
+        fallbacks_24h=usage.fallbacks_24h,
+        refreshed_at=now,
+    )
+    return Snapshot(
+        header=header,
+        providers=health,
+        budgets=budgets,
+        alerts=alerts,
+        migrations=migrations,
+        usage=usage,
+        collector=await collector_info(store, now),
+        refreshed_at=now,
+    )

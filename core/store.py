@@ -7,13 +7,14 @@ and migrations run inside BEGIN IMMEDIATE so two processes starting together app
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
-import asyncio
 import time
 import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -29,7 +30,7 @@ class StoreError(Exception):
 
 # Every open Store of this process, so an app can close what cancelled tasks left open before its event
 # loop goes: a connection thread finishing work for a closed loop dies with "Event loop is closed".
-_OPEN: "weakref.WeakSet[Store]" = weakref.WeakSet()
+_OPEN: weakref.WeakSet[Store] = weakref.WeakSet()
 
 
 class Store:
@@ -44,7 +45,7 @@ class Store:
         _OPEN.add(self)
 
     @classmethod
-    async def open(cls, path: str | Path, migrations: Sequence[Migration] = MIGRATIONS) -> "Store":
+    async def open(cls, path: str | Path, migrations: Sequence[Migration] = MIGRATIONS) -> Store:
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,14 +77,13 @@ class Store:
             return
         async with self.transaction():
             async with self.conn.execute("SELECT name FROM schema_migrations") as cur:
-                applied = {row[0] for row in await cur.fetchall()}   # another process may have won
+                applied = {row[0] for row in await cur.fetchall()}  # another process may have won
             for migration in migrations:
                 if migration.name in applied:
                     continue
                 for statement in _split_sql(migration.sql):
                     await self.conn.execute(statement)
-                await self.conn.execute("INSERT INTO schema_migrations VALUES (?, ?)",
-                                        (migration.name, time.time()))
+                await self.conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (migration.name, time.time()))
             await self.conn.execute(f"PRAGMA user_version = {len(migrations)}")
 
     async def close(self) -> None:
@@ -93,8 +93,7 @@ class Store:
         _OPEN.discard(self)
         await self.conn.close()
 
-
-    async def __aenter__(self) -> "Store":
+    async def __aenter__(self) -> Store:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

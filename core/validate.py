@@ -7,7 +7,8 @@ because the person reading it is usually fixing a config over SSH with no traceb
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from llmpulse.core.durations import DurationError, parse_duration
 
@@ -79,8 +80,9 @@ class Section:
             raise self.error(name, value, "true or false")
         return value
 
-    def number(self, name: str, default: Any = _MISSING, minimum: float | None = 0.0,
-               maximum: float | None = None) -> Any:
+    def number(
+        self, name: str, default: Any = _MISSING, minimum: float | None = 0.0, maximum: float | None = None
+    ) -> Any:
         value = self.raw(name, default)
         if name not in self.data:
             return value
@@ -159,14 +161,14 @@ class Section:
             raise self.error(name, value, f"numbers >= {minimum:g}")
         return [float(v) for v in value]
 
-    def table(self, name: str) -> "Section":
+    def table(self, name: str) -> Section:
         """A sub-table; an absent one reads as empty so defaults apply."""
         value = self.raw(name, {})
         if not isinstance(value, dict):
             raise self.error(name, value, "a table")
         return Section(value, self.source, self.key(name))
 
-    def tables(self, name: str) -> list["Section"]:
+    def tables(self, name: str) -> list[Section]:
         """An array of tables ([[name]])."""
         value = self.raw(name, [])
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
@@ -179,6 +181,8 @@ class Section:
         if unknown:
             known = sorted(self._seen)
             raise ConfigError(
-                self.source, self.key(unknown[0]), "an unknown key",
+                self.source,
+                self.key(unknown[0]),
+                "an unknown key",
                 "one of " + ", ".join(known) if known else "no keys here",
             )

@@ -14,8 +14,10 @@ def providers_for(fleet: Fleet, keys: dict[str, str], ids: list[str] | None = No
     """Providers pointed at the fleet's fakes, with `keys` as the environment. A fake whose id is not a
     catalog id gets the catalog spec of its kind under its own id (so several fakes can share a kind)."""
     ids = ids or list(fleet.providers)
-    specs = {i: CATALOG_BY_ID[i] if i in CATALOG_BY_ID else replace(CATALOG_BY_ID[fleet.providers[i].kind], id=i)
-             for i in ids}
+    specs = {
+        i: CATALOG_BY_ID[i] if i in CATALOG_BY_ID else replace(CATALOG_BY_ID[fleet.providers[i].kind], id=i)
+        for i in ids
+    }
     overrides = {i: ProviderOverride(base_url=fleet.base_url(i)) for i in ids}
     return resolve_providers(specs, keys, overrides)
 

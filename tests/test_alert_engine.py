@@ -34,8 +34,10 @@ async def env(tmp_path):
 
 
 async def outbox(store):
-    return [(r["alert_id"], r["event"], r["actor"]) for r in
-            await store.fetchall("SELECT alert_id, event, actor FROM alert_outbox ORDER BY id")]
+    return [
+        (r["alert_id"], r["event"], r["actor"])
+        for r in await store.fetchall("SELECT alert_id, event, actor FROM alert_outbox ORDER BY id")
+    ]
 
 
 async def test_dedupe_update_and_auto_resolve(env):
@@ -43,7 +45,7 @@ async def test_dedupe_update_and_auto_resolve(env):
     [opened] = await engine.process([DOWN])
     assert opened.event == "opened"
     clock.advance(30)
-    assert await engine.process([DOWN]) == []                 # same fingerprint: updated, not reopened
+    assert await engine.process([DOWN]) == []  # same fingerprint: updated, not reopened
     [alert] = await engine.open_alerts()
     assert (alert.count, alert.last_seen, alert.first_seen, alert.state) == (2, T0 + 30, T0, "firing")
     # a rule not judged this round (its data is missing) leaves its alert alone
@@ -55,7 +57,7 @@ async def test_dedupe_update_and_auto_resolve(env):
     assert (gone.state, gone.resolved_by, gone.resolved_at) == ("resolved", "auto", T0 + 60)
     clock.advance(30)
     [again] = await engine.process([DOWN])
-    assert again.event == "opened" and again.alert_id != alert.id   # a trigger after resolve: a new alert
+    assert again.event == "opened" and again.alert_id != alert.id  # a trigger after resolve: a new alert
     assert [t.event for t in await engine.transitions(alert.id)] == ["opened", "resolved"]
     assert await outbox(store) == [(1, "firing", "auto"), (1, "resolved", "auto"), (2, "firing", "auto")]
     assert [a.id for a in await engine.history()] == [2, 1]
@@ -87,11 +89,16 @@ async def test_every_transition_with_its_actor_and_wrong_states(env):
         await engine.resolve(999, "ops")
     assert [tuple(r) for r in await store.fetchall("SELECT * FROM alerts ORDER BY id")] == [tuple(r) for r in before]
     assert [(t.event, t.from_state, t.to_state, t.actor, t.detail) for t in await engine.transitions(down.id)] == [
-        ("opened", None, "firing", "auto", DOWN.message), ("acknowledged", "firing", "acknowledged", "ops", "looking"),
-        ("resolved", "acknowledged", "resolved", "ops", None)]
-    assert [(t.event, t.actor) for t in await engine.transitions(slow.id)] == \
-        [("opened", "auto"), ("silenced", "ops"), ("unsilenced", "kim")]
-    assert (1, "resolved", "ops") in await outbox(store)              # a hand resolve is announced too
+        ("opened", None, "firing", "auto", DOWN.message),
+        ("acknowledged", "firing", "acknowledged", "ops", "looking"),
+        ("resolved", "acknowledged", "resolved", "ops", None),
+    ]
+    assert [(t.event, t.actor) for t in await engine.transitions(slow.id)] == [
+        ("opened", "auto"),
+        ("silenced", "ops"),
+        ("unsilenced", "kim"),
+    ]
+    assert (1, "resolved", "ops") in await outbox(store)  # a hand resolve is announced too
 
 
 async def test_worse_than_acknowledged_fires_again(env):
@@ -117,40 +124,48 @@ async def test_escalation_and_repeat_timing(env):
     assert await engine.process([DOWN, SLOW]) == []
     clock.advance(1)
     changes = await engine.process([DOWN, SLOW])
-    assert [(c.event, c.fingerprint) for c in changes] == [("escalated", "provider_down:groq")]   # critical only
+    assert [(c.event, c.fingerprint) for c in changes] == [("escalated", "provider_down:groq")]  # critical only
     assert (await engine.get(1)).escalated and (await engine.get(1)).escalated_at == T0 + 900
     clock.advance(4 * 3600 - 900)
     assert sorted(c.event for c in await engine.process([DOWN, SLOW])) == ["repeated", "repeated"]
     await engine.ack(1, "ops")
     clock.advance(4 * 3600)
     assert [c.fingerprint for c in await engine.process([DOWN, SLOW])] == ["latency_p95:anthropic"]  # acked: quiet
-    assert [(a, e) for a, e, _ in await outbox(store)] == \
-        [(1, "firing"), (2, "firing"), (1, "escalated"), (1, "repeat"), (2, "repeat"), (2, "repeat")]
+    assert [(a, e) for a, e, _ in await outbox(store)] == [
+        (1, "firing"),
+        (2, "firing"),
+        (1, "escalated"),
+        (1, "repeat"),
+        (2, "repeat"),
+        (2, "repeat"),
+    ]
 
 
 async def test_escalation_clock_starts_when_it_turns_critical_and_waits_for_a_silence(env):
-    store, engine, clock = env
+    _store, engine, clock = env
     warning = Condition("error_rate", "openai", "warning", "OpenAI error rate 6%")
     critical = Condition("error_rate", "openai", "critical", "OpenAI error rate 14%", stage=1)
     await engine.process([warning])
-    clock.advance(3600)                                    # a warning for an hour, then critical:
+    clock.advance(3600)  # a warning for an hour, then critical:
     await engine.process([critical])
     clock.advance(14 * 60)
-    assert await engine.process([critical]) == []          # ...gets the full 15 minutes, not zero
+    assert await engine.process([critical]) == []  # ...gets the full 15 minutes, not zero
     await engine.silence(1, 3600, "ops")
     clock.advance(30 * 60)
-    assert await engine.process([critical]) == []          # silenced: someone knows, no escalation
-    clock.advance(31 * 60)                                 # the silence ran out
+    assert await engine.process([critical]) == []  # silenced: someone knows, no escalation
+    clock.advance(31 * 60)  # the silence ran out
     events = [c.event for c in await engine.process([critical])]
     assert events == ["escalated"]
-    assert [(t.event, t.actor) for t in await engine.transitions(1)][-2:] == [("unsilenced", "auto"),
-                                                                             ("escalated", "auto")]
+    assert [(t.event, t.actor) for t in await engine.transitions(1)][-2:] == [
+        ("unsilenced", "auto"),
+        ("escalated", "auto"),
+    ]
 
 
 async def test_redacted_messages_and_the_notifier_is_handed_the_outbox(env):
-    store, engine, clock = env
+    store, engine, _clock = env
 
-    class Recorder:                      # a stand-in notifier that only records being called
+    class Recorder:  # a stand-in notifier that only records being called
         calls = 0
 
         async def dispatch(self):
@@ -172,13 +187,14 @@ async def test_two_writers_ack_the_same_alert_at_once(tmp_path):
         clock = ManualClock(T0)
         engines = [AlertEngine(s, alerts_cfg(), clock) for s in stores]
         await engines[0].process([DOWN])
-        results = await asyncio.gather(*(e.ack(1, f"user{i}") for i, e in enumerate(engines)),
-                                       return_exceptions=True)
+        results = await asyncio.gather(*(e.ack(1, f"user{i}") for i, e in enumerate(engines)), return_exceptions=True)
         winners = [r for r in results if not isinstance(r, Exception)]
         losers = [r for r in results if isinstance(r, Exception)]
         assert len(winners) == 1 and len(losers) == 3
-        assert all(isinstance(e, AlertStateError) and f"already acknowledged by {winners[0].acked_by}" in str(e)
-                   for e in losers)
+        assert all(
+            isinstance(e, AlertStateError) and f"already acknowledged by {winners[0].acked_by}" in str(e)
+            for e in losers
+        )
         acks = [t for t in await engines[0].transitions(1) if t.event == "acknowledged"]
         assert [t.actor for t in acks] == [winners[0].acked_by]
     finally:
@@ -187,24 +203,30 @@ async def test_two_writers_ack_the_same_alert_at_once(tmp_path):
 
 
 async def test_prune_keeps_history_and_anything_still_due(env):
-    store, engine, clock = env
+    store, engine, _clock = env
     from llmpulse.core.alerts.engine import prune_alert_notices
-    await engine.process([DOWN])                                     # outbox #1, not dispatched yet
-    await store.execute("INSERT INTO alert_outbox (alert_id, event, at, actor, dispatched_at) "
-                        "VALUES (1, 'repeat', ?, 'auto', ?)", (T0, T0))                       # old, sent: goes
+
+    await engine.process([DOWN])  # outbox #1, not dispatched yet
+    await store.execute(
+        "INSERT INTO alert_outbox (alert_id, event, at, actor, dispatched_at) VALUES (1, 'repeat', ?, 'auto', ?)",
+        (T0, T0),
+    )  # old, sent: goes
     for status, held_reported in (("sent", 0), ("failed", 0), ("held", 0), ("held", 7), ("sending", 0)):
-        await store.execute("INSERT INTO alert_deliveries (alert_id, channel, event, status, created_at, updated_at, "
-                            "held_reported) VALUES (1, 'c', 'firing', ?, ?, ?, ?)", (status, T0, T0, held_reported))
+        await store.execute(
+            "INSERT INTO alert_deliveries (alert_id, channel, event, status, created_at, updated_at, "
+            "held_reported) VALUES (1, 'c', 'firing', ?, ?, ?, ?)",
+            (status, T0, T0, held_reported),
+        )
     assert await prune_alert_notices(store, T0 + 10, keep_s=30 * 86400) == 0
     assert await prune_alert_notices(store, T0 + 31 * 86400, keep_s=30 * 86400) == 4
     left = [(r["status"], r["held_reported"]) for r in await store.fetchall("SELECT * FROM alert_deliveries")]
-    assert left == [("held", 0), ("sending", 0)]          # still to be counted / still in flight
+    assert left == [("held", 0), ("sending", 0)]  # still to be counted / still in flight
     assert [r["event"] for r in await store.fetchall("SELECT event FROM alert_outbox")] == ["firing"]
     assert len(await engine.transitions(1)) == 1 and await engine.get(1) is not None
 
 
 async def test_a_failing_notifier_does_not_undo_or_hide_the_change(env):
-    store, engine, clock = env
+    store, engine, _clock = env
 
     class Broken:
         async def dispatch(self):

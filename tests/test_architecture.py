@@ -12,7 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def core_modules() -> list[str]:
     # __main__ modules run the CLI on import; everything else must import without side effects
-    return sorted(m.name for m in pkgutil.walk_packages(llmpulse.core.__path__, "llmpulse.core.") if not m.name.endswith("__main__"))
+    return sorted(
+        m.name
+        for m in pkgutil.walk_packages(llmpulse.core.__path__, "llmpulse.core.")
+        if not m.name.endswith("__main__")
+    )
 
 
 def test_core_modules_exist():

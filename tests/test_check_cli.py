@@ -19,10 +19,20 @@ def write_config(tmp_path, fleet: Fleet, ids):
 
 
 def test_exit_codes_json_and_stored_results(tmp_path):
-    with Fleet([FakeProvider("openai", key=KEY), FakeProvider("groq", kind="groq", key=KEY),
-                FakeProvider("mistral", kind="mistral", key=KEY)]) as fleet:
+    with Fleet(
+        [
+            FakeProvider("openai", key=KEY),
+            FakeProvider("groq", kind="groq", key=KEY),
+            FakeProvider("mistral", kind="mistral", key=KEY),
+        ]
+    ) as fleet:
         write_config(tmp_path, fleet, ["openai", "groq", "mistral"])
-        env = {"OPENAI_API_KEY": KEY, "GROQ_API_KEY": KEY, "MISTRAL_API_KEY": KEY, "LLMPULSE_DB": str(tmp_path / "x.db")}
+        env = {
+            "OPENAI_API_KEY": KEY,
+            "GROQ_API_KEY": KEY,
+            "MISTRAL_API_KEY": KEY,
+            "LLMPULSE_DB": str(tmp_path / "x.db"),
+        }
         ok = run_cli(tmp_path, "check", env=env)
         assert ok.returncode == 0, ok.stderr
         assert "3 healthy, 0 degraded, 0 failed" in ok.stdout
@@ -33,8 +43,17 @@ def test_exit_codes_json_and_stored_results(tmp_path):
         data = json.loads(degraded.stdout)
         assert data["summary"] == {"healthy": 2, "degraded": 1, "failed": 0, "unknown": 10}
         groq = next(p for p in data["providers"] if p["id"] == "groq")
-        assert set(groq) >= {"id", "name", "status", "error_kind", "error", "latency_ms", "http_status",
-                             "rate_limit", "balance"}
+        assert set(groq) >= {
+            "id",
+            "name",
+            "status",
+            "error_kind",
+            "error",
+            "latency_ms",
+            "http_status",
+            "rate_limit",
+            "balance",
+        }
         assert (groq["status"], groq["error_kind"], groq["http_status"]) == ("degraded", "rate_limited", 429)
         assert groq["rate_limit"]["retry_after_s"] == 7
 

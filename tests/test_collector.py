@@ -31,8 +31,13 @@ def make_ctx(tmp_path, fleet: Fleet, extra: str = ""):
 
 
 async def test_round_probes_judges_and_alerts_while_one_provider_hangs(tmp_path):
-    with Fleet([FakeProvider("openai", key=KEY), FakeProvider("groq", kind="groq", key=KEY, behaviour="hang"),
-                FakeProvider("anthropic", kind="anthropic", key="sk-ant-some-other-key-000000")]) as fleet:
+    with Fleet(
+        [
+            FakeProvider("openai", key=KEY),
+            FakeProvider("groq", kind="groq", key=KEY, behaviour="hang"),
+            FakeProvider("anthropic", kind="anthropic", key="sk-ant-some-other-key-000000"),
+        ]
+    ) as fleet:
         ctx = make_ctx(tmp_path, fleet)
         store = await Store.open(ctx.db_path)
         events: list[str] = []
@@ -40,7 +45,7 @@ async def test_round_probes_judges_and_alerts_while_one_provider_hangs(tmp_path)
             collector = Collector(ctx, store, on_event=events.append)
             started = time.perf_counter()
             report = await collector.run_round()
-            assert time.perf_counter() - started < 3.0        # the hang cost its 0.5 s timeout, no more
+            assert time.perf_counter() - started < 3.0  # the hang cost its 0.5 s timeout, no more
             assert report.errors == []
             by_id = {r.provider_id: r for r in report.probes}
             assert by_id["openai"].status == "healthy"
@@ -73,7 +78,7 @@ async def test_exactly_one_collector_and_hand_over(tmp_path):
             assert a.rounds >= 3 and b.rounds == 0
             holder = (await read_lease(stores[2])).holder
             stop_a.set()
-            await ta                                     # releases the lease on the way out
+            await ta  # releases the lease on the way out
             deadline = time.monotonic() + 5
             while b.rounds == 0 and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
@@ -91,14 +96,23 @@ def test_daemon_logs_events_and_stops_on_sigterm(tmp_path):
     with Fleet([FakeProvider("openai", key=KEY)]) as fleet:
         make_ctx(tmp_path, fleet)
         env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-        env.update({"OPENAI_API_KEY": KEY, "XDG_CONFIG_HOME": str(tmp_path / "x"), "XDG_DATA_HOME": str(tmp_path / "y")})
-        proc = subprocess.Popen([sys.executable, "-m", "llmpulse.core.cli", "--db", str(tmp_path / "d.db"), "daemon"],
-                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env.update(
+            {"OPENAI_API_KEY": KEY, "XDG_CONFIG_HOME": str(tmp_path / "x"), "XDG_DATA_HOME": str(tmp_path / "y")}
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llmpulse.core.cli", "--db", str(tmp_path / "d.db"), "daemon"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 if (tmp_path / "d.db").exists():
                     import sqlite3
+
                     try:
                         with sqlite3.connect(tmp_path / "d.db") as db:
                             if db.execute("SELECT COUNT(*) FROM probe_results").fetchone()[0] >= 2:
@@ -107,7 +121,7 @@ def test_daemon_logs_events_and_stops_on_sigterm(tmp_path):
                         pass
                 time.sleep(0.2)
             proc.send_signal(signal.SIGTERM)
-            out, err = proc.communicate(timeout=15)
+            _out, err = proc.communicate(timeout=15)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -115,8 +129,9 @@ def test_daemon_logs_events_and_stops_on_sigterm(tmp_path):
         assert "provider openai new -> healthy" in err and "SIGTERM" in err and "daemon stopped" in err
         assert "Traceback" not in err and KEY not in err
         import sqlite3
+
         with sqlite3.connect(tmp_path / "d.db") as db:
-            assert db.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0   # released on the way out
+            assert db.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0  # released on the way out
 
 
 def test_demo_headless_runs_every_part(tmp_path):

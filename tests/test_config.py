@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 
 from llmpulse.core.config import load_config, load_context, parse_config
 from llmpulse.core.validate import ConfigError
 from tests.cli_helpers import run_cli
-
-import tomllib
 
 
 def parse(text: str):
@@ -16,7 +16,7 @@ def parse(text: str):
 
 
 def test_issue_example_parses_and_defaults_hold():
-    cfg = parse('''
+    cfg = parse("""
 [probe]
 interval = "30s"
 timeout = "10s"
@@ -33,7 +33,7 @@ kind = "openai-compatible"
 base_url = "http://10.0.0.5:8000/v1"
 api_key_env = "VLLM_KEY"
 local = true
-''')
+""")
     assert (cfg.probe.interval, cfg.probe.timeout, cfg.probe.slow) == (30.0, 10.0, 3.0)
     assert cfg.specs["openai"].priority == 1 and cfg.specs["my-vllm"].local
     assert cfg.specs["my-vllm"].probe_path == "/models"
@@ -41,14 +41,17 @@ local = true
     assert defaults.probe.timeout == 10.0 and defaults.health.failure_threshold == 3
 
 
-@pytest.mark.parametrize("text,key,found", [
-    ('[probe]\ntimeoutt = "1s"\n', "probe.timeoutt", "unknown key"),
-    ('[probe]\ntimeout = true\n', "probe.timeout", "True"),
-    ('[probe]\ninterval = "5x"\n', "probe.interval", "5x"),
-    ('[providers.openai]\npriority = -1\n', "providers.openai.priority", "-1"),
-    ('[providers.mine]\nkind = "soap"\nbase_url = "http://x"\n', "providers.mine.kind", "soap"),
-    ('[providers.openai]\nenabled = "yes"\n', "providers.openai.enabled", "yes"),
-])
+@pytest.mark.parametrize(
+    "text,key,found",
+    [
+        ('[probe]\ntimeoutt = "1s"\n', "probe.timeoutt", "unknown key"),
+        ("[probe]\ntimeout = true\n", "probe.timeout", "True"),
+        ('[probe]\ninterval = "5x"\n', "probe.interval", "5x"),
+        ("[providers.openai]\npriority = -1\n", "providers.openai.priority", "-1"),
+        ('[providers.mine]\nkind = "soap"\nbase_url = "http://x"\n', "providers.mine.kind", "soap"),
+        ('[providers.openai]\nenabled = "yes"\n', "providers.openai.enabled", "yes"),
+    ],
+)
 def test_bad_config_names_file_key_found_and_expected(text, key, found):
     with pytest.raises(ConfigError) as err:
         parse(text)
@@ -78,7 +81,9 @@ def test_where_config_and_database_come_from(tmp_path, monkeypatch):
     env = {"HOME": str(tmp_path)}
     assert load_context(environ=env).config.probe.interval == 60
     assert load_context(environ={**env, "LLMPULSE_CONFIG": str(other)}).config.probe.interval == 120
-    assert load_context(config_path=str(other), environ={**env, "LLMPULSE_CONFIG": "/nope"}).config.probe.interval == 120
+    assert (
+        load_context(config_path=str(other), environ={**env, "LLMPULSE_CONFIG": "/nope"}).config.probe.interval == 120
+    )
     assert load_context(environ=env).db_path.name == "from-config.db"
     assert load_context(environ={**env, "LLMPULSE_DB": "env.db"}).db_path.name == "env.db"
     assert load_context(db_path="flag.db", environ={**env, "LLMPULSE_DB": "env.db"}).db_path.name == "flag.db"
@@ -90,6 +95,7 @@ def test_where_config_and_database_come_from(tmp_path, monkeypatch):
 def test_every_toml_example_in_the_readme_parses():
     import re
     from pathlib import Path
+
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     blocks = re.findall(r"```toml\n(.*?)```", readme, re.S)
     assert len(blocks) >= 4

@@ -3,9 +3,18 @@ import pytest
 from llmpulse.core.durations import DurationError, format_duration, parse_duration
 
 
-@pytest.mark.parametrize("text,seconds", [
-    ("500ms", 0.5), ("30s", 30), ("5m", 300), ("1h", 3600), ("7d", 604800), ("1h30m", 5400), (" 2W ", 1209600),
-])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("500ms", 0.5),
+        ("30s", 30),
+        ("5m", 300),
+        ("1h", 3600),
+        ("7d", 604800),
+        ("1h30m", 5400),
+        (" 2W ", 1209600),
+    ],
+)
 def test_parse(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
 

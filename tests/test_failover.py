@@ -15,8 +15,12 @@ from llmpulse.core.store import Store
 from tests.cli_helpers import run_cli
 
 KEY = "sk-proj-FailoverSecret0123456789abcdef"
-MODELS = {"openai": "gpt-4o-mini", "groq": "llama-3.3-70b-versatile", "mistral": "mistral-small-latest",
-          "anthropic": "claude-haiku-4-5"}
+MODELS = {
+    "openai": "gpt-4o-mini",
+    "groq": "llama-3.3-70b-versatile",
+    "mistral": "mistral-small-latest",
+    "anthropic": "claude-haiku-4-5",
+}
 
 
 def context(tmp_path, fleet: Fleet, timeout: str = "1s"):
@@ -33,9 +37,13 @@ def fleet_of(*spec):
 
 
 async def usage_rows(store):
-    return [dict(r) for r in await store.fetchall(
-        "SELECT provider, model, status, error_kind, is_fallback, fallback_from, input_tokens, output_tokens, "
-        "department FROM usage_records ORDER BY ts, id")]
+    return [
+        dict(r)
+        for r in await store.fetchall(
+            "SELECT provider, model, status, error_kind, is_fallback, fallback_from, input_tokens, output_tokens, "
+            "department FROM usage_records ORDER BY ts, id"
+        )
+    ]
 
 
 async def test_falls_through_429_then_500_then_ok(tmp_path):
@@ -48,11 +56,16 @@ async def test_falls_through_429_then_500_then_ok(tmp_path):
                 answer = await client.chat([{"role": "user", "content": "hi"}], models=MODELS, department="Support")
             assert answer.provider_id == "mistral" and answer.text == "hello from mistral" and answer.fell_back
             rows = await usage_rows(store)
-            assert [(r["provider"], r["status"], r["error_kind"], r["is_fallback"], r["fallback_from"]) for r in rows] == [
+            assert [
+                (r["provider"], r["status"], r["error_kind"], r["is_fallback"], r["fallback_from"]) for r in rows
+            ] == [
                 ("openai", "error", "rate_limited", 0, None),
                 ("groq", "error", "server_error", 1, "openai"),
-                ("mistral", "ok", None, 1, "groq")]
-            assert rows[2]["input_tokens"] == 12 and rows[2]["output_tokens"] == 7 and rows[2]["department"] == "Support"
+                ("mistral", "ok", None, 1, "groq"),
+            ]
+            assert (
+                rows[2]["input_tokens"] == 12 and rows[2]["output_tokens"] == 7 and rows[2]["department"] == "Support"
+            )
             [req] = [r for r in fleet.requests("mistral") if r.method == "POST"]
             assert req.headers["authorization"] == f"Bearer {KEY}" and req.json()["model"] == "mistral-small-latest"
         finally:
@@ -65,8 +78,11 @@ async def test_anthropic_messages_and_a_401_is_not_retried(tmp_path):
         store = await Store.open(ctx.db_path)
         try:
             async with FailoverClient(ctx, store) as client:
-                answer = await client.chat([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
-                                           models=MODELS, max_tokens=50)
+                answer = await client.chat(
+                    [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+                    models=MODELS,
+                    max_tokens=50,
+                )
                 assert answer.provider_id == "anthropic" and answer.input_tokens == 12
                 [req] = [r for r in fleet.requests("anthropic") if r.method == "POST"]
                 assert req.path == "/v1/messages" and req.headers["x-api-key"] == KEY
@@ -92,20 +108,27 @@ async def test_all_down_names_each_and_hang_costs_its_timeout(tmp_path):
                 assert time.perf_counter() - started < 2.5
                 message = str(err.value)
                 assert message.startswith("all 3 providers failed: openai (HTTP 503 overloaded")
-                assert "groq (timeout: no answer within 0.5s)" in message and "mistral (HTTP 500 server_error" in message
+                assert (
+                    "groq (timeout: no answer within 0.5s)" in message and "mistral (HTTP 500 server_error" in message
+                )
                 # a second round of failures opens the circuits (threshold 2): the third call skips them all
                 with pytest.raises(AllProvidersFailed, match="all 3 providers failed"):
                     await client.chat([{"role": "user", "content": "hi"}], models=MODELS)
                 with pytest.raises(AllProvidersFailed, match="no usable provider to try; skipped: .*circuit open"):
                     await client.chat([{"role": "user", "content": "hi"}], models=MODELS)
             circuits = await circuit_states(store, ctx.config.health, time.time())
-            assert {pid: c.circuit for pid, c in circuits.items()} == {"openai": "open", "groq": "open", "mistral": "open"}
+            assert {pid: c.circuit for pid, c in circuits.items()} == {
+                "openai": "open",
+                "groq": "open",
+                "mistral": "open",
+            }
         finally:
             await store.close()
 
 
 def test_failover_command_shows_chain_and_fallback_stats(tmp_path):
     import asyncio
+
     with fleet_of(("openai", "rate_limited"), ("mistral", "ok"), ("groq", "ok")) as fleet:
         ctx = context(tmp_path, fleet)
 
@@ -117,6 +140,7 @@ def test_failover_command_shows_chain_and_fallback_stats(tmp_path):
                         await client.chat([{"role": "user", "content": "hi"}], models=MODELS)
             finally:
                 await store.close()
+
         asyncio.run(traffic())
         assert run_cli(tmp_path, "--db", str(ctx.db_path), "providers", "disable", "groq").returncode == 0
         env = {f"{pid.upper()}_API_KEY": KEY for pid in fleet.providers}
@@ -133,6 +157,6 @@ def test_failover_command_shows_chain_and_fallback_stats(tmp_path):
     assert chain["groq"]["skipped"] == "disabled" and chain["groq"]["position"] is None
     day = data["fallbacks"]["24h"]
     assert day["fallbacks"] == 2 and day["requests"] == 4
-    assert day["pairs"] == [{"from": "openai", "to": "groq", "requests": 2}]   # groq (33) before mistral (34)
+    assert day["pairs"] == [{"from": "openai", "to": "groq", "requests": 2}]  # groq (33) before mistral (34)
     assert day["fallback_rate"] == 0.5 and data["fallbacks"]["7d"]["pairs"] == day["pairs"]
     assert chain["mistral"]["circuit"] == "closed" and chain["openai"]["enabled"] is True

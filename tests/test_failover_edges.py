@@ -10,15 +10,19 @@ import pytest
 
 from llmpulse.core.clock import ManualClock
 from llmpulse.core.config import load_context
+from llmpulse.core.enablement import set_enabled
 from llmpulse.core.failover import AllProvidersFailed, FailoverClient, RequestRejected, plan_chain
 from llmpulse.core.fleet import FakeProvider, Fleet, Response
 from llmpulse.core.health import circuit_states, load_health
-from llmpulse.core.enablement import set_enabled
 from llmpulse.core.store import Store
 from llmpulse.core.usage.recorder import Recorder, pricing_for
 
-MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "groq": "llama-3.3-70b-versatile",
-          "mistral": "mistral-small-latest"}
+MODELS = {
+    "openai": "gpt-4o-mini",
+    "anthropic": "claude-haiku-4-5",
+    "groq": "llama-3.3-70b-versatile",
+    "mistral": "mistral-small-latest",
+}
 HI = [{"role": "user", "content": "hi"}]
 # priorities in the catalog: openai 20, anthropic 21, groq 33, mistral 34
 
@@ -55,9 +59,13 @@ async def on_fleet(tmp_path, *spec):
 
 
 async def usage_rows(store):
-    return [dict(r) for r in await store.fetchall(
-        "SELECT provider, status, error_kind, is_fallback, fallback_from, request_id FROM usage_records "
-        "ORDER BY ts, id")]
+    return [
+        dict(r)
+        for r in await store.fetchall(
+            "SELECT provider, status, error_kind, is_fallback, fallback_from, request_id FROM usage_records "
+            "ORDER BY ts, id"
+        )
+    ]
 
 
 def posts(fleet, pid):
@@ -67,8 +75,14 @@ def posts(fleet, pid):
 async def test_529_and_498_fall_through(tmp_path):
     key = fresh_key()
     with fleet_of(key, ("anthropic", "overloaded"), ("groq", "ok"), ("mistral", "ok")) as fleet:
-        fleet.add_route("groq", "POST", "/chat/completions", lambda fake, req: Response.json(
-            498, {"error": {"message": "Flex tier capacity exceeded", "type": "capacity_exceeded"}}))
+        fleet.add_route(
+            "groq",
+            "POST",
+            "/chat/completions",
+            lambda fake, req: Response.json(
+                498, {"error": {"message": "Flex tier capacity exceeded", "type": "capacity_exceeded"}}
+            ),
+        )
         ctx = context(tmp_path, fleet, key)
         store = await Store.open(ctx.db_path)
         try:
@@ -76,9 +90,15 @@ async def test_529_and_498_fall_through(tmp_path):
                 answer = await client.chat(HI, models=MODELS)
             assert answer.provider_id == "mistral"
             assert [(a.provider_id, a.http_status, a.error_kind) for a in answer.attempts] == [
-                ("anthropic", 529, "overloaded"), ("groq", 498, "overloaded"), ("mistral", 200, None)]
+                ("anthropic", 529, "overloaded"),
+                ("groq", 498, "overloaded"),
+                ("mistral", 200, None),
+            ]
             assert [(r["provider"], r["is_fallback"], r["fallback_from"]) for r in await usage_rows(store)] == [
-                ("anthropic", 0, None), ("groq", 1, "anthropic"), ("mistral", 1, "groq")]
+                ("anthropic", 0, None),
+                ("groq", 1, "anthropic"),
+                ("mistral", 1, "groq"),
+            ]
         finally:
             await store.close()
 
@@ -87,8 +107,14 @@ async def test_529_and_498_fall_through(tmp_path):
 async def test_callers_errors_are_raised_at_once_not_retried(tmp_path, code):
     key = fresh_key()
     with fleet_of(key, ("openai", "ok"), ("mistral", "ok")) as fleet:
-        fleet.add_route("openai", "POST", "/chat/completions", lambda fake, req: Response.json(
-            code, {"error": {"message": "The model `gpt-9` does not exist", "type": "invalid_request_error"}}))
+        fleet.add_route(
+            "openai",
+            "POST",
+            "/chat/completions",
+            lambda fake, req: Response.json(
+                code, {"error": {"message": "The model `gpt-9` does not exist", "type": "invalid_request_error"}}
+            ),
+        )
         ctx = context(tmp_path, fleet, key, threshold=1)
         store = await Store.open(ctx.db_path)
         try:
@@ -98,7 +124,8 @@ async def test_callers_errors_are_raised_at_once_not_retried(tmp_path, code):
             assert [a.provider_id for a in err.value.attempts] == ["openai"]
             assert not posts(fleet, "mistral")
             assert [(r["provider"], r["status"], r["is_fallback"]) for r in await usage_rows(store)] == [
-                ("openai", "error", 0)]
+                ("openai", "error", 0)
+            ]
             # the caller's mistake says nothing about the provider: its circuit stays closed
             circuits = await circuit_states(store, ctx.config.health, 0)
             assert "openai" not in circuits or circuits["openai"].circuit == "closed"
@@ -110,8 +137,14 @@ async def test_a_key_echoed_by_a_provider_stays_out_of_errors_and_the_database(t
     key = fresh_key()
     with fleet_of(key, ("openai", "ok"), ("mistral", "ok")) as fleet:
         for pid in ("openai", "mistral"):
-            fleet.add_route(pid, "POST", "/chat/completions", lambda fake, req: Response.json(
-                500, {"error": {"message": f"upstream refused key {key} for this org", "type": "server_error"}}))
+            fleet.add_route(
+                pid,
+                "POST",
+                "/chat/completions",
+                lambda fake, req: Response.json(
+                    500, {"error": {"message": f"upstream refused key {key} for this org", "type": "server_error"}}
+                ),
+            )
         ctx = context(tmp_path, fleet, key)
         store = await Store.open(ctx.db_path)
         try:
@@ -166,14 +199,19 @@ async def test_open_circuit_is_skipped_counted_as_fallback_then_half_open_closes
             circuits = await circuit_states(store, ctx.config.health, clock.now())
             assert circuits["openai"].circuit == "closed" and circuits["openai"].consecutive_failures == 0
             assert [(r["provider"], r["is_fallback"], r["fallback_from"]) for r in await usage_rows(store)] == [
-                ("openai", 0, None), ("mistral", 1, "openai"), ("openai", 0, None), ("mistral", 1, "openai"),
-                ("mistral", 1, "openai"), ("openai", 0, None)]
+                ("openai", 0, None),
+                ("mistral", 1, "openai"),
+                ("openai", 0, None),
+                ("mistral", 1, "openai"),
+                ("mistral", 1, "openai"),
+                ("openai", 0, None),
+            ]
         finally:
             await store.close()
 
 
 async def test_a_disabled_provider_is_neither_tried_nor_a_fallback_source(tmp_path):
-    async with on_fleet(tmp_path, ("openai", "ok"), ("mistral", "ok")) as (key, fleet, ctx, store):
+    async with on_fleet(tmp_path, ("openai", "ok"), ("mistral", "ok")) as (_key, fleet, ctx, store):
         await set_enabled(store, "openai", False)
         async with FailoverClient(ctx, store) as client:
             answer = await client.chat(HI, models=MODELS)
@@ -181,18 +219,22 @@ async def test_a_disabled_provider_is_neither_tried_nor_a_fallback_source(tmp_pa
         assert not posts(fleet, "openai")
         plan = plan_chain(await load_health(store, ctx.providers, ctx.config.health, 0))
         assert [(e.provider_id, e.position, e.skipped) for e in plan] == [
-            ("openai", 1, None), ("mistral", 2, None)]   # without enablement applied both are in
+            ("openai", 1, None),
+            ("mistral", 2, None),
+        ]  # without enablement applied both are in
 
 
 async def test_request_id_kept_apart_per_attempt_and_shared_recorder(tmp_path):
-    async with on_fleet(tmp_path, ("openai", "rate_limited"), ("mistral", "ok")) as (key, fleet, ctx, store):
+    async with on_fleet(tmp_path, ("openai", "rate_limited"), ("mistral", "ok")) as (_key, _fleet, ctx, store):
         async with Recorder(store, pricing_for(ctx), flush_interval=60) as rec:
             async with FailoverClient(ctx, store, recorder=rec) as client:
                 await client.chat(HI, models=MODELS, request_id="req-1")
             # the application's recorder is its own: the client does not close or flush it
             assert await usage_rows(store) == []
         assert [(r["provider"], r["request_id"]) for r in await usage_rows(store)] == [
-            ("openai", "req-1"), ("mistral", "req-1@mistral")]
+            ("openai", "req-1"),
+            ("mistral", "req-1@mistral"),
+        ]
 
 
 async def test_without_async_with_attempts_are_written_at_once(tmp_path):
@@ -210,7 +252,7 @@ async def test_without_async_with_attempts_are_written_at_once(tmp_path):
 
 
 async def test_bad_call_is_refused_before_anything_is_sent(tmp_path):
-    async with on_fleet(tmp_path, ("mistral", "ok")) as (key, fleet, ctx, store):
+    async with on_fleet(tmp_path, ("mistral", "ok")) as (_key, fleet, ctx, store):
         async with FailoverClient(ctx, store) as client:
             with pytest.raises(ValueError, match="needs a model"):
                 await client.chat(HI)
@@ -223,7 +265,7 @@ async def test_a_provider_whose_probe_failed_is_skipped_with_the_reason(tmp_path
     from llmpulse.core.health import record_probe_results
     from llmpulse.core.probe import probe_all
 
-    async with on_fleet(tmp_path, ("openai", "server_error"), ("mistral", "ok")) as (key, fleet, ctx, store):
+    async with on_fleet(tmp_path, ("openai", "server_error"), ("mistral", "ok")) as (_key, fleet, ctx, store):
         clock = ManualClock()
         results = await probe_all(ctx.providers, ctx.config.probe, now=clock.now())
         await record_probe_results(store, results, ctx.config.health, clock.now())

@@ -8,8 +8,18 @@ import pytest
 
 from llmpulse.core.catalog import CATALOG_BY_ID, resolve_providers
 from llmpulse.core.config import HealthSettings
-from llmpulse.core.health import (CircuitBreaker, CircuitState, ProviderHealth, error_band, latency_band, load_health,
-                         next_provider, prune_probe_results, record_outcome, record_probe_results, recent_probes)
+from llmpulse.core.health import (
+    CircuitBreaker,
+    CircuitState,
+    error_band,
+    latency_band,
+    load_health,
+    next_provider,
+    prune_probe_results,
+    recent_probes,
+    record_outcome,
+    record_probe_results,
+)
 from llmpulse.core.probe import ProbeResult
 from llmpulse.core.ratelimit import RateLimit, parse_rate_limit, parse_reset
 from llmpulse.core.store import Store
@@ -19,8 +29,17 @@ T0 = 1_800_000_000.0
 
 
 def result(pid: str, at: float, status: str = "healthy", kind: str | None = None, latency: float | None = 100.0):
-    return ProbeResult(pid, pid, at, status, kind, None if kind is None else f"{kind} happened", latency,
-                       200 if status == "healthy" else 500, RateLimit(requests_limit=100, requests_remaining=40))
+    return ProbeResult(
+        pid,
+        pid,
+        at,
+        status,
+        kind,
+        None if kind is None else f"{kind} happened",
+        latency,
+        200 if status == "healthy" else 500,
+        RateLimit(requests_limit=100, requests_remaining=40),
+    )
 
 
 def test_breaker_opens_half_opens_and_closes():
@@ -33,22 +52,33 @@ def test_breaker_opens_half_opens_and_closes():
     assert s.circuit == "open" and s.opened_at == T0 + 2
     assert b.current(s, T0 + 30).circuit == "open"
     assert b.current(s, T0 + 62).circuit == "half_open"
-    reopened = b.after(s, False, T0 + 62)           # the trial failed
+    reopened = b.after(s, False, T0 + 62)  # the trial failed
     assert reopened.circuit == "open" and reopened.opened_at == T0 + 62
-    closed = b.after(reopened, True, T0 + 200)       # half_open by then, and the trial worked
+    closed = b.after(reopened, True, T0 + 200)  # half_open by then, and the trial worked
     assert closed == CircuitState("closed", 0, None)
 
 
 def test_bands_follow_the_seed_thresholds():
-    assert [error_band(r, SETTINGS) for r in (0.0, 0.02, 0.07, 0.2, None)] == \
-        ["excellent", "good", "concerning", "critical", None]
+    assert [error_band(r, SETTINGS) for r in (0.0, 0.02, 0.07, 0.2, None)] == [
+        "excellent",
+        "good",
+        "concerning",
+        "critical",
+        None,
+    ]
     assert [latency_band(ms, SETTINGS) for ms in (100, 700, 2000, 5000)] == ["excellent", "good", "acceptable", "slow"]
 
 
 def test_rate_limit_header_styles():
-    openai = parse_rate_limit({"x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "50",
-                               "x-ratelimit-limit-tokens": "1000", "x-ratelimit-remaining-tokens": "900",
-                               "x-ratelimit-reset-requests": "6m0s"})
+    openai = parse_rate_limit(
+        {
+            "x-ratelimit-limit-requests": "500",
+            "x-ratelimit-remaining-requests": "50",
+            "x-ratelimit-limit-tokens": "1000",
+            "x-ratelimit-remaining-tokens": "900",
+            "x-ratelimit-reset-requests": "6m0s",
+        }
+    )
     assert openai.headroom == pytest.approx(0.1) and openai.reset_s == 360
     assert parse_reset("1m30.5s") == 90.5 and parse_reset("250ms") == 0.25 and parse_reset("nonsense") is None
     assert parse_rate_limit({"retry-after-ms": "1500"}).retry_after_s == 1.5
@@ -56,8 +86,10 @@ def test_rate_limit_header_styles():
 
 
 async def test_window_stats_circuit_and_next_provider(tmp_path):
-    providers = resolve_providers({i: CATALOG_BY_ID[i] for i in ("openai", "anthropic", "groq")},
-                                  {"OPENAI_API_KEY": "k1", "ANTHROPIC_API_KEY": "k2", "GROQ_API_KEY": "k3"})
+    providers = resolve_providers(
+        {i: CATALOG_BY_ID[i] for i in ("openai", "anthropic", "groq")},
+        {"OPENAI_API_KEY": "k1", "ANTHROPIC_API_KEY": "k2", "GROQ_API_KEY": "k3"},
+    )
     store = await Store.open(tmp_path / "h.db")
     try:
         # openai: 9 good probes and one failure; groq: fails every time (circuit opens); an old probe
@@ -65,11 +97,15 @@ async def test_window_stats_circuit_and_next_provider(tmp_path):
         await record_probe_results(store, [result("openai", T0 - 5000, "failed", "server_error")], SETTINGS, T0 - 5000)
         for i in range(10):
             at = T0 + i * 30
-            rs = [result("openai", at, latency=100 + i * 10) if i != 4 else result("openai", at, "failed", "timeout", None),
-                  result("anthropic", at, latency=2500.0),
-                  result("groq", at, "failed", "server_error")]
+            rs = [
+                result("openai", at, latency=100 + i * 10)
+                if i != 4
+                else result("openai", at, "failed", "timeout", None),
+                result("anthropic", at, latency=2500.0),
+                result("groq", at, "failed", "server_error"),
+            ]
             await record_probe_results(store, rs, SETTINGS, at)
-        now = T0 + 285   # groq reopened at T0+240 (its half-open trial failed): still open
+        now = T0 + 285  # groq reopened at T0+240 (its half-open trial failed): still open
         health = {h.provider_id: h for h in await load_health(store, providers, SETTINGS, now)}
         o = health["openai"]
         assert o.samples == 10 and o.error_rate == pytest.approx(0.1) and o.error_band == "concerning"

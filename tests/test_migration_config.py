@@ -43,12 +43,14 @@ def test_issue_example_parses():
     assert m.window == 86400.0
     assert m.target_share == 1.0
     # The deadline counts as a whole day.
-    assert m.deadline_ts == dt.datetime(2025, 7, 15, tzinfo=dt.timezone.utc).timestamp()
+    assert m.deadline_ts == dt.datetime(2025, 7, 15, tzinfo=dt.UTC).timestamp()
 
 
 def test_defaults_when_phases_and_window_omitted():
-    (m,) = parse('[[migrations]]\nname="x"\nfrom="a"\nto="b"\nstart=2025-01-01\ndeadline="2025-02-01"\n'
-                 'phases=[{name="off", share=0}, {name="on", share=1}]\nwindow="1h"\n').migrations
+    (m,) = parse(
+        '[[migrations]]\nname="x"\nfrom="a"\nto="b"\nstart=2025-01-01\ndeadline="2025-02-01"\n'
+        'phases=[{name="off", share=0}, {name="on", share=1}]\nwindow="1h"\n'
+    ).migrations
     assert m.from_models == ("a",)
     assert m.phases == (Phase("off", 0.0), Phase("on", 1.0))
     assert m.window == 3600.0
@@ -64,22 +66,31 @@ def test_no_migrations_is_an_empty_list():
 BASE = 'name="m"\nfrom=["a"]\nto="b"\nstart=2025-01-01\ndeadline=2025-03-01\n'
 
 
-@pytest.mark.parametrize("body, key, expected", [
-    (BASE + 'colour="red"\n', "migrations[0].colour", "one of"),
-    ('from=["a"]\nto="b"\nstart=2025-01-01\ndeadline=2025-03-01\n', "migrations[0].name", "this key to be set"),
-    (BASE.replace('from=["a"]', "from=[]"), "migrations[0].from", "old model names"),
-    (BASE.replace('to="b"', 'to="a"'), "migrations[0].to", "not also listed"),
-    (BASE.replace("deadline=2025-03-01", "deadline=2024-12-01"), "migrations[0].deadline", "on or after start"),
-    (BASE.replace("start=2025-01-01", 'start="soon"'), "migrations[0].start", "a date like"),
-    (BASE + 'window="5x"\n', "migrations[0].window", "a duration"),
-    (BASE + 'phases=[{name="only", share=0}]\n', "migrations[0].phases", "at least two"),
-    (BASE + 'phases=[{name="a", share=0.5}, {name="b", share=0.2}]\n', "migrations[0].phases[1].share",
-     "phases go forward"),
-    (BASE + 'phases=[{name="a", share=0}, {name="b", share=1.5}]\n', "migrations[0].phases[1].share", "<= 1"),
-    (BASE + 'phases=[{name="a", share=0}, {name="a", share=1}]\n', "migrations[0].phases[1].name", "not used"),
-    (BASE + 'phases=[{name="a", share=0}, {name="b", share=1, colour=1}]\n', "migrations[0].phases[1].colour",
-     "one of"),
-])
+@pytest.mark.parametrize(
+    "body, key, expected",
+    [
+        (BASE + 'colour="red"\n', "migrations[0].colour", "one of"),
+        ('from=["a"]\nto="b"\nstart=2025-01-01\ndeadline=2025-03-01\n', "migrations[0].name", "this key to be set"),
+        (BASE.replace('from=["a"]', "from=[]"), "migrations[0].from", "old model names"),
+        (BASE.replace('to="b"', 'to="a"'), "migrations[0].to", "not also listed"),
+        (BASE.replace("deadline=2025-03-01", "deadline=2024-12-01"), "migrations[0].deadline", "on or after start"),
+        (BASE.replace("start=2025-01-01", 'start="soon"'), "migrations[0].start", "a date like"),
+        (BASE + 'window="5x"\n', "migrations[0].window", "a duration"),
+        (BASE + 'phases=[{name="only", share=0}]\n', "migrations[0].phases", "at least two"),
+        (
+            BASE + 'phases=[{name="a", share=0.5}, {name="b", share=0.2}]\n',
+            "migrations[0].phases[1].share",
+            "phases go forward",
+        ),
+        (BASE + 'phases=[{name="a", share=0}, {name="b", share=1.5}]\n', "migrations[0].phases[1].share", "<= 1"),
+        (BASE + 'phases=[{name="a", share=0}, {name="a", share=1}]\n', "migrations[0].phases[1].name", "not used"),
+        (
+            BASE + 'phases=[{name="a", share=0}, {name="b", share=1, colour=1}]\n',
+            "migrations[0].phases[1].colour",
+            "one of",
+        ),
+    ],
+)
 def test_bad_migration_config_names_the_key(body, key, expected):
     with pytest.raises(ConfigError) as err:
         parse("[[migrations]]\n" + body)
@@ -97,8 +108,21 @@ def test_duplicate_names_rejected():
 def test_bad_config_exits_2_with_one_line(tmp_path):
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[[migrations]]\n" + BASE + 'window="soon"\n')
-    proc = subprocess.run([sys.executable, "-c", "import sys; from llmpulse.core.cli import main; sys.exit(main())", "--config", str(cfg), "--db", str(tmp_path / "x.db"),
-                           "migration"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from llmpulse.core.cli import main; sys.exit(main())",
+            "--config",
+            str(cfg),
+            "--db",
+            str(tmp_path / "x.db"),
+            "migration",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "migrations[0].window" in proc.stderr
     assert "Traceback" not in proc.stderr

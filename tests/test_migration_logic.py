@@ -4,26 +4,46 @@ import datetime as dt
 
 import pytest
 
-from llmpulse.core.migration import (DAY, DEFAULT_PHASES, MigrationConfig, ModelTraffic, Phase, assess_risk,
-                            automatic_advances, compare_sides, fit_line, model_matches, model_side,
-                            project_share, traffic_split)
+from llmpulse.core.migration import (
+    DAY,
+    DEFAULT_PHASES,
+    MigrationConfig,
+    ModelTraffic,
+    Phase,
+    assess_risk,
+    automatic_advances,
+    compare_sides,
+    fit_line,
+    model_matches,
+    model_side,
+    project_share,
+    traffic_split,
+)
 
-CFG = MigrationConfig(name="gpt-4.1", from_models=("gpt-4o", "gpt-4"), to_model="gpt-4.1",
-                      start=dt.date(2025, 1, 1), deadline=dt.date(2025, 1, 31))
+CFG = MigrationConfig(
+    name="gpt-4.1",
+    from_models=("gpt-4o", "gpt-4"),
+    to_model="gpt-4.1",
+    start=dt.date(2025, 1, 1),
+    deadline=dt.date(2025, 1, 31),
+)
 
 
-@pytest.mark.parametrize("model, pattern, expected", [
-    ("gpt-4o", "gpt-4o", True),
-    ("gpt-4o-2024-08-06", "gpt-4o", True),
-    ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet", True),
-    ("claude-3-5-sonnet-latest", "claude-3-5-sonnet", True),
-    ("gpt-4o-mini", "gpt-4o", False),          # a different model, not a snapshot
-    ("gpt-4.1", "gpt-4", False),
-    ("gpt-4.1-mini", "gpt-4.1", False),
-    ("openai/gpt-4o", "gpt-4o", True),         # OpenRouter's vendor prefix
-    ("openai/gpt-4o", "anthropic/gpt-4o", False),
-    ("gpt-4-turbo", "gpt-4*", True),           # globs when asked for
-])
+@pytest.mark.parametrize(
+    "model, pattern, expected",
+    [
+        ("gpt-4o", "gpt-4o", True),
+        ("gpt-4o-2024-08-06", "gpt-4o", True),
+        ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet", True),
+        ("claude-3-5-sonnet-latest", "claude-3-5-sonnet", True),
+        ("gpt-4o-mini", "gpt-4o", False),  # a different model, not a snapshot
+        ("gpt-4.1", "gpt-4", False),
+        ("gpt-4.1-mini", "gpt-4.1", False),
+        ("openai/gpt-4o", "gpt-4o", True),  # OpenRouter's vendor prefix
+        ("openai/gpt-4o", "anthropic/gpt-4o", False),
+        ("gpt-4-turbo", "gpt-4*", True),  # globs when asked for
+    ],
+)
 def test_model_matches(model, pattern, expected):
     assert model_matches(model, pattern) is expected
 
@@ -36,8 +56,12 @@ def test_model_side():
 
 
 def test_share_counts_only_old_and_new():
-    rows = [ModelTraffic("gpt-4o", 60, 6000), ModelTraffic("gpt-4", 20, 1000),
-            ModelTraffic("gpt-4.1", 20, 3000), ModelTraffic("claude-3", 500, 99999)]
+    rows = [
+        ModelTraffic("gpt-4o", 60, 6000),
+        ModelTraffic("gpt-4", 20, 1000),
+        ModelTraffic("gpt-4.1", 20, 3000),
+        ModelTraffic("claude-3", 500, 99999),
+    ]
     split = traffic_split(rows, CFG)
     assert (split.old_requests, split.new_requests) == (80, 20)
     assert split.share_requests == pytest.approx(0.2)
@@ -116,9 +140,9 @@ def test_projection_with_one_day_uses_pace_since_start():
 def test_risk_late_done_and_unmeasured():
     assert assess_risk(CFG, 4, 0.2, day(40)) == "done"
     assert assess_risk(CFG, 3, 1.0, CFG.deadline_ts + 1) == "late"
-    assert assess_risk(CFG, 0, None, CFG.start_ts - 10) == "on track"     # not started yet
-    assert assess_risk(CFG, 0, None, day(3)) == "at risk"                  # started, nothing measured
-    assert assess_risk(CFG, 2, 0.96, day(3)) == "on track"                 # within tolerance
+    assert assess_risk(CFG, 0, None, CFG.start_ts - 10) == "on track"  # not started yet
+    assert assess_risk(CFG, 0, None, day(3)) == "at risk"  # started, nothing measured
+    assert assess_risk(CFG, 2, 0.96, day(3)) == "on track"  # within tolerance
 
 
 def test_before_after_cost_latency_errors():
@@ -130,7 +154,7 @@ def test_before_after_cost_latency_errors():
     ]
     before, after = compare_sides(rows, CFG)
     assert before.requests == 200 and before.tokens == 200_000
-    assert before.cost_per_1k_tokens == pytest.approx(4.0 / 200)          # $0.02 per 1k
+    assert before.cost_per_1k_tokens == pytest.approx(4.0 / 200)  # $0.02 per 1k
     assert before.p95_ms == pytest.approx(1000)
     assert before.error_rate == pytest.approx(0.03)
     assert after.cost_per_1k_tokens == pytest.approx(0.008)

@@ -29,23 +29,25 @@ SLOW = Condition("latency_p95", "anthropic", "warning", "Anthropic p95 latency 6
 
 # -- a webhook receiver ---------------------------------------------------------------------------------
 
+
 @dataclass
 class Hit:
     path: str
     body: dict
     headers: dict
-    at: float          # loop time of arrival
+    at: float  # loop time of arrival
 
 
 @dataclass
 class Receiver:
     """HTTP/1.1 on 127.0.0.1. `answers[path]` is a list of what to do per request, in order (the last one
     repeats): a status code, (status, headers, body), or "hang"."""
+
     answers: dict[str, list] = field(default_factory=dict)
     hits: list[Hit] = field(default_factory=list)
     port: int = 0
 
-    async def __aenter__(self) -> "Receiver":
+    async def __aenter__(self) -> Receiver:
         self._handlers: set[asyncio.Task] = set()
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -67,7 +69,7 @@ class Receiver:
         task = asyncio.current_task()
         self._handlers.add(task)
         try:
-            method, path, _ = (await reader.readline()).decode().split(" ", 2)
+            _method, path, _ = (await reader.readline()).decode().split(" ", 2)
             headers = {}
             while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
                 name, value = line.decode().split(":", 1)
@@ -99,8 +101,14 @@ def channels(*specs: dict) -> str:
 
 
 def hook(name: str, **kw) -> dict:
-    return {"name": name, "type": "webhook", "url_env": name.upper() + "_URL", "min_severity": "info",
-            "retries": 0, **kw}
+    return {
+        "name": name,
+        "type": "webhook",
+        "url_env": name.upper() + "_URL",
+        "min_severity": "info",
+        "retries": 0,
+        **kw,
+    }
 
 
 @pytest.fixture
@@ -108,6 +116,7 @@ async def setup(tmp_path):
     """(make, receiver): make(toml, env=None) -> (store, engine, notifier, clock) on a fresh database."""
     made = []
     async with Receiver() as receiver:
+
         async def make(text: str, env: dict | None = None):
             cfg = parse_alerts(Section(tomllib.loads(text), "t.toml"))
             store = await Store.open(tmp_path / "n.db")
@@ -115,6 +124,7 @@ async def setup(tmp_path):
             notifier = Notifier(cfg, store, clock, env or {})
             made.append((store, notifier))
             return store, AlertEngine(store, cfg, clock), notifier, clock
+
         yield make, receiver
         for store, notifier in made:
             for task in notifier.tasks:
@@ -129,37 +139,47 @@ async def deliveries(store) -> dict:
 
 # -- tests ---------------------------------------------------------------------------------------------
 
+
 async def test_payload_shapes_min_severity_and_escalation_channel(setup):
     make, rx = setup
     text = '[alerts]\nescalate_after = "15m"\n' + channels(
-        hook("hook"), {"name": "slack", "type": "slack", "url_env": "SLACK_URL", "min_severity": "critical"},
-        {"name": "discord", "type": "discord", "url_env": "DISCORD_URL", "escalation": True})
+        hook("hook"),
+        {"name": "slack", "type": "slack", "url_env": "SLACK_URL", "min_severity": "critical"},
+        {"name": "discord", "type": "discord", "url_env": "DISCORD_URL", "escalation": True},
+    )
     env = {"HOOK_URL": rx.url("/hook"), "SLACK_URL": rx.url("/slack"), "DISCORD_URL": rx.url("/discord")}
     rx.answers["/discord"] = [204]
     store, engine, notifier, clock = await make(text, env)
     await engine.process([DOWN, SLOW])
-    assert await notifier.dispatch() == 3          # hook x2, slack x1 (warning is below its minimum)
+    assert await notifier.dispatch() == 3  # hook x2, slack x1 (warning is below its minimum)
     await notifier.drain(5)
     first = rx.bodies("/hook")[0]
-    assert first == {"source": "llmpulse", "event": "firing", "held_back": 0,
-                     "alert": first["alert"], "transition": first["transition"]}
+    assert first == {
+        "source": "llmpulse",
+        "event": "firing",
+        "held_back": 0,
+        "alert": first["alert"],
+        "transition": first["transition"],
+    }
     assert first["alert"]["rule"] == "provider_down" and first["alert"]["state"] == "firing"
     assert first["transition"] == {"event": "firing", "at": T0, "actor": "auto", "detail": DOWN.message}
     [slack] = rx.bodies("/slack")
     assert list(slack) == ["text"] and slack["text"].startswith("🔴 *FIRING* `provider_down` groq: Groq down")
-    assert rx.bodies("/discord") == []             # escalation channel: nothing until an escalation
+    assert rx.bodies("/discord") == []  # escalation channel: nothing until an escalation
 
     clock.advance(15 * 60)
     await engine.process([DOWN, SLOW])
     await notifier.dispatch()
     await notifier.drain(5)
     [discord] = rx.bodies("/discord")
-    assert discord == {"content": "ESCALATED: groq", "embeds": [
-        {"title": "critical · provider_down · groq", "description": DOWN.message, "color": 0xD0021B}]}
+    assert discord == {
+        "content": "ESCALATED: groq",
+        "embeds": [{"title": "critical · provider_down · groq", "description": DOWN.message, "color": 0xD0021B}],
+    }
     await engine.process([], covered={"provider_down", "latency_p95"})
     await notifier.dispatch()
     await notifier.drain(5)
-    assert [b["content"] for b in rx.bodies("/discord")][-1] == "RESOLVED: groq"    # its resolved notice too
+    assert [b["content"] for b in rx.bodies("/discord")][-1] == "RESOLVED: groq"  # its resolved notice too
     assert rx.bodies("/discord")[-1]["embeds"][0]["color"] == 0x7ED321
     assert [b["event"] for b in rx.bodies("/hook")] == ["firing", "firing", "escalated", "resolved", "resolved"]
     assert all(d["status"] == "sent" for d in (await deliveries(store)).values())
@@ -206,19 +226,27 @@ async def test_500_is_retried_with_backoff_and_4xx_is_not(setup):
     assert (d["broken", 1, "firing"]["status"], d["broken", 1, "firing"]["attempts"]) == ("failed", 3)
     assert d["broken", 1, "firing"]["error"] == "HTTP 500: upstream exploded"
     times = [h.at for h in rx.hits if h.path == "/broken"]
-    assert times[1] - times[0] >= 0.045 and times[2] - times[1] >= 0.095      # 50 ms, then doubled
+    assert times[1] - times[0] >= 0.045 and times[2] - times[1] >= 0.095  # 50 ms, then doubled
     assert (d["flaky", 1, "firing"]["status"], d["flaky", 1, "firing"]["attempts"]) == ("sent", 2)
     assert (d["gone", 1, "firing"]["status"], d["gone", 1, "firing"]["attempts"]) == ("failed", 1)
     assert d["gone", 1, "firing"]["error"] == "HTTP 404: no such webhook"
     busy = [h.at for h in rx.hits if h.path == "/busy"]
-    assert d["busy", 1, "firing"]["status"] == "sent" and busy[1] - busy[0] >= 0.29   # Retry-After honoured
+    assert d["busy", 1, "firing"]["status"] == "sent" and busy[1] - busy[0] >= 0.29  # Retry-After honoured
 
 
 async def test_rate_limit_holds_back_and_the_next_message_says_how_many(setup):
     make, rx = setup
     rx.answers["/slack"] = [200, 200, (400, {}, "invalid_payload"), 200]
-    text = channels({"name": "slack", "type": "slack", "url_env": "SLACK_URL", "min_severity": "info",
-                     "rate_limit_per_hour": 2, "retries": 0})
+    text = channels(
+        {
+            "name": "slack",
+            "type": "slack",
+            "url_env": "SLACK_URL",
+            "min_severity": "info",
+            "rate_limit_per_hour": 2,
+            "retries": 0,
+        }
+    )
     store, engine, notifier, clock = await make(text, {"SLACK_URL": rx.url("/slack")})
     subjects = [Condition("budget_warning", f"b{i}", "warning", f"budget b{i} passed 80%") for i in range(5)]
     await engine.process(subjects)
@@ -228,13 +256,13 @@ async def test_rate_limit_holds_back_and_the_next_message_says_how_many(setup):
     held = [r for r in (await deliveries(store)).values() if r["status"] == "held"]
     assert len(held) == 3 and held[0]["error"] == "held back: rate limit 2/hour reached"
 
-    clock.advance(1800)                       # still inside the hour: held too
+    clock.advance(1800)  # still inside the hour: held too
     await engine.process(subjects[:4], covered={"budget_warning"})
     await notifier.dispatch()
     await notifier.drain(5)
     assert len(rx.bodies("/slack")) == 2
 
-    clock.advance(1801)                       # the hour has passed: the next message reports 4 held back...
+    clock.advance(1801)  # the hour has passed: the next message reports 4 held back...
     await engine.resolve(1, "ops")
     await notifier.dispatch()
     await notifier.drain(5)
@@ -252,12 +280,13 @@ async def test_rate_limit_holds_back_and_the_next_message_says_how_many(setup):
 
 async def test_silenced_alert_sends_no_notices_but_still_its_resolved_notice(setup):
     make, rx = setup
-    store, engine, notifier, clock = await make('[alerts]\nrepeat_interval = "1h"\n' + channels(hook("hook")),
-                                                {"HOOK_URL": rx.url("/hook")})
+    _store, engine, notifier, clock = await make(
+        '[alerts]\nrepeat_interval = "1h"\n' + channels(hook("hook")), {"HOOK_URL": rx.url("/hook")}
+    )
     await engine.process([SLOW])
-    await notifier.dispatch()                     # the firing notice
+    await notifier.dispatch()  # the firing notice
     await engine.silence(1, 3 * 3600 + 600, "ops")
-    for _ in range(3):                            # repeats are due every hour, but it is silenced
+    for _ in range(3):  # repeats are due every hour, but it is silenced
         clock.advance(3600)
         await engine.process([SLOW])
         await notifier.dispatch()
@@ -294,11 +323,11 @@ async def test_a_delivery_orphaned_by_a_stopped_process_is_sent_again(setup):
     await engine.process([DOWN])
     await first.dispatch()
     await asyncio.sleep(0.05)
-    for task in first.tasks:                      # the process stops mid-delivery
+    for task in first.tasks:  # the process stops mid-delivery
         task.cancel()
     await asyncio.sleep(0)
     second = Notifier(first.cfg, store, clock, {"HOOK_URL": rx.url("/hook")})
-    assert await second.dispatch() == 0           # too recent: the first process may still be at it
+    assert await second.dispatch() == 0  # too recent: the first process may still be at it
     clock.advance(longest_delivery_s(first.cfg.channels[0]) + ORPHAN_MARGIN_S + 1)
     assert await second.dispatch() == 1
     await second.drain(5)
@@ -307,6 +336,7 @@ async def test_a_delivery_orphaned_by_a_stopped_process_is_sent_again(setup):
 
 
 # -- email ---------------------------------------------------------------------------------------------
+
 
 class SmtpServer:
     """Just enough SMTP (EHLO, AUTH PLAIN, MAIL, RCPT, DATA, QUIT) to receive a message."""
@@ -357,9 +387,20 @@ class SmtpServer:
 
 
 def email_channel(port: int, **kw) -> dict:
-    return {"name": "mail", "type": "email", "host": "127.0.0.1", "port": port, "starttls": False,
-            "username": "llmpulse", "password_env": "SMTP_PASSWORD", "from": "llmpulse@example.com",
-            "to": ["oncall@example.com", "lead@example.com"], "min_severity": "critical", "retries": 0, **kw}
+    return {
+        "name": "mail",
+        "type": "email",
+        "host": "127.0.0.1",
+        "port": port,
+        "starttls": False,
+        "username": "llmpulse",
+        "password_env": "SMTP_PASSWORD",
+        "from": "llmpulse@example.com",
+        "to": ["oncall@example.com", "lead@example.com"],
+        "min_severity": "critical",
+        "retries": 0,
+        **kw,
+    }
 
 
 async def test_email_over_smtp(setup):
@@ -372,7 +413,7 @@ async def test_email_over_smtp(setup):
         await notifier.drain(10)
         d = await deliveries(store)
         assert d["mail", 1, "firing"]["status"] == "sent", d["mail", 1, "firing"]["error"]
-        assert ("mail", 2, "firing") not in d                      # warning: below the channel's minimum
+        assert ("mail", 2, "firing") not in d  # warning: below the channel's minimum
         wrong = d["wrong", 1, "firing"]
         assert (wrong["status"], wrong["attempts"]) == ("failed", 1) and "SMTPAuthenticationError" in wrong["error"]
         assert "nope-nope" not in wrong["error"]

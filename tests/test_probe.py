@@ -3,32 +3,46 @@ the deadline, and keys kept out of everything a probe produces."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
 import pytest
 
 from llmpulse.core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers
-from llmpulse.core.config import ProbeSettings
+from llmpulse.core.config import HealthSettings, ProbeSettings
 from llmpulse.core.fleet import FakeProvider, Fleet
 from llmpulse.core.health import record_probe_results
-from llmpulse.core.config import HealthSettings
 from llmpulse.core.probe import probe_all
 from llmpulse.core.store import Store
 from tests.conftest import providers_for
 
 OPENAI_KEY = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWx0123456789"
-KEYS = {"OPENAI_API_KEY": OPENAI_KEY, "ANTHROPIC_API_KEY": "sk-ant-api03-ZYXWVUTSRQ0987654321",
-        "GOOGLE_API_KEY": "AIzaSyA1234567890abcdefghijklmnopqrs", "AZURE_OPENAI_API_KEY": "azurekey0123456789abcdef",
-        "DEEPSEEK_API_KEY": "sk-deepseek0123456789abcdef", "MOONSHOT_API_KEY": "sk-moonshot0123456789ab",
-        "OPENROUTER_API_KEY": "sk-or-v1-0123456789abcdef0123", "XAI_API_KEY": "xai-0123456789abcdefghij",
-        "TOGETHER_API_KEY": "tgp_v1_0123456789abcdefghij", "GROQ_API_KEY": "gsk_0123456789abcdefghij",
-        "MISTRAL_API_KEY": "mistral0123456789abcdefgh"}
-KEY_OF_KIND = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GOOGLE_API_KEY",
-               "azure": "AZURE_OPENAI_API_KEY", "deepseek": "DEEPSEEK_API_KEY", "moonshot": "MOONSHOT_API_KEY",
-               "openrouter": "OPENROUTER_API_KEY", "xai": "XAI_API_KEY", "together": "TOGETHER_API_KEY",
-               "groq": "GROQ_API_KEY", "mistral": "MISTRAL_API_KEY"}
+KEYS = {
+    "OPENAI_API_KEY": OPENAI_KEY,
+    "ANTHROPIC_API_KEY": "sk-ant-api03-ZYXWVUTSRQ0987654321",
+    "GOOGLE_API_KEY": "AIzaSyA1234567890abcdefghijklmnopqrs",
+    "AZURE_OPENAI_API_KEY": "azurekey0123456789abcdef",
+    "DEEPSEEK_API_KEY": "sk-deepseek0123456789abcdef",
+    "MOONSHOT_API_KEY": "sk-moonshot0123456789ab",
+    "OPENROUTER_API_KEY": "sk-or-v1-0123456789abcdef0123",
+    "XAI_API_KEY": "xai-0123456789abcdefghij",
+    "TOGETHER_API_KEY": "tgp_v1_0123456789abcdefghij",
+    "GROQ_API_KEY": "gsk_0123456789abcdefghij",
+    "MISTRAL_API_KEY": "mistral0123456789abcdefgh",
+}
+KEY_OF_KIND = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GOOGLE_API_KEY",
+    "azure": "AZURE_OPENAI_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "moonshot": "MOONSHOT_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+    "xai": "XAI_API_KEY",
+    "together": "TOGETHER_API_KEY",
+    "groq": "GROQ_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+}
 SETTINGS = ProbeSettings(timeout=1.0, slow=0.3)
 
 
@@ -45,8 +59,24 @@ async def probe(fleet: Fleet, *fakes: FakeProvider, settings: ProbeSettings = SE
     return {r.provider_id: r for r in results}
 
 
-@pytest.mark.parametrize("kind", ["openai", "azure", "anthropic", "gemini", "together", "openrouter", "moonshot",
-                                  "deepseek", "xai", "mistral", "groq", "ollama", "localai"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "openai",
+        "azure",
+        "anthropic",
+        "gemini",
+        "together",
+        "openrouter",
+        "moonshot",
+        "deepseek",
+        "xai",
+        "mistral",
+        "groq",
+        "ollama",
+        "localai",
+    ],
+)
 async def test_every_kind_healthy_with_its_auth_header(fleet, kind):
     results = await probe(fleet, fake(kind, kind))
     r = results[kind]
@@ -70,20 +100,23 @@ async def test_every_kind_healthy_with_its_auth_header(fleet, kind):
         assert r.balance is not None and r.balance.amount == pytest.approx(42.5)
 
 
-@pytest.mark.parametrize("kind,behaviour,status,error_kind,http", [
-    ("openai", "bad_key", "failed", "auth", 401),
-    ("gemini", "bad_key", "failed", "auth", 400),          # Gemini says API_KEY_INVALID with a 400
-    ("xai", "bad_key", "failed", "auth", 400),
-    ("deepseek", "quota", "failed", "quota", 402),
-    ("openai", "quota", "failed", "quota", 429),           # insufficient_quota: a 429 that is not a rate limit
-    ("groq", "rate_limited", "degraded", "rate_limited", 429),
-    ("anthropic", "overloaded", "degraded", "overloaded", 529),
-    ("together", "overloaded", "degraded", "overloaded", 503),
-    ("mistral", "server_error", "failed", "server_error", 500),
-    ("openai", "garbage", "failed", "bad_response", 200),
-    ("anthropic", "wrong_shape", "failed", "bad_response", 200),
-    ("openai", "hang", "failed", "timeout", None),
-])
+@pytest.mark.parametrize(
+    "kind,behaviour,status,error_kind,http",
+    [
+        ("openai", "bad_key", "failed", "auth", 401),
+        ("gemini", "bad_key", "failed", "auth", 400),  # Gemini says API_KEY_INVALID with a 400
+        ("xai", "bad_key", "failed", "auth", 400),
+        ("deepseek", "quota", "failed", "quota", 402),
+        ("openai", "quota", "failed", "quota", 429),  # insufficient_quota: a 429 that is not a rate limit
+        ("groq", "rate_limited", "degraded", "rate_limited", 429),
+        ("anthropic", "overloaded", "degraded", "overloaded", 529),
+        ("together", "overloaded", "degraded", "overloaded", 503),
+        ("mistral", "server_error", "failed", "server_error", 500),
+        ("openai", "garbage", "failed", "bad_response", 200),
+        ("anthropic", "wrong_shape", "failed", "bad_response", 200),
+        ("openai", "hang", "failed", "timeout", None),
+    ],
+)
 async def test_error_kinds(fleet, kind, behaviour, status, error_kind, http):
     r = (await probe(fleet, fake("p", kind, behaviour)))["p"]
     assert (r.status, r.error_kind, r.http_status) == (status, error_kind, http), r
@@ -118,14 +151,17 @@ async def test_closed_port_is_connect(fleet):
 
 
 async def test_blocked_or_empty_accounts_answering_200(fleet):
-    results = await probe(fleet, fake("deepseek", "deepseek", balance=0.0), fake("openrouter", "openrouter", balance=0.0))
+    results = await probe(
+        fleet, fake("deepseek", "deepseek", balance=0.0), fake("openrouter", "openrouter", balance=0.0)
+    )
     assert results["deepseek"].error_kind == "quota" and results["openrouter"].error_kind == "quota"
 
 
 async def test_unconfigured_and_disabled_are_unknown_without_a_request(fleet):
     fleet.add(fake("openai", "openai"))
-    [p] = providers_for(fleet, {}, ["openai"])         # no key in the environment
+    [p] = providers_for(fleet, {}, ["openai"])  # no key in the environment
     from dataclasses import replace
+
     disabled = replace(providers_for(fleet, KEYS, ["openai"])[0], enabled=False)
     results = await probe_all([p, disabled], SETTINGS)
     assert [(r.status, r.error_kind) for r in results] == [("unknown", "not_configured"), ("unknown", "disabled")]
@@ -147,8 +183,14 @@ async def test_a_hanging_provider_delays_no_other(fleet):
 async def test_keys_never_reach_the_database_or_results(fleet, tmp_path):
     # The provider echoes the key back in its error text: redaction must catch it.
     fleet.add(fake("openai", "openai"))
-    fleet.add_route("openai", "GET", "/models", lambda f, req: __import__("llmpulse.core.fleet").core.fleet.Response.json(
-        401, {"error": {"message": f"Incorrect API key provided: {OPENAI_KEY}"}}))
+    fleet.add_route(
+        "openai",
+        "GET",
+        "/models",
+        lambda f, req: __import__("llmpulse.core.fleet").core.fleet.Response.json(
+            401, {"error": {"message": f"Incorrect API key provided: {OPENAI_KEY}"}}
+        ),
+    )
     results = await probe_all(providers_for(fleet, KEYS, ["openai"]), SETTINGS)
     assert results[0].error_kind == "auth"
     assert OPENAI_KEY not in json.dumps(results[0].to_json())

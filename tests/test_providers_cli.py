@@ -23,9 +23,11 @@ def setup(tmp_path, monkeypatch):
     monkeypatch.delenv("LLMPULSE_DB", raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     cfg = tmp_path / "llmpulse.toml"
-    cfg.write_text('[providers.openai]\nbase_url = "http://127.0.0.1:9/v1"\npriority = 3\n'
-                   '[providers.my-vllm]\nkind = "openai-compatible"\nbase_url = "http://127.0.0.1:8000/v1"\n'
-                   'local = true\npriority = 5\n')
+    cfg.write_text(
+        '[providers.openai]\nbase_url = "http://127.0.0.1:9/v1"\npriority = 3\n'
+        '[providers.my-vllm]\nkind = "openai-compatible"\nbase_url = "http://127.0.0.1:8000/v1"\n'
+        "local = true\npriority = 5\n"
+    )
     db = tmp_path / "p.db"
     return ["--config", str(cfg), "--db", str(db)], db
 
@@ -43,9 +45,17 @@ def test_list_shows_catalog_configured_base_url_priority_enabled(setup, capsys):
     rows = {r["id"]: r for r in json.loads(out)["providers"]}
     assert set(rows) == {s.id for s in CATALOG} | {"my-vllm"}
     assert rows["openai"] == {
-        "id": "openai", "name": "OpenAI", "kind": "openai", "configured": True, "local": False,
-        "base_url": "http://127.0.0.1:9/v1", "priority": 3, "enabled": True, "enabled_source": "config",
-        "key_env": "OPENAI_API_KEY", "key_set": True,
+        "id": "openai",
+        "name": "OpenAI",
+        "kind": "openai",
+        "configured": True,
+        "local": False,
+        "base_url": "http://127.0.0.1:9/v1",
+        "priority": 3,
+        "enabled": True,
+        "enabled_source": "config",
+        "key_env": "OPENAI_API_KEY",
+        "key_set": True,
     }
     assert rows["anthropic"]["configured"] is False and rows["anthropic"]["key_set"] is False
     assert rows["my-vllm"]["configured"] is True and rows["my-vllm"]["local"] is True
@@ -58,7 +68,7 @@ def test_list_shows_catalog_configured_base_url_priority_enabled(setup, capsys):
 
 
 def test_disable_and_enable_persist_in_the_database(setup, capsys):
-    argv, db = setup
+    argv, _db = setup
     code, out, err = run(capsys, [*argv, "providers", "disable", "openai"])
     assert code == 0 and out.strip() == "openai: disabled", err
     code, out, _ = run(capsys, [*argv, "providers", "--json"])
@@ -74,7 +84,7 @@ def test_disable_and_enable_persist_in_the_database(setup, capsys):
 
 
 def test_unknown_id_is_a_clear_error_exit_1(setup, capsys):
-    argv, db = setup
+    argv, _db = setup
     run(capsys, [*argv, "providers", "disable", "openai"])
     code, out, err = run(capsys, [*argv, "providers", "disable", "open-ai"])
     assert code == 1
@@ -87,21 +97,24 @@ def test_unknown_id_is_a_clear_error_exit_1(setup, capsys):
 
 
 async def test_apply_enablement_and_circuit_columns_untouched(setup, tmp_path):
-    argv, db = setup
+    _argv, db = setup
     ctx = load_context(str(tmp_path / "llmpulse.toml"), str(db), environ={"OPENAI_API_KEY": KEY})
     async with await Store.open(db) as store:
         # A's health code keeps the circuit in the same row: an override must not reset it.
-        await store.execute("INSERT INTO provider_state (provider_id, circuit, consecutive_failures, updated_at) "
-                            "VALUES ('openai', 'open', 4, 1.0)")
+        await store.execute(
+            "INSERT INTO provider_state (provider_id, circuit, consecutive_failures, updated_at) "
+            "VALUES ('openai', 'open', 4, 1.0)"
+        )
         await set_enabled(store, "openai", False, now=2.0)
         await set_enabled(store, "my-vllm", False, now=2.0)
-        row = await store.fetchone("SELECT circuit, consecutive_failures, enabled_override FROM provider_state "
-                                   "WHERE provider_id = 'openai'")
+        row = await store.fetchone(
+            "SELECT circuit, consecutive_failures, enabled_override FROM provider_state WHERE provider_id = 'openai'"
+        )
         assert tuple(row) == ("open", 4, 0)
         providers = await apply_enablement(store, ctx.providers)
         enabled = {p.id: p.enabled for p in providers}
         assert enabled["openai"] is False and enabled["my-vllm"] is False and enabled["anthropic"] is True
-        await set_enabled(store, "openai", None, now=3.0)      # back to what config says
+        await set_enabled(store, "openai", None, now=3.0)  # back to what config says
         assert await enablement_overrides(store) == {"my-vllm": False}
     # Persisted across opens (another process sees it).
     async with await Store.open(db) as store:

@@ -16,47 +16,96 @@ from tests.cli_helpers import run_cli
 
 ADMIN = "sk-admin-ReconcileSecret0123456789abcd"
 KEY = "sk-proj-ReconcileApiKey0123456789abcdef"
-ENV = {"OPENAI_API_KEY": KEY, "OPENAI_ADMIN_KEY": ADMIN, "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_ADMIN_KEY": ADMIN,
-       "OPENROUTER_API_KEY": KEY, "DEEPSEEK_API_KEY": KEY, "MOONSHOT_API_KEY": KEY}
+ENV = {
+    "OPENAI_API_KEY": KEY,
+    "OPENAI_ADMIN_KEY": ADMIN,
+    "ANTHROPIC_API_KEY": KEY,
+    "ANTHROPIC_ADMIN_KEY": ADMIN,
+    "OPENROUTER_API_KEY": KEY,
+    "DEEPSEEK_API_KEY": KEY,
+    "MOONSHOT_API_KEY": KEY,
+}
 
 
 def billing_fleet() -> Fleet:
-    fleet = Fleet([FakeProvider(pid, kind=pid, key=KEY) for pid in ("openai", "anthropic", "openrouter", "deepseek",
-                                                                     "moonshot")])
+    fleet = Fleet(
+        [FakeProvider(pid, kind=pid, key=KEY) for pid in ("openai", "anthropic", "openrouter", "deepseek", "moonshot")]
+    )
 
     def openai_costs(fake, req):
         if req.headers.get("authorization") != f"Bearer {ADMIN}":
             return Response.json(401, {"error": {"message": "admin key required"}})
         page = req.query.get("page", [None])[0]
-        if page is None:     # first page: two daily buckets, more to come
-            return Response.json(200, {"object": "page", "data": [
-                {"start_time": 1, "end_time": 2, "results": [{"amount": {"value": 10.25, "currency": "usd"}}]},
-                {"start_time": 2, "end_time": 3, "results": [{"amount": {"value": 4.75, "currency": "usd"}}]}],
-                "has_more": True, "next_page": "page_2"})
-        return Response.json(200, {"object": "page", "data": [
-            {"start_time": 3, "end_time": 4, "results": [{"amount": {"value": 5.0, "currency": "usd"}}]}],
-            "has_more": False, "next_page": None})
+        if page is None:  # first page: two daily buckets, more to come
+            return Response.json(
+                200,
+                {
+                    "object": "page",
+                    "data": [
+                        {"start_time": 1, "end_time": 2, "results": [{"amount": {"value": 10.25, "currency": "usd"}}]},
+                        {"start_time": 2, "end_time": 3, "results": [{"amount": {"value": 4.75, "currency": "usd"}}]},
+                    ],
+                    "has_more": True,
+                    "next_page": "page_2",
+                },
+            )
+        return Response.json(
+            200,
+            {
+                "object": "page",
+                "data": [{"start_time": 3, "end_time": 4, "results": [{"amount": {"value": 5.0, "currency": "usd"}}]}],
+                "has_more": False,
+                "next_page": None,
+            },
+        )
 
     def anthropic_cost(fake, req):
         if req.headers.get("x-api-key") != ADMIN or "anthropic-version" not in req.headers:
-            return Response.json(401, {"type": "error", "error": {"type": "authentication_error",
-                                                                   "message": "invalid x-api-key"}})
-        return Response.json(200, {"data": [{"starting_at": "2026-11-01T00:00:00Z", "ending_at": "2026-11-02T00:00:00Z",
-                                             "results": [{"amount": "1234.5", "currency": "USD"},
-                                                         {"amount": "65.5", "currency": "USD"}]}],
-                                   "has_more": False, "next_page": None})
+            return Response.json(
+                401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
+            )
+        return Response.json(
+            200,
+            {
+                "data": [
+                    {
+                        "starting_at": "2026-11-01T00:00:00Z",
+                        "ending_at": "2026-11-02T00:00:00Z",
+                        "results": [{"amount": "1234.5", "currency": "USD"}, {"amount": "65.5", "currency": "USD"}],
+                    }
+                ],
+                "has_more": False,
+                "next_page": None,
+            },
+        )
 
     fleet.add_route("openai", "GET", "/organization/costs", openai_costs)
     fleet.add_route("anthropic", "GET", "/v1/organizations/cost_report", anthropic_cost)
-    fleet.add_route("openrouter", "GET", "/key", lambda f, r: Response.json(200, {"data": {
-        "label": "sk-or-v1-abc", "usage": 80.0, "usage_monthly": 7.5, "limit": 100.0, "limit_remaining": 20.0}}))
+    fleet.add_route(
+        "openrouter",
+        "GET",
+        "/key",
+        lambda f, r: Response.json(
+            200,
+            {
+                "data": {
+                    "label": "sk-or-v1-abc",
+                    "usage": 80.0,
+                    "usage_monthly": 7.5,
+                    "limit": 100.0,
+                    "limit_remaining": 20.0,
+                }
+            },
+        ),
+    )
     return fleet
 
 
 def providers_on(fleet: Fleet, env=ENV):
     ids = list(fleet.providers)
-    return resolve_providers({i: CATALOG_BY_ID[i] for i in ids}, env,
-                             {i: ProviderOverride(base_url=fleet.base_url(i)) for i in ids})
+    return resolve_providers(
+        {i: CATALOG_BY_ID[i] for i in ids}, env, {i: ProviderOverride(base_url=fleet.base_url(i)) for i in ids}
+    )
 
 
 async def test_each_billing_shape_and_the_difference(tmp_path):
@@ -64,12 +113,25 @@ async def test_each_billing_shape_and_the_difference(tmp_path):
     with billing_fleet() as fleet:
         store = await Store.open(tmp_path / "r.db")
         try:
-            await ingest(store, [record_from_mapping({"ts": now - 60, "provider": "openai", "model": "gpt-4o",
-                                                      "input_tokens": 1_000_000, "output_tokens": 100_000}, now)],
-                         Pricing())
+            await ingest(
+                store,
+                [
+                    record_from_mapping(
+                        {
+                            "ts": now - 60,
+                            "provider": "openai",
+                            "model": "gpt-4o",
+                            "input_tokens": 1_000_000,
+                            "output_tokens": 100_000,
+                        },
+                        now,
+                    )
+                ],
+                Pricing(),
+            )
             reports = {r.provider_id: r for r in await poll_billing(store, providers_on(fleet), now)}
-            assert reports["openai"].reported_usd == 20.0 and reports["openai"].error is None   # both pages
-            assert reports["anthropic"].reported_usd == 13.0                                    # cents strings
+            assert reports["openai"].reported_usd == 20.0 and reports["openai"].error is None  # both pages
+            assert reports["anthropic"].reported_usd == 13.0  # cents strings
             assert (reports["openrouter"].reported_usd, reports["openrouter"].balance) == (7.5, 20.0)
             assert reports["deepseek"].balance == 42.5 and reports["moonshot"].balance == 42.5
             rows = {r.provider_id: r for r in await reconcile(store, now)}
@@ -88,12 +150,13 @@ async def test_refused_key_and_hanging_endpoint_are_recorded_not_raised(tmp_path
         store = await Store.open(tmp_path / "r.db")
         try:
             started = time.perf_counter()
-            reports = {r.provider_id: r for r in await poll_billing(store, providers_on(fleet, env), time.time(),
-                                                                     timeout=0.5)}
+            reports = {
+                r.provider_id: r for r in await poll_billing(store, providers_on(fleet, env), time.time(), timeout=0.5)
+            }
             assert time.perf_counter() - started < 2.0
             assert reports["anthropic"].error.startswith("HTTP 401: invalid x-api-key")
             assert reports["openrouter"].error == "no answer within 0.5s"
-            assert reports["openai"].reported_usd == 20.0                  # the others were not held up
+            assert reports["openai"].reported_usd == 20.0  # the others were not held up
         finally:
             await store.close()
     data = (tmp_path / "r.db").read_bytes()

@@ -20,8 +20,14 @@ def test_key_shapes_are_masked_even_when_unknown():
     for text in samples:
         out = redact(text)
         assert MASK in out, text
-        for secret in ("abcdefghijklmnop", "api03-abcdefghijklmn", "SyA1234567890", "abcdefghijklmnopqrstuv",
-                       "eyJhbGciOi", "abcdefgh12345"):
+        for secret in (
+            "abcdefghijklmnop",
+            "api03-abcdefghijklmn",
+            "SyA1234567890",
+            "abcdefghijklmnopqrstuv",
+            "eyJhbGciOi",
+            "abcdefgh12345",
+        ):
             assert secret not in out
 
 
@@ -32,5 +38,5 @@ def test_ordinary_text_is_untouched():
 
 def test_secret_never_formats_its_value():
     s = Secret("sk-live-verysecret")
-    assert "verysecret" not in f"{s} {s!r} {str(s)} {[s]}"
+    assert "verysecret" not in f"{s} {s!r} {s!s} {[s]}"
     assert s.reveal() == "sk-live-verysecret"

@@ -41,8 +41,7 @@ async def test_transaction_rolls_back_on_error(tmp_path):
     async with await Store.open(tmp_path / "pulse.db") as store:
         with pytest.raises(RuntimeError):
             async with store.transaction():
-                await store.execute(
-                    "INSERT INTO provider_state (provider_id, updated_at) VALUES ('openai', 1)")
+                await store.execute("INSERT INTO provider_state (provider_id, updated_at) VALUES ('openai', 1)")
                 raise RuntimeError("boom")
         assert await store.fetchall("SELECT * FROM provider_state") == []
 
@@ -63,8 +62,9 @@ def test_processes_opening_a_fresh_file_together_apply_each_migration_once(tmp_p
         "    s = await Store.open(sys.argv[1]); await s.close()\n"
         "asyncio.run(main())\n"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(db)], cwd=ROOT, stderr=subprocess.PIPE)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(db)], cwd=ROOT, stderr=subprocess.PIPE) for _ in range(4)
+    ]
     errors = [p.communicate(timeout=60)[1].decode() for p in procs]
     assert all(p.returncode == 0 for p in procs), errors
     conn = sqlite3.connect(db)
@@ -78,13 +78,13 @@ async def test_coroutines_sharing_a_store_take_turns_at_transactions(tmp_path):
     """An ack pressed while the collector writes, both on one connection: each transaction waits its turn
     instead of failing with "cannot start a transaction within a transaction"."""
     async with await Store.open(tmp_path / "pulse.db") as store:
+
         async def write(i: int) -> None:
             async with store.transaction() as conn:
-                await conn.execute("INSERT INTO provider_state (provider_id, updated_at) VALUES (?, ?)",
-                                   (f"p{i}", i))
-                await asyncio.sleep(0.01)        # another coroutine runs meanwhile
+                await conn.execute("INSERT INTO provider_state (provider_id, updated_at) VALUES (?, ?)", (f"p{i}", i))
+                await asyncio.sleep(0.01)  # another coroutine runs meanwhile
                 if i == 2:
-                    raise RuntimeError("boom")   # rolls back its own insert only
+                    raise RuntimeError("boom")  # rolls back its own insert only
 
         results = await asyncio.gather(*(write(i) for i in range(5)), return_exceptions=True)
         assert [type(r).__name__ for r in results] == ["NoneType", "NoneType", "RuntimeError", "NoneType", "NoneType"]

@@ -19,7 +19,7 @@ def test_alert_state_words():
     assert fmt.alert_state_words("firing", None, False, now) == "firing"
     assert fmt.alert_state_words("acknowledged", None, False, now) == "acked"
     assert fmt.alert_state_words("firing", now + 1800, False, now) == "silenced 30m"
-    assert fmt.alert_state_words("firing", now - 1, True, now) == "firing escalated"   # silence over
+    assert fmt.alert_state_words("firing", now - 1, True, now) == "firing escalated"  # silence over
     assert fmt.alert_state_words("acknowledged", now + 7200, True, now) == "acked silenced 2h escalated"
     assert fmt.alert_state_words("resolved", None, True, now) == "resolved"
 
@@ -44,7 +44,7 @@ def test_bar_has_eighth_resolution_and_caps_at_full():
 
 def test_numbers():
     assert fmt.money(0.4213) == "$0.42"
-    assert fmt.money(1234.5) == "$1,234"   # whole dollars from 100 up
+    assert fmt.money(1234.5) == "$1,234"  # whole dollars from 100 up
     assert fmt.money(12_345) == "$12.3k"
     assert fmt.money(None) == "—"
     assert fmt.ms(830) == "830ms" and fmt.ms(2900) == "2.9s"
@@ -57,7 +57,8 @@ def test_numbers():
 
 def test_dates_are_in_the_given_zone_not_the_hosts():
     from zoneinfo import ZoneInfo
-    ts = 1_767_225_600.0   # 2026-01-01T00:00:00Z
+
+    ts = 1_767_225_600.0  # 2026-01-01T00:00:00Z
     assert fmt.clock(ts) == "00:00:00"
     assert fmt.day(ts) == "Jan 01"
     assert fmt.day(ts, ZoneInfo("America/New_York")) == "Dec 31"

@@ -4,10 +4,10 @@ import time
 
 from textual.widgets import DataTable
 
-from tests.snapshot_apps.fixed import NOW, FixedBackend, fixed_app, fixed_snapshot
 from llmpulse.tui.screens.dashboard import DashboardScreen
 from llmpulse.tui.screens.help import HelpScreen
 from llmpulse.tui.screens.silence import SilenceScreen
+from tests.snapshot_apps.fixed import FixedBackend, fixed_app, fixed_snapshot
 
 
 def rows(app, number):
@@ -33,7 +33,7 @@ async def test_first_snapshot_fills_every_panel():
         await settle(pilot, app)
         assert rows(app, 1) == ["openai", "anthropic", "groq", "deepseek", "ollama", "xai", "mistral"]
         assert rows(app, 2) == ["total/month", "engineering/day"]
-        assert rows(app, 3) == ["1", "3", "4", "2"]   # firing worst-first, then handled
+        assert rows(app, 3) == ["1", "3", "4", "2"]  # firing worst-first, then handled
         assert rows(app, 4) == ["gpt4-to-41"]
         text = header(app)
         assert "123.5k req" in text and "2/5 healthy" in text and "fallbacks 17/24h" in text
@@ -85,7 +85,7 @@ async def test_filter_keeps_matching_rows_in_every_panel_and_esc_clears():
         assert rows(app, 3) == ["1"]
         assert rows(app, 2) == [] and rows(app, 4) == []
         assert "filter: deep" in header(app)
-        await pilot.press("enter")   # keep it, back to the rows
+        await pilot.press("enter")  # keep it, back to the rows
         assert isinstance(app.focused, DataTable)
         assert rows(app, 1) == ["deepseek"]
         await pilot.press("escape")

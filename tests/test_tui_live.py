@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from datetime import timezone
+from datetime import UTC
 
 from llmpulse.core.alerts.engine import AlertEngine
 from llmpulse.core.alerts.rules import Condition
@@ -28,7 +27,7 @@ def context(tmp_path, fleet: Fleet, timeout: str = "3s"):
 
 
 def app_for(ctx, *, collect: bool) -> PulseApp:
-    return PulseApp(CoreBackend(ctx), tz=timezone.utc, actor="ops", refresh=0.2, collect=collect, watch_terminal=False)
+    return PulseApp(CoreBackend(ctx), tz=UTC, actor="ops", refresh=0.2, collect=collect, watch_terminal=False)
 
 
 async def wait_for(pilot, condition, seconds: float = 8.0) -> bool:
@@ -43,9 +42,12 @@ async def wait_for(pilot, condition, seconds: float = 8.0) -> bool:
 async def seed_alerts(db_path) -> None:
     store = await Store.open(db_path)
     try:
-        await AlertEngine(store).process([
-            Condition("provider_auth", "deepseek", "critical", "DeepSeek rejects its API key"),
-            Condition("budget_warning", "total/month", "warning", "budget total/month passed 80%")])
+        await AlertEngine(store).process(
+            [
+                Condition("provider_auth", "deepseek", "critical", "DeepSeek rejects its API key"),
+                Condition("budget_warning", "total/month", "warning", "budget total/month passed 80%"),
+            ]
+        )
     finally:
         await store.close()
 
@@ -57,10 +59,10 @@ async def test_keys_change_the_database(tmp_path):
         app = app_for(ctx, collect=False)
         async with app.run_test(size=(120, 40)) as pilot:
             assert await wait_for(pilot, lambda: app.polls >= 1)
-            await pilot.press("3", "a")                        # the first row: the critical one
+            await pilot.press("3", "a")  # the first row: the critical one
             table = app.dashboard.panels[3].table
             assert await wait_for(pilot, lambda: table.get_cell("1", "state").plain.startswith("acked"), 2)
-            table.move_cursor(row=table.get_row_index("2"))    # rows re-sort as states change: pick by key
+            table.move_cursor(row=table.get_row_index("2"))  # rows re-sort as states change: pick by key
             await pilot.press("s", *"30m", "enter")
             assert await wait_for(pilot, lambda: "silenced" in table.get_cell("2", "state").plain, 2)
             await pilot.press("r")
@@ -83,7 +85,7 @@ async def test_an_ack_elsewhere_shows_on_the_next_refresh(tmp_path):
         app = app_for(ctx, collect=False)
         async with app.run_test(size=(120, 40)) as pilot:
             assert await wait_for(pilot, lambda: app.polls >= 1)
-            other = await Store.open(ctx.db_path)          # another process's connection
+            other = await Store.open(ctx.db_path)  # another process's connection
             try:
                 await AlertEngine(other).ack(1, "bob")
             finally:
@@ -93,12 +95,14 @@ async def test_an_ack_elsewhere_shows_on_the_next_refresh(tmp_path):
 
 
 async def test_quit_within_a_second_while_a_provider_hangs(tmp_path):
-    with Fleet([FakeProvider("openai", key=KEY), FakeProvider("groq", kind="groq", key=KEY, behaviour="hang")]) as fleet:
+    with Fleet(
+        [FakeProvider("openai", key=KEY), FakeProvider("groq", kind="groq", key=KEY, behaviour="hang")]
+    ) as fleet:
         ctx = context(tmp_path, fleet, timeout="30s")
         app = app_for(ctx, collect=True)
         async with app.run_test(size=(120, 40)) as pilot:
             assert await wait_for(pilot, lambda: any(r.method == "GET" for r in fleet.requests("groq")))
-            await pilot.press("j", "k", "3")                    # keys still answer mid-probe
+            await pilot.press("j", "k", "3")  # keys still answer mid-probe
             started = time.monotonic()
             await pilot.press("q")
         assert time.monotonic() - started < 1.0
@@ -111,16 +115,18 @@ async def test_lease_hand_over_between_two_dashboards(tmp_path):
         store = await Store.open(ctx.db_path)
         try:
             async with first.run_test(size=(100, 30)) as p1:
-                assert await wait_for(p1, lambda: first.backend._collector is not None
-                                      and first.backend._collector.rounds >= 1)
+                assert await wait_for(
+                    p1, lambda: first.backend._collector is not None and first.backend._collector.rounds >= 1
+                )
                 async with second.run_test(size=(100, 30)) as p2:
                     await p2.pause(1.5)
                     holder = (await read_lease(store)).holder
                     assert second.backend._collector is not None and second.backend._collector.rounds == 0
-                    await p1.press("q")                         # the collecting dashboard leaves...
+                    await p1.press("q")  # the collecting dashboard leaves...
                     await p1.pause(0.1)
-                    assert await wait_for(p2, lambda: second.backend._collector.rounds >= 1, 6), \
+                    assert await wait_for(p2, lambda: second.backend._collector.rounds >= 1, 6), (
                         "the other dashboard must take the collector over within seconds"
+                    )
                     assert (await read_lease(store)).holder != holder
         finally:
             await store.close()

@@ -1,12 +1,12 @@
 """Detail screens on fixed data: provider (enable/disable, probe now), costs (group by, range), an alert
 (acting on it from its own screen), migration, and the command palette's commands."""
 
-from tests.snapshot_apps.fixed import FixedBackend, fixed_app
 from llmpulse.tui.screens.alert import AlertScreen
 from llmpulse.tui.screens.costs import CostsScreen
 from llmpulse.tui.screens.dashboard import DashboardScreen
 from llmpulse.tui.screens.migration import MigrationScreen
 from llmpulse.tui.screens.provider import ProviderScreen
+from tests.snapshot_apps.fixed import FixedBackend, fixed_app
 
 
 async def ready(pilot):
@@ -50,8 +50,11 @@ async def test_costs_screen_groups_and_ranges():
         assert isinstance(app.screen, CostsScreen)
         screen = app.screen
         assert await wait_for(pilot, lambda: screen.table.row_count == 3)
-        assert [r.key.value for r in screen.table.ordered_rows] == ["c", "b", "a"]   # most expensive first
-        title = lambda: str(screen.query_one("#costs-title").render())
+        assert [r.key.value for r in screen.table.ordered_rows] == ["c", "b", "a"]  # most expensive first
+
+        def title():
+            return str(screen.query_one("#costs-title").render())
+
         assert "by provider, last 24h" in title()
         await pilot.press("b")
         assert await wait_for(pilot, lambda: "by model" in title())
@@ -64,7 +67,7 @@ async def test_alert_screen_acts_on_its_alert():
     app = fixed_app(backend=backend)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        await pilot.press("3", "j", "enter")   # the second row: alert 3
+        await pilot.press("3", "j", "enter")  # the second row: alert 3
         assert isinstance(app.screen, AlertScreen) and app.screen.alert_id == 3
         await pilot.press("a")
         assert await wait_for(pilot, lambda: ("ack", 3, "ops") in backend.calls)
@@ -96,6 +99,12 @@ async def test_command_palette_offers_what_has_no_key():
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        for wanted in ("Costs by group", "Probe all providers now", "Provider: Anthropic", "Disable OpenAI",
-                       "Enable xAI", "Help"):
+        for wanted in (
+            "Costs by group",
+            "Probe all providers now",
+            "Provider: Anthropic",
+            "Disable OpenAI",
+            "Enable xAI",
+            "Help",
+        ):
             assert wanted in titles, wanted

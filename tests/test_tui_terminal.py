@@ -13,17 +13,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD = (
-    "import sys; sys.path.insert(0, %r)\n"
+    f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
     "from tests.snapshot_apps.fixed import fixed_app\n"
     "app = fixed_app(watch_terminal=True)\n"
     "app.run()\n"
     "sys.exit(app.return_code or 0)\n"
-) % str(ROOT)
+)
 
 
 def start_in_pty():
     pid, fd = pty.fork()
-    if pid == 0:   # the child: the dashboard on a real (pseudo) terminal
+    if pid == 0:  # the child: the dashboard on a real (pseudo) terminal
         os.environ["TERM"] = "xterm-256color"
         os.environ.pop("NO_COLOR", None)
         os.execv(sys.executable, [sys.executable, "-c", CHILD])
@@ -46,7 +46,7 @@ def wait_exit(pid, timeout, fd=None):
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             return status
-        if fd is not None:   # keep reading, as a live terminal would
+        if fd is not None:  # keep reading, as a live terminal would
             ready, _, _ = select.select([fd], [], [], 0.02)
             if ready:
                 try:
@@ -76,7 +76,7 @@ def test_sighup_exits_cleanly():
 def test_hung_up_terminal_exits():
     pid, fd = start_in_pty()
     started = time.monotonic()
-    os.close(fd)   # the SSH connection drops: the pty's other end is gone
+    os.close(fd)  # the SSH connection drops: the pty's other end is gone
     status = wait_exit(pid, 5.0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
     # Right after the first frame Textual may block restoring the dead terminal; the watchdog (2s)
@@ -86,7 +86,7 @@ def test_hung_up_terminal_exits():
 
 def test_hang_up_while_running_exits_at_once():
     pid, fd = start_in_pty()
-    deadline = time.monotonic() + 0.5   # running a while, terminal read as it would be
+    deadline = time.monotonic() + 0.5  # running a while, terminal read as it would be
     while time.monotonic() < deadline:
         if select.select([fd], [], [], 0.05)[0]:
             os.read(fd, 65536)

@@ -15,8 +15,9 @@ import signal
 import sys
 import termios
 import threading
+from collections.abc import Iterable
 from datetime import datetime, tzinfo
-from typing import Any, Iterable
+from typing import Any
 
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -25,8 +26,8 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input
 
-from llmpulse.core.store import close_all_stores
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
+from llmpulse.core.store import close_all_stores
 from llmpulse.tui.backend import Backend
 from llmpulse.tui.messages import SnapshotFailed, SnapshotReady
 from llmpulse.tui.panels import Panel, View
@@ -40,9 +41,13 @@ from llmpulse.tui.screens.provider import ProviderScreen
 from llmpulse.tui.screens.silence import SilenceScreen
 
 REFRESH_STEPS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
-TERMINAL_GONE_GRACE_S = 2.0   # after a hang-up, the longest an orderly exit may take
-TIME_RANGES: tuple[tuple[str, float], ...] = (("1h", 3600.0), ("24h", 86400.0), ("7d", 7 * 86400.0),
-                                              ("30d", 30 * 86400.0))
+TERMINAL_GONE_GRACE_S = 2.0  # after a hang-up, the longest an orderly exit may take
+TIME_RANGES: tuple[tuple[str, float], ...] = (
+    ("1h", 3600.0),
+    ("24h", 86400.0),
+    ("7d", 7 * 86400.0),
+    ("30d", 30 * 86400.0),
+)
 
 
 class PulseApp(App[int]):
@@ -55,14 +60,28 @@ class PulseApp(App[int]):
         Binding("s", "silence", "Silence", id="alert.silence", tooltip="Silence the selected alert for a while"),
         Binding("r", "resolve", "Resolve", id="alert.resolve", tooltip="Resolve the selected alert"),
         Binding("p", "probe_now", "Probe", id="app.probe", tooltip="Probe providers now"),
-        Binding("space", "toggle_pause", "Pause", id="app.pause",
-                tooltip="Freeze the display (collection goes on); again to resume"),
-        Binding("plus,equals_sign", "faster", "Faster", show=False, key_display="+", id="app.faster",
-                tooltip="Refresh more often"),
-        Binding("minus", "slower", "Slower", show=False, key_display="-", id="app.slower",
-                tooltip="Refresh less often"),
-        Binding("t", "cycle_range", "Range", show=False, id="app.range",
-                tooltip="Cycle the time range: 1h, 24h, 7d, 30d"),
+        Binding(
+            "space",
+            "toggle_pause",
+            "Pause",
+            id="app.pause",
+            tooltip="Freeze the display (collection goes on); again to resume",
+        ),
+        Binding(
+            "plus,equals_sign",
+            "faster",
+            "Faster",
+            show=False,
+            key_display="+",
+            id="app.faster",
+            tooltip="Refresh more often",
+        ),
+        Binding(
+            "minus", "slower", "Slower", show=False, key_display="-", id="app.slower", tooltip="Refresh less often"
+        ),
+        Binding(
+            "t", "cycle_range", "Range", show=False, id="app.range", tooltip="Cycle the time range: 1h, 24h, 7d, 30d"
+        ),
         Binding("question_mark,f1", "help", "Help", key_display="?", id="app.help", tooltip="All keys"),
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit now, even while a provider hangs"),
     ]
@@ -76,9 +95,18 @@ class PulseApp(App[int]):
     filter_text: reactive[str] = reactive("")
     """The `/` filter, applied to every panel."""
 
-    def __init__(self, backend: Backend, *, clock: Clock = SYSTEM_CLOCK, tz: tzinfo | None = None,
-                 actor: str | None = None, refresh: float = 1.0, collect: bool = True,
-                 watch_terminal: bool = True, background: Any = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        tz: tzinfo | None = None,
+        actor: str | None = None,
+        refresh: float = 1.0,
+        collect: bool = True,
+        watch_terminal: bool = True,
+        background: Any = None,
+    ) -> None:
         super().__init__()
         self.background = background
         self.backend = backend
@@ -105,7 +133,7 @@ class PulseApp(App[int]):
         return self.get_screen_stack_base()
 
     def get_screen_stack_base(self) -> DashboardScreen:
-        return self.screen_stack[0]   # type: ignore[return-value]
+        return self.screen_stack[0]  # type: ignore[return-value]
 
     @property
     def time_range(self) -> tuple[str, float]:
@@ -133,7 +161,7 @@ class PulseApp(App[int]):
             await asyncio.wait_for(self.backend.close(), timeout=1.0)
             # ...and the connections cancelled workers (collector, demo traffic) had open.
             await close_all_stores(timeout=1.0)
-        except (asyncio.TimeoutError, Exception):
+        except (TimeoutError, Exception):
             pass
 
     @work(group="poll", exclusive=True, exit_on_error=False)
@@ -152,7 +180,7 @@ class PulseApp(App[int]):
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.refresh_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     @work(group="collector", exclusive=True, exit_on_error=False)
@@ -209,9 +237,7 @@ class PulseApp(App[int]):
         with self.batch_update():
             self.draw_header(view)
             screen = self.screen
-            if isinstance(screen, DashboardScreen):
-                screen.fill(self.latest, view)
-            elif hasattr(screen, "fill"):
+            if isinstance(screen, DashboardScreen) or hasattr(screen, "fill"):
                 screen.fill(self.latest, view)
 
     def draw_header(self, view: View | None = None) -> None:
@@ -219,8 +245,14 @@ class PulseApp(App[int]):
         screens = {id(self.dashboard): self.dashboard, id(self.screen): self.screen}
         for screen in screens.values():
             if isinstance(screen, LiveScreen):
-                screen.fill_header(self.latest, view, paused=self.paused, interval=self.refresh_interval,
-                                   time_range=self.time_range[0], error=self.last_error)
+                screen.fill_header(
+                    self.latest,
+                    view,
+                    paused=self.paused,
+                    interval=self.refresh_interval,
+                    time_range=self.time_range[0],
+                    error=self.last_error,
+                )
 
     def watch_paused(self, paused: bool) -> None:
         if not self.is_mounted:
@@ -246,7 +278,7 @@ class PulseApp(App[int]):
     def filter_changed(self, event: Input.Changed) -> None:
         self.filter_text = event.value.strip()
         self.draw()
-        if self.paused:   # a filter is the user's own action: show it even while paused
+        if self.paused:  # a filter is the user's own action: show it even while paused
             view = self.view()
             self.dashboard.fill(self.latest, view) if self.latest is not None else None
             self.draw_header(view)
@@ -311,7 +343,7 @@ class PulseApp(App[int]):
             alert = await call
         except asyncio.CancelledError:
             raise
-        except Exception as exc:   # AlertStateError and friends: one clear line
+        except Exception as exc:  # AlertStateError and friends: one clear line
             self.notify(str(exc), severity="error", markup=False)
             return
         self.apply_alert(alert)
@@ -403,10 +435,8 @@ class PulseApp(App[int]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """The command palette (ctrl+p): everything the keys do, and what has no key."""
-        yield SystemCommand("Costs by group", "Costs by provider, model, department, agent or user",
-                            self.action_costs)
-        yield SystemCommand("Probe all providers now", "Run a probe round at once",
-                            lambda: self.probe(None))
+        yield SystemCommand("Costs by group", "Costs by provider, model, department, agent or user", self.action_costs)
+        yield SystemCommand("Probe all providers now", "Run a probe round at once", lambda: self.probe(None))
         yield SystemCommand("Pause / resume", "Freeze or unfreeze the display", self.action_toggle_pause)
         yield SystemCommand("Refresh faster", "Shorter refresh interval", self.action_faster)
         yield SystemCommand("Refresh slower", "Longer refresh interval", self.action_slower)
@@ -414,12 +444,18 @@ class PulseApp(App[int]):
         yield SystemCommand("Clear filter", "Show every row again", self.dashboard.action_clear_filter)
         if self.latest is not None:
             for h in self.latest.providers:
-                yield SystemCommand(f"Provider: {h.name}", f"Details of {h.provider_id}",
-                                    lambda pid=h.provider_id: self.push_screen(ProviderScreen(pid)))
+                yield SystemCommand(
+                    f"Provider: {h.name}",
+                    f"Details of {h.provider_id}",
+                    lambda pid=h.provider_id: self.push_screen(ProviderScreen(pid)),
+                )
                 word = "Disable" if h.enabled else "Enable"
-                yield SystemCommand(f"{word} {h.name}", f"{word} probing and failover to {h.provider_id}",
-                                    lambda pid=h.provider_id, on=not h.enabled: self.set_enabled(pid, on),
-                                    discover=False)
+                yield SystemCommand(
+                    f"{word} {h.name}",
+                    f"{word} probing and failover to {h.provider_id}",
+                    lambda pid=h.provider_id, on=not h.enabled: self.set_enabled(pid, on),
+                    discover=False,
+                )
         yield SystemCommand("Help", "All keys", self.action_help)
         yield from super().get_system_commands(screen)
 
@@ -450,7 +486,7 @@ class PulseApp(App[int]):
         try:
             await asyncio.wait_for(self.backend.close(), timeout=1.0)
             await close_all_stores(timeout=1.0)
-        except (asyncio.TimeoutError, Exception):
+        except (TimeoutError, Exception):
             pass
         self.exit(0)
 
@@ -459,7 +495,7 @@ class PulseApp(App[int]):
         if self.is_headless:
             return
         try:
-            termios.tcgetattr(sys.__stdin__.fileno())   # EIO once the pty is hung up
+            termios.tcgetattr(sys.__stdin__.fileno())  # EIO once the pty is hung up
             os.get_terminal_size(sys.__stdout__.fileno())
         except (OSError, ValueError, AttributeError, termios.error):
             self._terminal_gone()
@@ -472,8 +508,9 @@ def _default_actor() -> str:
         return "tui"
 
 
-def run_dashboard(ctx: Any, *, clock: Clock = SYSTEM_CLOCK, refresh: float = 1.0, collect: bool = True,
-                  background: Any = None) -> int:
+def run_dashboard(
+    ctx: Any, *, clock: Clock = SYSTEM_CLOCK, refresh: float = 1.0, collect: bool = True, background: Any = None
+) -> int:
     """Open the dashboard on `ctx`'s database and block until the user quits; returns the exit code.
 
     `background`, if given, is an async callable taking a stop `asyncio.Event`; it runs as a worker
@@ -481,7 +518,6 @@ def run_dashboard(ctx: Any, *, clock: Clock = SYSTEM_CLOCK, refresh: float = 1.0
     """
     from llmpulse.tui.core_backend import CoreBackend
 
-    app = PulseApp(CoreBackend(ctx, clock=clock), clock=clock, refresh=refresh, collect=collect,
-                   background=background)
+    app = PulseApp(CoreBackend(ctx, clock=clock), clock=clock, refresh=refresh, collect=collect, background=background)
     result = app.run()
     return int(result or 0)

@@ -9,7 +9,8 @@ a fixed one for screenshots.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 
 class Backend(Protocol):

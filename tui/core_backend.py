@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.config import Context
@@ -48,6 +49,7 @@ class CoreBackend:
     # -- what is drawn -----------------------------------------------------------------------------
     async def snapshot(self) -> Any:
         from llmpulse.core.snapshot import build_snapshot
+
         return await build_snapshot(await self.read_store(), self.ctx, self.clock.now())
 
     def with_alerts(self, snapshot: Any, alerts: list[Any]) -> Any:
@@ -55,10 +57,12 @@ class CoreBackend:
 
     async def recent_probes(self, provider_id: str, since: float, limit: int = 50) -> list[Any]:
         from llmpulse.core.health import recent_probes
+
         return await recent_probes(await self.read_store(), provider_id, since=since, limit=limit)
 
     async def breakdown(self, by: str, since: float, until: float) -> list[Any]:
         from llmpulse.core.usage.queries import breakdown
+
         return await breakdown(await self.read_store(), by, since, until)
 
     async def alert_detail(self, alert_id: int) -> tuple[Any, list[Any]]:
@@ -71,6 +75,7 @@ class CoreBackend:
     # -- the collector ------------------------------------------------------------------------------
     async def run_collector(self, stop: asyncio.Event, on_round: Callable[[], None]) -> None:
         from llmpulse.core.collector import Collector
+
         store = await Store.open(self.ctx.db_path)
         try:
             self._collector = Collector(self.ctx, store, self.clock)
@@ -81,12 +86,14 @@ class CoreBackend:
 
     async def probe_now(self, provider_ids: Sequence[str] | None = None) -> list[Any]:
         from llmpulse.core.collector import probe_now
+
         return await probe_now(self.ctx, await self.write_store(), self.clock, provider_ids)
 
     # -- the user's decisions -----------------------------------------------------------------------
     async def engine(self) -> Any:
         if self._engine is None:
             from llmpulse.core.alerts.engine import AlertEngine
+
             self._engine = AlertEngine(await self.write_store(), self.ctx.config.alerts, self.clock, None)
         return self._engine
 
@@ -107,4 +114,5 @@ class CoreBackend:
 
     async def set_enabled(self, provider_id: str, enabled: bool) -> None:
         from llmpulse.core.enablement import set_enabled
+
         await set_enabled(await self.write_store(), provider_id, enabled)

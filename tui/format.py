@@ -8,8 +8,8 @@ NO_COLOR, or to someone who cannot tell red from green; colour only adds emphasi
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone, tzinfo
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, tzinfo
 
 from rich.text import Text
 
@@ -202,20 +202,20 @@ def day(ts: float | None, tz: tzinfo | None = None) -> str:
     """A date like 'Mar 14' in the budget's timezone (UTC unless given)."""
     if ts is None:
         return DASH
-    return datetime.fromtimestamp(ts, tz or timezone.utc).strftime("%b %d")
+    return datetime.fromtimestamp(ts, tz or UTC).strftime("%b %d")
 
 
 def clock(ts: float | None, tz: tzinfo | None = None) -> str:
     """HH:MM:SS of a timestamp; UTC unless a zone is given, so screenshots do not depend on the host."""
     if ts is None:
         return DASH
-    return datetime.fromtimestamp(ts, tz or timezone.utc).strftime("%H:%M:%S")
+    return datetime.fromtimestamp(ts, tz or UTC).strftime("%H:%M:%S")
 
 
 def stamp(ts: float | None, tz: tzinfo | None = None) -> str:
     if ts is None:
         return DASH
-    return datetime.fromtimestamp(ts, tz or timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ts, tz or UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def days_left(days: float | None) -> str:

@@ -13,8 +13,9 @@ from llmpulse.tui.panels.base import View
 SEP = " │ "
 
 
-def header_text(snapshot: Any | None, view: View, *, paused: bool, interval: float, time_range: str,
-                error: str | None = None) -> Text:
+def header_text(
+    snapshot: Any | None, view: View, *, paused: bool, interval: float, time_range: str, error: str | None = None
+) -> Text:
     text = Text()
     if paused:
         text.append(" ⏸ PAUSED ", style="bold reverse")
@@ -40,7 +41,7 @@ def header_text(snapshot: Any | None, view: View, *, paused: bool, interval: flo
             text.append("none", style="green")
         else:
             for i, (sev, n) in enumerate(parts):
-                glyph, word, style = fmt.SEVERITY[sev]
+                glyph, _word, style = fmt.SEVERITY[sev]
                 text.append(("" if i == 0 else " ") + f"{glyph}{n}", style=style if n else "dim")
         text.append(SEP + f"fallbacks {fmt.count(h.fallbacks_24h)}/24h")
         text.append(SEP + fmt.clock(h.refreshed_at, view.tz))
@@ -59,10 +60,18 @@ class HeaderLine(Static):
     HeaderLine { height: auto; padding: 0 1; background: $panel; }
     """
 
-    def fill(self, snapshot: Any | None, view: View, *, paused: bool, interval: float, time_range: str,
-             error: str | None = None) -> None:
+    def fill(
+        self,
+        snapshot: Any | None,
+        view: View,
+        *,
+        paused: bool,
+        interval: float,
+        time_range: str,
+        error: str | None = None,
+    ) -> None:
         text = header_text(snapshot, view, paused=paused, interval=interval, time_range=time_range, error=error)
-        if text != self._last:   # an unchanged header costs no repaint
+        if text != self._last:  # an unchanged header costs no repaint
             self._last = text
             self.update(text)
 

@@ -5,13 +5,14 @@ column widths survive every refresh, and an unchanged table costs no repaint.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
-Row = tuple[str, Sequence[Any]]   # (row key, one cell per column in column order)
+Row = tuple[str, Sequence[Any]]  # (row key, one cell per column in column order)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -24,9 +25,10 @@ def sync_rows(table: DataTable, rows: Sequence[Row]) -> bool:
     """Make `table` show exactly `rows`, in that order. Returns True when anything changed."""
     # Cells are Text so each is its own object (the reorder below ranks rows by cell identity) and so
     # data is never parsed as markup.
-    rows = [(key, [c if isinstance(c, Text) else Text("" if c is None else str(c)) for c in cells])
-            for key, cells in rows]
-    wanted = {key: cells for key, cells in rows}
+    rows = [
+        (key, [c if isinstance(c, Text) else Text("" if c is None else str(c)) for c in cells]) for key, cells in rows
+    ]
+    wanted = dict(rows)
     columns = [c.key for c in table.ordered_columns]
     cursor_key = _cursor_key(table)
     changed = False
@@ -71,7 +73,7 @@ def _cursor_key(table: DataTable) -> str | None:
         return None
     try:
         row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-    except Exception:   # CellDoesNotExist while the cursor is off the end
+    except Exception:  # CellDoesNotExist while the cursor is off the end
         return None
     return row_key.value
 

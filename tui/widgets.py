@@ -17,5 +17,6 @@ class PanelTable(DataTable):
     ]
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False,
-                         cursor_foreground_priority="renderable")
+        super().__init__(
+            id=id, classes=classes, cursor_type="row", zebra_stripes=False, cursor_foreground_priority="renderable"
+        )

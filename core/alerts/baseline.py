@@ -8,7 +8,8 @@ slowdown that lasts longer than that becomes the new normal, which is what "lear
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from llmpulse.core.alerts.config import AlertsConfig
 from llmpulse.core.alerts.rules import LatencyBaseline, baseline_from_samples, recent_latency_ms
@@ -17,8 +18,7 @@ from llmpulse.core.store import Store
 
 async def record_latency_samples(store: Store, health: Iterable[Any], cfg: AlertsConfig, now: float) -> int:
     """Store one sample per provider that has a latency now and none stored recently; prune old ones."""
-    rows = await store.fetchall(
-        "SELECT provider_id, MAX(at) AS last FROM alert_latency_samples GROUP BY provider_id")
+    rows = await store.fetchall("SELECT provider_id, MAX(at) AS last FROM alert_latency_samples GROUP BY provider_id")
     last = {r["provider_id"]: r["last"] for r in rows}
     new = []
     for h in health:
@@ -30,18 +30,19 @@ async def record_latency_samples(store: Store, health: Iterable[Any], cfg: Alert
             continue
         new.append((pid, now, latency))
     if new:
-        await store.executemany("INSERT INTO alert_latency_samples (provider_id, at, latency_ms) VALUES (?, ?, ?)",
-                                new)
+        await store.executemany("INSERT INTO alert_latency_samples (provider_id, at, latency_ms) VALUES (?, ?, ?)", new)
     await store.execute("DELETE FROM alert_latency_samples WHERE at < ?", (now - cfg.latency_baseline,))
     return len(new)
 
 
-async def load_latency_baselines(store: Store, cfg: AlertsConfig, now: float,
-                                 exclude_recent: float) -> dict[str, LatencyBaseline]:
+async def load_latency_baselines(
+    store: Store, cfg: AlertsConfig, now: float, exclude_recent: float
+) -> dict[str, LatencyBaseline]:
     """Baseline per provider from samples in [now - latency_baseline, now - exclude_recent)."""
     rows = await store.fetchall(
         "SELECT provider_id, latency_ms FROM alert_latency_samples WHERE at >= ? AND at < ? ORDER BY provider_id",
-        (now - cfg.latency_baseline, now - exclude_recent))
+        (now - cfg.latency_baseline, now - exclude_recent),
+    )
     values: dict[str, list[float]] = {}
     for r in rows:
         values.setdefault(r["provider_id"], []).append(float(r["latency_ms"]))

@@ -16,9 +16,21 @@ CHANNEL_TYPES = ("webhook", "slack", "discord", "email")
 
 # Rule names as they appear in alerts, `disabled_rules` and the `alerts` command.
 RULES = (
-    "provider_down", "provider_degraded", "provider_auth", "provider_quota", "provider_no_key",
-    "error_rate", "latency_p95", "latency_anomaly", "rate_limit_headroom", "fallback_rate",
-    "budget_warning", "budget_exceeded", "budget_projected", "migration_deadline", "prices_unknown",
+    "provider_down",
+    "provider_degraded",
+    "provider_auth",
+    "provider_quota",
+    "provider_no_key",
+    "error_rate",
+    "latency_p95",
+    "latency_anomaly",
+    "rate_limit_headroom",
+    "fallback_rate",
+    "budget_warning",
+    "budget_exceeded",
+    "budget_projected",
+    "migration_deadline",
+    "prices_unknown",
 )
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -27,14 +39,14 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 @dataclass(frozen=True)
 class ChannelConfig:
     name: str
-    type: str                          # webhook | slack | discord | email
+    type: str  # webhook | slack | discord | email
     min_severity: str = "warning"
-    rate_limit_per_hour: int = 50      # deliveries per rolling hour; the rest are held back and counted
-    escalation: bool = False           # an escalation channel: gets escalations (and their resolved notice) only
-    timeout: float = 10.0              # one delivery attempt, seconds
-    retries: int = 3                   # attempts after the first
-    backoff: float = 2.0               # first retry delay, doubled each time
-    url_env: str | None = None         # webhook/slack/discord: the variable holding the URL
+    rate_limit_per_hour: int = 50  # deliveries per rolling hour; the rest are held back and counted
+    escalation: bool = False  # an escalation channel: gets escalations (and their resolved notice) only
+    timeout: float = 10.0  # one delivery attempt, seconds
+    retries: int = 3  # attempts after the first
+    backoff: float = 2.0  # first retry delay, doubled each time
+    url_env: str | None = None  # webhook/slack/discord: the variable holding the URL
     # email
     host: str | None = None
     port: int = 587
@@ -48,20 +60,20 @@ class ChannelConfig:
 
 @dataclass(frozen=True)
 class AlertsConfig:
-    escalate_after: float = 15 * 60.0        # unacknowledged critical -> escalated
-    repeat_interval: float = 4 * 3600.0      # unacknowledged firing -> notified again
-    down_after_failures: int = 2             # consecutive failed probes before "provider down"
+    escalate_after: float = 15 * 60.0  # unacknowledged critical -> escalated
+    repeat_interval: float = 4 * 3600.0  # unacknowledged firing -> notified again
+    down_after_failures: int = 2  # consecutive failed probes before "provider down"
     error_rate_warning: float = 0.05
     error_rate_critical: float = 0.10
-    min_requests: int = 20                   # fewer requests/probes in the window say nothing about a rate
-    p95_latency: float = 5.0                 # seconds
-    latency_z: float = 3.0                   # anomaly: this many standard deviations above the baseline...
-    latency_ratio: float = 1.5               # ...and at least this many times the baseline mean
-    latency_baseline: float = 7 * 86400.0    # trailing window the baseline is learned over
-    latency_min_samples: int = 20            # baseline samples needed before anomalies are judged
-    latency_sample_every: float = 300.0      # at most one baseline sample per provider this often
-    fallback_rate: float = 0.10              # share of a provider's requests that were fallbacks; 0 = any
-    rate_limit_headroom: float = 0.10        # remaining/limit below this
+    min_requests: int = 20  # fewer requests/probes in the window say nothing about a rate
+    p95_latency: float = 5.0  # seconds
+    latency_z: float = 3.0  # anomaly: this many standard deviations above the baseline...
+    latency_ratio: float = 1.5  # ...and at least this many times the baseline mean
+    latency_baseline: float = 7 * 86400.0  # trailing window the baseline is learned over
+    latency_min_samples: int = 20  # baseline samples needed before anomalies are judged
+    latency_sample_every: float = 300.0  # at most one baseline sample per provider this often
+    fallback_rate: float = 0.10  # share of a provider's requests that were fallbacks; 0 = any
+    rate_limit_headroom: float = 0.10  # remaining/limit below this
     disabled_rules: frozenset[str] = frozenset()
     channels: tuple[ChannelConfig, ...] = field(default_factory=tuple)
 
@@ -80,8 +92,12 @@ def _env_name(sec: Section, name: str, required: bool) -> str | None:
         return None
     if not _ENV_NAME.match(value) or "://" in value:
         # A URL or password pasted here would end up in a shared file; the config names the variable.
-        raise ConfigError(sec.source, sec.key(name), "a value that is not a variable name",
-                          "the NAME of an environment variable holding it (never the secret itself)")
+        raise ConfigError(
+            sec.source,
+            sec.key(name),
+            "a value that is not a variable name",
+            "the NAME of an environment variable holding it (never the secret itself)",
+        )
     return value
 
 
@@ -89,15 +105,16 @@ def _parse_channel(sec: Section, index: int) -> ChannelConfig:
     d = ChannelConfig(name="", type="webhook")
     ctype = sec.string("type", choices=CHANNEL_TYPES)
     name = sec.string("name", f"{ctype}-{index + 1}")
-    common = dict(
-        name=name, type=ctype,
-        min_severity=sec.string("min_severity", d.min_severity, choices=SEVERITIES),
-        rate_limit_per_hour=sec.integer("rate_limit_per_hour", d.rate_limit_per_hour, minimum=1),
-        escalation=sec.boolean("escalation", d.escalation),
-        timeout=sec.duration("timeout", d.timeout, minimum=0.01),
-        retries=sec.integer("retries", d.retries, minimum=0),
-        backoff=sec.duration("backoff", d.backoff, minimum=0.0),
-    )
+    common = {
+        "name": name,
+        "type": ctype,
+        "min_severity": sec.string("min_severity", d.min_severity, choices=SEVERITIES),
+        "rate_limit_per_hour": sec.integer("rate_limit_per_hour", d.rate_limit_per_hour, minimum=1),
+        "escalation": sec.boolean("escalation", d.escalation),
+        "timeout": sec.duration("timeout", d.timeout, minimum=0.01),
+        "retries": sec.integer("retries", d.retries, minimum=0),
+        "backoff": sec.duration("backoff", d.backoff, minimum=0.0),
+    }
     if ctype == "email":
         to = sec.string_list("to")
         if not to or not all("@" in t for t in to):
@@ -107,10 +124,15 @@ def _parse_channel(sec: Section, index: int) -> ChannelConfig:
             raise sec.error("from", sender, "an email address")
         port_default = 465 if sec.data.get("ssl") is True else d.port
         out = ChannelConfig(
-            **common, host=sec.string("host"), port=sec.integer("port", port_default, minimum=1),
-            ssl=sec.boolean("ssl", d.ssl), starttls=sec.boolean("starttls", not sec.data.get("ssl", False)),
-            username=sec.string("username", None), password_env=_env_name(sec, "password_env", False),
-            sender=sender, to=tuple(to),
+            **common,
+            host=sec.string("host"),
+            port=sec.integer("port", port_default, minimum=1),
+            ssl=sec.boolean("ssl", d.ssl),
+            starttls=sec.boolean("starttls", not sec.data.get("ssl", False)),
+            username=sec.string("username", None),
+            password_env=_env_name(sec, "password_env", False),
+            sender=sender,
+            to=tuple(to),
         )
     else:
         out = ChannelConfig(**common, url_env=_env_name(sec, "url_env", True))
@@ -134,8 +156,9 @@ def parse(root: Section) -> AlertsConfig:
     names = [c.name for c in channels]
     for c in channels:
         if names.count(c.name) > 1:
-            raise ConfigError(sec.source, sec.key("channels"), f"two channels named {c.name!r}",
-                              "a unique name per channel")
+            raise ConfigError(
+                sec.source, sec.key("channels"), f"two channels named {c.name!r}", "a unique name per channel"
+            )
     out = AlertsConfig(
         escalate_after=sec.duration("escalate_after", d.escalate_after),
         repeat_interval=sec.duration("repeat_interval", d.repeat_interval, minimum=60.0),

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from llmpulse.core.alerts import SEVERITY_RANK
 from llmpulse.core.alerts.config import AlertsConfig, alerts_config
@@ -28,9 +29,30 @@ from llmpulse.core.store import Store
 
 log = logging.getLogger(__name__)
 
-ALERT_COLUMNS = ("id", "fingerprint", "rule", "subject", "severity", "stage", "message", "state", "silenced_until",
-                 "silenced_by", "escalated", "escalated_at", "first_seen", "last_seen", "count", "acked_by",
-                 "acked_at", "note", "resolved_at", "resolved_by", "last_notified_at", "firing_since")
+ALERT_COLUMNS = (
+    "id",
+    "fingerprint",
+    "rule",
+    "subject",
+    "severity",
+    "stage",
+    "message",
+    "state",
+    "silenced_until",
+    "silenced_by",
+    "escalated",
+    "escalated_at",
+    "first_seen",
+    "last_seen",
+    "count",
+    "acked_by",
+    "acked_at",
+    "note",
+    "resolved_at",
+    "resolved_by",
+    "last_notified_at",
+    "firing_since",
+)
 
 OPEN_ALERTS_SQL = f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE state != 'resolved' ORDER BY id"
 
@@ -56,7 +78,7 @@ class Alert:
     severity: str
     stage: int
     message: str
-    state: str                      # firing | acknowledged | resolved
+    state: str  # firing | acknowledged | resolved
     silenced_until: float | None
     silenced_by: str | None
     escalated: bool
@@ -70,7 +92,7 @@ class Alert:
     resolved_at: float | None
     resolved_by: str | None
     last_notified_at: float | None
-    firing_since: float | None = None   # when it last started needing someone: escalate_after counts from here
+    firing_since: float | None = None  # when it last started needing someone: escalate_after counts from here
 
     def silenced(self, now: float) -> bool:
         return self.silenced_until is not None and self.silenced_until > now
@@ -94,6 +116,7 @@ class Transition:
 @dataclass(frozen=True)
 class AlertChange:
     """What a `process` round changed, for the daemon's log."""
+
     alert_id: int
     event: str
     fingerprint: str
@@ -127,18 +150,25 @@ class AlertEngine:
         return [_alert(r) for r in rows]
 
     async def history(self, limit: int = 200) -> list[Alert]:
-        rows = await self.store.fetchall(f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts ORDER BY id DESC LIMIT ?",
-                                         (limit,))
+        rows = await self.store.fetchall(
+            f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts ORDER BY id DESC LIMIT ?", (limit,)
+        )
         return [_alert(r) for r in rows]
 
     async def transitions(self, alert_id: int) -> list[Transition]:
-        rows = await self.store.fetchall("SELECT id, alert_id, at, event, from_state, to_state, actor, detail "
-                                         "FROM alert_transitions WHERE alert_id = ? ORDER BY at, id", (alert_id,))
+        rows = await self.store.fetchall(
+            "SELECT id, alert_id, at, event, from_state, to_state, actor, detail "
+            "FROM alert_transitions WHERE alert_id = ? ORDER BY at, id",
+            (alert_id,),
+        )
         return [Transition(*tuple(r)) for r in rows]
 
     async def deliveries(self, alert_id: int) -> list[Any]:
-        return await self.store.fetchall("SELECT channel, event, status, attempts, error, updated_at "
-                                         "FROM alert_deliveries WHERE alert_id = ? ORDER BY id", (alert_id,))
+        return await self.store.fetchall(
+            "SELECT channel, event, status, attempts, error, updated_at "
+            "FROM alert_deliveries WHERE alert_id = ? ORDER BY id",
+            (alert_id,),
+        )
 
     # -- the rules' verdicts -----------------------------------------------------------------------
     async def process(self, conditions: Sequence[Condition], covered: Iterable[str] | None = None) -> list[AlertChange]:
@@ -151,8 +181,11 @@ class AlertEngine:
         async with self.store.transaction() as conn:
             async with conn.execute(OPEN_ALERTS_SQL) as cur:
                 open_by_fp = {r["fingerprint"]: _alert(r) for r in await cur.fetchall()}
-            judged = set(covered) if covered is not None else {c.rule for c in conditions} | \
-                {a.rule for a in open_by_fp.values()}
+            judged = (
+                set(covered)
+                if covered is not None
+                else {c.rule for c in conditions} | {a.rule for a in open_by_fp.values()}
+            )
             for fp, cond in by_fp.items():
                 message = redact(cond.message) or ""
                 alert = open_by_fp.get(fp)
@@ -161,7 +194,8 @@ class AlertEngine:
                         "INSERT INTO alerts (fingerprint, rule, subject, severity, stage, message, state, first_seen, "
                         "last_seen, count, last_notified_at, firing_since) "
                         "VALUES (?, ?, ?, ?, ?, ?, 'firing', ?, ?, 1, ?, ?)",
-                        (fp, cond.rule, cond.subject, cond.severity, cond.stage, message, now, now, now, now))
+                        (fp, cond.rule, cond.subject, cond.severity, cond.stage, message, now, now, now, now),
+                    )
                     alert_id = cur.lastrowid
                     await self._transition(conn, alert_id, now, "opened", None, "firing", "auto", message)
                     await self._notice(conn, alert_id, "firing", now, "auto", message)
@@ -177,22 +211,36 @@ class AlertEngine:
                         "UPDATE alerts SET severity = ?, stage = ?, message = ?, last_seen = ?, count = count + 1, "
                         "state = 'firing', acked_by = NULL, acked_at = NULL, last_notified_at = ?, firing_since = ? "
                         "WHERE id = ?",
-                        (cond.severity, cond.stage, message, now, now, since, alert.id))
-                    await self._transition(conn, alert.id, now, "severity", alert.state, "firing", "auto",
-                                           f"{alert.severity} -> {cond.severity}: {message}")
+                        (cond.severity, cond.stage, message, now, now, since, alert.id),
+                    )
+                    await self._transition(
+                        conn,
+                        alert.id,
+                        now,
+                        "severity",
+                        alert.state,
+                        "firing",
+                        "auto",
+                        f"{alert.severity} -> {cond.severity}: {message}",
+                    )
                     await self._notice(conn, alert.id, "severity", now, "auto", message)
                     changes.append(AlertChange(alert.id, "worse", fp, cond.severity, message))
                 else:
-                    await conn.execute("UPDATE alerts SET message = ?, last_seen = ?, count = count + 1, "
-                                       "severity = ?, stage = ? WHERE id = ?",
-                                       (message, now, cond.severity, cond.stage, alert.id))
+                    await conn.execute(
+                        "UPDATE alerts SET message = ?, last_seen = ?, count = count + 1, "
+                        "severity = ?, stage = ? WHERE id = ?",
+                        (message, now, cond.severity, cond.stage, alert.id),
+                    )
             for fp, alert in open_by_fp.items():
                 if fp in by_fp or alert.rule not in judged:
                     continue
-                await conn.execute("UPDATE alerts SET state = 'resolved', resolved_at = ?, resolved_by = 'auto' "
-                                   "WHERE id = ?", (now, alert.id))
-                await self._transition(conn, alert.id, now, "resolved", alert.state, "resolved", "auto",
-                                       "condition cleared")
+                await conn.execute(
+                    "UPDATE alerts SET state = 'resolved', resolved_at = ?, resolved_by = 'auto' WHERE id = ?",
+                    (now, alert.id),
+                )
+                await self._transition(
+                    conn, alert.id, now, "resolved", alert.state, "resolved", "auto", "condition cleared"
+                )
                 # Sent even when silenced: the whole point of a silence is not missing the all-clear.
                 await self._notice(conn, alert.id, "resolved", now, "auto", "condition cleared")
                 changes.append(AlertChange(alert.id, "resolved", fp, alert.severity, "condition cleared"))
@@ -213,15 +261,22 @@ class AlertEngine:
                 continue
             # A silence is someone saying "we know": escalation waits until it ends (or is lifted).
             since = a.firing_since if a.firing_since is not None else a.first_seen
-            if a.severity == "critical" and not a.escalated and not a.silenced(now) \
-                    and now - since >= self.cfg.escalate_after:
+            if (
+                a.severity == "critical"
+                and not a.escalated
+                and not a.silenced(now)
+                and now - since >= self.cfg.escalate_after
+            ):
                 await conn.execute("UPDATE alerts SET escalated = 1, escalated_at = ? WHERE id = ?", (now, a.id))
                 detail = f"not acknowledged within {self.cfg.escalate_after / 60:g} min"
                 await self._transition(conn, a.id, now, "escalated", a.state, a.state, "auto", detail)
                 await self._notice(conn, a.id, "escalated", now, "auto", detail)
                 changes.append(AlertChange(a.id, "escalated", a.fingerprint, a.severity, a.message))
-            elif a.last_notified_at is not None and now - a.last_notified_at >= self.cfg.repeat_interval \
-                    and not a.silenced(now):
+            elif (
+                a.last_notified_at is not None
+                and now - a.last_notified_at >= self.cfg.repeat_interval
+                and not a.silenced(now)
+            ):
                 await conn.execute("UPDATE alerts SET last_notified_at = ? WHERE id = ?", (now, a.id))
                 await self._notice(conn, a.id, "repeat", now, "auto", a.message)
                 changes.append(AlertChange(a.id, "repeated", a.fingerprint, a.severity, a.message))
@@ -234,8 +289,11 @@ class AlertEngine:
             if alert.state != "firing":
                 raise AlertStateError(self._why_not(alert, "acknowledged", "a firing alert"))
             now = self.clock.now()
-            await conn.execute("UPDATE alerts SET state = 'acknowledged', acked_by = ?, acked_at = ?, note = ? "
-                               "WHERE id = ? AND state = 'firing'", (by, now, note, alert_id))
+            await conn.execute(
+                "UPDATE alerts SET state = 'acknowledged', acked_by = ?, acked_at = ?, note = ? "
+                "WHERE id = ? AND state = 'firing'",
+                (by, now, note, alert_id),
+            )
             await self._transition(conn, alert_id, now, "acknowledged", "firing", "acknowledged", by, note)
         return await self.get(alert_id)  # type: ignore[return-value]
 
@@ -245,8 +303,10 @@ class AlertEngine:
             if alert.state == "resolved":
                 raise AlertStateError(self._why_not(alert, "resolved", "an open alert"))
             now = self.clock.now()
-            await conn.execute("UPDATE alerts SET state = 'resolved', resolved_at = ?, resolved_by = ? WHERE id = ?",
-                               (now, by, alert_id))
+            await conn.execute(
+                "UPDATE alerts SET state = 'resolved', resolved_at = ?, resolved_by = ? WHERE id = ?",
+                (now, by, alert_id),
+            )
             await self._transition(conn, alert_id, now, "resolved", alert.state, "resolved", by, note)
             await self._notice(conn, alert_id, "resolved", now, by, note or f"resolved by {by}")
         await self._announce()
@@ -260,10 +320,12 @@ class AlertEngine:
             if alert.state == "resolved":
                 raise AlertStateError(self._why_not(alert, "silenced", "an open alert"))
             now = self.clock.now()
-            await conn.execute("UPDATE alerts SET silenced_until = ?, silenced_by = ? WHERE id = ?",
-                               (now + seconds, by, alert_id))
-            await self._transition(conn, alert_id, now, "silenced", alert.state, alert.state, by,
-                                   f"for {seconds / 60:g} min")
+            await conn.execute(
+                "UPDATE alerts SET silenced_until = ?, silenced_by = ? WHERE id = ?", (now + seconds, by, alert_id)
+            )
+            await self._transition(
+                conn, alert_id, now, "silenced", alert.state, alert.state, by, f"for {seconds / 60:g} min"
+            )
         return await self.get(alert_id)  # type: ignore[return-value]
 
     async def unsilence(self, alert_id: int, by: str) -> Alert:
@@ -283,7 +345,7 @@ class AlertEngine:
         if self.notifier is not None:
             try:
                 await self.notifier.dispatch()
-            except Exception as exc:   # the change is committed; the notices stay queued for the next dispatch
+            except Exception as exc:  # the change is committed; the notices stay queued for the next dispatch
                 log.warning("alert notices not dispatched yet: %s", redact(f"{type(exc).__name__}: {exc}"))
 
     async def _load(self, conn: Any, alert_id: int) -> Alert:
@@ -309,16 +371,28 @@ class AlertEngine:
         return f"alert #{alert.id} cannot be {verb}: it is {now_state}; only {expected} can be {verb}"
 
     @staticmethod
-    async def _transition(conn: Any, alert_id: int, at: float, event: str, from_state: str | None, to_state: str,
-                          actor: str, detail: str | None) -> None:
-        await conn.execute("INSERT INTO alert_transitions (alert_id, at, event, from_state, to_state, actor, detail) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (alert_id, at, event, from_state, to_state, actor, redact(detail) if detail else None))
+    async def _transition(
+        conn: Any,
+        alert_id: int,
+        at: float,
+        event: str,
+        from_state: str | None,
+        to_state: str,
+        actor: str,
+        detail: str | None,
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO alert_transitions (alert_id, at, event, from_state, to_state, actor, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (alert_id, at, event, from_state, to_state, actor, redact(detail) if detail else None),
+        )
 
     @staticmethod
     async def _notice(conn: Any, alert_id: int, event: str, at: float, actor: str, detail: str | None) -> None:
-        await conn.execute("INSERT INTO alert_outbox (alert_id, event, at, actor, detail) VALUES (?, ?, ?, ?, ?)",
-                           (alert_id, event, at, actor, redact(detail) if detail else None))
+        await conn.execute(
+            "INSERT INTO alert_outbox (alert_id, event, at, actor, detail) VALUES (?, ?, ?, ?, ?)",
+            (alert_id, event, at, actor, redact(detail) if detail else None),
+        )
 
 
 async def prune_alert_notices(store: Store, now: float, keep_s: float) -> int:
@@ -326,19 +400,38 @@ async def prune_alert_notices(store: Store, now: float, keep_s: float) -> int:
     Alerts and their transitions are the history and are kept; so is anything not yet dispatched or sent."""
     cutoff = now - keep_s
     async with store.transaction() as conn:
-        cur = await conn.execute("DELETE FROM alert_deliveries WHERE updated_at < ? AND status != 'sending' "
-                                 "AND NOT (status = 'held' AND held_reported = 0)", (cutoff,))
+        cur = await conn.execute(
+            "DELETE FROM alert_deliveries WHERE updated_at < ? AND status != 'sending' "
+            "AND NOT (status = 'held' AND held_reported = 0)",
+            (cutoff,),
+        )
         removed = max(cur.rowcount, 0)
-        cur = await conn.execute("DELETE FROM alert_outbox WHERE dispatched_at IS NOT NULL AND at < ? AND id NOT IN "
-                                 "(SELECT outbox_id FROM alert_deliveries WHERE outbox_id IS NOT NULL)", (cutoff,))
+        cur = await conn.execute(
+            "DELETE FROM alert_outbox WHERE dispatched_at IS NOT NULL AND at < ? AND id NOT IN "
+            "(SELECT outbox_id FROM alert_deliveries WHERE outbox_id IS NOT NULL)",
+            (cutoff,),
+        )
         removed += max(cur.rowcount, 0)
     return removed
 
 
 def alert_summary(alert: Alert) -> dict[str, Any]:
     """The fields a notification carries (no internal bookkeeping)."""
-    keep = ("id", "rule", "subject", "severity", "message", "state", "first_seen", "last_seen", "count",
-            "acked_by", "escalated", "silenced_until", "resolved_at")
+    keep = (
+        "id",
+        "rule",
+        "subject",
+        "severity",
+        "message",
+        "state",
+        "first_seen",
+        "last_seen",
+        "count",
+        "acked_by",
+        "escalated",
+        "silenced_until",
+        "resolved_at",
+    )
     return {k: getattr(alert, k) for k in keep}
 
 

@@ -21,9 +21,10 @@ import asyncio
 import datetime as dt
 import smtplib
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -39,8 +40,13 @@ SILENCEABLE = {"firing", "repeat", "severity", "escalated"}
 EMOJI = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
 DISCORD_COLOUR = {"critical": 0xD0021B, "warning": 0xF5A623, "info": 0x4A90E2}
 RESOLVED_COLOUR = 0x7ED321
-WORDS = {"firing": "FIRING", "repeat": "STILL FIRING", "severity": "WORSE", "escalated": "ESCALATED",
-         "resolved": "RESOLVED"}
+WORDS = {
+    "firing": "FIRING",
+    "repeat": "STILL FIRING",
+    "severity": "WORSE",
+    "escalated": "ESCALATED",
+    "resolved": "RESOLVED",
+}
 # Discord rejects longer fields with a 400.
 DISCORD_CONTENT_MAX, DISCORD_TITLE_MAX, DISCORD_DESCRIPTION_MAX = 2000, 256, 4096
 # A 429's Retry-After is honoured up to this; past it the next round's notices matter more.
@@ -77,9 +83,13 @@ def headline(alert: Alert, event: str) -> str:
 
 def webhook_payload(alert: Alert, event: str, outbox: Mapping[str, Any], held_back: int) -> dict[str, Any]:
     """Generic webhook: the alert and the transition that caused this notice."""
-    return {"source": "llmpulse", "event": event, "alert": alert_summary(alert),
-            "transition": {"event": event, "at": outbox["at"], "actor": outbox["actor"], "detail": outbox["detail"]},
-            "held_back": held_back}
+    return {
+        "source": "llmpulse",
+        "event": event,
+        "alert": alert_summary(alert),
+        "transition": {"event": event, "at": outbox["at"], "actor": outbox["actor"], "detail": outbox["detail"]},
+        "held_back": held_back,
+    }
 
 
 def slack_payload(alert: Alert, event: str, held_back: int) -> dict[str, Any]:
@@ -95,9 +105,16 @@ def discord_payload(alert: Alert, event: str, held_back: int) -> dict[str, Any]:
     """Discord webhook: `content` plus one embed (title, description, color)."""
     description = alert.message + (f"\n({_held_line(held_back)})" if held_back else "")
     colour = RESOLVED_COLOUR if event == "resolved" else DISCORD_COLOUR.get(alert.severity, 0)
-    return {"content": _clip(f"{WORDS.get(event, event)}: {alert.subject}", DISCORD_CONTENT_MAX),
-            "embeds": [{"title": _clip(f"{alert.severity} · {alert.rule} · {alert.subject}", DISCORD_TITLE_MAX),
-                        "description": _clip(description, DISCORD_DESCRIPTION_MAX), "color": colour}]}
+    return {
+        "content": _clip(f"{WORDS.get(event, event)}: {alert.subject}", DISCORD_CONTENT_MAX),
+        "embeds": [
+            {
+                "title": _clip(f"{alert.severity} · {alert.rule} · {alert.subject}", DISCORD_TITLE_MAX),
+                "description": _clip(description, DISCORD_DESCRIPTION_MAX),
+                "color": colour,
+            }
+        ],
+    }
 
 
 def email_message(ch: ChannelConfig, alert: Alert, event: str, held_back: int) -> EmailMessage:
@@ -105,9 +122,11 @@ def email_message(ch: ChannelConfig, alert: Alert, event: str, held_back: int) -
     msg["Subject"] = _clip(headline(alert, event), 200)
     msg["From"] = ch.sender
     msg["To"] = ", ".join(ch.to)
-    when = dt.datetime.fromtimestamp(alert.first_seen, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body = (f"{alert.message}\n\nrule: {alert.rule}\nsubject: {alert.subject}\nseverity: {alert.severity}\n"
-            f"state: {alert.state}\nfirst seen: {when}\ncount: {alert.count}\n")
+    when = dt.datetime.fromtimestamp(alert.first_seen, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    body = (
+        f"{alert.message}\n\nrule: {alert.rule}\nsubject: {alert.subject}\nseverity: {alert.severity}\n"
+        f"state: {alert.state}\nfirst seen: {when}\ncount: {alert.count}\n"
+    )
     if held_back:
         body += f"\n{_held_line(held_back)} of this channel.\n"
     msg.set_content(body)
@@ -116,7 +135,7 @@ def email_message(ch: ChannelConfig, alert: Alert, event: str, held_back: int) -
 
 def longest_delivery_s(ch: ChannelConfig) -> float:
     """How long one delivery can take on this channel: every attempt timing out, every backoff slept."""
-    backoffs = sum(max(ch.backoff * (2 ** i), 0.0) for i in range(ch.retries))
+    backoffs = sum(max(ch.backoff * (2**i), 0.0) for i in range(ch.retries))
     return ch.timeout * (ch.retries + 1) + backoffs + MAX_RETRY_AFTER_S * ch.retries
 
 
@@ -126,7 +145,7 @@ class _Outcome:
     alert_id: int
     alert_state: str
     channel: str
-    status: str            # sent | failed
+    status: str  # sent | failed
     attempts: int
     error: str | None
     finished_at: float
@@ -141,9 +160,9 @@ class Notifier:
         self.engine = AlertEngine(store, self.cfg, clock)
         self.channels = {ch.name: ch for ch in self.cfg.channels}
         self.tasks: set[asyncio.Task] = set()
-        self._inflight: set[int] = set()          # delivery ids this process is working on
-        self._outcomes: list[_Outcome] = []       # finished, not yet written
-        for ch in self.cfg.channels:              # webhook URLs and SMTP passwords are secrets too
+        self._inflight: set[int] = set()  # delivery ids this process is working on
+        self._outcomes: list[_Outcome] = []  # finished, not yet written
+        for ch in self.cfg.channels:  # webhook URLs and SMTP passwords are secrets too
             for name in (ch.url_env, ch.password_env):
                 value = self.env.get(name or "")
                 if value:
@@ -174,8 +193,10 @@ class Notifier:
             async with conn.execute("SELECT * FROM alert_outbox WHERE dispatched_at IS NULL ORDER BY id") as cur:
                 rows = [dict(r) for r in await cur.fetchall()]
             if rows:
-                await conn.execute("UPDATE alert_outbox SET dispatched_at = ? WHERE dispatched_at IS NULL "
-                                   "AND id <= ?", (now, rows[-1]["id"]))
+                await conn.execute(
+                    "UPDATE alert_outbox SET dispatched_at = ? WHERE dispatched_at IS NULL AND id <= ?",
+                    (now, rows[-1]["id"]),
+                )
             alerts: dict[int, Alert | None] = {}
             for row in rows:
                 if row["alert_id"] not in alerts:
@@ -195,23 +216,37 @@ class Notifier:
 
     async def _plan(self, conn: Any, ch: ChannelConfig, alert: Alert, row: Mapping[str, Any], now: float):
         """One delivery row for this notice on this channel: held by the rate limit, or to be sent."""
-        async with conn.execute("SELECT COUNT(*) FROM alert_deliveries WHERE channel = ? AND created_at > ? "
-                                "AND status != 'held'", (ch.name, now - 3600)) as cur:
+        async with conn.execute(
+            "SELECT COUNT(*) FROM alert_deliveries WHERE channel = ? AND created_at > ? AND status != 'held'",
+            (ch.name, now - 3600),
+        ) as cur:
             sent_last_hour = (await cur.fetchone())[0]
         if sent_last_hour >= ch.rate_limit_per_hour:
             await conn.execute(
                 "INSERT INTO alert_deliveries (outbox_id, alert_id, channel, event, status, created_at, updated_at, "
                 "error) VALUES (?, ?, ?, ?, 'held', ?, ?, ?)",
-                (row["id"], alert.id, ch.name, row["event"], now, now,
-                 f"held back: rate limit {ch.rate_limit_per_hour}/hour reached"))
+                (
+                    row["id"],
+                    alert.id,
+                    ch.name,
+                    row["event"],
+                    now,
+                    now,
+                    f"held back: rate limit {ch.rate_limit_per_hour}/hour reached",
+                ),
+            )
             return None
         cur = await conn.execute(
             "INSERT INTO alert_deliveries (outbox_id, alert_id, channel, event, status, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, 'sending', ?, ?)", (row["id"], alert.id, ch.name, row["event"], now, now))
+            "VALUES (?, ?, ?, ?, 'sending', ?, ?)",
+            (row["id"], alert.id, ch.name, row["event"], now, now),
+        )
         delivery_id = cur.lastrowid
         # This message reports (and claims) every notice held back since the channel's last report.
-        cur = await conn.execute("UPDATE alert_deliveries SET held_reported = ? WHERE channel = ? "
-                                 "AND status = 'held' AND held_reported = 0", (delivery_id, ch.name))
+        cur = await conn.execute(
+            "UPDATE alert_deliveries SET held_reported = ? WHERE channel = ? AND status = 'held' AND held_reported = 0",
+            (delivery_id, ch.name),
+        )
         held = max(cur.rowcount, 0)
         if held:
             await conn.execute("UPDATE alert_deliveries SET held_back = ? WHERE id = ?", (held, delivery_id))
@@ -220,9 +255,10 @@ class Notifier:
     async def _orphans(self, conn: Any, now: float) -> list:
         """Deliveries left `sending` by a process that stopped mid-way: send them again."""
         async with conn.execute(
-                "SELECT d.id, d.alert_id, d.channel, d.event, d.updated_at, d.held_back, o.id AS outbox_id, "
-                "o.at, o.actor, o.detail FROM alert_deliveries d LEFT JOIN alert_outbox o ON o.id = d.outbox_id "
-                "WHERE d.status = 'sending' ORDER BY d.id") as cur:
+            "SELECT d.id, d.alert_id, d.channel, d.event, d.updated_at, d.held_back, o.id AS outbox_id, "
+            "o.at, o.actor, o.detail FROM alert_deliveries d LEFT JOIN alert_outbox o ON o.id = d.outbox_id "
+            "WHERE d.status = 'sending' ORDER BY d.id"
+        ) as cur:
             rows = [dict(r) for r in await cur.fetchall()]
         jobs = []
         for r in rows:
@@ -230,25 +266,33 @@ class Notifier:
                 continue
             ch = self.channels.get(r["channel"])
             if ch is None:
-                await conn.execute("UPDATE alert_deliveries SET status = 'failed', updated_at = ?, error = ? "
-                                   "WHERE id = ?", (now, "channel no longer configured", r["id"]))
+                await conn.execute(
+                    "UPDATE alert_deliveries SET status = 'failed', updated_at = ?, error = ? WHERE id = ?",
+                    (now, "channel no longer configured", r["id"]),
+                )
                 continue
             if now - r["updated_at"] < longest_delivery_s(ch) + ORPHAN_MARGIN_S:
-                continue    # perhaps still running in the process that started it
+                continue  # perhaps still running in the process that started it
             alert = await self.engine._load_or_none(conn, r["alert_id"])
             if alert is None:
                 continue
             await conn.execute("UPDATE alert_deliveries SET updated_at = ? WHERE id = ?", (now, r["id"]))
-            outbox = {"id": r["outbox_id"], "at": r["at"] if r["at"] is not None else now,
-                      "actor": r["actor"] or "auto", "detail": r["detail"]}
+            outbox = {
+                "id": r["outbox_id"],
+                "at": r["at"] if r["at"] is not None else now,
+                "actor": r["actor"] or "auto",
+                "detail": r["detail"],
+            }
             jobs.append((ch, r["id"], alert, r["event"], outbox, r["held_back"]))
         return jobs
 
-    def _start(self, ch: ChannelConfig, delivery_id: int, alert: Alert, event: str, outbox: Mapping[str, Any],
-               held: int) -> None:
+    def _start(
+        self, ch: ChannelConfig, delivery_id: int, alert: Alert, event: str, outbox: Mapping[str, Any], held: int
+    ) -> None:
         self._inflight.add(delivery_id)
-        task = asyncio.get_running_loop().create_task(self._deliver(ch, delivery_id, alert, event, outbox, held),
-                                                      name=f"alert-delivery-{delivery_id}-{ch.name}")
+        task = asyncio.get_running_loop().create_task(
+            self._deliver(ch, delivery_id, alert, event, outbox, held), name=f"alert-delivery-{delivery_id}-{ch.name}"
+        )
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -267,35 +311,46 @@ class Notifier:
         try:
             async with self.store.transaction() as conn:
                 for o in outcomes:
-                    await conn.execute("UPDATE alert_deliveries SET status = ?, attempts = ?, updated_at = ?, "
-                                       "error = ? WHERE id = ?",
-                                       (o.status, o.attempts, o.finished_at, o.error, o.delivery_id))
+                    await conn.execute(
+                        "UPDATE alert_deliveries SET status = ?, attempts = ?, updated_at = ?, error = ? WHERE id = ?",
+                        (o.status, o.attempts, o.finished_at, o.error, o.delivery_id),
+                    )
                     if o.status == "failed":
                         # The held-back count this message carried was not heard: the next message says it.
-                        await conn.execute("UPDATE alert_deliveries SET held_reported = 0 WHERE held_reported = ?",
-                                           (o.delivery_id,))
-                        await AlertEngine._transition(conn, o.alert_id, o.finished_at, "delivery_failed",
-                                                      o.alert_state, o.alert_state, "auto", f"{o.channel}: {o.error}")
+                        await conn.execute(
+                            "UPDATE alert_deliveries SET held_reported = 0 WHERE held_reported = ?", (o.delivery_id,)
+                        )
+                        await AlertEngine._transition(
+                            conn,
+                            o.alert_id,
+                            o.finished_at,
+                            "delivery_failed",
+                            o.alert_state,
+                            o.alert_state,
+                            "auto",
+                            f"{o.channel}: {o.error}",
+                        )
         except BaseException:
-            self._outcomes[:0] = outcomes       # written next time
+            self._outcomes[:0] = outcomes  # written next time
             raise
         for o in outcomes:
             self._inflight.discard(o.delivery_id)
         return len(outcomes)
 
     # -- one delivery ------------------------------------------------------------------------------
-    async def _deliver(self, ch: ChannelConfig, delivery_id: int, alert: Alert, event: str,
-                       outbox: Mapping[str, Any], held: int) -> None:
+    async def _deliver(
+        self, ch: ChannelConfig, delivery_id: int, alert: Alert, event: str, outbox: Mapping[str, Any], held: int
+    ) -> None:
         error: str | None = None
         attempts = 0
         for attempt in range(ch.retries + 1):
             attempts = attempt + 1
-            wait = ch.backoff * (2 ** attempt)
+            wait = ch.backoff * (2**attempt)
             try:
                 await asyncio.wait_for(self._send(ch, alert, event, outbox, held), timeout=ch.timeout)
                 error = None
                 break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 error = f"no answer within {ch.timeout:g}s"
             except PermanentDeliveryError as exc:
                 error = str(exc)
@@ -309,9 +364,18 @@ class Notifier:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if attempt < ch.retries:
                 await asyncio.sleep(wait)
-        self._outcomes.append(_Outcome(
-            delivery_id, alert.id, alert.state, ch.name, "sent" if error is None else "failed", attempts,
-            _clip(redact(error) or "", 500) if error is not None else None, self.clock.now()))
+        self._outcomes.append(
+            _Outcome(
+                delivery_id,
+                alert.id,
+                alert.state,
+                ch.name,
+                "sent" if error is None else "failed",
+                attempts,
+                _clip(redact(error) or "", 500) if error is not None else None,
+                self.clock.now(),
+            )
+        )
 
     async def _send(self, ch: ChannelConfig, alert: Alert, event: str, outbox: Mapping[str, Any], held: int) -> None:
         if ch.type == "email":
@@ -346,8 +410,9 @@ class Notifier:
         password = self.env.get(ch.password_env or "")
         try:
             if ch.ssl:
-                server: smtplib.SMTP = smtplib.SMTP_SSL(ch.host, ch.port, timeout=ch.timeout,
-                                                        context=ssl.create_default_context())
+                server: smtplib.SMTP = smtplib.SMTP_SSL(
+                    ch.host, ch.port, timeout=ch.timeout, context=ssl.create_default_context()
+                )
             else:
                 server = smtplib.SMTP(ch.host, ch.port, timeout=ch.timeout)
             with server:

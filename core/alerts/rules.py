@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from llmpulse.core.alerts.config import DEFAULTS, RULES, AlertsConfig, alerts_config
 from llmpulse.core.durations import format_duration
@@ -34,9 +35,9 @@ class Condition:
 
     rule: str
     subject: str
-    severity: str                 # info | warning | critical
-    message: str                  # one line with the numbers that triggered it
-    stage: int = 0                # rises as a condition gets worse within its severity (budget thresholds)
+    severity: str  # info | warning | critical
+    message: str  # one line with the numbers that triggered it
+    stage: int = 0  # rises as a condition gets worse within its severity (budget thresholds)
 
     @property
     def fingerprint(self) -> str:
@@ -59,22 +60,30 @@ class RuleInputs:
     their open alerts are left alone (not resolved), since missing data is not good news."""
 
     now: float
-    health: list[Any] | None = None                   # ProviderHealth
-    request_stats: Mapping[str, Any] | None = None    # provider_id -> RequestStats
-    budgets: list[Any] | None = None                  # BudgetStatus
-    migrations: list[Any] | None = None               # MigrationStatus
-    unknown_prices: list[tuple[str, str, int]] | None = None   # (provider, model, requests)
-    providers: list[Any] | None = None                # llmpulse.core.catalog.Provider (for "configured, no key")
+    health: list[Any] | None = None  # ProviderHealth
+    request_stats: Mapping[str, Any] | None = None  # provider_id -> RequestStats
+    budgets: list[Any] | None = None  # BudgetStatus
+    migrations: list[Any] | None = None  # MigrationStatus
+    unknown_prices: list[tuple[str, str, int]] | None = None  # (provider, model, requests)
+    providers: list[Any] | None = None  # llmpulse.core.catalog.Provider (for "configured, no key")
     latency_baselines: Mapping[str, LatencyBaseline] = field(default_factory=dict)
-    window_s: float = 900.0                           # the health/traffic window, for messages
+    window_s: float = 900.0  # the health/traffic window, for messages
 
 
 def covered_rules(inputs: RuleInputs, cfg: AlertsConfig) -> set[str]:
     """Rules that were really judged this round: only their alerts may be auto-resolved."""
     rules: set[str] = set()
     if inputs.health is not None:
-        rules |= {"provider_down", "provider_degraded", "provider_auth", "provider_quota", "error_rate",
-                  "latency_p95", "latency_anomaly", "rate_limit_headroom"}
+        rules |= {
+            "provider_down",
+            "provider_degraded",
+            "provider_auth",
+            "provider_quota",
+            "error_rate",
+            "latency_p95",
+            "latency_anomaly",
+            "rate_limit_headroom",
+        }
     if inputs.request_stats is not None:
         rules |= {"error_rate", "fallback_rate"}
     if inputs.budgets is not None:
@@ -111,6 +120,7 @@ def evaluate_rules(inputs: RuleInputs, cfg: Any = None) -> list[Condition]:
 
 # ------------------------------------------------------------------------------------------ helpers
 
+
 def _pct(x: float) -> str:
     return f"{x * 100:.1f}%"
 
@@ -140,6 +150,7 @@ def _short(text: str | None, limit: int = 120) -> str:
 
 # ----------------------------------------------------------------------------------- provider rules
 
+
 def _provider_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]:
     if inputs.health is None:
         return
@@ -152,20 +163,23 @@ def _provider_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition
         suffix = f": {error}" if error else ""
         failures = int(_g(h, "consecutive_failures", 0) or 0)
         if status == "failed" and kind == "auth":
-            yield Condition("provider_auth", pid, "critical",
-                            f"{_name(h)} rejects its API key (auth failure){suffix}")
+            yield Condition("provider_auth", pid, "critical", f"{_name(h)} rejects its API key (auth failure){suffix}")
         elif status == "failed" and kind == "quota":
-            yield Condition("provider_quota", pid, "critical",
-                            f"{_name(h)} quota or balance exhausted{suffix}")
+            yield Condition("provider_quota", pid, "critical", f"{_name(h)} quota or balance exhausted{suffix}")
         elif status == "failed" and kind not in ("not_configured", "disabled"):
             if failures >= cfg.down_after_failures:
-                yield Condition("provider_down", pid, "critical",
-                                f"{_name(h)} down: {failures} failed probes in a row ({kind or 'failed'}){suffix}")
+                yield Condition(
+                    "provider_down",
+                    pid,
+                    "critical",
+                    f"{_name(h)} down: {failures} failed probes in a row ({kind or 'failed'}){suffix}",
+                )
         elif status == "degraded":
             latency = _g(h, "p95_ms")
             extra = f", p95 {_ms(latency)}" if latency is not None else ""
-            yield Condition("provider_degraded", pid, "warning",
-                            f"{_name(h)} degraded ({kind or 'degraded'}{extra}){suffix}")
+            yield Condition(
+                "provider_degraded", pid, "warning", f"{_name(h)} degraded ({kind or 'degraded'}{extra}){suffix}"
+            )
 
         yield from _error_rate_from_health(h, inputs, cfg)
         yield from _latency_rules(h, inputs, cfg)
@@ -173,9 +187,13 @@ def _provider_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition
         rate_limit = _g(h, "rate_limit")
         headroom = _g(rate_limit, "headroom") if rate_limit is not None else None
         if headroom is not None and headroom < cfg.rate_limit_headroom:
-            yield Condition("rate_limit_headroom", pid, "warning",
-                            f"{_name(h)} rate-limit headroom {_pct(headroom)} "
-                            f"(below {_pct(cfg.rate_limit_headroom)}){_rate_limit_detail(rate_limit)}")
+            yield Condition(
+                "rate_limit_headroom",
+                pid,
+                "warning",
+                f"{_name(h)} rate-limit headroom {_pct(headroom)} "
+                f"(below {_pct(cfg.rate_limit_headroom)}){_rate_limit_detail(rate_limit)}",
+            )
 
 
 def _rate_limit_detail(rl: Any) -> str:
@@ -190,28 +208,34 @@ def _rate_limit_detail(rl: Any) -> str:
     return ": " + ", ".join(parts) if parts else ""
 
 
-def _error_rate_condition(pid: str, label: str, rate: float, detail: str, cfg: AlertsConfig,
-                          window_s: float) -> Condition | None:
+def _error_rate_condition(
+    pid: str, label: str, rate: float, detail: str, cfg: AlertsConfig, window_s: float
+) -> Condition | None:
     if rate >= cfg.error_rate_critical:
         severity, stage, bound = "critical", 1, cfg.error_rate_critical
     elif rate >= cfg.error_rate_warning:
         severity, stage, bound = "warning", 0, cfg.error_rate_warning
     else:
         return None
-    return Condition("error_rate", pid, severity,
-                     f"{label} error rate {_pct(rate)} over {format_duration(window_s)} ({detail}; "
-                     f"{severity} at {_pct(bound)})", stage)
+    return Condition(
+        "error_rate",
+        pid,
+        severity,
+        f"{label} error rate {_pct(rate)} over {format_duration(window_s)} ({detail}; {severity} at {_pct(bound)})",
+        stage,
+    )
 
 
 def _error_rate_from_health(h: Any, inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]:
     pid = _g(h, "provider_id")
     if _enough_traffic(inputs, pid, cfg):
-        return   # real traffic for this provider is judged in _traffic_rules
+        return  # real traffic for this provider is judged in _traffic_rules
     rate, samples = _g(h, "error_rate"), int(_g(h, "samples", 0) or 0)
     if rate is None or samples < min(cfg.min_requests, MIN_PROBE_SAMPLES):
         return
-    cond = _error_rate_condition(pid, _name(h), rate, f"{round(rate * samples)}/{samples} checks failed",
-                                 cfg, inputs.window_s)
+    cond = _error_rate_condition(
+        pid, _name(h), rate, f"{round(rate * samples)}/{samples} checks failed", cfg, inputs.window_s
+    )
     if cond:
         yield cond
 
@@ -235,9 +259,12 @@ def _latency_rules(h: Any, inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Co
     p95 = _g(h, "p95_ms")
     limit_ms = cfg.p95_latency * 1000
     if p95 is not None and p95 > limit_ms and int(_g(h, "samples", 0) or 0) >= 3:
-        yield Condition("latency_p95", pid, "warning",
-                        f"{_name(h)} p95 latency {_ms(p95)} over {format_duration(inputs.window_s)} "
-                        f"(threshold {_ms(limit_ms)})")
+        yield Condition(
+            "latency_p95",
+            pid,
+            "warning",
+            f"{_name(h)} p95 latency {_ms(p95)} over {format_duration(inputs.window_s)} (threshold {_ms(limit_ms)})",
+        )
     baseline = inputs.latency_baselines.get(pid)
     current = recent_latency_ms(h)
     if baseline is None or current is None or baseline.samples < cfg.latency_min_samples:
@@ -246,12 +273,17 @@ def _latency_rules(h: Any, inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Co
     z = (current - baseline.mean_ms) / sd
     ratio = current / baseline.mean_ms if baseline.mean_ms > 0 else float("inf")
     if z >= cfg.latency_z and ratio >= cfg.latency_ratio:
-        yield Condition("latency_anomaly", pid, "warning",
-                        f"{_name(h)} latency {_ms(current)} is {ratio:.1f}x its usual {_ms(baseline.mean_ms)} "
-                        f"(z={z:.1f} over {baseline.samples} samples)")
+        yield Condition(
+            "latency_anomaly",
+            pid,
+            "warning",
+            f"{_name(h)} latency {_ms(current)} is {ratio:.1f}x its usual {_ms(baseline.mean_ms)} "
+            f"(z={z:.1f} over {baseline.samples} samples)",
+        )
 
 
 # ------------------------------------------------------------------------------------ traffic rules
+
 
 def _traffic_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]:
     if inputs.request_stats is None:
@@ -268,22 +300,26 @@ def _traffic_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]
             errors = int(_g(stats, "errors", 0) or 0)
             rate = _g(stats, "error_rate")
             rate = errors / requests if rate is None else rate
-            cond = _error_rate_condition(pid, label, rate, f"{errors}/{requests} requests failed", cfg,
-                                         inputs.window_s)
+            cond = _error_rate_condition(pid, label, rate, f"{errors}/{requests} requests failed", cfg, inputs.window_s)
             if cond:
                 yield cond
         share = fallbacks / requests if requests else 1.0
         if fallbacks and share >= cfg.fallback_rate:
-            yield Condition("fallback_rate", pid, "warning",
-                            f"{_pct(share)} of {label} requests were fallbacks over "
-                            f"{format_duration(inputs.window_s)} ({fallbacks}/{requests}; "
-                            f"threshold {_pct(cfg.fallback_rate)})")
+            yield Condition(
+                "fallback_rate",
+                pid,
+                "warning",
+                f"{_pct(share)} of {label} requests were fallbacks over "
+                f"{format_duration(inputs.window_s)} ({fallbacks}/{requests}; "
+                f"threshold {_pct(cfg.fallback_rate)})",
+            )
 
 
 # ------------------------------------------------------------------------------------- budget rules
 
+
 def _date(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%b %d")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%b %d")
 
 
 def _budget_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]:
@@ -302,21 +338,30 @@ def _budget_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]:
         crossed = [w for w in warn_levels if util >= w]
         if crossed:
             level = crossed[-1]
-            yield Condition("budget_warning", name, "warning",
-                            f"budget {name} passed {level * 100:.0f}%: {spend}",
-                            stage=warn_levels.index(level))
+            yield Condition(
+                "budget_warning",
+                name,
+                "warning",
+                f"budget {name} passed {level * 100:.0f}%: {spend}",
+                stage=warn_levels.index(level),
+            )
         projected = _g(b, "projected_usd")
         period_end = _g(b, "period_end")
         exhaust_at = _g(b, "exhaust_at")
         if util < 1.0 and projected is not None and limit and projected > limit:
             when = f", runs out ~{_date(exhaust_at)}" if exhaust_at else ""
             end = f" by {_date(period_end)}" if period_end else " this period"
-            yield Condition("budget_projected", name, "warning",
-                            f"budget {name} projected to reach {_usd(projected)} of {_usd(limit)}{end}"
-                            f"{when} (now {util * 100:.0f}%)")
+            yield Condition(
+                "budget_projected",
+                name,
+                "warning",
+                f"budget {name} projected to reach {_usd(projected)} of {_usd(limit)}{end}"
+                f"{when} (now {util * 100:.0f}%)",
+            )
 
 
 # ---------------------------------------------------------------------------------- migration rules
+
 
 def _migration_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]:
     if inputs.migrations is None:
@@ -337,15 +382,24 @@ def _migration_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Conditio
             parts.append(f"{days_left:.0f} days left" if days_left >= 0 else f"{-days_left:.0f} days past")
         phase = _g(m, "phase")
         if risk == "late":
-            yield Condition("migration_deadline", name, "critical",
-                            f"migration {name} missed its deadline {deadline} in phase {phase}: " + ", ".join(parts),
-                            stage=1)
+            yield Condition(
+                "migration_deadline",
+                name,
+                "critical",
+                f"migration {name} missed its deadline {deadline} in phase {phase}: " + ", ".join(parts),
+                stage=1,
+            )
         else:
-            yield Condition("migration_deadline", name, "warning",
-                            f"migration {name} at risk for {deadline} (phase {phase}): " + ", ".join(parts))
+            yield Condition(
+                "migration_deadline",
+                name,
+                "warning",
+                f"migration {name} at risk for {deadline} (phase {phase}): " + ", ".join(parts),
+            )
 
 
 # -------------------------------------------------------------------------------- price & key rules
+
 
 def _price_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]:
     if not inputs.unknown_prices:
@@ -354,8 +408,12 @@ def _price_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]:
     total = sum(r[2] for r in models)
     shown = ", ".join(f"{p}/{m} ({n})" for p, m, n in models[:3])
     more = f" and {len(models) - 3} more" if len(models) > 3 else ""
-    yield Condition("prices_unknown", "prices", "info",
-                    f"{len(models)} model(s) in use with no known price, {total} requests uncosted: {shown}{more}")
+    yield Condition(
+        "prices_unknown",
+        "prices",
+        "info",
+        f"{len(models)} model(s) in use with no known price, {total} requests uncosted: {shown}{more}",
+    )
 
 
 def _key_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]:
@@ -369,8 +427,12 @@ def _key_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]:
             continue
         if _g(p, "api_key") is None:
             env = _g(p, "key_env") or "its key variable"
-            yield Condition("provider_no_key", _g(p, "id"), "info",
-                            f"{_g(p, 'name')} is configured but {env} is not set: it is not probed")
+            yield Condition(
+                "provider_no_key",
+                _g(p, "id"),
+                "info",
+                f"{_g(p, 'name')} is configured but {env} is not set: it is not probed",
+            )
 
 
 def baseline_from_samples(provider_id: str, values: Sequence[float]) -> LatencyBaseline | None:

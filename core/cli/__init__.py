@@ -22,13 +22,13 @@ from llmpulse.core.validate import ConfigError
 
 # Subcommand modules, in the order `--help` lists them.
 COMMAND_MODULES = (
-    "llmpulse.core.cli.check",       # check
-    "llmpulse.core.cli.providers",   # providers, providers enable/disable
-    "llmpulse.core.cli.usage",       # record, import, report, budgets
-    "llmpulse.core.cli.alerts",      # alerts, alerts ack/resolve/silence/unsilence
-    "llmpulse.core.cli.migration",   # migration, migration advance
-    "llmpulse.core.cli.failover",    # failover
-    "llmpulse.core.cli.tui",         # watch, demo, daemon           (issue 6)
+    "llmpulse.core.cli.check",  # check
+    "llmpulse.core.cli.providers",  # providers, providers enable/disable
+    "llmpulse.core.cli.usage",  # record, import, report, budgets
+    "llmpulse.core.cli.alerts",  # alerts, alerts ack/resolve/silence/unsilence
+    "llmpulse.core.cli.migration",  # migration, migration advance
+    "llmpulse.core.cli.failover",  # failover
+    "llmpulse.core.cli.tui",  # watch, demo, daemon           (issue 6)
 )
 
 
@@ -44,10 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'llmpulse COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"llmpulse {__version__}")
-    parser.add_argument("--config", metavar="PATH",
-                        help="TOML config (default: $LLMPULSE_CONFIG, ./llmpulse.toml, user config dir)")
-    parser.add_argument("--db", metavar="PATH",
-                        help="SQLite database (default: $LLMPULSE_DB, [storage] path, user data dir)")
+    parser.add_argument(
+        "--config", metavar="PATH", help="TOML config (default: $LLMPULSE_CONFIG, ./llmpulse.toml, user config dir)"
+    )
+    parser.add_argument(
+        "--db", metavar="PATH", help="SQLite database (default: $LLMPULSE_DB, [storage] path, user data dir)"
+    )
     parser.add_argument("--env-file", metavar="PATH", help="file of KEY=value secrets (default: ./.env)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:

@@ -16,15 +16,18 @@ from llmpulse.core.durations import DurationError, format_duration, parse_durati
 def default_actor() -> str:
     try:
         return getpass.getuser()
-    except Exception:   # no login name in some containers
+    except Exception:  # no login name in some containers
         return os.environ.get("USER") or "unknown"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("alerts", help="open alerts (or all with --all); ack, resolve, silence, unsilence",
-                       description="List open alerts, or act on one: ack ID, resolve ID, silence ID --for 1h, "
-                                   "unsilence ID. An unknown ID, or an action that does not fit the alert's state, "
-                                   "is an error with exit code 1 and changes nothing.")
+    p = sub.add_parser(
+        "alerts",
+        help="open alerts (or all with --all); ack, resolve, silence, unsilence",
+        description="List open alerts, or act on one: ack ID, resolve ID, silence ID --for 1h, "
+        "unsilence ID. An unknown ID, or an action that does not fit the alert's state, "
+        "is an error with exit code 1 and changes nothing.",
+    )
     p.add_argument("--all", action="store_true", help="history too (resolved alerts)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=list_command)
@@ -106,21 +109,34 @@ async def show_command(args: argparse.Namespace) -> int:
     finally:
         await store.close()
     if args.json:
-        print_json({"alert": alert.to_json(), "transitions": [t.__dict__ for t in transitions],
-                    "deliveries": deliveries})
+        print_json(
+            {"alert": alert.to_json(), "transitions": [t.__dict__ for t in transitions], "deliveries": deliveries}
+        )
         return 0
     now = time.time()
     print(f"alert #{alert.id} [{alert.severity}] {alert.rule} {alert.subject}: {alert.message}")
-    print(f"state: {state_word(alert, now)}; first seen {_when(alert.first_seen)}, last seen {_when(alert.last_seen)}, "
-          f"{alert.count} time(s)" + (f"; note: {alert.note}" if alert.note else ""))
+    print(
+        f"state: {state_word(alert, now)}; first seen {_when(alert.first_seen)}, last seen {_when(alert.last_seen)}, "
+        f"{alert.count} time(s)" + (f"; note: {alert.note}" if alert.note else "")
+    )
     print()
-    print(render_table(("TIME", "EVENT", "BY", "DETAIL"),
-                       [(_when(t.at), t.event, t.actor, t.detail or "") for t in transitions]))
+    print(
+        render_table(
+            ("TIME", "EVENT", "BY", "DETAIL"), [(_when(t.at), t.event, t.actor, t.detail or "") for t in transitions]
+        )
+    )
     if deliveries:
         print()
-        print(render_table(("TIME", "CHANNEL", "NOTICE", "STATUS", "TRIES", "REASON"),
-                           [(_when(d["updated_at"]), d["channel"], d["event"], d["status"], d["attempts"],
-                             d["error"] or "") for d in deliveries], right=(4,)))
+        print(
+            render_table(
+                ("TIME", "CHANNEL", "NOTICE", "STATUS", "TRIES", "REASON"),
+                [
+                    (_when(d["updated_at"]), d["channel"], d["event"], d["status"], d["attempts"], d["error"] or "")
+                    for d in deliveries
+                ],
+                right=(4,),
+            )
+        )
     return 0
 
 

@@ -21,14 +21,17 @@ GLYPH = {"healthy": "✓", "degraded": "▲", "failed": "✗", "unknown": "?"}
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "check", help="probe every configured provider once; exit 0 ok, 1 degraded, 2 failed, 3 none configured",
+        "check",
+        help="probe every configured provider once; exit 0 ok, 1 degraded, 2 failed, 3 none configured",
         description="Probe every configured provider once with a free request (model list, key info or "
-                    "balance: no tokens are spent), print status, latency, error and rate-limit headroom, "
-                    "store the results, and exit 0 when all are healthy, 1 when some are degraded, 2 when "
-                    "some failed, 3 when nothing is configured.")
+        "balance: no tokens are spent), print status, latency, error and rate-limit headroom, "
+        "store the results, and exit 0 when all are healthy, 1 when some are degraded, 2 when "
+        "some failed, 3 when nothing is configured.",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--provider", action="append", metavar="ID", default=None,
-                   help="probe only this provider (repeatable)")
+    p.add_argument(
+        "--provider", action="append", metavar="ID", default=None, help="probe only this provider (repeatable)"
+    )
     p.set_defaults(handler=check_command)
 
 
@@ -75,15 +78,27 @@ async def check_command(args: argparse.Namespace) -> int:
     code = exit_code(results)
     counts = summary(results)
     if args.json:
-        print_json({"checked_at": now, "providers": [r.to_json() for r in results], "summary": counts,
-                    "exit_code": code})
+        print_json(
+            {"checked_at": now, "providers": [r.to_json() for r in results], "summary": counts, "exit_code": code}
+        )
         return code
     shown = results if args.provider else [r for r in results if r.error_kind not in ("not_configured",)] or results
-    rows = [(f"{GLYPH[r.status]} {r.status}", r.provider_id, _latency(r), r.http_status or "-", _headroom(r),
-             (r.error_kind + ": " + (r.error or "")) if r.error_kind else "") for r in shown]
+    rows = [
+        (
+            f"{GLYPH[r.status]} {r.status}",
+            r.provider_id,
+            _latency(r),
+            r.http_status or "-",
+            _headroom(r),
+            (r.error_kind + ": " + (r.error or "")) if r.error_kind else "",
+        )
+        for r in shown
+    ]
     print(render_table(("STATUS", "PROVIDER", "LATENCY", "HTTP", "HEADROOM", "ERROR"), rows, right=(2, 3, 4)))
     hidden = len(results) - len(shown)
     tail = f" ({hidden} not configured: `llmpulse providers` lists them)" if hidden else ""
-    print(f"\n{counts['healthy']} healthy, {counts['degraded']} degraded, {counts['failed']} failed, "
-          f"{counts['unknown']} unknown{tail}")
+    print(
+        f"\n{counts['healthy']} healthy, {counts['degraded']} degraded, {counts['failed']} failed, "
+        f"{counts['unknown']} unknown{tail}"
+    )
     return code

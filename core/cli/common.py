@@ -7,7 +7,8 @@ import csv
 import io
 import json
 import sys
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from llmpulse.core.config import Context, load_context
 from llmpulse.core.redact import redact, register_secrets

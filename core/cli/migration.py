@@ -10,17 +10,17 @@ from llmpulse.core.cli.common import CliError, context_from, open_store, print_j
 from llmpulse.core.durations import format_duration
 from llmpulse.core.migration import MigrationError, MigrationStatus, SideStats, advance, find_config, migration_statuses
 
-MIGRATION_USAGE = ("llmpulse migration [NAME] [--json]\n"
-                   "       llmpulse migration advance NAME [--to PHASE]")
+MIGRATION_USAGE = "llmpulse migration [NAME] [--json]\n       llmpulse migration advance NAME [--to PHASE]"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "migration", usage=MIGRATION_USAGE,
+        "migration",
+        usage=MIGRATION_USAGE,
         help="model migrations: phase, traffic share on the new model, deadline risk, before/after",
         description="Without NAME: every configured migration. With NAME: that one in detail (phases, "
-                    "share of requests and tokens, trend, old vs new cost, p95 and error rate, history). "
-                    "'advance NAME' moves it to its next phase by hand (or --to a named phase).",
+        "share of requests and tokens, trend, old vs new cost, p95 and error rate, history). "
+        "'advance NAME' moves it to its next phase by hand (or --to a named phase).",
     )
     p.add_argument("words", nargs="*", metavar="NAME", help="a migration name, or: advance NAME")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -86,6 +86,7 @@ async def _advance(args: argparse.Namespace, name: str) -> int:
 
 # ----------------------------------------------------------------------------------------- rendering
 
+
 def pct(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value * 100:.{digits}f}%"
 
@@ -97,15 +98,28 @@ def days(value: float) -> str:
 def stamp(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def render_list(statuses: list[MigrationStatus]) -> str:
-    rows = [(s.name, f"{s.phase_index + 1}/{len(s.phases)} {s.phase}", pct(s.share_requests),
-             pct(s.share_tokens), s.requests_in_window, days(s.days_left), s.risk,
-             pct(s.projected_share_at_deadline)) for s in statuses]
-    return render_table(("NAME", "PHASE", "REQ SHARE", "TOKEN SHARE", "REQUESTS", "LEFT", "RISK", "AT DEADLINE"),
-                        rows, right=(2, 3, 4, 5, 7))
+    rows = [
+        (
+            s.name,
+            f"{s.phase_index + 1}/{len(s.phases)} {s.phase}",
+            pct(s.share_requests),
+            pct(s.share_tokens),
+            s.requests_in_window,
+            days(s.days_left),
+            s.risk,
+            pct(s.projected_share_at_deadline),
+        )
+        for s in statuses
+    ]
+    return render_table(
+        ("NAME", "PHASE", "REQ SHARE", "TOKEN SHARE", "REQUESTS", "LEFT", "RISK", "AT DEADLINE"),
+        rows,
+        right=(2, 3, 4, 5, 7),
+    )
 
 
 def _money(value: float | None) -> str:
@@ -120,27 +134,42 @@ def render_detail(s: MigrationStatus) -> str:
     lines = [
         f"{s.name}: {', '.join(s.from_models)} -> {s.to_model}",
         f"  start {s.start}  deadline {s.deadline}  ({days(s.days_left)} left)  risk: {s.risk}",
-        "  phases: " + "  ".join(
+        "  phases: "
+        + "  ".join(
             (f"[{n} {sh:.0%}]" if i == s.phase_index else f"{n} {sh:.0%}")
-            for i, (n, sh) in enumerate(zip(s.phases, s.phase_shares))),
+            for i, (n, sh) in enumerate(zip(s.phases, s.phase_shares))
+        ),
         f"  share over the last {format_duration(s.window_s)}: {pct(s.share_requests, 1)} of requests, "
         f"{pct(s.share_tokens, 1)} of tokens ({s.requests_in_window} old+new requests)",
     ]
     trend = "-" if s.trend_per_day is None else f"{s.trend_per_day * 100:+.2f} points/day"
-    lines.append(f"  trend {trend}; projected at deadline {pct(s.projected_share_at_deadline)}; "
-                 f"target reached {stamp(s.projected_completion_at) if s.projected_completion_at else 'never at this pace'}")
+    lines.append(
+        f"  trend {trend}; projected at deadline {pct(s.projected_share_at_deadline)}; "
+        f"target reached {stamp(s.projected_completion_at) if s.projected_completion_at else 'never at this pace'}"
+    )
     lines.append(f"  old vs new over the last {format_duration(s.compare_s)}:")
 
     def cell(side: SideStats | None, attr: str, fmt) -> str:
         return "-" if side is None else fmt(getattr(side, attr))
 
-    table = render_table(("", "OLD", "NEW"), [
-        ("requests", cell(s.before, "requests", str), cell(s.after, "requests", str)),
-        ("$ per 1k tokens", cell(s.before, "cost_per_1k_tokens", _money), cell(s.after, "cost_per_1k_tokens", _money)),
-        ("p95 latency", cell(s.before, "p95_ms", _ms), cell(s.after, "p95_ms", _ms)),
-        ("error rate", cell(s.before, "error_rate", lambda v: pct(v, 1)),
-         cell(s.after, "error_rate", lambda v: pct(v, 1))),
-    ], right=(1, 2))
+    table = render_table(
+        ("", "OLD", "NEW"),
+        [
+            ("requests", cell(s.before, "requests", str), cell(s.after, "requests", str)),
+            (
+                "$ per 1k tokens",
+                cell(s.before, "cost_per_1k_tokens", _money),
+                cell(s.after, "cost_per_1k_tokens", _money),
+            ),
+            ("p95 latency", cell(s.before, "p95_ms", _ms), cell(s.after, "p95_ms", _ms)),
+            (
+                "error rate",
+                cell(s.before, "error_rate", lambda v: pct(v, 1)),
+                cell(s.after, "error_rate", lambda v: pct(v, 1)),
+            ),
+        ],
+        right=(1, 2),
+    )
     lines.extend("    " + line for line in table.splitlines())
     lines.append("  history:" if s.history else "  history: no phase change yet")
     for h in s.history:

@@ -12,19 +12,23 @@ from llmpulse.core.enablement import UnknownProviderError, enablement_overrides,
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "providers", help="the provider catalog: configured or not, base URL, priority, enabled",
+        "providers",
+        help="the provider catalog: configured or not, base URL, priority, enabled",
         description="List every known provider (catalog and config): whether it is configured (key and "
-                    "base URL present), its base URL, failover priority (lower first) and whether it is "
-                    "enabled. 'enable ID' / 'disable ID' turn one on or off for every process using this "
-                    "database; a disabled provider is not probed and not chosen by failover.",
+        "base URL present), its base URL, failover priority (lower first) and whether it is "
+        "enabled. 'enable ID' / 'disable ID' turn one on or off for every process using this "
+        "database; a disabled provider is not probed and not chosen by failover.",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=list_command)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     for action, words in (("enable", "turn a provider back on"), ("disable", "stop probing and choosing a provider")):
-        a = actions.add_parser(action, help=f"{words} (kept in the database)",
-                               description=f"{words[0].upper()}{words[1:]}; kept in the database, so the daemon, "
-                                           "dashboards and failover clients all see it.")
+        a = actions.add_parser(
+            action,
+            help=f"{words} (kept in the database)",
+            description=f"{words[0].upper()}{words[1:]}; kept in the database, so the daemon, "
+            "dashboards and failover clients all see it.",
+        )
         a.add_argument("provider_id", metavar="ID", help="a provider id, as listed by 'llmpulse providers'")
         a.add_argument("--json", action="store_true", help="print JSON")
         a.set_defaults(handler=enable_command, enabled=(action == "enable"))
@@ -33,11 +37,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def provider_row(p: Provider, override: bool | None) -> dict:
     enabled = p.enabled if override is None else override
     return {
-        "id": p.id, "name": p.name, "kind": p.spec.kind, "configured": p.configured, "local": p.local,
-        "base_url": p.base_url or None, "priority": p.priority, "enabled": enabled,
+        "id": p.id,
+        "name": p.name,
+        "kind": p.spec.kind,
+        "configured": p.configured,
+        "local": p.local,
+        "base_url": p.base_url or None,
+        "priority": p.priority,
+        "enabled": enabled,
         "enabled_source": "config" if override is None else "database",
         # The variable's name only, and whether it is set: never the key.
-        "key_env": p.key_env, "key_set": p.api_key is not None,
+        "key_env": p.key_env,
+        "key_set": p.api_key is not None,
     }
 
 
@@ -52,16 +63,26 @@ async def list_command(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"providers": rows})
         return 0
-    table = [(r["id"], r["name"], "yes" if r["configured"] else "no",
-              r["base_url"] or "-", r["priority"],
-              ("yes" if r["enabled"] else "no") + (" (set by hand)" if r["enabled_source"] == "database" else ""),
-              "local" if r["local"] else (f"{r['key_env']} {'set' if r['key_set'] else 'missing'}"
-                                          if r["key_env"] else "-"))
-             for r in rows]
+    table = [
+        (
+            r["id"],
+            r["name"],
+            "yes" if r["configured"] else "no",
+            r["base_url"] or "-",
+            r["priority"],
+            ("yes" if r["enabled"] else "no") + (" (set by hand)" if r["enabled_source"] == "database" else ""),
+            "local"
+            if r["local"]
+            else (f"{r['key_env']} {'set' if r['key_set'] else 'missing'}" if r["key_env"] else "-"),
+        )
+        for r in rows
+    ]
     print(render_table(("ID", "NAME", "CONFIGURED", "BASE URL", "PRIORITY", "ENABLED", "KEY"), table, right=(4,)))
     configured = sum(r["configured"] for r in rows)
-    print(f"\n{configured} of {len(rows)} configured; "
-          f"{sum(r['configured'] and r['enabled'] for r in rows)} configured and enabled")
+    print(
+        f"\n{configured} of {len(rows)} configured; "
+        f"{sum(r['configured'] and r['enabled'] for r in rows)} configured and enabled"
+    )
     return 0
 
 

@@ -13,43 +13,59 @@ import signal
 import sys
 import time
 
-from llmpulse.core.cli.common import CliError, context_from, eprint
+from llmpulse.core.cli.common import CliError, context_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     w = sub.add_parser(
-        "watch", help="the live dashboard (the default when no command is given)",
+        "watch",
+        help="the live dashboard (the default when no command is given)",
         description="Open the live dashboard on the database. The first dashboard (or daemon) on a database "
-                    "runs the collector (probes, roll-ups, alert rules, notifications); others view the same "
-                    "data and take over within seconds if it exits.")
-    w.add_argument("--refresh", type=_seconds, default=1.0, metavar="SECONDS",
-                   help="screen refresh interval (default 1; change live with + and -)")
-    w.add_argument("--no-collect", action="store_true",
-                   help="only view: never run the collector in this process")
+        "runs the collector (probes, roll-ups, alert rules, notifications); others view the same "
+        "data and take over within seconds if it exits.",
+    )
+    w.add_argument(
+        "--refresh",
+        type=_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="screen refresh interval (default 1; change live with + and -)",
+    )
+    w.add_argument("--no-collect", action="store_true", help="only view: never run the collector in this process")
     w.set_defaults(handler=watch_command)
 
     d = sub.add_parser(
-        "demo", help="the whole product with no API keys: a simulated fleet on 127.0.0.1 and live traffic",
+        "demo",
+        help="the whole product with no API keys: a simulated fleet on 127.0.0.1 and live traffic",
         description="Start simulated providers as real HTTP servers on 127.0.0.1 (fast, slow, flapping, "
-                    "rate-limited, bad key, local), backfill 30 days of usage across departments and agents "
-                    "with a migration in progress and budgets near their thresholds, feed live traffic, and "
-                    "open the dashboard on a temporary database (--db to keep it). No key, no network.")
+        "rate-limited, bad key, local), backfill 30 days of usage across departments and agents "
+        "with a migration in progress and budgets near their thresholds, feed live traffic, and "
+        "open the dashboard on a temporary database (--db to keep it). No key, no network.",
+    )
     d.add_argument("--refresh", type=_seconds, default=1.0, metavar="SECONDS", help="screen refresh interval")
-    d.add_argument("--headless", type=_seconds, default=None, metavar="SECONDS",
-                   help="no screen: run the demo's collector and traffic this long, then print a summary")
+    d.add_argument(
+        "--headless",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="no screen: run the demo's collector and traffic this long, then print a summary",
+    )
     d.set_defaults(handler=demo_command)
 
     m = sub.add_parser(
-        "daemon", help="the collector without a screen, for systemd or a tmux pane",
+        "daemon",
+        help="the collector without a screen, for systemd or a tmux pane",
         description="Run the collector (probes, usage roll-ups, alert rules, notifications) without a screen, "
-                    "logging one line per event to stderr. Stops cleanly on SIGTERM or SIGINT after "
-                    "finishing its writes. Dashboards opened on the same database view what it collects.")
+        "logging one line per event to stderr. Stops cleanly on SIGTERM or SIGINT after "
+        "finishing its writes. Dashboards opened on the same database view what it collects.",
+    )
     m.add_argument("--once", action="store_true", help="run one round and exit (for cron or a quick test)")
     m.set_defaults(handler=daemon_command)
 
 
 def _seconds(text: str) -> float:
     from llmpulse.core.durations import parse_duration
+
     try:
         value = parse_duration(text) if not text.replace(".", "", 1).isdigit() else float(text)
     except ValueError as exc:
@@ -61,19 +77,24 @@ def _seconds(text: str) -> float:
 
 def _require_terminal() -> None:
     if not (sys.stdout.isatty() and sys.stdin.isatty()):
-        raise CliError("the dashboard needs a terminal (stdin and stdout are not a tty); "
-                       "use `llmpulse daemon` to collect without a screen, or `demo --headless 10`", 2)
+        raise CliError(
+            "the dashboard needs a terminal (stdin and stdout are not a tty); "
+            "use `llmpulse daemon` to collect without a screen, or `demo --headless 10`",
+            2,
+        )
 
 
 def watch_command(args: argparse.Namespace) -> int:
     ctx = context_from(args)
     _require_terminal()
     from llmpulse.tui.app import run_dashboard
+
     return run_dashboard(ctx, refresh=args.refresh, collect=not args.no_collect)
 
 
 def demo_command(args: argparse.Namespace) -> int:
     from llmpulse.core.demo import Demo
+
     if args.headless is None:
         _require_terminal()
     with Demo(db_path=args.db) as demo:
@@ -81,13 +102,15 @@ def demo_command(args: argparse.Namespace) -> int:
         if args.headless is not None:
             return asyncio.run(demo.run_headless(args.headless))
         from llmpulse.tui.app import run_dashboard
+
         return run_dashboard(ctx, refresh=args.refresh, collect=True, background=demo.live_traffic)
 
 
 def daemon_command(args: argparse.Namespace) -> int:
     ctx = context_from(args)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s llmpulse %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s llmpulse %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z"
+    )
     return asyncio.run(run_daemon(ctx, once=args.once))
 
 
@@ -100,13 +123,17 @@ async def run_daemon(ctx, *, once: bool = False, stop: asyncio.Event | None = No
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
-            loop.add_signal_handler(sig, lambda s=sig: (log.info(f"{signal.Signals(s).name}: stopping after this "
-                                                                 "round's writes"), stop.set()))
-        except (NotImplementedError, RuntimeError):   # not the main thread (tests)
+            loop.add_signal_handler(
+                sig,
+                lambda s=sig: (log.info(f"{signal.Signals(s).name}: stopping after this round's writes"), stop.set()),
+            )
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             pass
     store = await Store.open(ctx.db_path)
-    log.info(f"daemon started: database {ctx.db_path}, {sum(p.configured for p in ctx.providers)} providers "
-             f"configured, probing every {ctx.config.probe.interval:g}s")
+    log.info(
+        f"daemon started: database {ctx.db_path}, {sum(p.configured for p in ctx.providers)} providers "
+        f"configured, probing every {ctx.config.probe.interval:g}s"
+    )
     try:
         collector = Collector(ctx, store, on_event=log.info)
         if once:

@@ -10,12 +10,12 @@ import time
 
 from llmpulse.core.cli.common import CliError, context_from, open_store, print_json, render_csv, render_table, usd
 from llmpulse.core.usage.budgets import budget_statuses
-from llmpulse.core.usage.queries import BY_CHOICES, breakdown, daily_by, hourly_totals, period_start, total
 from llmpulse.core.usage.pricing import price_table_version
+from llmpulse.core.usage.queries import BY_CHOICES, breakdown, daily_by, hourly_totals, period_start, total
 from llmpulse.core.usage.recorder import pricing_for
-from llmpulse.core.usage.savings import savings_report
 from llmpulse.core.usage.records import RecordError, content_hash, record_from_mapping
 from llmpulse.core.usage.rollup import ingest
+from llmpulse.core.usage.savings import savings_report
 
 # Records per transaction on import. Large, because a batch is rolled up once: an export in random time
 # order spreads every batch over its whole range (measured, 200k lines over 20 days: 6.4 s at 5,000,
@@ -25,9 +25,12 @@ SINCE_CHOICES = ("1h", "24h", "7d", "30d", "month")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    r = sub.add_parser("record", help="record one LLM call (priced at once, rolled up)",
-                       description="Record one LLM call. Only --provider and --model are required; the cost "
-                                   "comes from the bundled price table (or [prices] overrides).")
+    r = sub.add_parser(
+        "record",
+        help="record one LLM call (priced at once, rolled up)",
+        description="Record one LLM call. Only --provider and --model are required; the cost "
+        "comes from the bundled price table (or [prices] overrides).",
+    )
     r.add_argument("--provider", required=True)
     r.add_argument("--model", required=True)
     r.add_argument("--input-tokens", type=int, default=0, metavar="N")
@@ -43,11 +46,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--json", action="store_true", help="print the stored record as JSON")
     r.set_defaults(handler=record_command)
 
-    i = sub.add_parser("import", help="import usage records from JSON Lines (FILE or - for stdin)",
-                       description="Import JSON Lines, one record a line, with the field names of `record` "
-                                   "(input_tokens, task_type, ...) or a provider's raw `usage` object. Bad lines "
-                                   "are reported with their number and skipped; the good ones are kept; exit 1 "
-                                   "if any line was bad. Importing the same file twice counts nothing twice.")
+    i = sub.add_parser(
+        "import",
+        help="import usage records from JSON Lines (FILE or - for stdin)",
+        description="Import JSON Lines, one record a line, with the field names of `record` "
+        "(input_tokens, task_type, ...) or a provider's raw `usage` object. Bad lines "
+        "are reported with their number and skipped; the good ones are kept; exit 1 "
+        "if any line was bad. Importing the same file twice counts nothing twice.",
+    )
     i.add_argument("file", metavar="FILE", help="a .jsonl file, or - for standard input")
     i.set_defaults(handler=import_command)
 
@@ -55,34 +61,70 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--json", action="store_true")
     b.set_defaults(handler=budgets_command)
 
-    c = sub.add_parser("reconcile", help="the providers' own bills beside our estimate (admin keys)",
-                       description="Fetch this month's spend as the providers report it (OpenAI organization "
-                                   "costs and Anthropic cost report with OPENAI_ADMIN_KEY / ANTHROPIC_ADMIN_KEY, "
-                                   "OpenRouter key usage) and balances (DeepSeek, Moonshot), and show them beside "
-                                   "llmpulse's estimate with the difference. The collector does this every 15 min.")
+    c = sub.add_parser(
+        "reconcile",
+        help="the providers' own bills beside our estimate (admin keys)",
+        description="Fetch this month's spend as the providers report it (OpenAI organization "
+        "costs and Anthropic cost report with OPENAI_ADMIN_KEY / ANTHROPIC_ADMIN_KEY, "
+        "OpenRouter key usage) and balances (DeepSeek, Moonshot), and show them beside "
+        "llmpulse's estimate with the difference. The collector does this every 15 min.",
+    )
     c.add_argument("--cached", action="store_true", help="show the last fetched figures without fetching")
     c.add_argument("--json", action="store_true")
     c.set_defaults(handler=reconcile_command)
 
-    p = sub.add_parser("report", help="usage and cost by provider, model, department, agent, user or task type",
-                       description="Requests, tokens, cost (with the number of records whose price is unknown), "
-                                   "success rate and p95 latency, grouped, from the roll-ups; the table "
-                                   "ends with totals, savings, a per-day trend and the busiest hours.")
-    p.add_argument("--since", choices=SINCE_CHOICES, default="24h", help="the period (default 24h; month: "
-                   "this calendar month in [budget] timezone)")
-    p.add_argument("--by", choices=[c for c in BY_CHOICES if c != "provider_model"], default="provider",
-                   help="what to group by (default provider)")
-    p.add_argument("--format", choices=("table", "json", "csv"), default="table",
-                   help="csv: one row per group, costs as plain decimals, blank when every price is unknown")
+    p = sub.add_parser(
+        "report",
+        help="usage and cost by provider, model, department, agent, user or task type",
+        description="Requests, tokens, cost (with the number of records whose price is unknown), "
+        "success rate and p95 latency, grouped, from the roll-ups; the table "
+        "ends with totals, savings, a per-day trend and the busiest hours.",
+    )
+    p.add_argument(
+        "--since",
+        choices=SINCE_CHOICES,
+        default="24h",
+        help="the period (default 24h; month: this calendar month in [budget] timezone)",
+    )
+    p.add_argument(
+        "--by",
+        choices=[c for c in BY_CHOICES if c != "provider_model"],
+        default="provider",
+        help="what to group by (default provider)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="csv: one row per group, costs as plain decimals, blank when every price is unknown",
+    )
     p.set_defaults(handler=report_command)
 
 
 async def record_command(args: argparse.Namespace) -> int:
     ctx = context_from(args)
-    fields = {k: getattr(args, k) for k in (
-        "provider", "model", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "latency_ms",
-        "status", "error_kind", "department", "agent", "user", "task_type", "category", "endpoint", "request_id",
-        "fallback_from")}
+    fields = {
+        k: getattr(args, k)
+        for k in (
+            "provider",
+            "model",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "latency_ms",
+            "status",
+            "error_kind",
+            "department",
+            "agent",
+            "user",
+            "task_type",
+            "category",
+            "endpoint",
+            "request_id",
+            "fallback_from",
+        )
+    }
     try:
         rec = record_from_mapping(fields, time.time())
     except RecordError as exc:
@@ -96,8 +138,10 @@ async def record_command(args: argparse.Namespace) -> int:
         print_json({**rec.__dict__, "stored": bool(result.stored)})
     else:
         cost = "price unknown" if rec.cost_usd is None else f"${rec.cost_usd:.6f}"
-        print(f"recorded {rec.provider}/{rec.model}: {rec.input_tokens} in, {rec.output_tokens} out, {cost}"
-              + ("" if result.stored else " (already recorded: same request_id)"))
+        print(
+            f"recorded {rec.provider}/{rec.model}: {rec.input_tokens} in, {rec.output_tokens} out, {cost}"
+            + ("" if result.stored else " (already recorded: same request_id)")
+        )
     return 0
 
 
@@ -107,7 +151,7 @@ async def import_command(args: argparse.Namespace) -> int:
         stream = sys.stdin
     else:
         try:
-            stream = open(args.file, encoding="utf-8")
+            stream = open(args.file, encoding="utf-8")  # noqa: ASYNC230, SIM115 -- read line by line for the whole import, closed in finally
         except OSError as exc:
             raise CliError(f"cannot read {args.file}: {exc.strerror}; expected a JSON Lines file or -", 2) from None
     store = await open_store(ctx)
@@ -127,8 +171,8 @@ async def import_command(args: argparse.Namespace) -> int:
                     continue
                 try:
                     rec = record_from_mapping(data, now)
-                    if rec.request_id is None:      # the request_id is the dedupe key; else the content is
-                        rec.source_hash = content_hash(data)   # (a line without ts is the same record next time)
+                    if rec.request_id is None:  # the request_id is the dedupe key; else the content is
+                        rec.source_hash = content_hash(data)  # (a line without ts is the same record next time)
                     good.append(rec)
                 except RecordError as exc:
                     print(f"line {number}: {exc}", file=sys.stderr)
@@ -136,7 +180,11 @@ async def import_command(args: argparse.Namespace) -> int:
                     continue
                 if len(good) >= IMPORT_BATCH:
                     res = await ingest(store, good, pricing)
-                    stored, duplicates, unknown = stored + res.stored, duplicates + res.duplicates, unknown + res.unknown_price
+                    stored, duplicates, unknown = (
+                        stored + res.stored,
+                        duplicates + res.duplicates,
+                        unknown + res.unknown_price,
+                    )
                     good = []
         if good:
             res = await ingest(store, good, pricing)
@@ -144,9 +192,12 @@ async def import_command(args: argparse.Namespace) -> int:
     except UnicodeDecodeError:
         raise CliError(f"{args.file}: not UTF-8 text; expected JSON Lines", 2) from None
     finally:
+        if stream is not sys.stdin:
+            stream.close()
         await store.close()
-    print(f"imported {stored} records ({duplicates} already there, {bad} bad lines skipped, "
-          f"{unknown} with unknown price)")
+    print(
+        f"imported {stored} records ({duplicates} already there, {bad} bad lines skipped, {unknown} with unknown price)"
+    )
     return 1 if bad else 0
 
 
@@ -170,12 +221,26 @@ async def budgets_command(args: argparse.Namespace) -> int:
     if not statuses:
         print("no budgets configured: add [[budgets]] tables (scope, period, limit_usd) to the config", flush=True)
         return 0
-    rows = [(s.name, f"${s.spent_usd:,.2f}", f"${s.limit_usd:,.2f}", f"{s.utilization:.0%}",
-             f"${s.burn_rate_usd_per_day:,.2f}/day", f"${s.projected_usd:,.2f}",
-             "EXCEEDED" if s.exceeded else _when(s.exhaust_at, usage.tz),
-             f"{s.unknown_price_count}" if s.unknown_price_count else "") for s in statuses]
-    print(render_table(("BUDGET", "SPENT", "LIMIT", "USED", "BURN", "PROJECTED", "LIMIT REACHED", "PRICE UNKNOWN"),
-                       rows, right=(1, 2, 3, 4, 5)))
+    rows = [
+        (
+            s.name,
+            f"${s.spent_usd:,.2f}",
+            f"${s.limit_usd:,.2f}",
+            f"{s.utilization:.0%}",
+            f"${s.burn_rate_usd_per_day:,.2f}/day",
+            f"${s.projected_usd:,.2f}",
+            "EXCEEDED" if s.exceeded else _when(s.exhaust_at, usage.tz),
+            f"{s.unknown_price_count}" if s.unknown_price_count else "",
+        )
+        for s in statuses
+    ]
+    print(
+        render_table(
+            ("BUDGET", "SPENT", "LIMIT", "USED", "BURN", "PROJECTED", "LIMIT REACHED", "PRICE UNKNOWN"),
+            rows,
+            right=(1, 2, 3, 4, 5),
+        )
+    )
     return 0
 
 
@@ -200,45 +265,75 @@ async def report_command(args: argparse.Namespace) -> int:
         await store.close()
     headers = (args.by.upper(), "REQUESTS", "TOKENS", "COST USD", "PRICE UNKNOWN", "SUCCESS", "P95 MS")
 
-    def cost(g):     # a group whose every request has an unknown price has no cost, not $0
+    def cost(g):  # a group whose every request has an unknown price has no cost, not $0
         return None if g.unknown_price_count == g.requests else g.cost_usd
 
     def cells(g):
-        return (g.key, g.requests, g.tokens, "" if cost(g) is None else f"{cost(g):.6f}", g.unknown_price_count,
-                None if g.success_rate is None else round(g.success_rate, 4),
-                None if g.p95_ms is None else round(g.p95_ms))
+        return (
+            g.key,
+            g.requests,
+            g.tokens,
+            "" if cost(g) is None else f"{cost(g):.6f}",
+            g.unknown_price_count,
+            None if g.success_rate is None else round(g.success_rate, 4),
+            None if g.p95_ms is None else round(g.p95_ms),
+        )
 
     busiest = sorted(hours, key=lambda h: -h[1])[:5]
     if args.format == "json":
-        print_json({"since": since, "until": now, "by": args.by, "price_table": price_table_version(),
-                    "total": overall.to_json(), "groups": [g.to_json() for g in groups],
-                    "busiest_hours": [{"hour": h[0], "requests": h[1], "cost_usd": h[2]} for h in busiest],
-                    "daily": [{"day": d, "requests": n, "cost_usd": c} for d, n, c in days],
-                    "savings": savings.to_json()})
+        print_json(
+            {
+                "since": since,
+                "until": now,
+                "by": args.by,
+                "price_table": price_table_version(),
+                "total": overall.to_json(),
+                "groups": [g.to_json() for g in groups],
+                "busiest_hours": [{"hour": h[0], "requests": h[1], "cost_usd": h[2]} for h in busiest],
+                "daily": [{"day": d, "requests": n, "cost_usd": c} for d, n, c in days],
+                "savings": savings.to_json(),
+            }
+        )
     elif args.format == "csv":
         sys.stdout.write(render_csv(headers, [cells(g) for g in groups]))
     else:
-        rows = [(g.key, f"{g.requests:,}", f"{g.tokens:,}", "price unknown" if cost(g) is None else usd(g.cost_usd),
-                 g.unknown_price_count or "",
-                 "-" if g.success_rate is None else f"{g.success_rate:.1%}",
-                 "-" if g.p95_ms is None else f"{g.p95_ms:,.0f}") for g in groups]
+        rows = [
+            (
+                g.key,
+                f"{g.requests:,}",
+                f"{g.tokens:,}",
+                "price unknown" if cost(g) is None else usd(g.cost_usd),
+                g.unknown_price_count or "",
+                "-" if g.success_rate is None else f"{g.success_rate:.1%}",
+                "-" if g.p95_ms is None else f"{g.p95_ms:,.0f}",
+            )
+            for g in groups
+        ]
         print(render_table(headers, rows, right=(1, 2, 3, 4, 5, 6)))
         unknown = f", {overall.unknown_price_count} with price unknown" if overall.unknown_price_count else ""
-        print(f"\n{overall.requests:,} requests, {usd(overall.cost_usd)} since {args.since}{unknown} "
-              f"(prices: {price_table_version()})")
+        print(
+            f"\n{overall.requests:,} requests, {usd(overall.cost_usd)} since {args.since}{unknown} "
+            f"(prices: {price_table_version()})"
+        )
         if savings.reference and savings.reference_usd is not None:
-            print(f"on {savings.reference} the same tokens would have cost ${savings.reference_usd:,.2f} "
-                  f"(saved ${savings.saved_usd:,.2f}); local providers served {savings.local_requests:,} requests "
-                  f"worth ${savings.local_reference_usd or 0:,.2f} there")
+            print(
+                f"on {savings.reference} the same tokens would have cost ${savings.reference_usd:,.2f} "
+                f"(saved ${savings.saved_usd:,.2f}); local providers served {savings.local_requests:,} requests "
+                f"worth ${savings.local_reference_usd or 0:,.2f} there"
+            )
         if len(days) > 1:
             top = max(c for _, _, c in days) or 1.0
             print("\nper day (UTC):")
             for day, requests, cost_usd in days:
-                print(f"  {time.strftime('%a %m-%d', time.gmtime(day))}  {requests:>10,} req  {usd(cost_usd):>11}  "
-                      f"{'█' * round(20 * cost_usd / top)}")
+                print(
+                    f"  {time.strftime('%a %m-%d', time.gmtime(day))}  {requests:>10,} req  {usd(cost_usd):>11}  "
+                    f"{'█' * round(20 * cost_usd / top)}"
+                )
         if busiest and busiest[0][1]:
-            print("busiest hours (UTC): " + ", ".join(
-                f"{time.strftime('%m-%d %H:00', time.gmtime(h))} {n:,} req" for h, n, _ in busiest if n))
+            print(
+                "busiest hours (UTC): "
+                + ", ".join(f"{time.strftime('%m-%d %H:00', time.gmtime(h))} {n:,} req" for h, n, _ in busiest if n)
+            )
         for line in savings.suggestions:
             print(f"suggestion: {line}")
     return 0
@@ -247,6 +342,7 @@ async def report_command(args: argparse.Namespace) -> int:
 async def reconcile_command(args: argparse.Namespace) -> int:
     from llmpulse.core.enablement import apply_enablement
     from llmpulse.core.usage.reconcile import billable, poll_billing, reconcile
+
     ctx = context_from(args)
     now = time.time()
     store = await open_store(ctx)
@@ -254,9 +350,12 @@ async def reconcile_command(args: argparse.Namespace) -> int:
         providers = await apply_enablement(store, ctx.providers)
         if not args.cached:
             if not billable(providers):
-                raise CliError("no provider reports its bill with the keys set: OpenAI and Anthropic need "
-                               "OPENAI_ADMIN_KEY / ANTHROPIC_ADMIN_KEY; OpenRouter, DeepSeek and Moonshot their "
-                               "API key", 1)
+                raise CliError(
+                    "no provider reports its bill with the keys set: OpenAI and Anthropic need "
+                    "OPENAI_ADMIN_KEY / ANTHROPIC_ADMIN_KEY; OpenRouter, DeepSeek and Moonshot their "
+                    "API key",
+                    1,
+                )
             await poll_billing(store, providers, now)
         rows = await reconcile(store, now)
     finally:
@@ -268,10 +367,24 @@ async def reconcile_command(args: argparse.Namespace) -> int:
         print("nothing fetched yet: run without --cached")
         return 0
 
-    print(render_table(("PROVIDER", "PROVIDER SAYS", "WE ESTIMATE", "DIFFERENCE", "BALANCE", "ERROR"),
-                       [(r.provider_id, usd(r.reported_usd), usd(r.estimated_usd),
-                         "-" if r.difference_usd is None else
-                         f"{r.difference_usd:+,.2f}" + (f" ({r.difference_pct:+.0%})" if r.difference_pct is not None else ""),
-                         "-" if r.balance is None else f"{r.balance:,.2f}", r.error or "") for r in rows],
-                       right=(1, 2, 3, 4)))
+    print(
+        render_table(
+            ("PROVIDER", "PROVIDER SAYS", "WE ESTIMATE", "DIFFERENCE", "BALANCE", "ERROR"),
+            [
+                (
+                    r.provider_id,
+                    usd(r.reported_usd),
+                    usd(r.estimated_usd),
+                    "-"
+                    if r.difference_usd is None
+                    else f"{r.difference_usd:+,.2f}"
+                    + (f" ({r.difference_pct:+.0%})" if r.difference_pct is not None else ""),
+                    "-" if r.balance is None else f"{r.balance:,.2f}",
+                    r.error or "",
+                )
+                for r in rows
+            ],
+            right=(1, 2, 3, 4),
+        )
+    )
     return 1 if any(r.error for r in rows) else 0

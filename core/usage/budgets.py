@@ -10,25 +10,25 @@ from llmpulse.core.store import Store
 from llmpulse.core.usage.config import BudgetConfig, UsageConfig
 from llmpulse.core.usage.queries import period_end, period_start, total
 
-MIN_ELAPSED_S = 3600.0     # burn rate over less than an hour of a period is noise: use at least an hour
+MIN_ELAPSED_S = 3600.0  # burn rate over less than an hour of a period is noise: use at least an hour
 
 
 @dataclass
 class BudgetStatus:
-    name: str                      # "total/month", "provider:openai/day"
+    name: str  # "total/month", "provider:openai/day"
     scope: str
     period: str
     limit_usd: float
     spent_usd: float
-    utilization: float             # spent / limit
+    utilization: float  # spent / limit
     burn_rate_usd_per_day: float
-    projected_usd: float           # at period end, at the current burn rate
-    exhaust_at: float | None       # when the limit is reached at this pace; None: not this period
+    projected_usd: float  # at period end, at the current burn rate
+    exhaust_at: float | None  # when the limit is reached at this pace; None: not this period
     period_start: float
     period_end: float
     warn_at: list[float] = field(default_factory=list)
     crossed: list[float] = field(default_factory=list)
-    unknown_price_count: int = 0   # records in scope whose cost is unknown (not in spent_usd)
+    unknown_price_count: int = 0  # records in scope whose cost is unknown (not in spent_usd)
 
     @property
     def exceeded(self) -> bool:
@@ -42,8 +42,7 @@ class BudgetStatus:
         return {**self.__dict__, "exceeded": self.exceeded, "projected_to_exceed": self.projected_to_exceed}
 
 
-def project(budget: BudgetConfig, spent: float, start: float, end: float, now: float,
-            unknown: int = 0) -> BudgetStatus:
+def project(budget: BudgetConfig, spent: float, start: float, end: float, now: float, unknown: int = 0) -> BudgetStatus:
     elapsed = max(MIN_ELAPSED_S, now - start)
     burn_per_s = spent / elapsed
     projected = spent + burn_per_s * max(0.0, end - now)
@@ -55,11 +54,22 @@ def project(budget: BudgetConfig, spent: float, start: float, end: float, now: f
     else:
         exhaust_at = None
     utilization = spent / budget.limit_usd
-    return BudgetStatus(name=budget.name, scope=budget.scope, period=budget.period, limit_usd=budget.limit_usd,
-                        spent_usd=spent, utilization=utilization, burn_rate_usd_per_day=burn_per_s * 86400.0,
-                        projected_usd=projected, exhaust_at=exhaust_at, period_start=start, period_end=end,
-                        warn_at=list(budget.warn_at), crossed=[w for w in budget.warn_at if utilization >= w],
-                        unknown_price_count=unknown)
+    return BudgetStatus(
+        name=budget.name,
+        scope=budget.scope,
+        period=budget.period,
+        limit_usd=budget.limit_usd,
+        spent_usd=spent,
+        utilization=utilization,
+        burn_rate_usd_per_day=burn_per_s * 86400.0,
+        projected_usd=projected,
+        exhaust_at=exhaust_at,
+        period_start=start,
+        period_end=end,
+        warn_at=list(budget.warn_at),
+        crossed=[w for w in budget.warn_at if utilization >= w],
+        unknown_price_count=unknown,
+    )
 
 
 async def budget_status(store: Store, budget: BudgetConfig, tz: Any, now: float) -> BudgetStatus:

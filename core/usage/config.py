@@ -14,8 +14,8 @@ PERIODS = ("day", "week", "month")
 
 @dataclass(frozen=True)
 class BudgetConfig:
-    scope: str                      # "total" or "<kind>:<value>"
-    period: str                     # day | week | month
+    scope: str  # "total" or "<kind>:<value>"
+    period: str  # day | week | month
     limit_usd: float
     warn_at: tuple[float, ...] = (0.8, 1.0)
 
@@ -35,6 +35,7 @@ class BudgetConfig:
 @dataclass(frozen=True)
 class PriceOverride:
     """USD per million tokens."""
+
     input: float
     output: float
     cache_read: float | None = None
@@ -43,9 +44,9 @@ class PriceOverride:
 
 @dataclass(frozen=True)
 class PriceConfig:
-    auto_update: bool = False       # genai-prices may fetch newer prices; off: never touch the network
+    auto_update: bool = False  # genai-prices may fetch newer prices; off: never touch the network
     overrides: dict[tuple[str, str], PriceOverride] = field(default_factory=dict)
-    reference_model: str | None = None    # "provider/model" the savings report compares against
+    reference_model: str | None = None  # "provider/model" the savings report compares against
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,13 @@ def parse(root: Section) -> UsageConfig:
         if scope != "total":
             kind, _, value = scope.partition(":")
             if kind not in SCOPE_KINDS or not value:
-                raise sec.error("scope", scope, '"total" or "<kind>:<value>" with kind one of '
-                                + ", ".join(SCOPE_KINDS) + ' (e.g. "provider:openai")')
+                raise sec.error(
+                    "scope",
+                    scope,
+                    '"total" or "<kind>:<value>" with kind one of '
+                    + ", ".join(SCOPE_KINDS)
+                    + ' (e.g. "provider:openai")',
+                )
         period = sec.string("period", "month", choices=PERIODS)
         limit = sec.number("limit_usd")
         if limit <= 0:
@@ -107,10 +113,12 @@ def parse(root: Section) -> UsageConfig:
         rate = over.table(ref)
         provider, model = _split_model_ref(over, ref, ref)
         overrides[(provider, model)] = PriceOverride(
-            input=rate.number("input"), output=rate.number("output"),
-            cache_read=rate.number("cache_read", None), cache_write=rate.number("cache_write", None))
+            input=rate.number("input"),
+            output=rate.number("output"),
+            cache_read=rate.number("cache_read", None),
+            cache_write=rate.number("cache_write", None),
+        )
         rate.done()
     over.done()
     prices.done()
-    return UsageConfig(timezone=timezone, budgets=tuple(budgets),
-                       prices=PriceConfig(auto_update, overrides, reference))
+    return UsageConfig(timezone=timezone, budgets=tuple(budgets), prices=PriceConfig(auto_update, overrides, reference))

@@ -7,10 +7,9 @@ is never a silent $0.
 
 from __future__ import annotations
 
-from importlib import metadata
-from typing import Iterable
-
+from collections.abc import Iterable
 from decimal import Decimal
+from importlib import metadata
 
 from genai_prices import Usage, calc_price
 from genai_prices.data_snapshot import get_snapshot
@@ -36,16 +35,25 @@ Rates = tuple
 LOCAL_RATES: Rates = (0.0, 0.0, 0.0, 0.0, float("inf"))
 
 
-def linear_cost(r: Rates, input_tokens: int, output_tokens: int, cache_read_tokens: int,
-                cache_write_tokens: int) -> float | None:
+def linear_cost(
+    r: Rates, input_tokens: int, output_tokens: int, cache_read_tokens: int, cache_write_tokens: int
+) -> float | None:
     """USD from per-million rates, or None when they do not apply (a price tier reached, a cache price
     the model lacks, cached tokens above the input count). The one formula both ingest paths use."""
     fresh = input_tokens - cache_read_tokens - cache_write_tokens
-    if fresh < 0 or input_tokens >= r[4] or (cache_read_tokens and r[2] is None) \
-            or (cache_write_tokens and r[3] is None):
+    if (
+        fresh < 0
+        or input_tokens >= r[4]
+        or (cache_read_tokens and r[2] is None)
+        or (cache_write_tokens and r[3] is None)
+    ):
         return None
-    return (fresh * r[0] + output_tokens * r[1] + (cache_read_tokens * r[2] if cache_read_tokens else 0.0)
-            + (cache_write_tokens * r[3] if cache_write_tokens else 0.0)) / 1e6
+    return (
+        fresh * r[0]
+        + output_tokens * r[1]
+        + (cache_read_tokens * r[2] if cache_read_tokens else 0.0)
+        + (cache_write_tokens * r[3] if cache_write_tokens else 0.0)
+    ) / 1e6
 
 
 class Pricing:
@@ -58,6 +66,7 @@ class Pricing:
         self._rates: dict[tuple[str, str], Rates | None] = {}
         if self.prices.auto_update:
             from genai_prices import UpdatePrices
+
             self._updater = UpdatePrices()
             self._updater.start(wait=False)
 
@@ -73,16 +82,28 @@ class Pricing:
             rates: Rates | None = LOCAL_RATES
         elif key in self.prices.overrides:
             o = self.prices.overrides[key]
-            rates = (o.input, o.output, o.cache_read if o.cache_read is not None else o.input,
-                     o.cache_write if o.cache_write is not None else o.input, float("inf"))
+            rates = (
+                o.input,
+                o.output,
+                o.cache_read if o.cache_read is not None else o.input,
+                o.cache_write if o.cache_write is not None else o.input,
+                float("inf"),
+            )
         else:
             rates = self._linear_rates(provider, model)
-        if not self.prices.auto_update:       # an updated table may change them: then look up each time
+        if not self.prices.auto_update:  # an updated table may change them: then look up each time
             self._rates[key] = rates
         return rates
 
-    def cost(self, provider: str, model: str, input_tokens: int, output_tokens: int,
-             cache_read_tokens: int = 0, cache_write_tokens: int = 0) -> float | None:
+    def cost(
+        self,
+        provider: str,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+    ) -> float | None:
         """USD for one request, or None when the price is unknown. input_tokens includes cached ones."""
         rates = self.rates(provider, model)
         if rates is not None:
@@ -92,19 +113,25 @@ class Pricing:
             if provider in self.local:
                 return 0.0
             if (provider, model) in self.prices.overrides:
-                return None       # more cached than input tokens: counts no price fits (never the table's)
+                return None  # more cached than input tokens: counts no price fits (never the table's)
         if (provider, model) in self._unknown:
             return None
         try:
-            calc = calc_price(Usage(input_tokens=input_tokens, output_tokens=output_tokens,
-                                    cache_read_tokens=cache_read_tokens or None,
-                                    cache_write_tokens=cache_write_tokens or None),
-                              model, provider_id=PRICE_PROVIDER.get(provider, provider))
+            calc = calc_price(
+                Usage(
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    cache_read_tokens=cache_read_tokens or None,
+                    cache_write_tokens=cache_write_tokens or None,
+                ),
+                model,
+                provider_id=PRICE_PROVIDER.get(provider, provider),
+            )
         except LookupError:
             self._unknown.add((provider, model))
             return None
         except ValueError:
-            return None       # this request's counts, not the model: price it unknown, keep the model known
+            return None  # this request's counts, not the model: price it unknown, keep the model known
         return float(calc.total_price)
 
     def _linear_rates(self, provider: str, model: str) -> tuple | None:

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from llmpulse.core.store import Store
 from llmpulse.core.usage.pricing import price_table_version
 from llmpulse.core.usage.rollup import BUCKETS, DIMS, GRAINS, LATENCY_BOUNDS_MS, MINUTE_KEEP_S
+
 BY_CHOICES = ("provider", "model", "department", "agent", "user", "task_type", "provider_model")
 HIST = ", ".join(f"SUM(l{i})" for i in range(BUCKETS))
 
@@ -26,8 +28,8 @@ class GroupRow:
     input_tokens: int
     output_tokens: int
     cache_read_tokens: int
-    cost_usd: float                 # of the priced records
-    unknown_price_count: int        # records whose price is unknown (not in cost_usd)
+    cost_usd: float  # of the priced records
+    unknown_price_count: int  # records whose price is unknown (not in cost_usd)
     success_rate: float | None
     p95_ms: float | None
 
@@ -54,7 +56,7 @@ class UsageSummary:
     cost_today: float
     requests_month: int
     cost_month: float
-    unknown_price_count: int        # this month
+    unknown_price_count: int  # this month
     fallbacks_24h: int
     requests_24h: int
     price_table: str
@@ -76,7 +78,7 @@ def p95_from_hist(counts: Sequence[int], q: float = 0.95) -> float | None:
     return float(LATENCY_BOUNDS_MS[-1])
 
 
-LONG_RANGE_S = 6 * 3600.0       # ranges at least this long start at the top of their first hour
+LONG_RANGE_S = 6 * 3600.0  # ranges at least this long start at the top of their first hour
 
 
 def segments(since: float, until: float, now: float | None = None) -> list[tuple[str, float, float]]:
@@ -94,7 +96,7 @@ def segments(since: float, until: float, now: float | None = None) -> list[tuple
         t = t - t % 3600
     oldest_minute = wall - MINUTE_KEEP_S
     if t < oldest_minute:
-        t = t - t % 3600            # no minute roll-ups that far back: the hour is the finest
+        t = t - t % 3600  # no minute roll-ups that far back: the hour is the finest
     if end < oldest_minute:
         end = -(-end // 3600) * 3600
     out: list[tuple[str, float, float]] = []
@@ -123,11 +125,20 @@ def _where(since: float, until: float) -> tuple[str, list[Any]]:
 
 def _row(key: str, r: Any) -> GroupRow:
     requests, errors = int(r[1] or 0), int(r[2] or 0)
-    hist = [int(v or 0) for v in r[9:9 + BUCKETS]]
-    return GroupRow(key=key, requests=requests, errors=errors, fallbacks=int(r[3] or 0), input_tokens=int(r[4] or 0),
-                    output_tokens=int(r[5] or 0), cache_read_tokens=int(r[6] or 0), cost_usd=float(r[7] or 0.0),
-                    unknown_price_count=int(r[8] or 0),
-                    success_rate=(requests - errors) / requests if requests else None, p95_ms=p95_from_hist(hist))
+    hist = [int(v or 0) for v in r[9 : 9 + BUCKETS]]
+    return GroupRow(
+        key=key,
+        requests=requests,
+        errors=errors,
+        fallbacks=int(r[3] or 0),
+        input_tokens=int(r[4] or 0),
+        output_tokens=int(r[5] or 0),
+        cache_read_tokens=int(r[6] or 0),
+        cost_usd=float(r[7] or 0.0),
+        unknown_price_count=int(r[8] or 0),
+        success_rate=(requests - errors) / requests if requests else None,
+        p95_ms=p95_from_hist(hist),
+    )
 
 
 async def breakdown(store: Store, by: str, since: float, until: float, filters: Any = None) -> list[GroupRow]:
@@ -140,21 +151,26 @@ async def breakdown(store: Store, by: str, since: float, until: float, filters: 
     rows = await store.fetchall(
         f"SELECT key, SUM(requests), SUM(errors), SUM(fallbacks), SUM(input_tokens), SUM(output_tokens), "
         f"SUM(cache_read_tokens), SUM(cost_usd), SUM(unknown_price), {HIST} FROM usage_rollups "
-        f"WHERE dim = ? AND {where} GROUP BY key", [by, *params])
+        f"WHERE dim = ? AND {where} GROUP BY key",
+        [by, *params],
+    )
     out = [_row(r[0], r) for r in rows]
     out.sort(key=lambda g: (-g.cost_usd, -g.requests, g.key))
     return out
 
 
-async def total(store: Store, since: float, until: float, dim: str = "total", key: str = "*",
-                latency: bool = False) -> GroupRow:
+async def total(
+    store: Store, since: float, until: float, dim: str = "total", key: str = "*", latency: bool = False
+) -> GroupRow:
     """One group's totals; `latency` also reads the histogram for its p95 (budgets do not need it)."""
     where, params = _where(since, until)
     hist = HIST if latency else ", ".join("0" for _ in range(BUCKETS))
     r = await store.fetchone(
         f"SELECT ?, SUM(requests), SUM(errors), SUM(fallbacks), SUM(input_tokens), SUM(output_tokens), "
         f"SUM(cache_read_tokens), SUM(cost_usd), SUM(unknown_price), {hist} FROM usage_rollups "
-        f"WHERE dim = ? AND key = ? AND {where}", [key, dim, key, *params])
+        f"WHERE dim = ? AND key = ? AND {where}",
+        [key, dim, key, *params],
+    )
     return _row(key, r)
 
 
@@ -163,7 +179,8 @@ async def daily_by(store: Store, by: str, since: float, until: float) -> list[tu
     rows = await store.fetchall(
         "SELECT start, key, requests, input_tokens + output_tokens, cost_usd FROM usage_rollups "
         "WHERE grain = 'd' AND dim = ? AND start >= ? AND start < ? ORDER BY start, key",
-        (by, since - since % 86400, until))
+        (by, since - since % 86400, until),
+    )
     return [(float(r[0]), r[1], int(r[2]), int(r[3]), float(r[4])) for r in rows]
 
 
@@ -171,15 +188,20 @@ async def hourly_totals(store: Store, since: float, until: float) -> list[tuple[
     """(hour start, requests, cost) for the whole traffic — the busiest hours and the burn rate."""
     rows = await store.fetchall(
         "SELECT start, requests, cost_usd FROM usage_rollups WHERE grain = 'h' AND dim = 'total' "
-        "AND start >= ? AND start < ? ORDER BY start", (since - since % 3600, until))
+        "AND start >= ? AND start < ? ORDER BY start",
+        (since - since % 3600, until),
+    )
     return [(float(r[0]), int(r[1]), float(r[2])) for r in rows]
 
 
 async def provider_request_stats(store: Store, since: float, until: float) -> dict[str, RequestStats]:
     """Real traffic per provider, for the health model and the alert rules."""
-    return {g.key: RequestStats(g.requests, g.errors, (g.errors / g.requests) if g.requests else None, g.p95_ms,
-                                g.fallbacks)
-            for g in await breakdown(store, "provider", since, until)}
+    return {
+        g.key: RequestStats(
+            g.requests, g.errors, (g.errors / g.requests) if g.requests else None, g.p95_ms, g.fallbacks
+        )
+        for g in await breakdown(store, "provider", since, until)
+    }
 
 
 def period_start(now: float, period: str, tz: ZoneInfo) -> float:
@@ -191,7 +213,7 @@ def period_start(now: float, period: str, tz: ZoneInfo) -> float:
         start = day - dt.timedelta(days=local.weekday())
     else:
         start = day.replace(day=1)
-    return dt.datetime(start.year, start.month, start.day, tzinfo=tz).timestamp()   # wall-clock midnight
+    return dt.datetime(start.year, start.month, start.day, tzinfo=tz).timestamp()  # wall-clock midnight
 
 
 def period_end(start: float, period: str, tz: ZoneInfo) -> float:
@@ -211,24 +233,39 @@ async def usage_summary(store: Store, now: float, tz: str | ZoneInfo = "UTC") ->
     today = await total(store, period_start(now, "day", zone), now)
     month = await total(store, period_start(now, "month", zone), now)
     last_day = await total(store, now - 86400.0, now)
-    return UsageSummary(requests_today=today.requests, cost_today=today.cost_usd, requests_month=month.requests,
-                        cost_month=month.cost_usd, unknown_price_count=month.unknown_price_count,
-                        fallbacks_24h=last_day.fallbacks, requests_24h=last_day.requests,
-                        price_table=price_table_version())
+    return UsageSummary(
+        requests_today=today.requests,
+        cost_today=today.cost_usd,
+        requests_month=month.requests,
+        cost_month=month.cost_usd,
+        unknown_price_count=month.unknown_price_count,
+        fallbacks_24h=last_day.fallbacks,
+        requests_24h=last_day.requests,
+        price_table=price_table_version(),
+    )
 
 
 async def unknown_price_models(store: Store, since: float, until: float | None = None) -> list[tuple[str, str, int]]:
     """(provider, model, records) for models in use whose price is unknown."""
     rows = await breakdown(store, "provider_model", since, until if until is not None else since + 10 * 365 * 86400)
-    return sorted(((g.key.split("/", 1)[0], g.key.split("/", 1)[1], g.unknown_price_count)
-                   for g in rows if g.unknown_price_count), key=lambda t: -t[2])
+    return sorted(
+        (
+            (g.key.split("/", 1)[0], g.key.split("/", 1)[1], g.unknown_price_count)
+            for g in rows
+            if g.unknown_price_count
+        ),
+        key=lambda t: -t[2],
+    )
 
 
 async def fallback_pairs(store: Store, since: float, until: float) -> list[tuple[str, str, int]]:
     """(from provider, to provider, requests) of fallbacks in the range, most frequent first."""
     where, params = _where(since, until)
-    rows = await store.fetchall(f"SELECT key, SUM(requests) FROM usage_rollups WHERE dim = 'fallback' AND {where} "
-                                "GROUP BY key ORDER BY SUM(requests) DESC", params)
+    rows = await store.fetchall(
+        f"SELECT key, SUM(requests) FROM usage_rollups WHERE dim = 'fallback' AND {where} "
+        "GROUP BY key ORDER BY SUM(requests) DESC",
+        params,
+    )
     return [(r[0].split(">", 1)[0], r[0].split(">", 1)[1], int(r[1])) for r in rows]
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -34,8 +35,8 @@ class BillingReport:
     provider_id: str
     period_start: float
     period_end: float
-    reported_usd: float | None        # spend the provider reports for the period
-    balance: float | None             # what is left, where the provider says
+    reported_usd: float | None  # spend the provider reports for the period
+    balance: float | None  # what is left, where the provider says
     currency: str | None
     fetched_at: float
     error: str | None = None
@@ -47,7 +48,7 @@ class ReconcileRow:
     period_start: float
     reported_usd: float | None
     estimated_usd: float
-    difference_usd: float | None      # reported - estimated
+    difference_usd: float | None  # reported - estimated
     difference_pct: float | None
     balance: float | None
     fetched_at: float | None
@@ -66,8 +67,9 @@ def _with_key(provider: Provider, admin: bool) -> Provider:
 
 
 async def _get(client: httpx.AsyncClient, provider: Provider, url: str, params: dict, admin: bool) -> Any:
-    response = await client.get(url, params=params, headers={"accept": "application/json",
-                                                             **auth_headers(_with_key(provider, admin))})
+    response = await client.get(
+        url, params=params, headers={"accept": "application/json", **auth_headers(_with_key(provider, admin))}
+    )
     body = await response.aread()
     if not 200 <= response.status_code < 300:
         raise BillingError(f"HTTP {response.status_code}: {error_message(body)}")
@@ -106,17 +108,29 @@ async def _openai(client, p: Provider, start: float, now: float) -> tuple[float 
     def amount(result):
         a = result.get("amount") or {}
         return float(a.get("value") or 0.0), a.get("currency", "usd").upper()
-    return await _paged_cost(client, p, f"{p.base_url}/organization/costs",
-                             {"start_time": int(start), "bucket_width": "1d", "limit": 31}, amount)
+
+    return await _paged_cost(
+        client,
+        p,
+        f"{p.base_url}/organization/costs",
+        {"start_time": int(start), "bucket_width": "1d", "limit": 31},
+        amount,
+    )
 
 
 async def _anthropic(client, p: Provider, start: float, now: float) -> tuple[float | None, float | None, str | None]:
     def amount(result):
         # The cost report's amount is a decimal string in cents.
         return float(result.get("amount") or 0) / 100.0, result.get("currency", "USD")
-    starting_at = dt.datetime.fromtimestamp(start, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return await _paged_cost(client, p, f"{p.base_url}/v1/organizations/cost_report",
-                             {"starting_at": starting_at, "bucket_width": "1d"}, amount)
+
+    starting_at = dt.datetime.fromtimestamp(start, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return await _paged_cost(
+        client,
+        p,
+        f"{p.base_url}/v1/organizations/cost_report",
+        {"starting_at": starting_at, "bucket_width": "1d"},
+        amount,
+    )
 
 
 async def _openrouter(client, p: Provider, start: float, now: float) -> tuple[float | None, float | None, str | None]:
@@ -126,8 +140,7 @@ async def _openrouter(client, p: Provider, start: float, now: float) -> tuple[fl
         raise BillingError("expected {data: {usage, limit, ...}}")
     monthly = info.get("usage_monthly")
     remaining = info.get("limit_remaining")
-    return (float(monthly) if monthly is not None else None,
-            float(remaining) if remaining is not None else None, "USD")
+    return (float(monthly) if monthly is not None else None, float(remaining) if remaining is not None else None, "USD")
 
 
 async def _deepseek(client, p: Provider, start: float, now: float) -> tuple[float | None, float | None, str | None]:
@@ -147,8 +160,13 @@ async def _moonshot(client, p: Provider, start: float, now: float) -> tuple[floa
 
 
 # kind -> (fetcher, needs the admin key)
-FETCHERS = {"openai": (_openai, True), "anthropic": (_anthropic, True), "openrouter": (_openrouter, False),
-            "deepseek": (_deepseek, False), "moonshot": (_moonshot, False)}
+FETCHERS = {
+    "openai": (_openai, True),
+    "anthropic": (_anthropic, True),
+    "openrouter": (_openrouter, False),
+    "deepseek": (_deepseek, False),
+    "moonshot": (_moonshot, False),
+}
 
 
 def billable(providers: Sequence[Provider]) -> list[Provider]:
@@ -162,11 +180,17 @@ def billable(providers: Sequence[Provider]) -> list[Provider]:
     return out
 
 
-async def poll_billing(store: Store, providers: Sequence[Provider], now: float, *,
-                       client: httpx.AsyncClient | None = None, timeout: float = TIMEOUT_S) -> list[BillingReport]:
+async def poll_billing(
+    store: Store,
+    providers: Sequence[Provider],
+    now: float,
+    *,
+    client: httpx.AsyncClient | None = None,
+    timeout: float = TIMEOUT_S,
+) -> list[BillingReport]:
     """Fetch this month's provider-reported spend (or balance) for every provider that reports one."""
     start = period_start(now, "month", UTC)
-    end = (dt.datetime.fromtimestamp(start, dt.timezone.utc) + dt.timedelta(days=32)).replace(day=1).timestamp()
+    end = (dt.datetime.fromtimestamp(start, dt.UTC) + dt.timedelta(days=32)).replace(day=1).timestamp()
 
     async def one(c: httpx.AsyncClient, p: Provider) -> BillingReport:
         fetch = FETCHERS[p.spec.kind][0]
@@ -192,8 +216,20 @@ async def poll_billing(store: Store, providers: Sequence[Provider], now: float, 
         await store.executemany(
             "INSERT INTO billing_reports (provider_id, period_start, period_end, reported_usd, balance, currency, "
             "fetched_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(r.provider_id, r.period_start, r.period_end, r.reported_usd, r.balance, r.currency, r.fetched_at,
-              r.error) for r in reports])
+            [
+                (
+                    r.provider_id,
+                    r.period_start,
+                    r.period_end,
+                    r.reported_usd,
+                    r.balance,
+                    r.currency,
+                    r.fetched_at,
+                    r.error,
+                )
+                for r in reports
+            ],
+        )
     return reports
 
 
@@ -203,7 +239,9 @@ async def reconcile(store: Store, now: float) -> list[ReconcileRow]:
     rows = await store.fetchall(
         "SELECT b.* FROM billing_reports b JOIN (SELECT provider_id, MAX(fetched_at) AS at FROM billing_reports "
         "WHERE period_start = ? GROUP BY provider_id) last ON b.provider_id = last.provider_id "
-        "AND b.fetched_at = last.at WHERE b.period_start = ? ORDER BY b.provider_id", (start, start))
+        "AND b.fetched_at = last.at WHERE b.period_start = ? ORDER BY b.provider_id",
+        (start, start),
+    )
     ours = {g.key: g.cost_usd for g in await breakdown(store, "provider", start, now)}
     out = []
     for r in rows:
@@ -211,6 +249,9 @@ async def reconcile(store: Store, now: float) -> list[ReconcileRow]:
         reported = r["reported_usd"]
         diff = None if reported is None else reported - estimated
         pct = None if diff is None or not reported else diff / reported
-        out.append(ReconcileRow(r["provider_id"], start, reported, estimated, diff, pct, r["balance"],
-                                r["fetched_at"], r["error"]))
+        out.append(
+            ReconcileRow(
+                r["provider_id"], start, reported, estimated, diff, pct, r["balance"], r["fetched_at"], r["error"]
+            )
+        )
     return out

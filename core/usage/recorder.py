@@ -28,7 +28,8 @@ def pricing_for(ctx: Any) -> Pricing:
 class _Attribution:
     """One validated attribution (who and what) the recorder has seen: its stored form, its usage_attrs
     id (a placeholder until stored, see AttrRefs), and the rates its calls are priced at."""
-    __slots__ = ("attrs", "ref", "rates")
+
+    __slots__ = ("attrs", "rates", "ref")
 
     def __init__(self, attrs: tuple, ref: int, rates: tuple | None):
         self.attrs = attrs
@@ -37,20 +38,27 @@ class _Attribution:
 
 
 class Recorder:
-    def __init__(self, store: Store, pricing: Pricing | None = None, *, clock: Clock = SYSTEM_CLOCK,
-                 flush_interval: float = 1.0, batch_size: int = 1000):
+    def __init__(
+        self,
+        store: Store,
+        pricing: Pricing | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        flush_interval: float = 1.0,
+        batch_size: int = 1000,
+    ):
         self.store = store
         self.pricing = pricing or Pricing()
         self.clock = clock
         self.flush_interval = flush_interval
         self.batch_size = batch_size
-        self.pending: list[tuple] = []          # priced usage_calls rows (CALL_COLUMNS order)
-        self.sums = MinuteSums(clock.now() - MINUTE_KEEP_S)   # the same rows summed per minute and attribution
+        self.pending: list[tuple] = []  # priced usage_calls rows (CALL_COLUMNS order)
+        self.sums = MinuteSums(clock.now() - MINUTE_KEEP_S)  # the same rows summed per minute and attribution
         self.stored = 0
-        self._seen: dict[tuple, _Attribution] = {}       # attribution fields as passed -> validated
-        self._by_attrs: dict[tuple, _Attribution] = {}   # stored attribution -> the same
+        self._seen: dict[tuple, _Attribution] = {}  # attribution fields as passed -> validated
+        self._by_attrs: dict[tuple, _Attribution] = {}  # stored attribution -> the same
         self._refs = AttrRefs(store)
-        self._unresolved: list[_Attribution] = []        # not yet stored: a placeholder ref
+        self._unresolved: list[_Attribution] = []  # not yet stored: a placeholder ref
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task | None = None
         self._flushes: set[asyncio.Task] = set()
@@ -65,11 +73,23 @@ class Recorder:
         # so a repeat (most calls) skips straight to the numbers. Spelled out here, not in a helper: a
         # call costs a quarter of a microsecond, a tenth of the whole.
         g = fields.get
-        key = (g("provider"), g("model"), g("status"), g("error_kind"), g("is_fallback"), g("fallback_from"),
-               g("department"), g("agent"), g("user"), g("task_type"), g("category"), g("endpoint"))
+        key = (
+            g("provider"),
+            g("model"),
+            g("status"),
+            g("error_kind"),
+            g("is_fallback"),
+            g("fallback_from"),
+            g("department"),
+            g("agent"),
+            g("user"),
+            g("task_type"),
+            g("category"),
+            g("endpoint"),
+        )
         try:
             seen = self._seen.get(key)
-        except TypeError:              # an unhashable value: the careful path says what is wrong
+        except TypeError:  # an unhashable value: the careful path says what is wrong
             key = seen = None
         nums = fast_numbers(fields, self.clock.now) if seen is not None and fields.keys() <= FAST_KEYS else None
         if nums is None:
@@ -99,7 +119,7 @@ class Recorder:
             if seen.ref < 0:
                 self._unresolved.append(seen)
         if key is not None:
-            self._seen[key] = seen         # these attribution fields are good: next time, numbers only
+            self._seen[key] = seen  # these attribution fields are good: next time, numbers only
         return record_row(rec, self.pricing, seen.ref)
 
     async def flush(self) -> IngestResult | None:
@@ -111,7 +131,7 @@ class Recorder:
             try:
                 result = await ingest_rows(self.store, batch, self.clock.now(), sums, self._refs.placeholders)
             except BaseException:
-                self.pending[:0] = batch       # keep them for the next try (or the final flush)
+                self.pending[:0] = batch  # keep them for the next try (or the final flush)
                 self.sums.merge(sums)
                 raise
             self.stored += result.stored
@@ -126,9 +146,9 @@ class Recorder:
             try:
                 await self.flush()
             except Exception:
-                pass   # kept in pending; the next tick or the exit flush retries
+                pass  # kept in pending; the next tick or the exit flush retries
 
-    async def __aenter__(self) -> "Recorder":
+    async def __aenter__(self) -> Recorder:
         self._timer = asyncio.get_running_loop().create_task(self._tick())
         return self
 

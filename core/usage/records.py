@@ -7,17 +7,28 @@ import datetime as dt
 import hashlib
 import json
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import genai_prices
 
 STATUSES = ("ok", "error")
-TEXT_FIELDS = ("error_kind", "fallback_from", "department", "agent", "user", "task_type", "category",
-               "endpoint", "request_id")
+TEXT_FIELDS = (
+    "error_kind",
+    "fallback_from",
+    "department",
+    "agent",
+    "user",
+    "task_type",
+    "category",
+    "endpoint",
+    "request_id",
+)
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
-KNOWN_FIELDS = frozenset(("ts", "provider", "model", "latency_ms", "status", "is_fallback", "usage", "cost_usd")
-                         + TEXT_FIELDS + TOKEN_FIELDS)
+KNOWN_FIELDS = frozenset(
+    ("ts", "provider", "model", "latency_ms", "status", "is_fallback", "usage", "cost_usd") + TEXT_FIELDS + TOKEN_FIELDS
+)
 MAX_TEXT = 200
 
 
@@ -30,7 +41,7 @@ class UsageRecord:
     ts: float
     provider: str
     model: str
-    input_tokens: int = 0              # all prompt tokens, cached ones included (genai-prices' convention)
+    input_tokens: int = 0  # all prompt tokens, cached ones included (genai-prices' convention)
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
@@ -46,8 +57,8 @@ class UsageRecord:
     category: str | None = None
     endpoint: str | None = None
     request_id: str | None = None
-    cost_usd: float | None = None      # set at ingest; None = price unknown
-    source_hash: str | None = None     # an imported line's own content hash (its ts may be absent)
+    cost_usd: float | None = None  # set at ingest; None = price unknown
+    source_hash: str | None = None  # an imported line's own content hash (its ts may be absent)
 
     def dedupe_key(self) -> str | None:
         """request_id when the caller has one, else an imported line's content hash: importing twice
@@ -67,14 +78,14 @@ def _timestamp(value: Any, now: float) -> float:
     if isinstance(value, (int, float)):
         if not math.isfinite(value) or value < 0:
             raise RecordError(f"ts: found {value!r}; expected unix seconds or an ISO 8601 time")
-        return float(value / 1000.0 if value > 1e11 else value)    # milliseconds are common in logs
+        return float(value / 1000.0 if value > 1e11 else value)  # milliseconds are common in logs
     if isinstance(value, str):
         try:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise RecordError(f"ts: found {value!r}; expected unix seconds or an ISO 8601 time") from None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.timezone.utc)
+            parsed = parsed.replace(tzinfo=dt.UTC)
         return parsed.timestamp()
     raise RecordError(f"ts: found {type(value).__name__}; expected unix seconds or an ISO 8601 time")
 
@@ -82,7 +93,11 @@ def _timestamp(value: Any, now: float) -> float:
 def _tokens(name: str, value: Any) -> int:
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not value.is_integer())
+    ):
         raise RecordError(f"{name}: found {value!r}; expected a whole number >= 0")
     if value < 0:
         raise RecordError(f"{name}: found {value!r}; expected a whole number >= 0")
@@ -105,27 +120,35 @@ def tokens_from_raw_usage(provider: str, raw: Any) -> dict[str, int]:
     usageMetadata), read by genai-prices' extract_usage."""
     if not isinstance(raw, Mapping):
         raise RecordError(f"usage: found {type(raw).__name__}; expected the provider's usage object")
-    body = {"usageMetadata": raw} if any(k in raw for k in ("promptTokenCount", "candidatesTokenCount")) \
+    body = (
+        {"usageMetadata": raw}
+        if any(k in raw for k in ("promptTokenCount", "candidatesTokenCount"))
         else {"usage": raw}
+    )
     price_provider = {"gemini": "google"}.get(provider, provider)
     if "usageMetadata" in body:
         price_provider = "google"
     elif "cache_read_input_tokens" in raw or "cache_creation_input_tokens" in raw:
         price_provider = "anthropic"
     elif price_provider not in ("anthropic", "google"):
-        price_provider = "openai"         # OpenAI's shape: the common one of compatible APIs
+        price_provider = "openai"  # OpenAI's shape: the common one of compatible APIs
     flavors = ("chat", "responses") if price_provider == "openai" else ("default",)
     last: Exception | None = None
     for flavor in flavors:
         try:
             usage = genai_prices.extract_usage(body, provider_id=price_provider, api_flavor=flavor).usage
-            return {"input_tokens": usage.input_tokens or 0, "output_tokens": usage.output_tokens or 0,
-                    "cache_read_tokens": usage.cache_read_tokens or 0,
-                    "cache_write_tokens": usage.cache_write_tokens or 0}
-        except Exception as exc:   # the library raises several kinds for a shape it does not know
+            return {
+                "input_tokens": usage.input_tokens or 0,
+                "output_tokens": usage.output_tokens or 0,
+                "cache_read_tokens": usage.cache_read_tokens or 0,
+                "cache_write_tokens": usage.cache_write_tokens or 0,
+            }
+        except Exception as exc:  # the library raises several kinds for a shape it does not know
             last = exc
-    raise RecordError(f"usage: not a usage object genai-prices knows ({last}); expected e.g. "
-                      "{\"prompt_tokens\": 10, \"completion_tokens\": 5}")
+    raise RecordError(
+        f"usage: not a usage object genai-prices knows ({last}); expected e.g. "
+        '{"prompt_tokens": 10, "completion_tokens": 5}'
+    )
 
 
 def content_hash(data: Mapping[str, Any]) -> str:
@@ -142,23 +165,30 @@ def record_from_mapping(data: Mapping[str, Any], now: float) -> UsageRecord:
     provider = _text("provider", data.get("provider"))
     model = _text("model", data.get("model"))
     if not provider:
-        raise RecordError("provider: missing; expected a provider id like \"openai\"")
+        raise RecordError('provider: missing; expected a provider id like "openai"')
     if not model:
-        raise RecordError("model: missing; expected a model name like \"gpt-4o\"")
+        raise RecordError('model: missing; expected a model name like "gpt-4o"')
     tokens = {name: _tokens(name, data.get(name)) for name in TOKEN_FIELDS}
     if data.get("usage") is not None:
         from_raw = tokens_from_raw_usage(provider, data["usage"])
         tokens = {k: tokens[k] or from_raw[k] for k in TOKEN_FIELDS}
     if tokens["cache_read_tokens"] + tokens["cache_write_tokens"] > tokens["input_tokens"]:
-        raise RecordError(f"input_tokens: found {tokens['input_tokens']}, fewer than the cached tokens "
-                          f"({tokens['cache_read_tokens']} read + {tokens['cache_write_tokens']} written); expected "
-                          "all prompt tokens, cached ones included")
+        raise RecordError(
+            f"input_tokens: found {tokens['input_tokens']}, fewer than the cached tokens "
+            f"({tokens['cache_read_tokens']} read + {tokens['cache_write_tokens']} written); expected "
+            "all prompt tokens, cached ones included"
+        )
     status = data.get("status", "ok") or "ok"
     if status not in STATUSES:
         raise RecordError(f"status: found {status!r}; expected ok or error")
     latency = data.get("latency_ms")
     if latency is not None:
-        if isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency < 0 or not math.isfinite(latency):
+        if (
+            isinstance(latency, bool)
+            or not isinstance(latency, (int, float))
+            or latency < 0
+            or not math.isfinite(latency)
+        ):
             raise RecordError(f"latency_ms: found {latency!r}; expected a number of milliseconds >= 0")
         latency = float(latency)
     is_fallback = data.get("is_fallback", False)
@@ -167,31 +197,83 @@ def record_from_mapping(data: Mapping[str, Any], now: float) -> UsageRecord:
     texts = {name: _text(name, data.get(name)) for name in TEXT_FIELDS}
     if texts["fallback_from"]:
         is_fallback = True
-    return UsageRecord(ts=_timestamp(data.get("ts"), now), provider=provider, model=model, latency_ms=latency,
-                       status=status, is_fallback=is_fallback, **tokens, **texts)
+    return UsageRecord(
+        ts=_timestamp(data.get("ts"), now),
+        provider=provider,
+        model=model,
+        latency_ms=latency,
+        status=status,
+        is_fallback=is_fallback,
+        **tokens,
+        **texts,
+    )
 
 
 # -- the stored form ---------------------------------------------------------------------------------
 # A record is stored as one usage_calls row (numbers) pointing at one usage_attrs row (the attribution:
 # few distinct combinations, shared by many calls). Text columns of usage_attrs hold '' for "none" so
 # their UNIQUE constraint matches (NULLs never compare equal); the usage_records view turns '' back to NULL.
-ATTR_FIELDS = ("provider", "model", "status", "error_kind", "is_fallback", "fallback_from", "department", "agent",
-               "user", "task_type", "category", "endpoint")
-CALL_COLUMNS = ("dedupe_key", "ts", "attrs", "input_tokens", "output_tokens", "cache_read_tokens",
-                "cache_write_tokens", "latency_ms", "cost_usd", "request_id")
+ATTR_FIELDS = (
+    "provider",
+    "model",
+    "status",
+    "error_kind",
+    "is_fallback",
+    "fallback_from",
+    "department",
+    "agent",
+    "user",
+    "task_type",
+    "category",
+    "endpoint",
+)
+CALL_COLUMNS = (
+    "dedupe_key",
+    "ts",
+    "attrs",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "latency_ms",
+    "cost_usd",
+    "request_id",
+)
 
 
 def attrs_of(r: UsageRecord) -> tuple:
     """A record's attribution as stored in usage_attrs (ATTR_FIELDS order)."""
-    return (r.provider, r.model, r.status, r.error_kind or "", int(r.is_fallback), r.fallback_from or "",
-            r.department or "", r.agent or "", r.user or "", r.task_type or "", r.category or "", r.endpoint or "")
+    return (
+        r.provider,
+        r.model,
+        r.status,
+        r.error_kind or "",
+        int(r.is_fallback),
+        r.fallback_from or "",
+        r.department or "",
+        r.agent or "",
+        r.user or "",
+        r.task_type or "",
+        r.category or "",
+        r.endpoint or "",
+    )
 
 
 def call_row(r: UsageRecord, attrs: Any) -> tuple:
     """A record as its usage_calls row (CALL_COLUMNS order); attrs: a usage_attrs id, or attrs_of(r) for
     ingest to resolve."""
-    return (r.dedupe_key(), r.ts, attrs, r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens,
-            r.latency_ms, r.cost_usd, r.request_id)
+    return (
+        r.dedupe_key(),
+        r.ts,
+        attrs,
+        r.input_tokens,
+        r.output_tokens,
+        r.cache_read_tokens,
+        r.cache_write_tokens,
+        r.latency_ms,
+        r.cost_usd,
+        r.request_id,
+    )
 
 
 FAST_KEYS = frozenset(("ts", "latency_ms", "request_id") + TOKEN_FIELDS + ATTR_FIELDS)
@@ -204,9 +286,22 @@ def fast_numbers(f: Mapping[str, Any], now: Callable[[], float]) -> tuple | None
     more (ISO times, milliseconds, raw usage objects, whitespace) and names what is wrong. Both paths
     store the same row for the same well-typed input (tests/test_usage checks it)."""
     g = f.get
-    tin, tout, tcr, tcw = g("input_tokens", 0), g("output_tokens", 0), g("cache_read_tokens", 0), g("cache_write_tokens", 0)
-    if type(tin) is not int or type(tout) is not int or type(tcr) is not int or type(tcw) is not int \
-            or tout < 0 or tcr < 0 or tcw < 0 or tin < tcr + tcw:
+    tin, tout, tcr, tcw = (
+        g("input_tokens", 0),
+        g("output_tokens", 0),
+        g("cache_read_tokens", 0),
+        g("cache_write_tokens", 0),
+    )
+    if (
+        type(tin) is not int
+        or type(tout) is not int
+        or type(tcr) is not int
+        or type(tcw) is not int
+        or tout < 0
+        or tcr < 0
+        or tcw < 0
+        or tin < tcr + tcw
+    ):
         return None
     ts = g("ts")
     if ts is None:

@@ -15,9 +15,9 @@ import bisect
 import sqlite3
 import time
 import weakref
-from itertools import chain
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from itertools import chain
 
 from llmpulse.core.store import Store
 from llmpulse.core.usage.pricing import Pricing
@@ -26,10 +26,19 @@ from llmpulse.core.usage.records import ATTR_FIELDS, CALL_COLUMNS, UsageRecord, 
 LATENCY_BOUNDS_MS = (50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000, 20000, 30000)
 BUCKETS = len(LATENCY_BOUNDS_MS) + 1
 GRAINS = {"m": 60.0, "h": 3600.0, "d": 86400.0}
-MINUTE_KEEP_S = 2 * 86400.0      # minute roll-ups cover only this much recent time (hours and days: all)
+MINUTE_KEEP_S = 2 * 86400.0  # minute roll-ups cover only this much recent time (hours and days: all)
 DIMS = ("total", "provider", "model", "provider_model", "department", "agent", "user", "task_type", "fallback")
-COUNTERS = ("requests", "errors", "fallbacks", "input_tokens", "output_tokens", "cache_read_tokens",
-            "cache_write_tokens", "cost_usd", "unknown_price") + tuple(f"l{i}" for i in range(BUCKETS))
+COUNTERS = (
+    "requests",
+    "errors",
+    "fallbacks",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "unknown_price",
+) + tuple(f"l{i}" for i in range(BUCKETS))
 
 
 # How each dimension's key is read from step a of the roll-up statement, and which rows have one.
@@ -58,8 +67,10 @@ def insert_calls_sql(rows: int) -> str:
 
 
 INSERT_CALLS = insert_calls_sql(CHUNK)
-INSERT_ATTRS = (f"INSERT INTO usage_attrs ({', '.join(ATTR_FIELDS)}) VALUES ({', '.join('?' for _ in ATTR_FIELDS)}) "
-                f"ON CONFLICT DO NOTHING")
+INSERT_ATTRS = (
+    f"INSERT INTO usage_attrs ({', '.join(ATTR_FIELDS)}) VALUES ({', '.join('?' for _ in ATTR_FIELDS)}) "
+    f"ON CONFLICT DO NOTHING"
+)
 SELECT_ATTR_ID = f"SELECT id FROM usage_attrs WHERE {' AND '.join(f'{c} = ?' for c in ATTR_FIELDS)}"
 
 
@@ -77,15 +88,22 @@ def rollup_statement(g_source: str) -> str:
     1.8 vs 2.6 µs a record, and no round trip to the database thread between steps."""
     cols = ", ".join(COUNTERS)
     bounds = LATENCY_BOUNDS_MS
-    hist = ", ".join(["c0 AS l0"] + [f"c{i} - c{i - 1} AS l{i}" for i in range(1, len(bounds))]
-                     + [f"timed - c{len(bounds) - 1} AS l{len(bounds)}"])
+    hist = ", ".join(
+        ["c0 AS l0"]
+        + [f"c{i} - c{i - 1} AS l{i}" for i in range(1, len(bounds))]
+        + [f"timed - c{len(bounds) - 1} AS l{len(bounds)}"]
+    )
     sums = ", ".join(f"SUM({c}) AS {c}" for c in COUNTERS)
-    dims = "\n  UNION ALL ".join(f"SELECT m, '{dim}' AS dim, {key} AS key, {sums} FROM a WHERE {where} GROUP BY 1, 3"
-                                 for dim, (key, where) in DIM_SQL.items())
+    dims = "\n  UNION ALL ".join(
+        f"SELECT m, '{dim}' AS dim, {key} AS key, {sums} FROM a WHERE {where} GROUP BY 1, 3"
+        for dim, (key, where) in DIM_SQL.items()
+    )
     grains = "\n  UNION ALL ".join(
-        f"SELECT 'm', m, dim, key, {cols} FROM d WHERE m >= ?2" if grain == "m" else
-        f"SELECT '{grain}', m - m % {int(width)}, dim, key, {sums} FROM d GROUP BY 2, 3, 4"
-        for grain, width in GRAINS.items())
+        f"SELECT 'm', m, dim, key, {cols} FROM d WHERE m >= ?2"
+        if grain == "m"
+        else f"SELECT '{grain}', m - m % {int(width)}, dim, key, {sums} FROM d GROUP BY 2, 3, 4"
+        for grain, width in GRAINS.items()
+    )
     return f"""WITH g AS MATERIALIZED ({g_source}),
 a AS MATERIALIZED (
   SELECT g.m, t.provider, t.model, NULLIF(t.department, '') AS department, NULLIF(t.agent, '') AS agent,
@@ -102,8 +120,18 @@ SELECT * FROM (
 ON CONFLICT (grain, dim, start, key) DO UPDATE SET {", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTERS)}"""
 
 
-SUMMED_COLUMNS = ("m", "attrs", "n", "unknown", "input_tokens", "output_tokens", "cache_read_tokens",
-                  "cache_write_tokens", "cost_usd", "timed") + tuple(f"c{i}" for i in range(len(LATENCY_BOUNDS_MS)))
+SUMMED_COLUMNS = (
+    "m",
+    "attrs",
+    "n",
+    "unknown",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "timed",
+) + tuple(f"c{i}" for i in range(len(LATENCY_BOUNDS_MS)))
 ROLLUP_SQL = rollup_statement(f"""
   SELECT CAST(ts AS INTEGER) - CAST(ts AS INTEGER) % (CASE WHEN ts >= ?2 THEN 60 ELSE 3600 END) AS m, attrs, COUNT(*) AS n,
     COUNT(*) - COUNT(cost_usd) AS unknown, TOTAL(input_tokens) AS input_tokens, TOTAL(output_tokens) AS output_tokens,
@@ -125,6 +153,7 @@ class MinuteSums:
     Calls older than `oldest_minute` (now - MINUTE_KEEP_S when the batch began) are summed per hour, as
     ROLLUP_SQL does: no minute roll-up keeps them. The cut-off only moves forward, so a call summed per
     hour here is also too old for the minute roll-up at flush (ingest_rows checks)."""
+
     __slots__ = ("groups", "oldest_minute")
 
     def __init__(self, oldest_minute: float) -> None:
@@ -132,8 +161,9 @@ class MinuteSums:
         # (minute since the epoch, attrs) -> [requests, unknown price, input, output, cache read, cache write, cost, l0..l15]
         self.groups: dict[tuple, list] = {}
 
-    def add(self, ts: float, attrs: int, tin: int, tout: int, tcr: int, tcw: int, latency: float | None,
-            cost: float | None) -> None:
+    def add(
+        self, ts: float, attrs: int, tin: int, tout: int, tcr: int, tcw: int, latency: float | None, cost: float | None
+    ) -> None:
         """Count one call (the values of its usage_calls row)."""
         # the minute (or the hour's first minute) as in ROLLUP_SQL; ts is never negative
         key = (int(ts) // 60 if ts >= self.oldest_minute else int(ts) // 3600 * 60, attrs)
@@ -152,7 +182,7 @@ class MinuteSums:
         if latency is not None:
             acc[7 + bisect.bisect_left(LATENCY_BOUNDS_MS, latency)] += 1
 
-    def merge(self, other: "MinuteSums") -> None:
+    def merge(self, other: MinuteSums) -> None:
         for key, theirs in other.groups.items():
             acc = self.groups.get(key)
             if acc is None:
@@ -165,14 +195,15 @@ class MinuteSums:
         out = []
         for (minute, attrs), acc in self.groups.items():
             cumulative, running = [], 0
-            for count in acc[7:7 + len(LATENCY_BOUNDS_MS)]:
+            for count in acc[7 : 7 + len(LATENCY_BOUNDS_MS)]:
                 running += count
                 cumulative.append(running)
             out.append((minute * 60, attrs if attrs > 0 else resolved[attrs], *acc[:7], sum(acc[7:]), *cumulative))
         return out
 
+
 # usage_attrs ids already known per open Store (ids never change or go away: safe to remember).
-_ATTR_IDS: "weakref.WeakKeyDictionary[Store, dict[tuple, int]]" = weakref.WeakKeyDictionary()
+_ATTR_IDS: weakref.WeakKeyDictionary[Store, dict[tuple, int]] = weakref.WeakKeyDictionary()
 
 
 def known_attr_ids(store: Store) -> dict[tuple, int]:
@@ -189,7 +220,7 @@ class AttrRefs:
 
     def __init__(self, store: Store):
         self.ids = known_attr_ids(store)
-        self.placeholders: dict[int, tuple] = {}      # placeholder -> attribution (kept: rows may still use it)
+        self.placeholders: dict[int, tuple] = {}  # placeholder -> attribution (kept: rows may still use it)
         self._placeholder_of: dict[tuple, int] = {}
 
     def ref(self, attrs: tuple) -> int:
@@ -206,8 +237,9 @@ class AttrRefs:
 def record_row(r: UsageRecord, pricing: Pricing, attrs_ref: int) -> tuple:
     """A record as its usage_calls row, priced now if it has no cost yet."""
     if r.cost_usd is None:
-        r.cost_usd = pricing.cost(r.provider, r.model, r.input_tokens, r.output_tokens, r.cache_read_tokens,
-                                  r.cache_write_tokens)
+        r.cost_usd = pricing.cost(
+            r.provider, r.model, r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens
+        )
     return call_row(r, attrs_ref)
 
 
@@ -218,8 +250,9 @@ class IngestResult:
     unknown_price: int
 
 
-async def ingest(store: Store, records: Sequence[UsageRecord], pricing: Pricing,
-                 now: float | None = None) -> IngestResult:
+async def ingest(
+    store: Store, records: Sequence[UsageRecord], pricing: Pricing, now: float | None = None
+) -> IngestResult:
     """Price and store records, skipping ones already stored (same dedupe key), and roll them up."""
     refs = AttrRefs(store)
     sums = MinuteSums((time.time() if now is None else now) - MINUTE_KEEP_S)
@@ -231,8 +264,14 @@ async def ingest(store: Store, records: Sequence[UsageRecord], pricing: Pricing,
     return await ingest_rows(store, rows, now, sums, refs.placeholders)
 
 
-def _ingest_job(conn: sqlite3.Connection, rows: Sequence[tuple], resolved: dict[int, int], new: dict[int, tuple],
-                oldest_minute: float, sums: MinuteSums | None) -> tuple[int, int, dict[tuple, int]]:
+def _ingest_job(
+    conn: sqlite3.Connection,
+    rows: Sequence[tuple],
+    resolved: dict[int, int],
+    new: dict[int, tuple],
+    oldest_minute: float,
+    sums: MinuteSums | None,
+) -> tuple[int, int, dict[tuple, int]]:
     """The whole batch on the connection's thread: (stored, unknown_price, ids of attributions stored now)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -244,7 +283,7 @@ def _ingest_job(conn: sqlite3.Connection, rows: Sequence[tuple], resolved: dict[
         stored = 0
         width = len(CALL_COLUMNS)
         for i in range(0, len(rows), CHUNK):
-            part = rows[i:i + CHUNK]
+            part = rows[i : i + CHUNK]
             params = list(chain.from_iterable(part))
             if resolved:
                 refs = params[2::width]
@@ -253,14 +292,15 @@ def _ingest_job(conn: sqlite3.Connection, rows: Sequence[tuple], resolved: dict[
             sql = INSERT_CALLS if len(part) == CHUNK else insert_calls_sql(len(part))
             stored += conn.execute(sql, params).rowcount
         if sums is not None and stored == len(rows) and sums.oldest_minute <= oldest_minute:
-            unknown = sum(acc[1] for acc in sums.groups.values())     # counted already, per group
+            unknown = sum(acc[1] for acc in sums.groups.values())  # counted already, per group
             conn.execute(CREATE_SUMMED)
             conn.execute("DELETE FROM temp.usage_batch_sums")
             conn.executemany(INSERT_SUMMED, sums.summed_rows(resolved))
             conn.execute(ROLLUP_SUMMED_SQL, (last_id, oldest_minute))
         else:
-            (unknown,) = conn.execute("SELECT COUNT(*) FROM usage_calls WHERE id > ? AND cost_usd IS NULL",
-                                      (last_id,)).fetchone()
+            (unknown,) = conn.execute(
+                "SELECT COUNT(*) FROM usage_calls WHERE id > ? AND cost_usd IS NULL", (last_id,)
+            ).fetchone()
             conn.execute(ROLLUP_SQL, (last_id, oldest_minute))
     except BaseException:
         conn.execute("ROLLBACK")
@@ -269,9 +309,13 @@ def _ingest_job(conn: sqlite3.Connection, rows: Sequence[tuple], resolved: dict[
     return stored, unknown, found
 
 
-async def ingest_rows(store: Store, rows: Sequence[tuple], now: float | None = None,
-                      sums: MinuteSums | None = None, placeholders: Mapping[int, tuple] | None = None
-                      ) -> IngestResult:
+async def ingest_rows(
+    store: Store,
+    rows: Sequence[tuple],
+    now: float | None = None,
+    sums: MinuteSums | None = None,
+    placeholders: Mapping[int, tuple] | None = None,
+) -> IngestResult:
     """Store priced usage_calls rows (CALL_COLUMNS order; attrs a usage_attrs id or a placeholder from
     `placeholders`, see AttrRefs) and roll them up, in one transaction: a crash leaves the whole batch or
     none of it. Deduplication and summing run inside SQLite, as one job on the connection's thread
@@ -290,5 +334,5 @@ async def ingest_rows(store: Store, rows: Sequence[tuple], now: float | None = N
         else:
             resolved[ref] = known
     stored, unknown, found = await store.run_sync(_ingest_job, rows, resolved, new, oldest_minute, sums)
-    ids.update(found)           # only once committed: a rolled-back id may be reused by someone else
+    ids.update(found)  # only once committed: a rolled-back id may be reused by someone else
     return IngestResult(stored=stored, duplicates=len(rows) - stored, unknown_price=unknown)

@@ -17,21 +17,21 @@ from llmpulse.core.store import Store
 from llmpulse.core.usage.pricing import Pricing
 from llmpulse.core.usage.queries import GroupRow, breakdown
 
-MIN_SAVING = 0.3          # suggest a cheaper model only when it saves at least this share
-MIN_COST_USD = 0.01       # ...and the model cost at least this much in the range
-SLOW_RATIO = 2.0          # a provider this many times slower (p95) than the fastest is worth a line
-MIN_REQUESTS = 20         # latency comparisons need this many requests behind the p95
-MAX_EACH = 5              # at most this many cost lines and this many latency lines: the worst first
+MIN_SAVING = 0.3  # suggest a cheaper model only when it saves at least this share
+MIN_COST_USD = 0.01  # ...and the model cost at least this much in the range
+SLOW_RATIO = 2.0  # a provider this many times slower (p95) than the fastest is worth a line
+MIN_REQUESTS = 20  # latency comparisons need this many requests behind the p95
+MAX_EACH = 5  # at most this many cost lines and this many latency lines: the worst first
 
 
 @dataclass
 class Savings:
-    reference: str | None                 # "provider/model"
+    reference: str | None  # "provider/model"
     actual_usd: float
-    reference_usd: float | None           # the same tokens on the reference model
+    reference_usd: float | None  # the same tokens on the reference model
     saved_usd: float | None
     local_requests: int
-    local_reference_usd: float | None     # what the local providers' tokens would have cost on the reference
+    local_reference_usd: float | None  # what the local providers' tokens would have cost on the reference
     suggestions: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -79,9 +79,14 @@ async def savings_report(store: Store, pricing: Pricing, since: float, until: fl
             local_requests += g.requests
             if priced is not None and local_ref is not None:
                 local_ref += priced
-    result = Savings(reference=reference, actual_usd=actual, reference_usd=ref_total,
-                     saved_usd=None if ref_total is None else ref_total - actual, local_requests=local_requests,
-                     local_reference_usd=local_ref)
+    result = Savings(
+        reference=reference,
+        actual_usd=actual,
+        reference_usd=ref_total,
+        saved_usd=None if ref_total is None else ref_total - actual,
+        local_requests=local_requests,
+        local_reference_usd=local_ref,
+    )
     result.suggestions = suggestions(pricing, groups, await breakdown(store, "provider", since, until), window_label)
     return result
 
@@ -103,14 +108,18 @@ def suggestions(pricing: Pricing, models: list[GroupRow], providers: list[GroupR
             saving = 1 - best_cost / g.cost_usd
             if sum(1 for line in out if " cost $" in line) >= MAX_EACH:
                 break
-            out.append(f"{g.key} cost ${g.cost_usd:,.2f} in {window}; the same tokens on {best} would cost "
-                       f"${best_cost:,.2f} ({saving:.0%} less)")
+            out.append(
+                f"{g.key} cost ${g.cost_usd:,.2f} in {window}; the same tokens on {best} would cost "
+                f"${best_cost:,.2f} ({saving:.0%} less)"
+            )
     timed = [p for p in providers if p.p95_ms is not None and p.requests >= MIN_REQUESTS]
     if len(timed) >= 2:
         fastest = min(timed, key=lambda p: p.p95_ms)
         for p in sorted(timed, key=lambda p: -p.p95_ms)[:MAX_EACH]:
             ratio = p.p95_ms / fastest.p95_ms if fastest.p95_ms else 0
             if ratio >= SLOW_RATIO:
-                out.append(f"{p.key} p95 {p.p95_ms / 1000:.1f} s, {ratio:.0f}x the fastest provider "
-                           f"({fastest.key}, {fastest.p95_ms / 1000:.1f} s)")
+                out.append(
+                    f"{p.key} p95 {p.p95_ms / 1000:.1f} s, {ratio:.0f}x the fastest provider "
+                    f"({fastest.key}, {fastest.p95_ms / 1000:.1f} s)"
+                )
     return out

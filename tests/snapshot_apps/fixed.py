@@ -4,41 +4,92 @@ database: the same picture on every run, on every host (UTC, no live clock, no h
 from __future__ import annotations
 
 import asyncio
-from datetime import timezone
+from datetime import UTC
 from types import SimpleNamespace as NS
 
 from llmpulse.core.clock import ManualClock
 from llmpulse.tui.app import PulseApp
 
-NOW = 1_768_471_200.0   # 2026-01-15T10:00:00Z
+NOW = 1_768_471_200.0  # 2026-01-15T10:00:00Z
 
 
 def _rate_limit(headroom):
-    return NS(headroom=headroom, requests_limit=1000, requests_remaining=int(headroom * 1000),
-              tokens_limit=None, tokens_remaining=None, reset_s=20.0, retry_after_s=None)
+    return NS(
+        headroom=headroom,
+        requests_limit=1000,
+        requests_remaining=int(headroom * 1000),
+        tokens_limit=None,
+        tokens_remaining=None,
+        reset_s=20.0,
+        retry_after_s=None,
+    )
 
 
-def _provider(pid, name, status, p95, error_rate, band, *, circuit="closed", headroom=None, configured=True,
-              enabled=True, error_kind=None, local=False, priority=20):
+def _provider(
+    pid,
+    name,
+    status,
+    p95,
+    error_rate,
+    band,
+    *,
+    circuit="closed",
+    headroom=None,
+    configured=True,
+    enabled=True,
+    error_kind=None,
+    local=False,
+    priority=20,
+):
     series = [p95 * f for f in (0.5, 0.7, 1.0, 0.8, 0.9, 1.1, 0.6, 0.75, 0.95, 1.0)] if p95 else []
-    return NS(provider_id=pid, name=name, status=status, error_kind=error_kind,
-              error="HTTP 401: invalid key [sk-***]" if error_kind == "auth" else None,
-              samples=30 if configured else 0, success_rate=None if error_rate is None else 1 - error_rate,
-              error_rate=error_rate, p50_ms=p95 * 0.6 if p95 else None, p95_ms=p95, latency_series=series,
-              last_checked_at=NOW - 12 if configured else None, last_success_at=NOW - 12 if p95 else None,
-              last_error="HTTP 401: invalid key [sk-***]" if error_kind == "auth" else None,
-              last_error_at=NOW - 40 if error_kind else None, error_band=band, latency_band="good",
-              circuit=circuit, consecutive_failures=5 if circuit == "open" else 0,
-              rate_limit=_rate_limit(headroom) if headroom is not None else None, balance=None,
-              enabled=enabled, configured=configured, local=local, priority=priority)
+    return NS(
+        provider_id=pid,
+        name=name,
+        status=status,
+        error_kind=error_kind,
+        error="HTTP 401: invalid key [sk-***]" if error_kind == "auth" else None,
+        samples=30 if configured else 0,
+        success_rate=None if error_rate is None else 1 - error_rate,
+        error_rate=error_rate,
+        p50_ms=p95 * 0.6 if p95 else None,
+        p95_ms=p95,
+        latency_series=series,
+        last_checked_at=NOW - 12 if configured else None,
+        last_success_at=NOW - 12 if p95 else None,
+        last_error="HTTP 401: invalid key [sk-***]" if error_kind == "auth" else None,
+        last_error_at=NOW - 40 if error_kind else None,
+        error_band=band,
+        latency_band="good",
+        circuit=circuit,
+        consecutive_failures=5 if circuit == "open" else 0,
+        rate_limit=_rate_limit(headroom) if headroom is not None else None,
+        balance=None,
+        enabled=enabled,
+        configured=configured,
+        local=local,
+        priority=priority,
+    )
 
 
 def _alert(alert_id, severity, state, rule, subject, message, age_s, *, escalated=False, silenced_until=None):
-    return NS(id=alert_id, fingerprint=f"{rule}:{subject}", rule=rule, subject=subject, severity=severity,
-              message=message, state=state, silenced_until=silenced_until, escalated=escalated,
-              first_seen=NOW - age_s, last_seen=NOW - 5, count=3,
-              acked_by="ops" if state == "acknowledged" else None,
-              acked_at=NOW - 60 if state == "acknowledged" else None, note=None, resolved_at=None)
+    return NS(
+        id=alert_id,
+        fingerprint=f"{rule}:{subject}",
+        rule=rule,
+        subject=subject,
+        severity=severity,
+        message=message,
+        state=state,
+        silenced_until=silenced_until,
+        escalated=escalated,
+        first_seen=NOW - age_s,
+        last_seen=NOW - 5,
+        count=3,
+        acked_by="ops" if state == "acknowledged" else None,
+        acked_at=NOW - 60 if state == "acknowledged" else None,
+        note=None,
+        resolved_at=None,
+    )
 
 
 def fixed_snapshot():
@@ -52,34 +103,104 @@ def fixed_snapshot():
         _provider("mistral", "Mistral", "unknown", None, None, None, configured=False),
     ]
     budgets = [
-        NS(name="total/month", scope="total", period="month", limit_usd=1000.0, spent_usd=812.4,
-           utilization=0.8124, burn_rate_usd_per_day=58.0, projected_usd=1790.0, exhaust_at=NOW + 3.2 * 86400,
-           period_start=NOW - 14 * 86400, period_end=NOW + 17 * 86400, warn_at=[0.8, 1.0], crossed=[0.8],
-           unknown_price_count=12),
-        NS(name="engineering/day", scope="department:engineering", period="day", limit_usd=50.0,
-           spent_usd=12.3, utilization=0.246, burn_rate_usd_per_day=30.0, projected_usd=31.0, exhaust_at=None,
-           period_start=NOW - 36000, period_end=NOW + 50400, warn_at=[0.8], crossed=[], unknown_price_count=0),
+        NS(
+            name="total/month",
+            scope="total",
+            period="month",
+            limit_usd=1000.0,
+            spent_usd=812.4,
+            utilization=0.8124,
+            burn_rate_usd_per_day=58.0,
+            projected_usd=1790.0,
+            exhaust_at=NOW + 3.2 * 86400,
+            period_start=NOW - 14 * 86400,
+            period_end=NOW + 17 * 86400,
+            warn_at=[0.8, 1.0],
+            crossed=[0.8],
+            unknown_price_count=12,
+        ),
+        NS(
+            name="engineering/day",
+            scope="department:engineering",
+            period="day",
+            limit_usd=50.0,
+            spent_usd=12.3,
+            utilization=0.246,
+            burn_rate_usd_per_day=30.0,
+            projected_usd=31.0,
+            exhaust_at=None,
+            period_start=NOW - 36000,
+            period_end=NOW + 50400,
+            warn_at=[0.8],
+            crossed=[],
+            unknown_price_count=0,
+        ),
     ]
     alerts = [
-        _alert(1, "critical", "firing", "provider_down", "deepseek",
-               "DeepSeek failing: 5 of 5 probes failed (auth)", 420, escalated=True),
-        _alert(2, "warning", "acknowledged", "budget", "total/month",
-               "budget total/month at 81% ($812 of $1,000)", 840),
+        _alert(
+            1,
+            "critical",
+            "firing",
+            "provider_down",
+            "deepseek",
+            "DeepSeek failing: 5 of 5 probes failed (auth)",
+            420,
+            escalated=True,
+        ),
+        _alert(
+            2, "warning", "acknowledged", "budget", "total/month", "budget total/month at 81% ($812 of $1,000)", 840
+        ),
         _alert(3, "warning", "firing", "latency", "anthropic", "p95 2.9s above 1s for 15m", 1260),
-        _alert(4, "info", "firing", "prices_unknown", "prices", "3 models with unknown price", 1680,
-               silenced_until=NOW + 1800),
+        _alert(
+            4,
+            "info",
+            "firing",
+            "prices_unknown",
+            "prices",
+            "3 models with unknown price",
+            1680,
+            silenced_until=NOW + 1800,
+        ),
     ]
     migrations = [
-        NS(name="gpt4-to-41", from_models=["gpt-4"], to_model="gpt-4.1", start="2026-01-01",
-           deadline="2026-02-14", phase="canary", phase_index=1, phases=["prepare", "canary", "rollout", "done"],
-           share_requests=0.37, share_tokens=0.41, days_left=30.4, risk="at risk",
-           projected_share_at_deadline=0.8, before=None, after=None, history=[]),
+        NS(
+            name="gpt4-to-41",
+            from_models=["gpt-4"],
+            to_model="gpt-4.1",
+            start="2026-01-01",
+            deadline="2026-02-14",
+            phase="canary",
+            phase_index=1,
+            phases=["prepare", "canary", "rollout", "done"],
+            share_requests=0.37,
+            share_tokens=0.41,
+            days_left=30.4,
+            risk="at risk",
+            projected_share_at_deadline=0.8,
+            before=None,
+            after=None,
+            history=[],
+        ),
     ]
-    header = NS(requests_period=123_456, cost_period=812.4, period_label="this month", budget_utilization=0.8124,
-                providers_healthy=2, providers_total=5,
-                alerts_by_severity={"critical": 1, "warning": 2, "info": 1}, fallbacks_24h=17, refreshed_at=NOW)
-    return NS(header=header, providers=providers, budgets=budgets, alerts=alerts, migrations=migrations,
-              usage=NS(unknown_price_count=12))
+    header = NS(
+        requests_period=123_456,
+        cost_period=812.4,
+        period_label="this month",
+        budget_utilization=0.8124,
+        providers_healthy=2,
+        providers_total=5,
+        alerts_by_severity={"critical": 1, "warning": 2, "info": 1},
+        fallbacks_24h=17,
+        refreshed_at=NOW,
+    )
+    return NS(
+        header=header,
+        providers=providers,
+        budgets=budgets,
+        alerts=alerts,
+        migrations=migrations,
+        usage=NS(unknown_price_count=12),
+    )
 
 
 class FixedBackend:
@@ -98,7 +219,7 @@ class FixedBackend:
 
     async def run_collector(self, stop, on_round):
         if self.collector_hangs:
-            await asyncio.sleep(3600)   # a provider that never answers
+            await asyncio.sleep(3600)  # a provider that never answers
         await stop.wait()
 
     def _alert(self, alert_id):
@@ -130,12 +251,32 @@ class FixedBackend:
         return []
 
     async def recent_probes(self, provider_id, since, limit=50):
-        return [NS(checked_at=NOW - 30 * i, status="healthy", latency_ms=400.0 + i, http_status=200, error=None,
-                   error_kind=None) for i in range(5)]
+        return [
+            NS(
+                checked_at=NOW - 30 * i,
+                status="healthy",
+                latency_ms=400.0 + i,
+                http_status=200,
+                error=None,
+                error_kind=None,
+            )
+            for i in range(5)
+        ]
 
     async def breakdown(self, by, since, until):
-        return [NS(key=k, requests=100 * i, input_tokens=1000 * i, output_tokens=500 * i, cost_usd=1.5 * i,
-                   unknown_price_count=0, success_rate=0.99, p95_ms=500.0) for i, k in enumerate("abc", 1)]
+        return [
+            NS(
+                key=k,
+                requests=100 * i,
+                input_tokens=1000 * i,
+                output_tokens=500 * i,
+                cost_usd=1.5 * i,
+                unknown_price_count=0,
+                success_rate=0.99,
+                p95_ms=500.0,
+            )
+            for i, k in enumerate("abc", 1)
+        ]
 
     async def alert_detail(self, alert_id):
         return self._alert(alert_id), []
@@ -151,7 +292,7 @@ class FixedBackend:
 def fixed_app(**kwargs) -> PulseApp:
     backend = kwargs.pop("backend", None) or FixedBackend()
     kwargs.setdefault("watch_terminal", False)
-    return PulseApp(backend, clock=ManualClock(NOW), tz=timezone.utc, actor="ops", collect=False, **kwargs)
+    return PulseApp(backend, clock=ManualClock(NOW), tz=UTC, actor="ops", collect=False, **kwargs)
 
 
 app = fixed_app()

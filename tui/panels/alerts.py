@@ -22,7 +22,10 @@ class AlertsPanel(Panel):
     number = 3
     title = "Alerts"
     columns = (
-        ("severity", "Severity"), ("state", "State"), ("age", "Age"), ("subject", "Subject"),
+        ("severity", "Severity"),
+        ("state", "State"),
+        ("age", "Age"),
+        ("subject", "Subject"),
         ("message", "Message"),
     )
 
@@ -32,13 +35,18 @@ class AlertsPanel(Panel):
             state = fmt.alert_state_words(a.state, a.silenced_until, a.escalated, view.now)
             if not fmt.matches(view.filter, a.severity, a.subject, a.message, a.rule, state):
                 continue
-            rows.append((str(a.id), (
-                fmt.severity_text(a.severity),
-                fmt.alert_state_text(a.state, a.silenced_until, a.escalated, view.now),
-                Text(fmt.age(view.now - a.first_seen), justify="right"),
-                Text(a.subject),
-                Text(a.message),
-            )))
+            rows.append(
+                (
+                    str(a.id),
+                    (
+                        fmt.severity_text(a.severity),
+                        fmt.alert_state_text(a.state, a.silenced_until, a.escalated, view.now),
+                        Text(fmt.age(view.now - a.first_seen), justify="right"),
+                        Text(a.subject),
+                        Text(a.message),
+                    ),
+                )
+            )
         return rows
 
     def subtitle(self, snapshot: Any, view: View) -> str:

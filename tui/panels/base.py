@@ -3,9 +3,10 @@ from each Snapshot by row key."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -30,12 +31,12 @@ class Panel(Vertical, can_focus=False):
 
     number: ClassVar[int] = 0
     title: ClassVar[str] = ""
-    columns: ClassVar[Sequence[tuple[str, str]]] = ()   # (column key, header label)
+    columns: ClassVar[Sequence[tuple[str, str]]] = ()  # (column key, header label)
 
     class Open(Message):
         """The user pressed enter on a row: show its detail screen."""
 
-        def __init__(self, panel: "Panel", key: str) -> None:
+        def __init__(self, panel: Panel, key: str) -> None:
             super().__init__()
             self.panel = panel
             self.key = key

@@ -16,7 +16,10 @@ class CostsPanel(Panel):
     number = 2
     title = "Cost vs budget"
     columns = (
-        ("name", "Budget"), ("used", "Used"), ("spent", "Spent/limit"), ("projected", "Projected"),
+        ("name", "Budget"),
+        ("used", "Used"),
+        ("spent", "Spent/limit"),
+        ("projected", "Projected"),
         ("runs_out", "Runs out"),
     )
 
@@ -26,15 +29,22 @@ class CostsPanel(Panel):
             if not fmt.matches(view.filter, b.name, b.scope, b.period):
                 continue
             projected_style = "bold red" if b.limit_usd and b.projected_usd > b.limit_usd else ""
-            rows.append((b.name, (
-                Text(b.name),
-                Text.assemble(fmt.budget_bar(b.utilization, 8), " ",
-                              (f"{fmt.pct(b.utilization):>4}", fmt.usage_style(b.utilization))),
-                Text(f"{fmt.money(b.spent_usd)}/{fmt.money(b.limit_usd)}", justify="right"),
-                Text(fmt.money(b.projected_usd), style=projected_style, justify="right"),
-                Text(fmt.day(b.exhaust_at, view.tz), style="bold") if b.exhaust_at
-                else Text("—", style="dim"),
-            )))
+            rows.append(
+                (
+                    b.name,
+                    (
+                        Text(b.name),
+                        Text.assemble(
+                            fmt.budget_bar(b.utilization, 8),
+                            " ",
+                            (f"{fmt.pct(b.utilization):>4}", fmt.usage_style(b.utilization)),
+                        ),
+                        Text(f"{fmt.money(b.spent_usd)}/{fmt.money(b.limit_usd)}", justify="right"),
+                        Text(fmt.money(b.projected_usd), style=projected_style, justify="right"),
+                        Text(fmt.day(b.exhaust_at, view.tz), style="bold") if b.exhaust_at else Text("—", style="dim"),
+                    ),
+                )
+            )
         return rows
 
     def subtitle(self, snapshot: Any, view: View) -> str:

@@ -21,7 +21,10 @@ class MigrationPanel(Panel):
     number = 4
     title = "Migration"
     columns = (
-        ("name", "Migration"), ("phase", "Phase"), ("share", "Traffic on new"), ("deadline", "Left"),
+        ("name", "Migration"),
+        ("phase", "Phase"),
+        ("share", "Traffic on new"),
+        ("deadline", "Left"),
         ("risk", "Risk"),
     )
 
@@ -30,13 +33,18 @@ class MigrationPanel(Panel):
         for m in snapshot.migrations:
             if not fmt.matches(view.filter, m.name, m.to_model, m.phase, m.risk, *m.from_models):
                 continue
-            rows.append((m.name, (
-                Text(m.name),
-                Text(phase_label(m)),
-                Text.assemble((fmt.bar(m.share_requests, 10), "cyan"), f" {fmt.pct(m.share_requests):>4}"),
-                Text(fmt.days_left(m.days_left), justify="right"),
-                fmt.risk_text(m.risk),
-            )))
+            rows.append(
+                (
+                    m.name,
+                    (
+                        Text(m.name),
+                        Text(phase_label(m)),
+                        Text.assemble((fmt.bar(m.share_requests, 10), "cyan"), f" {fmt.pct(m.share_requests):>4}"),
+                        Text(fmt.days_left(m.days_left), justify="right"),
+                        fmt.risk_text(m.risk),
+                    ),
+                )
+            )
         return rows
 
     def subtitle(self, snapshot: Any, view: View) -> str:

@@ -12,10 +12,10 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Static
 
 from llmpulse.tui import format as fmt
-from llmpulse.tui.panels.base import View
-from llmpulse.tui.table_sync import sync_rows
 from llmpulse.tui.header import HeaderLine
+from llmpulse.tui.panels.base import View
 from llmpulse.tui.screens.base import LiveScreen
+from llmpulse.tui.table_sync import sync_rows
 from llmpulse.tui.widgets import PanelTable
 
 
@@ -27,11 +27,13 @@ def alert_text(a: Any, view: View) -> Text:
     t.append(f"  #{a.id}  {a.rule}  ", style="dim")
     t.append(f"{a.subject}\n", style="bold")
     t.append(f"{a.message}\n")
-    t.append(f"first seen {fmt.stamp(a.first_seen, view.tz)} ({fmt.ago(a.first_seen, view.now)}), "
-             f"last seen {fmt.ago(a.last_seen, view.now)}, {a.count}×\n", style="dim")
+    t.append(
+        f"first seen {fmt.stamp(a.first_seen, view.tz)} ({fmt.ago(a.first_seen, view.now)}), "
+        f"last seen {fmt.ago(a.last_seen, view.now)}, {a.count}×\n",
+        style="dim",
+    )
     if a.acked_by:
-        t.append(f"acknowledged by {a.acked_by} {fmt.ago(a.acked_at, view.now)}"
-                 f"{': ' + a.note if a.note else ''}\n")
+        t.append(f"acknowledged by {a.acked_by} {fmt.ago(a.acked_at, view.now)}{': ' + a.note if a.note else ''}\n")
     if a.silenced_until and a.silenced_until > view.now:
         t.append(f"silenced until {fmt.stamp(a.silenced_until, view.tz)}\n")
     if a.resolved_at:
@@ -83,10 +85,15 @@ class AlertScreen(LiveScreen):
         self.query_one("#alert-summary", Static).update(alert_text(alert, view))
         rows = []
         for i, tr in enumerate(transitions):
-            rows.append((str(getattr(tr, "id", i)), (
-                Text(fmt.stamp(tr.at, view.tz)),
-                Text(f"{tr.from_state or '—'} → {tr.to_state}"),
-                Text(tr.actor or ""),
-                Text(tr.detail or ""),
-            )))
+            rows.append(
+                (
+                    str(getattr(tr, "id", i)),
+                    (
+                        Text(fmt.stamp(tr.at, view.tz)),
+                        Text(f"{tr.from_state or '—'} → {tr.to_state}"),
+                        Text(tr.actor or ""),
+                        Text(tr.detail or ""),
+                    ),
+                )
+            )
         sync_rows(self.history, rows)

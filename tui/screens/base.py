@@ -18,4 +18,4 @@ class LiveScreen(Screen):
             header.fill(snapshot, view, **state)
 
     def on_screen_resume(self) -> None:
-        self.app.call_later(self.app.draw)   # type: ignore[attr-defined]
+        self.app.call_later(self.app.draw)  # type: ignore[attr-defined]

@@ -13,10 +13,10 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Static
 
 from llmpulse.tui import format as fmt
-from llmpulse.tui.panels.base import View
-from llmpulse.tui.table_sync import sync_rows
 from llmpulse.tui.header import HeaderLine
+from llmpulse.tui.panels.base import View
 from llmpulse.tui.screens.base import LiveScreen
+from llmpulse.tui.table_sync import sync_rows
 from llmpulse.tui.widgets import PanelTable
 
 GROUPS = ("provider", "model", "department", "agent", "user")
@@ -25,8 +25,9 @@ GROUPS = ("provider", "model", "department", "agent", "user")
 class CostsScreen(LiveScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="costs.back", tooltip="Back to the dashboard"),
-        Binding("b", "next_group", "Group by", id="costs.group",
-                tooltip="Group by provider, model, department, agent, user"),
+        Binding(
+            "b", "next_group", "Group by", id="costs.group", tooltip="Group by provider, model, department, agent, user"
+        ),
     ]
 
     def __init__(self, group: str = "provider") -> None:
@@ -43,9 +44,17 @@ class CostsScreen(LiveScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        for key, label in (("key", "Group"), ("requests", "Requests"), ("input", "Input tok"),
-                           ("output", "Output tok"), ("cost", "Cost"), ("share", "Share"),
-                           ("unknown", "Unpriced"), ("success", "Success"), ("p95", "p95")):
+        for key, label in (
+            ("key", "Group"),
+            ("requests", "Requests"),
+            ("input", "Input tok"),
+            ("output", "Output tok"),
+            ("cost", "Cost"),
+            ("share", "Share"),
+            ("unknown", "Unpriced"),
+            ("success", "Success"),
+            ("p95", "p95"),
+        ):
             self.table.add_column(label, key=key)
         self.table.focus()
         self.app.draw()
@@ -58,7 +67,7 @@ class CostsScreen(LiveScreen):
 
     def action_next_group(self) -> None:
         self.group = GROUPS[(GROUPS.index(self.group) + 1) % len(GROUPS)]
-        self.table.clear()   # a new grouping is a new set of rows; the refresh after it goes by key
+        self.table.clear()  # a new grouping is a new set of rows; the refresh after it goes by key
         self.app.draw()
 
     @work(group="costs", exclusive=True, exit_on_error=False)
@@ -73,23 +82,31 @@ class CostsScreen(LiveScreen):
             key = r.key if r.key not in (None, "") else "(none)"
             if not fmt.matches(view.filter, key):
                 continue
-            table_rows.append((key, (
-                Text(key),
-                Text(fmt.count(r.requests), justify="right"),
-                Text(fmt.count(r.input_tokens), justify="right"),
-                Text(fmt.count(r.output_tokens), justify="right"),
-                Text(fmt.money(r.cost_usd), justify="right"),
-                Text(fmt.pct((r.cost_usd or 0.0) / total_cost if total_cost else None), justify="right"),
-                Text(fmt.count(r.unknown_price_count) if r.unknown_price_count else "",
-                     style="yellow", justify="right"),
-                Text(fmt.pct(r.success_rate, 1), justify="right"),
-                Text(fmt.ms(r.p95_ms), justify="right"),
-            )))
+            table_rows.append(
+                (
+                    key,
+                    (
+                        Text(key),
+                        Text(fmt.count(r.requests), justify="right"),
+                        Text(fmt.count(r.input_tokens), justify="right"),
+                        Text(fmt.count(r.output_tokens), justify="right"),
+                        Text(fmt.money(r.cost_usd), justify="right"),
+                        Text(fmt.pct((r.cost_usd or 0.0) / total_cost if total_cost else None), justify="right"),
+                        Text(
+                            fmt.count(r.unknown_price_count) if r.unknown_price_count else "",
+                            style="yellow",
+                            justify="right",
+                        ),
+                        Text(fmt.pct(r.success_rate, 1), justify="right"),
+                        Text(fmt.ms(r.p95_ms), justify="right"),
+                    ),
+                )
+            )
         sync_rows(self.table, table_rows)
-        self.query_one("#costs-title", Static).update(Text.assemble(
-            ("Costs ", "bold"), f"by {self.group}, last {label}", ("   b: group by   t: range", "dim")))
+        self.query_one("#costs-title", Static).update(
+            Text.assemble(("Costs ", "bold"), f"by {self.group}, last {label}", ("   b: group by   t: range", "dim"))
+        )
         total = Text(f"Total {fmt.count(total_req)} requests, {fmt.money(total_cost)}")
         if unknown:
-            total.append(f"  ⚠ {fmt.count(unknown)} requests with unknown price (not in the total)",
-                         style="yellow")
+            total.append(f"  ⚠ {fmt.count(unknown)} requests with unknown price (not in the total)", style="yellow")
         self.query_one("#costs-total", Static).update(total)

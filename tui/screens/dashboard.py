@@ -10,9 +10,8 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Input
 
 from llmpulse.tui.header import HeaderLine
-from llmpulse.tui.screens.base import LiveScreen
 from llmpulse.tui.panels import PANELS, AlertsPanel, Panel, View
-
+from llmpulse.tui.screens.base import LiveScreen
 
 LAYOUT_ORDER = (1, 2, 4, 3)
 
@@ -26,7 +25,7 @@ class FilterInput(Input):
 
     def action_clear(self) -> None:
         self.value = ""
-        self.screen.close_filter()   # type: ignore[attr-defined]
+        self.screen.close_filter()  # type: ignore[attr-defined]
 
 
 class DashboardScreen(LiveScreen):
@@ -35,23 +34,25 @@ class DashboardScreen(LiveScreen):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (160, "-wide")]
     BINDINGS = [
         Binding("slash", "open_filter", "Filter", id="dashboard.filter", tooltip="Filter rows in every panel"),
-        Binding("escape", "clear_filter", "Clear", show=False, id="dashboard.back",
-                tooltip="Clear the filter"),
-        Binding("1", "focus_panel(1)", "Providers", show=False, id="dashboard.panel1",
-                tooltip="Focus the Providers panel"),
-        Binding("2", "focus_panel(2)", "Costs", show=False, id="dashboard.panel2",
-                tooltip="Focus the Cost vs budget panel"),
-        Binding("3", "focus_panel(3)", "Alerts", show=False, id="dashboard.panel3",
-                tooltip="Focus the Alerts panel"),
-        Binding("4", "focus_panel(4)", "Migration", show=False, id="dashboard.panel4",
-                tooltip="Focus the Migration panel"),
+        Binding("escape", "clear_filter", "Clear", show=False, id="dashboard.back", tooltip="Clear the filter"),
+        Binding(
+            "1", "focus_panel(1)", "Providers", show=False, id="dashboard.panel1", tooltip="Focus the Providers panel"
+        ),
+        Binding(
+            "2", "focus_panel(2)", "Costs", show=False, id="dashboard.panel2", tooltip="Focus the Cost vs budget panel"
+        ),
+        Binding("3", "focus_panel(3)", "Alerts", show=False, id="dashboard.panel3", tooltip="Focus the Alerts panel"),
+        Binding(
+            "4", "focus_panel(4)", "Migration", show=False, id="dashboard.panel4", tooltip="Focus the Migration panel"
+        ),
     ]
 
     def __init__(self) -> None:
         super().__init__(id="dashboard")
         self.header_line = HeaderLine(id="header")
-        self.filter_input = FilterInput(placeholder="filter: provider, alert, budget, migration… (esc clears)",
-                                        id="filter")
+        self.filter_input = FilterInput(
+            placeholder="filter: provider, alert, budget, migration… (esc clears)", id="filter"
+        )
         self.panels: dict[int, Panel] = {cls.number: cls(id=f"panel{cls.number}") for cls in PANELS}
 
     def compose(self) -> ComposeResult:
@@ -69,7 +70,7 @@ class DashboardScreen(LiveScreen):
 
     @property
     def alerts_panel(self) -> AlertsPanel:
-        return self.panels[3]   # type: ignore[return-value]
+        return self.panels[3]  # type: ignore[return-value]
 
     def fill(self, snapshot: Any, view: View) -> None:
         """Draw a snapshot: every panel updates its rows by key, inside one batch (one repaint)."""

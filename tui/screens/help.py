@@ -56,8 +56,7 @@ def help_text(app) -> Text:
 
 
 class HelpScreen(Screen):
-    BINDINGS = [Binding("escape,question_mark", "app.pop_screen", "Back", id="help.back",
-                        tooltip="Close the help")]
+    BINDINGS = [Binding("escape,question_mark", "app.pop_screen", "Back", id="help.back", tooltip="Close the help")]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help"):

@@ -13,8 +13,8 @@ from textual.widgets import Footer, Static
 
 from llmpulse.tui import format as fmt
 from llmpulse.tui.header import HeaderLine
-from llmpulse.tui.screens.base import LiveScreen
 from llmpulse.tui.panels.base import View
+from llmpulse.tui.screens.base import LiveScreen
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -39,8 +39,11 @@ def migration_text(m: Any, view: View) -> Text:
     before, after = getattr(m, "before", None), getattr(m, "after", None)
     if before is not None or after is not None:
         t.append(f"{'':14}{'old':>12}{'new':>12}\n", style="bold")
-        for label, name, show in (("$ per 1k tok", "cost_per_1k_tokens", lambda v: f"${v:.4f}"),
-                                  ("p95", "p95_ms", fmt.ms), ("error rate", "error_rate", lambda v: fmt.pct(v, 1))):
+        for label, name, show in (
+            ("$ per 1k tok", "cost_per_1k_tokens", lambda v: f"${v:.4f}"),
+            ("p95", "p95_ms", fmt.ms),
+            ("error rate", "error_rate", lambda v: fmt.pct(v, 1)),
+        ):
             vals = [_field(x, name) if x is not None else None for x in (before, after)]
             cells = [show(v) if v is not None else fmt.DASH for v in vals]
             t.append(f"{label:14}{cells[0]:>12}{cells[1]:>12}\n")
@@ -49,14 +52,15 @@ def migration_text(m: Any, view: View) -> Text:
         t.append("\nHistory\n", style="bold")
         for h in history:
             at = _field(h, "at")
-            t.append(f"  {fmt.stamp(at, view.tz) if isinstance(at, (int, float)) else at}  "
-                     f"{_field(h, 'from_phase') or '—'} → {_field(h, 'to_phase')}  {_field(h, 'cause') or ''}\n")
+            t.append(
+                f"  {fmt.stamp(at, view.tz) if isinstance(at, (int, float)) else at}  "
+                f"{_field(h, 'from_phase') or '—'} → {_field(h, 'to_phase')}  {_field(h, 'cause') or ''}\n"
+            )
     return t
 
 
 class MigrationScreen(LiveScreen):
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="migrationscreen.back",
-                        tooltip="Back to the dashboard")]
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="migrationscreen.back", tooltip="Back to the dashboard")]
 
     def __init__(self, name: str) -> None:
         super().__init__()

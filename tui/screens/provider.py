@@ -13,10 +13,10 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Sparkline, Static
 
 from llmpulse.tui import format as fmt
-from llmpulse.tui.panels.base import View
-from llmpulse.tui.table_sync import sync_rows
 from llmpulse.tui.header import HeaderLine
+from llmpulse.tui.panels.base import View
 from llmpulse.tui.screens.base import LiveScreen
+from llmpulse.tui.table_sync import sync_rows
 from llmpulse.tui.widgets import PanelTable
 
 
@@ -34,8 +34,10 @@ def summary_text(h: Any, view: View) -> Text:
     t.append(f"  over {h.samples} samples\n")
     t.append("circuit ")
     t.append_text(fmt.circuit_text(h.circuit))
-    t.append(f" ({h.consecutive_failures} failures in a row)  last check {fmt.ago(h.last_checked_at, view.now)}"
-             f"  last success {fmt.ago(h.last_success_at, view.now)}\n")
+    t.append(
+        f" ({h.consecutive_failures} failures in a row)  last check {fmt.ago(h.last_checked_at, view.now)}"
+        f"  last success {fmt.ago(h.last_success_at, view.now)}\n"
+    )
     if h.last_error:
         t.append("last error ", style="bold")
         t.append(f"{fmt.ago(h.last_error_at, view.now)}: {h.last_error}\n", style="red")
@@ -77,15 +79,20 @@ def limits_text(h: Any) -> Text:
     return t
 
 
-CHART_POINTS = 240   # newest probes read for the chart
-TABLE_ROWS = 50      # of which the table lists this many
+CHART_POINTS = 240  # newest probes read for the chart
+TABLE_ROWS = 50  # of which the table lists this many
 
 
 class ProviderScreen(LiveScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="provider.back", tooltip="Back to the dashboard"),
-        Binding("e", "toggle_enabled", "Enable/disable", id="provider.toggle",
-                tooltip="Enable or disable this provider (probing and failover)"),
+        Binding(
+            "e",
+            "toggle_enabled",
+            "Enable/disable",
+            id="provider.toggle",
+            tooltip="Enable or disable this provider (probing and failover)",
+        ),
     ]
 
     def __init__(self, provider_id: str) -> None:
@@ -107,8 +114,13 @@ class ProviderScreen(LiveScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        for key, label in (("at", "Checked"), ("status", "Status"), ("latency", "Latency"),
-                           ("http", "HTTP"), ("error", "Error")):
+        for key, label in (
+            ("at", "Checked"),
+            ("status", "Status"),
+            ("latency", "Latency"),
+            ("http", "HTTP"),
+            ("error", "Error"),
+        ):
             self.probes.add_column(label, key=key)
         self.app.draw()
 
@@ -128,29 +140,37 @@ class ProviderScreen(LiveScreen):
     @work(group="provider-probes", exclusive=True, exit_on_error=False)
     async def load_probes(self, view: View) -> None:
         label, seconds = self.app.time_range
-        probes = await self.app.backend.recent_probes(self.provider_id, since=view.now - seconds,
-                                                      limit=CHART_POINTS)
+        probes = await self.app.backend.recent_probes(self.provider_id, since=view.now - seconds, limit=CHART_POINTS)
         self.draw_chart(probes, label)
         rows = []
         for p in probes[:TABLE_ROWS]:
-            rows.append((f"{p.checked_at:.6f}", (
-                Text(fmt.stamp(p.checked_at, view.tz)),
-                fmt.status_text(p.status),
-                Text(fmt.ms(p.latency_ms), justify="right"),
-                Text(str(p.http_status) if p.http_status is not None else fmt.DASH),
-                Text(p.error or p.error_kind or "", style="red" if p.error else ""),
-            )))
+            rows.append(
+                (
+                    f"{p.checked_at:.6f}",
+                    (
+                        Text(fmt.stamp(p.checked_at, view.tz)),
+                        fmt.status_text(p.status),
+                        Text(fmt.ms(p.latency_ms), justify="right"),
+                        Text(str(p.http_status) if p.http_status is not None else fmt.DASH),
+                        Text(p.error or p.error_kind or "", style="red" if p.error else ""),
+                    ),
+                )
+            )
         sync_rows(self.probes, rows)
         failed = sum(1 for p in probes if p.status == "failed")
         self.query_one("#provider-probes-title", Static).update(
-            f"Recent probes, last {label}: {len(probes)} probes, {failed} failed (t changes the range)")
+            f"Recent probes, last {label}: {len(probes)} probes, {failed} failed (t changes the range)"
+        )
 
     def draw_chart(self, probes: list[Any], label: str) -> None:
         """Latency of the probes in the range, oldest on the left; a failed probe has none and is skipped."""
         latencies = [p.latency_ms for p in reversed(probes) if p.latency_ms is not None]
         self.query_one("#provider-chart", Sparkline).data = latencies
-        caption = (f"Latency, last {label}\n{fmt.ms(min(latencies))} – {fmt.ms(max(latencies))}"
-                   if latencies else f"Latency, last {label}\nno samples")
+        caption = (
+            f"Latency, last {label}\n{fmt.ms(min(latencies))} – {fmt.ms(max(latencies))}"
+            if latencies
+            else f"Latency, last {label}\nno samples"
+        )
         self.query_one("#provider-chart-label", Static).update(caption)
 
     def action_toggle_enabled(self) -> None:
