@@ -24,8 +24,8 @@ import psutil
 
 from llmpulse.core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers
 from llmpulse.core.config import ProbeSettings
-from llmpulse.core.fleet import FakeProvider, Fleet
 from llmpulse.core.probe import make_client, probe_all, probe_provider
+from llmpulse.core.simulator.fleet import FakeProvider, Fleet
 
 KEY = "sk-bench-0000000000000000"
 

@@ -293,7 +293,7 @@ def main() -> int:
         built = build_db(db, args.records)
 
     from llmpulse.core.config import load_context
-    from llmpulse.core.fleet import FakeProvider, Fleet
+    from llmpulse.core.simulator.fleet import FakeProvider, Fleet
 
     # Five providers with a bad key: five real critical alerts for the ack measurement.
     bad = {"deepseek", "groq", "mistral", "xai", "together"}

@@ -1,4 +1,4 @@
-"""Shared fixtures: a fake provider fleet on 127.0.0.1 (llmpulse.core.fleet) and providers resolved against it."""
+"""Shared fixtures: a fake provider fleet on 127.0.0.1 (llmpulse.core.simulator.fleet) and providers resolved against it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from llmpulse.core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers
-from llmpulse.core.fleet import Fleet
+from llmpulse.core.simulator.fleet import Fleet
 
 
 def providers_for(fleet: Fleet, keys: dict[str, str], ids: list[str] | None = None):

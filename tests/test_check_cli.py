@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from llmpulse.core.fleet import FakeProvider, Fleet
+from llmpulse.core.simulator.fleet import FakeProvider, Fleet
 from tests.cli_helpers import run_cli
 
 KEY = "sk-proj-CheckCliSecret0123456789abcdef"

@@ -12,8 +12,8 @@ import time
 
 from llmpulse.core.collector import Collector, probe_now
 from llmpulse.core.config import load_context
-from llmpulse.core.fleet import FakeProvider, Fleet
 from llmpulse.core.lease import read_lease
+from llmpulse.core.simulator.fleet import FakeProvider, Fleet
 from llmpulse.core.snapshot import build_snapshot
 from llmpulse.core.store import Store
 from tests.cli_helpers import run_cli

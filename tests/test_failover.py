@@ -9,8 +9,8 @@ import pytest
 
 from llmpulse.core.config import load_context
 from llmpulse.core.failover import AllProvidersFailed, FailoverClient, RequestRejected
-from llmpulse.core.fleet import FakeProvider, Fleet
 from llmpulse.core.health import circuit_states
+from llmpulse.core.simulator.fleet import FakeProvider, Fleet
 from llmpulse.core.store import Store
 from tests.cli_helpers import run_cli
 

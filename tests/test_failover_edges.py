@@ -12,8 +12,8 @@ from llmpulse.core.clock import ManualClock
 from llmpulse.core.config import load_context
 from llmpulse.core.enablement import set_enabled
 from llmpulse.core.failover import AllProvidersFailed, FailoverClient, RequestRejected, plan_chain
-from llmpulse.core.fleet import FakeProvider, Fleet, Response
 from llmpulse.core.health import circuit_states, load_health
+from llmpulse.core.simulator.fleet import FakeProvider, Fleet, Response
 from llmpulse.core.store import Store
 from llmpulse.core.usage.recorder import Recorder, pricing_for
 

@@ -1,4 +1,4 @@
-"""Probes against real HTTP servers on 127.0.0.1 (llmpulse.core.fleet): every error kind, every auth style,
+"""Probes against real HTTP servers on 127.0.0.1 (llmpulse.core.simulator.fleet): every error kind, every auth style,
 the deadline, and keys kept out of everything a probe produces."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 
 from llmpulse.core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers
 from llmpulse.core.config import HealthSettings, ProbeSettings
-from llmpulse.core.fleet import FakeProvider, Fleet
 from llmpulse.core.health import record_probe_results
 from llmpulse.core.probe import probe_all
+from llmpulse.core.simulator.fleet import FakeProvider, Fleet
 from llmpulse.core.store import Store
 from tests.conftest import providers_for
 
@@ -187,7 +187,7 @@ async def test_keys_never_reach_the_database_or_results(fleet, tmp_path):
         "openai",
         "GET",
         "/models",
-        lambda f, req: __import__("llmpulse.core.fleet").core.fleet.Response.json(
+        lambda f, req: __import__("llmpulse.core.simulator.fleet").core.simulator.fleet.Response.json(
             401, {"error": {"message": f"Incorrect API key provided: {OPENAI_KEY}"}}
         ),
     )

@@ -1,4 +1,4 @@
-"""Reconciling with providers' own bills: billing endpoints served by llmpulse.core.fleet routes on 127.0.0.1."""
+"""Reconciling with providers' own bills: billing endpoints served by llmpulse.core.simulator.fleet routes on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import time
 
 from llmpulse.core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers
-from llmpulse.core.fleet import FakeProvider, Fleet, Response
+from llmpulse.core.simulator.fleet import FakeProvider, Fleet, Response
 from llmpulse.core.store import Store
 from llmpulse.core.usage.pricing import Pricing
 from llmpulse.core.usage.reconcile import poll_billing, reconcile

@@ -8,8 +8,8 @@ from datetime import UTC
 from llmpulse.core.alerts.engine import AlertEngine
 from llmpulse.core.alerts.rules import Condition
 from llmpulse.core.config import load_context
-from llmpulse.core.fleet import FakeProvider, Fleet
 from llmpulse.core.lease import read_lease
+from llmpulse.core.simulator.fleet import FakeProvider, Fleet
 from llmpulse.core.store import Store
 from llmpulse.tui.app import PulseApp
 from llmpulse.tui.core_backend import CoreBackend

@@ -93,7 +93,7 @@ def watch_command(args: argparse.Namespace) -> int:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    from llmpulse.core.demo import Demo
+    from llmpulse.core.simulator.demo import Demo
 
     if args.headless is None:
         _require_terminal()

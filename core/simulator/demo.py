@@ -1,6 +1,6 @@
 """`llmpulse demo`: the whole product with no API keys and no network.
 
-A simulated fleet on 127.0.0.1 (llmpulse.core.fleet: real HTTP servers) — OpenAI healthy and fast, Anthropic
+A simulated fleet on 127.0.0.1 (llmpulse.core.simulator.fleet: real HTTP servers) — OpenAI healthy and fast, Anthropic
 slow, Groq flapping, Together rate-limited, DeepSeek with a bad key, Mistral nearly out of rate limit,
 Ollama local — is written into a generated config with budgets and a gpt-4o → gpt-4.1 migration.
 Thirty days of usage across departments, agents and users are backfilled (the migration's share
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from llmpulse.core.config import Context, load_context
-from llmpulse.core.fleet import FakeProvider, Fleet
+from llmpulse.core.simulator.fleet import FakeProvider, Fleet
 
 DEMO_KEY = "sk-demo-0000000000000000000000"
 DAY = 86400.0
