@@ -9,6 +9,7 @@ import os
 import time
 
 from llmpulse.core.alerts.engine import AlertEngine, AlertError
+from llmpulse.core.alerts.stats import AlertStats, DurationStats, GroupCount, alert_stats
 from llmpulse.core.cli.common import CliError, context_from, open_store, print_json, render_table
 from llmpulse.core.durations import DurationError, format_duration, parse_duration
 
@@ -55,6 +56,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("id", type=int, metavar="ID")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=show_command)
+    stats = actions.add_parser(
+        "stats",
+        help="alerts by rule, severity and subject; time to ack/resolve; noisiest rules; deliveries per channel",
+        description="Statistics of the alerts opened in the period: counts by rule, severity and subject, "
+        "time to acknowledge and to resolve (median and p90, exact), the noisiest rules (most re-fires) and "
+        "notices sent, failed and held per channel.",
+    )
+    stats.add_argument("--since", default="30d", metavar="DURATION", help="how far back, e.g. 24h, 7d (default 30d)")
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    stats.set_defaults(handler=stats_command)
 
 
 def _age(seconds: float) -> str:
@@ -172,4 +183,63 @@ async def action_command(args: argparse.Namespace) -> int:
         until = " until " + dt.datetime.fromtimestamp(alert.silenced_until).astimezone().strftime("%Y-%m-%d %H:%M %Z")
     done = {"ack": "acknowledged", "resolve": "resolved", "silence": "silenced", "unsilence": "unsilenced"}[args.verb]
     print(f"alert #{alert.id} {done} by {by}{until}: {alert.subject}: {alert.message}")
+    return 0
+
+
+def _durations(stats: DurationStats) -> str:
+    if not stats.count:
+        return "none yet"
+    assert stats.median_s is not None and stats.p90_s is not None
+    return f"median {format_duration(stats.median_s)}, p90 {format_duration(stats.p90_s)} (of {stats.count})"
+
+
+def _group_table(title: str, groups: list[GroupCount]) -> str:
+    return render_table((title, "ALERTS", "FIRED"), [(g.key, g.alerts, g.fired) for g in groups], right=(1, 2))
+
+
+def print_stats(stats: AlertStats, since_text: str) -> None:
+    print(f"{stats.alerts} alerts opened in the last {since_text}")
+    if not stats.alerts and not stats.deliveries:
+        return
+    print(f"time to acknowledge: {_durations(stats.time_to_ack)}")
+    print(f"time to resolve:     {_durations(stats.time_to_resolve)}")
+    for title, groups in (("RULE", stats.by_rule), ("SEVERITY", stats.by_severity), ("SUBJECT", stats.by_subject)):
+        if groups:
+            print()
+            print(_group_table(title, groups))
+    print()
+    if stats.noisiest_rules:
+        names = ", ".join(f"{g.key} ({g.fired} fires)" for g in stats.noisiest_rules)
+        print(f"noisiest rules: {names}")
+    else:
+        print("noisiest rules: none fired")
+    if stats.deliveries:
+        print()
+        print(
+            render_table(
+                ("CHANNEL", "SENT", "FAILED", "HELD", "SENDING"),
+                [(d.channel, d.sent, d.failed, d.held, d.pending) for d in stats.deliveries],
+                right=(1, 2, 3, 4),
+            )
+        )
+
+
+async def stats_command(args: argparse.Namespace) -> int:
+    try:
+        seconds = parse_duration(args.since)
+    except DurationError:
+        raise CliError(f"--since: found {args.since!r}; expected a duration like 24h, 7d or 30d", 2) from None
+    if seconds <= 0:
+        raise CliError(f"--since: found {args.since!r}; expected a positive duration like 7d", 2)
+    ctx = context_from(args)
+    now = time.time()
+    store = await open_store(ctx)
+    try:
+        stats = await alert_stats(store, now - seconds, now + 1)
+    finally:
+        await store.close()
+    if args.json:
+        print_json({"since": args.since, **stats.to_json()})
+    else:
+        print_stats(stats, args.since)
     return 0
