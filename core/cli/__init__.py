@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "llmpulse.core.cli.alerts",  # alerts, alerts ack/resolve/silence/unsilence
     "llmpulse.core.cli.migration",  # migration, migration advance
     "llmpulse.core.cli.failover",  # failover
+    "llmpulse.core.cli.export",  # export
     "llmpulse.core.cli.tui",  # watch, demo, daemon           (issue 6)
 )
 

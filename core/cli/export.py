@@ -1,0 +1,55 @@
+"""`llmpulse export --since 30d --out DIR [--format csv|jsonl]`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from llmpulse.core import __version__
+from llmpulse.core.cli.common import CliError, context_from, open_store
+from llmpulse.core.durations import DurationError, parse_duration
+from llmpulse.core.export import FORMATS, export
+from llmpulse.core.usage.budgets import budget_statuses
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="usage, roll-ups, probes, alerts, budgets and migrations of a period into one folder",
+        description="Write what llmpulse knows over a period into DIR, one file per kind (usage with "
+        "usage.jsonl in the `llmpulse import` format, usage_rollups, probes, alerts, alert_transitions, "
+        "alert_deliveries, budgets, migrations, migration_events) and manifest.json saying what is "
+        "included and for which period. Keys and secrets are never in it.",
+    )
+    p.add_argument("--since", default="30d", metavar="DURATION", help="how far back, e.g. 24h, 7d (default 30d)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write into (created if missing)")
+    p.add_argument("--format", choices=FORMATS, default="jsonl", help="file format (default jsonl)")
+    p.set_defaults(handler=export_command)
+
+
+async def export_command(args: argparse.Namespace) -> int:
+    try:
+        seconds = parse_duration(args.since)
+    except DurationError:
+        raise CliError(f"--since: found {args.since!r}; expected a duration like 24h, 7d or 30d", 2) from None
+    if seconds <= 0:
+        raise CliError(f"--since: found {args.since!r}; expected a positive duration like 7d", 2)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out: {out} is a file; expected a folder to write into", 2)
+    ctx = context_from(args)
+    now = time.time()
+    store = await open_store(ctx)
+    try:
+        budgets = [b.to_json() for b in await budget_statuses(store, ctx.config.usage, now)]
+        try:
+            result = await export(store, out, now - seconds, now + 1, args.format, budgets, __version__)
+        except OSError as exc:
+            raise CliError(f"--out: cannot write {out}: {exc.strerror}; expected a writable folder", 2) from None
+    finally:
+        await store.close()
+    for f in result.files:
+        print(f"{f.rows:>9,}  {f.name}")
+    print(f"wrote {len(result.files)} files and manifest.json to {out}")
+    return 0
