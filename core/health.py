@@ -164,6 +164,7 @@ class ProviderHealth:
     provider_id: str
     name: str
     status: str  # latest probe: healthy | degraded | failed | unknown
+    status_since: float | None = None  # first probe of the latest run of this status (the window's start at most)
     error_kind: str | None = None
     error: str | None = None
     samples: int = 0  # probes (+ real requests) in the window
@@ -244,6 +245,20 @@ def _result_from_row(row: Mapping[str, Any], name: str) -> ProbeResult:
     )
 
 
+def _run_started(rows: Sequence[Mapping[str, Any]]) -> float | None:
+    """When the newest run of one status began: the first of the trailing probes sharing the latest one's
+    status (rows oldest first). A run older than the window reads as the window's first probe."""
+    if not rows:
+        return None
+    status = rows[-1]["status"]
+    since = rows[-1]["checked_at"]
+    for row in reversed(rows):
+        if row["status"] != status:
+            break
+        since = row["checked_at"]
+    return float(since)
+
+
 async def load_health(
     store: Store,
     providers: Sequence[Provider],
@@ -272,6 +287,7 @@ async def load_health(
     for p in providers:
         window = [r for r in by_provider.get(p.id, []) if r["status"] != "unknown"]
         latest = by_provider.get(p.id, [])[-1] if by_provider.get(p.id) else None
+        status_since = _run_started(by_provider.get(p.id, []))
         st = state_rows.get(p.id)
         circuit = breaker.current(
             CircuitState(st["circuit"], int(st["consecutive_failures"]), st["opened_at"]) if st else CircuitState(), now
@@ -294,6 +310,7 @@ async def load_health(
             provider_id=p.id,
             name=p.name,
             status=latest["status"] if latest is not None else "unknown",
+            status_since=status_since,
             error_kind=latest["error_kind"] if latest is not None else None,
             error=latest["error"] if latest is not None else None,
             samples=samples,
@@ -320,6 +337,7 @@ async def load_health(
         )
         if not p.enabled:
             health.status, health.error_kind, health.error = "unknown", "disabled", "disabled"
+            health.status_since = None
         elif not p.configured and latest is None:
             health.error_kind = "not_configured"
         out.append(health)

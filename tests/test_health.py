@@ -114,6 +114,9 @@ async def test_window_stats_circuit_and_next_provider(tmp_path):
         assert health["anthropic"].latency_band == "acceptable"
         g = health["groq"]
         assert g.circuit == "open" and g.consecutive_failures == 10 and g.error_band == "critical"
+        # How long each state has lasted: openai healthy again since the probe after its failure (i=5);
+        # groq failed since the window's first probe (the one before the window does not count).
+        assert o.status_since == T0 + 5 * 30 and g.status_since == T0
         # Failover order: by priority (ollama < openai 20 < anthropic 21 < groq 33), skipping groq's open circuit
         assert next_provider(health.values()).provider_id == "openai"
         assert next_provider(health.values(), after="openai").provider_id == "anthropic"
