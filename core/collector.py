@@ -66,15 +66,44 @@ class Collector:
         self.store = store
         self.clock = clock
         self.on_event = on_event or (lambda line: log.info(line))
+        self._own_notifier = notifier is None
         self.notifier = notifier if notifier is not None else Notifier(ctx.config.alerts, store, clock, ctx.env)
         self.engine = AlertEngine(store, ctx.config.alerts, clock, self.notifier)
+        self._pending: Context | None = None
         self.rounds = 0
         self._last_status: dict[str, str] = {}
         self._last_prune = 0.0
         self._last_billing = 0.0
 
+    # -- live reload ------------------------------------------------------------------------------
+    def reload(self, ctx: Context) -> None:
+        """Use `ctx` (a config loaded and checked by the caller) from the next round on: thresholds,
+        budgets, rules, channels, providers and the interval. Alerts, their history and the circuit
+        breakers live in the database, so nothing open is lost or re-announced."""
+        self._pending = ctx
+
+    async def _apply_reload(self) -> None:
+        ctx, self._pending = self._pending, None
+        if ctx is None:
+            return
+        self.ctx = ctx
+        if self._own_notifier:
+            # Deliveries already in flight finish on the old channels (bounded); new notices use the new ones.
+            old = self.notifier
+            self.notifier = Notifier(ctx.config.alerts, self.store, self.clock, ctx.env)
+            try:
+                await asyncio.wait_for(old.drain(DRAIN_S), timeout=DRAIN_S + 1)
+            except Exception as exc:
+                self.on_event(redact(f"config reload: old channels did not drain: {type(exc).__name__}: {exc}") or "")
+        self.engine = AlertEngine(self.store, ctx.config.alerts, self.clock, self.notifier)
+        self.on_event(
+            f"config reloaded: {sum(p.configured for p in ctx.providers)} providers configured, "
+            f"probing every {ctx.config.probe.interval:g}s"
+        )
+
     # -- one round --------------------------------------------------------------------------------
     async def run_round(self) -> RoundReport:
+        await self._apply_reload()
         cfg = self.ctx.config
         started = time.perf_counter()
         now = self.clock.now()
@@ -191,7 +220,7 @@ class Collector:
         # A holder id per collector, not per process: two dashboards in one process are two contenders.
         lease = Lease(lease_db, COLLECTOR_LEASE, holder=process_holder_id(), clock=SYSTEM_CLOCK)
         self.lease_holder = lease.holder
-        interval = self.ctx.config.probe.interval if interval is None else interval
+        fixed_interval = interval
         holding = False
         try:
             while not stop.is_set():
@@ -201,6 +230,8 @@ class Collector:
                         holding = False
                     await _wait(stop, STANDBY_POLL)
                     continue
+                # read each round: a config reload may change it
+                interval = self.ctx.config.probe.interval if fixed_interval is None else fixed_interval
                 if not holding:
                     self.on_event(f"collector lease taken by {lease.holder}: collecting every {interval:g}s")
                     holding = True
@@ -211,6 +242,7 @@ class Collector:
                     await self.run_round()
                     if on_round is not None:
                         on_round()
+                    interval = self.ctx.config.probe.interval if fixed_interval is None else fixed_interval
                     remaining = interval - (time.monotonic() - round_started)
                     if remaining > 0:
                         await _wait_any(stop, lost, remaining)

@@ -12,8 +12,14 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from llmpulse.core.cli.common import CliError, context_from
+from llmpulse.core.redact import redact
+
+if TYPE_CHECKING:
+    from llmpulse.core.config import Context
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -111,10 +117,16 @@ def daemon_command(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s llmpulse %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z"
     )
-    return asyncio.run(run_daemon(ctx, once=args.once))
+    return asyncio.run(run_daemon(ctx, once=args.once, reload_context=lambda: context_from(args)))
 
 
-async def run_daemon(ctx, *, once: bool = False, stop: asyncio.Event | None = None) -> int:
+async def run_daemon(
+    ctx: Context,
+    *,
+    once: bool = False,
+    stop: asyncio.Event | None = None,
+    reload_context: Callable[[], Context] | None = None,
+) -> int:
     from llmpulse.core.collector import Collector
     from llmpulse.core.store import Store
 
@@ -128,6 +140,28 @@ async def run_daemon(ctx, *, once: bool = False, stop: asyncio.Event | None = No
                 lambda s=sig: (log.info(f"{signal.Signals(s).name}: stopping after this round's writes"), stop.set()),
             )
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            pass
+    collector: Collector | None = None
+
+    def reload() -> None:
+        # SIGHUP: load and check the config now; a mistake is refused and the running config stays.
+        if reload_context is None or collector is None:
+            return
+        try:
+            new_ctx = reload_context()
+        except Exception as exc:
+            log.info(redact(f"SIGHUP: config reload refused, the running config stays: {exc}"))
+            return
+        if new_ctx.db_path != ctx.db_path:
+            log.info(f"SIGHUP: config reload refused: the database moved to {new_ctx.db_path}; restart to change it")
+            return
+        collector.reload(new_ctx)
+        log.info("SIGHUP: config loaded; it applies from the next round")
+
+    if reload_context is not None:
+        try:
+            loop.add_signal_handler(signal.SIGHUP, reload)
+        except (NotImplementedError, RuntimeError, AttributeError):  # not the main thread, or no SIGHUP
             pass
     store = await Store.open(ctx.db_path)
     log.info(
