@@ -129,7 +129,7 @@ class Collector:
         stats = await step("request stats", lambda: provider_request_stats(self.store, now - cfg.health.window, now))
         health = await step("health", lambda: load_health(self.store, providers, cfg.health, now, stats))
         budgets = await step("budgets", lambda: budget_statuses(self.store, cfg.usage, now))
-        migrations = await step("migrations", lambda: migration_statuses(self.store, cfg, now))
+        migrations = await step("migrations", lambda: migration_statuses(self.store, cfg, now, record=True))
         unknown = await step("unknown prices", lambda: unknown_price_models(self.store, now - 86400.0, now))
         await step("latency samples", lambda: record_latency_samples(self.store, health or [], cfg.alerts, now))
         baselines = await step(

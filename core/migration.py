@@ -646,11 +646,16 @@ async def daily_shares(store: Store, cfg: MigrationConfig, since: float, until: 
     return sorted((ts, new / (old + new)) for ts, (old, new) in per_day.items() if old + new)
 
 
-async def migration_status(store: Store, cfg: MigrationConfig, now: float) -> MigrationStatus:
-    """Measure one migration now, recording any automatic phase advance the share has earned."""
+async def migration_status(store: Store, cfg: MigrationConfig, now: float, *, record: bool = False) -> MigrationStatus:
+    """Measure one migration now. Only the collector passes `record=True`: it decides and writes any
+    automatic phase advance the share has earned. Everyone else reads the phase as stored — a dashboard
+    or `migration` over SSH must never decide a phase (nor write at all)."""
     window = await window_traffic(store, now - cfg.window, now)
     split = traffic_split(window, cfg)
-    state = await _apply_automatic(store, cfg, split.share_requests, now)
+    if record:
+        state = await _apply_automatic(store, cfg, split.share_requests, now)
+    else:
+        state = await _load_state(store, cfg)
     trend_since = max(cfg.start_ts, now - cfg.trend)
     daily = await daily_shares(store, cfg, trend_since, now) if now > cfg.start_ts else []
     projection = project_share(daily, cfg, now, split.share_requests)
@@ -684,6 +689,7 @@ async def migration_status(store: Store, cfg: MigrationConfig, now: float) -> Mi
     )
 
 
-async def migration_statuses(store: Store, cfg: Any, now: float) -> list[MigrationStatus]:
-    """Every configured migration, measured now (also records automatic phase advances)."""
-    return [await migration_status(store, m, now) for m in migration_configs(cfg)]
+async def migration_statuses(store: Store, cfg: Any, now: float, *, record: bool = False) -> list[MigrationStatus]:
+    """Every configured migration, measured now; `record=True` (the collector only) also records
+    automatic phase advances."""
+    return [await migration_status(store, m, now, record=record) for m in migration_configs(cfg)]

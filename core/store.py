@@ -45,8 +45,14 @@ class Store:
         _OPEN.add(self)
 
     @classmethod
-    async def open(cls, path: str | Path, migrations: Sequence[Migration] = MIGRATIONS) -> Store:
+    async def open(
+        cls, path: str | Path, migrations: Sequence[Migration] = MIGRATIONS, *, readonly: bool = False
+    ) -> Store:
+        """Open (creating and migrating) the database. `readonly`: SQLite itself refuses every write on
+        this connection — what viewers use, so reading can never change what the collector decided."""
         path = Path(path)
+        if readonly:
+            return await cls._open_readonly(path, migrations)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so batches are one transaction.
@@ -64,6 +70,43 @@ class Store:
         except sqlite3.DatabaseError as exc:
             await conn.close()
             raise StoreError(f"{path} is not a usable llmpulse database: {exc}") from None
+        return store
+
+    @classmethod
+    async def open_reader(cls, path: str | Path, migrations: Sequence[Migration] = MIGRATIONS) -> Store:
+        """A read-only connection for a viewer. A database that does not exist yet (or predates this
+        version's schema) is created or upgraded first — schema only, never a judgement — then reopened
+        read-only."""
+        path = Path(path)
+        try:
+            return await cls._open_readonly(path, migrations)
+        except StoreError:
+            if _is_other_than_file(path):
+                raise
+        await (await cls.open(path, migrations)).close()
+        return await cls._open_readonly(path, migrations)
+
+    @classmethod
+    async def _open_readonly(cls, path: Path, migrations: Sequence[Migration]) -> Store:
+        uri = _readonly_uri(path)
+        try:
+            conn = await aiosqlite.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open database {path}: {exc}") from None
+        conn.row_factory = aiosqlite.Row
+        store = cls(conn, path)
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            async with conn.execute("SELECT name FROM schema_migrations") as cur:
+                applied = {row[0] for row in await cur.fetchall()}
+        except sqlite3.DatabaseError as exc:
+            await store.close()
+            raise StoreError(f"{path} is not a usable llmpulse database: {exc}") from None
+        if any(m.name not in applied for m in migrations):
+            await store.close()
+            raise StoreError(
+                f"{path} was written by an older llmpulse: run the daemon (or any writing command) once to upgrade it"
+            )
         return store
 
     async def _migrate(self, migrations: Sequence[Migration]) -> None:
@@ -145,6 +188,16 @@ class Store:
     async def schema_version(self) -> int:
         row = await self.fetchone("PRAGMA user_version")
         return int(row[0]) if row else 0
+
+
+def _readonly_uri(path: Path) -> str:
+    if not path.is_file():
+        raise StoreError(f"no database at {path}: nothing has collected there yet (run 'llmpulse daemon')")
+    return f"{path.resolve().as_uri()}?mode=ro"
+
+
+def _is_other_than_file(path: Path) -> bool:
+    return path.exists() and not path.is_file()
 
 
 def _split_sql(script: str) -> list[str]:

@@ -31,7 +31,8 @@ class CoreBackend:
     async def read_store(self) -> Store:
         async with self._open_lock:
             if self._read is None:
-                self._read = await Store.open(self.ctx.db_path)
+                # Read-only: drawing the dashboard must never write (only the collector judges and writes).
+                self._read = await Store.open_reader(self.ctx.db_path)
             return self._read
 
     async def write_store(self) -> Store:

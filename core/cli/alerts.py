@@ -10,7 +10,7 @@ import time
 
 from llmpulse.core.alerts.engine import AlertEngine, AlertError
 from llmpulse.core.alerts.stats import AlertStats, DurationStats, GroupCount, alert_stats
-from llmpulse.core.cli.common import CliError, context_from, open_store, print_json, render_table
+from llmpulse.core.cli.common import CliError, context_from, open_reader, open_store, print_json, render_table
 from llmpulse.core.durations import DurationError, format_duration, parse_duration
 
 
@@ -83,7 +83,7 @@ def state_word(alert, now: float) -> str:
 
 async def list_command(args: argparse.Namespace) -> int:
     ctx = context_from(args)
-    store = await open_store(ctx)
+    store = await open_reader(ctx)
     try:
         engine = AlertEngine(store, ctx.config.alerts)
         alerts = await (engine.history() if args.all else engine.open_alerts())
@@ -109,7 +109,7 @@ def _when(ts: float | None) -> str:
 
 async def show_command(args: argparse.Namespace) -> int:
     ctx = context_from(args)
-    store = await open_store(ctx)
+    store = await open_reader(ctx)
     try:
         engine = AlertEngine(store, ctx.config.alerts)
         alert = await engine.get(args.id)
@@ -233,7 +233,7 @@ async def stats_command(args: argparse.Namespace) -> int:
         raise CliError(f"--since: found {args.since!r}; expected a positive duration like 7d", 2)
     ctx = context_from(args)
     now = time.time()
-    store = await open_store(ctx)
+    store = await open_reader(ctx)
     try:
         stats = await alert_stats(store, now - seconds, now + 1)
     finally:

@@ -35,6 +35,12 @@ async def open_store(ctx: Context) -> Store:
     return await Store.open(ctx.db_path)
 
 
+async def open_reader(ctx: Context) -> Store:
+    """For commands that only read (report, budgets, alerts, migration, status): SQLite refuses any
+    write on this connection, so reading can never decide or change anything."""
+    return await Store.open_reader(ctx.db_path)
+
+
 def print_json(value: Any) -> None:
     """JSON on stdout, redacted as a last net (keys must never reach exports)."""
     print(redact(json.dumps(value, indent=2, default=str, ensure_ascii=False)))

@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 import time
 
-from llmpulse.core.cli.common import CliError, context_from, open_store, print_json, render_table
+from llmpulse.core.cli.common import CliError, context_from, open_reader, open_store, print_json, render_table
 from llmpulse.core.durations import format_duration
 from llmpulse.core.migration import MigrationError, MigrationStatus, SideStats, advance, find_config, migration_statuses
 
@@ -46,7 +46,7 @@ async def migration_command(args: argparse.Namespace) -> int:
             find_config(ctx.config, name)
         except MigrationError as exc:
             raise CliError(str(exc)) from None
-    store = await open_store(ctx)
+    store = await open_reader(ctx)
     try:
         statuses = await migration_statuses(store, ctx.config, time.time())
     finally:

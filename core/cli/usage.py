@@ -8,7 +8,16 @@ import json
 import sys
 import time
 
-from llmpulse.core.cli.common import CliError, context_from, open_store, print_json, render_csv, render_table, usd
+from llmpulse.core.cli.common import (
+    CliError,
+    context_from,
+    open_reader,
+    open_store,
+    print_json,
+    render_csv,
+    render_table,
+    usd,
+)
 from llmpulse.core.usage.budgets import budget_statuses
 from llmpulse.core.usage.pricing import price_table_version
 from llmpulse.core.usage.queries import BY_CHOICES, breakdown, daily_by, hourly_totals, period_start, total
@@ -210,7 +219,7 @@ def _when(ts: float | None, tz) -> str:
 async def budgets_command(args: argparse.Namespace) -> int:
     ctx = context_from(args)
     usage = ctx.config.usage
-    store = await open_store(ctx)
+    store = await open_reader(ctx)
     try:
         statuses = await budget_statuses(store, usage, time.time())
     finally:
@@ -254,7 +263,7 @@ async def report_command(args: argparse.Namespace) -> int:
     ctx = context_from(args)
     now = time.time()
     since = since_seconds(args.since, now, ctx.config.usage.tz)
-    store = await open_store(ctx)
+    store = await open_reader(ctx)
     try:
         groups = await breakdown(store, args.by, since, now)
         overall = await total(store, since, now)
