@@ -78,3 +78,26 @@ async def test_snapshot_and_migration_status_never_advance_a_phase(tmp_path):
     finally:
         await store.close()
     assert _data_version(ctx.db_path)[0] > 0
+
+
+async def test_reading_commands_leave_the_file_byte_for_byte_unchanged(tmp_path):
+    import hashlib
+
+    from tests.cli_helpers import run_cli
+
+    ctx = _ctx(tmp_path)
+    now = time.time()
+    store = await Store.open(ctx.db_path)
+    records = [
+        record_from_mapping({"ts": now - 60 * i, "provider": "openai", "model": "gpt-4o-mini"}, now)
+        for i in range(1, 30)
+    ]
+    await ingest(store, records, Pricing())
+    await store.close()
+    digest = hashlib.sha256(ctx.db_path.read_bytes()).hexdigest()
+    for command in (["migration"], ["migration", "--json"], ["report"], ["alerts"], ["budgets"]):
+        proc = run_cli(tmp_path, "--db", str(ctx.db_path), *command)
+        assert proc.returncode == 0, (command, proc.stderr)
+        assert hashlib.sha256(ctx.db_path.read_bytes()).hexdigest() == digest, command
+        assert "preparation" in proc.stdout or command[0] != "migration"
+    assert _data_version(ctx.db_path) == (0, 0)
