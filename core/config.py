@@ -20,6 +20,7 @@ from dotenv import dotenv_values
 
 import llmpulse.core.alerts.config
 import llmpulse.core.migration
+import llmpulse.core.server.config
 import llmpulse.core.usage.config
 from llmpulse.core.catalog import (
     AUTH_STYLES,
@@ -96,6 +97,7 @@ class Config:
     usage: Any = None
     alerts: Any = None
     migrations: Any = None
+    server: Any = None
     tui: Any = None
 
 
@@ -204,6 +206,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
     cfg.usage = llmpulse.core.usage.config.parse(root)
     cfg.alerts = llmpulse.core.alerts.config.parse(root)
     cfg.migrations = llmpulse.core.migration.parse_config(root)
+    cfg.server = llmpulse.core.server.config.parse(root)
     # (issue 6) cfg.tui = llmpulse.core.tuiconfig.parse(root)
     root.done()
     return cfg

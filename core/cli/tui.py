@@ -20,6 +20,7 @@ from llmpulse.core.redact import redact
 
 if TYPE_CHECKING:
     from llmpulse.core.config import Context
+    from llmpulse.core.server.config import Listener
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,9 +64,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the collector without a screen, for systemd or a tmux pane",
         description="Run the collector (probes, usage roll-ups, alert rules, notifications) without a screen, "
         "logging one line per event to stderr. Stops cleanly on SIGTERM or SIGINT after "
-        "finishing its writes. Dashboards opened on the same database view what it collects.",
+        "finishing its writes. Dashboards opened on the same database view what it collects. "
+        "With [server] listen (or --listen) it also serves HTTP (GET /healthz), with a Bearer token "
+        "when [server] token_env is set.",
     )
     m.add_argument("--once", action="store_true", help="run one round and exit (for cron or a quick test)")
+    m.add_argument(
+        "--listen",
+        metavar="ADDR",
+        default=None,
+        help="serve HTTP on HOST:PORT (overrides [server] listen; e.g. 127.0.0.1:4318, port 0 for any free one); "
+        "an address other than loopback needs [server] token_env",
+    )
     m.set_defaults(handler=daemon_command)
 
 
@@ -114,10 +124,15 @@ def demo_command(args: argparse.Namespace) -> int:
 
 def daemon_command(args: argparse.Namespace) -> int:
     ctx = context_from(args)
+    listener = None
+    if (args.listen is not None or ctx.config.server.listen is not None) and not args.once:
+        from llmpulse.core.server.config import resolve_listener
+
+        listener = resolve_listener(ctx.config.server, ctx.env, ctx.config.source, args.listen)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s llmpulse %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z"
     )
-    return asyncio.run(run_daemon(ctx, once=args.once, reload_context=lambda: context_from(args)))
+    return asyncio.run(run_daemon(ctx, once=args.once, reload_context=lambda: context_from(args), listener=listener))
 
 
 async def run_daemon(
@@ -126,6 +141,7 @@ async def run_daemon(
     once: bool = False,
     stop: asyncio.Event | None = None,
     reload_context: Callable[[], Context] | None = None,
+    listener: Listener | None = None,
 ) -> int:
     from llmpulse.core.collector import Collector
     from llmpulse.core.store import Store
@@ -168,6 +184,17 @@ async def run_daemon(
         f"daemon started: database {ctx.db_path}, {sum(p.configured for p in ctx.providers)} providers "
         f"configured, probing every {ctx.config.probe.interval:g}s"
     )
+    server = None
+    if listener is not None:
+        from llmpulse.core.server.app import Server, ServerState
+
+        server = Server(ServerState(ctx, store, ctx.config.server), listener)
+        try:
+            await server.start()
+        except OSError as exc:
+            await store.close()
+            raise CliError(f"cannot listen on {listener.host}:{listener.port}: {exc.strerror or exc}", 2) from None
+        log.info(f"serving on {server.url}" + (" (token required)" if listener.token else " (no token: loopback only)"))
     try:
         collector = Collector(ctx, store, on_event=log.info)
         if once:
@@ -179,4 +206,6 @@ async def run_daemon(
         log.info(f"daemon stopped after {collector.rounds} rounds in {time.monotonic() - started:.0f}s")
         return 0
     finally:
+        if server is not None:
+            await server.stop()
         await store.close()
