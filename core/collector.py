@@ -24,7 +24,8 @@ from llmpulse.core.alerts.rules import RuleInputs, covered_rules, evaluate_rules
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.config import Context
 from llmpulse.core.enablement import apply_enablement
-from llmpulse.core.health import load_health, prune_probe_results, record_probe_results
+from llmpulse.core.health import load_health, record_probe_results
+from llmpulse.core.health_state import prune_probe_history, prune_probe_results, raw_keep
 from llmpulse.core.lease import COLLECTOR_LEASE, RENEW_EVERY, STANDBY_POLL, Lease, process_holder_id
 from llmpulse.core.migration import migration_statuses
 from llmpulse.core.probe import ProbeResult, probe_all
@@ -37,7 +38,6 @@ from llmpulse.core.usage.reconcile import RECONCILE_INTERVAL_S, billable, poll_b
 log = logging.getLogger("llmpulse.collector")
 
 PRUNE_EVERY_S = 3600.0
-PROBE_KEEP_S = 7 * 86400.0
 NOTICE_KEEP_S = 30 * 86400.0  # sent notices and finished deliveries (alerts and transitions stay)
 DRAIN_S = 5.0  # on stop, how long deliveries in flight may still take
 Event = Callable[[str], None]
@@ -175,7 +175,10 @@ class Collector:
         cfg = self.ctx.config
         if now - self._last_prune >= PRUNE_EVERY_S:
             self._last_prune = now
-            await step("prune probes", lambda: prune_probe_results(self.store, now, PROBE_KEEP_S))
+            # Raw probes for a short while (the window's expiry and the detail screen read them), their
+            # per-minute summaries for the charts' history.
+            await step("prune probes", lambda: prune_probe_results(self.store, now, raw_keep(cfg.health)))
+            await step("prune probe history", lambda: prune_probe_history(self.store, now))
             await step("prune usage", lambda: prune_usage(self.store, now, cfg.storage.retention))
             await step("prune notices", lambda: prune_alert_notices(self.store, now, NOTICE_KEEP_S))
         if now - self._last_billing >= RECONCILE_INTERVAL_S:

@@ -72,6 +72,55 @@ CORE.append(
     )
 )
 
+CORE.append(
+    Migration(
+        "0003_probe_windows",
+        """
+    -- Issue 14: the health window's aggregates per provider, moved as probes arrive (llmpulse.core.health_state),
+    -- so a read costs one row per provider instead of every probe of the window. Empty at first: the next
+    -- write of a provider rebuilds its row from the raw probes.
+    CREATE TABLE probe_windows (
+        provider_id   TEXT PRIMARY KEY,
+        window_s      REAL NOT NULL,     -- the window length it was built for (another length: rebuilt)
+        since         REAL NOT NULL,     -- covers probes with checked_at >= since ...
+        last_at       REAL NOT NULL,     -- ... up to this write
+        samples       INTEGER NOT NULL,  -- probes with a verdict (not unknown)
+        errors        INTEGER NOT NULL,
+        latency_hist  TEXT NOT NULL,     -- JSON {bucket: count}, log buckets (health_state.HIST_RATIO)
+        p50_ms        REAL,
+        p95_ms        REAL,
+        series        TEXT NOT NULL,     -- JSON [[checked_at, latency_ms], ...], the newest 30
+        rate_limit    TEXT,              -- JSON of the newest probe in the window that had one
+        rate_limit_at REAL,
+        balance       TEXT,
+        balance_at    REAL
+    );
+    -- Per-minute probe summaries, kept long after raw probes are pruned: the charts' history.
+    CREATE TABLE probe_minutes (
+        provider_id TEXT NOT NULL,
+        minute      REAL NOT NULL,       -- start of the minute, unix seconds
+        probes      INTEGER NOT NULL,    -- with a verdict (not unknown)
+        errors      INTEGER NOT NULL,
+        latency_n   INTEGER NOT NULL,    -- probes that got an HTTP answer (their latency counts)
+        latency_sum REAL NOT NULL,
+        latency_max REAL NOT NULL,
+        PRIMARY KEY (provider_id, minute)
+    ) WITHOUT ROWID;
+    CREATE INDEX probe_minutes_minute ON probe_minutes (minute);
+    -- When the provider's latest status began (its run of probes with that status), kept as probes arrive.
+    ALTER TABLE provider_state ADD COLUMN status_since REAL;
+    INSERT INTO probe_minutes
+        SELECT provider_id, CAST(checked_at / 60 AS INTEGER) * 60.0, COUNT(*),
+               SUM(status = 'failed' OR error_kind IN ('rate_limited', 'overloaded')),
+               SUM(latency_ms IS NOT NULL AND http_status),
+               TOTAL(CASE WHEN latency_ms IS NOT NULL AND http_status THEN latency_ms END),
+               COALESCE(MAX(CASE WHEN latency_ms IS NOT NULL AND http_status THEN latency_ms END), 0)
+        FROM probe_results WHERE status != 'unknown'
+        GROUP BY provider_id, CAST(checked_at / 60 AS INTEGER);
+""",
+    )
+)
+
 # Issue 3 (usage, cost, budgets) appends here.
 USAGE: list[Migration] = [
     Migration(
