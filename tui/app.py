@@ -10,11 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import os
-import signal
-import sys
-import termios
-import threading
 from collections.abc import Iterable
 from datetime import datetime, tzinfo
 from typing import Any
@@ -29,6 +24,7 @@ from textual.widgets import Input
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.store import close_all_stores
 from llmpulse.tui.backend import Backend
+from llmpulse.tui.hangup import HangupGuard
 from llmpulse.tui.messages import SnapshotFailed, SnapshotReady
 from llmpulse.tui.panels import Panel, View
 from llmpulse.tui.screens.alert import AlertScreen
@@ -41,7 +37,6 @@ from llmpulse.tui.screens.provider import ProviderScreen
 from llmpulse.tui.screens.silence import SilenceScreen
 
 REFRESH_STEPS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
-TERMINAL_GONE_GRACE_S = 2.0  # after a hang-up, the longest an orderly exit may take
 TIME_RANGES: tuple[tuple[str, float], ...] = (
     ("1h", 3600.0),
     ("24h", 86400.0),
@@ -119,7 +114,7 @@ class PulseApp(App[int]):
         self.last_error: str | None = None
         self.pending_draw = False
         self.polls = 0
-        self._leaving = False
+        self.hangup = HangupGuard(self, stop_now=self._stop_for_hangup, leave=self._close_for_hangup)
         self._wake = asyncio.Event()
         self._stop_collector = asyncio.Event()
         self.set_reactive(PulseApp.refresh_interval, refresh)
@@ -151,8 +146,7 @@ class PulseApp(App[int]):
         if self.background is not None:
             self.background_loop()
         if self.watch_terminal:
-            self._install_hangup_handlers()
-            self.set_interval(1.0, self._check_terminal, name="terminal-watch")
+            self.hangup.install()
 
     async def on_unmount(self) -> None:
         self._stop_collector.set()
@@ -459,46 +453,14 @@ class PulseApp(App[int]):
         yield SystemCommand("Help", "All keys", self.action_help)
         yield from super().get_system_commands(screen)
 
-    # -- the terminal going away --------------------------------------------------------------------
-    def _install_hangup_handlers(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGHUP, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, self._terminal_gone)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
-
-    def _terminal_gone(self) -> None:
-        """Stop collecting, close the database, leave. Restoring a terminal that is gone can block inside
-        Textual's writer (its queue fills with nowhere to write), so a watchdog ends the process if the
-        orderly exit has not within a few seconds; by then the database is closed."""
-        if self._leaving:
-            return
-        self._leaving = True
+    # -- the terminal going away (llmpulse.tui.hangup) ------------------------------------------------
+    def _stop_for_hangup(self) -> None:
         self._stop_collector.set()
         self.workers.cancel_all()
-        watchdog = threading.Timer(TERMINAL_GONE_GRACE_S, os._exit, args=(0,))
-        watchdog.daemon = True
-        watchdog.start()
-        asyncio.get_running_loop().create_task(self._close_and_exit())
 
-    async def _close_and_exit(self) -> None:
-        try:
-            await asyncio.wait_for(self.backend.close(), timeout=1.0)
-            await close_all_stores(timeout=1.0)
-        except (TimeoutError, Exception):
-            pass
-        self.exit(0)
-
-    def _check_terminal(self) -> None:
-        """After an SSH drop stdin reads EOF forever: exit instead of spinning."""
-        if self.is_headless:
-            return
-        try:
-            termios.tcgetattr(sys.__stdin__.fileno())  # EIO once the pty is hung up
-            os.get_terminal_size(sys.__stdout__.fileno())
-        except (OSError, ValueError, AttributeError, termios.error):
-            self._terminal_gone()
+    async def _close_for_hangup(self) -> None:
+        await asyncio.wait_for(self.backend.close(), timeout=1.0)
+        await close_all_stores(timeout=1.0)
 
 
 def _default_actor() -> str:
