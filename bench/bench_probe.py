@@ -23,8 +23,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import psutil
 
 from llmpulse.core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers
-from llmpulse.core.config import ProbeSettings
 from llmpulse.core.probe import make_client, probe_all, probe_provider
+from llmpulse.core.probe_settings import ProbeSettings
 from llmpulse.core.simulator.fleet import FakeProvider, Fleet
 
 KEY = "sk-bench-0000000000000000"

@@ -22,61 +22,14 @@ import llmpulse.core.alerts.config
 import llmpulse.core.migration
 import llmpulse.core.server.config
 import llmpulse.core.usage.config
-from llmpulse.core.catalog import (
-    AUTH_STYLES,
-    CATALOG,
-    KINDS,
-    Provider,
-    ProviderOverride,
-    ProviderSpec,
-    resolve_providers,
-)
+from llmpulse.core.catalog import CATALOG, Provider, ProviderOverride, ProviderSpec, resolve_providers
+from llmpulse.core.health_settings import HealthSettings, parse_health_settings
+from llmpulse.core.probe_settings import ProbeSettings, parse_probe_settings
+from llmpulse.core.provider_kinds import AUTH_STYLES, KIND_FACTS, KINDS
 from llmpulse.core.validate import ConfigError, Section
 
 APP_NAME = "llmpulse"
 CONFIG_FILENAME = "llmpulse.toml"
-
-# Probe path per kind for custom endpoints; the catalog entries carry their own.
-_DEFAULT_PROBE_PATH = {
-    "openai": "/models",
-    "openai-compatible": "/models",
-    "azure": "/openai/models",
-    "anthropic": "/v1/models",
-    "gemini": "/models",
-    "together": "/models",
-    "openrouter": "/key",
-    "moonshot": "/users/me/balance",
-    "deepseek": "/user/balance",
-    "xai": "/api-key",
-    "mistral": "/models",
-    "groq": "/models",
-    "ollama": "/api/version",
-    "localai": "/readyz",
-}
-_DEFAULT_AUTH = {
-    "anthropic": "x-api-key",
-    "gemini": "x-goog-api-key",
-    "azure": "api-key",
-    "ollama": "none",
-    "localai": "none",
-}
-
-
-@dataclass(frozen=True)
-class ProbeSettings:
-    interval: float = 30.0  # seconds between probe rounds
-    timeout: float = 10.0  # per provider, the whole request
-    slow: float = 3.0  # a 2xx slower than this is degraded
-    concurrency: int = 256  # probes in flight at once (a round is one wave up to this many)
-
-
-@dataclass(frozen=True)
-class HealthSettings:
-    window: float = 900.0  # rolling window of probes/requests, seconds
-    error_bands: tuple[float, float, float] = (0.01, 0.05, 0.10)  # excellent < good < concerning < critical
-    latency_bands: tuple[float, float, float] = (0.5, 1.0, 3.0)  # excellent < good < acceptable < slow
-    failure_threshold: int = 3  # consecutive failures that open a circuit
-    cooldown: float = 60.0  # open -> half_open after this long
 
 
 @dataclass(frozen=True)
@@ -101,47 +54,6 @@ class Config:
     tui: Any = None
 
 
-def _parse_probe(root: Section) -> ProbeSettings:
-    sec = root.table("probe")
-    d = ProbeSettings()
-    out = ProbeSettings(
-        interval=sec.duration("interval", d.interval, minimum=0.1),
-        timeout=sec.duration("timeout", d.timeout, minimum=0.01),
-        slow=sec.duration("slow", d.slow, minimum=0.0),
-        concurrency=sec.integer("concurrency", d.concurrency, minimum=1),
-    )
-    sec.done()
-    return out
-
-
-def _three_ascending(sec: Section, name: str, values: list[float], default: tuple) -> tuple:
-    if len(values) != 3 or not (values[0] <= values[1] <= values[2]):
-        raise sec.error(name, values, "three ascending thresholds")
-    return tuple(values)
-
-
-def _parse_health(root: Section) -> HealthSettings:
-    sec = root.table("health")
-    d = HealthSettings()
-    error_bands = sec.number_list("error_bands", list(d.error_bands))
-    latency_raw = sec.raw("latency_bands", None)
-    latency = list(d.latency_bands)
-    if latency_raw is not None:
-        if not isinstance(latency_raw, list) or len(latency_raw) != 3:
-            raise sec.error("latency_bands", latency_raw, 'three durations like ["500ms", "1s", "3s"]')
-        tmp = Section({str(i): v for i, v in enumerate(latency_raw)}, sec.source, sec.key("latency_bands"))
-        latency = [tmp.duration(str(i)) for i in range(3)]
-    out = HealthSettings(
-        window=sec.duration("window", d.window, minimum=1.0),
-        error_bands=_three_ascending(sec, "error_bands", error_bands, d.error_bands),
-        latency_bands=_three_ascending(sec, "latency_bands", latency, d.latency_bands),
-        failure_threshold=sec.integer("failure_threshold", d.failure_threshold, minimum=1),
-        cooldown=sec.duration("cooldown", d.cooldown),
-    )
-    sec.done()
-    return out
-
-
 def _parse_storage(root: Section) -> StorageSettings:
     sec = root.table("storage")
     d = StorageSettings()
@@ -162,13 +74,15 @@ def _parse_providers(root: Section, specs: dict[str, ProviderSpec]) -> dict[str,
             kind = sec.string("kind", "openai-compatible", choices=KINDS)
             base_url = sec.string("base_url")
             key_env = sec.string("api_key_env", None)
+            facts = KIND_FACTS[kind]
             base = ProviderSpec(
                 id=pid,
                 name=pid,
                 kind=kind,
                 base_url=base_url,
-                auth=_DEFAULT_AUTH.get(kind, "bearer" if key_env else "none"),
-                probe_path=_DEFAULT_PROBE_PATH[kind],
+                # a bearer endpoint named without a key variable is a keyless local one
+                auth="none" if facts.auth == "bearer" and not key_env else facts.auth,
+                probe_path=facts.probe_path,
                 priority=60,
             )
         spec = replace(
@@ -198,8 +112,8 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
     """Build a Config from parsed TOML; raise ConfigError on the first thing that is wrong."""
     root = Section(dict(data), source)
     cfg = Config(source=source)
-    cfg.probe = _parse_probe(root)
-    cfg.health = _parse_health(root)
+    cfg.probe = parse_probe_settings(root)
+    cfg.health = parse_health_settings(root)
     cfg.storage = _parse_storage(root)
     cfg.provider_overrides = _parse_providers(root, cfg.specs)
     # Feature sections: each module owns and validates its own keys.

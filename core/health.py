@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmpulse.core.catalog import Provider
-from llmpulse.core.config import HealthSettings
+from llmpulse.core.health_settings import HealthSettings
 from llmpulse.core.health_state import (
     SERIES_POINTS,
     CircuitBreaker,

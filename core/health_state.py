@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llmpulse.core.config import HealthSettings
+from llmpulse.core.health_settings import HealthSettings
 from llmpulse.core.probe import ProbeResult
 from llmpulse.core.ratelimit import Balance, RateLimit
 from llmpulse.core.store import Store

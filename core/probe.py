@@ -22,7 +22,8 @@ import certifi
 import httpx
 
 from llmpulse.core.catalog import Provider
-from llmpulse.core.config import ProbeSettings
+from llmpulse.core.probe_settings import ProbeSettings
+from llmpulse.core.provider_kinds import KIND_FACTS, ProbeShape
 from llmpulse.core.ratelimit import Balance, RateLimit, parse_rate_limit
 from llmpulse.core.redact import redact
 
@@ -41,7 +42,6 @@ ERROR_KINDS = (
     "slow",
 )
 DEGRADED_KINDS = frozenset({"rate_limited", "overloaded", "slow"})
-ANTHROPIC_VERSION = "2023-06-01"
 USER_AGENT = "llmpulse-probe"
 MAX_ERROR_CHARS = 300
 
@@ -110,8 +110,7 @@ def auth_headers(provider: Provider) -> dict[str, str]:
             headers["authorization"] = f"Bearer {key}"
         elif spec.auth in ("x-api-key", "x-goog-api-key", "api-key"):
             headers[spec.auth] = key
-    if spec.kind == "anthropic":
-        headers["anthropic-version"] = ANTHROPIC_VERSION
+    headers.update(KIND_FACTS[spec.kind].extra_headers)
     return headers
 
 
@@ -166,23 +165,24 @@ def classify_error(status: int, body: bytes) -> str:
     return "bad_response"
 
 
-def _shape_check(kind: str, data: Any) -> tuple[str | None, Balance | None]:
-    """(problem or None, balance) for a 2xx body. A problem of the form "auth: ..." or "quota: ..."
-    means the provider answered 200 but says the key is blocked or the money is gone."""
+def _shape_check(shape: ProbeShape, data: Any) -> tuple[str | None, Balance | None]:
+    """(problem or None, balance) for a 2xx body of the kind's probe shape. A problem of the form
+    "auth: ..." or "quota: ..." means the provider answered 200 but says the key is blocked or the money
+    is gone."""
 
     def is_list_under(key: str) -> bool:
         return isinstance(data, dict) and isinstance(data.get(key), list)
 
-    if kind == "together":
+    if shape == "model_list_or_array":
         return (None if isinstance(data, list) or is_list_under("data") else "expected a JSON list of models"), None
-    if kind == "gemini":
+    if shape == "gemini_models":
         return (None if is_list_under("models") else "expected {models: [...]}"), None
-    if kind == "ollama":
+    if shape == "ollama_version":
         ok = isinstance(data, dict) and ("version" in data or "models" in data)
         return (None if ok else "expected {version: ...}"), None
-    if kind == "localai":
+    if shape == "any":
         return None, None
-    if kind == "openrouter":
+    if shape == "openrouter_key":
         info = data.get("data") if isinstance(data, dict) else None
         if not isinstance(info, dict):
             return "expected {data: {usage, limit, ...}}", None
@@ -197,7 +197,7 @@ def _shape_check(kind: str, data: Any) -> tuple[str | None, Balance | None]:
         if remaining is not None and _num(remaining) is not None and _num(remaining) <= 0:
             return "quota: key credit limit reached (limit_remaining 0)", balance
         return None, balance
-    if kind == "moonshot":
+    if shape == "moonshot_balance":
         info = data.get("data") if isinstance(data, dict) else None
         if not isinstance(info, dict) or "available_balance" not in info:
             return "expected {data: {available_balance, ...}}", None
@@ -206,7 +206,7 @@ def _shape_check(kind: str, data: Any) -> tuple[str | None, Balance | None]:
         if amount is not None and amount <= 0:
             return "quota: available balance is 0", balance
         return None, balance
-    if kind == "deepseek":
+    if shape == "deepseek_balance":
         infos = data.get("balance_infos") if isinstance(data, dict) else None
         if not isinstance(infos, list):
             return "expected {is_available, balance_infos: [...]}", None
@@ -217,14 +217,14 @@ def _shape_check(kind: str, data: Any) -> tuple[str | None, Balance | None]:
         if data.get("is_available") is False:
             return "quota: balance not available (is_available false)", balance
         return None, balance
-    if kind == "xai":
+    if shape == "xai_key":
         if not isinstance(data, dict) or "api_key_blocked" not in data:
             return "expected {redacted_api_key, api_key_blocked, ...}", None
         for flag in ("api_key_blocked", "api_key_disabled", "team_blocked"):
             if data.get(flag):
                 return f"auth: {flag} is true", None
         return None, None
-    # openai, azure, anthropic, mistral, groq, openai-compatible: {data: [...]}
+    # model_list: openai, azure, anthropic, mistral, groq, openai-compatible
     return (None if is_list_under("data") else "expected {data: [...]} (a model list)"), None
 
 
@@ -304,12 +304,13 @@ async def probe_provider(
         kind = classify_error(code, body)
         status = "degraded" if kind in DEGRADED_KINDS else "failed"
         return result(status, kind, f"HTTP {code}: {error_message(body)}", code, rate_limit)
+    shape = KIND_FACTS[provider.spec.kind].shape
     try:
-        data = json.loads(body) if provider.spec.kind != "localai" else None
+        data = json.loads(body) if shape != "any" else None
     except ValueError:
         snippet = " ".join(body[:80].decode("utf-8", "replace").split())
         return result("failed", "bad_response", f"HTTP {code} but the body is not JSON: {snippet!r}", code, rate_limit)
-    problem, balance = _shape_check(provider.spec.kind, data)
+    problem, balance = _shape_check(shape, data)
     if problem:
         for kind in ("auth", "quota"):
             if problem.startswith(kind + ": "):

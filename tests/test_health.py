@@ -7,7 +7,6 @@ from dataclasses import replace
 import pytest
 
 from llmpulse.core.catalog import CATALOG_BY_ID, resolve_providers
-from llmpulse.core.config import HealthSettings
 from llmpulse.core.health import (
     CircuitBreaker,
     CircuitState,
@@ -20,6 +19,7 @@ from llmpulse.core.health import (
     record_outcome,
     record_probe_results,
 )
+from llmpulse.core.health_settings import HealthSettings
 from llmpulse.core.probe import ProbeResult
 from llmpulse.core.ratelimit import RateLimit, parse_rate_limit, parse_reset
 from llmpulse.core.store import Store

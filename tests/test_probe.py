@@ -9,9 +9,10 @@ import time
 import pytest
 
 from llmpulse.core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers
-from llmpulse.core.config import HealthSettings, ProbeSettings
 from llmpulse.core.health import record_probe_results
+from llmpulse.core.health_settings import HealthSettings
 from llmpulse.core.probe import probe_all
+from llmpulse.core.probe_settings import ProbeSettings
 from llmpulse.core.simulator.fleet import FakeProvider, Fleet
 from llmpulse.core.store import Store
 from tests.conftest import providers_for
