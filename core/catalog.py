@@ -7,38 +7,18 @@ config and environment (base URL, the key if any, enabled, priority).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-# How the key is sent. Gemini's key goes in a header, never `?key=`: URLs end up in logs.
-AUTH_STYLES = ("bearer", "x-api-key", "x-goog-api-key", "api-key", "none")
-
-# Probe kinds: which endpoint proves key + service for free, and which JSON shape a 2xx must have.
-KINDS = (
-    "openai",
-    "azure",
-    "anthropic",
-    "gemini",
-    "together",
-    "openrouter",
-    "moonshot",
-    "deepseek",
-    "xai",
-    "mistral",
-    "groq",
-    "ollama",
-    "localai",
-    "openai-compatible",
-)
+from llmpulse.core.provider_kinds import KIND_FACTS, AuthStyle, ProviderKind
 
 
 @dataclass(frozen=True)
 class ProviderSpec:
     id: str
     name: str
-    kind: str
+    kind: ProviderKind
     base_url: str
-    auth: str
-    probe_path: str
     key_envs: tuple[str, ...] = ()  # first one set wins
     base_url_envs: tuple[str, ...] = ()  # the variable the provider's own SDK reads
     admin_key_envs: tuple[str, ...] = ()  # billing/usage APIs (reconcile)
@@ -48,159 +28,147 @@ class ProviderSpec:
     price_provider: str | None = None  # genai-prices provider id
     api_version: str | None = None  # Azure only
     timeout: float | None = None  # per-provider probe timeout; None: [probe] timeout
+    # How the key is sent and which endpoint the probe asks: the kind's (see spec_of_kind) unless a
+    # [providers.ID] table says otherwise.
+    auth: AuthStyle = field(kw_only=True)
+    probe_path: str = field(kw_only=True)
+
+
+def spec_of_kind(
+    id: str, name: str, kind: ProviderKind, base_url: str, *envs: tuple[str, ...], **more: Any
+) -> ProviderSpec:
+    """A spec whose auth style and probe path are its kind's (llmpulse.core.provider_kinds)."""
+    facts = KIND_FACTS[kind]
+    more.setdefault("auth", facts.auth)
+    more.setdefault("probe_path", facts.probe_path)
+    return ProviderSpec(id, name, kind, base_url, *envs, **more)
 
 
 CATALOG: tuple[ProviderSpec, ...] = (
-    ProviderSpec(
+    spec_of_kind(
         "openai",
         "OpenAI",
         "openai",
         "https://api.openai.com/v1",
-        "bearer",
-        "/models",
         ("OPENAI_API_KEY",),
         ("OPENAI_BASE_URL",),
         ("OPENAI_ADMIN_KEY",),
         priority=20,
         price_provider="openai",
     ),
-    ProviderSpec(
+    spec_of_kind(
         "azure",
         "Azure OpenAI",
         "azure",
         "",
-        "api-key",
-        "/openai/models",
         ("AZURE_OPENAI_API_KEY",),
         ("AZURE_OPENAI_ENDPOINT",),
         priority=22,
         price_provider="azure",
         api_version="2024-10-21",
     ),
-    ProviderSpec(
+    spec_of_kind(
         "anthropic",
         "Anthropic",
         "anthropic",
         "https://api.anthropic.com",
-        "x-api-key",
-        "/v1/models",
         ("ANTHROPIC_API_KEY",),
         ("ANTHROPIC_BASE_URL",),
         ("ANTHROPIC_ADMIN_KEY",),
         priority=21,
         price_provider="anthropic",
     ),
-    ProviderSpec(
+    spec_of_kind(
         "gemini",
         "Google Gemini",
         "gemini",
         "https://generativelanguage.googleapis.com/v1beta",
-        "x-goog-api-key",
-        "/models",
         ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
         priority=23,
         price_provider="google",
     ),
-    ProviderSpec(
+    spec_of_kind(
         "together",
         "Together",
         "together",
         "https://api.together.xyz/v1",
-        "bearer",
-        "/models",
         ("TOGETHER_API_KEY",),
         ("TOGETHER_BASE_URL",),
         priority=30,
         price_provider="together",
     ),
-    ProviderSpec(
+    spec_of_kind(
         "openrouter",
         "OpenRouter",
         "openrouter",
         "https://openrouter.ai/api/v1",
-        "bearer",
-        "/key",
         ("OPENROUTER_API_KEY",),
         (),
         ("OPENROUTER_MANAGEMENT_KEY",),
         priority=31,
         price_provider="openrouter",
     ),
-    ProviderSpec(
+    spec_of_kind(
         "moonshot",
         "Moonshot",
         "moonshot",
         "https://api.moonshot.ai/v1",
-        "bearer",
-        "/users/me/balance",
         ("MOONSHOT_API_KEY",),
         priority=36,
         price_provider="moonshotai",
     ),
-    ProviderSpec(
+    spec_of_kind(
         "deepseek",
         "DeepSeek",
         "deepseek",
         "https://api.deepseek.com",
-        "bearer",
-        "/user/balance",
         ("DEEPSEEK_API_KEY",),
         priority=32,
         price_provider="deepseek",
     ),
-    ProviderSpec(
+    spec_of_kind(
         "xai",
         "xAI",
         "xai",
         "https://api.x.ai/v1",
-        "bearer",
-        "/api-key",
         ("XAI_API_KEY",),
         priority=35,
         price_provider="x-ai",
     ),
-    ProviderSpec(
+    spec_of_kind(
         "mistral",
         "Mistral",
         "mistral",
         "https://api.mistral.ai/v1",
-        "bearer",
-        "/models",
         ("MISTRAL_API_KEY",),
         priority=34,
         price_provider="mistral",
     ),
-    ProviderSpec(
+    spec_of_kind(
         "groq",
         "Groq",
         "groq",
         "https://api.groq.com/openai/v1",
-        "bearer",
-        "/models",
         ("GROQ_API_KEY",),
         ("GROQ_BASE_URL",),
         priority=33,
         price_provider="groq",
     ),
-    ProviderSpec(
+    spec_of_kind(
         "ollama",
         "Ollama",
         "ollama",
         "http://127.0.0.1:11434",
-        "none",
-        "/api/version",
         (),
         ("OLLAMA_HOST",),
         local=True,
         priority=10,
     ),
-    ProviderSpec(
+    spec_of_kind(
         "localai",
         "LocalAI",
         "localai",
         "http://127.0.0.1:8080",
-        "none",
-        "/readyz",
         ("LOCALAI_API_KEY",),
         ("LOCALAI_BASE_URL",),
         local=True,

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from llmpulse.core.provider_kinds import KIND_FACTS, AuthStyle, KindFacts
+
 BEHAVIOURS = (
     "ok",
     "slow",
@@ -41,46 +43,6 @@ BEHAVIOURS = (
     "flapping",
 )
 
-# Path under the fake's root at which its base URL sits, as in the real provider's base URL.
-BASE_PREFIX = {
-    "openai": "/v1",
-    "openai-compatible": "/v1",
-    "together": "/v1",
-    "moonshot": "/v1",
-    "xai": "/v1",
-    "mistral": "/v1",
-    "gemini": "/v1beta",
-    "openrouter": "/api/v1",
-    "groq": "/openai/v1",
-    "anthropic": "",
-    "deepseek": "",
-    "azure": "",
-    "ollama": "",
-    "localai": "",
-}
-PROBE_PATH = {
-    "openai": "/models",
-    "openai-compatible": "/models",
-    "azure": "/openai/models",
-    "anthropic": "/v1/models",
-    "gemini": "/models",
-    "together": "/models",
-    "openrouter": "/key",
-    "moonshot": "/users/me/balance",
-    "deepseek": "/user/balance",
-    "xai": "/api-key",
-    "mistral": "/models",
-    "groq": "/models",
-    "ollama": "/api/version",
-    "localai": "/readyz",
-}
-AUTH_STYLE = {
-    "anthropic": "x-api-key",
-    "gemini": "x-goog-api-key",
-    "azure": "api-key",
-    "ollama": "none",
-    "localai": "none",
-}
 CHAT_PATHS = (
     "/chat/completions",
     "/v1/chat/completions",
@@ -144,8 +106,12 @@ class FakeProvider:
     _flap: int = 0
 
     @property
-    def auth(self) -> str:
-        return AUTH_STYLE.get(self.kind, "bearer")
+    def facts(self) -> KindFacts:
+        return KIND_FACTS[self.kind]
+
+    @property
+    def auth(self) -> AuthStyle:
+        return self.facts.auth
 
     # -- auth -------------------------------------------------------------------------------------
     def key_sent(self, req: Request) -> str | None:
@@ -161,7 +127,7 @@ class FakeProvider:
     def auth_ok(self, req: Request) -> bool:
         if self.auth == "none" or self.key is None:
             return True
-        if self.kind == "anthropic" and "anthropic-version" not in req.headers:
+        if any(name not in req.headers for name in self.facts.extra_headers):
             return False
         return self.key_sent(req) == self.key
 
@@ -231,15 +197,16 @@ class FakeProvider:
             self.headroom = saved
 
     def probe_body(self) -> Any:
+        """A healthy answer of the kind's probe shape, worded as that provider words it."""
         models = [{"id": m, "object": "model", "owned_by": "fleet"} for m in self.models]
-        kind = self.kind
-        if kind == "together":
+        shape = self.facts.shape
+        if shape == "model_list_or_array":
             return models
-        if kind == "anthropic":
+        if self.kind == "anthropic":
             return {"data": [{"id": m, "type": "model"} for m in self.models], "has_more": False}
-        if kind == "gemini":
+        if shape == "gemini_models":
             return {"models": [{"name": f"models/{m}"} for m in self.models]}
-        if kind == "openrouter":
+        if shape == "openrouter_key":
             return {
                 "data": {
                     "label": "sk-or-v1-abc...xyz",
@@ -249,13 +216,13 @@ class FakeProvider:
                     "is_free_tier": False,
                 }
             }
-        if kind == "moonshot":
+        if shape == "moonshot_balance":
             return {
                 "code": 0,
                 "status": True,
                 "data": {"available_balance": self.balance, "voucher_balance": 0.0, "cash_balance": self.balance},
             }
-        if kind == "deepseek":
+        if shape == "deepseek_balance":
             return {
                 "is_available": self.balance > 0,
                 "balance_infos": [
@@ -267,7 +234,7 @@ class FakeProvider:
                     }
                 ],
             }
-        if kind == "xai":
+        if shape == "xai_key":
             return {
                 "redacted_api_key": "xai-...0000",
                 "api_key_blocked": False,
@@ -275,14 +242,14 @@ class FakeProvider:
                 "team_blocked": False,
                 "name": "fleet",
             }
-        if kind == "ollama":
+        if shape == "ollama_version":
             return {"version": "0.12.3"}
-        if kind == "localai":
+        if shape == "any":
             return {"status": "ok"}
         return {"object": "list", "data": models}
 
     def wrong_shape_body(self) -> Any:
-        return {"unexpected": True} if self.kind != "together" else {"data": "not a list"}
+        return {"unexpected": True} if self.facts.shape != "model_list_or_array" else {"data": "not a list"}
 
     def chat_body(self, req: Request) -> Any:
         try:
@@ -338,7 +305,7 @@ class Fleet:
 
     # -- set-up -----------------------------------------------------------------------------------
     def add(self, provider: FakeProvider) -> FakeProvider:
-        if provider.kind not in PROBE_PATH:
+        if provider.kind not in KIND_FACTS:
             raise ValueError(f"fleet: unknown kind {provider.kind!r}")
         if provider.behaviour not in BEHAVIOURS:
             raise ValueError(f"fleet: unknown behaviour {provider.behaviour!r}; expected one of {BEHAVIOURS}")
@@ -366,7 +333,7 @@ class Fleet:
 
     def base_url(self, provider_id: str) -> str:
         p = self.providers[provider_id]
-        return f"{self.root_url}/{provider_id}{BASE_PREFIX[p.kind]}"
+        return f"{self.root_url}/{provider_id}{p.facts.base_prefix}"
 
     @property
     def root_url(self) -> str:
@@ -497,7 +464,7 @@ class Fleet:
         if fake is None:
             return Response.json(404, {"error": {"message": f"no fake provider {segments[0]!r}"}})
         rest = "/" + (segments[1] if len(segments) > 1 else "")
-        prefix = BASE_PREFIX[fake.kind]
+        prefix = fake.facts.base_prefix
         if prefix and rest.startswith(prefix):
             rest = rest[len(prefix) :] or "/"
         req = Request(method, rest, parse_qs(parts.query), headers, body)
@@ -523,7 +490,7 @@ class Fleet:
         headers_out = fake.rate_limit_headers()
         if behaviour == "garbage":
             return Response(200, b"<html>upstream proxy says hello</html>", {"content-type": "text/html"})
-        if method == "GET" and rest == PROBE_PATH[fake.kind]:
+        if method == "GET" and rest == fake.facts.probe_path:
             if behaviour == "wrong_shape":
                 return Response.json(200, fake.wrong_shape_body(), headers_out)
             return Response.json(200, fake.probe_body(), headers_out)
