@@ -6,6 +6,7 @@ released. All times are unix seconds (UTC) as REAL. No column ever holds an API 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 
@@ -281,6 +282,35 @@ USAGE.append(
 """,
     )
 )
+
+
+def _category_backfill() -> str:
+    """Hour and day roll-ups by category for the raw records already stored (new records are rolled up by
+    category as they arrive). The latency buckets are the roll-ups' own, as they were at this migration:
+    l0 holds latency <= 50 ms, l_i (bound_{i-1}, bound_i], l15 above the last bound; no latency, no bucket."""
+    bounds = (50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000, 20000, 30000)
+    edges = [None, *bounds, None]
+    hist = ", ".join(
+        "TOTAL(latency_ms IS NOT NULL"
+        + (f" AND latency_ms > {lo}" if lo is not None else "")
+        + (f" AND latency_ms <= {hi}" if hi is not None else "")
+        + f") AS l{i}"
+        for i, (lo, hi) in enumerate(itertools.pairwise(edges))
+    )
+    cols = ", ".join(f"l{i}" for i in range(len(bounds) + 1))
+    return "\n".join(
+        f"""INSERT INTO usage_rollups (grain, start, dim, key, requests, errors, fallbacks, input_tokens,
+            output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, unknown_price, {cols})
+        SELECT '{grain}', ts - ts % {width}, 'category', category, COUNT(*), TOTAL(status = 'error'),
+            TOTAL(is_fallback), TOTAL(input_tokens), TOTAL(output_tokens), TOTAL(cache_read_tokens),
+            TOTAL(cache_write_tokens), TOTAL(cost_usd), TOTAL(cost_usd IS NULL), {hist}
+        FROM usage_records WHERE category IS NOT NULL GROUP BY 2, 4
+        ON CONFLICT (grain, dim, start, key) DO NOTHING;"""
+        for grain, width in (("h", 3600), ("d", 86400))
+    )
+
+
+USAGE.append(Migration("0192_category_rollups", _category_backfill()))
 
 # Issue 4 (alerts) appends here.
 ALERTS: list[Migration] = [

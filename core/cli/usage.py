@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "report",
-        help="usage and cost by provider, model, department, agent, user or task type",
+        help="usage and cost by provider, model, department, agent, user, task type or category",
         description="Requests, tokens, cost (with the number of records whose price is unknown), "
         "success rate and p95 latency, grouped, from the roll-ups; the table "
         "ends with totals, savings, a per-day trend and the busiest hours.",

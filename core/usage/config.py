@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from llmpulse.core.validate import Section
 
-SCOPE_KINDS = ("provider", "model", "department", "agent", "user", "task_type")
+SCOPE_KINDS = ("provider", "model", "department", "agent", "user", "task_type", "category")
 PERIODS = ("day", "week", "month")
 
 

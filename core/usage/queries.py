@@ -15,7 +15,7 @@ from llmpulse.core.store import Store
 from llmpulse.core.usage.pricing import price_table_version
 from llmpulse.core.usage.rollup import BUCKETS, DIMS, GRAINS, LATENCY_BOUNDS_MS, MINUTE_KEEP_S
 
-BY_CHOICES = ("provider", "model", "department", "agent", "user", "task_type", "provider_model")
+BY_CHOICES = ("provider", "model", "department", "agent", "user", "task_type", "category", "provider_model")
 HIST = ", ".join(f"SUM(l{i})" for i in range(BUCKETS))
 
 

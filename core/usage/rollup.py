@@ -27,7 +27,18 @@ LATENCY_BOUNDS_MS = (50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 
 BUCKETS = len(LATENCY_BOUNDS_MS) + 1
 GRAINS = {"m": 60.0, "h": 3600.0, "d": 86400.0}
 MINUTE_KEEP_S = 2 * 86400.0  # minute roll-ups cover only this much recent time (hours and days: all)
-DIMS = ("total", "provider", "model", "provider_model", "department", "agent", "user", "task_type", "fallback")
+DIMS = (
+    "total",
+    "provider",
+    "model",
+    "provider_model",
+    "department",
+    "agent",
+    "user",
+    "task_type",
+    "category",
+    "fallback",
+)
 COUNTERS = (
     "requests",
     "errors",
@@ -51,6 +62,7 @@ DIM_SQL = {
     "agent": ("agent", "agent IS NOT NULL"),
     "user": ("user", "user IS NOT NULL"),
     "task_type": ("task_type", "task_type IS NOT NULL"),
+    "category": ("category", "category IS NOT NULL"),
     "fallback": ("fallback_from || '>' || provider", "is_fallback AND fallback_from IS NOT NULL"),
 }
 # A record whose dedupe key is already stored (or twice in one batch) is ignored by the UNIQUE index;
@@ -107,7 +119,8 @@ def rollup_statement(g_source: str) -> str:
     return f"""WITH g AS MATERIALIZED ({g_source}),
 a AS MATERIALIZED (
   SELECT g.m, t.provider, t.model, NULLIF(t.department, '') AS department, NULLIF(t.agent, '') AS agent,
-    NULLIF(t.user, '') AS user, NULLIF(t.task_type, '') AS task_type, NULLIF(t.fallback_from, '') AS fallback_from,
+    NULLIF(t.user, '') AS user, NULLIF(t.task_type, '') AS task_type, NULLIF(t.category, '') AS category,
+    NULLIF(t.fallback_from, '') AS fallback_from,
     t.is_fallback, n AS requests, CASE WHEN t.status = 'error' THEN n ELSE 0 END AS errors,
     CASE WHEN t.is_fallback THEN n ELSE 0 END AS fallbacks, input_tokens, output_tokens, cache_read_tokens,
     cache_write_tokens, cost_usd, unknown AS unknown_price, {hist}
