@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmpulse.core.alerts.baseline import load_latency_baselines, record_latency_samples
+from llmpulse.core.alerts.custom import custom_figures
 from llmpulse.core.alerts.engine import AlertEngine, prune_alert_notices
 from llmpulse.core.alerts.notify import Notifier
 from llmpulse.core.alerts.rules import RuleInputs, covered_rules, evaluate_rules
@@ -137,6 +138,10 @@ class Collector:
             lambda: load_latency_baselines(self.store, cfg.alerts, now, exclude_recent=cfg.health.window),
             {},
         )
+        custom = await step(
+            "custom rules",
+            lambda: custom_figures(self.store, cfg.alerts.custom_rules, now, cfg.alerts.min_requests),
+        )
         # A step that failed passes None: its rules are skipped and their open alerts left alone.
         inputs = RuleInputs(
             now=now,
@@ -148,6 +153,7 @@ class Collector:
             providers=providers,
             latency_baselines=baselines or {},
             window_s=cfg.health.window,
+            custom_figures=custom,
         )
         conditions = await step("rules", lambda: asyncio.to_thread(evaluate_rules, inputs, cfg.alerts), [])
         covered = covered_rules(inputs, cfg.alerts) if conditions is not None else set()

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from llmpulse.core.alerts import SEVERITIES
+from llmpulse.core.alerts.custom import CustomRule, parse_rules
 from llmpulse.core.validate import ConfigError, Section
 
 CHANNEL_TYPES = ("webhook", "slack", "discord", "email")
@@ -76,6 +77,7 @@ class AlertsConfig:
     rate_limit_headroom: float = 0.10  # remaining/limit below this
     disabled_rules: frozenset[str] = frozenset()
     channels: tuple[ChannelConfig, ...] = field(default_factory=tuple)
+    custom_rules: tuple[CustomRule, ...] = ()  # [[alerts.rules]]
 
     def enabled(self, rule: str) -> bool:
         return rule not in self.disabled_rules
@@ -144,10 +146,12 @@ def parse(root: Section) -> AlertsConfig:
     """Read `[alerts]` and its `[[alerts.channels]]`; ConfigError on the first wrong key."""
     sec = root.table("alerts")
     d = DEFAULTS
+    custom = parse_rules(sec.tables("rules"), RULES)
+    known = RULES + tuple(r.name for r in custom)
     disabled = sec.string_list("disabled_rules", [])
     for rule in disabled:
-        if rule not in RULES:
-            raise sec.error("disabled_rules", rule, "rule names from: " + ", ".join(RULES))
+        if rule not in known:
+            raise sec.error("disabled_rules", rule, "rule names from: " + ", ".join(known))
     warning = sec.number("error_rate_warning", d.error_rate_warning, maximum=1.0)
     critical = sec.number("error_rate_critical", d.error_rate_critical, maximum=1.0)
     if critical < warning:
@@ -176,6 +180,7 @@ def parse(root: Section) -> AlertsConfig:
         rate_limit_headroom=sec.number("rate_limit_headroom", d.rate_limit_headroom, maximum=1.0),
         disabled_rules=frozenset(disabled),
         channels=tuple(channels),
+        custom_rules=custom,
     )
     sec.done()
     return out

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmpulse.core.alerts.config import DEFAULTS, RULES, AlertsConfig, alerts_config
+from llmpulse.core.alerts.custom import custom_conditions, judged
 from llmpulse.core.durations import format_duration
 from llmpulse.core.redact import redact
 
@@ -68,6 +69,7 @@ class RuleInputs:
     providers: list[Any] | None = None  # llmpulse.core.catalog.Provider (for "configured, no key")
     latency_baselines: Mapping[str, LatencyBaseline] = field(default_factory=dict)
     window_s: float = 900.0  # the health/traffic window, for messages
+    custom_figures: Mapping[str, float | None] | None = None  # [[alerts.rules]] name -> figure
 
 
 def covered_rules(inputs: RuleInputs, cfg: AlertsConfig) -> set[str]:
@@ -94,7 +96,9 @@ def covered_rules(inputs: RuleInputs, cfg: AlertsConfig) -> set[str]:
         rules.add("prices_unknown")
     if inputs.providers is not None:
         rules.add("provider_no_key")
-    # A disabled rule is "covered": its open alerts resolve once it is switched off.
+    rules |= judged(cfg.custom_rules, inputs.custom_figures)
+    # A disabled rule is "covered": its open alerts resolve once it is switched off; so is a custom
+    # rule removed from the config.
     return rules | set(cfg.disabled_rules)
 
 
@@ -109,10 +113,11 @@ def evaluate_rules(inputs: RuleInputs, cfg: Any = None) -> list[Condition]:
         *_migration_rules(inputs, cfg),
         *_price_rules(inputs, cfg),
         *_key_rules(inputs, cfg),
+        *_custom_rules(inputs, cfg),
     ]:
         if not cfg.enabled(cond.rule):
             continue
-        assert cond.rule in RULES, cond.rule
+        assert cond.rule in RULES or any(r.name == cond.rule for r in cfg.custom_rules), cond.rule
         cond = Condition(cond.rule, cond.subject, cond.severity, redact(cond.message) or "", cond.stage)
         found.setdefault(cond.fingerprint, cond)
     return list(found.values())
@@ -441,3 +446,11 @@ def baseline_from_samples(provider_id: str, values: Sequence[float]) -> LatencyB
     mean = statistics.fmean(values)
     sd = statistics.pstdev(values) if len(values) > 1 else 0.0
     return LatencyBaseline(provider_id, len(values), mean, sd)
+
+
+# ------------------------------------------------------------------------------------- your own rules
+def _custom_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]:
+    if inputs.custom_figures is None:
+        return
+    for rule, message in custom_conditions(cfg.custom_rules, inputs.custom_figures):
+        yield Condition(rule.name, rule.scope, rule.severity, message)
