@@ -68,7 +68,11 @@ class Collector:
         self.clock = clock
         self.on_event = on_event or (lambda line: log.info(line))
         self._own_notifier = notifier is None
-        self.notifier = notifier if notifier is not None else Notifier(ctx.config.alerts, store, clock, ctx.env)
+        self.notifier = (
+            notifier
+            if notifier is not None
+            else Notifier(ctx.config.alerts, store, clock, ctx.env, round_interval=ctx.config.probe.interval)
+        )
         self.engine = AlertEngine(store, ctx.config.alerts, clock, self.notifier)
         self._pending: Context | None = None
         self.rounds = 0

@@ -78,8 +78,10 @@ def test_list_show_and_act(tmp_path):
     with sqlite3.connect(tmp_path / "a.db") as conn:
         assert conn.execute("SELECT event, actor FROM alert_outbox WHERE alert_id = 2 ORDER BY id").fetchall() == [
             ("firing", "auto"),
+            ("silenced", "kim"),
+            ("unsilenced", "kim"),
             ("resolved", "kim"),
-        ]  # the collector will announce the hand resolve
+        ]  # the collector will announce the hand resolve (and mirror the silence to Alertmanager, if any)
 
 
 def test_errors_are_one_line_exit_1_and_change_nothing(tmp_path):

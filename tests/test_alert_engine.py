@@ -114,7 +114,8 @@ async def test_worse_than_acknowledged_fires_again(env):
     assert alert.message == "Anthropic p95 latency 12s" and alert.firing_since == T0 + 60
     # milder again: the alert follows without a notice
     assert await engine.process([SLOW]) == [] and (await engine.get(1)).severity == "warning"
-    assert [e for _, e, _ in await outbox(store)] == ["firing", "severity"]
+    # the ack is queued too: only channels that mirror the lifecycle (PagerDuty, Alertmanager) act on it
+    assert [e for _, e, _ in await outbox(store)] == ["firing", "acknowledged", "severity"]
 
 
 async def test_escalation_and_repeat_timing(env):
@@ -137,6 +138,7 @@ async def test_escalation_and_repeat_timing(env):
         (1, "escalated"),
         (1, "repeat"),
         (2, "repeat"),
+        (1, "acknowledged"),
         (2, "repeat"),
     ]
 

@@ -1,7 +1,8 @@
 """The `[alerts]` table (rule thresholds, escalation and repeat timing) and `[[alerts.channels]]`.
 
 Channel URLs and passwords are never written in the config: it names the environment variable that
-holds them (`url_env`, `password_env`), so the file can be committed and shared.
+holds them (`url_env`, `password_env`, `routing_key_env`), so the file can be committed and shared. An
+Alertmanager's or PagerDuty's own address is no secret and may be written as `url`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from llmpulse.core.alerts import SEVERITIES
 from llmpulse.core.alerts.custom import CustomRule, parse_rules
 from llmpulse.core.validate import ConfigError, Section
 
-CHANNEL_TYPES = ("webhook", "slack", "discord", "email")
+CHANNEL_TYPES = ("webhook", "slack", "discord", "email", "alertmanager", "pagerduty")
+# Channels that mirror the whole lifecycle (ack, silence) into another alerting system, not just notices.
+LIFECYCLE_CHANNELS = ("alertmanager", "pagerduty")
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+# Alertmanager wants active alerts re-sent "on the order of 30 seconds to 3 minutes"
+# (prometheus.io/docs/alerting/clients); Prometheus itself re-sends every minute.
+ALERTMANAGER_RESEND_S = 60.0
 
 # Rule names as they appear in alerts, `disabled_rules` and the `alerts` command.
 RULES = (
@@ -35,19 +42,28 @@ RULES = (
 )
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HEX_KEY = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
 @dataclass(frozen=True)
 class ChannelConfig:
     name: str
-    type: str  # webhook | slack | discord | email
+    type: str  # one of CHANNEL_TYPES
     min_severity: str = "warning"
     rate_limit_per_hour: int = 50  # deliveries per rolling hour; the rest are held back and counted
     escalation: bool = False  # an escalation channel: gets escalations (and their resolved notice) only
     timeout: float = 10.0  # one delivery attempt, seconds
     retries: int = 3  # attempts after the first
     backoff: float = 2.0  # first retry delay, doubled each time
-    url_env: str | None = None  # webhook/slack/discord: the variable holding the URL
+    url_env: str | None = None  # webhook/slack/discord (alertmanager may): the variable holding the URL
+    url: str | None = None  # alertmanager: its base URL; pagerduty: the events endpoint
+    # alertmanager
+    resend_interval: float = ALERTMANAGER_RESEND_S  # active alerts are pushed again this often
+    silences: bool = True  # an ack or silence in llmpulse creates the matching Alertmanager silence
+    ack_silence: float = 24 * 3600.0  # how long an ack's silence lasts (expired early when the alert resolves)
+    labels: tuple[tuple[str, str], ...] = ()  # extra labels on every alert (e.g. env = "prod")
+    # pagerduty
+    routing_key_env: str | None = None  # the variable holding the Events API v2 integration key
     # email
     host: str | None = None
     port: int = 587
@@ -92,7 +108,8 @@ def _env_name(sec: Section, name: str, required: bool) -> str | None:
         if required:
             raise sec.error(name, None, "the name of an environment variable, e.g. SLACK_WEBHOOK_URL")
         return None
-    if not _ENV_NAME.match(value) or "://" in value:
+    # A pasted PagerDuty routing key (32 hex characters) would also pass as a name.
+    if not _ENV_NAME.match(value) or "://" in value or _HEX_KEY.match(value):
         # A URL or password pasted here would end up in a shared file; the config names the variable.
         raise ConfigError(
             sec.source,
@@ -101,6 +118,23 @@ def _env_name(sec: Section, name: str, required: bool) -> str | None:
             "the NAME of an environment variable holding it (never the secret itself)",
         )
     return value
+
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _http_url(sec: Section, name: str, default: str | None) -> str | None:
+    value = sec.string(name, default)
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise sec.error(name, value, "an http:// or https:// URL")
+    return value
+
+
+def _labels(sec: Section) -> tuple[tuple[str, str], ...]:
+    raw = sec.raw("labels", {})
+    if not isinstance(raw, dict) or not all(isinstance(v, str) and _LABEL_NAME.match(k) for k, v in raw.items()):
+        raise sec.error("labels", raw, 'a table of label names to strings, e.g. { env = "prod" }')
+    return tuple(sorted(raw.items()))
 
 
 def _parse_channel(sec: Section, index: int) -> ChannelConfig:
@@ -135,6 +169,26 @@ def _parse_channel(sec: Section, index: int) -> ChannelConfig:
             password_env=_env_name(sec, "password_env", False),
             sender=sender,
             to=tuple(to),
+        )
+    elif ctype == "alertmanager":
+        url = _http_url(sec, "url", None)
+        url_env = _env_name(sec, "url_env", False)
+        if (url is None) == (url_env is None):
+            raise sec.error("url", url, "either url (the Alertmanager, e.g. http://127.0.0.1:9093) or url_env")
+        out = ChannelConfig(
+            **common,
+            url=url,
+            url_env=url_env,
+            resend_interval=sec.duration("resend_interval", d.resend_interval, minimum=1.0),
+            silences=sec.boolean("silences", d.silences),
+            ack_silence=sec.duration("ack_silence", d.ack_silence, minimum=60.0),
+            labels=_labels(sec),
+        )
+    elif ctype == "pagerduty":
+        out = ChannelConfig(
+            **common,
+            url=_http_url(sec, "url", PAGERDUTY_EVENTS_URL),
+            routing_key_env=_env_name(sec, "routing_key_env", True),
         )
     else:
         out = ChannelConfig(**common, url_env=_env_name(sec, "url_env", True))

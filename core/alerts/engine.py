@@ -295,6 +295,9 @@ class AlertEngine:
                 (by, now, note, alert_id),
             )
             await self._transition(conn, alert_id, now, "acknowledged", "firing", "acknowledged", by, note)
+            # Only channels that mirror the lifecycle (PagerDuty acknowledge, an Alertmanager silence) act on it.
+            await self._notice(conn, alert_id, "acknowledged", now, by, note)
+        await self._announce()
         return await self.get(alert_id)  # type: ignore[return-value]
 
     async def resolve(self, alert_id: int, by: str, note: str | None = None) -> Alert:
@@ -326,6 +329,8 @@ class AlertEngine:
             await self._transition(
                 conn, alert_id, now, "silenced", alert.state, alert.state, by, f"for {seconds / 60:g} min"
             )
+            await self._notice(conn, alert_id, "silenced", now, by, f"for {seconds / 60:g} min")
+        await self._announce()
         return await self.get(alert_id)  # type: ignore[return-value]
 
     async def unsilence(self, alert_id: int, by: str) -> Alert:
@@ -336,6 +341,8 @@ class AlertEngine:
                 raise AlertStateError(f"alert #{alert_id} is not silenced; nothing to unsilence")
             await conn.execute("UPDATE alerts SET silenced_until = NULL, silenced_by = NULL WHERE id = ?", (alert_id,))
             await self._transition(conn, alert_id, now, "unsilenced", alert.state, alert.state, by, None)
+            await self._notice(conn, alert_id, "unsilenced", now, by, None)
+        await self._announce()
         return await self.get(alert_id)  # type: ignore[return-value]
 
     # -- internals ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Sending alert notices to webhooks, Slack, Discord and email — without ever holding anything up.
+"""Sending alert notices to webhooks, Slack, Discord, email, Alertmanager and PagerDuty — without ever
+holding anything up.
 
 `dispatch()` turns queued notices (alert_outbox) into one delivery per interested channel and returns at
 once: each delivery runs as its own task with its own timeout and retries with exponential backoff. A
@@ -13,12 +14,18 @@ that stopped is sent again once it is older than its channel could have taken (a
 Each channel has a minimum severity and an hourly rate limit; notices over the limit are held and
 counted, and the next message that goes out says how many were held back (if that message fails, the
 count goes back to the pool for the one after).
+
+Alertmanager and PagerDuty mirror the lifecycle rather than announce it: they also get the
+`acknowledged`, `silenced` and `unsilenced` notices (PagerDuty acknowledge; Alertmanager silences), and
+Alertmanager gets every open alert again each `resend_interval`, as it expects of its clients
+(alertmanager.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -29,14 +36,18 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from llmpulse.core.alerts import SEVERITY_RANK
+from llmpulse.core.alerts import SEVERITY_RANK, alertmanager
 from llmpulse.core.alerts.config import AlertsConfig, ChannelConfig, alerts_config
 from llmpulse.core.alerts.engine import Alert, AlertEngine, alert_summary
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.redact import redact, register_secret
 from llmpulse.core.store import Store
 
+log = logging.getLogger(__name__)
+
 SILENCEABLE = {"firing", "repeat", "severity", "escalated"}
+# People's decisions on an alert: only the channels that mirror the lifecycle act on them.
+LIFECYCLE_EVENTS = {"acknowledged", "silenced", "unsilenced"}
 EMOJI = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
 DISCORD_COLOUR = {"critical": 0xD0021B, "warning": 0xF5A623, "info": 0x4A90E2}
 RESOLVED_COLOUR = 0x7ED321
@@ -117,6 +128,36 @@ def discord_payload(alert: Alert, event: str, held_back: int) -> dict[str, Any]:
     }
 
 
+def pagerduty_dedup_key(alert: Alert) -> str:
+    """One PagerDuty alert per llmpulse alert: trigger, acknowledge and resolve share it. The fingerprint
+    and opening time stay the same for the alert's life and differ for the next alert on that fingerprint."""
+    return f"llmpulse:{alert.fingerprint[:200]}:{int(alert.first_seen)}"
+
+
+def pagerduty_payload(alert: Alert, event: str, outbox: Mapping[str, Any], routing_key: str) -> dict[str, Any]:
+    """Events API v2 (developer.pagerduty.com, "Send an Alert Event"): trigger while firing, acknowledge when
+    acknowledged in llmpulse, resolve when resolved. llmpulse's severities are all PagerDuty severities."""
+    action = {"acknowledged": "acknowledge", "resolved": "resolve"}.get(event, "trigger")
+    body: dict[str, Any] = {
+        "routing_key": routing_key,
+        "event_action": action,
+        "dedup_key": pagerduty_dedup_key(alert),
+    }
+    if action == "trigger":
+        body["payload"] = {
+            "summary": _clip(f"{alert.subject}: {alert.message}", 1024),
+            "source": f"llmpulse/{alert.subject}",
+            "severity": alert.severity,
+            "timestamp": alertmanager.rfc3339(float(outbox["at"])),
+            "component": alert.subject,
+            "group": alertmanager.subject_label(alert.rule),
+            "class": alert.rule,
+            "custom_details": {**alert_summary(alert), "event": event},
+        }
+        body["client"] = "llmpulse"
+    return body
+
+
 def email_message(ch: ChannelConfig, alert: Alert, event: str, held_back: int) -> EmailMessage:
     msg = EmailMessage()
     msg["Subject"] = _clip(headline(alert, event), 200)
@@ -131,6 +172,22 @@ def email_message(ch: ChannelConfig, alert: Alert, event: str, held_back: int) -
         body += f"\n{_held_line(held_back)} of this channel.\n"
     msg.set_content(body)
     return msg
+
+
+def raise_for_status(response: httpx.Response) -> None:
+    """A 2xx is delivered; 429 waits for Retry-After; 5xx and 408 are worth another try; other 4xx are not."""
+    if 200 <= response.status_code < 300:
+        return
+    reason = f"HTTP {response.status_code}: {' '.join(response.text[:200].split())}"
+    if response.status_code == 429:
+        try:
+            after = float(response.headers.get("retry-after", "0"))
+        except ValueError:
+            after = 0.0
+        raise RetryAfter(reason, after)
+    if 400 <= response.status_code < 500 and response.status_code != 408:
+        raise PermanentDeliveryError(reason)
+    raise DeliveryError(reason)
 
 
 def longest_delivery_s(ch: ChannelConfig) -> float:
@@ -152,8 +209,18 @@ class _Outcome:
 
 
 class Notifier:
-    def __init__(self, cfg: Any, store: Store, clock: Clock = SYSTEM_CLOCK, env: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        cfg: Any,
+        store: Store,
+        clock: Clock = SYSTEM_CLOCK,
+        env: Mapping[str, str] | None = None,
+        round_interval: float = 0.0,
+    ):
+        """`round_interval`: how often the collector calls dispatch(), which bounds how often Alertmanager
+        re-sends can happen (the alerts' validity covers a few of whichever is longer)."""
         self.cfg: AlertsConfig = alerts_config(cfg)
+        self.round_interval = round_interval
         self.store = store
         self.clock = clock
         self.env = dict(env or {})
@@ -162,8 +229,12 @@ class Notifier:
         self.tasks: set[asyncio.Task] = set()
         self._inflight: set[int] = set()  # delivery ids this process is working on
         self._outcomes: list[_Outcome] = []  # finished, not yet written
-        for ch in self.cfg.channels:  # webhook URLs and SMTP passwords are secrets too
-            for name in (ch.url_env, ch.password_env):
+        self._pushed_at: dict[str, float] = {}  # alertmanager channel -> last re-send of its open alerts
+        self._pushing: set[str] = set()  # alertmanager channels with a re-send in flight
+        # (channel, alert id) -> (labels, startsAt) last pushed: a label set that changed (severity) is ended
+        self._am_labels: dict[tuple[str, int], tuple[dict[str, str], float]] = {}
+        for ch in self.cfg.channels:  # webhook URLs, SMTP passwords and routing keys are secrets too
+            for name in (ch.url_env, ch.password_env, ch.routing_key_env):
                 value = self.env.get(name or "")
                 if value:
                     register_secret(value)
@@ -176,7 +247,12 @@ class Notifier:
     def wants(self, ch: ChannelConfig, alert: Alert, event: str, at: float) -> bool:
         if SEVERITY_RANK[alert.severity] < SEVERITY_RANK[ch.min_severity]:
             return False
-        if event in SILENCEABLE and alert.silenced(at):
+        if event in LIFECYCLE_EVENTS:
+            if ch.type == "pagerduty":
+                return event == "acknowledged"
+            return ch.type == "alertmanager" and ch.silences
+        # Alertmanager is told the true state; a silence there (mirrored from llmpulse's) keeps it quiet.
+        if event in SILENCEABLE and alert.silenced(at) and ch.type != "alertmanager":
             return False
         if ch.escalation:
             return event == "escalated" or (event in ("resolved", "repeat") and alert.escalated)
@@ -212,7 +288,96 @@ class Notifier:
             jobs += await self._orphans(conn, now)
         for job in jobs:
             self._start(*job)
+        await self._resend_to_alertmanagers(now)
         return len(jobs)
+
+    # -- Alertmanager: active alerts re-sent while they last ----------------------------------------
+    def _valid_for(self, ch: ChannelConfig) -> float:
+        return alertmanager.VALIDITY_RESENDS * max(ch.resend_interval, self.round_interval)
+
+    async def _resend_to_alertmanagers(self, now: float) -> None:
+        due = [
+            ch
+            for ch in self.cfg.channels
+            if ch.type == "alertmanager"
+            and ch.name not in self._pushing
+            and now - self._pushed_at.get(ch.name, float("-inf")) >= ch.resend_interval
+        ]
+        if not due:
+            return
+        alerts = await self.engine.open_alerts()
+        for ch in due:
+            chosen = [
+                a
+                for a in alerts
+                if SEVERITY_RANK[a.severity] >= SEVERITY_RANK[ch.min_severity] and (not ch.escalation or a.escalated)
+            ]
+            self._pushed_at[ch.name] = now
+            if not chosen:
+                continue
+            self._pushing.add(ch.name)
+            task = asyncio.get_running_loop().create_task(
+                self._resend(ch, chosen, now), name=f"alertmanager-resend-{ch.name}"
+            )
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _resend(self, ch: ChannelConfig, alerts: list[Alert], now: float) -> None:
+        """One attempt: the next re-send is never far off, and a failed one is tried again next round."""
+        try:
+            await asyncio.wait_for(self._push_alerts(ch, alerts, now), timeout=ch.timeout)
+        except Exception as exc:
+            self._pushed_at.pop(ch.name, None)
+            reason = "no answer" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            log.warning("alertmanager %s: re-send of %d alerts failed: %s", ch.name, len(alerts), redact(reason))
+        finally:
+            self._pushing.discard(ch.name)
+
+    def _alertmanager_url(self, ch: ChannelConfig) -> str:
+        url = ch.url or self.env.get(ch.url_env or "")
+        if not url:
+            raise PermanentDeliveryError(f"{ch.url_env} is not set; expected the Alertmanager URL in that variable")
+        return url.rstrip("/")
+
+    async def _push_alerts(self, ch: ChannelConfig, alerts: list[Alert], now: float) -> None:
+        body = []
+        for alert in alerts:
+            item = alertmanager.alert_body(alert, ch, now, self._valid_for(ch))
+            key = (ch.name, alert.id)
+            before = self._am_labels.get(key)
+            if before is not None and before[0] != item["labels"]:
+                body.append(alertmanager.ended(before[0], before[1], now))
+            body.append(item)
+            if alert.state == "resolved":
+                self._am_labels.pop(key, None)
+            else:
+                self._am_labels[key] = (item["labels"], alert.first_seen)
+        async with httpx.AsyncClient(timeout=ch.timeout) as client:
+            raise_for_status(await client.post(f"{self._alertmanager_url(ch)}/api/v2/alerts", json=body))
+
+    async def _send_alertmanager(self, ch: ChannelConfig, alert: Alert, event: str, outbox: Mapping[str, Any]) -> None:
+        now = self.clock.now()
+        base = self._alertmanager_url(ch)
+        who, note = str(outbox.get("actor") or "llmpulse"), outbox.get("detail")
+        async with httpx.AsyncClient(timeout=ch.timeout) as client:
+            if event == "acknowledged":
+                if alert.state == "acknowledged":  # not already fired again or resolved since
+                    body = alertmanager.silence_body(alert, ch, "ack", now, now + ch.ack_silence, who, note)
+                    raise_for_status(await client.post(f"{base}/api/v2/silences", json=body))
+                return
+            if event == "silenced":
+                if alert.silenced(now) and alert.silenced_until is not None:
+                    body = alertmanager.silence_body(alert, ch, "silence", now, alert.silenced_until, who, None)
+                    raise_for_status(await client.post(f"{base}/api/v2/silences", json=body))
+                return
+            if event == "unsilenced":
+                await alertmanager.expire_silences(client, base, alert, ch, ("silence",), raise_for_status)
+                return
+        await self._push_alerts(ch, [alert], now)
+        if event == "resolved" or (event == "severity" and alert.state == "firing"):
+            kinds = ("ack", "silence") if event == "resolved" else ("ack",)
+            async with httpx.AsyncClient(timeout=ch.timeout) as client:
+                await alertmanager.expire_silences(client, base, alert, ch, kinds, raise_for_status)
 
     async def _plan(self, conn: Any, ch: ChannelConfig, alert: Alert, row: Mapping[str, Any], now: float):
         """One delivery row for this notice on this channel: held by the rate limit, or to be sent."""
@@ -381,6 +546,18 @@ class Notifier:
         if ch.type == "email":
             await asyncio.to_thread(self._send_email, ch, alert, event, held)
             return
+        if ch.type == "alertmanager":
+            await self._send_alertmanager(ch, alert, event, outbox)
+            return
+        if ch.type == "pagerduty":
+            key = self.env.get(ch.routing_key_env or "")
+            if not key:
+                raise PermanentDeliveryError(
+                    f"{ch.routing_key_env} is not set; expected the PagerDuty integration (routing) key in that variable"
+                )
+            async with httpx.AsyncClient(timeout=ch.timeout) as client:
+                raise_for_status(await client.post(str(ch.url), json=pagerduty_payload(alert, event, outbox, key)))
+            return
         url = self.env.get(ch.url_env or "")
         if not url:
             raise PermanentDeliveryError(f"{ch.url_env} is not set; expected the {ch.type} URL in that variable")
@@ -391,19 +568,7 @@ class Notifier:
         else:
             body = webhook_payload(alert, event, outbox, held)
         async with httpx.AsyncClient(timeout=ch.timeout) as client:
-            response = await client.post(url, json=body)
-        if 200 <= response.status_code < 300:
-            return
-        reason = f"HTTP {response.status_code}: {' '.join(response.text[:200].split())}"
-        if response.status_code == 429:
-            try:
-                after = float(response.headers.get("retry-after", "0"))
-            except ValueError:
-                after = 0.0
-            raise RetryAfter(reason, after)
-        if 400 <= response.status_code < 500 and response.status_code != 408:
-            raise PermanentDeliveryError(reason)
-        raise DeliveryError(reason)
+            raise_for_status(await client.post(url, json=body))
 
     def _send_email(self, ch: ChannelConfig, alert: Alert, event: str, held: int) -> None:
         msg = email_message(ch, alert, event, held)

@@ -16,6 +16,7 @@ import sys
 import traceback
 
 from llmpulse.core import __version__
+from llmpulse.core.alerts.config import CHANNEL_TYPES
 from llmpulse.core.cli.common import CliError, eprint
 from llmpulse.core.store import StoreError
 from llmpulse.core.validate import ConfigError
@@ -42,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="llmpulse",
         description="Terminal monitor for LLM API providers: health, cost vs budget, alerts, migrations.",
-        epilog="Run 'llmpulse COMMAND --help' for a command's options.",
+        epilog="Alert channels ([[alerts.channels]] type): " + ", ".join(CHANNEL_TYPES) + ". "
+        "Run 'llmpulse COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"llmpulse {__version__}")
     parser.add_argument(

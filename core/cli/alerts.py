@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="open alerts (or all with --all); ack, resolve, silence, unsilence",
         description="List open alerts, or act on one: ack ID, resolve ID, silence ID --for 1h, "
         "unsilence ID. An unknown ID, or an action that does not fit the alert's state, "
-        "is an error with exit code 1 and changes nothing.",
+        "is an error with exit code 1 and changes nothing. Notices go to the [[alerts.channels]] "
+        "(webhook, slack, discord, email, alertmanager, pagerduty); an ack or silence is mirrored to "
+        "PagerDuty (acknowledge) and Alertmanager (a silence).",
     )
     p.add_argument("--all", action="store_true", help="history too (resolved alerts)")
     p.add_argument("--json", action="store_true", help="print JSON")
