@@ -95,7 +95,9 @@ class Collector:
         if self._own_notifier:
             # Deliveries already in flight finish on the old channels (bounded); new notices use the new ones.
             old = self.notifier
-            self.notifier = Notifier(ctx.config.alerts, self.store, self.clock, ctx.env)
+            self.notifier = Notifier(
+                ctx.config.alerts, self.store, self.clock, ctx.env, round_interval=ctx.config.probe.interval
+            )
             try:
                 await asyncio.wait_for(old.drain(DRAIN_S), timeout=DRAIN_S + 1)
             except Exception as exc:
