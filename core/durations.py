@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 
+from llmpulse.core.errors import LlmpulseError
+
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
-class DurationError(ValueError):
+class DurationError(LlmpulseError, ValueError):
     """A duration string that does not parse."""
 
 

@@ -13,10 +13,11 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from llmpulse.core.catalog import Provider
+from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.store import Store
 
 
-class UnknownProviderError(ValueError):
+class UnknownProviderError(LlmpulseError, ValueError):
     """An id that is neither in the catalog nor in the config."""
 
     def __init__(self, provider_id: str, known: Iterable[str]):

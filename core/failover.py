@@ -34,6 +34,7 @@ from llmpulse.core.catalog import Provider
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.config import Context
 from llmpulse.core.enablement import apply_enablement
+from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.health import ProviderHealth, failover_order, load_health, record_outcome
 from llmpulse.core.probe import auth_headers, classify_error, error_message
 from llmpulse.core.redact import redact, register_secrets
@@ -57,7 +58,7 @@ CALLERS_FAULT = {400, 401, 403, 404, 409, 413, 422}
 ATTRIBUTION = ("department", "agent", "user", "task_type", "category", "endpoint", "request_id")
 
 
-class FailoverError(Exception):
+class FailoverError(LlmpulseError):
     """Base of what the failover client raises."""
 
 

@@ -18,14 +18,17 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.schema import MIGRATIONS, Migration
 
 BUSY_TIMEOUT_MS = 10_000
 T = TypeVar("T")
 
 
-class StoreError(Exception):
+class StoreError(LlmpulseError):
     """The database cannot be opened or is not an llmpulse database."""
+
+    exit_code = 2
 
 
 # Every open Store of this process, so an app can close what cancelled tasks left open before its event

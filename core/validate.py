@@ -11,10 +11,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from llmpulse.core.durations import DurationError, parse_duration
+from llmpulse.core.errors import LlmpulseError
 
 
-class ConfigError(Exception):
+class ConfigError(LlmpulseError):
     """A config value that is missing, unknown or of the wrong shape."""
+
+    label = "config error"
+    exit_code = 2
 
     def __init__(self, source: str, key: str, found: str, expected: str):
         self.source, self.key, self.found, self.expected = source, key, found, expected

@@ -24,6 +24,7 @@ from llmpulse.core.alerts import SEVERITY_RANK
 from llmpulse.core.alerts.config import AlertsConfig, alerts_config
 from llmpulse.core.alerts.rules import Condition
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
+from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.redact import redact
 from llmpulse.core.store import Store
 
@@ -57,7 +58,7 @@ ALERT_COLUMNS = (
 OPEN_ALERTS_SQL = f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE state != 'resolved' ORDER BY id"
 
 
-class AlertError(Exception):
+class AlertError(LlmpulseError):
     """An action on an alert that cannot be done; the message says why, in one line."""
 
 

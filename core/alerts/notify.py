@@ -40,6 +40,7 @@ from llmpulse.core.alerts import SEVERITY_RANK, alertmanager
 from llmpulse.core.alerts.config import AlertsConfig, ChannelConfig, alerts_config
 from llmpulse.core.alerts.engine import Alert, AlertEngine, alert_summary
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
+from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.redact import redact, register_secret
 from llmpulse.core.store import Store
 
@@ -66,7 +67,7 @@ MAX_RETRY_AFTER_S = 60.0
 ORPHAN_MARGIN_S = 60.0
 
 
-class DeliveryError(Exception):
+class DeliveryError(LlmpulseError):
     """The receiver answered, but not with success; worth another try (5xx, 408)."""
 
 

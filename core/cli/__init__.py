@@ -17,9 +17,8 @@ import traceback
 
 from llmpulse.core import __version__
 from llmpulse.core.alerts.config import CHANNEL_TYPES
-from llmpulse.core.cli.common import CliError, eprint
-from llmpulse.core.store import StoreError
-from llmpulse.core.validate import ConfigError
+from llmpulse.core.cli.common import eprint
+from llmpulse.core.errors import LlmpulseError
 
 # Subcommand modules, in the order `--help` lists them.
 COMMAND_MODULES = (
@@ -81,15 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     try:
         code = run_handler(handler, args)
-    except ConfigError as exc:
-        eprint(f"llmpulse: config error: {exc}")
-        code = 2
-    except StoreError as exc:
-        eprint(f"llmpulse: error: {exc}")
-        code = 2
-    except CliError as exc:
-        eprint(f"llmpulse: error: {exc}")
-        code = exc.code
+    except LlmpulseError as exc:  # every expected failure: its one line, its exit status
+        eprint(f"llmpulse: {exc.label}: {exc}")
+        code = exc.exit_code
     except KeyboardInterrupt:
         code = 130
     except BrokenPipeError:

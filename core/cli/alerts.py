@@ -8,7 +8,7 @@ import getpass
 import os
 import time
 
-from llmpulse.core.alerts.engine import AlertEngine, AlertError
+from llmpulse.core.alerts.engine import AlertEngine
 from llmpulse.core.alerts.stats import AlertStats, DurationStats, GroupCount, alert_stats
 from llmpulse.core.cli.common import CliError, context_from, open_reader, open_store, print_json, render_table
 from llmpulse.core.durations import DurationError, format_duration, parse_duration
@@ -167,17 +167,15 @@ async def action_command(args: argparse.Namespace) -> int:
     store = await open_store(ctx)
     try:
         engine = AlertEngine(store, ctx.config.alerts)
-        try:
-            if args.verb == "ack":
-                alert = await engine.ack(args.id, by, args.note)
-            elif args.verb == "resolve":
-                alert = await engine.resolve(args.id, by, args.note)
-            elif args.verb == "silence":
-                alert = await engine.silence(args.id, seconds, by)
-            else:
-                alert = await engine.unsilence(args.id, by)
-        except AlertError as exc:
-            raise CliError(str(exc), 1) from None
+        # An action that cannot be done raises AlertError: main() prints its one line (exit 1).
+        if args.verb == "ack":
+            alert = await engine.ack(args.id, by, args.note)
+        elif args.verb == "resolve":
+            alert = await engine.resolve(args.id, by, args.note)
+        elif args.verb == "silence":
+            alert = await engine.silence(args.id, seconds, by)
+        else:
+            alert = await engine.unsilence(args.id, by)
     finally:
         await store.close()
     until = ""

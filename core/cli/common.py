@@ -11,16 +11,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from llmpulse.core.config import Context, load_context
+from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.redact import redact, register_secrets
 from llmpulse.core.store import Store
 
 
-class CliError(Exception):
-    """A user-facing failure: one line on stderr, then exit with `code`."""
+class CliError(LlmpulseError):
+    """A user-facing failure of the command line itself: one line on stderr, then exit with `code`."""
 
-    def __init__(self, message: str, code: int = 1):
+    def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
-        self.code = code
+        self.exit_code = code
 
 
 def context_from(args: argparse.Namespace) -> Context:

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from llmpulse.core.catalog import Provider
+from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.probe import auth_headers, error_message
 from llmpulse.core.redact import redact
 from llmpulse.core.store import Store
@@ -58,8 +59,8 @@ class ReconcileRow:
         return dict(self.__dict__)
 
 
-class BillingError(Exception):
-    pass
+class BillingError(LlmpulseError):
+    """A provider's billing API could not be read; the message says which and why."""
 
 
 def _with_key(provider: Provider, admin: bool) -> Provider:

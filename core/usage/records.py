@@ -13,6 +13,8 @@ from typing import Any
 
 import genai_prices
 
+from llmpulse.core.errors import LlmpulseError
+
 STATUSES = ("ok", "error")
 TEXT_FIELDS = (
     "error_kind",
@@ -32,7 +34,7 @@ KNOWN_FIELDS = frozenset(
 MAX_TEXT = 200
 
 
-class RecordError(ValueError):
+class RecordError(LlmpulseError, ValueError):
     """A record that cannot be stored; the message names the field and what is expected."""
 
 
