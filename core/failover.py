@@ -3,8 +3,10 @@
 The chain is the enabled, configured providers by priority, skipping open circuits and providers whose
 latest probe failed (llmpulse.core.health.failover_order), limited to those the caller gave a model for. On 429,
 402, 408, 5xx, 529, Groq's 498, a timeout, a connection error or a 2xx that is not a chat answer the
-next one is tried. A 400/401/403/404/422 is the caller's problem (request, key or model name) and is
-raised at once as `RequestRejected`. Every attempt is recorded as usage through llmpulse.core.usage's Recorder
+next one is tried; so is a 401/402/403 or any quota answer (a bad key or an empty account is that
+provider's problem, not the request's: its circuit opens at once). Only an answer that says the request
+itself is wrong — 400 invalid request, 404 unknown model, 409, 413, 422 — is raised at once as
+`RequestRejected`: another provider would refuse it too. Every attempt is recorded as usage through llmpulse.core.usage's Recorder
 (`is_fallback`, `fallback_from` = the provider tried just before, or for the first attempt the preferred
 provider skipped because its circuit is open or its probe failed; written on the recorder's timer and at
 the latest when the client closes) and fed to the circuit breaker; when all fail,
@@ -36,7 +38,7 @@ from llmpulse.core.config import Context
 from llmpulse.core.enablement import apply_enablement
 from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.health import ProviderHealth, failover_order, load_health, record_outcome
-from llmpulse.core.probe import auth_headers, classify_error, error_message
+from llmpulse.core.probe import ACCOUNT_KINDS, auth_headers, classify_error, error_message
 from llmpulse.core.redact import redact, register_secrets
 from llmpulse.core.store import Store
 from llmpulse.core.usage.recorder import Recorder, pricing_for
@@ -51,9 +53,12 @@ CHAT_PATHS = {
     "localai": "/v1/chat/completions",
 }
 DEFAULT_CHAT_PATH = "/chat/completions"
-# Provider-side trouble: worth another provider. The rest of 4xx is the caller's to fix.
-FALL_THROUGH_KINDS = {"rate_limited", "overloaded", "server_error", "quota", "timeout", "connect", "bad_response"}
-CALLERS_FAULT = {400, 401, 403, 404, 409, 413, 422}
+# Provider-side trouble (including this provider's key or account): worth another provider.
+FALL_THROUGH_KINDS = frozenset(
+    {"rate_limited", "overloaded", "server_error", "quota", "auth", "timeout", "connect", "bad_response"}
+)
+# Statuses that say the request itself is wrong, unless the body says it is the account (quota) or a limit.
+REQUEST_FAULT = frozenset({400, 404, 409, 413, 422})
 # What a caller may attach to the usage records of a chat; the rest of a record is the client's to say.
 ATTRIBUTION = ("department", "agent", "user", "task_type", "category", "endpoint", "request_id")
 
@@ -80,14 +85,14 @@ class Attempt:
 
 
 class RequestRejected(FailoverError):
-    """The provider refused the request itself (400/401/403/404/422): another provider won't help."""
+    """The provider says the request itself is wrong (400/404/409/413/422): another provider won't help."""
 
     def __init__(self, attempt: Attempt, attempts: list[Attempt]):
         self.attempt, self.attempts = attempt, attempts
         super().__init__(
             f"{attempt.provider_id} rejected the request: HTTP {attempt.http_status} "
             f"{attempt.error_kind}: {attempt.error} (not retried on another provider: fix the "
-            "request, key or model)"
+            "request or the model name)"
         )
 
 
@@ -360,7 +365,14 @@ class FailoverClient:
                 )
             if attempt.error_kind not in FALL_THROUGH_KINDS:
                 raise RequestRejected(attempt, attempts)
-            await record_outcome(self.store, provider.id, False, self.ctx.config.health, self.clock.now())
+            await record_outcome(
+                self.store,
+                provider.id,
+                False,
+                self.ctx.config.health,
+                self.clock.now(),
+                open_now=attempt.error_kind in ACCOUNT_KINDS,
+            )
             previous = provider.id
         raise AllProvidersFailed(attempts, skipped)
 
@@ -400,9 +412,9 @@ class FailoverClient:
             return attempt("error", "connect", None, f"{type(exc).__name__}: {exc}"), None
         code = response.status_code
         if not 200 <= code < 300:
-            kind = classify_error(code, raw)
-            if code in CALLERS_FAULT and kind not in ("quota",):
-                kind = "auth" if kind == "auth" else "bad_request"
+            kind = classify_error(code, raw, response.headers)
+            if code in REQUEST_FAULT and kind == "bad_response":
+                kind = "bad_request"
             return attempt("error", kind, code, error_message(raw)), None
         try:
             data = json.loads(raw)

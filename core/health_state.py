@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmpulse.core.health_settings import HealthSettings
-from llmpulse.core.probe import ProbeResult
+from llmpulse.core.probe import ACCOUNT_KINDS, ProbeResult
 from llmpulse.core.ratelimit import Balance, RateLimit
 from llmpulse.core.store import Store
 
@@ -63,12 +63,14 @@ class CircuitBreaker:
             return CircuitState("half_open", state.consecutive_failures, state.opened_at)
         return state
 
-    def after(self, state: CircuitState, success: bool, now: float) -> CircuitState:
+    def after(self, state: CircuitState, success: bool, now: float, *, open_now: bool = False) -> CircuitState:
+        """The state after one outcome. `open_now`: a failure that will not clear by retrying (a refused
+        key, an empty account) opens a closed circuit at once instead of after `failure_threshold`."""
         state = self.current(state, now)
         if success:
             return CircuitState("closed", 0, None)
         failures = state.consecutive_failures + 1
-        if state.circuit == "half_open" or (state.circuit == "closed" and failures >= self.threshold):
+        if state.circuit == "half_open" or (state.circuit == "closed" and (open_now or failures >= self.threshold)):
             return CircuitState("open", failures, now)
         return CircuitState(state.circuit, failures, state.opened_at)
 
@@ -349,7 +351,7 @@ async def record_probe_results(
             outcome = _counts_for_circuit(r)
             failing = r.status in ("failed", "degraded")
             if outcome is not None:
-                state = breaker.after(state, outcome, now)
+                state = breaker.after(state, outcome, now, open_now=r.error_kind in ACCOUNT_KINDS)
             states[r.provider_id] = state
             before = updates.get(r.provider_id)
             updates[r.provider_id] = (
@@ -415,13 +417,17 @@ async def _load_runs(conn: Any, provider_ids: Sequence[str]) -> dict[str, tuple[
 
 
 async def record_outcome(
-    store: Store, provider_id: str, success: bool, settings: HealthSettings, now: float
+    store: Store, provider_id: str, success: bool, settings: HealthSettings, now: float, *, open_now: bool = False
 ) -> CircuitState:
-    """Feed one real request's outcome to the circuit (the failover client calls this)."""
+    """Feed one real request's outcome to the circuit (the failover client calls this); `open_now`: see
+    CircuitBreaker.after."""
     breaker = CircuitBreaker(settings)
     async with store.transaction() as conn:
         state = breaker.after(
-            (await _load_circuits(conn, [provider_id])).get(provider_id, CircuitState()), success, now
+            (await _load_circuits(conn, [provider_id])).get(provider_id, CircuitState()),
+            success,
+            now,
+            open_now=open_now,
         )
         await conn.execute(
             "INSERT INTO provider_state (provider_id, circuit, consecutive_failures, opened_at, updated_at) "

@@ -14,7 +14,7 @@ import json
 import os
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,36 +39,15 @@ ERROR_KINDS = (
     "timeout",
     "connect",
     "bad_response",
+    "bad_request",  # the failover client only: the provider says the request itself is wrong (400/404/422)
     "slow",
 )
+# Kinds that say this account cannot be served by this provider until someone acts (a key, a top-up):
+# retrying soon will not help, so the circuit opens at the first one.
+ACCOUNT_KINDS = frozenset({"auth", "quota"})
 DEGRADED_KINDS = frozenset({"rate_limited", "overloaded", "slow"})
 USER_AGENT = "llmpulse-probe"
 MAX_ERROR_CHARS = 300
-
-# Words in an error body that mean "your money ran out" rather than "slow down" or "bad key".
-_QUOTA_WORDS = (
-    "insufficient_quota",
-    "insufficient balance",
-    "insufficient_balance",
-    "billing",
-    "credit balance",
-    "exceeded your current quota",
-    "spend limit",
-    "payment required",
-    "suspended due to insufficient",
-    "balance",
-)
-_BAD_KEY_WORDS = (
-    "api_key_invalid",
-    "api key not valid",
-    "invalid api key",
-    "incorrect api key",
-    "invalid_api_key",
-    "invalid x-api-key",
-    "no api key",
-    "api key",
-    "unauthorized",
-)
 
 
 @dataclass(frozen=True)
@@ -147,22 +126,143 @@ def error_message(body: bytes) -> str:
     return " ".join(message.split())[:MAX_ERROR_CHARS]
 
 
-def classify_error(status: int, body: bytes) -> str:
-    """error_kind for a non-2xx answer."""
+# Error codes and types providers put in their JSON error bodies, read before any words: the words of a
+# rate-limit answer often mention billing ("add a payment method", "check your plan and billing details").
+_QUOTA_CODES = frozenset(
+    {
+        "insufficient_quota",  # OpenAI: credit used up, retrying will not help
+        "billing_hard_limit_reached",
+        "insufficient_balance",
+        "billing_error",  # Anthropic's 402 type
+        "payment_required",
+    }
+)
+_RATE_CODES = frozenset(
+    {
+        "rate_limit_exceeded",  # OpenAI, Groq (error.code)
+        "rate_limit_error",  # Anthropic (error.type)
+        "requests",  # OpenAI / Groq error.type: which limit was hit
+        "tokens",
+        "input_tokens",
+        "output_tokens",
+    }
+)
+_BAD_KEY_CODES = frozenset({"invalid_api_key", "api_key_invalid", "authentication_error", "permission_error"})
+_OVERLOADED_CODES = frozenset({"overloaded_error", "overloaded"})
+# Words, read last, when the structured fields say nothing decisive. A 400 or 403 that says the money ran
+# out (Anthropic's "credit balance is too low", xAI's "used all available credits") is quota, not the
+# request's or the key's fault.
+_QUOTA_WORDS = (
+    "insufficient_quota",
+    "insufficient balance",
+    "insufficient_balance",
+    "credit balance",
+    "purchase credits",
+    "available credits",
+    "spending limit",
+    "spend limit",
+    "exceeded your current quota",
+    "payment required",
+    "suspended due to insufficient",
+    "balance",
+)
+_RATE_WORDS = ("rate limit", "rate-limit", "per minute", "per second", "try again in", "please retry in", "too many")
+_BAD_KEY_WORDS = (
+    "api_key_invalid",
+    "api key not valid",
+    "invalid api key",
+    "incorrect api key",
+    "invalid_api_key",
+    "invalid x-api-key",
+    "no api key",
+    "api key",
+    "unauthorized",
+)
+
+
+@dataclass(frozen=True)
+class ErrorFields:
+    """The structured fields of a provider's JSON error body (each None when absent)."""
+
+    code: str | None = None  # error.code (OpenAI, Groq) or Gemini's numeric code as text
+    type: str | None = None  # error.type (OpenAI, Anthropic, Together)
+    status: str | None = None  # Gemini's google.rpc status, e.g. RESOURCE_EXHAUSTED
+    retry_info: bool = False  # Gemini: a google.rpc.RetryInfo detail (a delay to wait out)
+    quota_ids: tuple[str, ...] = ()  # Gemini: QuotaFailure violations' quotaId
+    zero_limit: bool = False  # Gemini: a QuotaFailure with quotaValue "0" (no quota at all on this tier)
+
+
+def error_fields(body: bytes) -> ErrorFields:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ErrorFields()
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        data = data[0]  # Gemini behind some proxies: a one-element list
+    if not isinstance(data, dict):
+        return ErrorFields()
+    err = data.get("error", data)
+    if not isinstance(err, dict):
+        return ErrorFields()
+
+    def text(value: Any) -> str | None:
+        return None if value is None or isinstance(value, (dict, list)) else str(value).lower()
+
+    retry_info, quota_ids, zero = False, [], False
+    details = err.get("details")
+    for detail in details if isinstance(details, list) else ():
+        if not isinstance(detail, dict):
+            continue
+        kind = str(detail.get("@type", ""))
+        if kind.endswith("google.rpc.RetryInfo"):
+            retry_info = True
+        elif kind.endswith("google.rpc.QuotaFailure"):
+            for v in detail.get("violations") or ():
+                if isinstance(v, dict):
+                    quota_ids.append(str(v.get("quotaId", "")))
+                    zero = zero or str(v.get("quotaValue", "")) == "0"
+    return ErrorFields(
+        text(err.get("code")), text(err.get("type")), text(err.get("status")), retry_info, tuple(quota_ids), zero
+    )
+
+
+def classify_error(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> str:
+    """error_kind for a non-2xx answer: the structured fields first (error.code, error.type, Gemini's
+    status and details, a retry-after header), the provider's words last.
+
+    quota: the account's money or credit ran out (OpenAI insufficient_quota, Anthropic's 400 "credit
+    balance is too low", xAI's 403 "used all available credits", any 402) — another provider can serve.
+    rate_limited: a limit that lifts by itself within minutes, even when its message mentions billing."""
+    fields = error_fields(body)
     low = body.decode("utf-8", "replace").lower()
-    if status == 402:
+    retry_after = bool(headers) and any(k.lower() in ("retry-after", "retry-after-ms") for k in headers or {})
+    said = {fields.code, fields.type}
+    if said & _QUOTA_CODES or status == 402:
         return "quota"
-    if status in (401, 403):
-        return "quota" if any(w in low for w in _QUOTA_WORDS[:-1]) or (status == 403 and "balance" in low) else "auth"
+    if fields.status == "resource_exhausted":
+        # Gemini: per-minute and per-day limits carry RetryInfo; a quota of 0 means no access on this tier.
+        if fields.zero_limit and not fields.retry_info:
+            return "quota"
+        return "rate_limited"
+    if status == 429:
+        if said & _RATE_CODES or retry_after or any(w in low for w in _RATE_WORDS):
+            return "rate_limited"
+        return "quota" if any(w in low for w in _QUOTA_WORDS) else "rate_limited"
+    if said & _RATE_CODES and status in (400, 413):
+        return "rate_limited"  # Groq's 413 "Request too large ... tokens per minute": this provider's limit
+    if status in (400, 401, 403) and any(w in low for w in _QUOTA_WORDS[:-1]):
+        return "quota"
+    if status == 403 and "balance" in low:
+        return "quota"  # Moonshot: 403 when the balance is gone
+    if status in (401, 403) or said & _BAD_KEY_CODES or fields.status in ("unauthenticated", "permission_denied"):
+        return "auth"
     if status == 400 and any(w in low for w in _BAD_KEY_WORDS):
         return "auth"
-    if status == 429:
-        return "quota" if any(w in low for w in _QUOTA_WORDS[:-1]) else "rate_limited"
-    if status in (498, 529) or (status == 503 and "starting" not in low) or "overloaded" in low:
+    if status in (498, 529) or said & _OVERLOADED_CODES or (status == 503 and "starting" not in low):
         return "overloaded"
     if status >= 500:
-        return "server_error"
-    return "bad_response"
+        return "overloaded" if "overloaded" in low else "server_error"
+    return "bad_response"  # the failover client calls a 400/404/422 of a chat request bad_request
 
 
 def _shape_check(shape: ProbeShape, data: Any) -> tuple[str | None, Balance | None]:
@@ -301,7 +401,7 @@ async def probe_provider(
     rate_limit = parse_rate_limit(response.headers)
     code = response.status_code
     if not 200 <= code < 300:
-        kind = classify_error(code, body)
+        kind = classify_error(code, body, response.headers)
         status = "degraded" if kind in DEGRADED_KINDS else "failed"
         return result(status, kind, f"HTTP {code}: {error_message(body)}", code, rate_limit)
     shape = KIND_FACTS[provider.spec.kind].shape

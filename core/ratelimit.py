@@ -1,9 +1,11 @@
 """Rate-limit headroom and provider balances, read from what a provider already tells us for free.
 
 Every provider answers with its own headers: OpenAI/Groq `x-ratelimit-{limit,remaining}-{requests,tokens}`
-with Go-style reset durations ("6m0s"), Anthropic `anthropic-ratelimit-*` with RFC 3339 resets, Together a
-bare `x-ratelimit-{limit,remaining,reset}`, Azure `x-ratelimit-remaining-*`, and anyone `retry-after`
-(seconds or an HTTP date) or `retry-after-ms`. `parse_rate_limit` folds them into one `RateLimit`.
+with Go-style reset durations ("6m0s"), Anthropic `anthropic-ratelimit-{requests,tokens,input-tokens,
+output-tokens}-*` with RFC 3339 resets, Together a bare `x-ratelimit-{limit,remaining,reset}` for requests
+and `x-tokenlimit-{limit,remaining}` for tokens, Azure `x-ratelimit-remaining-*`, and anyone `retry-after`
+(seconds or an HTTP date) or `retry-after-ms`. `parse_rate_limit` folds them into one `RateLimit`, whose
+headroom is the tightest of every limit reported: the one that will refuse the next request first.
 """
 
 from __future__ import annotations
@@ -28,15 +30,22 @@ class RateLimit:
     tokens_remaining: int | None = None
     reset_s: float | None = None  # seconds until the (requests) window resets
     retry_after_s: float | None = None
+    # Anthropic limits input and output tokens apart from its (total) tokens limit.
+    input_tokens_limit: int | None = None
+    input_tokens_remaining: int | None = None
+    output_tokens_limit: int | None = None
+    output_tokens_remaining: int | None = None
 
     @property
     def headroom(self) -> float | None:
-        """The smallest remaining/limit share over what is known, 0..1; None when nothing is known."""
-        shares = [
-            min(1.0, max(0.0, rem / lim))
-            for lim, rem in ((self.requests_limit, self.requests_remaining), (self.tokens_limit, self.tokens_remaining))
-            if lim and rem is not None and lim > 0
-        ]
+        """The smallest remaining/limit share over every limit reported, 0..1; None when nothing is known."""
+        pairs = (
+            (self.requests_limit, self.requests_remaining),
+            (self.tokens_limit, self.tokens_remaining),
+            (self.input_tokens_limit, self.input_tokens_remaining),
+            (self.output_tokens_limit, self.output_tokens_remaining),
+        )
+        shares = [min(1.0, max(0.0, rem / lim)) for lim, rem in pairs if lim and rem is not None and lim > 0]
         return min(shares) if shares else None
 
     def to_json(self) -> dict[str, Any]:
@@ -122,15 +131,14 @@ def parse_rate_limit(headers: Mapping[str, str], now: float | None = None) -> Ra
         requests_remaining=_int(
             h, "x-ratelimit-remaining-requests", "anthropic-ratelimit-requests-remaining", "x-ratelimit-remaining"
         ),
-        tokens_limit=_int(
-            h, "x-ratelimit-limit-tokens", "anthropic-ratelimit-tokens-limit", "anthropic-ratelimit-input-tokens-limit"
-        ),
+        tokens_limit=_int(h, "x-ratelimit-limit-tokens", "anthropic-ratelimit-tokens-limit", "x-tokenlimit-limit"),
         tokens_remaining=_int(
-            h,
-            "x-ratelimit-remaining-tokens",
-            "anthropic-ratelimit-tokens-remaining",
-            "anthropic-ratelimit-input-tokens-remaining",
+            h, "x-ratelimit-remaining-tokens", "anthropic-ratelimit-tokens-remaining", "x-tokenlimit-remaining"
         ),
+        input_tokens_limit=_int(h, "anthropic-ratelimit-input-tokens-limit"),
+        input_tokens_remaining=_int(h, "anthropic-ratelimit-input-tokens-remaining"),
+        output_tokens_limit=_int(h, "anthropic-ratelimit-output-tokens-limit"),
+        output_tokens_remaining=_int(h, "anthropic-ratelimit-output-tokens-remaining"),
         reset_s=parse_reset(
             h.get("x-ratelimit-reset-requests")
             or h.get("anthropic-ratelimit-requests-reset")

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from llmpulse.core.config import load_context
-from llmpulse.core.failover import AllProvidersFailed, FailoverClient, RequestRejected
+from llmpulse.core.failover import AllProvidersFailed, FailoverClient
 from llmpulse.core.health import circuit_states
 from llmpulse.core.simulator.fleet import FakeProvider, Fleet
 from llmpulse.core.store import Store
@@ -72,7 +72,7 @@ async def test_falls_through_429_then_500_then_ok(tmp_path):
             await store.close()
 
 
-async def test_anthropic_messages_and_a_401_is_not_retried(tmp_path):
+async def test_anthropic_messages_and_a_401_falls_through_and_opens_its_circuit(tmp_path):
     with fleet_of(("anthropic", "ok"), ("mistral", "ok")) as fleet:
         ctx = context(tmp_path, fleet)
         store = await Store.open(ctx.db_path)
@@ -88,10 +88,17 @@ async def test_anthropic_messages_and_a_401_is_not_retried(tmp_path):
                 assert req.path == "/v1/messages" and req.headers["x-api-key"] == KEY
                 assert req.json()["system"] == "be brief" and req.headers["anthropic-version"] == "2023-06-01"
                 fleet.set_behaviour("anthropic", "bad_key")
-                with pytest.raises(RequestRejected, match="anthropic rejected the request: HTTP 401 auth") as err:
-                    await client.chat([{"role": "user", "content": "hi"}], models=MODELS)
-                assert len(err.value.attempts) == 1 and KEY not in str(err.value)
-            assert not [r for r in fleet.requests("mistral") if r.method == "POST"]
+                # A refused key is that provider's problem: the next one answers, and the refusing
+                # provider's circuit opens at once (threshold 2 is not waited for: retrying will not fix a key).
+                answer = await client.chat([{"role": "user", "content": "hi"}], models=MODELS)
+                assert answer.provider_id == "mistral"
+                assert [(a.provider_id, a.http_status, a.error_kind) for a in answer.attempts] == [
+                    ("anthropic", 401, "auth"),
+                    ("mistral", 200, None),
+                ]
+                assert all(KEY not in (a.error or "") for a in answer.attempts)
+            assert len([r for r in fleet.requests("mistral") if r.method == "POST"]) == 1
+            assert (await circuit_states(store, ctx.config.health, time.time()))["anthropic"].circuit == "open"
         finally:
             await store.close()
 

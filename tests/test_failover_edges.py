@@ -103,7 +103,7 @@ async def test_529_and_498_fall_through(tmp_path):
             await store.close()
 
 
-@pytest.mark.parametrize("code", [400, 403, 404, 422])
+@pytest.mark.parametrize("code", [400, 404, 409, 422])
 async def test_callers_errors_are_raised_at_once_not_retried(tmp_path, code):
     key = fresh_key()
     with fleet_of(key, ("openai", "ok"), ("mistral", "ok")) as fleet:

@@ -133,7 +133,7 @@ async def test_wrong_key_is_auth_even_when_the_service_is_fine(fleet):
 
 async def test_rate_limit_headers_and_retry_after(fleet):
     r = (await probe(fleet, fake("groq", "groq", "rate_limited")))["groq"]
-    assert r.rate_limit.retry_after_s == 7 and r.rate_limit.headroom == 0.0
+    assert r.rate_limit.retry_after_s == 12 and r.rate_limit.headroom == 0.0
     ok = (await probe(fleet, fake("anthropic", "anthropic", headroom=0.25)))["anthropic"]
     assert ok.rate_limit.headroom == pytest.approx(0.25)
     assert 0 < ok.rate_limit.reset_s <= 21

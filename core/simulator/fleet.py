@@ -100,6 +100,7 @@ class FakeProvider:
     behaviour: str = "ok"
     delay: float = 0.0  # seconds before answering (every behaviour but hang)
     headroom: float = 0.9  # share of the rate limit left, sent in headers on every answer
+    limit_headroom: dict[str, float] = field(default_factory=dict)  # per limit: requests, tokens, input_tokens...
     models: tuple[str, ...] = ("gpt-4o", "gpt-4.1")
     balance: float = 42.5  # for kinds whose probe reports a balance
     requests: list[Request] = field(default_factory=list)
@@ -133,24 +134,42 @@ class FakeProvider:
 
     # -- answers ----------------------------------------------------------------------------------
     def rate_limit_headers(self) -> dict[str, str]:
-        limit = 1000
-        remaining = max(0, int(limit * self.headroom))
+        """The rate-limit headers the real provider sends on every answer. Each limit has its own
+        headroom (`limit_headroom`, e.g. {"output_tokens": 0.05}), else `headroom`."""
+
+        def left(name: str, limit: int) -> str:
+            return str(max(0, int(limit * self.limit_headroom.get(name, self.headroom))))
+
         if self.kind == "anthropic":
-            return {
-                "anthropic-ratelimit-requests-limit": str(limit),
-                "anthropic-ratelimit-requests-remaining": str(remaining),
-                "anthropic-ratelimit-requests-reset": time.strftime(
-                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 20)
-                ),
-            }
+            # Anthropic sends four limits, each with its own reset (RFC 3339).
+            reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 20))
+            out: dict[str, str] = {}
+            for name, limit in (
+                ("requests", 1000),
+                ("tokens", 96000),
+                ("input-tokens", 80000),
+                ("output-tokens", 16000),
+            ):
+                out[f"anthropic-ratelimit-{name}-limit"] = str(limit)
+                out[f"anthropic-ratelimit-{name}-remaining"] = left(name.replace("-", "_"), limit)
+                out[f"anthropic-ratelimit-{name}-reset"] = reset
+            return out
         if self.kind == "together":
-            return {"x-ratelimit-limit": str(limit), "x-ratelimit-remaining": str(remaining), "x-ratelimit-reset": "20"}
+            # Together: requests as bare x-ratelimit-*, tokens as x-tokenlimit-*.
+            return {
+                "x-ratelimit-limit": "10",
+                "x-ratelimit-remaining": left("requests", 10),
+                "x-ratelimit-reset": "1",
+                "x-tokenlimit-limit": "200000",
+                "x-tokenlimit-remaining": left("tokens", 200000),
+            }
         return {
-            "x-ratelimit-limit-requests": str(limit),
-            "x-ratelimit-remaining-requests": str(remaining),
-            "x-ratelimit-limit-tokens": str(limit * 100),
-            "x-ratelimit-remaining-tokens": str(remaining * 100),
+            "x-ratelimit-limit-requests": "1000",
+            "x-ratelimit-remaining-requests": left("requests", 1000),
+            "x-ratelimit-limit-tokens": "100000",
+            "x-ratelimit-remaining-tokens": left("tokens", 100000),
             "x-ratelimit-reset-requests": "20s",
+            "x-ratelimit-reset-tokens": "6m0s",
         }
 
     def error(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> Response:
@@ -169,18 +188,9 @@ class FakeProvider:
                 return self.error(400, "API key not valid. Please pass a valid API key.", "API_KEY_INVALID")
             return self.error(401, "Incorrect API key provided.", "invalid_api_key")
         if behaviour == "quota":
-            if self.kind == "openai":
-                return self.error(
-                    429, "You exceeded your current quota, please check your plan and billing.", "insufficient_quota"
-                )
-            return self.error(402, "Insufficient balance.", "insufficient_balance")
+            return self.quota_answer()
         if behaviour == "rate_limited":
-            return self.error(
-                429,
-                "Rate limit reached for requests.",
-                "rate_limit_exceeded",
-                {"retry-after": "7", **self.rate_limit_headers_exhausted()},
-            )
+            return self.rate_limit_answer()
         if behaviour == "overloaded":
             if self.kind == "anthropic":
                 return self.error(529, "Overloaded", "overloaded_error")
@@ -189,12 +199,165 @@ class FakeProvider:
             return self.error(500, "The server had an error while processing your request.", "server_error")
         return None
 
+    def quota_answer(self) -> Response:
+        """The account's money ran out, as each provider really says it (recorded in their SDKs' issue
+        trackers and docs): the status differs by provider, and so does where the meaning is."""
+        if self.kind == "openai":
+            return self.error(
+                429,
+                "You exceeded your current quota, please check your plan and billing details. For more "
+                "information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                "insufficient_quota",
+            )
+        if self.kind == "anthropic":
+            # A 400 whose type says invalid request: only the words tell it is the balance.
+            return Response.json(
+                400,
+                {
+                    "type": "error",
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": "Your credit balance is too low to access the Anthropic API. Please go to "
+                        "Plans & Billing to upgrade or purchase credits.",
+                    },
+                    "request_id": "req_011CbrFTcXhtiMzr3s6EocF7",
+                },
+            )
+        if self.kind == "xai":
+            # A 403 (not an auth problem): the team's credits or monthly spending limit.
+            return Response.json(
+                403,
+                {
+                    "code": "The caller does not have permission to execute the specified operation",
+                    "error": "Your team 16f2151a-40f4-4a80-8ad0-cae00c27e8dd has either used all available "
+                    "credits or reached its monthly spending limit. To continue making API requests, please "
+                    "purchase more credits or raise your spending limit.",
+                },
+            )
+        if self.kind == "deepseek":
+            return Response.json(
+                402,
+                {
+                    "error": {
+                        "message": "Insufficient Balance",
+                        "type": "unknown_error",
+                        "param": None,
+                        "code": "invalid_request_error",
+                    }
+                },
+            )
+        return self.error(402, "Insufficient balance.", "insufficient_balance")
+
+    def rate_limit_answer(self) -> Response:
+        """A 429 that lifts by itself, as each provider really sends it — several mention billing in their
+        words ("add a payment method", "check your plan and billing details") though nothing is spent."""
+        headers = self.rate_limit_headers_exhausted()
+        if self.kind == "gemini":
+            # Per-minute free-tier limit: RESOURCE_EXHAUSTED with QuotaFailure and RetryInfo details.
+            model = self.models[0]
+            return Response.json(
+                429,
+                {
+                    "error": {
+                        "code": 429,
+                        "message": "You exceeded your current quota, please check your plan and billing details. "
+                        "For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.",
+                        "status": "RESOURCE_EXHAUSTED",
+                        "details": [
+                            {
+                                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                                "violations": [
+                                    {
+                                        "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                                        "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                                        "quotaDimensions": {"location": "global", "model": model},
+                                        "quotaValue": "15",
+                                    }
+                                ],
+                            },
+                            {
+                                "@type": "type.googleapis.com/google.rpc.Help",
+                                "links": [
+                                    {
+                                        "description": "Learn more about Gemini API quotas",
+                                        "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+                                    }
+                                ],
+                            },
+                            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "47s"},
+                        ],
+                    }
+                },
+                headers,
+            )
+        if self.kind == "groq":
+            return Response.json(
+                429,
+                {
+                    "error": {
+                        "message": "Rate limit reached for model `llama-3.3-70b-versatile` in organization "
+                        "`org_01kes94v04f9ramd2n1vj4gjnc` service tier `on_demand` on tokens per minute (TPM): "
+                        "Limit 12000, Used 4437, Requested 9854. Please try again in 11.455s. Need more tokens? "
+                        "Upgrade to Dev Tier today at https://console.groq.com/settings/billing",
+                        "type": "tokens",
+                        "code": "rate_limit_exceeded",
+                    }
+                },
+                {"retry-after": "12", **headers},
+            )
+        if self.kind == "together":
+            # Together calls its per-minute limit `credit_limit` and points at billing: only 429 and the
+            # words say it is a rate limit.
+            return Response.json(
+                429,
+                {
+                    "error": {
+                        "message": "You have been rate limited. Your rate limit is 60 queries per minute. Please "
+                        "navigate to https://api.together.xyz/settings/billing to upgrade to a paid plan.",
+                        "type": "credit_limit",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+                headers,
+            )
+        if self.kind == "anthropic":
+            return Response.json(
+                429,
+                {
+                    "type": "error",
+                    "error": {
+                        "type": "rate_limit_error",
+                        "message": "This request would exceed the rate limit for your organization of 30,000 input "
+                        "tokens per minute. For details, refer to: https://docs.claude.com/en/api/rate-limits.",
+                    },
+                },
+                {"retry-after": "7", **headers},
+            )
+        # OpenAI and compatible: the daily request limit, which names billing and waits minutes.
+        return Response.json(
+            429,
+            {
+                "error": {
+                    "message": "Rate limit reached for gpt-4o-mini in organization org-fleet on requests per day "
+                    "(RPD): Limit 200, Used 200, Requested 1. Please try again in 7m12s. Visit "
+                    "https://platform.openai.com/account/rate-limits to learn more. You can increase your rate "
+                    "limit by adding a payment method to your account at https://platform.openai.com/account/billing.",
+                    "type": "requests",
+                    "param": None,
+                    "code": "rate_limit_exceeded",
+                }
+            },
+            headers,
+        )
+
     def rate_limit_headers_exhausted(self) -> dict[str, str]:
-        saved, self.headroom = self.headroom, 0.0
+        saved, saved_limits = self.headroom, self.limit_headroom
+        self.headroom, self.limit_headroom = 0.0, {}
         try:
             return self.rate_limit_headers()
         finally:
-            self.headroom = saved
+            self.headroom, self.limit_headroom = saved, saved_limits
 
     def probe_body(self) -> Any:
         """A healthy answer of the kind's probe shape, worded as that provider words it."""
