@@ -55,7 +55,7 @@ def test_exit_codes_json_and_stored_results(tmp_path):
             "balance",
         }
         assert (groq["status"], groq["error_kind"], groq["http_status"]) == ("degraded", "rate_limited", 429)
-        assert groq["rate_limit"]["retry_after_s"] == 7
+        assert groq["rate_limit"]["retry_after_s"] == 12  # Groq's TPM answer: retry-after 12
 
         fleet.set_behaviour("mistral", "server_error")
         failed = run_cli(tmp_path, "--db", str(tmp_path / "x.db"), "check", "--provider", "mistral", env=env)
