@@ -395,12 +395,22 @@ def _migration_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Conditio
                 stage=1,
             )
         else:
-            yield Condition(
-                "migration_deadline",
-                name,
-                "warning",
-                f"migration {name} at risk for {deadline} (phase {phase}): " + ", ".join(parts),
+            behind = next(
+                (
+                    t
+                    for wanted in ("late", "at risk")
+                    for t in (_g(m, "phase_targets") or [])
+                    if _g(t, "state") == wanted
+                ),
+                None,
             )
+            if behind is not None:
+                when = "was due" if _g(behind, "state") == "late" else "is due"
+                target = f"phase {_g(behind, 'name')} ({_pct(_g(behind, 'share'))}) {when} {_g(behind, 'by')}"
+                message = f"migration {name} {_g(behind, 'state')}: {target} (now in {phase}): " + ", ".join(parts)
+            else:
+                message = f"migration {name} at risk for {deadline} (phase {phase}): " + ", ".join(parts)
+            yield Condition("migration_deadline", name, "warning", message)
 
 
 # -------------------------------------------------------------------------------- price & key rules

@@ -137,6 +137,14 @@ def render_detail(s: MigrationStatus) -> str:
         f"  share over the last {format_duration(s.window_s)}: {pct(s.share_requests, 1)} of requests, "
         f"{pct(s.share_tokens, 1)} of tokens ({s.requests_in_window} old+new requests)",
     ]
+    for t in s.phase_targets:
+        if t.state == "reached":
+            when = "in time" if t.late_by_days is None else f"{t.late_by_days:.1f} days late"
+            lines.append(f"  phase {t.name} ({t.share:.0%}) due {t.by}: reached {when}")
+        elif t.state == "late":
+            lines.append(f"  phase {t.name} ({t.share:.0%}) due {t.by}: LATE by {t.late_by_days:.1f} days")
+        else:
+            lines.append(f"  phase {t.name} ({t.share:.0%}) due {t.by}: {t.state}")
     trend = "-" if s.trend_per_day is None else f"{s.trend_per_day * 100:+.2f} points/day"
     lines.append(
         f"  trend {trend}; projected at deadline {pct(s.projected_share_at_deadline)}; "

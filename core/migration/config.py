@@ -34,6 +34,11 @@ class MigrationError(LlmpulseError, ValueError):
 class Phase:
     name: str
     share: float  # share of requests on the new model that this phase stands for (0..1)
+    by: dt.date | None = None  # the phase's own target date (end of that UTC day); None: only the deadline
+
+    @property
+    def by_ts(self) -> float | None:
+        return None if self.by is None else day_start(self.by) + DAY
 
 
 DEFAULT_PHASES: tuple[Phase, ...] = tuple(Phase(n, s) for n, s in DEFAULT_PHASES_SPEC)
@@ -82,7 +87,12 @@ def _parse_phases(sec: Section) -> tuple[Phase, ...]:
         psec = Section(item, sec.source, f"{sec.key('phases')}[{i}]")
         name = psec.string("name")
         share = psec.number("share", minimum=0.0, maximum=1.0)
+        by = psec.date("by", None)
         psec.done()
+        if by is not None:
+            earlier = [p.by for p in phases if p.by is not None]
+            if earlier and by < earlier[-1]:
+                raise psec.error("by", by, f"a date on or after the previous phase's {earlier[-1]} (phases go forward)")
         if not name.strip():
             raise psec.error("name", name, "a non-empty phase name")
         if any(p.name == name for p in phases):
@@ -91,7 +101,7 @@ def _parse_phases(sec: Section) -> tuple[Phase, ...]:
             raise psec.error(
                 "share", share, f"a share >= the previous phase's {phases[-1].share:g} (phases go forward)"
             )
-        phases.append(Phase(name, share))
+        phases.append(Phase(name, share, by))
     return tuple(phases)
 
 
@@ -117,6 +127,10 @@ def parse_config(root: Section) -> list[MigrationConfig]:
         if deadline < start:
             raise sec.error("deadline", deadline, f"a date on or after start ({start})")
         phases = _parse_phases(sec)
+        for i, phase in enumerate(phases):
+            if phase.by is not None and not start <= phase.by <= deadline:
+                key = f"phases[{i}].by"
+                raise sec.error(key, phase.by, f"a date from start ({start}) to the deadline ({deadline})")
         cfg = MigrationConfig(
             name=name,
             from_models=tuple(from_models),

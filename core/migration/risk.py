@@ -38,6 +38,17 @@ class Projection:
     slope_per_day: float | None  # change of the share per day
     reaches_target_at: float | None  # unix time the line reaches the target; None if it never does
     points: int  # daily shares the line was fitted to
+    intercept: float | None = None  # the fitted line: share = intercept + slope_per_day * t / DAY
+
+    def reaches(self, share: float, now: float) -> float | None:
+        """When the line reaches `share` (now if it already has); None if it never does."""
+        if self.slope_per_day is None or self.intercept is None:
+            return None
+        if self.intercept + self.slope_per_day * now / DAY >= share:
+            return now
+        if self.slope_per_day <= 0:
+            return None
+        return (share - self.intercept) / self.slope_per_day * DAY
 
 
 def project_share(
@@ -64,7 +75,7 @@ def project_share(
         reaches = (target - intercept) / slope * DAY
     elif intercept + slope * now / DAY >= target:
         reaches = now
-    return Projection(at_deadline, slope, reaches, len(pts))
+    return Projection(at_deadline, slope, reaches, len(pts), intercept)
 
 
 def assess_risk(cfg: MigrationConfig, phase_index: int, projected: float | None, now: float) -> Risk:
@@ -77,3 +88,60 @@ def assess_risk(cfg: MigrationConfig, phase_index: int, projected: float | None,
     if projected is None:
         return "on track" if now < cfg.start_ts else "at risk"
     return "on track" if projected >= cfg.target_share - ON_TRACK_TOLERANCE else "at risk"
+
+
+@dataclass(frozen=True)
+class PhaseTarget:
+    """One phase against its own date: reached (on time or late), or on track / at risk / late."""
+
+    name: str
+    share: float
+    by: str  # ISO date
+    state: Literal["reached", "on track", "at risk", "late"]
+    reached_at: float | None  # when the migration entered it, if the history says
+    late_by_days: float | None  # reached after its date, or still not reached past it
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def phase_targets(
+    cfg: MigrationConfig, phase_index: int, reached_at: dict[str, float], projection: Projection, now: float
+) -> list[PhaseTarget]:
+    """Each phase that has a `by` date, judged against it: a phase not reached by the end of its day is
+    late; one whose trend line reaches its share after that day is at risk; else on track."""
+    out: list[PhaseTarget] = []
+    for i, phase in enumerate(cfg.phases):
+        if phase.by is None or phase.by_ts is None:
+            continue
+        due = phase.by_ts
+        at = reached_at.get(phase.name)
+        if i <= phase_index:
+            late = None if at is None or at <= due else (at - due) / DAY
+            out.append(PhaseTarget(phase.name, phase.share, phase.by.isoformat(), "reached", at, late))
+        elif now >= due:
+            out.append(PhaseTarget(phase.name, phase.share, phase.by.isoformat(), "late", None, (now - due) / DAY))
+        else:
+            when = projection.reaches(phase.share, now)
+            state: Literal["on track", "at risk"] = "on track" if when is not None and when <= due else "at risk"
+            out.append(PhaseTarget(phase.name, phase.share, phase.by.isoformat(), state, None, None))
+    return out
+
+
+def overall_risk(deadline_risk: Risk, targets: Sequence[PhaseTarget]) -> Risk:
+    """The deadline's risk, or "at risk" when a phase misses (or will miss) its own date: the migration
+    is behind its plan, though only the deadline passing makes the whole of it late."""
+    if deadline_risk in ("done", "late"):
+        return deadline_risk
+    if any(t.state in ("at risk", "late") for t in targets):
+        return "at risk"
+    return deadline_risk
+
+
+def behind_phase(targets: Sequence[PhaseTarget]) -> PhaseTarget | None:
+    """The first phase that is late, else the first at risk: the one a risk alert names."""
+    for wanted in ("late", "at risk"):
+        for t in targets:
+            if t.state == wanted:
+                return t
+    return None

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from llmpulse.core.migration.config import DAY, MigrationConfig, MigrationSource, migration_configs
-from llmpulse.core.migration.risk import Risk, assess_risk, project_share
+from llmpulse.core.migration.risk import PhaseTarget, Risk, assess_risk, overall_risk, phase_targets, project_share
 from llmpulse.core.migration.state import PhaseChange, apply_automatic, load_state, phase_history
 from llmpulse.core.migration.traffic import SideStats, compare_sides, daily_shares, traffic_split, window_traffic
 from llmpulse.core.store import Store
@@ -37,6 +37,7 @@ class MigrationStatus:
     compare_s: float
     history: list[PhaseChange] = field(default_factory=list)
     phase_since: float | None = None
+    phase_targets: list[PhaseTarget] = field(default_factory=list)  # phases with their own `by` date
 
     @property
     def next_phase(self) -> str | None:
@@ -51,7 +52,8 @@ class MigrationStatus:
             "deadline": self.deadline.isoformat(),
             "phase": self.phase,
             "phase_index": self.phase_index,
-            "phases": [{"name": n, "share": s} for n, s in zip(self.phases, self.phase_shares)],
+            "phases": [{"name": n, "share": s} for n, s in zip(self.phases, self.phase_shares, strict=True)],
+            "phase_targets": [t.to_json() for t in self.phase_targets],
             "phase_since": self.phase_since,
             "next_phase": self.next_phase,
             "share_requests": self.share_requests,
@@ -86,6 +88,10 @@ async def migration_status(store: Store, cfg: MigrationConfig, now: float, *, re
     compare = window if cfg.compare == cfg.window else await window_traffic(store, now - cfg.compare, now)
     before, after = compare_sides(compare, cfg)
     history = await phase_history(store, cfg.name)
+    reached_at: dict[str, float] = {}
+    for change in history:
+        reached_at.setdefault(change.to_phase, change.at)
+    targets = phase_targets(cfg, state.index, reached_at, projection, now)
     return MigrationStatus(
         name=cfg.name,
         from_models=list(cfg.from_models),
@@ -101,7 +107,7 @@ async def migration_status(store: Store, cfg: MigrationConfig, now: float, *, re
         requests_in_window=split.old_requests + split.new_requests,
         window_s=cfg.window,
         days_left=(cfg.deadline_ts - now) / DAY,
-        risk=assess_risk(cfg, state.index, projection.share_at_deadline, now),
+        risk=overall_risk(assess_risk(cfg, state.index, projection.share_at_deadline, now), targets),
         projected_share_at_deadline=projection.share_at_deadline,
         trend_per_day=projection.slope_per_day,
         projected_completion_at=projection.reaches_target_at,
@@ -110,6 +116,7 @@ async def migration_status(store: Store, cfg: MigrationConfig, now: float, *, re
         compare_s=cfg.compare,
         history=history,
         phase_since=state.entered_at if history else None,
+        phase_targets=targets,
     )
 
 
