@@ -31,12 +31,14 @@ async def test_first_snapshot_fills_every_panel():
     app = fixed_app()
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
-        assert rows(app, 1) == ["openai", "anthropic", "groq", "deepseek", "ollama", "xai", "mistral"]
+        # Trouble first: failed, degraded, then healthy by priority; disabled and keyless last.
+        assert rows(app, 1) == ["deepseek", "groq", "anthropic", "ollama", "openai", "xai", "mistral"]
         assert rows(app, 2) == ["total/month", "engineering/day"]
-        assert rows(app, 3) == ["1", "3", "4", "2"]  # firing worst-first, then handled
+        assert rows(app, 3) == ["1", "3", "2", "4"]  # firing worst-first, then handled (acked, silenced)
         assert rows(app, 4) == ["gpt4-to-41"]
         text = header(app)
-        assert "123.5k req" in text and "2/5 healthy" in text and "fallbacks 17/24h" in text
+        assert "123.5k req" in text and "2/5 healthy" in text and "range 24h" in text
+        assert "fallbacks" not in text  # the least important segment left out at 120 columns
 
 
 async def test_pause_freezes_the_display_and_shows_a_marker():

@@ -29,7 +29,7 @@ async def test_provider_screen_toggles_enabled_and_probes_that_provider():
     app = fixed_app(backend=backend)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        await pilot.press("1", "j", "enter")
+        await pilot.press("1", "j", "j", "enter")  # deepseek, groq, then anthropic
         assert isinstance(app.screen, ProviderScreen) and app.screen.provider_id == "anthropic"
         assert await wait_for(pilot, lambda: app.screen.probes.row_count == 5)
         summary = str(app.screen.query_one("#provider-summary").render())

@@ -49,11 +49,27 @@ BAR_PARTS = " ▏▎▍▌▋▊▉"
 DASH = "—"
 
 
-def status_text(status: str | None, enabled: bool = True, configured: bool = True) -> Text:
-    """A provider's state as glyph + word; a disabled or keyless provider says so whatever its last probe said."""
-    key = "disabled" if not enabled else "unconfigured" if not configured else (status or "unknown")
+def status_key(status: str | None, enabled: bool = True, configured: bool = True) -> str:
+    """Which STATUS entry a provider shows: disabled or keyless whatever its last probe said."""
+    return "disabled" if not enabled else "unconfigured" if not configured else (status or "unknown")
+
+
+def status_text(status: str | None, enabled: bool = True, configured: bool = True, lasted: float | None = None) -> Text:
+    """A provider's state as glyph + word, and how long it has lasted when known ("✖ failed for 12m").
+    The duration is coarse (minutes at best) so the cell changes once a minute, not once a second."""
+    key = status_key(status, enabled, configured)
     glyph, word, style = STATUS.get(key, ("?", key, ""))
-    return Text(f"{glyph} {word}", style=style)
+    text = Text(f"{glyph} {word}", style=style)
+    if lasted is not None and key in ("healthy", "degraded", "failed"):
+        text.append(f" for {coarse_age(lasted)}", style=style if key != "healthy" else "")
+    return text
+
+
+def coarse_age(seconds: float | None) -> str:
+    """Elapsed time to the minute: <1m, 12m, 3h, 2d — it ticks at most once a minute."""
+    if seconds is None:
+        return DASH
+    return "<1m" if seconds < 60 else age(seconds)
 
 
 def circuit_text(circuit: str | None) -> Text:
@@ -101,16 +117,23 @@ def alert_state_text(state: str, silenced_until: float | None, escalated: bool, 
     return Text(words, style=style)
 
 
-def sparkline(values: Sequence[float] | None, width: int = 10) -> str:
-    """The last `width` values as block characters scaled between their min and max."""
+def common_scale(series: Iterable[Sequence[float] | None]) -> tuple[float, float] | None:
+    """The (lowest, highest) over several series: one scale for sparklines drawn one above the other."""
+    vals = [v for s in series for v in (s or []) if v is not None and not math.isnan(v)]
+    return (min(vals), max(vals)) if vals else None
+
+
+def sparkline(values: Sequence[float] | None, width: int = 10, scale: tuple[float, float] | None = None) -> str:
+    """The last `width` values as block characters, scaled between `scale` (shared by the rows of a
+    table) or else between their own min and max."""
     vals = [v for v in (values or []) if v is not None and not math.isnan(v)][-width:]
     if not vals:
         return ""
-    lo, hi = min(vals), max(vals)
+    lo, hi = scale if scale is not None else (min(vals), max(vals))
     if hi - lo < 1e-9:
         return SPARK_CHARS[0] * len(vals)
     top = len(SPARK_CHARS) - 1
-    return "".join(SPARK_CHARS[round((v - lo) / (hi - lo) * top)] for v in vals)
+    return "".join(SPARK_CHARS[round(min(max((v - lo) / (hi - lo), 0.0), 1.0) * top)] for v in vals)
 
 
 def bar(fraction: float | None, width: int = 10) -> str:

@@ -1,10 +1,17 @@
-"""The line at the top: the numbers that matter first, the refresh state, and the PAUSED marker."""
+"""The line at the top: the numbers that matter first, the refresh state and range, the PAUSED marker.
+
+One line, never two. Each segment has a fixed width (numbers are padded to the width their largest
+ordinary value takes), so the line does not shift when a number grows; when the terminal is too narrow,
+the least important segments are left out first and the rest keep their places.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.widgets import Static
 
 from llmpulse.tui import format as fmt
@@ -13,52 +20,101 @@ from llmpulse.tui.panels.base import View
 SEP = " │ "
 
 
-def header_text(
+@dataclass
+class Segment:
+    importance: int  # 0 is kept longest
+    text: Text
+
+
+def header_segments(
     snapshot: Any | None, view: View, *, paused: bool, interval: float, time_range: str, error: str | None = None
-) -> Text:
-    text = Text()
+) -> list[Segment]:
+    """The header's segments in display order, each with how important it is."""
+    out: list[Segment] = []
     if paused:
-        text.append(" ⏸ PAUSED ", style="bold reverse")
-        text.append(" ")
-    text.append("llmpulse", style="bold")
+        out.append(Segment(0, Text(" ⏸ PAUSED ", style="bold reverse")))
+    out.append(Segment(8, Text("llmpulse", style="bold")))
     if snapshot is None:
-        text.append(SEP + "loading…", style="dim")
+        out.append(Segment(1, Text("loading…", style="dim")))
     else:
         h = snapshot.header
-        text.append(SEP)
-        text.append(f"{fmt.count(h.requests_period)} req {fmt.money(h.cost_period)}")
-        text.append(f" {h.period_label}" if getattr(h, "period_label", None) else "", style="dim")
-        if h.budget_utilization is not None:
-            text.append(SEP + "budget ")
-            text.append(fmt.pct(h.budget_utilization), style=fmt.usage_style(h.budget_utilization))
-        text.append(SEP)
+        out.append(Segment(1, alerts_text(h.alerts_by_severity)))
         all_up = h.providers_healthy == h.providers_total
-        text.append(f"{h.providers_healthy}/{h.providers_total} healthy", style="" if all_up else "yellow")
-        text.append(SEP + "alerts ")
-        by = h.alerts_by_severity
-        parts = [(sev, by.get(sev, 0)) for sev in ("critical", "warning", "info")]
-        if not any(n for _, n in parts):
-            text.append("none", style="green")
-        else:
-            for i, (sev, n) in enumerate(parts):
-                glyph, _word, style = fmt.SEVERITY[sev]
-                text.append(("" if i == 0 else " ") + f"{glyph}{n}", style=style if n else "dim")
-        text.append(SEP + f"fallbacks {fmt.count(h.fallbacks_24h)}/24h")
-        text.append(SEP + fmt.clock(h.refreshed_at, view.tz))
-    text.append(f" ⟳{fmt.interval(interval)} {time_range}", style="dim")
+        out.append(
+            Segment(
+                2,
+                Text(f"{h.providers_healthy}/{h.providers_total} healthy".ljust(13), style="" if all_up else "yellow"),
+            )
+        )
+        if h.budget_utilization is not None:
+            budget = Text("budget ")
+            budget.append(f"{fmt.pct(h.budget_utilization):>4}", style=fmt.usage_style(h.budget_utilization))
+            out.append(Segment(3, budget))
+        spend = Text(f"{fmt.count(h.requests_period):>6} req {fmt.money(h.cost_period):>6}")
+        if getattr(h, "period_label", None):
+            spend.append(f" {h.period_label}", style="dim")
+        out.append(Segment(5, spend))
+        out.append(Segment(7, Text(f"fallbacks {fmt.count(h.fallbacks_24h):>4}/24h")))
+        out.append(Segment(6, Text(fmt.clock(h.refreshed_at, view.tz), style="dim")))
+    # The range decides what the range figures and detail screens cover, so it stays on screen.
+    out.append(Segment(4, Text(f"range {time_range:<3} ⟳{fmt.interval(interval)}".ljust(16))))
     if view.filter:
-        text.append(SEP + f"filter: {view.filter}", style="bold")
+        out.append(Segment(0, Text(f"filter: {view.filter}", style="bold")))
     if error:
-        text.append(SEP + f"⚠ {error}", style="bold red")
+        out.append(Segment(0, Text(f"⚠ {error}", style="bold red")))
+    return out
+
+
+def alerts_text(by_severity: dict[str, int]) -> Text:
+    text = Text("alerts ")
+    parts = [(sev, by_severity.get(sev, 0)) for sev in ("critical", "warning", "info")]
+    if not any(n for _, n in parts):
+        text.append(f"{'none':<11}", style="green")
+        return text
+    for i, (sev, n) in enumerate(parts):
+        glyph, _word, style = fmt.SEVERITY[sev]
+        text.append(("" if i == 0 else " ") + f"{glyph}{n:<2}", style=style if n else "dim")
+    return text
+
+
+def header_text(
+    snapshot: Any | None,
+    view: View,
+    *,
+    paused: bool,
+    interval: float,
+    time_range: str,
+    error: str | None = None,
+    width: int = 1000,
+) -> Text:
+    """The header line for `width` cells: the most important segments that fit, in display order."""
+    segments = header_segments(snapshot, view, paused=paused, interval=interval, time_range=time_range, error=error)
+    keep: set[int] = set()
+    used = 0
+    for i in sorted(range(len(segments)), key=lambda i: segments[i].importance):
+        need = segments[i].text.cell_len + (len(SEP) if keep else 0)
+        if used + need > width and keep:
+            continue
+        keep.add(i)
+        used += need
+    text = Text(no_wrap=True, overflow="ellipsis", end="")
+    for i, seg in enumerate(segments):
+        if i in keep:
+            if text:
+                text.append(SEP, style="dim")
+            text.append_text(seg.text)
     return text
 
 
 class HeaderLine(Static):
-    """One or two lines (it wraps at 80 columns) of headline numbers."""
+    """One line of headline numbers; it drops segments rather than wrap."""
 
     DEFAULT_CSS = """
-    HeaderLine { height: auto; padding: 0 1; background: $panel; }
+    HeaderLine { height: 1; padding: 0 1; background: $panel; }
     """
+
+    _state: tuple[Any, View, dict[str, Any]] | None = None
+    _last: Text | None = None
 
     def fill(
         self,
@@ -70,9 +126,22 @@ class HeaderLine(Static):
         time_range: str,
         error: str | None = None,
     ) -> None:
-        text = header_text(snapshot, view, paused=paused, interval=interval, time_range=time_range, error=error)
+        self._state = (
+            snapshot,
+            view,
+            {"paused": paused, "interval": interval, "time_range": time_range, "error": error},
+        )
+        self.redraw()
+
+    def redraw(self) -> None:
+        if self._state is None:
+            return
+        snapshot, view, state = self._state
+        width = max(20, self.size.width - 2) if self.size.width else 1000
+        text = header_text(snapshot, view, width=width, **state)
         if text != self._last:  # an unchanged header costs no repaint
             self._last = text
             self.update(text)
 
-    _last: Text | None = None
+    def on_resize(self, event: events.Resize) -> None:
+        self.redraw()

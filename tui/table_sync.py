@@ -25,11 +25,9 @@ def sync_rows(table: DataTable, rows: Sequence[Row]) -> bool:
     """Make `table` show exactly `rows`, in that order. Returns True when anything changed."""
     # Cells are Text so each is its own object (the reorder below ranks rows by cell identity) and so
     # data is never parsed as markup.
-    rows = [
-        (key, [c if isinstance(c, Text) else Text("" if c is None else str(c)) for c in cells]) for key, cells in rows
-    ]
+    rows = [(key, [_cell(c) for c in cells]) for key, cells in rows]
     wanted = dict(rows)
-    columns = [c.key for c in table.ordered_columns]
+    columns = table.ordered_columns
     cursor_key = _cursor_key(table)
     changed = False
 
@@ -41,8 +39,12 @@ def sync_rows(table: DataTable, rows: Sequence[Row]) -> bool:
     for key, cells in rows:
         if key in existing:
             for column, value in zip(columns, cells):
-                if not _same(table.get_cell(key, column), value):
-                    table.update_cell(key, column, value, update_width=True)
+                if not _same(table.get_cell(key, column.key), value):
+                    # Re-measuring a column walks all its cells whenever a cell gets narrower, so a
+                    # column is measured again only when the new cell is wider than it: columns grow,
+                    # never shrink, and a ticking cell costs one cell's repaint.
+                    wider = column.auto_width and value.cell_len > column.content_width
+                    table.update_cell(key, column.key, value, update_width=wider)
                     changed = True
         else:
             table.add_row(*cells, key=key)
@@ -59,6 +61,13 @@ def sync_rows(table: DataTable, rows: Sequence[Row]) -> bool:
         if index != table.cursor_row:
             table.move_cursor(row=index, animate=False, scroll=False)
     return changed
+
+
+def _cell(value: Any) -> Text:
+    """Every cell a one-line Text that ends with "…" when its column is narrower than it."""
+    text = value if isinstance(value, Text) else Text("" if value is None else str(value))
+    text.no_wrap, text.overflow = True, "ellipsis"
+    return text
 
 
 def _reorder(table: DataTable, order: list[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.binding import Binding
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 
 class PanelTable(DataTable):
@@ -20,3 +21,15 @@ class PanelTable(DataTable):
         super().__init__(
             id=id, classes=classes, cursor_type="row", zebra_stripes=False, cursor_foreground_priority="renderable"
         )
+
+    def fix_column_width(self, column_key: str, width: int) -> None:
+        """Give a column a fixed width (its cells are cut to it) instead of growing to its widest cell.
+        DataTable has no public call for a width after the column exists; these are the steps its own
+        add_column takes."""
+        column = self.columns[ColumnKey(column_key)]
+        if not column.auto_width and column.width == width:
+            return
+        column.width, column.auto_width = width, False
+        self._require_update_dimensions = True
+        self._clear_caches()
+        self.refresh()

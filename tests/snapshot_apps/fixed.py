@@ -1,28 +1,33 @@
 """A dashboard on fixed data and a fixed clock, for screenshots and for the key tests that need no
-database: the same picture on every run, on every host (UTC, no live clock, no hostname, no blink)."""
+database: the same picture on every run, on every host (UTC, no live clock, no hostname, no blink).
+
+The data is built from the core's own dataclasses (ProviderHealth, Alert, BudgetStatus, ...), so a
+renamed or removed core field breaks these tests instead of leaving them drawing a shape the core no
+longer produces."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime as dt
 from datetime import UTC
-from types import SimpleNamespace as NS
 
+from llmpulse.core.alerts.engine import Alert
 from llmpulse.core.clock import ManualClock
+from llmpulse.core.health import ProviderHealth
+from llmpulse.core.migration import MigrationStatus
+from llmpulse.core.probe import ProbeResult
+from llmpulse.core.ratelimit import RateLimit
+from llmpulse.core.snapshot import CollectorInfo, Header, Snapshot
+from llmpulse.core.usage.budgets import BudgetStatus
+from llmpulse.core.usage.queries import GroupRow, UsageSummary
 from llmpulse.tui.app import PulseApp
 
 NOW = 1_768_471_200.0  # 2026-01-15T10:00:00Z
 
 
 def _rate_limit(headroom):
-    return NS(
-        headroom=headroom,
-        requests_limit=1000,
-        requests_remaining=int(headroom * 1000),
-        tokens_limit=None,
-        tokens_remaining=None,
-        reset_s=20.0,
-        retry_after_s=None,
-    )
+    return RateLimit(requests_limit=1000, requests_remaining=int(headroom * 1000), reset_s=20.0)
 
 
 def _provider(
@@ -40,12 +45,14 @@ def _provider(
     error_kind=None,
     local=False,
     priority=20,
+    lasted=None,
 ):
     series = [p95 * f for f in (0.5, 0.7, 1.0, 0.8, 0.9, 1.1, 0.6, 0.75, 0.95, 1.0)] if p95 else []
-    return NS(
+    return ProviderHealth(
         provider_id=pid,
         name=name,
         status=status,
+        status_since=NOW - lasted if lasted is not None else None,
         error_kind=error_kind,
         error="HTTP 401: invalid key [sk-***]" if error_kind == "auth" else None,
         samples=30 if configured else 0,
@@ -72,16 +79,19 @@ def _provider(
 
 
 def _alert(alert_id, severity, state, rule, subject, message, age_s, *, escalated=False, silenced_until=None):
-    return NS(
+    return Alert(
         id=alert_id,
         fingerprint=f"{rule}:{subject}",
         rule=rule,
         subject=subject,
         severity=severity,
+        stage=0,
         message=message,
         state=state,
         silenced_until=silenced_until,
+        silenced_by="ops" if silenced_until else None,
         escalated=escalated,
+        escalated_at=NOW - 60 if escalated else None,
         first_seen=NOW - age_s,
         last_seen=NOW - 5,
         count=3,
@@ -89,21 +99,27 @@ def _alert(alert_id, severity, state, rule, subject, message, age_s, *, escalate
         acked_at=NOW - 60 if state == "acknowledged" else None,
         note=None,
         resolved_at=None,
+        resolved_by=None,
+        last_notified_at=None,
     )
 
 
 def fixed_snapshot():
     providers = [
-        _provider("openai", "OpenAI", "healthy", 420.0, 0.0, "excellent", headroom=0.82),
-        _provider("anthropic", "Anthropic", "degraded", 2900.0, 0.03, "good", headroom=0.25),
-        _provider("groq", "Groq", "failed", None, 0.4, "critical", circuit="open", error_kind="rate_limited"),
-        _provider("deepseek", "DeepSeek", "failed", None, 1.0, "critical", circuit="open", error_kind="auth"),
+        _provider("openai", "OpenAI", "healthy", 420.0, 0.0, "excellent", headroom=0.82, lasted=7200),
+        _provider("anthropic", "Anthropic", "degraded", 2900.0, 0.03, "good", headroom=0.25, lasted=1260),
+        _provider(
+            "groq", "Groq", "failed", None, 0.4, "critical", circuit="open", error_kind="rate_limited", lasted=95
+        ),
+        _provider(
+            "deepseek", "DeepSeek", "failed", None, 1.0, "critical", circuit="open", error_kind="auth", lasted=720
+        ),
         _provider("ollama", "Ollama", "healthy", 35.0, 0.0, "excellent", local=True, priority=10),
         _provider("xai", "xAI", "healthy", 800.0, 0.0, "excellent", enabled=False),
         _provider("mistral", "Mistral", "unknown", None, None, None, configured=False),
     ]
     budgets = [
-        NS(
+        BudgetStatus(
             name="total/month",
             scope="total",
             period="month",
@@ -119,7 +135,7 @@ def fixed_snapshot():
             crossed=[0.8],
             unknown_price_count=12,
         ),
-        NS(
+        BudgetStatus(
             name="engineering/day",
             scope="department:engineering",
             period="day",
@@ -163,26 +179,31 @@ def fixed_snapshot():
         ),
     ]
     migrations = [
-        NS(
+        MigrationStatus(
             name="gpt4-to-41",
             from_models=["gpt-4"],
             to_model="gpt-4.1",
-            start="2026-01-01",
-            deadline="2026-02-14",
+            start=dt.date(2026, 1, 1),
+            deadline=dt.date(2026, 2, 14),
             phase="canary",
             phase_index=1,
             phases=["prepare", "canary", "rollout", "done"],
+            phase_shares=[0.0, 0.1, 0.5, 1.0],
             share_requests=0.37,
             share_tokens=0.41,
+            requests_in_window=4200,
+            window_s=86400.0,
             days_left=30.4,
             risk="at risk",
             projected_share_at_deadline=0.8,
+            trend_per_day=0.014,
+            projected_completion_at=None,
             before=None,
             after=None,
-            history=[],
+            compare_s=86400.0,
         ),
     ]
-    header = NS(
+    header = Header(
         requests_period=123_456,
         cost_period=812.4,
         period_label="this month",
@@ -193,13 +214,25 @@ def fixed_snapshot():
         fallbacks_24h=17,
         refreshed_at=NOW,
     )
-    return NS(
+    usage = UsageSummary(
+        requests_today=4_100,
+        cost_today=27.0,
+        requests_month=123_456,
+        cost_month=812.4,
+        unknown_price_count=12,
+        fallbacks_24h=17,
+        requests_24h=8_800,
+        price_table="genai-prices (fixed)",
+    )
+    return Snapshot(
         header=header,
         providers=providers,
         budgets=budgets,
         alerts=alerts,
         migrations=migrations,
-        usage=NS(unknown_price_count=12),
+        usage=usage,
+        collector=CollectorInfo(holder="fixed", alive=True, last_round_at=NOW - 10),
+        refreshed_at=NOW,
     )
 
 
@@ -252,24 +285,20 @@ class FixedBackend:
 
     async def recent_probes(self, provider_id, since, limit=50):
         return [
-            NS(
-                checked_at=NOW - 30 * i,
-                status="healthy",
-                latency_ms=400.0 + i,
-                http_status=200,
-                error=None,
-                error_kind=None,
-            )
+            ProbeResult(provider_id, provider_id, NOW - 30 * i, "healthy", latency_ms=400.0 + i, http_status=200)
             for i in range(5)
         ]
 
     async def breakdown(self, by, since, until):
         return [
-            NS(
+            GroupRow(
                 key=k,
                 requests=100 * i,
+                errors=i,
+                fallbacks=0,
                 input_tokens=1000 * i,
                 output_tokens=500 * i,
+                cache_read_tokens=0,
                 cost_usd=1.5 * i,
                 unknown_price_count=0,
                 success_rate=0.99,
@@ -282,8 +311,9 @@ class FixedBackend:
         return self._alert(alert_id), []
 
     def with_alerts(self, snapshot, alerts):
-        snapshot.alerts = alerts
-        return snapshot
+        # The fixed "database" takes the change too, as the real one would have.
+        self.snap = dataclasses.replace(snapshot, alerts=alerts)
+        return self.snap
 
     async def close(self):
         self.closed = True

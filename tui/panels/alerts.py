@@ -1,54 +1,76 @@
-"""Panel 3: open alerts, worst first — severity, age, state (firing / acked / silenced / escalated),
-subject and message."""
+"""Panel 3: open alerts, most urgent first — firing ones by severity, then the ones someone handles
+(acknowledged or silenced). Each row has the alert's number (the one `llmpulse alerts ack 12` takes),
+severity, state, how long it has been open, subject and the message, cut with "…" to the width left."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
 
 from llmpulse.tui import format as fmt
 from llmpulse.tui.panels.base import Panel, View
-from llmpulse.tui.table_sync import Row
 
 
-def alert_order(alert: Any) -> tuple:
-    """Firing before handled, critical before info, newest first."""
-    handled = alert.state != "firing"
-    return (handled, fmt.SEVERITY_RANK.get(alert.severity, 9), -alert.first_seen, alert.id)
+def needs_someone(alert: Any, now: float) -> bool:
+    """Firing and neither acknowledged nor silenced."""
+    return alert.state == "firing" and not (alert.silenced_until is not None and alert.silenced_until > now)
+
+
+def urgency(alert: Any, now: float) -> tuple[bool, int, float, int]:
+    """Unhandled before handled, critical before info, newest first."""
+    return (not needs_someone(alert, now), fmt.SEVERITY_RANK.get(alert.severity, 9), -alert.first_seen, alert.id)
 
 
 class AlertsPanel(Panel):
     number = 3
     title = "Alerts"
     columns = (
+        ("id", "#"),
         ("severity", "Severity"),
         ("state", "State"),
         ("age", "Age"),
         ("subject", "Subject"),
         ("message", "Message"),
     )
+    sort_by = {
+        "id": lambda a: a.id,
+        "severity": lambda a: fmt.SEVERITY_RANK.get(a.severity, 9),
+        "state": lambda a: a.state,
+        "age": lambda a: a.first_seen,
+        "subject": lambda a: a.subject.lower(),
+    }
+    flex_column = "message"
 
-    def rows(self, snapshot: Any, view: View) -> list[Row]:
-        rows = []
-        for a in sorted(snapshot.alerts, key=alert_order):
-            state = fmt.alert_state_words(a.state, a.silenced_until, a.escalated, view.now)
-            if not fmt.matches(view.filter, a.severity, a.subject, a.message, a.rule, state):
-                continue
-            rows.append(
-                (
-                    str(a.id),
-                    (
-                        fmt.severity_text(a.severity),
-                        fmt.alert_state_text(a.state, a.silenced_until, a.escalated, view.now),
-                        Text(fmt.age(view.now - a.first_seen), justify="right"),
-                        Text(a.subject),
-                        Text(a.message),
-                    ),
-                )
+    def items(self, snapshot: Any, view: View) -> list[Any]:
+        shown = [
+            a
+            for a in snapshot.alerts
+            if fmt.matches(
+                view.filter,
+                a.severity,
+                a.subject,
+                a.message,
+                a.rule,
+                fmt.alert_state_words(a.state, a.silenced_until, a.escalated, view.now),
             )
-        return rows
+        ]
+        return sorted(shown, key=lambda a: urgency(a, view.now))
+
+    def key(self, a: Any) -> str:
+        return str(a.id)
+
+    def cells(self, a: Any, view: View) -> Sequence[Any]:
+        return (
+            Text(str(a.id), justify="right"),
+            fmt.severity_text(a.severity),
+            fmt.alert_state_text(a.state, a.silenced_until, a.escalated, view.now),
+            Text(fmt.coarse_age(view.now - a.first_seen), justify="right"),
+            Text(a.subject),
+            Text(a.message),
+        )
 
     def subtitle(self, snapshot: Any, view: View) -> str:
-        firing = sum(1 for a in snapshot.alerts if a.state == "firing")
+        firing = sum(1 for a in snapshot.alerts if needs_someone(a, view.now))
         return f"{firing} firing / {len(snapshot.alerts)} open" if snapshot.alerts else "all quiet"

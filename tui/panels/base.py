@@ -1,13 +1,15 @@
 """What every dashboard panel shares: a numbered, bordered box around one table, built once and filled
-from each Snapshot by row key."""
+from each Snapshot by row key; a sort the user picks that survives every refresh; a "+N more" note when
+rows run past the box; one flexible column that takes the width left and cuts its text with "…"."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any, ClassVar
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
@@ -27,11 +29,14 @@ class View:
 
 
 class Panel(Vertical, can_focus=False):
-    """A dashboard panel. Subclasses name their columns and turn a Snapshot into rows."""
+    """A dashboard panel. Subclasses name their columns, list their items in the default order (worst
+    first), say how each item sorts by each column, and turn an item into cells."""
 
     number: ClassVar[int] = 0
     title: ClassVar[str] = ""
     columns: ClassVar[Sequence[tuple[str, str]]] = ()  # (column key, header label)
+    sort_by: ClassVar[dict[str, Callable[[Any], Any]]] = {}  # column key -> the value rows sort on
+    flex_column: ClassVar[str | None] = None  # takes the width the others leave; its text is cut with "…"
 
     class Open(Message):
         """The user pressed enter on a row: show its detail screen."""
@@ -47,6 +52,10 @@ class Panel(Vertical, can_focus=False):
         self.table = PanelTable(id=f"{id}-table" if id else None)
         for key, label in self.columns:
             self.table.add_column(label, key=key)
+        self.sort_column: str | None = None  # None: the panel's own order (worst first)
+        self.sort_reverse = False
+        self._subtitle = ""
+        self._last: tuple[Any, View] | None = None
 
     # -- the two verbs ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -58,19 +67,105 @@ class Panel(Vertical, can_focus=False):
 
     def fill(self, snapshot: Any, view: View) -> bool:
         """Bring the table to this snapshot; returns True when anything on screen changed."""
+        self._last = (snapshot, view)
         changed = sync_rows(self.table, self.rows(snapshot, view))
-        subtitle = self.subtitle(snapshot, view)
-        if subtitle != (self.border_subtitle or ""):
-            self.border_subtitle = subtitle
-            changed = True
-        return changed
+        self.fit_flex_column()
+        self._subtitle = self.subtitle(snapshot, view)
+        self.call_after_refresh(self.show_subtitle)  # "+N more" needs the table's laid-out height
+        return self.show_subtitle() or changed
+
+    def rows(self, snapshot: Any, view: View) -> list[Row]:
+        items = self.items(snapshot, view)
+        if self.sort_column is not None:
+            value = self.sort_by[self.sort_column]
+            known = [i for i in items if value(i) is not None]
+            unknown = [i for i in items if value(i) is None]  # unknowns last whichever way
+            items = sorted(known, key=value, reverse=self.sort_reverse) + unknown
+        return [(self.key(i), self.cells(i, view)) for i in items]
 
     # -- for subclasses -----------------------------------------------------------------------------
-    def rows(self, snapshot: Any, view: View) -> list[Row]:
+    def items(self, snapshot: Any, view: View) -> list[Any]:
+        """The snapshot's items this panel lists, filtered, in the default order."""
+        raise NotImplementedError
+
+    def key(self, item: Any) -> str:
+        raise NotImplementedError
+
+    def cells(self, item: Any, view: View) -> Sequence[Any]:
         raise NotImplementedError
 
     def subtitle(self, snapshot: Any, view: View) -> str:
         return ""
+
+    # -- the border's note --------------------------------------------------------------------------
+    def hidden_below(self) -> int:
+        """Rows past the bottom of the box (0 before the first layout)."""
+        visible = self.table.scrollable_content_region.height - self.table.header_height
+        if visible <= 0:
+            return 0
+        return max(0, self.table.row_count - round(self.table.scroll_y) - visible)
+
+    def show_subtitle(self) -> bool:
+        parts = [self._subtitle] if self._subtitle else []
+        if self.sort_column is not None:
+            label = dict(self.columns)[self.sort_column]
+            parts.append(f"by {label} {'↓' if self.sort_reverse else '↑'}")
+        more = self.hidden_below()
+        if more:
+            parts.append(f"+{more} more")
+        text = " · ".join(parts)
+        if text != (self.border_subtitle or ""):
+            self.border_subtitle = text
+            return True
+        return False
+
+    # -- sorting ------------------------------------------------------------------------------------
+    def next_sort(self) -> None:
+        """Default order → each sortable column in turn → default order again."""
+        keys = [k for k, _ in self.columns if k in self.sort_by]
+        if not keys:
+            return
+        if self.sort_column is None:
+            self.sort_column, self.sort_reverse = keys[0], False
+        else:
+            i = keys.index(self.sort_column) + 1
+            self.sort_column = keys[i] if i < len(keys) else None
+            self.sort_reverse = False
+        self.redraw()
+
+    def reverse_sort(self) -> None:
+        if self.sort_column is not None:
+            self.sort_reverse = not self.sort_reverse
+            self.redraw()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        """A click on a column's header sorts by it; a second click reverses."""
+        event.stop()
+        key = event.column_key.value
+        if key not in self.sort_by:
+            return
+        if self.sort_column == key:
+            self.sort_reverse = not self.sort_reverse
+        else:
+            self.sort_column, self.sort_reverse = key, False
+        self.redraw()
+
+    def redraw(self) -> None:
+        if self._last is not None:
+            self.fill(*self._last)
+
+    # -- width --------------------------------------------------------------------------------------
+    def on_resize(self, event: events.Resize) -> None:
+        self.fit_flex_column()
+        self.call_after_refresh(self.show_subtitle)
+
+    def fit_flex_column(self) -> None:
+        if self.flex_column is None or not self.table.size.width:
+            return
+        others = sum(c.get_render_width(self.table) for c in self.table.ordered_columns if c.key != self.flex_column)
+        # The table's width less the other columns, the cell padding and a vertical scrollbar's room.
+        width = self.table.scrollable_content_region.width - others - 2 * self.table.cell_padding - 1
+        self.table.fix_column_width(self.flex_column, max(8, width))
 
     # -- selection ----------------------------------------------------------------------------------
     @property

@@ -3,13 +3,13 @@ the day the budget runs out at the current burn rate; the price-unknown count wh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
 
 from llmpulse.tui import format as fmt
 from llmpulse.tui.panels.base import Panel, View
-from llmpulse.tui.table_sync import Row
 
 
 class CostsPanel(Panel):
@@ -23,29 +23,35 @@ class CostsPanel(Panel):
         ("runs_out", "Runs out"),
     )
 
-    def rows(self, snapshot: Any, view: View) -> list[Row]:
-        rows = []
-        for b in snapshot.budgets:
-            if not fmt.matches(view.filter, b.name, b.scope, b.period):
-                continue
-            projected_style = "bold red" if b.limit_usd and b.projected_usd > b.limit_usd else ""
-            rows.append(
-                (
-                    b.name,
-                    (
-                        Text(b.name),
-                        Text.assemble(
-                            fmt.budget_bar(b.utilization, 8),
-                            " ",
-                            (f"{fmt.pct(b.utilization):>4}", fmt.usage_style(b.utilization)),
-                        ),
-                        Text(f"{fmt.money(b.spent_usd)}/{fmt.money(b.limit_usd)}", justify="right"),
-                        Text(fmt.money(b.projected_usd), style=projected_style, justify="right"),
-                        Text(fmt.day(b.exhaust_at, view.tz), style="bold") if b.exhaust_at else Text("—", style="dim"),
-                    ),
-                )
-            )
-        return rows
+    sort_by = {
+        "name": lambda b: b.name.lower(),
+        "used": lambda b: b.utilization,
+        "spent": lambda b: b.spent_usd,
+        "projected": lambda b: b.projected_usd,
+        "runs_out": lambda b: b.exhaust_at,
+    }
+
+    def items(self, snapshot: Any, view: View) -> list[Any]:
+        # The budget closest to (or furthest past) its limit first.
+        shown = [b for b in snapshot.budgets if fmt.matches(view.filter, b.name, b.scope, b.period)]
+        return sorted(shown, key=lambda b: -(b.utilization or 0.0))
+
+    def key(self, b: Any) -> str:
+        return str(b.name)
+
+    def cells(self, b: Any, view: View) -> Sequence[Any]:
+        projected_style = "bold red" if b.limit_usd and b.projected_usd > b.limit_usd else ""
+        return (
+            Text(b.name),
+            Text.assemble(
+                fmt.budget_bar(b.utilization, 8),
+                " ",
+                (f"{fmt.pct(b.utilization):>4}", fmt.usage_style(b.utilization)),
+            ),
+            Text(f"{fmt.money(b.spent_usd)}/{fmt.money(b.limit_usd)}", justify="right"),
+            Text(fmt.money(b.projected_usd), style=projected_style, justify="right"),
+            Text(fmt.day(b.exhaust_at, view.tz), style="bold") if b.exhaust_at else Text("—", style="dim"),
+        )
 
     def subtitle(self, snapshot: Any, view: View) -> str:
         unknown = unknown_price_count(snapshot)

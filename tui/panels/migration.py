@@ -3,13 +3,13 @@ the risk of missing it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
 
 from llmpulse.tui import format as fmt
 from llmpulse.tui.panels.base import Panel, View
-from llmpulse.tui.table_sync import Row
 
 
 def phase_label(m: Any) -> str:
@@ -28,24 +28,30 @@ class MigrationPanel(Panel):
         ("risk", "Risk"),
     )
 
-    def rows(self, snapshot: Any, view: View) -> list[Row]:
-        rows = []
-        for m in snapshot.migrations:
-            if not fmt.matches(view.filter, m.name, m.to_model, m.phase, m.risk, *m.from_models):
-                continue
-            rows.append(
-                (
-                    m.name,
-                    (
-                        Text(m.name),
-                        Text(phase_label(m)),
-                        Text.assemble((fmt.bar(m.share_requests, 10), "cyan"), f" {fmt.pct(m.share_requests):>4}"),
-                        Text(fmt.days_left(m.days_left), justify="right"),
-                        fmt.risk_text(m.risk),
-                    ),
-                )
-            )
-        return rows
+    sort_by = {
+        "name": lambda m: m.name.lower(),
+        "share": lambda m: m.share_requests,
+        "deadline": lambda m: m.days_left,
+    }
+
+    def items(self, snapshot: Any, view: View) -> list[Any]:
+        return [
+            m
+            for m in snapshot.migrations
+            if fmt.matches(view.filter, m.name, m.to_model, m.phase, m.risk, *m.from_models)
+        ]
+
+    def key(self, m: Any) -> str:
+        return str(m.name)
+
+    def cells(self, m: Any, view: View) -> Sequence[Any]:
+        return (
+            Text(m.name),
+            Text(phase_label(m)),
+            Text.assemble((fmt.bar(m.share_requests, 10), "cyan"), f" {fmt.pct(m.share_requests):>4}"),
+            Text(fmt.days_left(m.days_left), justify="right"),
+            fmt.risk_text(m.risk),
+        )
 
     def subtitle(self, snapshot: Any, view: View) -> str:
         return "" if snapshot.migrations else "no migration configured"

@@ -1,20 +1,29 @@
-"""Panel 1: every provider with its state (glyph + word), p95 latency and its trend, error rate, circuit,
-rate-limit headroom and the time of the last check."""
+"""Panel 1: every provider with its state (glyph + word) and how long it has lasted, p95 latency and its
+trend, error rate, circuit, rate-limit headroom and when it was last checked. Trouble first: failed, then
+degraded, then unknown, then healthy; disabled and keyless providers after the watched ones."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
 
 from llmpulse.tui import format as fmt
 from llmpulse.tui.panels.base import Panel, View
-from llmpulse.tui.table_sync import Row
+
+# The default order: what needs someone first.
+STATUS_RANK = {"failed": 0, "degraded": 1, "unknown": 2, "healthy": 3}
 
 
 def headroom(health: Any) -> float | None:
     rate_limit = health.rate_limit
     return rate_limit.headroom if rate_limit is not None else None
+
+
+def trouble_order(h: Any) -> tuple[int, int, int, str]:
+    watched = 0 if h.enabled and h.configured else 1 if h.configured else 2
+    return (watched, STATUS_RANK.get(h.status, 2), h.priority, h.provider_id)
 
 
 class ProvidersPanel(Panel):
@@ -28,13 +37,27 @@ class ProvidersPanel(Panel):
         ("errors", "Errors"),
         ("circuit", "Circuit"),
         ("headroom", "Room"),
-        ("checked", "Checked"),
+        ("checked", "Last"),  # how long ago the last probe ran; short so the table fits 80 columns
     )
+    sort_by = {
+        "name": lambda h: h.name.lower(),
+        "status": trouble_order,
+        "p95": lambda h: h.p95_ms,
+        "errors": lambda h: h.error_rate,
+        "circuit": lambda h: {"open": 0, "half_open": 1}.get(h.circuit, 2),
+        "headroom": headroom,
+        "checked": lambda h: h.last_checked_at,
+    }
 
-    def rows(self, snapshot: Any, view: View) -> list[Row]:
-        rows = []
-        for h in snapshot.providers:
-            if not fmt.matches(
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.latency_scale: tuple[float, float] | None = None
+
+    def items(self, snapshot: Any, view: View) -> list[Any]:
+        shown = [
+            h
+            for h in snapshot.providers
+            if fmt.matches(
                 view.filter,
                 h.provider_id,
                 h.name,
@@ -42,27 +65,34 @@ class ProvidersPanel(Panel):
                 h.error_kind,
                 h.circuit,
                 "disabled" if not h.enabled else None,
-            ):
-                continue
-            name_style = "" if h.configured and h.enabled else "dim"
-            rows.append(
-                (
-                    h.provider_id,
-                    (
-                        Text(h.name, style=name_style),
-                        fmt.status_text(h.status, h.enabled, h.configured),
-                        Text(fmt.ms(h.p95_ms), justify="right"),
-                        Text(fmt.sparkline(h.latency_series, 10), style="cyan"),
-                        fmt.error_rate_text(h.error_rate, h.error_band),
-                        fmt.circuit_text(h.circuit),
-                        fmt.headroom_text(headroom(h)),
-                        Text(fmt.age(view.now - h.last_checked_at) if h.last_checked_at else fmt.DASH, justify="right"),
-                    ),
-                )
             )
-        return rows
+        ]
+        # One scale for every row's sparkline, so a tall bar means the same milliseconds on every row.
+        self.latency_scale = fmt.common_scale(h.latency_series[-SPARK_WIDTH:] for h in shown)
+        return sorted(shown, key=trouble_order)
+
+    def key(self, h: Any) -> str:
+        return str(h.provider_id)
+
+    def cells(self, h: Any, view: View) -> Sequence[Any]:
+        name_style = "" if h.configured and h.enabled else "dim"
+        since = getattr(h, "status_since", None)
+        return (
+            Text(h.name, style=name_style),
+            fmt.status_text(h.status, h.enabled, h.configured, view.now - since if since else None),
+            Text(fmt.ms(h.p95_ms), justify="right"),
+            Text(fmt.sparkline(h.latency_series, SPARK_WIDTH, self.latency_scale), style="cyan"),
+            fmt.error_rate_text(h.error_rate, h.error_band),
+            fmt.circuit_text(h.circuit),
+            fmt.headroom_text(headroom(h)),
+            # To the minute: a cell that ticked every second re-measured its column on every refresh.
+            Text(fmt.coarse_age(view.now - h.last_checked_at) if h.last_checked_at else fmt.DASH, justify="right"),
+        )
 
     def subtitle(self, snapshot: Any, view: View) -> str:
         configured = [h for h in snapshot.providers if h.configured and h.enabled]
         healthy = sum(1 for h in configured if h.status == "healthy")
         return f"{healthy}/{len(configured)} healthy"
+
+
+SPARK_WIDTH = 8

@@ -13,7 +13,7 @@ from llmpulse.tui.header import HeaderLine
 from llmpulse.tui.panels import PANELS, AlertsPanel, Panel, View
 from llmpulse.tui.screens.base import LiveScreen
 
-LAYOUT_ORDER = (1, 2, 4, 3)
+LAYOUT_ORDER = (3, 1, 2, 4)  # alerts first: what needs someone is on the first screen at 80×24
 
 
 class FilterInput(Input):
@@ -35,6 +35,14 @@ class DashboardScreen(LiveScreen):
     BINDINGS = [
         Binding("slash", "open_filter", "Filter", id="dashboard.filter", tooltip="Filter rows in every panel"),
         Binding("escape", "clear_filter", "Clear", show=False, id="dashboard.back", tooltip="Clear the filter"),
+        Binding(
+            "o",
+            "sort",
+            "Sort",
+            id="dashboard.sort",
+            tooltip="Sort the focused panel by its next column (a click on a column header sorts too)",
+        ),
+        Binding("O", "reverse_sort", "Reverse", show=False, id="dashboard.reverse", tooltip="Reverse the sort"),
         Binding(
             "1", "focus_panel(1)", "Providers", show=False, id="dashboard.panel1", tooltip="Focus the Providers panel"
         ),
@@ -59,7 +67,7 @@ class DashboardScreen(LiveScreen):
         yield self.header_line
         yield self.filter_input
         with VerticalScroll(id="panels", can_focus=False):
-            # Providers on top, budgets and migration side by side when wide, alerts take the rest.
+            # Alerts on top, then providers; budgets and migration side by side when wide.
             for number in LAYOUT_ORDER:
                 yield self.panels[number]
         yield Footer()
@@ -89,6 +97,16 @@ class DashboardScreen(LiveScreen):
     # -- actions -----------------------------------------------------------------------------------
     def action_focus_panel(self, number: int) -> None:
         self.panels[number].focus_table()
+
+    def action_sort(self) -> None:
+        panel = self.focused_panel()
+        if panel is not None:
+            panel.next_sort()
+
+    def action_reverse_sort(self) -> None:
+        panel = self.focused_panel()
+        if panel is not None:
+            panel.reverse_sort()
 
     def action_open_filter(self) -> None:
         self.filter_input.display = True

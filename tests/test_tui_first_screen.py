@@ -1,0 +1,142 @@
+"""Issue 13 §1: what matters first is on the first screen — alerts on top at 80×24, most urgent first,
+"+N more" when they do not fit, trouble first in Providers, a sort that survives refreshes, how long a
+state has lasted, "…" on cut text, and a one-line header that drops its least important parts first."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tests.snapshot_apps.fixed import NOW, FixedBackend, _alert, fixed_app, fixed_snapshot
+
+
+async def settle(pilot, app, polls=1):
+    for _ in range(300):
+        if app.polls >= polls:
+            break
+        await pilot.pause(0.01)
+    await pilot.pause()
+    await pilot.pause()
+
+
+def keys(app, number):
+    return [row.key.value for row in app.dashboard.panels[number].table.ordered_rows]
+
+
+def line(widget, y: int) -> str:
+    return widget.render_line(y).text
+
+
+def many_alerts(n: int):
+    """n alerts: the newest is a critical firing one, buried among older warnings and handled ones."""
+    alerts = []
+    for i in range(1, n + 1):
+        if i == 7:
+            alerts.append(_alert(i, "critical", "firing", "provider_down", "groq", "Groq down", 60))
+        elif i % 3 == 0:
+            alerts.append(_alert(i, "warning", "acknowledged", "latency", f"p{i}", "slow", 600 + i))
+        else:
+            alerts.append(_alert(i, "warning", "firing", "latency", f"p{i}", "slow", 600 + i))
+    return alerts
+
+
+async def test_alerts_come_first_at_80x24_most_urgent_first_with_a_count_of_the_rest():
+    snap = dataclasses.replace(fixed_snapshot(), alerts=many_alerts(12))
+    app = fixed_app(backend=FixedBackend(snap))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        panel = app.dashboard.panels[3]
+        # The Alerts box is the first thing under the header, on the first screen.
+        assert panel.region.y == 1 and panel.region.bottom <= 23
+        order = keys(app, 3)
+        assert order[0] == "7"  # the critical firing alert, although it is not the first by id
+        firing_warnings = [str(i) for i in range(1, 13) if i != 7 and i % 3]
+        acked = [str(i) for i in range(1, 13) if i % 3 == 0]
+        # then firing warnings, newest first, then the acknowledged ones
+        assert order[1 : 1 + len(firing_warnings)] == sorted(firing_warnings, key=int)
+        assert set(order[-len(acked) :]) == set(acked)
+        # A 9-line box: two border lines and the column header leave 6 rows; 12 - 6 are below it.
+        assert panel.border_subtitle.endswith("+6 more"), panel.border_subtitle
+        # The first row shown carries the alert's number and its age.
+        first = line(panel.table, 1)
+        assert first.split()[:3] == ["7", "‼", "critical"] and "1m" in first
+
+
+async def test_no_more_note_when_every_alert_fits():
+    app = fixed_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        assert "more" not in app.dashboard.panels[3].border_subtitle
+
+
+async def test_cut_text_ends_with_an_ellipsis_and_the_detail_screen_has_all_of_it():
+    app = fixed_app()
+    message = "DeepSeek failing: 5 of 5 probes failed (auth)"
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        row = line(app.dashboard.panels[3].table, 1).rstrip()
+        assert row.endswith("…") and message not in row, row
+        assert message[:15] in row
+        await pilot.press("3", "enter")
+        await pilot.pause(0.1)
+        assert message in str(app.screen.query_one("#alert-summary").render())
+
+
+async def test_trouble_first_and_a_chosen_sort_survives_refreshes():
+    backend = FixedBackend()
+    app = fixed_app(backend=backend, refresh=0.5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        assert keys(app, 1)[:3] == ["deepseek", "groq", "anthropic"]
+        await pilot.press("1", "o")  # by Provider name
+        by_name = sorted((h.name.lower(), h.provider_id) for h in backend.snap.providers)
+        assert keys(app, 1) == [pid for _, pid in by_name]
+        assert "by Provider ↑" in app.dashboard.panels[1].border_subtitle
+        await pilot.press("O")
+        assert keys(app, 1) == [pid for _, pid in reversed(by_name)]
+        polls = app.polls
+        app.refresh_now()
+        await settle(pilot, app, polls + 2)
+        assert keys(app, 1) == [pid for _, pid in reversed(by_name)]
+        # p95 next: the fastest first, providers without a p95 last.
+        await pilot.press("o", "o")
+        p95 = sorted((h.p95_ms, h.provider_id) for h in backend.snap.providers if h.p95_ms is not None)
+        assert keys(app, 1)[: len(p95)] == [pid for _, pid in p95]
+
+
+async def test_how_long_a_state_has_lasted():
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        table = app.dashboard.panels[1].table
+        snap = app.backend.snap
+        for pid in ("deepseek", "anthropic"):
+            h = next(h for h in snap.providers if h.provider_id == pid)
+            minutes = int((NOW - h.status_since) // 60)
+            assert table.get_cell(pid, "status").plain.endswith(f"for {minutes}m")
+
+
+async def test_header_is_one_line_and_drops_the_least_important_first():
+    app = fixed_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        header = app.dashboard.header_line
+        text = str(header.render())
+        assert header.size.height == 1 and len(text) <= 78
+        # kept: alerts, health, budget and the range; left out: the name, the spend, fallbacks
+        for kept in ("alerts ‼1", "2/5 healthy", "budget  81%", "range 24h"):
+            assert kept in text, (kept, text)
+        for dropped in ("llmpulse", "req", "fallbacks"):
+            assert dropped not in text
+        await pilot.resize_terminal(200, 50)
+        await pilot.pause(0.1)
+        wide = str(header.render())
+        assert "llmpulse" in wide and "fallbacks   17/24h" in wide
+        # The alerts segment keeps its width when a count grows past 9: the rest does not move.
+        start = wide.index("2/5 healthy")
+        snap = app.backend.snap
+        more = dict(snap.header.alerts_by_severity, warning=12)
+        app.backend.snap = dataclasses.replace(snap, header=dataclasses.replace(snap.header, alerts_by_severity=more))
+        polls = app.polls
+        app.refresh_now()
+        await settle(pilot, app, polls + 1)
+        assert str(header.render()).index("2/5 healthy") == start
