@@ -65,8 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run the collector (probes, usage roll-ups, alert rules, notifications) without a screen, "
         "logging one line per event to stderr. Stops cleanly on SIGTERM or SIGINT after "
         "finishing its writes. Dashboards opened on the same database view what it collects. "
-        "With [server] listen (or --listen) it also serves HTTP (GET /healthz), with a Bearer token "
-        "when [server] token_env is set.",
+        "With [server] listen (or --listen) it also serves HTTP: POST /v1/traces (OTLP/HTTP, GenAI spans "
+        "in as usage) and GET /healthz, with a Bearer token when [server] token_env is set.",
     )
     m.add_argument("--once", action="store_true", help="run one round and exit (for cron or a quick test)")
     m.add_argument(

@@ -27,12 +27,14 @@ from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.config import Context
 from llmpulse.core.redact import register_secret
 from llmpulse.core.server.config import Listener, ServerConfig
+from llmpulse.core.server.ingest import IngestQueue
 from llmpulse.core.store import Store
+from llmpulse.core.usage.recorder import pricing_for
 
 log = logging.getLogger("llmpulse.server")
 
 # Route modules, each with install(app, state). Order is only the order routes are added.
-ROUTE_MODULES: tuple[str, ...] = ("llmpulse.core.server.health",)
+ROUTE_MODULES: tuple[str, ...] = ("llmpulse.core.server.health", "llmpulse.core.server.otlp")
 
 
 @dataclass
@@ -49,6 +51,13 @@ class ServerState:
     counters: Counter[str] = field(default_factory=Counter)
     # Set when the server stops accepting: handlers still running answer 503 rather than take more work.
     stopping: bool = False
+    # Where accepted records go (see ingest.py); the Server opens it before it listens.
+    ingest: IngestQueue | None = None
+
+    def queue(self) -> IngestQueue:
+        if self.ingest is None:
+            raise RuntimeError("the ingest queue is not open (Server.start opens it)")
+        return self.ingest
 
 
 STATE: web.AppKey[ServerState] = web.AppKey("llmpulse_state", ServerState)
@@ -130,20 +139,32 @@ class Server:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> Server:
-        self.state.started_at = self.state.clock.now()
+        state = self.state
+        state.started_at = state.clock.now()
+        if state.ingest is None:
+            state.ingest = IngestQueue(
+                state.store, pricing_for(state.ctx), state.config.queue_records, clock=state.clock
+            )
+        await state.ingest.start()
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.listener.host, self.listener.port, reuse_address=True)
         try:
             await site.start()
         except BaseException:
             await self.runner.cleanup()
+            await state.ingest.close()
             raise
         self.port = self.runner.addresses[0][1]  # the port bound, when 0 asked for any free one
         return self
 
     async def stop(self) -> None:
+        """Stop accepting, let requests in flight finish, then store everything accepted."""
         self.state.stopping = True
-        await self.runner.cleanup()
+        try:
+            await self.runner.cleanup()
+        finally:
+            if self.state.ingest is not None:
+                await self.state.ingest.close()
 
     async def __aenter__(self) -> Server:
         return await self.start()
