@@ -43,6 +43,7 @@ from llmpulse.core.redact import redact, register_secrets
 from llmpulse.core.store import Store
 from llmpulse.core.usage.recorder import Recorder, pricing_for
 from llmpulse.core.usage.records import RecordError, record_from_mapping
+from llmpulse.core.vocabulary import Circuit, ProviderStatus
 
 # Where each kind's chat endpoint sits under its base URL.
 CHAT_PATHS = {
@@ -134,8 +135,8 @@ class ChainEntry:
     provider_id: str
     priority: int
     enabled: bool
-    circuit: str  # closed | open | half_open
-    status: str  # latest probe: healthy | degraded | failed | unknown
+    circuit: Circuit
+    status: ProviderStatus  # latest probe
     error_kind: str | None
     position: int | None  # 1-based place in the chain; None when skipped
     skipped: str | None  # why it is out: disabled | circuit open | latest probe failed (...)

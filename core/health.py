@@ -27,6 +27,7 @@ from llmpulse.core.health_state import (
 )
 from llmpulse.core.ratelimit import Balance, RateLimit
 from llmpulse.core.store import Store
+from llmpulse.core.vocabulary import Circuit, ErrorKind, ProviderStatus
 
 # The storage side, re-exported: callers that judge health need not know where it is kept.
 __all__ = [
@@ -52,9 +53,9 @@ __all__ = [
 class ProviderHealth:
     provider_id: str
     name: str
-    status: str  # latest probe: healthy | degraded | failed | unknown
+    status: ProviderStatus  # latest probe
     status_since: float | None = None  # first probe of the latest run of this status (the window's start at most)
-    error_kind: str | None = None
+    error_kind: ErrorKind | None = None
     error: str | None = None
     samples: int = 0  # probes (+ real requests) in the window
     success_rate: float | None = None
@@ -68,7 +69,7 @@ class ProviderHealth:
     last_error_at: float | None = None
     error_band: str | None = None  # excellent | good | concerning | critical
     latency_band: str | None = None  # excellent | good | acceptable | slow
-    circuit: str = "closed"
+    circuit: Circuit = "closed"
     consecutive_failures: int = 0
     rate_limit: RateLimit | None = None
     balance: Balance | None = None

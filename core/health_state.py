@@ -30,6 +30,7 @@ from llmpulse.core.health_settings import HealthSettings
 from llmpulse.core.probe import ACCOUNT_KINDS, ProbeResult
 from llmpulse.core.ratelimit import Balance, RateLimit
 from llmpulse.core.store import Store
+from llmpulse.core.vocabulary import Circuit
 
 SERIES_POINTS = 30  # latencies kept for a sparkline
 # Latency histogram: bucket i holds [R**i, R**(i+1)) ms, so a percentile read from it is within 1% of the
@@ -45,7 +46,7 @@ PRUNE_CHUNK = 5000  # rows per delete statement: no write transaction holds the 
 # -- circuit breaker ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CircuitState:
-    circuit: str = "closed"  # closed | open | half_open
+    circuit: Circuit = "closed"
     consecutive_failures: int = 0
     opened_at: float | None = None
 

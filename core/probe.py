@@ -26,22 +26,8 @@ from llmpulse.core.probe_settings import ProbeSettings
 from llmpulse.core.provider_kinds import KIND_FACTS, ProbeShape
 from llmpulse.core.ratelimit import Balance, RateLimit, parse_rate_limit
 from llmpulse.core.redact import redact
+from llmpulse.core.vocabulary import ErrorKind, ProviderStatus
 
-STATUSES = ("healthy", "degraded", "failed", "unknown")
-ERROR_KINDS = (
-    "not_configured",
-    "disabled",
-    "auth",
-    "quota",
-    "rate_limited",
-    "overloaded",
-    "server_error",
-    "timeout",
-    "connect",
-    "bad_response",
-    "bad_request",  # the failover client only: the provider says the request itself is wrong (400/404/422)
-    "slow",
-)
 # Kinds that say this account cannot be served by this provider until someone acts (a key, a top-up):
 # retrying soon will not help, so the circuit opens at the first one.
 ACCOUNT_KINDS = frozenset({"auth", "quota"})
@@ -55,8 +41,8 @@ class ProbeResult:
     provider_id: str
     name: str
     checked_at: float
-    status: str  # healthy | degraded | failed | unknown
-    error_kind: str | None = None  # see ERROR_KINDS; None when healthy
+    status: ProviderStatus
+    error_kind: ErrorKind | None = None  # None when healthy
     error: str | None = None  # redacted, one line
     latency_ms: float | None = None
     http_status: int | None = None

@@ -8,20 +8,18 @@ snapshot never probes and never scans raw usage records: it is cheap enough to t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from llmpulse.core.alerts.engine import AlertEngine
+from llmpulse.core.alerts.engine import Alert, AlertEngine
 from llmpulse.core.clock import ManualClock
 from llmpulse.core.config import Context
 from llmpulse.core.enablement import apply_enablement
 from llmpulse.core.health import ProviderHealth, load_health
 from llmpulse.core.lease import COLLECTOR_LEASE, read_lease
-from llmpulse.core.migration import migration_statuses
+from llmpulse.core.migration import MigrationStatus, migration_statuses
 from llmpulse.core.store import Store
-from llmpulse.core.usage.budgets import budget_statuses
-from llmpulse.core.usage.queries import provider_request_stats, usage_summary
-
-SEVERITIES = ("critical", "warning", "info")
+from llmpulse.core.usage.budgets import BudgetStatus, budget_statuses
+from llmpulse.core.usage.queries import UsageSummary, provider_request_stats, usage_summary
+from llmpulse.core.vocabulary import MOST_SEVERE_FIRST, Severity, most_severe_first
 
 
 @dataclass
@@ -32,7 +30,7 @@ class Header:
     budget_utilization: float | None  # the highest utilization among budgets, None without budgets
     providers_healthy: int
     providers_total: int  # configured and enabled
-    alerts_by_severity: dict[str, int]
+    alerts_by_severity: dict[Severity, int]  # most severe first
     fallbacks_24h: int
     refreshed_at: float
 
@@ -49,16 +47,17 @@ class CollectorInfo:
 class Snapshot:
     header: Header
     providers: list[ProviderHealth]
-    budgets: list[Any]  # llmpulse.core.usage.budgets.BudgetStatus
-    alerts: list[Any]  # llmpulse.core.alerts.engine.Alert, open ones, most severe first
-    migrations: list[Any]  # llmpulse.core.migration.MigrationStatus
-    usage: Any  # llmpulse.core.usage.queries.UsageSummary
+    budgets: list[BudgetStatus]
+    alerts: list[Alert]  # open ones, most severe first
+    migrations: list[MigrationStatus]
+    usage: UsageSummary
     collector: CollectorInfo
     refreshed_at: float
 
 
-def _severity_rank(alert: Any) -> tuple:
-    return (SEVERITIES.index(alert.severity) if alert.severity in SEVERITIES else 9, -alert.first_seen)
+def _severity_rank(alert: Alert) -> tuple[int, float]:
+    """Most severe first, then the newest."""
+    return (most_severe_first(alert.severity), -alert.first_seen)
 
 
 async def collector_info(store: Store, now: float) -> CollectorInfo:
@@ -98,7 +97,7 @@ async def build_snapshot(store: Store, ctx: Context, now: float) -> Snapshot:
         budget_utilization=max((b.utilization for b in budgets), default=None),
         providers_healthy=sum(1 for h in watched if h.status == "healthy"),
         providers_total=len(watched),
-        alerts_by_severity={s: sum(1 for a in alerts if a.severity == s) for s in SEVERITIES},
+        alerts_by_severity={s: sum(1 for a in alerts if a.severity == s) for s in MOST_SEVERE_FIRST},
         fallbacks_24h=usage.fallbacks_24h,
         refreshed_at=now,
     )

@@ -10,36 +10,62 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
+
+# The core's types the dashboard draws, named here so panels and screens take them from the Backend
+# module (their one way into the core) rather than from the core's modules.
+from llmpulse.core.alerts.engine import Alert, Transition
+from llmpulse.core.health import ProviderHealth
+from llmpulse.core.migration import MigrationStatus, SideStats
+from llmpulse.core.probe import ProbeResult
+from llmpulse.core.snapshot import CollectorInfo, Header, Snapshot
+from llmpulse.core.usage.budgets import BudgetStatus
+from llmpulse.core.usage.queries import GroupRow, UsageSummary
+
+__all__ = [
+    "Alert",
+    "Backend",
+    "BudgetStatus",
+    "CollectorInfo",
+    "GroupRow",
+    "Header",
+    "MigrationStatus",
+    "ProbeResult",
+    "ProviderHealth",
+    "SideStats",
+    "Snapshot",
+    "Transition",
+    "UsageSummary",
+]
 
 
 class Backend(Protocol):
-    async def snapshot(self) -> Any:
-        """A fresh llmpulse.core.snapshot.Snapshot."""
+    async def snapshot(self) -> Snapshot:
+        """A fresh snapshot of everything the dashboard draws."""
 
     async def run_collector(self, stop: asyncio.Event, on_round: Callable[[], None]) -> None:
         """Run the collector while this process holds the lease, until `stop` is set or cancelled."""
 
-    async def ack(self, alert_id: int, by: str, note: str | None = None) -> Any:
+    async def ack(self, alert_id: int, by: str, note: str | None = None) -> Alert | None:
         """Acknowledge; returns the updated Alert."""
 
-    async def silence(self, alert_id: int, seconds: float, by: str) -> Any: ...
+    async def silence(self, alert_id: int, seconds: float, by: str) -> Alert | None: ...
 
-    async def resolve(self, alert_id: int, by: str) -> Any: ...
+    async def resolve(self, alert_id: int, by: str) -> Alert | None: ...
 
     async def set_enabled(self, provider_id: str, enabled: bool) -> None: ...
 
-    async def probe_now(self, provider_ids: Sequence[str] | None = None) -> list[Any]:
-        """Probe now (all, or the named providers); returns the ProbeResults."""
+    async def probe_now(self, provider_ids: Sequence[str] | None = None) -> list[ProbeResult]:
+        """Probe now (all, or the named providers); returns the results."""
 
-    async def recent_probes(self, provider_id: str, since: float, limit: int = 50) -> list[Any]: ...
+    async def recent_probes(self, provider_id: str, since: float, limit: int = 50) -> list[ProbeResult]: ...
 
-    async def breakdown(self, by: str, since: float, until: float) -> list[Any]: ...
+    async def breakdown(self, by: str, since: float, until: float) -> list[GroupRow]: ...
 
-    async def alert_detail(self, alert_id: int) -> tuple[Any, list[Any]]:
+    async def alert_detail(self, alert_id: int) -> tuple[Alert | None, list[Transition]]:
         """The alert and its transitions, oldest first; (None, []) when there is no such alert."""
 
-    def with_alerts(self, snapshot: Any, alerts: list[Any]) -> Any:
+    def with_alerts(self, snapshot: Snapshot, alerts: list[Alert]) -> Snapshot:
         """The snapshot with its alert list replaced (an action's result shown before the next poll)."""
 
     async def close(self) -> None: ...

@@ -10,11 +10,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.config import Context
 from llmpulse.core.store import Store
+from llmpulse.tui.backend import Alert, GroupRow, ProbeResult, Snapshot, Transition
+
+if TYPE_CHECKING:
+    from llmpulse.core.alerts.engine import AlertEngine
+    from llmpulse.core.collector import Collector
 
 
 class CoreBackend:
@@ -24,8 +29,8 @@ class CoreBackend:
         self._read: Store | None = None
         self._write: Store | None = None
         self._open_lock = asyncio.Lock()
-        self._engine: Any = None
-        self._collector: Any = None
+        self._engine: AlertEngine | None = None
+        self._collector: Collector | None = None
 
     # -- connections --------------------------------------------------------------------------------
     async def read_store(self) -> Store:
@@ -48,25 +53,25 @@ class CoreBackend:
         self._read = self._write = None
 
     # -- what is drawn -----------------------------------------------------------------------------
-    async def snapshot(self) -> Any:
+    async def snapshot(self) -> Snapshot:
         from llmpulse.core.snapshot import build_snapshot
 
         return await build_snapshot(await self.read_store(), self.ctx, self.clock.now())
 
-    def with_alerts(self, snapshot: Any, alerts: list[Any]) -> Any:
+    def with_alerts(self, snapshot: Snapshot, alerts: list[Alert]) -> Snapshot:
         return dataclasses.replace(snapshot, alerts=alerts)
 
-    async def recent_probes(self, provider_id: str, since: float, limit: int = 50) -> list[Any]:
+    async def recent_probes(self, provider_id: str, since: float, limit: int = 50) -> list[ProbeResult]:
         from llmpulse.core.health import recent_probes
 
         return await recent_probes(await self.read_store(), provider_id, since=since, limit=limit)
 
-    async def breakdown(self, by: str, since: float, until: float) -> list[Any]:
+    async def breakdown(self, by: str, since: float, until: float) -> list[GroupRow]:
         from llmpulse.core.usage.queries import breakdown
 
         return await breakdown(await self.read_store(), by, since, until)
 
-    async def alert_detail(self, alert_id: int) -> tuple[Any, list[Any]]:
+    async def alert_detail(self, alert_id: int) -> tuple[Alert | None, list[Transition]]:
         engine = await self.engine()
         alert = await engine.get(alert_id)
         if alert is None:
@@ -85,30 +90,30 @@ class CoreBackend:
             self._collector = None
             await store.close()
 
-    async def probe_now(self, provider_ids: Sequence[str] | None = None) -> list[Any]:
+    async def probe_now(self, provider_ids: Sequence[str] | None = None) -> list[ProbeResult]:
         from llmpulse.core.collector import probe_now
 
         return await probe_now(self.ctx, await self.write_store(), self.clock, provider_ids)
 
     # -- the user's decisions -----------------------------------------------------------------------
-    async def engine(self) -> Any:
+    async def engine(self) -> AlertEngine:
         if self._engine is None:
             from llmpulse.core.alerts.engine import AlertEngine
 
             self._engine = AlertEngine(await self.write_store(), self.ctx.config.alerts, self.clock, None)
         return self._engine
 
-    async def ack(self, alert_id: int, by: str, note: str | None = None) -> Any:
+    async def ack(self, alert_id: int, by: str, note: str | None = None) -> Alert | None:
         engine = await self.engine()
         await engine.ack(alert_id, by, note)
         return await engine.get(alert_id)
 
-    async def silence(self, alert_id: int, seconds: float, by: str) -> Any:
+    async def silence(self, alert_id: int, seconds: float, by: str) -> Alert | None:
         engine = await self.engine()
         await engine.silence(alert_id, seconds, by)
         return await engine.get(alert_id)
 
-    async def resolve(self, alert_id: int, by: str) -> Any:
+    async def resolve(self, alert_id: int, by: str) -> Alert | None:
         engine = await self.engine()
         await engine.resolve(alert_id, by)
         return await engine.get(alert_id)

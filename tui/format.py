@@ -34,7 +34,6 @@ SEVERITY = {
     "warning": ("▲", "warning", "yellow"),
     "info": ("ℹ", "info", "cyan"),
 }
-SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 
 RISK = {
     "on track": ("✓", "on track", "green"),

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.message import Message
+
+from llmpulse.tui.backend import Snapshot
 
 
 class SnapshotReady(Message):
     """A fresh Snapshot was built; handlers draw it unless the view is paused or a modal is open."""
 
-    def __init__(self, snapshot: Any) -> None:
+    def __init__(self, snapshot: Snapshot) -> None:
         super().__init__()
         self.snapshot = snapshot
 

@@ -3,6 +3,8 @@
 Discord and email (notify.py). Settings live in config.py; latency baselines in baseline.py.
 """
 
-SEVERITIES = ("info", "warning", "critical")
-SEVERITY_RANK = {name: i for i, name in enumerate(SEVERITIES)}
-STATES = ("firing", "acknowledged", "resolved")
+# Defined once in llmpulse.core.vocabulary (shared with the dashboard); the names alert modules use.
+from llmpulse.core.vocabulary import ALERT_STATES as STATES
+from llmpulse.core.vocabulary import SEVERITIES, SEVERITY_RANK
+
+__all__ = ["SEVERITIES", "SEVERITY_RANK", "STATES"]

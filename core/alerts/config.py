@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from llmpulse.core.alerts import SEVERITIES
 from llmpulse.core.alerts.custom import CustomRule, parse_rules
 from llmpulse.core.validate import ConfigError, Section
+from llmpulse.core.vocabulary import Severity
 
 CHANNEL_TYPES = ("webhook", "slack", "discord", "email", "alertmanager", "pagerduty")
 # Channels that mirror the whole lifecycle (ack, silence) into another alerting system, not just notices.
@@ -49,7 +50,7 @@ _HEX_KEY = re.compile(r"^[0-9a-fA-F]{32}$")
 class ChannelConfig:
     name: str
     type: str  # one of CHANNEL_TYPES
-    min_severity: str = "warning"
+    min_severity: Severity = "warning"
     rate_limit_per_hour: int = 50  # deliveries per rolling hour; the rest are held back and counted
     escalation: bool = False  # an escalation channel: gets escalations (and their resolved notice) only
     timeout: float = 10.0  # one delivery attempt, seconds

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from llmpulse.core.alerts import SEVERITIES
 from llmpulse.core.durations import format_duration
 from llmpulse.core.validate import ConfigError, Section
+from llmpulse.core.vocabulary import Severity
 
 if TYPE_CHECKING:  # the config parses rules without loading the usage queries (and the price table)
     from llmpulse.core.store import Store
@@ -56,7 +57,7 @@ class CustomRule:
     window: float  # seconds
     above: float | None
     below: float | None
-    severity: str
+    severity: Severity
 
     @property
     def scope(self) -> str:

@@ -27,6 +27,7 @@ from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.redact import redact
 from llmpulse.core.store import Store
+from llmpulse.core.vocabulary import AlertState, Severity
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +77,10 @@ class Alert:
     fingerprint: str
     rule: str
     subject: str
-    severity: str
+    severity: Severity
     stage: int
     message: str
-    state: str  # firing | acknowledged | resolved
+    state: AlertState
     silenced_until: float | None
     silenced_by: str | None
     escalated: bool
@@ -108,8 +109,8 @@ class Transition:
     alert_id: int
     at: float
     event: str
-    from_state: str | None
-    to_state: str
+    from_state: AlertState | None
+    to_state: AlertState
     actor: str
     detail: str | None
 
@@ -121,7 +122,7 @@ class AlertChange:
     alert_id: int
     event: str
     fingerprint: str
-    severity: str
+    severity: Severity
     message: str
 
     def __str__(self) -> str:

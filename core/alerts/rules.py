@@ -20,6 +20,7 @@ from llmpulse.core.alerts.config import DEFAULTS, RULES, AlertsConfig, alerts_co
 from llmpulse.core.alerts.custom import custom_conditions, judged
 from llmpulse.core.durations import format_duration
 from llmpulse.core.redact import redact
+from llmpulse.core.vocabulary import Severity
 
 # A provider whose latency barely moves (sd of a few ms) would otherwise flag a 10% change as an anomaly.
 MIN_BASELINE_SD_FRACTION = 0.10
@@ -36,7 +37,7 @@ class Condition:
 
     rule: str
     subject: str
-    severity: str  # info | warning | critical
+    severity: Severity
     message: str  # one line with the numbers that triggered it
     stage: int = 0  # rises as a condition gets worse within its severity (budget thresholds)
 

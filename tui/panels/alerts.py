@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.text import Text
 
+from llmpulse.core.vocabulary import most_severe_first
 from llmpulse.tui import format as fmt
 from llmpulse.tui.panels.base import Panel, View
 
@@ -20,7 +21,7 @@ def needs_someone(alert: Any, now: float) -> bool:
 
 def urgency(alert: Any, now: float) -> tuple[bool, int, float, int]:
     """Unhandled before handled, critical before info, newest first."""
-    return (not needs_someone(alert, now), fmt.SEVERITY_RANK.get(alert.severity, 9), -alert.first_seen, alert.id)
+    return (not needs_someone(alert, now), most_severe_first(alert.severity), -alert.first_seen, alert.id)
 
 
 class AlertsPanel(Panel):
@@ -36,7 +37,7 @@ class AlertsPanel(Panel):
     )
     sort_by = {
         "id": lambda a: a.id,
-        "severity": lambda a: fmt.SEVERITY_RANK.get(a.severity, 9),
+        "severity": lambda a: most_severe_first(a.severity),
         "state": lambda a: a.state,
         "age": lambda a: a.first_seen,
         "subject": lambda a: a.subject.lower(),
