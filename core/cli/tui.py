@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "logging one line per event to stderr. Stops cleanly on SIGTERM or SIGINT after "
         "finishing its writes. Dashboards opened on the same database view what it collects. "
         "With [server] listen (or --listen) it also serves HTTP: POST /v1/traces (OTLP/HTTP, GenAI spans "
-        "in as usage) and GET /healthz, with a Bearer token when [server] token_env is set.",
+        "in as usage), POST /v1/records (JSON Lines, as `import`) and GET /healthz, with a Bearer token when [server] token_env is set.",
     )
     m.add_argument("--once", action="store_true", help="run one round and exit (for cron or a quick test)")
     m.add_argument(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 import time
 
@@ -22,7 +21,7 @@ from llmpulse.core.usage.budgets import budget_statuses
 from llmpulse.core.usage.pricing import price_table_version
 from llmpulse.core.usage.queries import BY_CHOICES, breakdown, daily_by, hourly_totals, period_start, total
 from llmpulse.core.usage.recorder import pricing_for
-from llmpulse.core.usage.records import RecordError, content_hash, record_from_mapping
+from llmpulse.core.usage.records import RecordError, record_from_line, record_from_mapping
 from llmpulse.core.usage.rollup import ingest
 from llmpulse.core.usage.savings import savings_report
 
@@ -173,16 +172,7 @@ async def import_command(args: argparse.Namespace) -> int:
                 if not line.strip():
                     continue
                 try:
-                    data = json.loads(line)
-                except ValueError as exc:
-                    print(f"line {number}: not JSON ({exc.msg}); expected one JSON object per line", file=sys.stderr)
-                    bad += 1
-                    continue
-                try:
-                    rec = record_from_mapping(data, now)
-                    if rec.request_id is None:  # the request_id is the dedupe key; else the content is
-                        rec.source_hash = content_hash(data)  # (a line without ts is the same record next time)
-                    good.append(rec)
+                    good.append(record_from_line(line, now))
                 except RecordError as exc:
                     print(f"line {number}: {exc}", file=sys.stderr)
                     bad += 1

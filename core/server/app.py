@@ -34,7 +34,11 @@ from llmpulse.core.usage.recorder import pricing_for
 log = logging.getLogger("llmpulse.server")
 
 # Route modules, each with install(app, state). Order is only the order routes are added.
-ROUTE_MODULES: tuple[str, ...] = ("llmpulse.core.server.health", "llmpulse.core.server.otlp")
+ROUTE_MODULES: tuple[str, ...] = (
+    "llmpulse.core.server.health",
+    "llmpulse.core.server.otlp",
+    "llmpulse.core.server.jsonl",
+)
 
 
 @dataclass

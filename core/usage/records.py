@@ -157,6 +157,22 @@ def content_hash(data: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
+def record_from_line(line: str | bytes, now: float) -> UsageRecord:
+    """One line of the import format (JSON Lines): `llmpulse import` and POST /v1/records read each line
+    with this. RecordError for a line that is not JSON or not a good record. A record without a
+    request_id is keyed by the line's content, so importing the same line again counts it once (a line
+    without ts is the same record next time)."""
+    try:
+        data = json.loads(line)
+    except ValueError as exc:
+        why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise RecordError(f"not JSON ({why}); expected one JSON object per line") from None
+    rec = record_from_mapping(data, now)
+    if rec.request_id is None:
+        rec.source_hash = content_hash(data)
+    return rec
+
+
 def record_from_mapping(data: Mapping[str, Any], now: float) -> UsageRecord:
     """Validate one record; raise RecordError naming the first thing wrong."""
     if not isinstance(data, Mapping):
