@@ -139,9 +139,9 @@ async def test_rollups_agree_with_the_raw_records(tmp_path):
         since_m, until_m = covered[0][1], covered[-1][2]
         assert since_m <= since and until_m >= until
         rows = await store.fetchall(
-            "SELECT department AS k, COUNT(*) AS n, SUM(status = 'error') AS e, SUM(COALESCE(cost_usd, 0)) AS c, "
-            "SUM(cost_usd IS NULL) AS u, SUM(input_tokens + output_tokens) AS t FROM usage_records "
-            "WHERE ts >= ? AND ts < ? AND department IS NOT NULL GROUP BY department",
+            "SELECT COALESCE(department, '(no department)') AS k, COUNT(*) AS n, SUM(status = 'error') AS e, "
+            "SUM(COALESCE(cost_usd, 0)) AS c, SUM(cost_usd IS NULL) AS u, SUM(input_tokens + output_tokens) AS t "
+            "FROM usage_records WHERE ts >= ? AND ts < ? GROUP BY 1",
             (since_m, until_m),
         )
         expected = {r["k"]: (r["n"], r["e"], pytest.approx(r["c"], rel=1e-9), r["u"], r["t"]) for r in rows}
@@ -149,7 +149,8 @@ async def test_rollups_agree_with_the_raw_records(tmp_path):
             g.key: (g.requests, g.errors, g.cost_usd, g.unknown_price_count, g.tokens)
             for g in await breakdown(store, "department", since, until)
         }
-        assert got == expected and len(got) == 2
+        # calls without a department are a row of their own: the rows add up to the whole
+        assert got == expected and len(got) == 3
         # provider stats, unknown prices and fallback pairs come from the same roll-ups
         stats = await provider_request_stats(store, since, until)
         raw_openai = await store.fetchone(
@@ -173,11 +174,16 @@ def test_segments_cover_the_range_exactly():
     segs = segments(since, until, now=T0)
     assert segs[0][1] == since - since % 60 and segs[-1][2] == -(-until // 60) * 60
     assert {g for g, _, _ in segs} == {"m", "h"}
-    # a long range ending now: from the top of its first hour to the end of the current hour
-    since, until = T0 - 2 * 86400 + 125, T0
+    # a long range ending now: "the last 24h" starts at its minute, not at the top of the hour 24h ago,
+    # and ends with the current hour (which holds nothing later than now)
+    since, until = T0 - 86400, T0
     segs = segments(since, until, now=T0)
-    assert segs[0][1] == since - since % 3600 and segs[-1][2] == -(-T0 // 3600) * 3600
-    assert {g for g, _, _ in segs} == {"h", "d"}
+    assert segs[0][1] == since - since % 60 and segs[-1][2] == -(-T0 // 3600) * 3600
+    assert {g for g, _, _ in segs} == {"m", "h"}
+    # beyond the minute roll-ups' two days, the hour is the finest there is
+    since = T0 - 3 * 86400 + 125
+    segs = segments(since, until, now=T0)
+    assert segs[0][1] == since - since % 3600 and {g for g, _, _ in segs} == {"h", "d"}
     for seq in (segs, segments(T0 - 3 * 3600 - 125, T0 - 45 * 60 - 7, now=T0)):
         for (_, _, end), (_, start, _) in itertools.pairwise(seq):
             assert end == start

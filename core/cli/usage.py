@@ -19,7 +19,7 @@ from llmpulse.core.cli.common import (
 )
 from llmpulse.core.usage.budgets import budget_statuses
 from llmpulse.core.usage.pricing import price_table_version
-from llmpulse.core.usage.queries import BY_CHOICES, breakdown, daily_by, hourly_totals, period_start, total
+from llmpulse.core.usage.queries import BY_CHOICES, breakdown, daily_totals, hourly_totals, period_start, total
 from llmpulse.core.usage.recorder import pricing_for
 from llmpulse.core.usage.records import RecordError, record_from_line, record_from_mapping
 from llmpulse.core.usage.rollup import ingest
@@ -258,7 +258,7 @@ async def report_command(args: argparse.Namespace) -> int:
         groups = await breakdown(store, args.by, since, now)
         overall = await total(store, since, now)
         hours = await hourly_totals(store, since, now)
-        days = [(day, requests, cost) for day, _, requests, _, cost in await daily_by(store, "total", since, now)]
+        days = await daily_totals(store, since, now)
         savings = await savings_report(store, pricing_for(ctx), since, now, args.since)
     finally:
         await store.close()
@@ -320,6 +320,11 @@ async def report_command(args: argparse.Namespace) -> int:
                 f"(saved ${savings.saved_usd:,.2f}); local providers served {savings.local_requests:,} requests "
                 f"worth ${savings.local_reference_usd or 0:,.2f} there"
             )
+            if savings.left_out_requests:
+                print(
+                    f"left out of that comparison: {savings.left_out_requests:,} requests of unknown price "
+                    f"({', '.join(savings.left_out_models[:3])}{' ...' if len(savings.left_out_models) > 3 else ''})"
+                )
         if len(days) > 1:
             top = max(c for _, _, c in days) or 1.0
             print("\nper day (UTC):")

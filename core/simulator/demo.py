@@ -263,9 +263,13 @@ class Demo:
         day = self.now - (self.now % DAY)
         store = await Store.open(self.db_path)
         try:
-            by_provider = {r.key: r.cost_usd or 0.0 for r in await breakdown(store, "provider", month, self.now)}
-            by_team = {r.key: r.cost_usd or 0.0 for r in await breakdown(store, "department", month, self.now)}
-            today = {r.key: r.cost_usd or 0.0 for r in await breakdown(store, "provider", day, self.now)}
+            by_provider = {
+                r.key: r.cost_usd or 0.0 for r in await breakdown(store, "provider", month, self.now, latency=False)
+            }
+            by_team = {
+                r.key: r.cost_usd or 0.0 for r in await breakdown(store, "department", month, self.now, latency=False)
+            }
+            today = {r.key: r.cost_usd or 0.0 for r in await breakdown(store, "provider", day, self.now, latency=False)}
         finally:
             await store.close()
         total = sum(by_provider.values())

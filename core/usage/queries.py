@@ -1,10 +1,17 @@
-"""Questions asked of the usage roll-ups — never of the raw records — so they stay fast at millions of
-records: breakdowns by any dimension over any range, daily trends, per-provider request statistics for
-the health model, the dashboard's summary, unknown prices, fallback pairs; and retention."""
+"""Questions asked of the usage roll-ups so they stay fast at millions of records: breakdowns by any
+dimension over any range, daily trends, per-provider request statistics for the health model, the
+dashboard's summary, unknown prices, fallback pairs; and retention.
+
+Counts, tokens and costs come from the roll-ups alone. Percentiles do not: interpolating inside the
+histogram buckets put p95 1.5-12% too high (up to +54% in small groups, sometimes above the slowest
+call), so p50/p95 are exact (nearest rank) from the raw calls while they are kept — one indexed range
+scan. Once a range's raw calls are gone (retention), the histogram gives an estimate, marked as such
+(`p95_exact` False) and never above its bucket's upper bound."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +39,8 @@ class GroupRow:
     unknown_price_count: int  # records whose price is unknown (not in cost_usd)
     success_rate: float | None
     p95_ms: float | None
+    p50_ms: float | None = None
+    p95_exact: bool = False  # True: nearest rank over the raw calls; False: estimated from the histogram
 
     @property
     def tokens(self) -> int:
@@ -48,6 +57,7 @@ class RequestStats:
     error_rate: float | None
     p95_ms: float | None
     fallbacks: int
+    p50_ms: float | None = None  # from the same calls as p95_ms
 
 
 @dataclass
@@ -63,7 +73,9 @@ class UsageSummary:
 
 
 def p95_from_hist(counts: Sequence[int], q: float = 0.95) -> float | None:
-    """A percentile from the fixed latency buckets, interpolated inside the bucket it falls in."""
+    """A percentile estimated from the fixed latency buckets (only once the raw calls are gone),
+    interpolated inside the bucket it falls in; in the open last bucket, its lower bound (nothing is
+    known above it, so nothing higher is claimed)."""
     total = sum(counts)
     if not total:
         return None
@@ -72,28 +84,25 @@ def p95_from_hist(counts: Sequence[int], q: float = 0.95) -> float | None:
     for i, c in enumerate(counts):
         if c and running + c >= target:
             lower = 0.0 if i == 0 else float(LATENCY_BOUNDS_MS[i - 1])
-            upper = float(LATENCY_BOUNDS_MS[i]) if i < len(LATENCY_BOUNDS_MS) else lower * 2
+            if i >= len(LATENCY_BOUNDS_MS):
+                return lower
+            upper = float(LATENCY_BOUNDS_MS[i])
             return lower + (upper - lower) * (target - running) / c
         running += c
     return float(LATENCY_BOUNDS_MS[-1])
 
 
-LONG_RANGE_S = 6 * 3600.0  # ranges at least this long start at the top of their first hour
-
-
 def segments(since: float, until: float, now: float | None = None) -> list[tuple[str, float, float]]:
     """Cover [since, until) with the coarsest roll-up buckets that fit: (grain, first start, end).
 
-    Precision is a minute for short ranges; a range of six hours or more starts at the top of its
-    first hour (so "the last 24h" reads ~24 hour rows per key, not up to 118 minute rows), and a range
-    ending now ends with the current hour's bucket, which holds nothing later than now."""
+    Precision is a minute at both ends wherever minute roll-ups are kept ("the last 24h" is the last
+    86,400 s to the minute, not from the top of the hour 24 hours ago); older than that, the hour. A
+    range ending now ends with the current hour's bucket, which holds nothing later than now."""
     wall = time.time() if now is None else now
     end = -(-until // 60) * 60
     if until >= wall - 60:
         end = -(-end // 3600) * 3600
     t = since - since % 60
-    if until - since >= LONG_RANGE_S:
-        t = t - t % 3600
     oldest_minute = wall - MINUTE_KEEP_S
     if t < oldest_minute:
         t = t - t % 3600  # no minute roll-ups that far back: the hour is the finest
@@ -123,6 +132,118 @@ def _where(since: float, until: float) -> tuple[str, list[Any]]:
     return "(" + (" OR ".join(parts) or "0") + ")", params
 
 
+# A dimension's key read from the raw calls (c JOIN usage_attrs a), as the roll-ups key it; '' is "none".
+_RAW_KEY = {
+    "total": "'*'",
+    "provider": "a.provider",
+    "model": "a.model",
+    "provider_model": "a.provider || '/' || a.model",
+}
+OPTIONAL_DIMS = ("department", "agent", "user", "task_type")
+
+
+def none_key(dim: str) -> str:
+    """The row of calls that carry no value for an optional dimension: '(no department)'."""
+    return f"(no {dim})"
+
+
+def _raw_key(dim: str) -> str:
+    if dim in OPTIONAL_DIMS:
+        return f"COALESCE(NULLIF(a.{dim}, ''), '{none_key(dim)}')"
+    return _RAW_KEY[dim]
+
+
+def _bounds(since: float, until: float) -> tuple[float, float] | None:
+    segs = segments(since, until)
+    return (segs[0][1], segs[-1][2]) if segs else None
+
+
+QUANTILES = (0.5, 0.95)
+
+
+@dataclass(frozen=True)
+class _Want:
+    """Where one group's quantile lies: its rank among the calls in histogram bucket (lo, hi]."""
+
+    key: str
+    q: float
+    lo: float
+    hi: float
+    rank: int  # 1-based within the bucket
+    in_bucket: int  # the bucket's count in the roll-ups: the raw calls must all be there to be exact
+
+
+def _locate(key: str, hist: Sequence[int], q: float) -> _Want | None:
+    """Nearest rank ceil(q*n) over the histogram's n calls: which bucket holds it, and its rank there."""
+    n = sum(hist)
+    if not n:
+        return None
+    target = max(1, math.ceil(q * n - 1e-9))
+    running = 0
+    for i, c in enumerate(hist):
+        if c and running + c >= target:
+            lo = -math.inf if i == 0 else float(LATENCY_BOUNDS_MS[i - 1])
+            hi = float(LATENCY_BOUNDS_MS[i]) if i < len(LATENCY_BOUNDS_MS) else math.inf
+            return _Want(key, q, lo, hi, target - running, c)
+        running += c
+    return None
+
+
+async def _exact_quantiles(
+    store: Store, dim: str, since: float, until: float, hists: dict[str, list[int]]
+) -> dict[tuple[str, float], float]:
+    """{(key, q): latency} by nearest rank over the raw calls. The roll-ups' histogram says which bucket
+    each rank falls in and how many calls lie below it, so only that bucket's calls are sorted; a figure
+    is given only where the raw calls of that bucket are all still there (not yet past retention)."""
+    bounds = _bounds(since, until)
+    wants = [w for key, hist in hists.items() for q in QUANTILES if (w := _locate(key, hist, q)) is not None]
+    if bounds is None or not wants:
+        return {}
+    # Each group as the attribution ids it is made of (usage_attrs is small), so the scan of the calls
+    # joins on an integer and never builds a key per call.
+    ids: dict[str, list[int]] = {}
+    for attr_id, key in await store.fetchall(f"SELECT a.id, {_raw_key(dim)} FROM usage_attrs a"):
+        ids.setdefault(key, []).append(int(attr_id))
+    # Which wanted (group, quantile) each attribution id's calls may answer, by bucket.
+    by_attr: dict[int, list[int]] = {}
+    for i, w in enumerate(wants):
+        for attr_id in ids.get(w.key, ()):
+            by_attr.setdefault(attr_id, []).append(i)
+    # Only calls in a wanted bucket leave SQLite (at most 16 distinct buckets).
+    buckets = sorted({(w.lo, w.hi) for w in wants})
+    in_buckets = " OR ".join("(latency_ms > ? AND latency_ms <= ?)" for _ in buckets)
+    bucket_params = [x if math.isfinite(x) else math.copysign(1e300, x) for pair in buckets for x in pair]
+    # A range holding much of the table is read faster straight through than by the ts index (whose
+    # every hit is a random lookup of the row): measured 16 vs 130 ms for 100k calls.
+    in_range = sum(sum(h) for h in hists.values())
+    largest = await store.fetchone("SELECT MAX(id) FROM usage_calls")
+    scan = " NOT INDEXED" if largest and largest[0] and in_range * 8 > int(largest[0]) else ""
+    rows = await store.fetchall(
+        f"SELECT attrs, latency_ms FROM usage_calls{scan} WHERE ts >= ? AND ts < ? AND ({in_buckets})",
+        [bounds[0], bounds[1], *bucket_params],
+    )
+    found: list[list[float]] = [[] for _ in wants]
+    for attr_id, ms in rows:
+        for i in by_attr.get(attr_id, ()):
+            w = wants[i]
+            if w.lo < ms <= w.hi:
+                found[i].append(ms)
+    out: dict[tuple[str, float], float] = {}
+    for w, values in zip(wants, found, strict=True):
+        if len(values) == w.in_bucket:  # every call of the bucket is still there: the rank is exact
+            values.sort()
+            out[(w.key, w.q)] = float(values[w.rank - 1])
+    return out
+
+
+def _use_exact(rows: list[GroupRow], exact: dict[tuple[str, float], float]) -> None:
+    for g in rows:
+        if (g.key, 0.95) in exact:
+            g.p95_ms, g.p95_exact = exact[(g.key, 0.95)], True
+        if (g.key, 0.5) in exact:
+            g.p50_ms = exact[(g.key, 0.5)]
+
+
 def _row(key: str, r: Any) -> GroupRow:
     requests, errors = int(r[1] or 0), int(r[2] or 0)
     hist = [int(v or 0) for v in r[9 : 9 + BUCKETS]]
@@ -138,23 +259,48 @@ def _row(key: str, r: Any) -> GroupRow:
         unknown_price_count=int(r[8] or 0),
         success_rate=(requests - errors) / requests if requests else None,
         p95_ms=p95_from_hist(hist),
+        p50_ms=p95_from_hist(hist, 0.5),
     )
 
 
-async def breakdown(store: Store, by: str, since: float, until: float, filters: Any = None) -> list[GroupRow]:
-    """Usage in [since, until) grouped by one dimension, most expensive first."""
+def _hist(r: Any) -> list[int]:
+    return [int(v or 0) for v in r[9 : 9 + BUCKETS]]
+
+
+_SUMS = (
+    "SUM(requests), SUM(errors), SUM(fallbacks), SUM(input_tokens), SUM(output_tokens), "
+    f"SUM(cache_read_tokens), SUM(cost_usd), SUM(unknown_price), {HIST}"
+)
+
+
+async def breakdown(
+    store: Store, by: str, since: float, until: float, filters: Any = None, *, latency: bool = True
+) -> list[GroupRow]:
+    """Usage in [since, until) grouped by one dimension, most expensive first. The rows add up to the
+    total: for an optional dimension (department, agent, user, task_type) the calls that carry none are
+    a row of their own, '(no department)'. `latency=False` skips the exact percentiles."""
     if by not in BY_CHOICES and by != "total":
         raise ValueError(f"by: found {by!r}; expected one of {', '.join(BY_CHOICES)}")
     if filters:
         raise ValueError("filters are not supported by the roll-ups; group by one dimension")
     where, params = _where(since, until)
     rows = await store.fetchall(
-        f"SELECT key, SUM(requests), SUM(errors), SUM(fallbacks), SUM(input_tokens), SUM(output_tokens), "
-        f"SUM(cache_read_tokens), SUM(cost_usd), SUM(unknown_price), {HIST} FROM usage_rollups "
-        f"WHERE dim = ? AND {where} GROUP BY key",
-        [by, *params],
+        f"SELECT key, {_SUMS} FROM usage_rollups WHERE dim = ? AND {where} GROUP BY key", [by, *params]
     )
     out = [_row(r[0], r) for r in rows]
+    hists = {r[0]: _hist(r) for r in rows}
+    if by in OPTIONAL_DIMS:
+        whole = await store.fetchone(
+            f"SELECT '*', {_SUMS} FROM usage_rollups WHERE dim = 'total' AND key = '*' AND {where}", params
+        )
+        if whole is not None and int(whole[1] or 0) > sum(g.requests for g in out):
+            # The total minus the named rows, column by column (histogram included).
+            rest = [whole[0]] + [(whole[i] or 0) - sum((r[i] or 0) for r in rows) for i in range(1, len(whole))]
+            none = _row(none_key(by), rest)
+            out.append(none)
+            hists[none.key] = _hist(rest)
+    if latency and out:
+        _use_exact(out, await _exact_quantiles(store, by, since, until, hists))
     out.sort(key=lambda g: (-g.cost_usd, -g.requests, g.key))
     return out
 
@@ -171,7 +317,10 @@ async def total(
         f"WHERE dim = ? AND key = ? AND {where}",
         [key, dim, key, *params],
     )
-    return _row(key, r)
+    row = _row(key, r)
+    if latency and row.requests and dim in (*_RAW_KEY, *OPTIONAL_DIMS):
+        _use_exact([row], await _exact_quantiles(store, dim, since, until, {key: _hist(r)}))
+    return row
 
 
 async def daily_by(store: Store, by: str, since: float, until: float) -> list[tuple[float, str, int, int, float]]:
@@ -182,6 +331,18 @@ async def daily_by(store: Store, by: str, since: float, until: float) -> list[tu
         (by, since - since % 86400, until),
     )
     return [(float(r[0]), r[1], int(r[2]), int(r[3]), float(r[4])) for r in rows]
+
+
+async def daily_totals(store: Store, since: float, until: float) -> list[tuple[float, int, float]]:
+    """(UTC day start, requests, cost) for each day of [since, until), each clipped to the range — so
+    the first and last days count only their part inside it and the rows add up to the range's total."""
+    out: list[tuple[float, int, float]] = []
+    day = since - since % 86400
+    while day < until:
+        part = await total(store, max(day, since), min(day + 86400, until))
+        out.append((day, part.requests, part.cost_usd))
+        day += 86400
+    return out
 
 
 async def hourly_totals(store: Store, since: float, until: float) -> list[tuple[float, int, float]]:
@@ -198,7 +359,7 @@ async def provider_request_stats(store: Store, since: float, until: float) -> di
     """Real traffic per provider, for the health model and the alert rules."""
     return {
         g.key: RequestStats(
-            g.requests, g.errors, (g.errors / g.requests) if g.requests else None, g.p95_ms, g.fallbacks
+            g.requests, g.errors, (g.errors / g.requests) if g.requests else None, g.p95_ms, g.fallbacks, g.p50_ms
         )
         for g in await breakdown(store, "provider", since, until)
     }
@@ -247,7 +408,9 @@ async def usage_summary(store: Store, now: float, tz: str | ZoneInfo = "UTC") ->
 
 async def unknown_price_models(store: Store, since: float, until: float | None = None) -> list[tuple[str, str, int]]:
     """(provider, model, records) for models in use whose price is unknown."""
-    rows = await breakdown(store, "provider_model", since, until if until is not None else since + 10 * 365 * 86400)
+    rows = await breakdown(
+        store, "provider_model", since, until if until is not None else since + 10 * 365 * 86400, latency=False
+    )
     return sorted(
         (
             (g.key.split("/", 1)[0], g.key.split("/", 1)[1], g.unknown_price_count)

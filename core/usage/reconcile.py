@@ -243,7 +243,7 @@ async def reconcile(store: Store, now: float) -> list[ReconcileRow]:
         "AND b.fetched_at = last.at WHERE b.period_start = ? ORDER BY b.provider_id",
         (start, start),
     )
-    ours = {g.key: g.cost_usd for g in await breakdown(store, "provider", start, now)}
+    ours = {g.key: g.cost_usd for g in await breakdown(store, "provider", start, now, latency=False)}
     out = []
     for r in rows:
         estimated = ours.get(r["provider_id"], 0.0)

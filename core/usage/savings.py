@@ -2,7 +2,9 @@
 
 - Reference cost: the same tokens priced on a reference model (`[prices] reference_model`, default the
   priciest model in use), so "what did local models and cheaper routes save us" has a figure — the
-  seeds' "hypothetical Claude cost".
+  seeds' "hypothetical Claude cost". Traffic whose own price is unknown is left out of both sides (its
+  actual cost is not $0, so pricing it on the reference would count it as saved); how many requests
+  were left out is part of the result.
 - Suggestions: for each model that cost real money in the range, the cheapest model in use elsewhere
   that would have cost much less for the same tokens; and providers whose p95 latency is several times
   the fastest provider's. Prices from the same offline table as everything else.
@@ -33,6 +35,8 @@ class Savings:
     local_requests: int
     local_reference_usd: float | None  # what the local providers' tokens would have cost on the reference
     suggestions: list[str] = field(default_factory=list)
+    left_out_requests: int = 0  # requests of a provider/model with unknown prices: not compared
+    left_out_models: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -66,11 +70,14 @@ def priciest(pricing: Pricing, groups: list[GroupRow]) -> str | None:
 
 
 async def savings_report(store: Store, pricing: Pricing, since: float, until: float, window_label: str) -> Savings:
-    groups = await breakdown(store, "provider_model", since, until)
+    groups = await breakdown(store, "provider_model", since, until, latency=False)
     reference = pricing.prices.reference_model or priciest(pricing, groups)
-    actual = sum(g.cost_usd for g in groups)
+    # Only traffic with a known actual cost can be compared: an unknown price is not a $0 cost.
+    compared = [g for g in groups if not g.unknown_price_count]
+    left_out = [g for g in groups if g.unknown_price_count]
+    actual = sum(g.cost_usd for g in compared)
     ref_total, local_requests, local_ref = (0.0 if reference else None), 0, (0.0 if reference else None)
-    for g in groups:
+    for g in compared:
         provider, _ = _split(g.key)
         priced = _price(pricing, reference, g) if reference else None
         if priced is not None and ref_total is not None:
@@ -86,6 +93,8 @@ async def savings_report(store: Store, pricing: Pricing, since: float, until: fl
         saved_usd=None if ref_total is None else ref_total - actual,
         local_requests=local_requests,
         local_reference_usd=local_ref,
+        left_out_requests=sum(g.requests for g in left_out),
+        left_out_models=sorted(g.key for g in left_out),
     )
     result.suggestions = suggestions(pricing, groups, await breakdown(store, "provider", since, until), window_label)
     return result
