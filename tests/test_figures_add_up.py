@@ -41,7 +41,7 @@ async def test_p95_is_exact_and_never_above_the_slowest_call(tmp_path):
     for name, draw in DISTRIBUTIONS.items():
         # a big group and a small one per distribution: small groups were up to +54% off
         for model, n in ((f"{name}-big", 2000), (f"{name}-small", 7)):
-            for i in range(n):
+            for _ in range(n):
                 ms = max(1.0, draw(rng))
                 latencies.setdefault(model, []).append(ms)
                 records.append(

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from llmpulse.core.store import Store
 from llmpulse.core.usage.pricing import price_table_version
-from llmpulse.core.usage.rollup import BUCKETS, DIMS, GRAINS, LATENCY_BOUNDS_MS, MINUTE_KEEP_S
+from llmpulse.core.usage.rollup import BUCKETS, DIM_SQL, DIMS, GRAINS, LATENCY_BOUNDS_MS, MINUTE_KEEP_S
 
 BY_CHOICES = ("provider", "model", "department", "agent", "user", "task_type", "category", "provider_model")
 HIST = ", ".join(f"SUM(l{i})" for i in range(BUCKETS))
@@ -139,7 +139,8 @@ _RAW_KEY = {
     "model": "a.model",
     "provider_model": "a.provider || '/' || a.model",
 }
-OPTIONAL_DIMS = ("department", "agent", "user", "task_type")
+# Dimensions a call may carry no value for (department, agent, ...): they get a "(no department)" row.
+OPTIONAL_DIMS = tuple(d for d, (key, where) in DIM_SQL.items() if where == f"{key} IS NOT NULL")
 
 
 def none_key(dim: str) -> str:
