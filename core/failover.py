@@ -26,8 +26,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -35,9 +35,9 @@ import httpx
 from llmpulse.core.catalog import Provider
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.config import Context
-from llmpulse.core.enablement import apply_enablement
 from llmpulse.core.errors import LlmpulseError
-from llmpulse.core.health import ProviderHealth, failover_order, load_health, record_outcome
+from llmpulse.core.health import ProviderHealth, failover_order, judge_health, record_outcome
+from llmpulse.core.health_state import StoredHealth, stored_health
 from llmpulse.core.probe import ACCOUNT_KINDS, auth_headers, classify_error, error_message
 from llmpulse.core.redact import redact, register_secrets
 from llmpulse.core.store import Store
@@ -140,6 +140,7 @@ class ChainEntry:
     error_kind: str | None
     position: int | None  # 1-based place in the chain; None when skipped
     skipped: str | None  # why it is out: disabled | circuit open | latest probe failed (...)
+    consecutive_failures: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -180,16 +181,29 @@ def plan_chain(health: Iterable[ProviderHealth]) -> list[ChainEntry]:
                 h.error_kind,
                 usable.index(h.provider_id) + 1 if why is None else None,
                 why,
+                h.consecutive_failures,
             )
         )
     return entries
 
 
-async def current_chain(store: Store, ctx: Context, now: float) -> tuple[list[Provider], list[ChainEntry]]:
-    """The providers with run-time enablement applied, and the chain as it stands at `now`."""
-    providers = await apply_enablement(store, ctx.providers)
-    health = await load_health(store, providers, ctx.config.health, now)
-    return providers, plan_chain(health)
+async def current_chain(
+    store: Store, ctx: Context, now: float, only: Collection[str] | None = None
+) -> tuple[list[Provider], list[ChainEntry]]:
+    """The providers with run-time enablement applied, and the chain as it stands at `now`. With `only`,
+    just those providers (a chat's candidates). One stored row per provider is read: the same cost with
+    no probe history or a week of it."""
+    candidates = ctx.providers if only is None else [p for p in ctx.providers if p.id in only]
+    stored = await stored_health(store, [p.id for p in candidates])
+    providers = [_with_override(p, stored.get(p.id)) for p in candidates]
+    return providers, plan_chain(judge_health(providers, stored, ctx.config.health, now, series=False))
+
+
+def _with_override(provider: Provider, stored: StoredHealth | None) -> Provider:
+    """The provider as `providers enable/disable` left it (llmpulse.core.enablement writes the override)."""
+    if stored is None or stored.enabled_override is None or stored.enabled_override == provider.enabled:
+        return provider
+    return replace(provider, enabled=stored.enabled_override)
 
 
 def chat_url(provider: Provider) -> str:
@@ -293,7 +307,8 @@ class FailoverClient:
     async def _wanted(
         self, models: Mapping[str, str] | None, default_model: str | None
     ) -> tuple[list[ChainEntry], dict[str, Provider]]:
-        providers, plan = await current_chain(self.store, self.ctx, self.clock.now())
+        only = None if default_model is not None else set(models or {})
+        providers, plan = await current_chain(self.store, self.ctx, self.clock.now(), only)
         wanted = [e for e in plan if default_model is not None or e.provider_id in (models or {})]
         return wanted, {p.id: p for p in providers}
 
@@ -333,6 +348,7 @@ class FailoverClient:
             )
         record_from_mapping({"provider": "check", "model": "check", **attribution}, self.clock.now())
         wanted, by_id = await self._wanted(models, model)
+        entries = {e.provider_id: e for e in wanted}
         order = [by_id[e.provider_id] for e in wanted if e.skipped is None]
         skipped = [(e.provider_id, e.skipped) for e in wanted if e.skipped is not None]
         # A request that goes past a preferred provider because its circuit is open or it is failing is a
@@ -353,7 +369,11 @@ class FailoverClient:
             attempts.append(attempt)
             await self._record(attempt, (answer or {}).get("usage_raw"), attribution)
             if attempt.status == "ok" and answer is not None:
-                await record_outcome(self.store, provider.id, True, self.ctx.config.health, self.clock.now())
+                entry = entries[provider.id]
+                # A success on a closed circuit without failures changes nothing: no write (a write
+                # transaction per call would queue every chat behind the collector's writes).
+                if entry.circuit != "closed" or entry.consecutive_failures:
+                    await record_outcome(self.store, provider.id, True, self.ctx.config.health, self.clock.now())
                 return ChatResult(
                     provider.id,
                     use_model,

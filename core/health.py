@@ -18,6 +18,7 @@ from llmpulse.core.health_state import (
     SERIES_POINTS,
     CircuitBreaker,
     CircuitState,
+    StoredHealth,
     circuit_states,
     prune_probe_results,
     recent_probes,
@@ -38,6 +39,7 @@ __all__ = [
     "circuit_states",
     "error_band",
     "failover_order",
+    "judge_health",
     "latency_band",
     "load_health",
     "next_provider",
@@ -115,13 +117,28 @@ async def load_health(
     now: float,
     request_stats: Mapping[str, Any] | None = None,
 ) -> list[ProviderHealth]:
-    """One ProviderHealth per provider, in the providers' order.
+    """One ProviderHealth per provider, in the providers' order: one stored row per provider is read,
+    whatever the history (see llmpulse.core.health_state).
 
     Window statistics combine probes with real traffic when `request_stats` (provider_id -> object with
     requests, errors, p95_ms) is given: error rate over both, and p95 from real requests when there are
     any (they carry real prompts; a model list answers faster than a completion)."""
-    since = now - settings.window
     stored = await stored_health(store, [p.id for p in providers])
+    return judge_health(providers, stored, settings, now, request_stats)
+
+
+def judge_health(
+    providers: Sequence[Provider],
+    stored: Mapping[str, StoredHealth],
+    settings: HealthSettings,
+    now: float,
+    request_stats: Mapping[str, Any] | None = None,
+    *,
+    series: bool = True,
+) -> list[ProviderHealth]:
+    """The verdict on each provider from its stored state (no I/O). `series=False` leaves the latency
+    series out (the failover client does not draw sparklines)."""
+    since = now - settings.window
     breaker = CircuitBreaker(settings)
     stats = request_stats or {}
     out: list[ProviderHealth] = []
@@ -155,7 +172,7 @@ async def load_health(
             error_rate=rate,
             p50_ms=st.p50_ms if windowed and st else None,
             p95_ms=p95,
-            latency_series=st.latency_series() if windowed and st else [],
+            latency_series=st.latency_series() if series and windowed and st else [],
             last_checked_at=st.last_checked_at if st else None,
             last_success_at=st.last_success_at if st else None,
             last_error=st.last_failure if st else None,

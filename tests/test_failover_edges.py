@@ -274,3 +274,22 @@ async def test_a_provider_whose_probe_failed_is_skipped_with_the_reason(tmp_path
             answer = await client.chat(HI, models=MODELS)
         assert answer.provider_id == "mistral" and answer.attempts[0].fallback_from == "openai"
         assert not posts(fleet, "openai")
+
+
+async def test_a_success_on_a_healthy_circuit_writes_nothing_but_one_after_a_failure_resets_it(tmp_path):
+    """Reading the chain costs one row per candidate; a success that changes no circuit is not written
+    (a write per call would queue chats behind the collector), while one after a failure is."""
+    async with on_fleet(tmp_path, ("openai", "ok"), ("groq", "ok")) as (_key, _fleet, ctx, store):
+        async with FailoverClient(ctx, store) as client:
+            for _ in range(3):
+                assert (await client.chat(HI, models=MODELS)).provider_id == "openai"
+            assert await store.fetchall("SELECT * FROM provider_state") == []
+            await store.execute(
+                "INSERT INTO provider_state (provider_id, consecutive_failures, updated_at) VALUES ('openai', 1, 0)"
+            )
+            await client.chat(HI, models=MODELS)
+        row = await store.fetchone(
+            "SELECT circuit, consecutive_failures FROM provider_state WHERE provider_id = 'openai'"
+        )
+        assert (row["circuit"], row["consecutive_failures"]) == ("closed", 0)
+        assert len(await usage_rows(store)) == 4
