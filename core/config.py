@@ -8,12 +8,14 @@ Precedence, each first match wins:
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 from dotenv import dotenv_values
@@ -70,6 +72,17 @@ def _parse_providers(root: Section, specs: dict[str, ProviderSpec]) -> dict[str,
     for pid in list(providers.data):
         sec = providers.table(pid)
         base = specs.get(pid)
+        if base is None and not sec.has("kind") and not sec.has("base_url"):
+            # Neither a catalog id nor a custom provider: most likely a typo of one we know.
+            raise ConfigError(
+                sec.source,
+                sec.prefix,
+                f"an unknown provider id {pid!r}",
+                f"a provider id llmpulse knows ({_known_id_hint(pid, specs)}), or a custom provider with kind "
+                "and base_url",
+            )
+        if sec.has("base_url"):
+            _check_base_url(sec, sec.raw("base_url"))
         if base is None:
             kind = sec.string("kind", "openai-compatible", choices=KINDS)
             base_url = sec.string("base_url")
@@ -108,6 +121,36 @@ def _parse_providers(root: Section, specs: dict[str, ProviderSpec]) -> dict[str,
     return overrides
 
 
+def _known_id_hint(found: str, known: Mapping[str, Any]) -> str:
+    """ "did you mean 'openai'?" for a near miss, else the ids there are."""
+    close = difflib.get_close_matches(found, list(known), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "one of " + ", ".join(sorted(known))
+
+
+def _check_base_url(sec: Section, value: Any) -> None:
+    """A base URL must be http(s) with a host: anything else would only show up later as a probe that
+    cannot connect — an outage that is really a typo."""
+    if not isinstance(value, str):
+        raise sec.error("base_url", value, "a string")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise sec.error("base_url", value, 'an http(s) URL like "https://api.example.com/v1"')
+
+
+def _check_budget_scopes(cfg: Config, source: str) -> None:
+    """A budget on a provider llmpulse does not know would silently stay at $0 forever."""
+    for i, budget in enumerate(cfg.usage.budgets if cfg.usage is not None else ()):
+        if budget.dim == "provider" and budget.key not in cfg.specs:
+            raise ConfigError(
+                source,
+                f"budgets[{i}].scope",
+                f"{budget.scope!r}, an unknown provider",
+                f"provider:<a provider id> ({_known_id_hint(budget.key, cfg.specs)})",
+            )
+
+
 def parse_config(data: Mapping[str, Any], source: str) -> Config:
     """Build a Config from parsed TOML; raise ConfigError on the first thing that is wrong."""
     root = Section(dict(data), source)
@@ -118,6 +161,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
     cfg.provider_overrides = _parse_providers(root, cfg.specs)
     # Feature sections: each module owns and validates its own keys.
     cfg.usage = llmpulse.core.usage.config.parse(root)
+    _check_budget_scopes(cfg, source)
     cfg.alerts = llmpulse.core.alerts.config.parse(root)
     cfg.migrations = llmpulse.core.migration.parse_config(root)
     cfg.server = llmpulse.core.server.config.parse(root)

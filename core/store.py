@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import time
 import weakref
@@ -54,8 +55,10 @@ class Store:
         """Open (creating and migrating) the database. `readonly`: SQLite itself refuses every write on
         this connection — what viewers use, so reading can never change what the collector decided."""
         path = Path(path)
+        _check_path(path)
         if readonly:
             return await cls._open_readonly(path, migrations)
+        _check_writable(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so batches are one transaction.
@@ -81,6 +84,7 @@ class Store:
         version's schema) is created or upgraded first — schema only, never a judgement — then reopened
         read-only."""
         path = Path(path)
+        _check_path(path)
         try:
             return await cls._open_readonly(path, migrations)
         except StoreError:
@@ -197,6 +201,36 @@ def _readonly_uri(path: Path) -> str:
     if not path.is_file():
         raise StoreError(f"no database at {path}: nothing has collected there yet (run 'llmpulse daemon')")
     return f"{path.resolve().as_uri()}?mode=ro"
+
+
+def _check_path(path: Path) -> None:
+    """A directory (or device) where the database file should be is one clear error, before SQLite turns
+    it into "unable to open database file" and a worker-thread traceback."""
+    if path.is_dir():
+        raise StoreError(
+            f"database path {path} is a directory; expected the path of a database file, e.g. {path / 'llmpulse.db'}"
+        )
+    if path.exists() and not path.is_file():
+        raise StoreError(f"database path {path} is not a regular file; expected the path of a database file")
+
+
+def _check_writable(path: Path) -> None:
+    """A database this process cannot write would fail at its first write, mid-command; say so at open.
+    SQLite also needs its folder writable for the -wal and -shm files next to the database."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise StoreError(
+            f"database {path} is read-only for this user; expected a file this user can write "
+            "(commands that only read, like report and alerts, can still use it)"
+        )
+    existing = folder if folder.exists() else None
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        wal = path.with_name(path.name + "-wal")
+        if not path.exists() or not wal.exists():
+            raise StoreError(
+                f"database folder {existing} is read-only for this user; expected a folder this user can write "
+                "(SQLite keeps its -wal and -shm files beside the database)"
+            )
 
 
 def _is_other_than_file(path: Path) -> bool:

@@ -62,7 +62,8 @@ def test_exit_codes_json_and_stored_results(tmp_path):
         assert failed.returncode == 2 and "server_error" in failed.stdout
 
         bad = run_cli(tmp_path, "check", "--provider", "nope", env=env)
-        assert bad.returncode == 2 and "unknown provider 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+        # could not check what was asked: UNKNOWN (3), not CRITICAL
+        assert bad.returncode == 3 and "unknown provider 'nope'" in bad.stderr and "Traceback" not in bad.stderr
 
     with sqlite3.connect(tmp_path / "x.db") as db:
         rows = db.execute("SELECT provider_id, status FROM probe_results WHERE status != 'unknown'").fetchall()

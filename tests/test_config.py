@@ -60,14 +60,14 @@ def test_bad_config_names_file_key_found_and_expected(text, key, found):
     assert "\n" not in message
 
 
-def test_bad_config_is_one_line_exit_2_and_keeps_the_database(tmp_path):
+def test_bad_config_is_one_line_exit_3_for_check_and_keeps_the_database(tmp_path):
     db = tmp_path / "keep.db"
     first = run_cli(tmp_path, "--db", str(db), "providers", "disable", "groq")
     assert first.returncode == 0, first.stderr
     before = db.read_bytes()
     (tmp_path / "llmpulse.toml").write_text('[probe]\ninterval = "5x"\n')
     r = run_cli(tmp_path, "--db", str(db), "check")
-    assert r.returncode == 2
+    assert r.returncode == 3  # UNKNOWN in the Nagios convention: cron must not page CRITICAL for a typo
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "llmpulse.toml" in lines[0] and "probe.interval" in lines[0] and "5x" in lines[0]
     assert "Traceback" not in r.stderr and db.read_bytes() == before

@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import inspect
 import os
+import sqlite3
 import sys
 import traceback
 
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     except LlmpulseError as exc:  # every expected failure: its one line, its exit status
         eprint(f"llmpulse: {exc.label}: {exc}")
         code = exc.exit_code
+    except sqlite3.Error as exc:  # the database refused mid-command (read-only, full disk, locked too long)
+        eprint(f"llmpulse: database error: {exc}")
+        code = 2
     except KeyboardInterrupt:
         code = 130
     except BrokenPipeError:

@@ -1,7 +1,8 @@
 """`llmpulse check [--json] [--provider ID ...]`: probe once, print, store, exit like a Nagios plugin.
 
-Exit codes (for cron and monitoring systems): 0 every probed provider healthy, 1 some degraded,
-2 some failed, 3 nothing configured to probe. Results are stored, so the dashboard and the alert rules
+Exit codes (for cron and monitoring systems, the Nagios convention): 0 every probed provider healthy,
+1 some degraded, 2 some failed, 3 UNKNOWN — nothing configured to probe, or llmpulse could not check at all
+(a config error, an unusable database, an unknown --provider): a typo must not page anyone as CRITICAL. Results are stored, so the dashboard and the alert rules
 see a check run from cron exactly like a collector round.
 """
 
@@ -12,21 +13,24 @@ import time
 
 from llmpulse.core.cli.common import CliError, context_from, open_store, print_json, render_table
 from llmpulse.core.enablement import apply_enablement
+from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.health import record_probe_results
 from llmpulse.core.probe import ProbeResult, probe_all
 
-EXIT_OK, EXIT_DEGRADED, EXIT_FAILED, EXIT_NOTHING = 0, 1, 2, 3
+EXIT_OK, EXIT_DEGRADED, EXIT_FAILED, EXIT_UNKNOWN = 0, 1, 2, 3
+EXIT_NOTHING = EXIT_UNKNOWN  # nothing configured to probe
 GLYPH = {"healthy": "✓", "degraded": "▲", "failed": "✗", "unknown": "?"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "check",
-        help="probe every configured provider once; exit 0 ok, 1 degraded, 2 failed, 3 none configured",
+        help="probe every configured provider once; exit 0 ok, 1 degraded, 2 failed, 3 unknown",
         description="Probe every configured provider once with a free request (model list, key info or "
         "balance: no tokens are spent), print status, latency, error and rate-limit headroom, "
         "store the results, and exit 0 when all are healthy, 1 when some are degraded, 2 when "
-        "some failed, 3 when nothing is configured.",
+        "some failed, 3 (UNKNOWN) when nothing is configured or llmpulse could not check at all: a config "
+        "error, an unusable database or an unknown --provider.",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument(
@@ -60,6 +64,15 @@ def _latency(r: ProbeResult) -> str:
 
 
 async def check_command(args: argparse.Namespace) -> int:
+    try:
+        return await _check(args)
+    except LlmpulseError as exc:
+        # Could not check at all: UNKNOWN, never the CRITICAL that a failed provider is.
+        exc.exit_code = EXIT_UNKNOWN
+        raise
+
+
+async def _check(args: argparse.Namespace) -> int:
     ctx = context_from(args)
     store = await open_store(ctx)
     try:
@@ -68,7 +81,7 @@ async def check_command(args: argparse.Namespace) -> int:
             known = {p.id for p in providers}
             unknown = [pid for pid in args.provider if pid not in known]
             if unknown:
-                raise CliError(f"unknown provider {unknown[0]!r}; expected one of: {', '.join(sorted(known))}", 2)
+                raise CliError(f"unknown provider {unknown[0]!r}; expected one of: {', '.join(sorted(known))}")
             providers = [p for p in providers if p.id in set(args.provider)]
         now = time.time()
         results = await probe_all(providers, ctx.config.probe, now=now)

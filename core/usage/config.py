@@ -10,6 +10,7 @@ from llmpulse.core.validate import Section
 
 SCOPE_KINDS = ("provider", "model", "department", "agent", "user", "task_type", "category")
 PERIODS = ("day", "week", "month")
+MAX_WARN_FRACTION = 3.0  # a warning at 300% of a budget is already late; above, it is a percentage typo
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,14 @@ def parse(root: Section) -> UsageConfig:
         warn_at = sec.number_list("warn_at", [0.8, 1.0])
         if not warn_at or any(w <= 0 for w in warn_at) or warn_at != sorted(warn_at):
             raise sec.error("warn_at", warn_at, "ascending fractions of the limit > 0, like [0.8, 1.0]")
+        if any(w > MAX_WARN_FRACTION for w in warn_at):
+            # [80, 100] would warn at 80 times the budget: never.
+            raise sec.error(
+                "warn_at",
+                warn_at,
+                f"fractions of the limit (at most {MAX_WARN_FRACTION:g}), like [0.8, 1.0] for 80% and 100% — "
+                "not percentages",
+            )
         sec.done()
         b = BudgetConfig(scope, period, float(limit), tuple(warn_at))
         if any(o.name == b.name for o in budgets):
