@@ -27,12 +27,15 @@ class Header:
     requests_period: int
     cost_period: float
     period_label: str
-    budget_utilization: float | None  # the highest utilization among budgets, None without budgets
+    budget_utilization: float | None  # of the budget named in budget_name; None without budgets
     providers_healthy: int
     providers_total: int  # configured and enabled
     alerts_by_severity: dict[Severity, int]  # most severe first
     fallbacks_24h: int
     refreshed_at: float
+    # Which budget budget_utilization is: the one nearest its limit (a figure without its name read as
+    # "the budget" while it was the highest of several).
+    budget_name: str | None = None
 
 
 @dataclass
@@ -90,11 +93,13 @@ async def build_snapshot(store: Store, ctx: Context, now: float) -> Snapshot:
         key=lambda h: (0 if h.enabled and h.configured else 1 if h.configured else 2, h.priority, h.provider_id)
     )
     watched = [h for h in health if h.enabled and h.configured]
+    tightest = max(budgets, key=lambda b: b.utilization, default=None)
     header = Header(
         requests_period=usage.requests_month,
         cost_period=usage.cost_month,
         period_label="this month",
-        budget_utilization=max((b.utilization for b in budgets), default=None),
+        budget_utilization=tightest.utilization if tightest else None,
+        budget_name=tightest.name if tightest else None,
         providers_healthy=sum(1 for h in watched if h.status == "healthy"),
         providers_total=len(watched),
         alerts_by_severity={s: sum(1 for a in alerts if a.severity == s) for s in MOST_SEVERE_FIRST},

@@ -47,7 +47,8 @@ def header_segments(
             )
         )
         if h.budget_utilization is not None:
-            budget = Text("budget ")
+            name = getattr(h, "budget_name", None)
+            budget = Text(f"budget {name} " if name else "budget ")
             budget.append(f"{fmt.pct(h.budget_utilization):>4}", style=fmt.usage_style(h.budget_utilization))
             out.append(Segment(3, budget))
         spend = Text(f"{fmt.count(h.requests_period):>6} req {fmt.money(h.cost_period):>6}")

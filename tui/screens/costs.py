@@ -90,7 +90,7 @@ class CostsScreen(LiveScreen):
                         Text(fmt.count(r.requests), justify="right"),
                         Text(fmt.count(r.input_tokens), justify="right"),
                         Text(fmt.count(r.output_tokens), justify="right"),
-                        Text(fmt.money(r.cost_usd), justify="right"),
+                        Text(_cost_cell(r), justify="right", style="yellow" if _price_unknown(r) else ""),
                         Text(fmt.pct((r.cost_usd or 0.0) / total_cost if total_cost else None), justify="right"),
                         Text(
                             fmt.count(r.unknown_price_count) if r.unknown_price_count else "",
@@ -110,3 +110,16 @@ class CostsScreen(LiveScreen):
         if unknown:
             total.append(f"  ⚠ {fmt.count(unknown)} requests with unknown price (not in the total)", style="yellow")
         self.query_one("#costs-total", Static).update(total)
+
+
+def _price_unknown(row: Any) -> bool:
+    """Every request of the row has an unknown price: its cost is not known, not $0."""
+    return bool(row.requests) and row.unknown_price_count >= row.requests
+
+
+def _cost_cell(row: Any) -> str:
+    if _price_unknown(row):
+        return "price unknown"
+    if row.cost_usd and 0 < row.cost_usd < 0.005:
+        return "<$0.01"  # cheap, not free
+    return fmt.money(row.cost_usd)
