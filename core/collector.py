@@ -29,7 +29,7 @@ from llmpulse.core.health import load_health, record_probe_results
 from llmpulse.core.health_state import prune_probe_history, prune_probe_results, raw_keep
 from llmpulse.core.lease import COLLECTOR_LEASE, RENEW_EVERY, STANDBY_POLL, Lease, process_holder_id
 from llmpulse.core.migration import migration_statuses
-from llmpulse.core.probe import ProbeResult, probe_all
+from llmpulse.core.probe import ProbeClients, ProbeResult, probe_all
 from llmpulse.core.redact import redact
 from llmpulse.core.store import Store
 from llmpulse.core.usage.budgets import budget_statuses
@@ -76,6 +76,8 @@ class Collector:
         self.engine = AlertEngine(store, ctx.config.alerts, clock, self.notifier)
         self._pending: Context | None = None
         self.rounds = 0
+        # Kept from round to round while run_forever runs (a single run_round builds its own).
+        self.probe_clients: ProbeClients | None = None
         self._last_status: dict[str, str] = {}
         self._last_prune = 0.0
         self._last_billing = 0.0
@@ -128,7 +130,7 @@ class Collector:
         providers = await step(
             "enablement", lambda: apply_enablement(self.store, self.ctx.providers), self.ctx.providers
         )
-        results = await step("probe", lambda: probe_all(providers, cfg.probe, now=now), [])
+        results = await step("probe", lambda: probe_all(providers, cfg.probe, now=now, clients=self.probe_clients), [])
         report.probes = results
         await step("store probes", lambda: record_probe_results(self.store, results, cfg.health, now))
         self._status_events(results)
@@ -237,6 +239,7 @@ class Collector:
         self.lease_holder = lease.holder
         fixed_interval = interval
         holding = False
+        self.probe_clients = ProbeClients(self.ctx.config.probe)
         try:
             while not stop.is_set():
                 if not await lease.acquire():
@@ -276,6 +279,8 @@ class Collector:
                     await lease.release()
                 except Exception:  # the database may be gone at exit; the lease then simply expires
                     pass
+            clients, self.probe_clients = self.probe_clients, None
+            await clients.aclose()
             if own_store:
                 await lease_db.close()
 

@@ -14,7 +14,7 @@ import json
 import os
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -443,16 +443,50 @@ def make_client(settings: ProbeSettings, transport: httpx.AsyncBaseTransport | N
     )  # trust_env: HTTPS_PROXY/NO_PROXY honoured
 
 
+class ProbeClients:
+    """One client per provider, kept from round to round (the collector holds one of these): building a
+    client scans the environment for proxy settings and sets up a pool, which a 1,000-provider round paid
+    a thousand times. Close it when done (`async with`, or aclose())."""
+
+    def __init__(self, settings: ProbeSettings, transport: httpx.AsyncBaseTransport | None = None):
+        self.settings = settings
+        self.transport = transport
+        self._clients: dict[str, httpx.AsyncClient] = {}
+
+    def client_for(self, provider: Provider) -> httpx.AsyncClient:
+        client = self._clients.get(provider.id)
+        if client is None or client.is_closed:
+            client = self._clients[provider.id] = make_client(self.settings, self.transport)
+        return client
+
+    async def retain(self, provider_ids: Iterable[str]) -> None:
+        """Close the clients of providers no longer probed (a config reload dropped them)."""
+        keep = set(provider_ids)
+        gone = [pid for pid in self._clients if pid not in keep]
+        await asyncio.gather(*(self._clients.pop(pid).aclose() for pid in gone), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        await self.retain(())
+
+    async def __aenter__(self) -> ProbeClients:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
 async def probe_all(
     providers: list[Provider],
     settings: ProbeSettings,
     *,
     now: float | None = None,
     client: httpx.AsyncClient | None = None,
+    clients: ProbeClients | None = None,
     clock: Callable[[], float] = time.time,
 ) -> list[ProbeResult]:
     """Probe every provider at once (bounded by settings.concurrency); results in the given order.
-    With `client`, every probe goes through it (tests, custom transports); else each provider gets its own."""
+    With `client`, every probe goes through it (tests, custom transports); with `clients`, each provider
+    uses its kept client; else each provider gets its own for this round."""
     checked_at = clock() if now is None else now
     gate = asyncio.Semaphore(max(1, settings.concurrency))
 
@@ -460,7 +494,11 @@ async def probe_all(
         async with gate:
             if client is not None or not (provider.enabled and provider.configured):
                 return await probe_provider(client, provider, settings, checked_at)  # type: ignore[arg-type]
+            if clients is not None:
+                return await probe_provider(clients.client_for(provider), provider, settings, checked_at)
             async with make_client(settings) as own:
                 return await probe_provider(own, provider, settings, checked_at)
 
+    if clients is not None:
+        await clients.retain(p.id for p in providers)
     return list(await asyncio.gather(*(one(p) for p in providers)))

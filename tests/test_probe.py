@@ -201,3 +201,20 @@ async def test_keys_never_reach_the_database_or_results(fleet, tmp_path):
     assert OPENAI_KEY.encode() not in (tmp_path / "p.db").read_bytes()
     for extra in tmp_path.glob("p.db-*"):
         assert OPENAI_KEY.encode() not in extra.read_bytes()
+
+
+async def test_kept_clients_serve_every_round_and_close_when_a_provider_goes():
+    """The collector keeps one client per provider across rounds instead of building one per probe."""
+    from llmpulse.core.probe import ProbeClients
+
+    with Fleet([FakeProvider("openai", kind="openai", key=KEYS["OPENAI_API_KEY"])]) as fleet:
+        providers = providers_for(fleet, KEYS, ["openai"])
+        async with ProbeClients(SETTINGS) as clients:
+            [first] = await probe_all(providers, SETTINGS, clients=clients)
+            kept = clients.client_for(providers[0])
+            [second] = await probe_all(providers, SETTINGS, clients=clients)
+            assert (first.status, second.status) == ("healthy", "healthy")
+            assert clients.client_for(providers[0]) is kept and not kept.is_closed
+            await probe_all([], SETTINGS, clients=clients)  # the provider left the config
+            assert kept.is_closed
+        assert len([r for r in fleet.requests("openai") if r.method == "GET"]) == 2
