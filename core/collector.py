@@ -31,6 +31,7 @@ from llmpulse.core.lease import COLLECTOR_LEASE, RENEW_EVERY, STANDBY_POLL, Leas
 from llmpulse.core.migration import migration_statuses
 from llmpulse.core.probe import ProbeClients, ProbeResult, probe_all
 from llmpulse.core.redact import redact
+from llmpulse.core.statuspage import StatusPages, load_incidents, record_readings, status_page_settings
 from llmpulse.core.store import Store
 from llmpulse.core.usage.budgets import budget_statuses
 from llmpulse.core.usage.queries import provider_request_stats, prune_usage, unknown_price_models
@@ -75,6 +76,7 @@ class Collector:
         )
         self.engine = AlertEngine(store, ctx.config.alerts, clock, self.notifier)
         self._pending: Context | None = None
+        self.status_pages = StatusPages(status_page_settings(ctx.config))
         self.rounds = 0
         # Kept from round to round while run_forever runs (a single run_round builds its own).
         self.probe_clients: ProbeClients | None = None
@@ -105,6 +107,7 @@ class Collector:
             except Exception as exc:
                 self.on_event(redact(f"config reload: old channels did not drain: {type(exc).__name__}: {exc}") or "")
         self.engine = AlertEngine(self.store, ctx.config.alerts, self.clock, self.notifier)
+        self.status_pages.settings = status_page_settings(ctx.config)
         self.on_event(
             f"config reloaded: {sum(p.configured for p in ctx.providers)} providers configured, "
             f"probing every {ctx.config.probe.interval:g}s"
@@ -134,6 +137,12 @@ class Collector:
         report.probes = results
         await step("store probes", lambda: record_probe_results(self.store, results, cfg.health, now))
         self._status_events(results)
+        # The providers' own status pages: a read started in the background (never awaited here) is
+        # written by the round after it finished.
+        readings = self.status_pages.take()
+        if readings:
+            await step("status pages", lambda: record_readings(self.store, readings))
+        self.status_pages.start_if_due(providers, now)
         now = self.clock.now()
         stats = await step("request stats", lambda: provider_request_stats(self.store, now - cfg.health.window, now))
         health = await step("health", lambda: load_health(self.store, providers, cfg.health, now, stats))
@@ -145,6 +154,9 @@ class Collector:
             "latency baselines",
             lambda: load_latency_baselines(self.store, cfg.alerts, now, exclude_recent=cfg.health.window),
             {},
+        )
+        incidents = await step(
+            "declared incidents", lambda: load_incidents(self.store, providers, self.status_pages.settings, now)
         )
         custom = await step(
             "custom rules",
@@ -162,6 +174,7 @@ class Collector:
             latency_baselines=baselines or {},
             window_s=cfg.health.window,
             custom_figures=custom,
+            incidents=list(incidents.values()) if incidents is not None else None,
         )
         conditions = await step("rules", lambda: asyncio.to_thread(evaluate_rules, inputs, cfg.alerts), [])
         covered = covered_rules(inputs, cfg.alerts) if conditions is not None else set()
@@ -268,6 +281,7 @@ class Collector:
                     keeper.cancel()
                     await asyncio.gather(keeper, return_exceptions=True)
         finally:
+            await self.status_pages.stop()
             try:
                 # Deliveries in flight finish (bounded) and their outcomes are written, or they would be
                 # sent again by whoever collects next.

@@ -23,6 +23,7 @@ from dotenv import dotenv_values
 import llmpulse.core.alerts.config
 import llmpulse.core.migration
 import llmpulse.core.server.config
+import llmpulse.core.statuspage
 import llmpulse.core.usage.config
 from llmpulse.core.catalog import CATALOG, Provider, ProviderOverride, ProviderSpec, resolve_providers
 from llmpulse.core.health_settings import HealthSettings, parse_health_settings
@@ -53,6 +54,7 @@ class Config:
     alerts: Any = None
     migrations: Any = None
     server: Any = None
+    status_pages: Any = None  # llmpulse.core.statuspage.StatusPageSettings
     tui: Any = None
 
 
@@ -165,6 +167,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
     cfg.alerts = llmpulse.core.alerts.config.parse(root)
     cfg.migrations = llmpulse.core.migration.parse_config(root)
     cfg.server = llmpulse.core.server.config.parse(root)
+    cfg.status_pages = llmpulse.core.statuspage.parse_settings(root)
     # (issue 6) cfg.tui = llmpulse.core.tuiconfig.parse(root)
     root.done()
     return cfg

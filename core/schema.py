@@ -457,4 +457,23 @@ COLLECTOR: list[Migration] = [
     ),
 ]
 
+COLLECTOR.append(
+    Migration(
+        "0410_provider_status_pages",
+        """
+        -- What each provider's own status page declared at its last good reading (JSON of
+        -- llmpulse.core.statuspage.Declared), and the last failed reading's reason: a page that stops
+        -- answering leaves the old reading shown as stale, never as recovered.
+        CREATE TABLE provider_status_pages (
+            provider_id TEXT PRIMARY KEY,
+            url         TEXT NOT NULL,
+            ok_at       REAL,
+            declared    TEXT,
+            error       TEXT,              -- redacted
+            error_at    REAL
+        );
+    """,
+    )
+)
+
 MIGRATIONS: list[Migration] = CORE + USAGE + ALERTS + MIGRATION + COLLECTOR

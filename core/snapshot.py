@@ -16,6 +16,7 @@ from llmpulse.core.enablement import apply_enablement
 from llmpulse.core.health import ProviderHealth, load_health
 from llmpulse.core.lease import COLLECTOR_LEASE, read_lease
 from llmpulse.core.migration import MigrationStatus, migration_statuses
+from llmpulse.core.statuspage import ProviderIncident, load_incidents, status_page_settings
 from llmpulse.core.store import Store
 from llmpulse.core.usage.budgets import BudgetStatus, budget_statuses
 from llmpulse.core.usage.queries import UsageSummary, provider_request_stats, usage_summary
@@ -56,6 +57,9 @@ class Snapshot:
     usage: UsageSummary
     collector: CollectorInfo
     refreshed_at: float
+    # What each provider's own status page declares, by
+    # provider id; `.headline()` is the line shown beside its probe ("" when the page reports no trouble).
+    incidents: dict[str, ProviderIncident] = field(default_factory=dict)
 
 
 def _severity_rank(alert: Alert) -> tuple[int, float]:
@@ -84,6 +88,7 @@ async def build_snapshot(store: Store, ctx: Context, now: float) -> Snapshot:
     providers = await apply_enablement(store, ctx.providers)
     stats = await provider_request_stats(store, now - cfg.health.window, now)
     health = await load_health(store, providers, cfg.health, now, stats)
+    incidents = await load_incidents(store, providers, status_page_settings(cfg), now)
     budgets = await budget_statuses(store, cfg.usage, now)
     usage = await usage_summary(store, now, cfg.usage.timezone)
     alerts = sorted(await AlertEngine(store, cfg.alerts, ManualClock(now), None).open_alerts(), key=_severity_rank)
@@ -115,4 +120,5 @@ async def build_snapshot(store: Store, ctx: Context, now: float) -> Snapshot:
         usage=usage,
         collector=await collector_info(store, now),
         refreshed_at=now,
+        incidents=incidents,
     )

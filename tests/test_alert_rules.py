@@ -292,7 +292,17 @@ def test_only_judged_rules_may_resolve():
     assert {"provider_down", "latency_anomaly", "budget_exceeded"} <= covered
     assert "migration_deadline" not in covered and "fallback_rate" not in covered
     assert set(RULES) == covered_rules(
-        RuleInputs(now=T0, health=[], budgets=[], request_stats={}, migrations=[], unknown_prices=[], providers=[]), c
+        RuleInputs(
+            now=T0,
+            health=[],
+            budgets=[],
+            request_stats={},
+            migrations=[],
+            unknown_prices=[],
+            providers=[],
+            incidents=[],
+        ),
+        c,
     )
 
 

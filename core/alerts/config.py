@@ -40,6 +40,7 @@ RULES = (
     "budget_projected",
     "migration_deadline",
     "prices_unknown",
+    "provider_incident",
 )
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

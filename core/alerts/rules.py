@@ -71,6 +71,7 @@ class RuleInputs:
     latency_baselines: Mapping[str, LatencyBaseline] = field(default_factory=dict)
     window_s: float = 900.0  # the health/traffic window, for messages
     custom_figures: Mapping[str, float | None] | None = None  # [[alerts.rules]] name -> figure
+    incidents: list[Any] | None = None  # llmpulse.core.statuspage.ProviderIncident: what the providers declare
 
 
 def covered_rules(inputs: RuleInputs, cfg: AlertsConfig) -> set[str]:
@@ -97,6 +98,8 @@ def covered_rules(inputs: RuleInputs, cfg: AlertsConfig) -> set[str]:
         rules.add("prices_unknown")
     if inputs.providers is not None:
         rules.add("provider_no_key")
+    if inputs.incidents is not None:
+        rules.add("provider_incident")
     rules |= judged(cfg.custom_rules, inputs.custom_figures)
     # A disabled rule is "covered": its open alerts resolve once it is switched off; so is a custom
     # rule removed from the config.
@@ -115,6 +118,7 @@ def evaluate_rules(inputs: RuleInputs, cfg: Any = None) -> list[Condition]:
         *_price_rules(inputs, cfg),
         *_key_rules(inputs, cfg),
         *_custom_rules(inputs, cfg),
+        *_incident_rules(inputs, cfg),
     ]:
         if not cfg.enabled(cond.rule):
             continue
@@ -465,3 +469,29 @@ def _custom_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]:
         return
     for rule, message in custom_conditions(cfg.custom_rules, inputs.custom_figures):
         yield Condition(rule.name, rule.scope, rule.severity, message)
+
+
+# --------------------------------------------------------------------------- declared incidents
+
+
+# What a status page says that makes `provider_incident` a warning rather than info.
+_OUTAGE_STATUSES = ("partial_outage", "major_outage")
+_OUTAGE_IMPACTS = ("major", "critical")
+
+
+def _incident_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]:
+    """The provider declares an incident (or a component down) on a component llmpulse uses: info, or a
+    warning for a partial/major outage or a major/critical incident. Its last good reading counts while
+    the page cannot be read (shown as stale), so an unreadable page never resolves the alert."""
+    for inc in inputs.incidents or []:
+        if not _g(inc, "active", False):
+            continue
+        declared = _g(inc, "declared")
+        outage = _g(declared, "worst") in _OUTAGE_STATUSES or _g(declared, "impact") in _OUTAGE_IMPACTS
+        yield Condition(
+            "provider_incident",
+            _g(inc, "provider_id"),
+            "warning" if outage else "info",
+            inc.headline(),
+            stage=1 if outage else 0,
+        )

@@ -130,7 +130,13 @@ class ProviderScreen(LiveScreen):
             self.query_one("#provider-summary", Static).update(Text(f"{self.provider_id}: not in the snapshot"))
             return
         self.health = health
-        self.query_one("#provider-summary", Static).update(summary_text(health, view))
+        summary = summary_text(health, view)
+        # What the provider's own status page declares, beside what our probes measure.
+        incident = getattr(snapshot, "incidents", {}).get(self.provider_id)
+        declared = incident.headline() if incident is not None else ""
+        if declared:
+            summary.append(declared + "\n", style="yellow")
+        self.query_one("#provider-summary", Static).update(summary)
         self.query_one("#provider-limits", Static).update(limits_text(health))
         self.load_probes(view)
 
