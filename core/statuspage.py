@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.redact import redact
 from llmpulse.core.store import Store
 from llmpulse.core.validate import Section
@@ -70,7 +71,7 @@ IMPACT_WORDS = {"none": "incident", "minor": "minor incident", "major": "major o
 OPEN_INCIDENT = ("investigating", "identified", "monitoring")
 
 
-class PageError(Exception):
+class PageError(LlmpulseError):
     """The page answered, but not with a summary we can read (HTTP error, not JSON, wrong shape, too big)."""
 
 
