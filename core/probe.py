@@ -25,7 +25,7 @@ from llmpulse.core.catalog import Provider
 from llmpulse.core.probe_settings import ProbeSettings
 from llmpulse.core.provider_kinds import KIND_FACTS, ProbeShape
 from llmpulse.core.ratelimit import Balance, RateLimit, parse_rate_limit
-from llmpulse.core.redact import redact
+from llmpulse.core.redact import body_line, redact
 from llmpulse.core.vocabulary import ErrorKind, ProviderStatus
 
 # Kinds that say this account cannot be served by this provider until someone acts (a key, a top-up):
@@ -89,12 +89,13 @@ def probe_request(provider: Provider) -> tuple[str, dict[str, str]]:
 
 
 def error_message(body: bytes) -> str:
-    """The provider's own words from an error body, shortened; falls back to the raw text."""
+    """The provider's own words from an error body, one line, redacted and shortened; an HTML error page
+    (a proxy in front of the provider) comes down to its title."""
     text = body.decode("utf-8", "replace")
     try:
         data = json.loads(text)
     except ValueError:
-        return " ".join(text.split())[:MAX_ERROR_CHARS]
+        return body_line(text, MAX_ERROR_CHARS)
     message: Any = data
     if isinstance(data, dict):
         err = data.get("error", data)
@@ -109,7 +110,7 @@ def error_message(body: bytes) -> str:
             message = data["message"]
     if not isinstance(message, str):
         message = json.dumps(message)
-    return " ".join(message.split())[:MAX_ERROR_CHARS]
+    return body_line(message, MAX_ERROR_CHARS)
 
 
 # Error codes and types providers put in their JSON error bodies, read before any words: the words of a
@@ -394,7 +395,7 @@ async def probe_provider(
     try:
         data = json.loads(body) if shape != "any" else None
     except ValueError:
-        snippet = " ".join(body[:80].decode("utf-8", "replace").split())
+        snippet = body_line(body[:4096].decode("utf-8", "replace"), 80)
         return result("failed", "bad_response", f"HTTP {code} but the body is not JSON: {snippet!r}", code, rate_limit)
     problem, balance = _shape_check(shape, data)
     if problem:

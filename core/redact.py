@@ -7,6 +7,7 @@ loaded it, since providers echo keys back in error bodies ("Incorrect API key pr
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterable
 
@@ -46,3 +47,22 @@ def redact(text: str | None, extra: Iterable[str] = ()) -> str | None:
         if secret in text:
             text = text.replace(secret, MASK)
     return _KEY_PATTERNS.sub(MASK, text)
+
+
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+_HTML_START = re.compile(r"\s*(<!doctype\s+html|<html|<head|<body|<\?xml|<[a-z]+[\s>])", re.IGNORECASE)
+
+
+def body_line(text: str, limit: int = 300) -> str:
+    """What of an answer's body may go into a log line or an alert: one line, redacted, at most `limit`
+    characters. An HTML error page (a proxy's 502, a load balancer's 503) is cut to its <title> — its markup
+    and scripts say nothing to on-call and would fill a log with one "line" of kilobytes."""
+    if _HTML_START.match(text):
+        title = _TITLE.search(text)
+        text = html.unescape(title.group(1) if title else _TAG.sub(" ", text))
+        text = f"HTML page: {' '.join(text.split()) or '(no title)'}"
+    line = " ".join(text.split())
+    if len(line) > limit:
+        line = line[: limit - 1] + "…"
+    return redact(line) or ""

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, tzinfo
 
 from rich.text import Text
 
+from llmpulse.core.durations import format_duration
+
 # Status of a provider: (glyph, word, style).
 STATUS = {
     "healthy": ("●", "healthy", "green"),
@@ -93,7 +95,8 @@ def alert_state_words(state: str, silenced_until: float | None, escalated: bool,
     if state == "resolved":
         words = ["resolved"]
     elif silenced_until is not None and silenced_until > now:
-        words = [f"silenced {age(silenced_until - now)}"]
+        # The time left, rounded to the second: a 2h silence reads "2h", not the "1h" a floor would give.
+        words = [f"silenced {format_duration(silenced_until - now)}"]
         if state == "acknowledged":
             words.insert(0, "acked")
     elif state == "acknowledged":

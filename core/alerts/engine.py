@@ -24,6 +24,7 @@ from llmpulse.core.alerts import SEVERITY_RANK
 from llmpulse.core.alerts.config import AlertsConfig, alerts_config
 from llmpulse.core.alerts.rules import Condition
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
+from llmpulse.core.durations import format_duration
 from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.redact import redact
 from llmpulse.core.store import Store
@@ -113,6 +114,16 @@ class Transition:
     to_state: AlertState
     actor: str
     detail: str | None
+
+    @property
+    def change(self) -> str:
+        """What happened, in words: "escalated", "delivery failed", "acknowledged (firing → acknowledged)".
+        Events that leave the state as it was (escalated, delivery failed, silenced) are named by the
+        event, never shown as "firing → firing"."""
+        what = self.event.replace("_", " ")
+        if self.from_state and self.from_state != self.to_state:
+            return f"{what} ({self.from_state} → {self.to_state})"
+        return what
 
 
 @dataclass(frozen=True)
@@ -270,7 +281,7 @@ class AlertEngine:
                 and now - since >= self.cfg.escalate_after
             ):
                 await conn.execute("UPDATE alerts SET escalated = 1, escalated_at = ? WHERE id = ?", (now, a.id))
-                detail = f"not acknowledged within {self.cfg.escalate_after / 60:g} min"
+                detail = f"not acknowledged within {format_duration(self.cfg.escalate_after)}"
                 await self._transition(conn, a.id, now, "escalated", a.state, a.state, "auto", detail)
                 await self._notice(conn, a.id, "escalated", now, "auto", detail)
                 changes.append(AlertChange(a.id, "escalated", a.fingerprint, a.severity, a.message))
@@ -329,9 +340,9 @@ class AlertEngine:
                 "UPDATE alerts SET silenced_until = ?, silenced_by = ? WHERE id = ?", (now + seconds, by, alert_id)
             )
             await self._transition(
-                conn, alert_id, now, "silenced", alert.state, alert.state, by, f"for {seconds / 60:g} min"
+                conn, alert_id, now, "silenced", alert.state, alert.state, by, f"for {format_duration(seconds)}"
             )
-            await self._notice(conn, alert_id, "silenced", now, by, f"for {seconds / 60:g} min")
+            await self._notice(conn, alert_id, "silenced", now, by, f"for {format_duration(seconds)}")
         await self._announce()
         return await self.get(alert_id)  # type: ignore[return-value]
 

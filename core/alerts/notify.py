@@ -12,7 +12,7 @@ memory; the next `dispatch()` (or `drain()`) records it — sent, or failed with
 that stopped is sent again once it is older than its channel could have taken (at least once, never lost).
 
 Each channel has a minimum severity and an hourly rate limit; notices over the limit are held and
-counted, and the next message that goes out says how many were held back (if that message fails, the
+counted — except a resolved notice, which is always sent: it is what tells on-call the outage ended, and the next message that goes out says how many were held back (if that message fails, the
 count goes back to the pool for the one after).
 
 Alertmanager and PagerDuty mirror the lifecycle rather than announce it: they also get the
@@ -41,12 +41,13 @@ from llmpulse.core.alerts.config import AlertsConfig, ChannelConfig, alerts_conf
 from llmpulse.core.alerts.engine import Alert, AlertEngine, alert_summary
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.errors import LlmpulseError
-from llmpulse.core.redact import redact, register_secret
+from llmpulse.core.redact import body_line, redact, register_secret
 from llmpulse.core.store import Store
 
 log = logging.getLogger(__name__)
 
 SILENCEABLE = {"firing", "repeat", "severity", "escalated"}
+NEVER_HELD = frozenset({"resolved"})  # sent even over a channel's hourly rate limit
 # People's decisions on an alert: only the channels that mirror the lifecycle act on them.
 LIFECYCLE_EVENTS = {"acknowledged", "silenced", "unsilenced"}
 EMOJI = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
@@ -179,7 +180,7 @@ def raise_for_status(response: httpx.Response) -> None:
     """A 2xx is delivered; 429 waits for Retry-After; 5xx and 408 are worth another try; other 4xx are not."""
     if 200 <= response.status_code < 300:
         return
-    reason = f"HTTP {response.status_code}: {' '.join(response.text[:200].split())}"
+    reason = f"HTTP {response.status_code}: {body_line(response.text, 200)}"
     if response.status_code == 429:
         try:
             after = float(response.headers.get("retry-after", "0"))
@@ -387,7 +388,8 @@ class Notifier:
             (ch.name, now - 3600),
         ) as cur:
             sent_last_hour = (await cur.fetchone())[0]
-        if sent_last_hour >= ch.rate_limit_per_hour:
+        # A resolved notice is never held: without it on-call keeps working an outage that has ended.
+        if sent_last_hour >= ch.rate_limit_per_hour and row["event"] not in NEVER_HELD:
             await conn.execute(
                 "INSERT INTO alert_deliveries (outbox_id, alert_id, channel, event, status, created_at, updated_at, "
                 "error) VALUES (?, ?, ?, ?, 'held', ?, ?, ?)",

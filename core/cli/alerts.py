@@ -135,7 +135,7 @@ async def show_command(args: argparse.Namespace) -> int:
     print()
     print(
         render_table(
-            ("TIME", "EVENT", "BY", "DETAIL"), [(_when(t.at), t.event, t.actor, t.detail or "") for t in transitions]
+            ("TIME", "EVENT", "BY", "DETAIL"), [(_when(t.at), t.change, t.actor, t.detail or "") for t in transitions]
         )
     )
     if deliveries:

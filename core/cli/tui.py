@@ -122,6 +122,20 @@ def demo_command(args: argparse.Namespace) -> int:
         return run_dashboard(ctx, refresh=args.refresh, collect=True, background=demo.live_traffic)
 
 
+# Libraries that log a line per request at INFO: a probe round would bury the daemon's events (one line
+# per event, as the README promises) under one "HTTP Request: GET ..." line per provider per round.
+CHATTY_LOGGERS = ("httpx", "httpcore", "aiohttp.access", "aiosqlite", "asyncio")
+
+
+def configure_daemon_log() -> None:
+    """One line per event on stderr: llmpulse's own events at INFO, the libraries' only when they warn."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s llmpulse %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z"
+    )
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def daemon_command(args: argparse.Namespace) -> int:
     ctx = context_from(args)
     listener = None
@@ -129,9 +143,7 @@ def daemon_command(args: argparse.Namespace) -> int:
         from llmpulse.core.server.config import resolve_listener
 
         listener = resolve_listener(ctx.config.server, ctx.env, ctx.config.source, args.listen)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s llmpulse %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z"
-    )
+    configure_daemon_log()
     return asyncio.run(run_daemon(ctx, once=args.once, reload_context=lambda: context_from(args), listener=listener))
 
 

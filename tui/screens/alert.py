@@ -90,7 +90,7 @@ class AlertScreen(LiveScreen):
                     str(getattr(tr, "id", i)),
                     (
                         Text(fmt.stamp(tr.at, view.tz)),
-                        Text(f"{tr.from_state or '—'} → {tr.to_state}"),
+                        Text(tr.change),
                         Text(tr.actor or ""),
                         Text(tr.detail or ""),
                     ),
