@@ -207,6 +207,18 @@ async def run_daemon(
             await store.close()
             raise CliError(f"cannot listen on {listener.host}:{listener.port}: {exc.strerror or exc}", 2) from None
         log.info(f"serving on {server.url}" + (" (token required)" if listener.token else " (no token: loopback only)"))
+    stopper = None
+    if server is not None:
+        running = server
+
+        async def stop_serving() -> None:
+            # On SIGTERM the server stops taking requests at once (not after the collector's round) and
+            # writes what it acknowledged; the store stays open until the collector is done too.
+            await stop.wait()
+            await running.stop()
+            log.info(f"server stopped: {running.state.queue().accepted} records accepted, all stored")
+
+        stopper = asyncio.create_task(stop_serving())
     try:
         collector = Collector(ctx, store, on_event=log.info)
         if once:
@@ -218,6 +230,8 @@ async def run_daemon(
         log.info(f"daemon stopped after {collector.rounds} rounds in {time.monotonic() - started:.0f}s")
         return 0
     finally:
-        if server is not None:
-            await server.stop()
+        if server is not None and stopper is not None:
+            stop.set()
+            await asyncio.gather(stopper, return_exceptions=True)
+            await server.stop()  # already stopped unless stop_serving failed
         await store.close()

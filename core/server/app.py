@@ -93,7 +93,12 @@ async def _authorize(request: web.Request, handler: Callable[[web.Request], Awai
                 status=401,
                 headers={"WWW-Authenticate": 'Bearer realm="llmpulse"'},
             )
-    return await handler(request)
+    response = await handler(request)
+    if state.stopping:
+        # Keep-alive connections would keep bringing requests (each answered 503) until the shutdown
+        # timeout: close each one once it has its answer.
+        response.force_close()
+    return response
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -147,7 +152,11 @@ class Server:
         state.started_at = state.clock.now()
         if state.ingest is None:
             state.ingest = IngestQueue(
-                state.store, pricing_for(state.ctx), state.config.queue_records, clock=state.clock
+                state.store,
+                pricing_for(state.ctx),
+                state.config.queue_records,
+                clock=state.clock,
+                flush_interval=state.config.flush_interval,
             )
         await state.ingest.start()
         await self.runner.setup()
@@ -162,7 +171,10 @@ class Server:
         return self
 
     async def stop(self) -> None:
-        """Stop accepting, let requests in flight finish, then store everything accepted."""
+        """Stop accepting, let requests in flight finish, then store everything accepted. Safe to call
+        twice (the daemon calls it on SIGTERM and again on its way out)."""
+        if self.state.stopping:
+            return
         self.state.stopping = True
         try:
             await self.runner.cleanup()

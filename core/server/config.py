@@ -5,6 +5,7 @@
     token_env = "LLMPULSE_INGEST_TOKEN"  # set: every request but GET /healthz needs Authorization: Bearer <token>
     max_body_mb = 16                     # a request body, before and after gzip, at most this many MiB
     queue_records = 100000               # records accepted but not yet stored; beyond: 503 + Retry-After
+    flush_interval = "500ms"             # accepted records are written at least this often (and per 5,000)
 
 Binding anything but a loopback address without a token is refused: an open ingest port lets anyone on
 the network write spend into the budgets.
@@ -39,6 +40,7 @@ class ServerConfig:
     token_env: str | None = None
     max_body_mb: float = 16.0
     queue_records: int = 100_000
+    flush_interval: float = 0.5  # accepted records are written at least this often (and per 5,000)
     attribution: Attribution = field(default_factory=Attribution)
 
     @property
@@ -95,6 +97,7 @@ def parse(root: Section) -> ServerConfig:
         token_env=sec.string("token_env", None),
         max_body_mb=sec.number("max_body_mb", d.max_body_mb, minimum=0.001, maximum=1024),
         queue_records=sec.integer("queue_records", d.queue_records, minimum=1),
+        flush_interval=sec.duration("flush_interval", d.flush_interval, minimum=0.01),
         attribution=attribution,
     )
     sec.done()
