@@ -27,6 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.server.app import STATE, ServerState, read_body
 from llmpulse.core.server.genai import records_from_request
 from llmpulse.core.server.ingest import RETRY_AFTER_S
@@ -37,7 +38,7 @@ MAX_REASONS = 5  # reasons quoted in error_message; the count says how many in a
 _INVALID_ARGUMENT, _UNAVAILABLE = 3, 14  # google.rpc.Code
 
 
-class BadRequest(ValueError):
+class BadRequest(LlmpulseError, ValueError):
     """A body that does not decode as an ExportTraceServiceRequest."""
 
 
