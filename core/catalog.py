@@ -35,13 +35,20 @@ class ProviderSpec:
 
 
 def spec_of_kind(
-    id: str, name: str, kind: ProviderKind, base_url: str, *envs: tuple[str, ...], **more: Any
+    id: str,
+    name: str,
+    kind: ProviderKind,
+    base_url: str,
+    key_envs: tuple[str, ...] = (),
+    base_url_envs: tuple[str, ...] = (),
+    admin_key_envs: tuple[str, ...] = (),
+    **more: Any,
 ) -> ProviderSpec:
     """A spec whose auth style and probe path are its kind's (llmpulse.core.provider_kinds)."""
     facts = KIND_FACTS[kind]
     more.setdefault("auth", facts.auth)
     more.setdefault("probe_path", facts.probe_path)
-    return ProviderSpec(id, name, kind, base_url, *envs, **more)
+    return ProviderSpec(id, name, kind, base_url, key_envs, base_url_envs, admin_key_envs, **more)
 
 
 CATALOG: tuple[ProviderSpec, ...] = (

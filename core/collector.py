@@ -198,7 +198,7 @@ class Collector:
                 self.on_event(f"provider {r.provider_id} {before or 'new'} -> {r.status}{why}")
             self._last_status[r.provider_id] = r.status
 
-    async def _slow_timers(self, now: float, step: Callable) -> None:
+    async def _slow_timers(self, now: float, step: Callable[..., Any]) -> None:
         cfg = self.ctx.config
         if now - self._last_prune >= PRUNE_EVERY_S:
             self._last_prune = now

@@ -117,7 +117,7 @@ class ChatResult:
     provider_id: str
     model: str
     text: str
-    response: dict
+    response: dict[str, Any]
     input_tokens: int
     output_tokens: int
     latency_ms: float
@@ -224,7 +224,7 @@ def request_body(
     messages: Sequence[Mapping[str, Any]],
     max_tokens: int | None,
     params: Mapping[str, Any],
-) -> dict:
+) -> dict[str, Any]:
     if provider.spec.kind == "anthropic":
         system = "\n\n".join(_text_of(m.get("content")) for m in messages if m.get("role") == "system")
         body: dict[str, Any] = {
@@ -242,12 +242,12 @@ def request_body(
     return body
 
 
-def parse_answer(kind: str, data: Any) -> tuple[str, dict] | None:
+def parse_answer(kind: str, data: Any) -> tuple[str, dict[str, Any]] | None:
     """(text, raw usage object) of a chat answer, or None when a 2xx body is not one (an error inside
     a 200, as OpenRouter and Ollama send once generation started, counts as no answer)."""
     if not isinstance(data, dict) or "error" in data:
         return None
-    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    usage: dict[str, Any] = data["usage"] if isinstance(data.get("usage"), dict) else {}
     if kind == "anthropic":
         content = data.get("content")
         return (_text_of(content), usage) if isinstance(content, list) else None
@@ -405,7 +405,7 @@ class FailoverClient:
         max_tokens: int | None,
         params: Mapping[str, Any],
         previous: str | None,
-    ) -> tuple[Attempt, dict | None]:
+    ) -> tuple[Attempt, dict[str, Any] | None]:
         started = time.perf_counter()
 
         def attempt(status: str, kind: str | None, http: int | None, error: str | None) -> Attempt:
@@ -444,7 +444,8 @@ class FailoverClient:
         parsed = parse_answer(provider.spec.kind, data)
         if parsed is None:
             return attempt("error", "bad_response", code, "2xx body is not a chat answer"), None
-        text, usage = parsed
+        text, answer_usage = parsed
+        usage: dict[str, Any] | None = answer_usage
         ok = attempt("ok", None, code, None)
         try:
             tokens = (

@@ -157,7 +157,7 @@ def judge_health(
             errors += int(getattr(real, "errors", 0) or 0)
         rate = errors / samples if samples else None
         p95 = st.p95_ms if windowed and st else None
-        if requests and getattr(real, "p95_ms", None) is not None:
+        if requests and real is not None and getattr(real, "p95_ms", None) is not None:
             p95 = float(real.p95_ms)
         health = ProviderHealth(
             provider_id=p.id,

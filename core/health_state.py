@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from llmpulse.core.health_settings import HealthSettings
 from llmpulse.core.probe import ACCOUNT_KINDS, ProbeResult
 from llmpulse.core.ratelimit import Balance, RateLimit
 from llmpulse.core.store import Store
-from llmpulse.core.vocabulary import Circuit
+from llmpulse.core.vocabulary import Circuit, ErrorKind, ProviderStatus
 
 SERIES_POINTS = 30  # latencies kept for a sparkline
 # Latency histogram: bucket i holds [R**i, R**(i+1)) ms, so a percentile read from it is within 1% of the
@@ -447,9 +448,9 @@ class StoredHealth:
 
     provider_id: str
     circuit: CircuitState
-    last_status: str | None
+    last_status: ProviderStatus | None
     status_since: float | None  # first probe of the run of last_status (a gap longer than the window restarts it)
-    last_error_kind: str | None
+    last_error_kind: ErrorKind | None
     last_error: str | None
     last_checked_at: float | None
     last_success_at: float | None
@@ -526,7 +527,7 @@ async def circuit_states(store: Store, settings: HealthSettings, now: float) -> 
     }
 
 
-def _result_from_row(row: Mapping[str, Any], name: str) -> ProbeResult:
+def _result_from_row(row: sqlite3.Row | Mapping[str, Any], name: str) -> ProbeResult:
     return ProbeResult(
         row["provider_id"],
         name,

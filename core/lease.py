@@ -100,7 +100,7 @@ class Lease:
             if not (ours or (take_free and free)):
                 self.expires_at = None
                 return False
-            acquired_at = float(row["acquired_at"]) if ours else now
+            acquired_at = float(row["acquired_at"]) if ours and row is not None else now
             await conn.execute(
                 "INSERT INTO leases (name, holder, acquired_at, expires_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at, "

@@ -213,7 +213,7 @@ def error_fields(body: bytes) -> ErrorFields:
     )
 
 
-def classify_error(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> str:
+def classify_error(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> ErrorKind:
     """error_kind for a non-2xx answer: the structured fields first (error.code, error.type, Gemini's
     status and details, a retry-after header), the provider's words last.
 
@@ -281,7 +281,8 @@ def _shape_check(shape: ProbeShape, data: Any) -> tuple[str | None, Balance | No
             used=_num(info.get("usage")),
             source="openrouter /key",
         )
-        if remaining is not None and _num(remaining) is not None and _num(remaining) <= 0:
+        left = _num(remaining)
+        if left is not None and left <= 0:
             return "quota: key credit limit reached (limit_remaining 0)", balance
         return None, balance
     if shape == "moonshot_balance":
@@ -348,8 +349,8 @@ async def probe_provider(
     started = time.perf_counter()
 
     def result(
-        status: str,
-        kind: str | None = None,
+        status: ProviderStatus,
+        kind: ErrorKind | None = None,
         error: str | None = None,
         http_status: int | None = None,
         rate_limit: RateLimit | None = None,
@@ -389,7 +390,7 @@ async def probe_provider(
     code = response.status_code
     if not 200 <= code < 300:
         kind = classify_error(code, body, response.headers)
-        status = "degraded" if kind in DEGRADED_KINDS else "failed"
+        status: ProviderStatus = "degraded" if kind in DEGRADED_KINDS else "failed"
         return result(status, kind, f"HTTP {code}: {error_message(body)}", code, rate_limit)
     shape = KIND_FACTS[provider.spec.kind].shape
     try:

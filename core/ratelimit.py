@@ -53,7 +53,8 @@ class RateLimit:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RateLimit:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+        fields: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ class Balance:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Balance:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+        fields: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}
+        return cls(**fields)
 
 
 def parse_reset(value: str | None, now: float | None = None) -> float | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable
+from typing import overload
 
 MASK = "***"
 
@@ -40,6 +41,12 @@ def register_secrets(values: Iterable[str | None]) -> None:
         register_secret(value)
 
 
+@overload
+def redact(text: str, extra: Iterable[str] = ()) -> str: ...
+@overload
+def redact(text: None, extra: Iterable[str] = ()) -> None: ...
+@overload
+def redact(text: str | None, extra: Iterable[str] = ()) -> str | None: ...
 def redact(text: str | None, extra: Iterable[str] = ()) -> str | None:
     if not text:
         return text

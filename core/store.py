@@ -174,9 +174,11 @@ class Store:
         A job may BEGIN and COMMIT its own transaction: it takes its turn with transaction() users.
         aiosqlite offers no public call for this; _execute is the method its own execute() uses."""
         async with self._tx_lock:
-            return await self.conn._execute(fn, self.conn._conn, *args)
+            # aiosqlite's private _execute is untyped; it returns what fn returns.
+            result: T = await self.conn._execute(fn, self.conn._conn, *args)  # type: ignore[no-untyped-call]
+            return result
 
-    async def execute(self, sql: str, params: Sequence[Any] | dict = ()) -> int:
+    async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """Run one statement; return the rows it changed."""
         async with self.conn.execute(sql, params) as cur:
             return cur.rowcount
@@ -184,11 +186,11 @@ class Store:
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self.conn.executemany(sql, rows)
 
-    async def fetchall(self, sql: str, params: Sequence[Any] | dict = ()) -> list[aiosqlite.Row]:
+    async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[aiosqlite.Row]:
         async with self.conn.execute(sql, params) as cur:
             return list(await cur.fetchall())
 
-    async def fetchone(self, sql: str, params: Sequence[Any] | dict = ()) -> aiosqlite.Row | None:
+    async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> aiosqlite.Row | None:
         async with self.conn.execute(sql, params) as cur:
             return await cur.fetchone()
 

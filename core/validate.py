@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from llmpulse.core.durations import DurationError, parse_duration
 from llmpulse.core.errors import LlmpulseError
@@ -39,6 +39,11 @@ def describe(value: Any) -> str:
 
 _MISSING = object()
 
+# A getter's default comes back as given (often None): the result is the key's type or the default's.
+_D = TypeVar("_D")
+# A string limited to `choices` is one of them (a Literal when the choices are a Literal's values).
+_S = TypeVar("_S", bound=str)
+
 
 class Section:
     """One TOML table; getters record which keys were read so `done()` can reject the rest."""
@@ -66,6 +71,16 @@ class Section:
             return default
         return self.data[name]
 
+    @overload
+    def string(self, name: str) -> str: ...
+    @overload
+    def string(self, name: str, default: _D) -> str | _D: ...
+    @overload
+    def string(self, name: str, *, choices: Iterable[_S]) -> _S: ...
+    @overload
+    def string(self, name: str, default: None, choices: Iterable[_S]) -> _S | None: ...
+    @overload
+    def string(self, name: str, default: _S, choices: Iterable[_S]) -> _S: ...
     def string(self, name: str, default: Any = _MISSING, choices: Iterable[str] | None = None) -> Any:
         value = self.raw(name, default)
         if value is default and name not in self.data:
@@ -78,12 +93,22 @@ class Section:
                 raise self.error(name, value, "one of " + ", ".join(allowed))
         return value
 
+    @overload
+    def boolean(self, name: str) -> bool: ...
+    @overload
+    def boolean(self, name: str, default: _D) -> bool | _D: ...
     def boolean(self, name: str, default: Any = _MISSING) -> Any:
         value = self.raw(name, default)
         if name in self.data and not isinstance(value, bool):
             raise self.error(name, value, "true or false")
         return value
 
+    @overload
+    def number(self, name: str, *, minimum: float | None = 0.0, maximum: float | None = None) -> float: ...
+    @overload
+    def number(
+        self, name: str, default: _D, minimum: float | None = 0.0, maximum: float | None = None
+    ) -> float | _D: ...
     def number(
         self, name: str, default: Any = _MISSING, minimum: float | None = 0.0, maximum: float | None = None
     ) -> Any:
@@ -98,6 +123,10 @@ class Section:
             raise self.error(name, value, f"a number <= {maximum:g}")
         return float(value)
 
+    @overload
+    def integer(self, name: str, *, minimum: int | None = 0) -> int: ...
+    @overload
+    def integer(self, name: str, default: _D, minimum: int | None = 0) -> int | _D: ...
     def integer(self, name: str, default: Any = _MISSING, minimum: int | None = 0) -> Any:
         value = self.raw(name, default)
         if name not in self.data:
@@ -108,6 +137,10 @@ class Section:
             raise self.error(name, value, f"a whole number >= {minimum}")
         return value
 
+    @overload
+    def duration(self, name: str, *, minimum: float = 0.0) -> float: ...
+    @overload
+    def duration(self, name: str, default: _D, minimum: float = 0.0) -> float | _D: ...
     def duration(self, name: str, default: Any = _MISSING, minimum: float = 0.0) -> Any:
         """Seconds, from a string like "30s"; a bare number is taken as seconds."""
         value = self.raw(name, default)
@@ -128,6 +161,10 @@ class Section:
             raise self.error(name, value, f"a duration of at least {minimum:g}s")
         return seconds
 
+    @overload
+    def date(self, name: str) -> dt.date: ...
+    @overload
+    def date(self, name: str, default: _D) -> dt.date | _D: ...
     def date(self, name: str, default: Any = _MISSING) -> Any:
         value = self.raw(name, default)
         if name not in self.data:
@@ -143,6 +180,10 @@ class Section:
                 pass
         raise self.error(name, value, "a date like 2025-07-14")
 
+    @overload
+    def string_list(self, name: str) -> list[str]: ...
+    @overload
+    def string_list(self, name: str, default: _D) -> list[str] | _D: ...
     def string_list(self, name: str, default: Any = _MISSING) -> Any:
         value = self.raw(name, default)
         if name not in self.data:
@@ -153,6 +194,10 @@ class Section:
             raise self.error(name, value, "a list of strings")
         return list(value)
 
+    @overload
+    def number_list(self, name: str, *, minimum: float = 0.0) -> list[float]: ...
+    @overload
+    def number_list(self, name: str, default: _D, minimum: float = 0.0) -> list[float] | _D: ...
     def number_list(self, name: str, default: Any = _MISSING, minimum: float = 0.0) -> Any:
         value = self.raw(name, default)
         if name not in self.data:

@@ -120,7 +120,7 @@ class PulseApp(App[int]):
         self.set_reactive(PulseApp.refresh_interval, refresh)
 
     # -- screens ------------------------------------------------------------------------------------
-    def get_default_screen(self) -> Screen:
+    def get_default_screen(self) -> Screen[Any]:
         return DashboardScreen()
 
     @property
@@ -427,7 +427,7 @@ class PulseApp(App[int]):
         self.workers.cancel_all()
         self.exit(0)
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """The command palette (ctrl+p): everything the keys do, and what has no key."""
         yield SystemCommand("Costs by group", "Costs by provider, model, department, agent or user", self.action_costs)
         yield SystemCommand("Probe all providers now", "Run a probe round at once", lambda: self.probe(None))

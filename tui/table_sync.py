@@ -21,7 +21,7 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def sync_rows(table: DataTable, rows: Sequence[Row]) -> bool:
+def sync_rows(table: DataTable[Any], rows: Sequence[Row]) -> bool:
     """Make `table` show exactly `rows`, in that order. Returns True when anything changed."""
     # Cells are Text so each is its own object (the reorder below ranks rows by cell identity) and so
     # data is never parsed as markup.
@@ -70,14 +70,14 @@ def _cell(value: Any) -> Text:
     return text
 
 
-def _reorder(table: DataTable, order: list[str]) -> None:
+def _reorder(table: DataTable[Any], order: list[str]) -> None:
     """DataTable sorts by cell values; rank each row by the identity of its first cell."""
     first = table.ordered_columns[0].key
     rank = {id(table.get_cell(key, first)): i for i, key in enumerate(order)}
     table.sort(first, key=lambda cell: rank.get(id(cell), len(rank)))
 
 
-def _cursor_key(table: DataTable) -> str | None:
+def _cursor_key(table: DataTable[Any]) -> str | None:
     if table.row_count == 0:
         return None
     try:
@@ -87,7 +87,7 @@ def _cursor_key(table: DataTable) -> str | None:
     return row_key.value
 
 
-def selected_key(table: DataTable) -> str | None:
+def selected_key(table: DataTable[Any]) -> str | None:
     """The row key under the cursor, or None for an empty table."""
     return _cursor_key(table)
 

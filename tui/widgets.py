@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.binding import Binding
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
 
 
-class PanelTable(DataTable):
+class PanelTable(DataTable[Any]):
     """A row-cursor DataTable with vi keys: j/k move, g/G jump to the first/last row."""
 
     BINDINGS = [

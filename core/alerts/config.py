@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from llmpulse.core.alerts import SEVERITIES
 from llmpulse.core.alerts.custom import CustomRule, parse_rules
@@ -143,7 +144,7 @@ def _parse_channel(sec: Section, index: int) -> ChannelConfig:
     d = ChannelConfig(name="", type="webhook")
     ctype = sec.string("type", choices=CHANNEL_TYPES)
     name = sec.string("name", f"{ctype}-{index + 1}")
-    common = {
+    common: dict[str, Any] = {
         "name": name,
         "type": ctype,
         "min_severity": sec.string("min_severity", d.min_severity, choices=SEVERITIES),

@@ -210,6 +210,7 @@ class AlertEngine:
                         (fp, cond.rule, cond.subject, cond.severity, cond.stage, message, now, now, now, now),
                     )
                     alert_id = cur.lastrowid
+                    assert alert_id is not None  # sqlite3 sets it on every INSERT
                     await self._transition(conn, alert_id, now, "opened", None, "firing", "auto", message)
                     await self._notice(conn, alert_id, "firing", now, "auto", message)
                     changes.append(AlertChange(alert_id, "opened", fp, cond.severity, message))

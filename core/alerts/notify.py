@@ -68,6 +68,10 @@ MAX_RETRY_AFTER_S = 60.0
 ORPHAN_MARGIN_S = 60.0
 
 
+# One delivery to make: channel, delivery id, alert, event, the outbox row, notices held back since the last.
+Job = tuple[ChannelConfig, int, Alert, str, dict[str, Any], int]
+
+
 class DeliveryError(LlmpulseError):
     """The receiver answered, but not with success; worth another try (5xx, 408)."""
 
@@ -194,7 +198,7 @@ def raise_for_status(response: httpx.Response) -> None:
 
 def longest_delivery_s(ch: ChannelConfig) -> float:
     """How long one delivery can take on this channel: every attempt timing out, every backoff slept."""
-    backoffs = sum(max(ch.backoff * (2**i), 0.0) for i in range(ch.retries))
+    backoffs = sum(max(ch.backoff * 2.0**i, 0.0) for i in range(ch.retries))
     return ch.timeout * (ch.retries + 1) + backoffs + MAX_RETRY_AFTER_S * ch.retries
 
 
@@ -228,7 +232,7 @@ class Notifier:
         self.env = dict(env or {})
         self.engine = AlertEngine(store, self.cfg, clock)
         self.channels = {ch.name: ch for ch in self.cfg.channels}
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
         self._inflight: set[int] = set()  # delivery ids this process is working on
         self._outcomes: list[_Outcome] = []  # finished, not yet written
         self._pushed_at: dict[str, float] = {}  # alertmanager channel -> last re-send of its open alerts
@@ -266,7 +270,7 @@ class Notifier:
         and return at once: the deliveries run on their own. Returns how many were started."""
         await self.record_outcomes()
         now = self.clock.now()
-        jobs: list[tuple[ChannelConfig, int, Alert, str, dict[str, Any], int]] = []
+        jobs: list[Job] = []
         async with self.store.transaction() as conn:
             async with conn.execute("SELECT * FROM alert_outbox WHERE dispatched_at IS NULL ORDER BY id") as cur:
                 rows = [dict(r) for r in await cur.fetchall()]
@@ -381,7 +385,7 @@ class Notifier:
             async with httpx.AsyncClient(timeout=ch.timeout) as client:
                 await alertmanager.expire_silences(client, base, alert, ch, kinds, raise_for_status)
 
-    async def _plan(self, conn: Any, ch: ChannelConfig, alert: Alert, row: Mapping[str, Any], now: float):
+    async def _plan(self, conn: Any, ch: ChannelConfig, alert: Alert, row: Mapping[str, Any], now: float) -> Job | None:
         """One delivery row for this notice on this channel: held by the rate limit, or to be sent."""
         async with conn.execute(
             "SELECT COUNT(*) FROM alert_deliveries WHERE channel = ? AND created_at > ? AND status != 'held'",
@@ -410,6 +414,7 @@ class Notifier:
             (row["id"], alert.id, ch.name, row["event"], now, now),
         )
         delivery_id = cur.lastrowid
+        assert delivery_id is not None  # sqlite3 sets it on every INSERT
         # This message reports (and claims) every notice held back since the channel's last report.
         cur = await conn.execute(
             "UPDATE alert_deliveries SET held_reported = ? WHERE channel = ? AND status = 'held' AND held_reported = 0",
@@ -420,7 +425,7 @@ class Notifier:
             await conn.execute("UPDATE alert_deliveries SET held_back = ? WHERE id = ?", (held, delivery_id))
         return ch, delivery_id, alert, row["event"], dict(row), held
 
-    async def _orphans(self, conn: Any, now: float) -> list:
+    async def _orphans(self, conn: Any, now: float) -> list[Job]:
         """Deliveries left `sending` by a process that stopped mid-way: send them again."""
         async with conn.execute(
             "SELECT d.id, d.alert_id, d.channel, d.event, d.updated_at, d.held_back, o.id AS outbox_id, "
@@ -428,7 +433,7 @@ class Notifier:
             "WHERE d.status = 'sending' ORDER BY d.id"
         ) as cur:
             rows = [dict(r) for r in await cur.fetchall()]
-        jobs = []
+        jobs: list[Job] = []
         for r in rows:
             if r["id"] in self._inflight:
                 continue
@@ -576,6 +581,8 @@ class Notifier:
     def _send_email(self, ch: ChannelConfig, alert: Alert, event: str, held: int) -> None:
         msg = email_message(ch, alert, event, held)
         password = self.env.get(ch.password_env or "")
+        if ch.host is None:  # the config requires one for email; a channel built by hand may lack it
+            raise PermanentDeliveryError(f"{ch.name}: no SMTP host")
         try:
             if ch.ssl:
                 server: smtplib.SMTP = smtplib.SMTP_SSL(

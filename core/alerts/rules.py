@@ -150,7 +150,8 @@ def _g(obj: Any, name: str, default: Any = None) -> Any:
 
 
 def _name(h: Any) -> str:
-    return _g(h, "name") or _g(h, "provider_id")
+    name: str = _g(h, "name") or _g(h, "provider_id")
+    return name
 
 
 def _short(text: str | None, limit: int = 120) -> str:
@@ -221,6 +222,7 @@ def _rate_limit_detail(rl: Any) -> str:
 def _error_rate_condition(
     pid: str, label: str, rate: float, detail: str, cfg: AlertsConfig, window_s: float
 ) -> Condition | None:
+    severity: Severity
     if rate >= cfg.error_rate_critical:
         severity, stage, bound = "critical", 1, cfg.error_rate_critical
     elif rate >= cfg.error_rate_warning:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import inspect
 import os
 import sqlite3
 import sys
 import traceback
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn
 
 from llmpulse.core import __version__
 from llmpulse.core.alerts.config import CHANNEL_TYPES
@@ -35,7 +36,7 @@ COMMAND_MODULES = (
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse's own errors: one line, exit 2, no usage dump
+    def error(self, message: str) -> NoReturn:  # argparse's own errors: one line, exit 2, no usage dump
         self.exit(2, f"llmpulse: error: {message} (see '{self.prog} --help')\n")
 
 
@@ -60,11 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_handler(handler, args: argparse.Namespace) -> int:
+# A subcommand's handler: takes the parsed args, returns the exit code (or None for 0); may be async.
+Handler = Callable[[argparse.Namespace], "int | Coroutine[Any, Any, int | None] | None"]
+
+
+def run_handler(handler: Handler, args: argparse.Namespace) -> int:
     result = handler(args)
-    if inspect.isawaitable(result):
-        result = asyncio.run(result)
-    return int(result or 0)
+    code = asyncio.run(result) if isinstance(result, Coroutine) else result
+    return int(code or 0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ import getpass
 import os
 import time
 
-from llmpulse.core.alerts.engine import AlertEngine
+from llmpulse.core.alerts.engine import Alert, AlertEngine
 from llmpulse.core.alerts.stats import AlertStats, DurationStats, GroupCount, alert_stats
 from llmpulse.core.cli.common import CliError, context_from, open_reader, open_store, print_json, render_table
 from llmpulse.core.durations import DurationError, format_duration, parse_duration
@@ -21,7 +21,7 @@ def default_actor() -> str:
         return os.environ.get("USER") or "unknown"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "alerts",
         help="open alerts (or all with --all); ack, resolve, silence, unsilence",
@@ -74,11 +74,11 @@ def _age(seconds: float) -> str:
     return format_duration(max(0.0, seconds))
 
 
-def state_word(alert, now: float) -> str:
+def state_word(alert: Alert, now: float) -> str:
     words = [alert.state if alert.state != "acknowledged" else f"acked by {alert.acked_by}"]
     if alert.escalated and alert.state == "firing":
         words.append("escalated")
-    if alert.silenced(now):
+    if alert.silenced(now) and alert.silenced_until is not None:
         words.append(f"silenced {_age(alert.silenced_until - now)}")
     return ", ".join(words)
 
@@ -172,14 +172,14 @@ async def action_command(args: argparse.Namespace) -> int:
             alert = await engine.ack(args.id, by, args.note)
         elif args.verb == "resolve":
             alert = await engine.resolve(args.id, by, args.note)
-        elif args.verb == "silence":
+        elif args.verb == "silence" and seconds is not None:
             alert = await engine.silence(args.id, seconds, by)
         else:
             alert = await engine.unsilence(args.id, by)
     finally:
         await store.close()
     until = ""
-    if args.verb == "silence":
+    if args.verb == "silence" and alert.silenced_until is not None:
         until = " until " + dt.datetime.fromtimestamp(alert.silenced_until).astimezone().strftime("%Y-%m-%d %H:%M %Z")
     done = {"ack": "acknowledged", "resolve": "resolved", "silence": "silenced", "unsilence": "unsilenced"}[args.verb]
     print(f"alert #{alert.id} {done} by {by}{until}: {alert.subject}: {alert.message}")

@@ -22,7 +22,7 @@ EXIT_NOTHING = EXIT_UNKNOWN  # nothing configured to probe
 GLYPH = {"healthy": "✓", "degraded": "▲", "failed": "✗", "unknown": "?"}
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "check",
         help="probe every configured provider once; exit 0 ok, 1 degraded, 2 failed, 3 unknown",

@@ -13,7 +13,7 @@ from llmpulse.core.export import FORMATS, export
 from llmpulse.core.usage.budgets import budget_statuses
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "export",
         help="usage, roll-ups, probes, alerts, budgets and migrations of a period into one folder",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 from llmpulse.core.cli.common import context_from, open_store, print_json, render_table
 from llmpulse.core.failover import current_chain
@@ -12,7 +13,7 @@ from llmpulse.core.usage.queries import fallback_pairs, total
 WINDOWS = (("24h", 86400.0), ("7d", 7 * 86400.0))
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "failover",
         help="the failover chain (order, each provider's state) and fallback statistics",
@@ -30,7 +31,7 @@ async def failover_command(args: argparse.Namespace) -> int:
     store = await open_store(ctx)
     try:
         _, chain = await current_chain(store, ctx, now)
-        stats = {}
+        stats: dict[str, dict[str, Any]] = {}
         for label, seconds in WINDOWS:
             overall = await total(store, now - seconds, now)
             stats[label] = {

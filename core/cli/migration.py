@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import time
+from collections.abc import Callable
+from typing import Any
 
 from llmpulse.core.cli.common import CliError, context_from, open_reader, open_store, print_json, render_table
 from llmpulse.core.durations import format_duration
@@ -13,7 +15,7 @@ from llmpulse.core.migration import MigrationStatus, SideStats, advance, find_co
 MIGRATION_USAGE = "llmpulse migration [NAME] [--json]\n       llmpulse migration advance NAME [--to PHASE]"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "migration",
         usage=MIGRATION_USAGE,
@@ -152,7 +154,7 @@ def render_detail(s: MigrationStatus) -> str:
     )
     lines.append(f"  old vs new over the last {format_duration(s.compare_s)}:")
 
-    def cell(side: SideStats | None, attr: str, fmt) -> str:
+    def cell(side: SideStats | None, attr: str, fmt: Callable[[Any], str]) -> str:
         return "-" if side is None else fmt(getattr(side, attr))
 
     table = render_table(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 from llmpulse.core.catalog import Provider
 from llmpulse.core.cli.common import CliError, context_from, open_store, print_json, render_table
 from llmpulse.core.enablement import UnknownProviderError, enablement_overrides, set_enabled
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "providers",
         help="the provider catalog: configured or not, base URL, priority, enabled",
@@ -34,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         a.set_defaults(handler=enable_command, enabled=(action == "enable"))
 
 
-def provider_row(p: Provider, override: bool | None) -> dict:
+def provider_row(p: Provider, override: bool | None) -> dict[str, Any]:
     enabled = p.enabled if override is None else override
     return {
         "id": p.id,

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from llmpulse.core.server.config import Listener
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     w = sub.add_parser(
         "watch",
         help="the live dashboard (the default when no command is given)",
@@ -160,13 +160,15 @@ async def run_daemon(
 
     log = logging.getLogger("llmpulse.daemon")
     stop = stop or asyncio.Event()
+
+    def stop_on(sig: int) -> None:
+        log.info(f"{signal.Signals(sig).name}: stopping after this round's writes")
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
-            loop.add_signal_handler(
-                sig,
-                lambda s=sig: (log.info(f"{signal.Signals(s).name}: stopping after this round's writes"), stop.set()),
-            )
+            loop.add_signal_handler(sig, stop_on, sig)
         except (NotImplementedError, RuntimeError):  # not the main thread (tests)
             pass
     collector: Collector | None = None

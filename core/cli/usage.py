@@ -6,6 +6,8 @@ import argparse
 import datetime as dt
 import sys
 import time
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from llmpulse.core.cli.common import (
     CliError,
@@ -19,7 +21,15 @@ from llmpulse.core.cli.common import (
 )
 from llmpulse.core.usage.budgets import budget_statuses
 from llmpulse.core.usage.pricing import price_table_version
-from llmpulse.core.usage.queries import BY_CHOICES, breakdown, daily_totals, hourly_totals, period_start, total
+from llmpulse.core.usage.queries import (
+    BY_CHOICES,
+    GroupRow,
+    breakdown,
+    daily_totals,
+    hourly_totals,
+    period_start,
+    total,
+)
 from llmpulse.core.usage.recorder import pricing_for
 from llmpulse.core.usage.records import RecordError, record_from_line, record_from_mapping
 from llmpulse.core.usage.rollup import ingest
@@ -32,7 +42,7 @@ IMPORT_BATCH = 50_000
 SINCE_CHOICES = ("1h", "24h", "7d", "30d", "month")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r = sub.add_parser(
         "record",
         help="record one LLM call (priced at once, rolled up)",
@@ -200,7 +210,7 @@ async def import_command(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def _when(ts: float | None, tz) -> str:
+def _when(ts: float | None, tz: ZoneInfo) -> str:
     if ts is None:
         return "not this period"
     return dt.datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M %Z")
@@ -243,7 +253,7 @@ async def budgets_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def since_seconds(since: str, now: float, tz) -> float:
+def since_seconds(since: str, now: float, tz: ZoneInfo) -> float:
     if since == "month":
         return period_start(now, "month", tz)
     return now - {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}[since]
@@ -264,10 +274,10 @@ async def report_command(args: argparse.Namespace) -> int:
         await store.close()
     headers = (args.by.upper(), "REQUESTS", "TOKENS", "COST USD", "PRICE UNKNOWN", "SUCCESS", "P95 MS")
 
-    def cost(g):  # a group whose every request has an unknown price has no cost, not $0
+    def cost(g: GroupRow) -> float | None:  # a group whose every request has an unknown price has no cost, not $0
         return None if g.unknown_price_count == g.requests else g.cost_usd
 
-    def cells(g):
+    def cells(g: GroupRow) -> tuple[Any, ...]:
         return (
             g.key,
             g.requests,

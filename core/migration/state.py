@@ -7,6 +7,7 @@ A migration advances on its own when the measured share reaches the next phase's
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from llmpulse.core.durations import format_duration
 from llmpulse.core.migration.config import MigrationConfig, MigrationError, MigrationSource, find_config
@@ -22,7 +23,7 @@ class PhaseChange:
     cause: str  # "automatic: ..." or "by hand: ..."
     share_requests: float | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "at": self.at,
             "from_phase": self.from_phase,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from llmpulse.core.migration.config import DAY, MigrationConfig, MigrationSource, migration_configs
 from llmpulse.core.migration.risk import PhaseTarget, Risk, assess_risk, overall_risk, phase_targets, project_share
@@ -43,7 +44,7 @@ class MigrationStatus:
     def next_phase(self) -> str | None:
         return self.phases[self.phase_index + 1] if self.phase_index + 1 < len(self.phases) else None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "from": list(self.from_models),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from llmpulse.core.migration.config import MigrationConfig
 from llmpulse.core.migration.matching import model_side
@@ -72,7 +73,7 @@ class SideStats:
     error_rate: float | None
     unknown_price_count: int = 0
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
             "tokens": self.tokens,
@@ -98,17 +99,17 @@ def side_stats(rows: Sequence[ModelTraffic]) -> SideStats | None:
         return None
     tokens = sum(r.tokens for r in rows)
     unknown = sum(r.unknown_price_count for r in rows)
-    priced = [r for r in rows if r.cost_usd is not None]
-    cost = sum(r.cost_usd for r in priced) if priced else None
+    costs = [r.cost_usd for r in rows if r.cost_usd is not None]
+    cost = sum(costs) if costs else None
     if cost is not None and unknown >= requests:
         cost = None
     cost_per_1k = cost / tokens * 1000.0 if cost is not None and tokens else None
-    with_p95 = [r for r in rows if r.p95_ms is not None and r.requests]
-    weight = sum(r.requests for r in with_p95)
-    p95 = sum(r.p95_ms * r.requests for r in with_p95) / weight if weight else None
-    with_sr = [r for r in rows if r.success_rate is not None and r.requests]
-    sr_weight = sum(r.requests for r in with_sr)
-    error_rate = (sum((1.0 - r.success_rate) * r.requests for r in with_sr) / sr_weight) if sr_weight else None
+    with_p95 = [(r.p95_ms, r.requests) for r in rows if r.p95_ms is not None and r.requests]
+    weight = sum(n for _, n in with_p95)
+    p95 = sum(ms * n for ms, n in with_p95) / weight if weight else None
+    with_sr = [(r.success_rate, r.requests) for r in rows if r.success_rate is not None and r.requests]
+    sr_weight = sum(n for _, n in with_sr)
+    error_rate = (sum((1.0 - sr) * n for sr, n in with_sr) / sr_weight) if sr_weight else None
     return SideStats(
         requests=requests,
         tokens=tokens,

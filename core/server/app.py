@@ -82,7 +82,9 @@ def _bearer(request: web.Request) -> str | None:
 
 
 @web.middleware
-async def _authorize(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+async def _authorize(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     state = request.app[STATE]
     if state.token is not None and request.path not in state.public_paths:
         sent = _bearer(request)

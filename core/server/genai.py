@@ -161,10 +161,10 @@ def records_from_request(request: ExportTraceServiceRequest, attribution: Attrib
                     fields["error_kind"] = error_kind(None if error_v is None else str(value_of(error_v)))
                 if span.trace_id and span.span_id:
                     fields["request_id"] = span.trace_id.hex() + span.span_id.hex()
-                for name, keys in who:
-                    if keys:
-                        value = _first(keys, attrs, resource)
+                for field_name, attr_keys in who:
+                    if attr_keys:
+                        value = _first(attr_keys, attrs, resource)
                         if value is not None:
-                            fields[name] = value
+                            fields[field_name] = value
                 records.append(fields)
     return out

@@ -72,7 +72,9 @@ def _p95(latencies: list[float]) -> float | None:
     return ordered[max(1, math.ceil(0.95 * len(ordered))) - 1]
 
 
-def _scan(conn: sqlite3.Connection, since: float, until: float) -> tuple[dict, dict, dict, dict]:
+def _scan(
+    conn: sqlite3.Connection, since: float, until: float
+) -> tuple[dict[str, list[int]], dict[str, dict[str, int]], dict[str, float], dict[tuple[str, str], _Group]]:
     per_provider: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     kinds: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     first_error: dict[str, float] = {}
@@ -151,14 +153,14 @@ async def reliability_advice(
 
     for e in advice.errors[:MAX_LINES]:
         top_kind, top_n = next(iter(e.kinds.items()))
-        over = ", ".join(f"{n:,} to {to}" for to, n in sorted(e.failed_over_to.items(), key=lambda kv: -kv[1]))
+        over_text = ", ".join(f"{n:,} to {to}" for to, n in sorted(e.failed_over_to.items(), key=lambda kv: -kv[1]))
         advice.lines.append(
             f"{e.provider}: {e.error_rate:.1%} of {e.requests:,} requests failed, mostly {top_kind} "
             f"({top_n / e.errors:.0%}), first at {_when(e.first_error_at)} UTC"
-            + (f"; failed over: {over}" if over else "; no failover configured took them")
+            + (f"; failed over: {over_text}" if over_text else "; no failover configured took them")
         )
     for c in advice.model_choices[:MAX_LINES]:
-        p95 = "-" if c.suggested_p95_ms is None else f"{c.suggested_p95_ms:,.0f} ms"
+        p95_text = "-" if c.suggested_p95_ms is None else f"{c.suggested_p95_ms:,.0f} ms"
         than = (
             f", {c.saving:.0%} less per request than {c.current}"
             if c.saving is not None
@@ -166,7 +168,7 @@ async def reliability_advice(
         )
         advice.lines.append(
             f"task {c.task_type}: {c.suggested} is the cheapest model within bounds "
-            f"({c.suggested_error_rate:.1%} errors, p95 {p95}, ${c.suggested_cost_per_request:.4f}/request){than}"
+            f"({c.suggested_error_rate:.1%} errors, p95 {p95_text}, ${c.suggested_cost_per_request:.4f}/request){than}"
         )
     return advice
 

@@ -94,9 +94,9 @@ def _models(rows: list[tuple[float, str, int, float]], since: float, until: floa
         s[1] += cost
         s[2 if start < middle else 3] += requests
     out = []
-    for key, (requests, cost, first, second) in sums.items():
+    for key, (total, cost_sum, first, second) in sums.items():
         growth = None if first == 0 else second / first - 1.0
-        out.append(ModelUse(key, int(requests), cost, int(first), int(second), growth))
+        out.append(ModelUse(key, int(total), cost_sum, int(first), int(second), growth))
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal
 from importlib import metadata
+from typing import Any
 
 from genai_prices import Usage, calc_price
 from genai_prices.data_snapshot import get_snapshot
@@ -31,7 +32,7 @@ def price_table_version() -> str:
 
 # Per-million rates (input, output, cache_read, cache_write, valid while input_tokens < this): a record
 # priced by a multiply-add. cache_* None: the model has no such price (calc_price decides).
-Rates = tuple
+Rates = tuple[float, float, float | None, float | None, float]
 LOCAL_RATES: Rates = (0.0, 0.0, 0.0, 0.0, float("inf"))
 
 
@@ -40,20 +41,20 @@ def linear_cost(
 ) -> float | None:
     """USD from per-million rates, or None when they do not apply (a price tier reached, a cache price
     the model lacks, cached tokens above the input count). The one formula both ingest paths use."""
+    per_input, per_output, per_cache_read, per_cache_write, below = r
     fresh = input_tokens - cache_read_tokens - cache_write_tokens
-    if (
-        fresh < 0
-        or input_tokens >= r[4]
-        or (cache_read_tokens and r[2] is None)
-        or (cache_write_tokens and r[3] is None)
-    ):
+    if fresh < 0 or input_tokens >= below:
         return None
-    return (
-        fresh * r[0]
-        + output_tokens * r[1]
-        + (cache_read_tokens * r[2] if cache_read_tokens else 0.0)
-        + (cache_write_tokens * r[3] if cache_write_tokens else 0.0)
-    ) / 1e6
+    usd = fresh * per_input + output_tokens * per_output
+    if cache_read_tokens:
+        if per_cache_read is None:
+            return None
+        usd += cache_read_tokens * per_cache_read
+    if cache_write_tokens:
+        if per_cache_write is None:
+            return None
+        usd += cache_write_tokens * per_cache_write
+    return usd / 1e6
 
 
 class Pricing:
@@ -134,7 +135,7 @@ class Pricing:
             return None  # this request's counts, not the model: price it unknown, keep the model known
         return float(calc.total_price)
 
-    def _linear_rates(self, provider: str, model: str) -> tuple | None:
+    def _linear_rates(self, provider: str, model: str) -> tuple[Any, ...] | None:
         """Per-million rates when the model's price is plain per-token (tiers: their base price, valid
         below the first tier), so a record costs a multiply-add instead of a full calc_price (~0.2 ms).
         None: price with calc_price every time. tests/test_usage checks both ways agree."""

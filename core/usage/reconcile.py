@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -67,7 +67,7 @@ def _with_key(provider: Provider, admin: bool) -> Provider:
     return replace(provider, api_key=provider.admin_key) if admin else provider
 
 
-async def _get(client: httpx.AsyncClient, provider: Provider, url: str, params: dict, admin: bool) -> Any:
+async def _get(client: httpx.AsyncClient, provider: Provider, url: str, params: dict[str, Any], admin: bool) -> Any:
     response = await client.get(
         url, params=params, headers={"accept": "application/json", **auth_headers(_with_key(provider, admin))}
     )
@@ -80,7 +80,11 @@ async def _get(client: httpx.AsyncClient, provider: Provider, url: str, params: 
         raise BillingError(f"HTTP {response.status_code} but the body is not JSON") from None
 
 
-def _bucket_sum(data: Any, amount_of) -> tuple[float, str | None]:
+# How one result of a bucketed cost report gives its amount and currency.
+AmountOf = Callable[[dict[str, Any]], tuple[float, str | None]]
+
+
+def _bucket_sum(data: Any, amount_of: AmountOf) -> tuple[float, str | None]:
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise BillingError("expected {data: [buckets...]}")
     total, currency = 0.0, None
@@ -92,7 +96,9 @@ def _bucket_sum(data: Any, amount_of) -> tuple[float, str | None]:
     return total, currency
 
 
-async def _paged_cost(client, p: Provider, url: str, params: dict, amount_of) -> tuple[float, None, str]:
+async def _paged_cost(
+    client: httpx.AsyncClient, p: Provider, url: str, params: dict[str, Any], amount_of: AmountOf
+) -> tuple[float, None, str]:
     """Sum a bucketed cost report (OpenAI and Anthropic share the shape), following next_page."""
     total, currency, page = 0.0, None, None
     for _ in range(MAX_PAGES):
@@ -105,8 +111,10 @@ async def _paged_cost(client, p: Provider, url: str, params: dict, amount_of) ->
     return total, None, currency or "USD"
 
 
-async def _openai(client, p: Provider, start: float, now: float) -> tuple[float | None, float | None, str | None]:
-    def amount(result):
+async def _openai(
+    client: httpx.AsyncClient, p: Provider, start: float, now: float
+) -> tuple[float | None, float | None, str | None]:
+    def amount(result: dict[str, Any]) -> tuple[float, str | None]:
         a = result.get("amount") or {}
         return float(a.get("value") or 0.0), a.get("currency", "usd").upper()
 
@@ -119,8 +127,10 @@ async def _openai(client, p: Provider, start: float, now: float) -> tuple[float 
     )
 
 
-async def _anthropic(client, p: Provider, start: float, now: float) -> tuple[float | None, float | None, str | None]:
-    def amount(result):
+async def _anthropic(
+    client: httpx.AsyncClient, p: Provider, start: float, now: float
+) -> tuple[float | None, float | None, str | None]:
+    def amount(result: dict[str, Any]) -> tuple[float, str | None]:
         # The cost report's amount is a decimal string in cents.
         return float(result.get("amount") or 0) / 100.0, result.get("currency", "USD")
 
@@ -134,7 +144,9 @@ async def _anthropic(client, p: Provider, start: float, now: float) -> tuple[flo
     )
 
 
-async def _openrouter(client, p: Provider, start: float, now: float) -> tuple[float | None, float | None, str | None]:
+async def _openrouter(
+    client: httpx.AsyncClient, p: Provider, start: float, now: float
+) -> tuple[float | None, float | None, str | None]:
     data = await _get(client, p, f"{p.base_url}/key", {}, admin=False)
     info = data.get("data") if isinstance(data, dict) else None
     if not isinstance(info, dict):
@@ -144,7 +156,9 @@ async def _openrouter(client, p: Provider, start: float, now: float) -> tuple[fl
     return (float(monthly) if monthly is not None else None, float(remaining) if remaining is not None else None, "USD")
 
 
-async def _deepseek(client, p: Provider, start: float, now: float) -> tuple[float | None, float | None, str | None]:
+async def _deepseek(
+    client: httpx.AsyncClient, p: Provider, start: float, now: float
+) -> tuple[float | None, float | None, str | None]:
     data = await _get(client, p, f"{p.base_url}/user/balance", {}, admin=False)
     infos = data.get("balance_infos") if isinstance(data, dict) else None
     if not isinstance(infos, list) or not infos:
@@ -152,7 +166,9 @@ async def _deepseek(client, p: Provider, start: float, now: float) -> tuple[floa
     return None, float(infos[0].get("total_balance") or 0), infos[0].get("currency")
 
 
-async def _moonshot(client, p: Provider, start: float, now: float) -> tuple[float | None, float | None, str | None]:
+async def _moonshot(
+    client: httpx.AsyncClient, p: Provider, start: float, now: float
+) -> tuple[float | None, float | None, str | None]:
     data = await _get(client, p, f"{p.base_url}/users/me/balance", {}, admin=False)
     info = data.get("data") if isinstance(data, dict) else None
     if not isinstance(info, dict) or "available_balance" not in info:

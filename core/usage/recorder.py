@@ -31,7 +31,7 @@ class _Attribution:
 
     __slots__ = ("attrs", "rates", "ref")
 
-    def __init__(self, attrs: tuple, ref: int, rates: tuple | None):
+    def __init__(self, attrs: tuple[Any, ...], ref: int, rates: tuple[Any, ...] | None):
         self.attrs = attrs
         self.ref = ref
         self.rates = rates
@@ -52,16 +52,16 @@ class Recorder:
         self.clock = clock
         self.flush_interval = flush_interval
         self.batch_size = batch_size
-        self.pending: list[tuple] = []  # priced usage_calls rows (CALL_COLUMNS order)
+        self.pending: list[tuple[Any, ...]] = []  # priced usage_calls rows (CALL_COLUMNS order)
         self.sums = MinuteSums(clock.now() - MINUTE_KEEP_S)  # the same rows summed per minute and attribution
         self.stored = 0
-        self._seen: dict[tuple, _Attribution] = {}  # attribution fields as passed -> validated
-        self._by_attrs: dict[tuple, _Attribution] = {}  # stored attribution -> the same
+        self._seen: dict[tuple[Any, ...], _Attribution] = {}  # attribution fields as passed -> validated
+        self._by_attrs: dict[tuple[Any, ...], _Attribution] = {}  # stored attribution -> the same
         self._refs = AttrRefs(store)
         self._unresolved: list[_Attribution] = []  # not yet stored: a placeholder ref
         self._lock = asyncio.Lock()
-        self._timer: asyncio.Task | None = None
-        self._flushes: set[asyncio.Task] = set()
+        self._timer: asyncio.Task[None] | None = None
+        self._flushes: set[asyncio.Task[IngestResult | None]] = set()
 
     def record(self, **fields: Any) -> None:
         """Queue one record (RecordError if a field is wrong); it is written within flush_interval.
@@ -87,13 +87,14 @@ class Recorder:
             g("category"),
             g("endpoint"),
         )
+        remembered: tuple[Any, ...] | None = key  # None: not to be remembered
         try:
             seen = self._seen.get(key)
         except TypeError:  # an unhashable value: the careful path says what is wrong
-            key = seen = None
+            remembered = seen = None
         nums = fast_numbers(fields, self.clock.now) if seen is not None and fields.keys() <= FAST_KEYS else None
-        if nums is None:
-            row = self._careful(fields, key)
+        if nums is None or seen is None:
+            row = self._careful(fields, remembered)
             _, ts, ref, tin, tout, tcr, tcw, latency, cost, _ = row
         else:
             dedupe, ts, tin, tout, tcr, tcw, latency, rid = nums
@@ -109,7 +110,7 @@ class Recorder:
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
 
-    def _careful(self, fields: dict[str, Any], key: tuple | None) -> tuple:
+    def _careful(self, fields: dict[str, Any], key: tuple[Any, ...] | None) -> tuple[Any, ...]:
         rec = record_from_mapping(fields, self.clock.now())
         attrs = attrs_of(rec)
         seen = self._by_attrs.get(attrs)

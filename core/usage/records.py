@@ -140,10 +140,10 @@ def tokens_from_raw_usage(provider: str, raw: Any) -> dict[str, int]:
         try:
             usage = genai_prices.extract_usage(body, provider_id=price_provider, api_flavor=flavor).usage
             return {
-                "input_tokens": usage.input_tokens or 0,
-                "output_tokens": usage.output_tokens or 0,
-                "cache_read_tokens": usage.cache_read_tokens or 0,
-                "cache_write_tokens": usage.cache_write_tokens or 0,
+                "input_tokens": int(usage.input_tokens or 0),
+                "output_tokens": int(usage.output_tokens or 0),
+                "cache_read_tokens": int(usage.cache_read_tokens or 0),
+                "cache_write_tokens": int(usage.cache_write_tokens or 0),
             }
         except Exception as exc:  # the library raises several kinds for a shape it does not know
             last = exc
@@ -186,7 +186,7 @@ def record_from_mapping(data: Mapping[str, Any], now: float) -> UsageRecord:
         raise RecordError('provider: missing; expected a provider id like "openai"')
     if not model:
         raise RecordError('model: missing; expected a model name like "gpt-4o"')
-    tokens = {name: _tokens(name, data.get(name)) for name in TOKEN_FIELDS}
+    tokens: dict[str, Any] = {name: _tokens(name, data.get(name)) for name in TOKEN_FIELDS}
     if data.get("usage") is not None:
         from_raw = tokens_from_raw_usage(provider, data["usage"])
         tokens = {k: tokens[k] or from_raw[k] for k in TOKEN_FIELDS}
@@ -212,7 +212,7 @@ def record_from_mapping(data: Mapping[str, Any], now: float) -> UsageRecord:
     is_fallback = data.get("is_fallback", False)
     if not isinstance(is_fallback, bool):
         raise RecordError(f"is_fallback: found {is_fallback!r}; expected true or false")
-    texts = {name: _text(name, data.get(name)) for name in TEXT_FIELDS}
+    texts: dict[str, Any] = {name: _text(name, data.get(name)) for name in TEXT_FIELDS}
     if texts["fallback_from"]:
         is_fallback = True
     return UsageRecord(
@@ -259,7 +259,7 @@ CALL_COLUMNS = (
 )
 
 
-def attrs_of(r: UsageRecord) -> tuple:
+def attrs_of(r: UsageRecord) -> tuple[Any, ...]:
     """A record's attribution as stored in usage_attrs (ATTR_FIELDS order)."""
     return (
         r.provider,
@@ -277,7 +277,7 @@ def attrs_of(r: UsageRecord) -> tuple:
     )
 
 
-def call_row(r: UsageRecord, attrs: Any) -> tuple:
+def call_row(r: UsageRecord, attrs: Any) -> tuple[Any, ...]:
     """A record as its usage_calls row (CALL_COLUMNS order); attrs: a usage_attrs id, or attrs_of(r) for
     ingest to resolve."""
     return (
@@ -297,7 +297,7 @@ def call_row(r: UsageRecord, attrs: Any) -> tuple:
 FAST_KEYS = frozenset(("ts", "latency_ms", "request_id") + TOKEN_FIELDS + ATTR_FIELDS)
 
 
-def fast_numbers(f: Mapping[str, Any], now: Callable[[], float]) -> tuple | None:
+def fast_numbers(f: Mapping[str, Any], now: Callable[[], float]) -> tuple[Any, ...] | None:
     """(dedupe_key, ts, input, output, cache_read, cache_write, latency_ms, request_id) for a record whose
     attribution is already known good and whose numbers are plainly well typed — what an application's
     recorder sends call after call — or None to take record_from_mapping's careful path, which accepts

@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from typing import Any
 
 from llmpulse.core.store import Store
 from llmpulse.core.usage.pricing import Pricing
@@ -172,7 +173,7 @@ class MinuteSums:
     def __init__(self, oldest_minute: float) -> None:
         self.oldest_minute = oldest_minute
         # (minute since the epoch, attrs) -> [requests, unknown price, input, output, cache read, cache write, cost, l0..l15]
-        self.groups: dict[tuple, list] = {}
+        self.groups: dict[tuple[Any, ...], list[Any]] = {}
 
     def add(
         self, ts: float, attrs: int, tin: int, tout: int, tcr: int, tcw: int, latency: float | None, cost: float | None
@@ -203,7 +204,7 @@ class MinuteSums:
             else:
                 self.groups[key] = [a + b for a, b in zip(acc, theirs)]
 
-    def summed_rows(self, resolved: dict[int, int]) -> list[tuple]:
+    def summed_rows(self, resolved: dict[int, int]) -> list[tuple[Any, ...]]:
         """Rows for temp.usage_batch_sums (SUMMED_COLUMNS): latency as cumulative counts, as g has them."""
         out = []
         for (minute, attrs), acc in self.groups.items():
@@ -216,10 +217,10 @@ class MinuteSums:
 
 
 # usage_attrs ids already known per open Store (ids never change or go away: safe to remember).
-_ATTR_IDS: weakref.WeakKeyDictionary[Store, dict[tuple, int]] = weakref.WeakKeyDictionary()
+_ATTR_IDS: weakref.WeakKeyDictionary[Store, dict[tuple[Any, ...], int]] = weakref.WeakKeyDictionary()
 
 
-def known_attr_ids(store: Store) -> dict[tuple, int]:
+def known_attr_ids(store: Store) -> dict[tuple[Any, ...], int]:
     ids = _ATTR_IDS.get(store)
     if ids is None:
         ids = _ATTR_IDS[store] = {}
@@ -233,10 +234,10 @@ class AttrRefs:
 
     def __init__(self, store: Store):
         self.ids = known_attr_ids(store)
-        self.placeholders: dict[int, tuple] = {}  # placeholder -> attribution (kept: rows may still use it)
-        self._placeholder_of: dict[tuple, int] = {}
+        self.placeholders: dict[int, tuple[Any, ...]] = {}  # placeholder -> attribution (kept: rows may still use it)
+        self._placeholder_of: dict[tuple[Any, ...], int] = {}
 
-    def ref(self, attrs: tuple) -> int:
+    def ref(self, attrs: tuple[Any, ...]) -> int:
         known = self.ids.get(attrs)
         if known is not None:
             return known
@@ -247,7 +248,7 @@ class AttrRefs:
         return ref
 
 
-def record_row(r: UsageRecord, pricing: Pricing, attrs_ref: int) -> tuple:
+def record_row(r: UsageRecord, pricing: Pricing, attrs_ref: int) -> tuple[Any, ...]:
     """A record as its usage_calls row, priced now if it has no cost yet."""
     if r.cost_usd is None:
         r.cost_usd = pricing.cost(
@@ -279,16 +280,16 @@ async def ingest(
 
 def _ingest_job(
     conn: sqlite3.Connection,
-    rows: Sequence[tuple],
+    rows: Sequence[tuple[Any, ...]],
     resolved: dict[int, int],
-    new: dict[int, tuple],
+    new: dict[int, tuple[Any, ...]],
     oldest_minute: float,
     sums: MinuteSums | None,
-) -> tuple[int, int, dict[tuple, int]]:
+) -> tuple[int, int, dict[tuple[Any, ...], int]]:
     """The whole batch on the connection's thread: (stored, unknown_price, ids of attributions stored now)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        found: dict[tuple, int] = {}
+        found: dict[tuple[Any, ...], int] = {}
         for ref, attrs in new.items():
             conn.execute(INSERT_ATTRS, attrs)
             resolved[ref] = found[attrs] = conn.execute(SELECT_ATTR_ID, attrs).fetchone()[0]
@@ -324,10 +325,10 @@ def _ingest_job(
 
 async def ingest_rows(
     store: Store,
-    rows: Sequence[tuple],
+    rows: Sequence[tuple[Any, ...]],
     now: float | None = None,
     sums: MinuteSums | None = None,
-    placeholders: Mapping[int, tuple] | None = None,
+    placeholders: Mapping[int, tuple[Any, ...]] | None = None,
 ) -> IngestResult:
     """Store priced usage_calls rows (CALL_COLUMNS order; attrs a usage_attrs id or a placeholder from
     `placeholders`, see AttrRefs) and roll them up, in one transaction: a crash leaves the whole batch or
@@ -339,7 +340,7 @@ async def ingest_rows(
     oldest_minute = (time.time() if now is None else now) - MINUTE_KEEP_S
     ids = known_attr_ids(store)
     resolved: dict[int, int] = {}
-    new: dict[int, tuple] = {}
+    new: dict[int, tuple[Any, ...]] = {}
     for ref, attrs in (placeholders or {}).items():
         known = ids.get(attrs)
         if known is None:

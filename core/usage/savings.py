@@ -121,14 +121,14 @@ def suggestions(pricing: Pricing, models: list[GroupRow], providers: list[GroupR
                 f"{g.key} cost ${g.cost_usd:,.2f} in {window}; the same tokens on {best} would cost "
                 f"${best_cost:,.2f} ({saving:.0%} less)"
             )
-    timed = [p for p in providers if p.p95_ms is not None and p.requests >= MIN_REQUESTS]
+    timed = [(p.p95_ms, p.key) for p in providers if p.p95_ms is not None and p.requests >= MIN_REQUESTS]
     if len(timed) >= 2:
-        fastest = min(timed, key=lambda p: p.p95_ms)
-        for p in sorted(timed, key=lambda p: -p.p95_ms)[:MAX_EACH]:
-            ratio = p.p95_ms / fastest.p95_ms if fastest.p95_ms else 0
+        fastest_ms, fastest_key = min(timed, key=lambda t: t[0])
+        for p95_ms, key in sorted(timed, key=lambda t: -t[0])[:MAX_EACH]:
+            ratio = p95_ms / fastest_ms if fastest_ms else 0
             if ratio >= SLOW_RATIO:
                 out.append(
-                    f"{p.key} p95 {p.p95_ms / 1000:.1f} s, {ratio:.0f}x the fastest provider "
-                    f"({fastest.key}, {fastest.p95_ms / 1000:.1f} s)"
+                    f"{key} p95 {p95_ms / 1000:.1f} s, {ratio:.0f}x the fastest provider "
+                    f"({fastest_key}, {fastest_ms / 1000:.1f} s)"
                 )
     return out

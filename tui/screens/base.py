@@ -12,7 +12,7 @@ from llmpulse.tui.header import HeaderLine
 from llmpulse.tui.panels.base import View
 
 
-class LiveScreen(Screen):
+class LiveScreen(Screen[Any]):
     def fill_header(self, snapshot: Any | None, view: View, **state: Any) -> None:
         for header in self.query(HeaderLine):
             header.fill(snapshot, view, **state)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -55,7 +57,7 @@ def help_text(app) -> Text:
     return text
 
 
-class HelpScreen(Screen):
+class HelpScreen(Screen[Any]):
     BINDINGS = [Binding("escape,question_mark", "app.pop_screen", "Back", id="help.back", tooltip="Close the help")]
 
     def compose(self) -> ComposeResult:
