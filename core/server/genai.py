@@ -45,9 +45,6 @@ PROVIDER_IDS = {
     "mistral_ai": "mistral",
     "x_ai": "xai",
 }
-WRAPPER_OPERATIONS = frozenset(("invoke_agent", "create_agent", "execute_tool", "invoke_workflow"))
-STATUS_CODE_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
-
 _TOKEN_ATTRS = (
     ("input_tokens", ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")),
     ("output_tokens", ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")),
@@ -57,6 +54,20 @@ _TOKEN_ATTRS = (
         ("gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens"),
     ),
 )
+SPAN_ATTRIBUTES = frozenset(
+    (
+        "gen_ai.provider.name",
+        "gen_ai.system",
+        "gen_ai.operation.name",
+        "gen_ai.response.model",
+        "gen_ai.request.model",
+        "error.type",
+    )
+    + tuple(key for _, keys in _TOKEN_ATTRS for key in keys)
+)
+WRAPPER_OPERATIONS = frozenset(("invoke_agent", "create_agent", "execute_tool", "invoke_workflow"))
+STATUS_CODE_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
+
 
 # error.type (an exception's class name or an HTTP status) -> llmpulse's error kinds (see probe.ERROR_KINDS)
 _ERROR_WORDS = (
@@ -124,12 +135,19 @@ def records_from_request(request: ExportTraceServiceRequest, attribution: Attrib
         ("user", attribution.user),
         ("task_type", attribution.task_type),
     )
+    # Only these attributes are read: reading an attribute's value out of protobuf costs more than the
+    # rest of the span's conversion, and instrumentations send many more (server.address, ids...).
+    wanted = SPAN_ATTRIBUTES.union(*(keys for _, keys in who))
     for resource_spans in request.resource_spans:
         resource = {kv.key: value_of(kv.value) for kv in resource_spans.resource.attributes}
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 out.spans += 1
-                attrs = {kv.key: kv.value for kv in span.attributes}
+                attrs = {}
+                for kv in span.attributes:
+                    key = kv.key
+                    if key in wanted:
+                        attrs[key] = kv.value
                 provider_v = attrs.get("gen_ai.provider.name") or attrs.get("gen_ai.system")
                 operation_v = attrs.get("gen_ai.operation.name")
                 if provider_v is None or (operation_v is not None and operation_v.string_value in WRAPPER_OPERATIONS):
