@@ -19,13 +19,17 @@ from llmpulse.core.cli.common import (
     render_table,
     usd,
 )
+from llmpulse.core.usage.advice import reliability_advice
 from llmpulse.core.usage.budgets import budget_statuses
+from llmpulse.core.usage.patterns import WEEKDAYS, usage_patterns
 from llmpulse.core.usage.pricing import price_table_version
 from llmpulse.core.usage.queries import (
     BY_CHOICES,
     GroupRow,
+    average_latencies,
     breakdown,
     daily_totals,
+    fallback_pairs,
     hourly_totals,
     period_start,
     total,
@@ -266,13 +270,38 @@ async def report_command(args: argparse.Namespace) -> int:
     store = await open_reader(ctx)
     try:
         groups = await breakdown(store, args.by, since, now)
+        await average_latencies(store, args.by, since, now, groups)
         overall = await total(store, since, now)
         hours = await hourly_totals(store, since, now)
         days = await daily_totals(store, since, now)
         savings = await savings_report(store, pricing_for(ctx), since, now, args.since)
+        patterns = await usage_patterns(store, args.by, since, now, ctx.config.usage.tz)
+        alerts = ctx.config.alerts
+        advice = await reliability_advice(
+            store,
+            since,
+            now,
+            await fallback_pairs(store, since, now),
+            alerts.error_rate_warning,
+            alerts.p95_latency * 1000.0,
+        )
     finally:
         await store.close()
-    headers = (args.by.upper(), "REQUESTS", "TOKENS", "COST USD", "PRICE UNKNOWN", "SUCCESS", "P95 MS")
+    headers = (
+        args.by.upper(),
+        "REQUESTS",
+        "TOKENS",
+        "COST USD",
+        "PRICE UNKNOWN",
+        "SUCCESS",
+        "P50 MS",
+        "P95 MS",
+        "AVG MS",
+        "USD/REQUEST",
+        "TOKENS/REQUEST",
+        "USD/1K TOKENS",
+        "TOKENS/USD",
+    )
 
     def cost(g: GroupRow) -> float | None:  # a group whose every request has an unknown price has no cost, not $0
         return None if g.unknown_price_count == g.requests else g.cost_usd
@@ -285,7 +314,13 @@ async def report_command(args: argparse.Namespace) -> int:
             "" if cost(g) is None else f"{cost(g):.6f}",
             g.unknown_price_count,
             None if g.success_rate is None else round(g.success_rate, 4),
+            None if g.p50_ms is None else round(g.p50_ms),
             None if g.p95_ms is None else round(g.p95_ms),
+            None if g.avg_latency_ms is None else round(g.avg_latency_ms),
+            None if g.cost_per_request is None else f"{g.cost_per_request:.6f}",
+            None if g.tokens_per_request is None else round(g.tokens_per_request, 1),
+            None if g.usd_per_1k_tokens is None else f"{g.usd_per_1k_tokens:.6f}",
+            None if g.tokens_per_usd is None else round(g.tokens_per_usd),
         )
 
     busiest = sorted(hours, key=lambda h: -h[1])[:5]
@@ -301,6 +336,8 @@ async def report_command(args: argparse.Namespace) -> int:
                 "busiest_hours": [{"hour": h[0], "requests": h[1], "cost_usd": h[2]} for h in busiest],
                 "daily": [{"day": d, "requests": n, "cost_usd": c} for d, n, c in days],
                 "savings": savings.to_json(),
+                "patterns": patterns.to_json(),
+                "advice": advice.to_json(),
             }
         )
     elif args.format == "csv":
@@ -318,16 +355,24 @@ async def report_command(args: argparse.Namespace) -> int:
             )
             for g in groups
         ]
-        print(render_table(headers, rows, right=(1, 2, 3, 4, 5, 6)))
+        print(render_table(headers[:6] + ("P95 MS",), rows, right=(1, 2, 3, 4, 5, 6)))
+        print()
+        print(render_efficiency(args.by, groups))
         unknown = f", {overall.unknown_price_count} with price unknown" if overall.unknown_price_count else ""
         print(
             f"\n{overall.requests:,} requests, {usd(overall.cost_usd)} since {args.since}{unknown} "
             f"(prices: {price_table_version()})"
         )
+        if savings.cost_per_day is not None:
+            print(
+                f"{usd(savings.cost_per_day)} a day; {savings.remote_requests:,} requests to remote providers, "
+                f"{savings.local_requests:,} to local ones"
+            )
         if savings.reference and savings.reference_usd is not None:
+            pct = "" if savings.saved_pct is None else f", {savings.saved_pct:.0%}"
             print(
                 f"on {savings.reference} the same tokens would have cost ${savings.reference_usd:,.2f} "
-                f"(saved ${savings.saved_usd:,.2f}); local providers served {savings.local_requests:,} requests "
+                f"(saved ${savings.saved_usd:,.2f}{pct}); local providers served {savings.local_requests:,} requests "
                 f"worth ${savings.local_reference_usd or 0:,.2f} there"
             )
             if savings.left_out_requests:
@@ -348,9 +393,72 @@ async def report_command(args: argparse.Namespace) -> int:
                 "busiest hours (UTC): "
                 + ", ".join(f"{time.strftime('%m-%d %H:00', time.gmtime(h))} {n:,} req" for h, n, _ in busiest if n)
             )
-        for line in savings.suggestions:
+        print_patterns(args.by, patterns)
+        for line in savings.suggestions + advice.lines:
             print(f"suggestion: {line}")
     return 0
+
+
+def render_efficiency(by: str, groups: list) -> str:
+    """Per group: what a request costs and takes; cost figures count priced calls only."""
+
+    def money(v: float | None, places: int = 4) -> str:
+        return "-" if v is None else f"${v:,.{places}f}"
+
+    def num(v: float | None, unit: str = "") -> str:
+        return "-" if v is None else f"{v:,.0f}{unit}"
+
+    rows = [
+        (
+            g.key,
+            money(g.cost_per_request),
+            num(g.tokens_per_request),
+            money(g.usd_per_1k_tokens),
+            num(g.tokens_per_usd),
+            num(g.avg_latency_ms),
+            num(g.p50_ms),
+            num(g.p95_ms),
+        )
+        for g in groups
+    ]
+    return render_table(
+        (by.upper(), "$/REQUEST", "TOKENS/REQ", "$/1K TOKENS", "TOKENS/$", "AVG MS", "P50 MS", "P95 MS"),
+        rows,
+        right=range(1, 8),
+    )
+
+
+def print_patterns(by: str, patterns: Any) -> None:
+    """Hour-of-day and weekday profile, most used and fastest-growing models, per-group daily trend."""
+    hours = patterns.by_hour
+    peak = max((h.requests for h in hours), default=0)
+    if not peak:
+        return
+    blocks = " ▁▂▃▄▅▆▇█"
+    print(
+        f"\nby hour of day ({patterns.timezone}): 00 {''.join(blocks[round(8 * h.requests / peak)] for h in hours)} 23"
+    )
+    busiest = sorted(hours, key=lambda h: -h.requests)[:3]
+    print("  busiest: " + ", ".join(f"{h.slot:02d}:00 {h.requests:,} req {usd(h.cost_usd)}" for h in busiest))
+    print("by weekday: " + "  ".join(f"{WEEKDAYS[d.slot]} {d.requests:,}" for d in patterns.by_weekday))
+    if patterns.most_used:
+        print("most used models: " + ", ".join(f"{m.model} {m.requests:,}" for m in patterns.most_used))
+    if patterns.fastest_growing:
+        print(
+            "fastest growing: "
+            + ", ".join(
+                f"{m.model} {'new' if m.growth is None else f'+{m.growth:.0%}'} ({m.first_half:,} -> {m.second_half:,})"
+                for m in patterns.fastest_growing
+            )
+        )
+    trends = patterns.trends[:8]
+    if trends and len(trends[0].days) > 1:
+        shown = trends[0].days[-7:]
+        first = len(trends[0].days) - len(shown)
+        heads = (by.upper(), *(time.strftime("%m-%d", time.gmtime(d)) for d in shown))
+        rows = [(t.key, *(usd(c) for c in t.cost_usd[first:])) for t in trends]
+        print(f"\ncost per day by {by} (UTC, last {len(shown)} days):")
+        print(render_table(heads, rows, right=range(1, len(heads))))
 
 
 async def reconcile_command(args: argparse.Namespace) -> int:

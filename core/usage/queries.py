@@ -41,13 +41,48 @@ class GroupRow:
     p95_ms: float | None
     p50_ms: float | None = None
     p95_exact: bool = False  # True: nearest rank over the raw calls; False: estimated from the histogram
+    timed: int = 0  # calls with a latency (the histogram's count)
+    avg_latency_ms: float | None = None  # set by average_latencies() while the raw calls are kept
 
     @property
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    # Efficiency. Cost figures count only the priced calls; where some calls' price is unknown their
+    # tokens cannot be split off, so the per-token figures are left out rather than understated.
+    @property
+    def priced_requests(self) -> int:
+        return self.requests - self.unknown_price_count
+
+    @property
+    def cost_per_request(self) -> float | None:
+        return self.cost_usd / self.priced_requests if self.priced_requests else None
+
+    @property
+    def tokens_per_request(self) -> float | None:
+        return self.tokens / self.requests if self.requests else None
+
+    @property
+    def usd_per_1k_tokens(self) -> float | None:
+        if self.unknown_price_count or not self.tokens:
+            return None
+        return self.cost_usd / self.tokens * 1000
+
+    @property
+    def tokens_per_usd(self) -> float | None:
+        if self.unknown_price_count or not self.cost_usd:
+            return None
+        return self.tokens / self.cost_usd
+
     def to_json(self) -> dict[str, Any]:
-        return {**self.__dict__, "tokens": self.tokens}
+        return {
+            **self.__dict__,
+            "tokens": self.tokens,
+            "cost_per_request": self.cost_per_request,
+            "tokens_per_request": self.tokens_per_request,
+            "usd_per_1k_tokens": self.usd_per_1k_tokens,
+            "tokens_per_usd": self.tokens_per_usd,
+        }
 
 
 @dataclass
@@ -237,6 +272,31 @@ async def _exact_quantiles(
     return out
 
 
+async def average_latencies(store: Store, dim: str, since: float, until: float, rows: Sequence[GroupRow]) -> None:
+    """Set each row's avg_latency_ms from the raw calls, where every timed call of the group is still
+    kept (the roll-ups' histogram count must match): an average over part of a group would be a guess."""
+    bounds = _bounds(since, until)
+    if bounds is None or not rows:
+        return
+    keys: dict[int, str] = {}
+    for attr_id, key in await store.fetchall(f"SELECT a.id, {_raw_key(dim)} FROM usage_attrs a"):
+        keys[int(attr_id)] = key
+    sums: dict[str, list[float]] = {}
+    for attr_id, timed, total_ms in await store.fetchall(
+        "SELECT attrs, COUNT(latency_ms), TOTAL(latency_ms) FROM usage_calls WHERE ts >= ? AND ts < ? GROUP BY attrs",
+        bounds,
+    ):
+        key = keys.get(int(attr_id))
+        if key is not None:
+            acc = sums.setdefault(key, [0, 0.0])
+            acc[0] += timed
+            acc[1] += total_ms
+    for g in rows:
+        timed, total_ms = sums.get(g.key, (0, 0.0))
+        if timed and timed == g.timed:
+            g.avg_latency_ms = total_ms / timed
+
+
 def _use_exact(rows: list[GroupRow], exact: dict[tuple[str, float], float]) -> None:
     for g in rows:
         if (g.key, 0.95) in exact:
@@ -261,6 +321,7 @@ def _row(key: str, r: Any) -> GroupRow:
         success_rate=(requests - errors) / requests if requests else None,
         p95_ms=p95_from_hist(hist),
         p50_ms=p95_from_hist(hist, 0.5),
+        timed=sum(hist),
     )
 
 

@@ -37,9 +37,31 @@ class Savings:
     suggestions: list[str] = field(default_factory=list)
     left_out_requests: int = 0  # requests of a provider/model with unknown prices: not compared
     left_out_models: list[str] = field(default_factory=list)
+    compared_requests: int = 0  # requests of known price (local ones included)
+    days: float = 0.0  # the period's length in days
+
+    @property
+    def saved_pct(self) -> float | None:
+        """What was saved as a share of what the reference would have cost."""
+        if self.saved_usd is None or not self.reference_usd:
+            return None
+        return self.saved_usd / self.reference_usd
+
+    @property
+    def remote_requests(self) -> int:
+        return self.compared_requests - self.local_requests
+
+    @property
+    def cost_per_day(self) -> float | None:
+        return self.actual_usd / self.days if self.days > 0 else None
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {
+            **self.__dict__,
+            "saved_pct": self.saved_pct,
+            "remote_requests": self.remote_requests,
+            "cost_per_day": self.cost_per_day,
+        }
 
 
 def _split(key: str) -> tuple[str, str]:
@@ -95,6 +117,8 @@ async def savings_report(store: Store, pricing: Pricing, since: float, until: fl
         local_reference_usd=local_ref,
         left_out_requests=sum(g.requests for g in left_out),
         left_out_models=sorted(g.key for g in left_out),
+        compared_requests=sum(g.requests for g in compared),
+        days=(until - since) / 86400.0,
     )
     result.suggestions = suggestions(pricing, groups, await breakdown(store, "provider", since, until), window_label)
     return result
