@@ -21,7 +21,7 @@ from llmpulse.core.cli.common import (
 )
 from llmpulse.core.usage.advice import reliability_advice
 from llmpulse.core.usage.budgets import budget_statuses
-from llmpulse.core.usage.patterns import WEEKDAYS, usage_patterns
+from llmpulse.core.usage.patterns import WEEKDAYS, Patterns, usage_patterns
 from llmpulse.core.usage.pricing import price_table_version
 from llmpulse.core.usage.queries import (
     BY_CHOICES,
@@ -399,7 +399,7 @@ async def report_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def render_efficiency(by: str, groups: list) -> str:
+def render_efficiency(by: str, groups: list[GroupRow]) -> str:
     """Per group: what a request costs and takes; cost figures count priced calls only."""
 
     def money(v: float | None, places: int = 4) -> str:
@@ -428,7 +428,7 @@ def render_efficiency(by: str, groups: list) -> str:
     )
 
 
-def print_patterns(by: str, patterns: Any) -> None:
+def print_patterns(by: str, patterns: Patterns) -> None:
     """Hour-of-day and weekday profile, most used and fastest-growing models, per-group daily trend."""
     hours = patterns.by_hour
     peak = max((h.requests for h in hours), default=0)
