@@ -172,7 +172,7 @@ def parse_summary(data: Any, wanted: Sequence[str]) -> Declared:
     """Judge a summary.json document for the components we use; PageError when it is not one."""
     if not isinstance(data, Mapping) or not isinstance(data.get("components"), list):
         raise PageError("not a Statuspage summary: no components list")
-    status = data.get("status") if isinstance(data.get("status"), Mapping) else {}
+    status: Mapping[str, Any] = data["status"] if isinstance(data.get("status"), Mapping) else {}
     components = [c for c in data["components"] if isinstance(c, Mapping) and isinstance(c.get("name"), str)]
     used = [c for c in components if not c.get("group") and _uses(c["name"], wanted)]
     hurt = [c for c in used if c.get("status") not in ("operational", None)]
@@ -187,17 +187,17 @@ def parse_summary(data: Any, wanted: Sequence[str]) -> Declared:
         if not names or any(_uses(n, wanted) for n in names):
             touching.append((inc, [n for n in names if _uses(n, wanted)]))
     touching.sort(key=lambda pair: _ts(pair[0].get("started_at") or pair[0].get("created_at")) or 0.0)
-    inc, named = touching[-1] if touching else (None, [])
+    latest, named = touching[-1] if touching else (None, [])
     affected = [c["name"] for c in hurt] + [n for n in named if n not in {c["name"] for c in hurt}]
     return Declared(
         indicator=str(status.get("indicator") or "none"),
         description=str(status.get("description") or ""),
         worst=worst if worst in COMPONENT_RANK else "operational",
         components=tuple(affected),
-        incident=str(inc.get("name")) if inc is not None else None,
-        impact=str(inc.get("impact") or "none") if inc is not None else None,
-        since=_ts(inc.get("started_at") or inc.get("created_at")) if inc is not None else None,
-        link=str(inc["shortlink"]) if inc is not None and inc.get("shortlink") else None,
+        incident=str(latest.get("name")) if latest is not None else None,
+        impact=str(latest.get("impact") or "none") if latest is not None else None,
+        since=_ts(latest.get("started_at") or latest.get("created_at")) if latest is not None else None,
+        link=str(latest["shortlink"]) if latest is not None and latest.get("shortlink") else None,
     )
 
 

@@ -249,7 +249,7 @@ class PulseApp(App[int]):
                 )
 
     def watch_paused(self, paused: bool) -> None:
-        if not self.is_mounted:
+        if not self.is_running:  # App.is_mounted is a method (of a widget), always truthy
             return
         self.draw_header()
         if not paused:
@@ -257,12 +257,12 @@ class PulseApp(App[int]):
             self.refresh_now()
 
     def watch_refresh_interval(self) -> None:
-        if self.is_mounted:
+        if self.is_running:
             self.draw_header()
             self.refresh_now()
 
     def watch_range_index(self) -> None:
-        if self.is_mounted:
+        if self.is_running:
             self.draw_header()
             screen = self.screen
             if hasattr(screen, "range_changed"):
@@ -300,7 +300,8 @@ class PulseApp(App[int]):
     def selected_alert_id(self) -> int | None:
         screen = self.screen
         if hasattr(screen, "selected_alert_id"):
-            return screen.selected_alert_id()
+            selected: int | None = screen.selected_alert_id()
+            return selected
         return None
 
     def _alert_or_say(self) -> int | None:

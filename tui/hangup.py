@@ -66,6 +66,8 @@ class HangupGuard:
         if self.app.is_headless:
             return
         try:
+            if sys.__stdin__ is None or sys.__stdout__ is None:
+                raise OSError("no terminal")
             termios.tcgetattr(sys.__stdin__.fileno())  # EIO once the pty is hung up
             os.get_terminal_size(sys.__stdout__.fileno())
         except (OSError, ValueError, AttributeError, termios.error):

@@ -18,7 +18,7 @@ Row = tuple[str, Sequence[Any]]  # (row key, one cell per column in column order
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, Text) and isinstance(b, Text):
         return a.plain == b.plain and a.style == b.style and a.spans == b.spans
-    return a == b
+    return bool(a == b)
 
 
 def sync_rows(table: DataTable[Any], rows: Sequence[Row]) -> bool:

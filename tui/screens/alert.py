@@ -63,7 +63,7 @@ class AlertScreen(LiveScreen):
     def on_mount(self) -> None:
         for key, label in (("at", "When"), ("transition", "Change"), ("actor", "By"), ("detail", "Detail")):
             self.history.add_column(label, key=key)
-        self.app.draw()
+        self.pulse.draw()
 
     def selected_alert_id(self) -> int:
         return self.alert_id
@@ -73,11 +73,11 @@ class AlertScreen(LiveScreen):
 
     def alert_changed(self, alert: Any) -> None:
         if alert.id == self.alert_id:
-            self.app.draw() if self.app.can_draw() else None
+            self.pulse.draw() if self.pulse.can_draw() else None
 
     @work(group="alert-detail", exclusive=True, exit_on_error=False)
     async def load(self, view: View) -> None:
-        alert, transitions = await self.app.backend.alert_detail(self.alert_id)
+        alert, transitions = await self.pulse.backend.alert_detail(self.alert_id)
         if alert is None:
             self.query_one("#alert-summary", Static).update(Text(f"Alert #{self.alert_id} not found"))
             return

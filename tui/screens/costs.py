@@ -57,23 +57,23 @@ class CostsScreen(LiveScreen):
         ):
             self.table.add_column(label, key=key)
         self.table.focus()
-        self.app.draw()
+        self.pulse.draw()
 
     def fill(self, snapshot: Any, view: View) -> None:
         self.load(view)
 
     def range_changed(self) -> None:
-        self.app.draw()
+        self.pulse.draw()
 
     def action_next_group(self) -> None:
         self.group = GROUPS[(GROUPS.index(self.group) + 1) % len(GROUPS)]
         self.table.clear()  # a new grouping is a new set of rows; the refresh after it goes by key
-        self.app.draw()
+        self.pulse.draw()
 
     @work(group="costs", exclusive=True, exit_on_error=False)
     async def load(self, view: View) -> None:
-        label, seconds = self.app.time_range
-        rows = await self.app.backend.breakdown(self.group, since=view.now - seconds, until=view.now)
+        label, seconds = self.pulse.time_range
+        rows = await self.pulse.backend.breakdown(self.group, since=view.now - seconds, until=view.now)
         total_cost = sum(r.cost_usd or 0.0 for r in rows)
         total_req = sum(r.requests for r in rows)
         unknown = sum(r.unknown_price_count for r in rows)

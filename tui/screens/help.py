@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
@@ -19,13 +19,13 @@ INTRO = (
 )
 
 
-def _key(binding: Binding, app) -> str:
+def _key(binding: Binding, app: App[Any]) -> str:
     if binding.key_display:
         return binding.key_display
     return " ".join(app.get_key_display(Binding(k.strip(), "")) for k in binding.key.split(","))
 
 
-def help_text(app) -> Text:
+def help_text(app: App[Any]) -> Text:
     from llmpulse.tui.screens.alert import AlertScreen
     from llmpulse.tui.screens.costs import CostsScreen
     from llmpulse.tui.screens.dashboard import DashboardScreen, FilterInput

@@ -73,7 +73,7 @@ class MigrationScreen(LiveScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.app.draw()
+        self.pulse.draw()
 
     def fill(self, snapshot: Any, view: View) -> None:
         m = next((m for m in snapshot.migrations if m.name == self.migration_name), None)

@@ -122,7 +122,7 @@ class ProviderScreen(LiveScreen):
             ("error", "Error"),
         ):
             self.probes.add_column(label, key=key)
-        self.app.draw()
+        self.pulse.draw()
 
     def fill(self, snapshot: Any, view: View) -> None:
         health = next((h for h in snapshot.providers if h.provider_id == self.provider_id), None)
@@ -141,12 +141,12 @@ class ProviderScreen(LiveScreen):
         self.load_probes(view)
 
     def range_changed(self) -> None:
-        self.app.draw()
+        self.pulse.draw()
 
     @work(group="provider-probes", exclusive=True, exit_on_error=False)
     async def load_probes(self, view: View) -> None:
-        label, seconds = self.app.time_range
-        probes = await self.app.backend.recent_probes(self.provider_id, since=view.now - seconds, limit=CHART_POINTS)
+        label, seconds = self.pulse.time_range
+        probes = await self.pulse.backend.recent_probes(self.provider_id, since=view.now - seconds, limit=CHART_POINTS)
         self.draw_chart(probes, label)
         rows = []
         for p in probes[:TABLE_ROWS]:
@@ -181,4 +181,4 @@ class ProviderScreen(LiveScreen):
 
     def action_toggle_enabled(self) -> None:
         if self.health is not None:
-            self.app.set_enabled(self.provider_id, not self.health.enabled)
+            self.pulse.set_enabled(self.provider_id, not self.health.enabled)
