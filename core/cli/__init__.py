@@ -17,7 +17,6 @@ import traceback
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn
 
-from llmpulse.core import __version__
 from llmpulse.core.alerts.config import CHANNEL_TYPES
 from llmpulse.core.cli.common import eprint
 from llmpulse.core.errors import LlmpulseError
@@ -35,6 +34,18 @@ COMMAND_MODULES = (
 )
 
 
+class _Version(argparse.Action):
+    """--version: the installed metadata is read only when asked for (it costs every start-up ~25 ms)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from llmpulse.core import __version__
+
+        parser.exit(0, f"llmpulse {__version__}\n")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # argparse's own errors: one line, exit 2, no usage dump
         self.exit(2, f"llmpulse: error: {message} (see '{self.prog} --help')\n")
@@ -47,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Alert channels ([[alerts.channels]] type): " + ", ".join(CHANNEL_TYPES) + ". "
         "Run 'llmpulse COMMAND --help' for a command's options.",
     )
-    parser.add_argument("--version", action="version", version=f"llmpulse {__version__}")
+    parser.add_argument("--version", action=_Version)
     parser.add_argument(
         "--config", metavar="PATH", help="TOML config (default: $LLMPULSE_CONFIG, ./llmpulse.toml, user config dir)"
     )

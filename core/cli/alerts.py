@@ -7,11 +7,14 @@ import datetime as dt
 import getpass
 import os
 import time
+from typing import TYPE_CHECKING
 
-from llmpulse.core.alerts.engine import Alert, AlertEngine
-from llmpulse.core.alerts.stats import AlertStats, DurationStats, GroupCount, alert_stats
 from llmpulse.core.cli.common import CliError, context_from, open_reader, open_store, print_json, render_table
 from llmpulse.core.durations import DurationError, format_duration, parse_duration
+
+if TYPE_CHECKING:
+    from llmpulse.core.alerts.engine import Alert
+    from llmpulse.core.alerts.stats import AlertStats, DurationStats, GroupCount
 
 
 def default_actor() -> str:
@@ -87,6 +90,8 @@ async def list_command(args: argparse.Namespace) -> int:
     ctx = context_from(args)
     store = await open_reader(ctx)
     try:
+        from llmpulse.core.alerts.engine import AlertEngine  # per command: the CLI starts without it
+
         engine = AlertEngine(store, ctx.config.alerts)
         alerts = await (engine.history() if args.all else engine.open_alerts())
     finally:
@@ -113,6 +118,8 @@ async def show_command(args: argparse.Namespace) -> int:
     ctx = context_from(args)
     store = await open_reader(ctx)
     try:
+        from llmpulse.core.alerts.engine import AlertEngine  # per command: the CLI starts without it
+
         engine = AlertEngine(store, ctx.config.alerts)
         alert = await engine.get(args.id)
         if alert is None:
@@ -166,6 +173,8 @@ async def action_command(args: argparse.Namespace) -> int:
             raise CliError(f"--for: found {args.duration!r}; expected a positive duration like 30m", 2)
     store = await open_store(ctx)
     try:
+        from llmpulse.core.alerts.engine import AlertEngine  # per command: the CLI starts without it
+
         engine = AlertEngine(store, ctx.config.alerts)
         # An action that cannot be done raises AlertError: main() prints its one line (exit 1).
         if args.verb == "ack":
@@ -235,6 +244,8 @@ async def stats_command(args: argparse.Namespace) -> int:
     now = time.time()
     store = await open_reader(ctx)
     try:
+        from llmpulse.core.alerts.stats import alert_stats
+
         stats = await alert_stats(store, now - seconds, now + 1)
     finally:
         await store.close()

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
 from llmpulse.core.cli.common import CliError, context_from, open_store, print_json, render_table
-from llmpulse.core.enablement import apply_enablement
 from llmpulse.core.errors import LlmpulseError
-from llmpulse.core.health import record_probe_results
-from llmpulse.core.probe import ProbeResult, probe_all
+
+if TYPE_CHECKING:
+    from llmpulse.core.probe import ProbeResult
 
 EXIT_OK, EXIT_DEGRADED, EXIT_FAILED, EXIT_UNKNOWN = 0, 1, 2, 3
 EXIT_NOTHING = EXIT_UNKNOWN  # nothing configured to probe
@@ -73,6 +74,11 @@ async def check_command(args: argparse.Namespace) -> int:
 
 
 async def _check(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: `llmpulse --help` and the other commands start without httpx.
+    from llmpulse.core.enablement import apply_enablement
+    from llmpulse.core.health import record_probe_results
+    from llmpulse.core.probe import probe_all
+
     ctx = context_from(args)
     store = await open_store(ctx)
     try:

@@ -6,11 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-from llmpulse.core import __version__
 from llmpulse.core.cli.common import CliError, context_from, open_store
 from llmpulse.core.durations import DurationError, parse_duration
-from llmpulse.core.export import FORMATS, export
-from llmpulse.core.usage.budgets import budget_statuses
+from llmpulse.core.export import FORMATS
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,6 +40,10 @@ async def export_command(args: argparse.Namespace) -> int:
     now = time.time()
     store = await open_store(ctx)
     try:
+        from llmpulse.core import __version__
+        from llmpulse.core.export import export  # per command: the CLI starts without it
+        from llmpulse.core.usage.budgets import budget_statuses
+
         budgets = [b.to_json() for b in await budget_statuses(store, ctx.config.usage, now)]
         try:
             result = await export(store, out, now - seconds, now + 1, args.format, budgets, __version__)

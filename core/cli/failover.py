@@ -7,8 +7,6 @@ import time
 from typing import Any
 
 from llmpulse.core.cli.common import context_from, open_store, print_json, render_table
-from llmpulse.core.failover import current_chain
-from llmpulse.core.usage.queries import fallback_pairs, total
 
 WINDOWS = (("24h", 86400.0), ("7d", 7 * 86400.0))
 
@@ -30,6 +28,10 @@ async def failover_command(args: argparse.Namespace) -> int:
     now = time.time()
     store = await open_store(ctx)
     try:
+        # per command: the CLI starts without httpx
+        from llmpulse.core.failover import current_chain
+        from llmpulse.core.usage.queries import fallback_pairs, total
+
         _, chain = await current_chain(store, ctx, now)
         stats: dict[str, dict[str, Any]] = {}
         for label, seconds in WINDOWS:

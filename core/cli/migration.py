@@ -6,11 +6,14 @@ import argparse
 import datetime as dt
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmpulse.core.cli.common import CliError, context_from, open_reader, open_store, print_json, render_table
 from llmpulse.core.durations import format_duration
-from llmpulse.core.migration import MigrationStatus, SideStats, advance, find_config, migration_statuses
+from llmpulse.core.migration import find_config
+
+if TYPE_CHECKING:
+    from llmpulse.core.migration import MigrationStatus, SideStats
 
 MIGRATION_USAGE = "llmpulse migration [NAME] [--json]\n       llmpulse migration advance NAME [--to PHASE]"
 
@@ -47,6 +50,8 @@ async def migration_command(args: argparse.Namespace) -> int:
         find_config(ctx.config, name)  # an unknown name is a MigrationError: main() prints its one line
     store = await open_reader(ctx)
     try:
+        from llmpulse.core.migration import migration_statuses  # per command: the CLI starts without it
+
         statuses = await migration_statuses(store, ctx.config, time.time())
     finally:
         await store.close()
@@ -71,6 +76,8 @@ async def _advance(args: argparse.Namespace, name: str) -> int:
     cause = "by hand" + (f" ({args.by})" if args.by else "")
     store = await open_store(ctx)
     try:
+        from llmpulse.core.migration import advance
+
         change = await advance(store, name, time.time(), cause, cfg=ctx.config, to_phase=args.to)
     finally:
         await store.close()

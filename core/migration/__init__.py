@@ -17,6 +17,8 @@ One concept per module:
 The names the rest of llmpulse uses are re-exported here.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from llmpulse.core.migration.config import (
     DAY,
     DEFAULT_PHASES,
@@ -30,29 +32,64 @@ from llmpulse.core.migration.config import (
     migration_configs,
     parse_config,
 )
-from llmpulse.core.migration.matching import Side, model_matches, model_side
-from llmpulse.core.migration.phases import automatic_advances, phase_index_of
-from llmpulse.core.migration.risk import (
-    ON_TRACK_TOLERANCE,
-    RISKS,
-    Projection,
-    Risk,
-    assess_risk,
-    fit_line,
-    project_share,
-)
-from llmpulse.core.migration.state import PhaseChange, advance, phase_history
-from llmpulse.core.migration.status import MigrationStatus, migration_status, migration_statuses
-from llmpulse.core.migration.traffic import (
-    ModelTraffic,
-    SideStats,
-    TrafficSplit,
-    compare_sides,
-    daily_shares,
-    side_stats,
-    traffic_split,
-    window_traffic,
-)
+
+# The rest is imported on first use: measuring traffic pulls in the usage queries, which a command that
+# only reads the config (every command loads it) should not pay for at start-up.
+_LAZY = {
+    "matching": ("Side", "model_matches", "model_side"),
+    "phases": ("automatic_advances", "phase_index_of"),
+    "risk": ("ON_TRACK_TOLERANCE", "RISKS", "Projection", "Risk", "assess_risk", "fit_line", "project_share"),
+    "state": ("PhaseChange", "advance", "phase_history"),
+    "status": ("MigrationStatus", "migration_status", "migration_statuses"),
+    "traffic": (
+        "ModelTraffic",
+        "SideStats",
+        "TrafficSplit",
+        "compare_sides",
+        "daily_shares",
+        "side_stats",
+        "traffic_split",
+        "window_traffic",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
+
+if TYPE_CHECKING:
+    from llmpulse.core.migration.matching import Side, model_matches, model_side
+    from llmpulse.core.migration.phases import automatic_advances, phase_index_of
+    from llmpulse.core.migration.risk import (
+        ON_TRACK_TOLERANCE,
+        RISKS,
+        Projection,
+        Risk,
+        assess_risk,
+        fit_line,
+        project_share,
+    )
+    from llmpulse.core.migration.state import PhaseChange, advance, phase_history
+    from llmpulse.core.migration.status import MigrationStatus, migration_status, migration_statuses
+    from llmpulse.core.migration.traffic import (
+        ModelTraffic,
+        SideStats,
+        TrafficSplit,
+        compare_sides,
+        daily_shares,
+        side_stats,
+        traffic_split,
+        window_traffic,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DAY",

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
-from importlib import metadata
 from typing import Any
 
-from genai_prices import Usage, calc_price
-from genai_prices.data_snapshot import get_snapshot
-from genai_prices.types import ModelPrice, TieredPrices
-
 from llmpulse.core.usage.config import PriceConfig
+
+# genai-prices (its table, pydantic and a second HTTP stack: ~0.25 s) is imported when something is
+# priced, not when this module is: commands that never price (check, alerts, budgets) start without it.
 
 # Our provider ids that genai-prices spells differently.
 PRICE_PROVIDER = {"gemini": "google", "moonshot": "moonshotai", "xai": "x-ai"}
@@ -24,6 +22,8 @@ PRICE_PROVIDER = {"gemini": "google", "moonshot": "moonshotai", "xai": "x-ai"}
 
 def price_table_version() -> str:
     """The price data's version: genai-prices ships its table inside the package."""
+    from importlib import metadata  # ~25 ms: only when a command prints it
+
     try:
         return f"genai-prices {metadata.version('genai-prices')} bundled"
     except metadata.PackageNotFoundError:
@@ -117,6 +117,8 @@ class Pricing:
                 return None  # more cached than input tokens: counts no price fits (never the table's)
         if (provider, model) in self._unknown:
             return None
+        from genai_prices import Usage, calc_price
+
         try:
             calc = calc_price(
                 Usage(
@@ -139,6 +141,9 @@ class Pricing:
         """Per-million rates when the model's price is plain per-token (tiers: their base price, valid
         below the first tier), so a record costs a multiply-add instead of a full calc_price (~0.2 ms).
         None: price with calc_price every time. tests/test_usage checks both ways agree."""
+        from genai_prices.data_snapshot import get_snapshot
+        from genai_prices.types import ModelPrice, TieredPrices
+
         try:
             _, info = get_snapshot().find_provider_model(model, None, PRICE_PROVIDER.get(provider, provider), None)
         except (LookupError, ValueError):

@@ -11,8 +11,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import genai_prices
-
 from llmpulse.core.errors import LlmpulseError
 
 STATUSES = ("ok", "error")
@@ -138,6 +136,8 @@ def tokens_from_raw_usage(provider: str, raw: Any) -> dict[str, int]:
     last: Exception | None = None
     for flavor in flavors:
         try:
+            import genai_prices
+
             usage = genai_prices.extract_usage(body, provider_id=price_provider, api_flavor=flavor).usage
             return {
                 "input_tokens": int(usage.input_tokens or 0),
