@@ -20,14 +20,15 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.redact import redact
 from llmpulse.core.store import Store
 from llmpulse.core.validate import Section
+
+if TYPE_CHECKING:  # imported where pages are read: the config parses [status_pages] without httpx
+    import httpx
 
 # Built-in providers with a Statuspage-compatible page (../shared/PROVIDERS.md) and the components that
 # are the API llmpulse watches (matched case-insensitively as a part of the component's name).
@@ -229,6 +230,8 @@ class Reading:
 
 async def read_pages(pages: Mapping[str, PageConfig], timeout: float, now: float) -> list[Reading]:
     """All pages at once, each bounded by `timeout` (a hanging page costs only itself)."""
+    import httpx
+
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
 
         async def one(pid: str, page: PageConfig) -> Reading:

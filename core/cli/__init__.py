@@ -43,7 +43,8 @@ class _Version(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
         from llmpulse.core import __version__
 
-        parser.exit(0, f"llmpulse {__version__}\n")
+        print(f"llmpulse {__version__}")  # stdout, as argparse's own version action does
+        parser.exit(0)
 
 
 class _Parser(argparse.ArgumentParser):
