@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmpulse.core.health_settings import HealthSettings
+from llmpulse.core.metric_totals import add_probe_latency
 from llmpulse.core.probe import ACCOUNT_KINDS, ProbeResult
 from llmpulse.core.ratelimit import Balance, RateLimit
 from llmpulse.core.store import Store
@@ -388,6 +389,7 @@ async def record_probe_results(
         )
         await _update_windows(conn, results, encoded, settings.window, now)
         await _update_minutes(conn, results)
+        await add_probe_latency(conn, results)  # all-time totals for /metrics (never lowered by pruning)
 
 
 async def _load_circuits(conn: Any, provider_ids: Sequence[str]) -> dict[str, CircuitState]:

@@ -476,4 +476,25 @@ COLLECTOR.append(
     )
 )
 
+COLLECTOR.append(
+    Migration(
+        "0411_probe_latency_totals",
+        """
+        -- Every answered probe's latency, counted since the database began (llmpulse.core.metric_totals):
+        -- GET /metrics' probe-duration histogram, which must never go down when raw probes are pruned.
+        CREATE TABLE probe_latency_totals (
+            provider_id TEXT PRIMARY KEY,
+            count INTEGER NOT NULL DEFAULT 0,
+            sum_s REAL NOT NULL DEFAULT 0,
+            b0 INTEGER NOT NULL DEFAULT 0, b1 INTEGER NOT NULL DEFAULT 0, b2 INTEGER NOT NULL DEFAULT 0,
+            b3 INTEGER NOT NULL DEFAULT 0, b4 INTEGER NOT NULL DEFAULT 0, b5 INTEGER NOT NULL DEFAULT 0,
+            b6 INTEGER NOT NULL DEFAULT 0, b7 INTEGER NOT NULL DEFAULT 0, b8 INTEGER NOT NULL DEFAULT 0,
+            b9 INTEGER NOT NULL DEFAULT 0, b10 INTEGER NOT NULL DEFAULT 0, b11 INTEGER NOT NULL DEFAULT 0,
+            b12 INTEGER NOT NULL DEFAULT 0, b13 INTEGER NOT NULL DEFAULT 0, b14 INTEGER NOT NULL DEFAULT 0,
+            b15 INTEGER NOT NULL DEFAULT 0
+        );
+    """,
+    )
+)
+
 MIGRATIONS: list[Migration] = CORE + USAGE + ALERTS + MIGRATION + COLLECTOR

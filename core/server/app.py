@@ -38,6 +38,7 @@ ROUTE_MODULES: tuple[str, ...] = (
     "llmpulse.core.server.health",
     "llmpulse.core.server.otlp",
     "llmpulse.core.server.jsonl",
+    "llmpulse.core.server.metrics",
 )
 
 
