@@ -87,7 +87,10 @@ async def usage_totals(store: Store) -> dict[tuple[str, str], UsageTotals]:
     out: dict[tuple[str, str], UsageTotals] = {}
     for r in rows:
         provider, _, model = str(r[0]).partition("/")  # provider ids have no "/"; model names may
-        out[(provider, model)] = UsageTotals(*(int(v or 0) for v in tuple(r)[1:7]), float(r[7] or 0.0))
+        requests, errors, inp, out_tokens, cache_read, cache_write = (int(v or 0) for v in tuple(r)[1:7])
+        out[(provider, model)] = UsageTotals(
+            requests, errors, inp, out_tokens, cache_read, cache_write, float(r[7] or 0.0)
+        )
     return out
 
 

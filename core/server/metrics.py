@@ -56,7 +56,7 @@ async def gather(state: ServerState) -> ScrapeData:
     stats = await provider_request_stats(store, now - cfg.health.window, now)
     health = await load_health(store, providers, cfg.health, now, stats)
     alerts = await AlertEngine(store, cfg.alerts, ManualClock(now), None).open_alerts()
-    firing = {s: sum(1 for a in alerts if a.state == "firing" and a.severity == s) for s in SEVERITIES}
+    firing: dict[str, int] = {s: sum(1 for a in alerts if a.state == "firing" and a.severity == s) for s in SEVERITIES}
     return ScrapeData(
         providers=[h for h in health if h.enabled and h.configured],
         latency=await probe_latency_totals(store),
@@ -136,14 +136,14 @@ class LlmpulseCollector:
             "Cost of recorded LLM calls in US dollars (calls of unknown price excluded)",
             labels=["provider", "model"],
         )
-        for (provider, model), t in sorted(d.usage.items()):
-            requests.add_metric([provider, model, "ok"], float(t.requests - t.errors))
-            requests.add_metric([provider, model, "error"], float(t.errors))
+        for (provider, model), u in sorted(d.usage.items()):
+            requests.add_metric([provider, model, "ok"], float(u.requests - u.errors))
+            requests.add_metric([provider, model, "error"], float(u.errors))
             for kind, n in zip(
-                TOKEN_TYPES, (t.input_tokens, t.output_tokens, t.cache_read_tokens, t.cache_write_tokens), strict=True
+                TOKEN_TYPES, (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens), strict=True
             ):
                 tokens.add_metric([provider, model, kind], float(n))
-            cost.add_metric([provider, model], t.cost_usd)
+            cost.add_metric([provider, model], u.cost_usd)
         yield from (requests, tokens, cost)
 
         utilization = GaugeMetricFamily(
