@@ -255,31 +255,13 @@ class Collector:
         self.probe_clients = ProbeClients(self.ctx.config.probe)
         try:
             while not stop.is_set():
-                if not await lease.acquire():
-                    if holding:
-                        self.on_event("collector lease lost: standing by")
-                        holding = False
-                    await _wait(stop, STANDBY_POLL)
-                    continue
-                # read each round: a config reload may change it
-                interval = self.ctx.config.probe.interval if fixed_interval is None else fixed_interval
-                if not holding:
-                    self.on_event(f"collector lease taken by {lease.holder}: collecting every {interval:g}s")
-                    holding = True
-                lost = asyncio.Event()
-                keeper = asyncio.create_task(_keep_lease(lease, lost, stop))
                 try:
-                    round_started = time.monotonic()
-                    await self.run_round()
-                    if on_round is not None:
-                        on_round()
-                    interval = self.ctx.config.probe.interval if fixed_interval is None else fixed_interval
-                    remaining = interval - (time.monotonic() - round_started)
-                    if remaining > 0:
-                        await _wait_any(stop, lost, remaining)
-                finally:
-                    keeper.cancel()
-                    await asyncio.gather(keeper, return_exceptions=True)
+                    holding = await self._one_turn(lease, stop, holding, fixed_interval, on_round)
+                except Exception as exc:  # the collector never dies: say why, wait, try again
+                    self.on_event(
+                        redact(f"collector error (retrying in {STANDBY_POLL:g}s): {type(exc).__name__}: {exc}") or ""
+                    )
+                    await _wait(stop, STANDBY_POLL)
         finally:
             await self.status_pages.stop()
             try:
@@ -297,6 +279,40 @@ class Collector:
             await clients.aclose()
             if own_store:
                 await lease_db.close()
+
+    async def _one_turn(
+        self,
+        lease: Lease,
+        stop: asyncio.Event,
+        holding: bool,
+        fixed_interval: float | None,
+        on_round: Callable[[], None] | None,
+    ) -> bool:
+        """Take (or keep) the lease and run one round, or stand by; return whether we hold the lease."""
+        if not await lease.acquire():
+            if holding:
+                self.on_event("collector lease lost: standing by")
+            await _wait(stop, STANDBY_POLL)
+            return False
+        # read each round: a config reload may change it
+        interval = self.ctx.config.probe.interval if fixed_interval is None else fixed_interval
+        if not holding:
+            self.on_event(f"collector lease taken by {lease.holder}: collecting every {interval:g}s")
+        lost = asyncio.Event()
+        keeper = asyncio.create_task(_keep_lease(lease, lost, stop))
+        try:
+            round_started = time.monotonic()
+            await self.run_round()
+            if on_round is not None:
+                on_round()
+            interval = self.ctx.config.probe.interval if fixed_interval is None else fixed_interval
+            remaining = interval - (time.monotonic() - round_started)
+            if remaining > 0:
+                await _wait_any(stop, lost, remaining)
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+        return True
 
 
 async def _keep_lease(lease: Lease, lost: asyncio.Event, stop: asyncio.Event) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import ssl
 import time
@@ -320,10 +321,12 @@ def _shape_check(shape: ProbeShape, data: Any) -> tuple[str | None, Balance | No
 
 
 def _num(value: Any) -> float | None:
+    """A provider's number, or None when it is absent or not a finite number (`inf`, `NaN`, 1e999)."""
     try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
+        number = None if value is None or isinstance(value, bool) else float(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if number is not None and math.isfinite(number) else None
 
 
 def _unconfigured(provider: Provider, checked_at: float) -> ProbeResult:
@@ -503,12 +506,16 @@ async def probe_all(
 
     async def one(provider: Provider) -> ProbeResult:
         async with gate:
-            if client is not None or not (provider.enabled and provider.configured):
-                return await probe_provider(client, provider, settings, checked_at)  # type: ignore[arg-type]
-            if clients is not None:
-                return await probe_provider(clients.client_for(provider), provider, settings, checked_at)
-            async with make_client(settings) as own:
-                return await probe_provider(own, provider, settings, checked_at)
+            try:
+                if client is not None or not (provider.enabled and provider.configured):
+                    return await probe_provider(client, provider, settings, checked_at)  # type: ignore[arg-type]
+                if clients is not None:
+                    return await probe_provider(clients.client_for(provider), provider, settings, checked_at)
+                async with make_client(settings) as own:
+                    return await probe_provider(own, provider, settings, checked_at)
+            except Exception as exc:  # a bug or an answer nobody foresaw: this provider's result, not the round's
+                error = redact(f"{type(exc).__name__}: {exc}")
+                return ProbeResult(provider.id, provider.name, checked_at, "failed", "bad_response", error)
 
     if clients is not None:
         await clients.retain(p.id for p in providers)

@@ -10,6 +10,7 @@ headroom is the tightest of every limit reported: the one that will refuse the n
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -74,42 +75,52 @@ class Balance:
         return cls(**fields)
 
 
+# A header value is a provider's claim, not ours: anything not a finite number in these bounds (`inf`,
+# `nan`, 400 digits) is treated as absent, so one provider's odd header never breaks a probe round.
+MAX_COUNT = 10**15
+MAX_SECONDS = 366 * 86400.0
+
+
+def _seconds(value: float) -> float | None:
+    return max(0.0, value) if math.isfinite(value) and value <= MAX_SECONDS else None
+
+
 def parse_reset(value: str | None, now: float | None = None) -> float | None:
     """Seconds until a reset given as plain seconds, a Go duration ("1m30s", "250ms") or an RFC 3339 time."""
     if not value:
         return None
-    value = value.strip()
+    value = value.strip()[:64]
     try:
-        return max(0.0, float(value))
+        return _seconds(float(value))
     except ValueError:
         pass
     matches = _GO_DURATION.findall(value)
     if matches and "".join(n + u for n, u in matches) == value:
-        return sum(float(n) * _GO_UNITS[u] for n, u in matches)
+        return _seconds(sum(float(n) * _GO_UNITS[u] for n, u in matches))
     try:
         at = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return max(0.0, at.timestamp() - (time.time() if now is None else now))
+    return _seconds(at.timestamp() - (time.time() if now is None else now))
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     ms = headers.get("retry-after-ms")
     if ms:
         try:
-            return max(0.0, float(ms) / 1000.0)
+            return _seconds(float(ms[:64]) / 1000.0)
         except ValueError:
             pass
     value = headers.get("retry-after")
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        return _seconds(float(value[:64]))
     except ValueError:
         pass
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - (time.time() if now is None else now))
-    except (TypeError, ValueError):
+        return _seconds(parsedate_to_datetime(value).timestamp() - (time.time() if now is None else now))
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -118,9 +129,11 @@ def _int(headers: Mapping[str, str], *names: str) -> int | None:
         value = headers.get(name)
         if value is not None:
             try:
-                return int(float(value))
+                number = float(value[:64])
             except ValueError:
                 continue
+            if math.isfinite(number) and 0 <= number <= MAX_COUNT:
+                return int(number)
     return None
 
 

@@ -17,7 +17,7 @@ from llmpulse.core.health import ProviderHealth, load_health
 from llmpulse.core.lease import COLLECTOR_LEASE, read_lease
 from llmpulse.core.migration import MigrationStatus, migration_statuses
 from llmpulse.core.statuspage import ProviderIncident, load_incidents, status_page_settings
-from llmpulse.core.store import Store
+from llmpulse.core.store import Store, busy_since
 from llmpulse.core.usage.budgets import BudgetStatus, budget_statuses
 from llmpulse.core.usage.queries import UsageSummary, provider_request_stats, usage_summary
 from llmpulse.core.vocabulary import MOST_SEVERE_FIRST, Severity, most_severe_first
@@ -45,6 +45,9 @@ class CollectorInfo:
     alive: bool
     last_round_at: float | None
     last_errors: list[str] = field(default_factory=list)
+    # Since when this process has been waiting for another process's write lock on the database (a
+    # backup, a long prune): the header says "database busy since ..." instead of pretending all is well.
+    db_busy_since: float | None = None
 
 
 @dataclass
@@ -80,6 +83,7 @@ async def collector_info(store: Store, now: float) -> CollectorInfo:
         alive=bool(lease and lease.alive(now)),
         last_round_at=row["last_finished_at"] if row else None,
         last_errors=errors,
+        db_busy_since=busy_since(store.path),
     )
 
 

@@ -3,12 +3,21 @@
 Several processes (a daemon, TUIs over SSH, `llmpulse record` from cron) open the same file at once:
 WAL lets readers run beside the one writer, the busy timeout makes writers queue instead of failing,
 and migrations run inside BEGIN IMMEDIATE so two processes starting together apply each one once.
+
+Reliability rules every caller gets for free:
+- A connection is never left inside a transaction: a failed or cancelled BEGIN, statement or COMMIT
+  rolls back, and each new transaction or job first rolls back anything a cancelled one left open.
+- A busy database (another process holding the write lock longer than SQLite's busy timeout: a backup,
+  a long prune) is waited for, never reported as a failure: the operation is retried until the lock is
+  free, and `busy_since(path)` says since when this process has been waiting (the dashboard shows it).
+- A full disk is one clear error, "disk full: <path>" (DiskFullError), and what was committed stays.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import time
@@ -22,14 +31,101 @@ import aiosqlite
 from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.schema import MIGRATIONS, Migration
 
-BUSY_TIMEOUT_MS = 10_000
+# SQLite's own wait for a lock, per attempt. Beyond it the operation is retried (see _retrying), so this is
+# only how soon a wait becomes visible as "database busy since ...".
+BUSY_TIMEOUT_MS = 2_000
+BUSY_RETRY_PAUSE_S = 0.05
 T = TypeVar("T")
+log = logging.getLogger("llmpulse.store")
+
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL = 5, 6, 13
 
 
 class StoreError(LlmpulseError):
     """The database cannot be opened or is not an llmpulse database."""
 
     exit_code = 2
+
+
+class DiskFullError(StoreError):
+    """The disk (or the file system's quota) holding the database is full; committed data is intact."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        super().__init__(f"disk full: {path} (what was stored before is kept; free space and run again)")
+
+
+# path -> when this process began waiting for the database's write lock (absent: not waiting).
+_BUSY_SINCE: dict[Path, float] = {}
+
+
+def busy_since(path: str | Path) -> float | None:
+    """Since when (unix time) this process has been waiting for `path`'s lock; None when it is not."""
+    return _BUSY_SINCE.get(Path(path).resolve())
+
+
+def _error_code(exc: sqlite3.Error) -> int:
+    return (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
+def _is_busy(exc: BaseException) -> bool:
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = _error_code(exc)
+    if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return True
+    text = str(exc)
+    return "database is locked" in text or "database is busy" in text
+
+
+def _is_full(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        _error_code(exc) == _SQLITE_FULL or "database or disk is full" in str(exc)
+    )
+
+
+def _begin_immediate(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:  # left open by a job whose waiter was cancelled: it is not ours to keep
+        conn.rollback()
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def _rollback_if_open(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.rollback()
+
+
+def _commit(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # a failed COMMIT (busy, disk full) leaves the transaction open
+            conn.rollback()
+        raise
+
+
+def _job(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """A run_sync job: starts outside any transaction and never leaves one open."""
+    if conn.in_transaction:
+        conn.rollback()
+    try:
+        return fn(conn, *args)
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+
+
+def _statement(conn: sqlite3.Connection, sql: str, params: Sequence[Any] | dict, fetch: str) -> Any:
+    cur = conn.execute(sql, params)
+    try:
+        if fetch == "all":
+            return cur.fetchall()
+        if fetch == "one":
+            return cur.fetchone()
+        return cur.rowcount
+    finally:
+        cur.close()
 
 
 # Every open Store of this process, so an app can close what cancelled tasks left open before its event
@@ -46,6 +142,7 @@ class Store:
         # collector writes, a recorder's flush) would otherwise meet "cannot start a transaction within a
         # transaction", or commit each other's half-done work.
         self._tx_lock = asyncio.Lock()
+        self._key = path.resolve()
         _OPEN.add(self)
 
     @classmethod
@@ -68,14 +165,21 @@ class Store:
         conn.row_factory = aiosqlite.Row
         store = cls(conn, path)
         try:
-            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            await conn.execute("PRAGMA foreign_keys = ON")
+            for pragma in (
+                f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+                "PRAGMA journal_mode = WAL",
+                "PRAGMA synchronous = NORMAL",
+                "PRAGMA foreign_keys = ON",
+            ):
+                await store.execute(pragma)
             await store._migrate(migrations)
-        except sqlite3.DatabaseError as exc:
+        except BaseException as exc:
+            _OPEN.discard(store)
+            store.closed = True
             await conn.close()
-            raise StoreError(f"{path} is not a usable llmpulse database: {exc}") from None
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(f"{path} is not a usable llmpulse database: {exc}") from None
+            raise
         return store
 
     @classmethod
@@ -117,11 +221,10 @@ class Store:
         return store
 
     async def _migrate(self, migrations: Sequence[Migration]) -> None:
-        await self.conn.execute(
+        await self.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
         )
-        async with self.conn.execute("SELECT name FROM schema_migrations") as cur:
-            applied = {row[0] for row in await cur.fetchall()}
+        applied = {row[0] for row in await self.fetchall("SELECT name FROM schema_migrations")}
         pending = [m for m in migrations if m.name not in applied]
         if not pending:
             return
@@ -149,19 +252,63 @@ class Store:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def _retrying(self, attempt: Callable[[], Any]) -> Any:
+        """Await attempt() until it is not refused for a busy database; say so while waiting.
+
+        attempt must be safe to repeat after a busy error (a statement, or a job that rolls back whole).
+        A full disk becomes DiskFullError naming the file."""
+        waited_since: float | None = None
+        try:
+            while True:
+                try:
+                    return await attempt()
+                except sqlite3.OperationalError as exc:
+                    if _is_full(exc):
+                        raise DiskFullError(self.path) from None
+                    if not _is_busy(exc):
+                        raise
+                    if waited_since is None:
+                        waited_since = time.time() - BUSY_TIMEOUT_MS / 1000
+                        first = _BUSY_SINCE.setdefault(self._key, waited_since)
+                        log.warning(
+                            "database busy since %s: another process holds the write lock on %s; waiting",
+                            time.strftime("%H:%M:%S", time.localtime(first)),
+                            self.path,
+                        )
+                    await asyncio.sleep(BUSY_RETRY_PAUSE_S)
+        finally:
+            if waited_since is not None:
+                if _BUSY_SINCE.get(self._key) is not None and _BUSY_SINCE[self._key] >= waited_since - 1e-6:
+                    _BUSY_SINCE.pop(self._key, None)
+                log.warning("database no longer busy after %.1fs: %s", time.time() - waited_since, self.path)
+
+    async def _on_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run fn(sqlite3_connection, *args) as one job on the connection's thread. Once queued it runs
+        even if the awaiting task is cancelled, so cleanup queued here always happens."""
+        return await self.conn._execute(fn, self.conn._conn, *args)
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """BEGIN IMMEDIATE: take the write lock up front so read-then-write cannot be raced. Other
-        coroutines' transactions on this Store wait their turn (do not nest: it would wait for itself)."""
+        coroutines' transactions on this Store wait their turn (do not nest: it would wait for itself).
+        A busy database is waited for at BEGIN (nothing has run yet, so it is safe to repeat); whatever
+        happens after — an error, a cancellation, a failed COMMIT — the connection leaves the transaction."""
         async with self._tx_lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
             try:
+                await self._retrying(lambda: self._on_thread(_begin_immediate))
                 yield self.conn
-            except BaseException:
-                await self.conn.execute("ROLLBACK")
+            except BaseException as exc:
+                await self._on_thread(_rollback_if_open)
+                if _is_full(exc):
+                    raise DiskFullError(self.path) from None
                 raise
             else:
-                await self.conn.execute("COMMIT")
+                try:
+                    await self._on_thread(_commit)
+                except sqlite3.OperationalError as exc:
+                    if _is_full(exc):
+                        raise DiskFullError(self.path) from None
+                    raise
 
     async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """Run fn(sqlite3_connection, *args) on the connection's own thread, as one job.
@@ -171,28 +318,25 @@ class Store:
         recording calls, a batch of 25 statements spent most of its time waiting, not in SQLite. One
         job runs them back to back, in SQLite's C code with the GIL released while the application's
         Python carries on, and no other coroutine's statement can land in the middle of its transaction.
-        A job may BEGIN and COMMIT its own transaction: it takes its turn with transaction() users.
+        A job may BEGIN and COMMIT its own transaction: it takes its turn with transaction() users. It is
+        repeated while the database is busy, so it must do all or nothing (roll back on error).
         aiosqlite offers no public call for this; _execute is the method its own execute() uses."""
         async with self._tx_lock:
-            # aiosqlite's private _execute is untyped; it returns what fn returns.
-            result: T = await self.conn._execute(fn, self.conn._conn, *args)  # type: ignore[no-untyped-call]
-            return result
+            return await self._retrying(lambda: self._on_thread(_job, fn, *args))
 
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """Run one statement; return the rows it changed."""
-        async with self.conn.execute(sql, params) as cur:
-            return cur.rowcount
+        return await self._retrying(lambda: self._on_thread(_statement, sql, params, "count"))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self.conn.executemany(sql, rows)
+        rows = list(rows)
+        await self._retrying(lambda: self.conn.executemany(sql, rows))
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[aiosqlite.Row]:
-        async with self.conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return list(await self._retrying(lambda: self._on_thread(_statement, sql, params, "all")))
 
     async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> aiosqlite.Row | None:
-        async with self.conn.execute(sql, params) as cur:
-            return await cur.fetchone()
+        return await self._retrying(lambda: self._on_thread(_statement, sql, params, "one"))
 
     async def schema_version(self) -> int:
         row = await self.fetchone("PRAGMA user_version")

@@ -13,7 +13,7 @@ import pytest
 
 from llmpulse.core.clock import ManualClock
 from llmpulse.core.config import parse_config
-from llmpulse.core.store import Store
+from llmpulse.core.store import Store, busy_since
 from llmpulse.core.usage.budgets import budget_statuses
 from llmpulse.core.usage.config import BudgetConfig, PriceConfig, PriceOverride, UsageConfig
 from llmpulse.core.usage.pricing import Pricing
@@ -777,7 +777,7 @@ async def test_recorder_sums_roll_up_exactly_like_sqlite(tmp_path):
         await by_recorder.close()
 
 
-async def test_a_failed_flush_keeps_its_calls_and_sums_for_the_next(tmp_path):
+async def test_a_flush_against_a_busy_database_waits_and_stores_everything(tmp_path):
     db = tmp_path / "busy.db"
     store = await Store.open(db)
     blocker = sqlite3.connect(db, timeout=0)
@@ -787,12 +787,17 @@ async def test_a_failed_flush_keeps_its_calls_and_sums_for_the_next(tmp_path):
         for i in range(30):
             rec.record(provider="openai", model="gpt-4o", input_tokens=100, output_tokens=i, latency_ms=300 + i)
         blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
-            await rec.flush()
-        assert len(rec.pending) == 30 and sum(acc[0] for acc in rec.sums.groups.values()) == 30
-        blocker.rollback()
+        flush = asyncio.ensure_future(rec.flush())
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if busy_since(db) is not None:
+                break
+        assert busy_since(db) is not None and not flush.done()
         rec.record(provider="openai", model="gpt-4o", input_tokens=100, output_tokens=30, latency_ms=330)
-        assert (await rec.flush()).stored == 31
+        blocker.rollback()
+        assert (await flush).stored == 30
+        assert busy_since(db) is None
+        assert (await rec.flush()).stored == 1
         t = await total(store, T0 - 60, T0 + 60)
         assert (t.requests, t.tokens) == (31, 31 * 100 + sum(range(31)))
         assert (await store.fetchone("SELECT COUNT(*) FROM usage_records"))[0] == 31

@@ -57,6 +57,9 @@ def header_segments(
         out.append(Segment(5, spend))
         out.append(Segment(7, Text(f"fallbacks {fmt.count(h.fallbacks_24h):>4}/24h")))
         out.append(Segment(6, Text(fmt.clock(h.refreshed_at, view.tz), style="dim")))
+        busy = getattr(getattr(snapshot, "collector", None), "db_busy_since", None)
+        if busy is not None:  # another process holds the write lock: collecting waits, nothing is lost
+            out.append(Segment(0, Text(f"⚠ database busy since {fmt.clock(busy, view.tz)}", style="bold yellow")))
     # The range decides what the range figures and detail screens cover, so it stays on screen.
     out.append(Segment(4, Text(f"range {time_range:<3} ⟳{fmt.interval(interval)}".ljust(16))))
     if view.filter:

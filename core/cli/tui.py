@@ -225,6 +225,9 @@ async def run_daemon(
         collector = Collector(ctx, store, on_event=log.info)
         if once:
             report = await collector.run_round()
+            # A one-shot run (cron) finishes its deliveries and writes their outcomes before it exits:
+            # none is left "sending" for the next run to send again.
+            await collector.notifier.drain()
             log.info(f"round done in {report.duration_ms:.0f} ms, {len(report.errors)} errors")
             return 1 if report.errors else 0
         started = time.monotonic()
