@@ -22,7 +22,7 @@ import os
 import sqlite3
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -116,14 +116,26 @@ def _job(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
         raise
 
 
-def _statement(conn: sqlite3.Connection, sql: str, params: Sequence[Any] | dict, fetch: str) -> Any:
+def _statement(conn: sqlite3.Connection, sql: str, params: Sequence[Any] | dict[str, Any]) -> int:
     cur = conn.execute(sql, params)
     try:
-        if fetch == "all":
-            return cur.fetchall()
-        if fetch == "one":
-            return cur.fetchone()
         return cur.rowcount
+    finally:
+        cur.close()
+
+
+def _fetchall(conn: sqlite3.Connection, sql: str, params: Sequence[Any] | dict[str, Any]) -> list[Any]:
+    cur = conn.execute(sql, params)
+    try:
+        return cur.fetchall()
+    finally:
+        cur.close()
+
+
+def _fetchone(conn: sqlite3.Connection, sql: str, params: Sequence[Any] | dict[str, Any]) -> Any:
+    cur = conn.execute(sql, params)
+    try:
+        return cur.fetchone()
     finally:
         cur.close()
 
@@ -252,7 +264,7 @@ class Store:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _retrying(self, attempt: Callable[[], Any]) -> Any:
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Await attempt() until it is not refused for a busy database; say so while waiting.
 
         attempt must be safe to repeat after a busy error (a statement, or a job that rolls back whole).
@@ -285,7 +297,9 @@ class Store:
     async def _on_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """Run fn(sqlite3_connection, *args) as one job on the connection's thread. Once queued it runs
         even if the awaiting task is cancelled, so cleanup queued here always happens."""
-        return await self.conn._execute(fn, self.conn._conn, *args)
+        # aiosqlite's private _execute is untyped; it returns what fn returns.
+        result: T = await self.conn._execute(fn, self.conn._conn, *args)  # type: ignore[no-untyped-call]
+        return result
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -326,17 +340,18 @@ class Store:
 
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """Run one statement; return the rows it changed."""
-        return await self._retrying(lambda: self._on_thread(_statement, sql, params, "count"))
+        return await self._retrying(lambda: self._on_thread(_statement, sql, params))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         rows = list(rows)
         await self._retrying(lambda: self.conn.executemany(sql, rows))
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[aiosqlite.Row]:
-        return list(await self._retrying(lambda: self._on_thread(_statement, sql, params, "all")))
+        return await self._retrying(lambda: self._on_thread(_fetchall, sql, params))
 
     async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> aiosqlite.Row | None:
-        return await self._retrying(lambda: self._on_thread(_statement, sql, params, "one"))
+        row: aiosqlite.Row | None = await self._retrying(lambda: self._on_thread(_fetchone, sql, params))
+        return row
 
     async def schema_version(self) -> int:
         row = await self.fetchone("PRAGMA user_version")
