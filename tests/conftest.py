@@ -1,13 +1,48 @@
-"""Shared fixtures: a fake provider fleet on 127.0.0.1 (llmpulse.core.simulator.fleet) and providers resolved against it."""
+"""Shared fixtures: every test isolated from the developer's own settings; a fake provider fleet on
+127.0.0.1 (llmpulse.core.simulator.fleet) and providers resolved against it."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from llmpulse.core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers
+from llmpulse.core.catalog import CATALOG, CATALOG_BY_ID, ProviderOverride, resolve_providers
 from llmpulse.core.simulator.fleet import Fleet
+
+# Variables llmpulse reads besides LLMPULSE_*: every provider's key, admin key and base URL, and the
+# suffixes custom providers and channels use for theirs.
+_PROVIDER_VARIABLES = frozenset(v for s in CATALOG for v in (*s.key_envs, *s.base_url_envs, *s.admin_key_envs))
+_SECRET_SUFFIXES = ("_API_KEY", "_ADMIN_KEY", "_MANAGEMENT_KEY", "_BASE_URL", "_WEBHOOK_URL", "_ROUTING_KEY")
+
+
+def _developer_setting(name: str) -> bool:
+    return name.startswith("LLMPULSE_") or name in _PROVIDER_VARIABLES or name.endswith(_SECRET_SUFFIXES)
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A developer's own ~/.config/llmpulse/llmpulse.toml, data dir or $LLMPULSE_* / provider keys never
+    change a test's outcome: HOME and the XDG dirs point into a fresh directory, those variables are
+    removed, and the working directory is that fresh home. Subprocesses started from a test inherit this environment."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    for name, sub in (
+        ("XDG_CONFIG_HOME", ".config"),
+        ("XDG_DATA_HOME", ".local/share"),
+        ("XDG_STATE_HOME", ".local/state"),
+        ("XDG_CACHE_HOME", ".cache"),
+    ):
+        monkeypatch.setenv(name, str(home / sub))
+    for name in list(os.environ):
+        if _developer_setting(name):
+            monkeypatch.delenv(name)
+    # ./llmpulse.toml and ./.env are read from the working directory too: a checkout may hold a developer's.
+    monkeypatch.chdir(home)
+    yield home
 
 
 def providers_for(fleet: Fleet, keys: dict[str, str], ids: list[str] | None = None):
