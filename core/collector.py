@@ -36,6 +36,8 @@ from llmpulse.core.store import Store
 from llmpulse.core.usage.budgets import budget_statuses
 from llmpulse.core.usage.queries import provider_request_stats, prune_usage, unknown_price_models
 from llmpulse.core.usage.reconcile import RECONCILE_INTERVAL_S, billable, poll_billing
+from llmpulse.core.usage.recorder import pricing_for
+from llmpulse.core.usage.usage_api import pull_usage, pullable
 
 log = logging.getLogger("llmpulse.collector")
 
@@ -83,6 +85,7 @@ class Collector:
         self._last_status: dict[str, str] = {}
         self._last_prune = 0.0
         self._last_billing = 0.0
+        self._last_usage_pull = 0.0
 
     # -- live reload ------------------------------------------------------------------------------
     def reload(self, ctx: Context) -> None:
@@ -213,6 +216,17 @@ class Collector:
             providers = await apply_enablement(self.store, self.ctx.providers)
             if billable(providers):
                 await step("billing", lambda: poll_billing(self.store, providers, now))
+        usage_api = cfg.usage.usage_api if cfg.usage is not None else None
+        if usage_api is not None and now - self._last_usage_pull >= usage_api.interval:
+            self._last_usage_pull = now
+            pulled = pullable(await apply_enablement(self.store, self.ctx.providers))
+            if pulled:
+                reports = await step(
+                    "usage api", lambda: pull_usage(self.store, pulled, usage_api, pricing_for(self.ctx), now), []
+                )
+                for r in reports or []:
+                    if r.error:
+                        self.on_event(f"usage api {r.provider_id}: {r.error}")
 
     async def _write_status(self, report: RoundReport) -> None:
         await self.store.execute(

@@ -312,6 +312,42 @@ def _category_backfill() -> str:
 
 USAGE.append(Migration("0192_category_rollups", _category_backfill()))
 
+USAGE.append(
+    Migration(
+        "0193_provider_usage",
+        """
+    -- Usage as the providers' own usage APIs report it (OpenAI organization usage, Anthropic usage
+    -- report): one row per time bucket and group, replaced when a re-pull finds it changed (late data),
+    -- so pulling again never counts twice. '' for "not grouped by this".
+    CREATE TABLE provider_usage (
+        provider_id        TEXT NOT NULL,
+        bucket_start       REAL NOT NULL,
+        bucket_width       REAL NOT NULL,   -- seconds: 60, 3600 or 86400
+        project            TEXT NOT NULL,   -- OpenAI project_id, Anthropic workspace_id
+        api_key            TEXT NOT NULL,   -- the provider's API key id (never the key)
+        model              TEXT NOT NULL,
+        requests           INTEGER,         -- NULL where the provider does not say (Anthropic)
+        input_tokens       INTEGER NOT NULL, -- all prompt tokens, cached ones included
+        output_tokens      INTEGER NOT NULL,
+        cache_read_tokens  INTEGER NOT NULL,
+        cache_write_tokens INTEGER NOT NULL,
+        cost_usd           REAL,            -- priced like a record; NULL: price unknown
+        department         TEXT,            -- from [usage_api.<provider>] projects / api_keys
+        agent              TEXT,
+        fetched_at         REAL NOT NULL,
+        PRIMARY KEY (provider_id, bucket_width, bucket_start, project, api_key, model)
+    );
+    CREATE INDEX provider_usage_time ON provider_usage (bucket_start);
+    CREATE TABLE provider_usage_pulls (
+        provider_id  TEXT PRIMARY KEY,
+        last_pull_at REAL NOT NULL,
+        covered_from REAL NOT NULL,         -- the oldest bucket start pulled so far
+        error        TEXT                   -- the last pull's error, redacted; NULL when it worked
+    );
+""",
+    )
+)
+
 # Issue 4 (alerts) appends here.
 ALERTS: list[Migration] = [
     Migration(

@@ -89,7 +89,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Fetch this month's spend as the providers report it (OpenAI organization "
         "costs and Anthropic cost report with OPENAI_ADMIN_KEY / ANTHROPIC_ADMIN_KEY, "
         "OpenRouter key usage) and balances (DeepSeek, Moonshot), and show them beside "
-        "llmpulse's estimate with the difference. The collector does this every 15 min.",
+        "llmpulse's estimate with the difference. With an admin key it also pulls OpenAI's and "
+        "Anthropic's usage APIs and shows the calls llmpulse recorded beside the usage they report "
+        "(budgets count the one [usage_api.<provider>] budgets names). The collector does this every 15 min.",
     )
     c.add_argument("--cached", action="store_true", help="show the last fetched figures without fetching")
     c.add_argument("--json", action="store_true")
@@ -463,50 +465,95 @@ def print_patterns(by: str, patterns: Patterns) -> None:
 
 async def reconcile_command(args: argparse.Namespace) -> int:
     from llmpulse.core.enablement import apply_enablement
-    from llmpulse.core.usage.reconcile import billable, poll_billing, reconcile
+    from llmpulse.core.usage.queries import period_start
+    from llmpulse.core.usage.reconcile import UTC, billable, poll_billing, reconcile
+    from llmpulse.core.usage.usage_api import compare_sources, pull_usage, pullable
 
     ctx = context_from(args)
     now = time.time()
+    usage_api = ctx.config.usage.usage_api
     store = await open_store(ctx)
     try:
         providers = await apply_enablement(store, ctx.providers)
         if not args.cached:
-            if not billable(providers):
+            if not billable(providers) and not pullable(providers):
                 raise CliError(
-                    "no provider reports its bill with the keys set: OpenAI and Anthropic need "
+                    "no provider reports its bill or usage with the keys set: OpenAI and Anthropic need "
                     "OPENAI_ADMIN_KEY / ANTHROPIC_ADMIN_KEY; OpenRouter, DeepSeek and Moonshot their "
                     "API key",
                     1,
                 )
             await poll_billing(store, providers, now)
+            if pullable(providers):
+                await pull_usage(store, providers, usage_api, pricing_for(ctx), now)
         rows = await reconcile(store, now)
+        month = period_start(now, "month", UTC)
+        sources = await compare_sources(store, usage_api, month, now)
     finally:
         await store.close()
     if args.json:
-        print_json({"month_start": rows[0].period_start if rows else None, "providers": [r.to_json() for r in rows]})
+        print_json(
+            {
+                "month_start": month,
+                "providers": [r.to_json() for r in rows],
+                "usage_api": [s.to_json() for s in sources],
+            }
+        )
         return 0
-    if not rows:
+    if not rows and not sources:
         print("nothing fetched yet: run without --cached")
         return 0
-
-    print(
-        render_table(
-            ("PROVIDER", "PROVIDER SAYS", "WE ESTIMATE", "DIFFERENCE", "BALANCE", "ERROR"),
-            [
-                (
-                    r.provider_id,
-                    usd(r.reported_usd),
-                    usd(r.estimated_usd),
-                    "-"
-                    if r.difference_usd is None
-                    else f"{r.difference_usd:+,.2f}"
-                    + (f" ({r.difference_pct:+.0%})" if r.difference_pct is not None else ""),
-                    "-" if r.balance is None else f"{r.balance:,.2f}",
-                    r.error or "",
-                )
-                for r in rows
-            ],
-            right=(1, 2, 3, 4),
+    if rows:
+        print(
+            render_table(
+                ("PROVIDER", "PROVIDER SAYS", "WE ESTIMATE", "DIFFERENCE", "BALANCE", "ERROR"),
+                [
+                    (
+                        r.provider_id,
+                        usd(r.reported_usd),
+                        usd(r.estimated_usd),
+                        "-"
+                        if r.difference_usd is None
+                        else f"{r.difference_usd:+,.2f}"
+                        + (f" ({r.difference_pct:+.0%})" if r.difference_pct is not None else ""),
+                        "-" if r.balance is None else f"{r.balance:,.2f}",
+                        r.error or "",
+                    )
+                    for r in rows
+                ],
+                right=(1, 2, 3, 4),
+            )
         )
-    )
-    return 1 if any(r.error for r in rows) else 0
+    if sources:
+        print("\nrecorded calls vs the provider's usage API, this month (UTC); budgets count the one marked *:")
+        print(
+            render_table(
+                (
+                    "PROVIDER",
+                    "RECORDED REQ",
+                    "RECORDED TOKENS",
+                    "RECORDED",
+                    "USAGE API REQ",
+                    "USAGE API TOKENS",
+                    "USAGE API",
+                    "DIFFERENCE",
+                    "ERROR",
+                ),
+                [
+                    (
+                        s.provider_id,
+                        f"{s.recorded_requests:,}",
+                        f"{s.recorded_tokens:,}",
+                        usd(s.recorded_usd) + (" *" if s.budgets_use == "recorded" else ""),
+                        "-" if s.reported_requests is None else f"{s.reported_requests:,}",
+                        f"{s.reported_tokens:,}",
+                        usd(s.reported_usd) + (" *" if s.budgets_use == "usage_api" else ""),
+                        f"{s.difference_usd:+,.2f}",
+                        s.error or "",
+                    )
+                    for s in sources
+                ],
+                right=(1, 2, 3, 4, 5, 6, 7),
+            )
+        )
+    return 1 if any(r.error for r in rows) or any(s.error for s in sources) else 0

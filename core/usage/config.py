@@ -1,4 +1,4 @@
-"""`[budget]`, `[[budgets]]` and `[prices]`: what spend is allowed, and what a token costs when the price
+"""`[budget]`, `[[budgets]]`, `[prices]` and `[usage_api]`: what spend is allowed, and what a token costs when the price
 table is not the whole truth (negotiated rates)."""
 
 from __future__ import annotations
@@ -50,11 +50,54 @@ class PriceConfig:
     reference_model: str | None = None  # "provider/model" the savings report compares against
 
 
+BUCKET_WIDTHS = {"1m": 60.0, "1h": 3600.0, "1d": 86400.0}
+BUDGET_SOURCES = ("recorded", "usage_api")
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Who a provider project or API key stands for."""
+
+    department: str | None = None
+    agent: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderUsageApi:
+    """`[usage_api.<provider>]`: which source budgets count for this provider, and who its projects
+    (OpenAI project ids, Anthropic workspace ids) and API key ids stand for."""
+
+    budgets: str = "recorded"  # recorded: the calls llmpulse records; usage_api: the provider's own report
+    projects: dict[str, Attribution] = field(default_factory=dict)
+    api_keys: dict[str, Attribution] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UsageApiConfig:
+    """`[usage_api]`: pulling the providers' own usage reports with an admin key."""
+
+    bucket_width: str = "1h"  # 1m | 1h | 1d
+    backfill_days: int = 7  # how far back the first pull goes
+    late_days: float = 2.0  # every pull fetches this far back again: providers fill buckets in late
+    interval: float = 900.0  # seconds between pulls (the collector's slow timer)
+    providers: dict[str, ProviderUsageApi] = field(default_factory=dict)
+
+    def budget_source(self, provider_id: str) -> str:
+        entry = self.providers.get(provider_id)
+        return entry.budgets if entry is not None else "recorded"
+
+    @property
+    def usage_api_budgets(self) -> frozenset[str]:
+        """Providers whose budgets count the provider's usage report instead of recorded calls."""
+        return frozenset(pid for pid, p in self.providers.items() if p.budgets == "usage_api")
+
+
 @dataclass(frozen=True)
 class UsageConfig:
     timezone: str = "UTC"
     budgets: tuple[BudgetConfig, ...] = ()
     prices: PriceConfig = field(default_factory=PriceConfig)
+    usage_api: UsageApiConfig = field(default_factory=UsageApiConfig)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -130,4 +173,39 @@ def parse(root: Section) -> UsageConfig:
         rate.done()
     over.done()
     prices.done()
-    return UsageConfig(timezone=timezone, budgets=tuple(budgets), prices=PriceConfig(auto_update, overrides, reference))
+    return UsageConfig(
+        timezone=timezone,
+        budgets=tuple(budgets),
+        prices=PriceConfig(auto_update, overrides, reference),
+        usage_api=_parse_usage_api(root),
+    )
+
+
+def _attributions(sec: Section) -> dict[str, Attribution]:
+    out = {}
+    for ident in list(sec.data):
+        entry = sec.table(ident)
+        out[ident] = Attribution(entry.string("department", None), entry.string("agent", None))
+        entry.done()
+    sec.done()
+    return out
+
+
+def _parse_usage_api(root: Section) -> UsageApiConfig:
+    sec = root.table("usage_api")
+    d = UsageApiConfig()
+    width = sec.string("bucket_width", d.bucket_width, choices=BUCKET_WIDTHS)
+    backfill = sec.integer("backfill_days", d.backfill_days, minimum=0)
+    late = sec.number("late_days", d.late_days, minimum=0.0, maximum=31.0)
+    interval = sec.duration("interval", d.interval, minimum=60.0)
+    providers = {}
+    for pid in [k for k, v in sec.data.items() if isinstance(v, dict)]:
+        p = sec.table(pid)
+        providers[pid] = ProviderUsageApi(
+            budgets=p.string("budgets", "recorded", choices=BUDGET_SOURCES),
+            projects=_attributions(p.table("projects")),
+            api_keys=_attributions(p.table("api_keys")),
+        )
+        p.done()
+    sec.done()
+    return UsageApiConfig(width, backfill, float(late), interval, providers)

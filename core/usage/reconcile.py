@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -100,15 +100,29 @@ async def _paged_cost(
     client: httpx.AsyncClient, p: Provider, url: str, params: dict[str, Any], amount_of: AmountOf
 ) -> tuple[float, None, str]:
     """Sum a bucketed cost report (OpenAI and Anthropic share the shape), following next_page."""
-    total, currency, page = 0.0, None, None
-    for _ in range(MAX_PAGES):
-        data = await _get(client, p, url, {**params, **({"page": page} if page else {})}, admin=True)
+    total, currency = 0.0, None
+    async for data in admin_pages(client, p, url, params, MAX_PAGES):
         part, cur = _bucket_sum(data, amount_of)
         total, currency = total + part, currency or cur
+    return total, None, currency or "USD"
+
+
+async def admin_pages(
+    client: httpx.AsyncClient, p: Provider, url: str, params: dict[str, Any], max_pages: int
+) -> AsyncIterator[dict[str, Any]]:
+    """The pages of an admin report (OpenAI's organization costs and usage, Anthropic's cost and usage
+    reports share the shape: {data: [...], has_more, next_page}), with the admin key, following next_page;
+    BillingError for a refusal or a page that is not that shape, or more than `max_pages` pages."""
+    page = None
+    for _ in range(max_pages):
+        data = await _get(client, p, url, {**params, **({"page": page} if page else {})}, admin=True)
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise BillingError("expected {data: [buckets...], has_more, next_page}")
+        yield data
         page = data.get("next_page") if data.get("has_more") else None
         if not page:
-            break
-    return total, None, currency or "USD"
+            return
+    raise BillingError(f"more than {max_pages} pages: stopped following next_page")
 
 
 async def _openai(
