@@ -2,8 +2,8 @@
 
 The names and labels below are a contract dashboards are built on (see README "Prometheus"). Every scrape
 builds the metrics from the database at that moment through a custom prometheus_client collector: the
-same health, budget, migration and alert queries the dashboard refreshes with (no usage summary, no raw
-records), plus two small reads of all-time totals (llmpulse.core.metric_totals) for the counters and the
+same health, budget, migration and alert queries the dashboard refreshes with (no usage summary, no
+request-stats window, no raw records), plus two small reads of all-time totals (llmpulse.core.metric_totals) for the counters and the
 probe-latency histogram, which pruning never lowers. Labels are provider, model, budget, migration,
 severity and fixed vocabularies (state, status, type): nothing per user or per request.
 
@@ -30,7 +30,6 @@ from llmpulse.core.metric_totals import LatencyTotals, UsageTotals, probe_latenc
 from llmpulse.core.migration import migration_statuses
 from llmpulse.core.server.app import STATE, ServerState
 from llmpulse.core.usage.budgets import budget_statuses
-from llmpulse.core.usage.queries import provider_request_stats
 from llmpulse.core.vocabulary import CIRCUITS, PROVIDER_STATUSES, SEVERITIES
 
 UP_STATUSES = ("healthy", "degraded")
@@ -53,8 +52,9 @@ async def gather(state: ServerState) -> ScrapeData:
     ctx, store, now = state.ctx, state.store, state.clock.now()
     cfg = ctx.config
     providers = await apply_enablement(store, ctx.providers)
-    stats = await provider_request_stats(store, now - cfg.health.window, now)
-    health = await load_health(store, providers, cfg.health, now, stats)
+    # Verdict, circuit, headroom and balance do not depend on real traffic's window statistics (only the
+    # error rate and p95 do, which are not exported): the request-stats query a refresh makes is skipped.
+    health = await load_health(store, providers, cfg.health, now)
     alerts = await AlertEngine(store, cfg.alerts, ManualClock(now), None).open_alerts()
     firing: dict[str, int] = {s: sum(1 for a in alerts if a.state == "firing" and a.severity == s) for s in SEVERITIES}
     return ScrapeData(

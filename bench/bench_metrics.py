@@ -1,0 +1,237 @@
+"""GET /metrics with 10,000,000 usage records stored: a scrape must cost no more than a dashboard refresh.
+
+The baseline, measured in the same run on the same database, is `build_snapshot` — what the dashboard
+does every refresh. Printed: both medians and their ratio (scrape / snapshot; the target is <= 1.0),
+once for building the metrics in-process (gather + exposition) and once for a real HTTP scrape of the
+daemon's server on 127.0.0.1.
+
+The database: 1,000,000 records through the real ingest (pricing and roll-ups) spread over 90 days and
+13 providers, so the roll-ups have their full size; then the raw calls are copied with SQL up to
+10,000,000 rows (raw rows are what a scrape must never read, and what makes the file large), 500 probe
+rounds for 13 providers, 3 budgets and a migration.
+
+    python bench/bench_metrics.py [--records 10000000] [--db PATH] [--rebuild] [--repeat 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+KEY = "sk-bench-0000000000000000000000"
+PROVIDERS = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GOOGLE_API_KEY",
+    "together": "TOGETHER_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+    "moonshot": "MOONSHOT_API_KEY",
+    "deepseek": "DEEPSEEK_API_KEY",
+    "xai": "XAI_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+    "groq": "GROQ_API_KEY",
+}
+MODELS = ["gpt-4o", "gpt-4.1", "gpt-4o-mini", "claude-sonnet-4", "gemini-2.5-pro", "deepseek-chat", "llama-3.3-70b"]
+REAL_RECORDS = 1_000_000
+DAY = 86400.0
+
+
+def config_text() -> str:
+    lines = []
+    for pid in PROVIDERS:
+        lines += [f"[providers.{pid}]", 'base_url = "http://127.0.0.1:9/v1"']
+    lines += ["[status_pages]", "enabled = false"]
+    for scope, limit in (("total", 50000), ("provider:openai", 20000), ("model:gpt-4o", 10000)):
+        lines += ["[[budgets]]", f'scope = "{scope}"', 'period = "month"', f"limit_usd = {limit}"]
+    lines += [
+        "[[migrations]]",
+        'name = "gpt-4.1"',
+        'from = ["gpt-4o"]',
+        'to = "gpt-4.1"',
+        "start = 2026-01-01",
+        "deadline = 2027-06-30",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+async def build(path: Path, records: int, ctx: object) -> None:
+    from llmpulse.core.health_state import record_probe_results
+    from llmpulse.core.probe import ProbeResult
+    from llmpulse.core.store import Store
+    from llmpulse.core.usage.pricing import Pricing
+    from llmpulse.core.usage.records import UsageRecord
+    from llmpulse.core.usage.rollup import ingest
+
+    rng = random.Random(7)
+    now = time.time()
+    store = await Store.open(path)
+    started = time.perf_counter()
+    real = min(records, REAL_RECORDS)
+    batch: list[UsageRecord] = []
+    for i in range(real):
+        batch.append(
+            UsageRecord(
+                ts=now - rng.random() * 90 * DAY,
+                provider=rng.choice(list(PROVIDERS)),
+                model=rng.choice(MODELS),
+                input_tokens=rng.randint(100, 4000),
+                output_tokens=rng.randint(10, 800),
+                cache_read_tokens=rng.choice((0, 0, 512)),
+                latency_ms=rng.uniform(80, 4000),
+                status="error" if rng.random() < 0.02 else "ok",
+                department=rng.choice(["Eng", "Support", "Research", "Sales"]),
+                agent=f"agent-{rng.randint(1, 20)}",
+                user=f"user-{rng.randint(1, 50)}",
+                task_type=rng.choice(["chat", "summarize", "classify"]),
+                request_id=f"r{i}",
+            )
+        )
+        if len(batch) == 20000:
+            await ingest(store, batch, Pricing())
+            batch = []
+    if batch:
+        await ingest(store, batch, Pricing())
+    print(f"  {real:,} records through the real ingest in {time.perf_counter() - started:.0f} s", flush=True)
+    started = time.perf_counter()
+    have = real
+    while have < records:
+        take = min(have, records - have)
+        # Copies of real calls a little earlier in time: raw rows only (the roll-ups already have their size).
+        await store.execute(
+            "INSERT INTO usage_calls (dedupe_key, ts, attrs, input_tokens, output_tokens, cache_read_tokens, "
+            "cache_write_tokens, latency_ms, cost_usd, request_id) SELECT NULL, ts - 0.5, attrs, input_tokens, "
+            "output_tokens, cache_read_tokens, cache_write_tokens, latency_ms, cost_usd, NULL FROM usage_calls "
+            "ORDER BY id LIMIT ?",
+            (take,),
+        )
+        have += take
+    print(f"  raw calls copied up to {records:,} in {time.perf_counter() - started:.0f} s", flush=True)
+    started = time.perf_counter()
+    for r in range(500):
+        at = now - (500 - r) * 30
+        results = [
+            ProbeResult(
+                provider_id=pid,
+                name=pid,
+                checked_at=at,
+                status="healthy",
+                latency_ms=rng.uniform(80, 900),
+                http_status=200,
+            )
+            for pid in PROVIDERS
+        ]
+        await record_probe_results(store, results, ctx.config.health, at)  # type: ignore[attr-defined]
+    print(f"  500 probe rounds in {time.perf_counter() - started:.0f} s", flush=True)
+    await store.close()
+
+
+async def measure(ctx: object, repeat: int) -> dict[str, float]:
+    import httpx
+
+    from llmpulse.core.server.app import Server, ServerState
+    from llmpulse.core.server.config import Listener
+    from llmpulse.core.server.metrics import exposition, gather
+    from llmpulse.core.server.metrics import install as install_metrics
+    from llmpulse.core.snapshot import build_snapshot
+    from llmpulse.core.store import Store
+
+    store = await Store.open(ctx.db_path)  # type: ignore[attr-defined]
+    state = ServerState(ctx, store, ctx.config.server)  # type: ignore[arg-type, attr-defined]
+    server = Server(state, Listener("127.0.0.1", 0, None), [install_metrics])
+    await server.start()
+    try:
+
+        async def snapshot() -> None:
+            await build_snapshot(store, ctx, time.time())  # type: ignore[arg-type]
+
+        async def in_process() -> None:
+            exposition(await gather(state), "")
+
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+
+            async def http() -> None:
+                r = await client.get("/metrics")
+                assert r.status_code == 200 and "llmpulse_requests_total" in r.text
+
+            out: dict[str, float] = {}
+            for warm in (snapshot, in_process, http):
+                await warm()  # the page cache and the code paths
+            # Interleaved, so load on the machine hits all three alike.
+            times: dict[str, list[float]] = {"snapshot": [], "metrics": [], "http": []}
+            for _ in range(repeat):
+                for name, fn in (("snapshot", snapshot), ("metrics", in_process), ("http", http)):
+                    started = time.perf_counter()
+                    await fn()
+                    times[name].append((time.perf_counter() - started) * 1000)
+            for name, values in times.items():
+                out[name] = statistics.median(values)
+            r = await client.get("/metrics")
+            out["series"] = float(sum(1 for line in r.text.splitlines() if line and not line.startswith("#")))
+            out["bytes"] = float(len(r.content))
+            return out
+    finally:
+        await server.stop()
+        await store.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=10_000_000)
+    parser.add_argument("--db", default=os.path.join(tempfile.gettempdir(), "llmpulse-bench-metrics.db"))
+    parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+
+    from llmpulse.core.config import load_context
+
+    workdir = Path(tempfile.mkdtemp(prefix="llmpulse-bench-metrics-"))
+    (workdir / "llmpulse.toml").write_text(config_text())
+    env = dict.fromkeys(PROVIDERS.values(), KEY)
+    ctx = load_context(str(workdir / "llmpulse.toml"), args.db, environ=env)
+    db = Path(args.db)
+    if args.rebuild and db.exists():
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+    if not db.exists():
+        print(f"building {db} with {args.records:,} records (once; --rebuild to redo)", flush=True)
+        asyncio.run(build(db, args.records, ctx))
+
+    async def count() -> int:
+        from llmpulse.core.store import Store
+
+        store = await Store.open(db)
+        try:
+            return int((await store.fetchone("SELECT COUNT(*) FROM usage_calls"))[0])
+        finally:
+            await store.close()
+
+    stored = asyncio.run(count())
+    figures = asyncio.run(measure(ctx, args.repeat))
+    size_mb = db.stat().st_size / 1e6
+    print(
+        f"database: {stored:,} usage records, {size_mb:,.0f} MB; exposition {figures['series']:.0f} series, {figures['bytes'] / 1000:.0f} KB"
+    )
+    print(f"dashboard refresh (build_snapshot), baseline: {figures['snapshot']:8.1f} ms  (median of {args.repeat})")
+    print(
+        f"metrics built in-process (gather + text):    {figures['metrics']:8.1f} ms  "
+        f"ratio {figures['metrics'] / figures['snapshot']:.2f}x  (target <= 1.0)"
+    )
+    print(
+        f"GET /metrics over HTTP on 127.0.0.1:          {figures['http']:8.1f} ms  "
+        f"ratio {figures['http'] / figures['snapshot']:.2f}x"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
