@@ -282,3 +282,21 @@ def test_budgets_count_the_usage_api_when_told_and_reconcile_shows_both(tmp_path
     # OpenAI's recorded calls are replaced by its usage report; Anthropic's recorded calls still count
     assert abs(spent["total"] - (anthropic + z_support + z_other)) < 1e-9
     assert abs(spent["department:Support"] - (anthropic + z_support)) < 1e-9
+
+
+async def test_an_answer_past_the_size_cap_is_refused_not_read_whole(tmp_path, monkeypatch):
+    import llmpulse.core.usage.reconcile as reconcile
+
+    monkeypatch.setattr(reconcile, "MAX_ANSWER_BYTES", 2000)
+    cfg = parse_config(CONFIG, "t.toml")
+    with Fleet([FakeProvider("openai", key=KEY)]) as fleet:
+        serve_openai_usage(fleet, "openai", ADMIN, openai_buckets(40))  # ~25 kB a page
+        store = await Store.open(tmp_path / "u.db")
+        try:
+            providers = providers_on(fleet, {"OPENAI_ADMIN_KEY": ADMIN})
+            (report,) = await pull_usage(store, providers, cfg.usage.usage_api, Pricing(), NOW)
+            assert report.error == "HTTP 200: answer larger than 2,000 bytes; stopped reading"
+            (stored,) = await store.fetchone("SELECT COUNT(*) FROM provider_usage")
+            assert stored == 0
+        finally:
+            await store.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -28,6 +29,7 @@ from llmpulse.core.usage.queries import breakdown, period_start
 RECONCILE_INTERVAL_S = 15 * 60.0
 TIMEOUT_S = 20.0
 MAX_PAGES = 10
+MAX_ANSWER_BYTES = 32 * 1024 * 1024  # one page of a report: a month of 1-minute buckets fits many times
 UTC = ZoneInfo("UTC")
 
 
@@ -68,14 +70,20 @@ def _with_key(provider: Provider, admin: bool) -> Provider:
 
 
 async def _get(client: httpx.AsyncClient, provider: Provider, url: str, params: dict[str, Any], admin: bool) -> Any:
-    response = await client.get(
-        url, params=params, headers={"accept": "application/json", **auth_headers(_with_key(provider, admin))}
-    )
-    body = await response.aread()
+    headers = {"accept": "application/json", **auth_headers(_with_key(provider, admin))}
+    async with client.stream("GET", url, params=params, headers=headers) as response:
+        # Read at most MAX_ANSWER_BYTES: an answer that never ends must not fill the memory.
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                raise BillingError(
+                    f"HTTP {response.status_code}: answer larger than {MAX_ANSWER_BYTES:,} bytes; stopped reading"
+                )
     if not 200 <= response.status_code < 300:
-        raise BillingError(f"HTTP {response.status_code}: {error_message(body)}")
+        raise BillingError(f"HTTP {response.status_code}: {error_message(bytes(body))}")
     try:
-        return response.json()
+        return json.loads(body)
     except ValueError:
         raise BillingError(f"HTTP {response.status_code} but the body is not JSON") from None
 
