@@ -1,7 +1,10 @@
-"""The providers' own status pages: summary.json documents (Statuspage's documented shape, the providers'
-real component names; tests/fixtures/statuspage) served on 127.0.0.1, read by the collector in the
-background, shown in the snapshot and judged by the `provider_incident` rule — with a page that hangs,
-one that answers garbage and one that answers too much."""
+"""The providers' own status pages: summary.json documents served on 127.0.0.1, read by the collector in
+the background, shown in the snapshot and judged by the `provider_incident` rule — with a page that
+hangs, one that answers garbage and one that answers too much.
+
+tests/fixtures/statuspage holds Statuspage's full documented shape around what the real pages said:
+Anthropic's components and indicator as captured on 2026-07-30 and its 2026-09-29 incident (as quoted
+in public code), and OpenAI's API component names."""
 
 from __future__ import annotations
 
@@ -84,8 +87,11 @@ class Pages:
 def test_summary_judged_for_the_components_llmpulse_uses():
     anthropic = parse_summary(json.loads(doc("anthropic_incident.json")), ("Claude API",))
     assert anthropic.worst == "partial_outage" and anthropic.components == ("Claude API (api.anthropic.com)",)
-    assert (anthropic.incident, anthropic.impact) == ("Elevated errors on Claude API", "major")
-    assert anthropic.since == dt.datetime(2026, 11, 30, 9, 12, tzinfo=dt.UTC).timestamp()
+    assert anthropic.incident == "Elevated errors on claude.ai, Claude Code, Claude Cowork and the Claude API"
+    assert anthropic.impact == "major" and anthropic.link == "https://stspg.io/br61xzj05pp5"
+    assert anthropic.since == dt.datetime(2026, 9, 29, 14, 21, 37, 188000, tzinfo=dt.UTC).timestamp()
+    # The page's own indicator says only "minor" while the API is in partial outage: components decide.
+    assert anthropic.indicator == "minor"
     # OpenAI's incident is on Login (ChatGPT), not on an API component: nothing declared for us.
     openai = parse_summary(json.loads(doc("openai_login_incident.json")), ("Chat Completions", "Responses"))
     assert (openai.worst, openai.incident, openai.components) == ("operational", None, ())
@@ -118,8 +124,9 @@ def headline_expected() -> str:
     """The line the dashboard shows, built here from the fixture's own values."""
     data = json.loads(doc("anthropic_incident.json"))
     inc = data["incidents"][0]
-    since = dt.datetime.fromisoformat(inc["started_at"].replace("Z", "+00:00")).strftime("%H:%M")
-    return f"Anthropic reports: partial outage — {inc['components'][0]['name']} (since {since} UTC): {inc['name']}"
+    since = dt.datetime.fromisoformat(inc["created_at"].replace("Z", "+00:00")).strftime("%H:%M")
+    api = next(c["name"] for c in data["components"] if "Claude API" in c["name"])
+    return f"Anthropic reports: partial outage — {api} (since {since} UTC): {inc['name']}"
 
 
 async def test_collector_reads_pages_in_the_background_and_alerts_on_declared_incidents(tmp_path):
