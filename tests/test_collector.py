@@ -43,9 +43,9 @@ async def test_round_probes_judges_and_alerts_while_one_provider_hangs(tmp_path)
         events: list[str] = []
         try:
             collector = Collector(ctx, store, on_event=events.append)
-            started = time.perf_counter()
-            report = await collector.run_round()
-            assert time.perf_counter() - started < 3.0  # the hang cost its 0.5 s timeout, no more
+            # The hang never answers: the round can end only because the probe's own 0.5 s deadline cut
+            # it (its result says so below). The 30 s guard only stops a regression from hanging the suite.
+            report = await asyncio.wait_for(collector.run_round(), 30)
             assert report.errors == []
             by_id = {r.provider_id: r for r in report.probes}
             assert by_id["openai"].status == "healthy"

