@@ -165,10 +165,15 @@ async def test_without_silences_an_ack_stays_in_llmpulse(tmp_path, am):
         await store.close()
 
 
-async def test_an_unreachable_alertmanager_is_a_recorded_failure_not_a_stall(tmp_path):
+async def test_an_unreachable_alertmanager_is_a_recorded_failure_and_its_url_stays_secret(tmp_path):
     from thirdparty import free_port
 
-    store, engine, notifier, _clock = await make(tmp_path, f"http://127.0.0.1:{free_port()}")
+    url = f"http://ops:hunter2-am-password@127.0.0.1:{free_port()}"
+    text = '[[alerts.channels]]\ntype = "alertmanager"\nurl_env = "AM_URL"\nmin_severity = "info"\nretries = 0\n'
+    cfg = parse_alerts(Section(tomllib.loads(text), "t.toml"))
+    store = await Store.open(tmp_path / "am.db")
+    notifier = Notifier(cfg, store, ManualClock(time.time()), {"AM_URL": url})
+    engine = AlertEngine(store, cfg, notifier.clock, notifier)
     try:
         await engine.process([DOWN])
         await notifier.drain(10)
@@ -176,6 +181,7 @@ async def test_an_unreachable_alertmanager_is_a_recorded_failure_not_a_stall(tmp
         assert row["status"] == "failed" and "ConnectError" in row["error"]
     finally:
         await store.close()
+    assert b"hunter2-am-password" not in (tmp_path / "am.db").read_bytes()
 
 
 def test_config_needs_exactly_one_address():

@@ -237,6 +237,7 @@ class Notifier:
         self._outcomes: list[_Outcome] = []  # finished, not yet written
         self._pushed_at: dict[str, float] = {}  # alertmanager channel -> last re-send of its open alerts
         self._pushing: set[str] = set()  # alertmanager channels with a re-send in flight
+        self._resend_failing: set[str] = set()  # alertmanager channels whose last re-send failed
         # (channel, alert id) -> (labels, startsAt) last pushed: a label set that changed (severity) is ended
         self._am_labels: dict[tuple[str, int], tuple[dict[str, str], float]] = {}
         for ch in self.cfg.channels:  # webhook URLs, SMTP passwords and routing keys are secrets too
@@ -332,10 +333,15 @@ class Notifier:
         """One attempt: the next re-send is never far off, and a failed one is tried again next round."""
         try:
             await asyncio.wait_for(self._push_alerts(ch, alerts, now), timeout=ch.timeout)
+            if ch.name in self._resend_failing:
+                self._resend_failing.discard(ch.name)
+                log.warning("alertmanager %s: re-sends go through again", ch.name)
         except Exception as exc:
             self._pushed_at.pop(ch.name, None)
             reason = "no answer" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
-            log.warning("alertmanager %s: re-send of %d alerts failed: %s", ch.name, len(alerts), redact(reason))
+            if ch.name not in self._resend_failing:  # one line when it starts failing, not one a round
+                self._resend_failing.add(ch.name)
+                log.warning("alertmanager %s: re-send of %d alerts failed: %s", ch.name, len(alerts), redact(reason))
         finally:
             self._pushing.discard(ch.name)
 
