@@ -2,6 +2,7 @@
 (acting on it from its own screen), migration, and the command palette's commands."""
 
 from llmpulse.tui.screens.alert import AlertScreen
+from llmpulse.tui.screens.confirm import ConfirmScreen
 from llmpulse.tui.screens.costs import CostsScreen
 from llmpulse.tui.screens.dashboard import DashboardScreen
 from llmpulse.tui.screens.migration import MigrationScreen
@@ -34,7 +35,14 @@ async def test_provider_screen_toggles_enabled_and_probes_that_provider():
         assert await wait_for(pilot, lambda: app.screen.probes.row_count == 5)
         summary = str(app.screen.query_one("#provider-summary").render())
         assert "Anthropic" in summary and "degraded" in summary
-        await pilot.press("e")
+        await pilot.press("e")  # asks first; n leaves it, y does it
+        assert isinstance(app.screen, ConfirmScreen) and "Disable Anthropic?" in str(
+            app.screen.query_one("#confirm-question").render()
+        )
+        await pilot.press("n")
+        await pilot.pause(0.05)
+        assert isinstance(app.screen, ProviderScreen) and not backend.calls
+        await pilot.press("e", "y")
         assert await wait_for(pilot, lambda: ("set_enabled", "anthropic", False) in backend.calls)
         await pilot.press("p")
         assert await wait_for(pilot, lambda: ("probe_now", ["anthropic"]) in backend.calls)

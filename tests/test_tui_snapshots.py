@@ -47,8 +47,12 @@ def test_silence_question_80x24(snap_compare):
 def test_provider_detail_120x40(snap_compare):
     async def run_before(pilot):
         await wait_for_data(pilot)
-        await pilot.press("1", "j", "enter")
-        await pilot.pause(0.1)
+        await pilot.press("1", "j", "j", "enter")  # the third row: Anthropic, degraded
+        for _ in range(300):  # its probes load in a worker
+            if getattr(pilot.app.screen, "probes", None) is not None and pilot.app.screen.probes.row_count == 5:
+                break
+            await pilot.pause(0.01)
+        await pilot.pause()
 
     assert snap_compare(fixed_app(), terminal_size=(120, 40), run_before=run_before)
 

@@ -29,6 +29,7 @@ from llmpulse.tui.messages import SnapshotFailed, SnapshotReady
 from llmpulse.tui.panels import Panel, View
 from llmpulse.tui.screens.alert import AlertScreen
 from llmpulse.tui.screens.base import LiveScreen
+from llmpulse.tui.screens.confirm import ConfirmScreen
 from llmpulse.tui.screens.costs import CostsScreen
 from llmpulse.tui.screens.dashboard import DashboardScreen
 from llmpulse.tui.screens.help import HelpScreen
@@ -54,6 +55,9 @@ class PulseApp(App[int]):
         Binding("a", "ack", "Ack", id="alert.ack", tooltip="Acknowledge the selected alert"),
         Binding("s", "silence", "Silence", id="alert.silence", tooltip="Silence the selected alert for a while"),
         Binding("r", "resolve", "Resolve", id="alert.resolve", tooltip="Resolve the selected alert"),
+        Binding(
+            "u", "unsilence", "Unsilence", show=False, id="alert.unsilence", tooltip="End the selected alert's silence"
+        ),
         Binding("p", "probe_now", "Probe", id="app.probe", tooltip="Probe providers now"),
         Binding(
             "space",
@@ -79,6 +83,17 @@ class PulseApp(App[int]):
         ),
         Binding("question_mark,f1", "help", "Help", key_display="?", id="app.help", tooltip="All keys"),
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit now, even while a provider hangs"),
+        # As in htop and btop; Textual's own ctrl+c only says to press ctrl+q.
+        Binding(
+            "ctrl+c",
+            "quit",
+            "Quit",
+            show=False,
+            priority=True,
+            key_display="ctrl+c",
+            id="app.interrupt",
+            tooltip="Quit, as q does",
+        ),
     ]
 
     paused: reactive[bool] = reactive(False)
@@ -235,6 +250,8 @@ class PulseApp(App[int]):
                 screen.fill(self.latest, view)
 
     def draw_header(self, view: View | None = None) -> None:
+        if not self.screen_stack:  # a message that arrives while the app shuts down
+            return
         view = view or self.view()
         screens = {id(self.dashboard): self.dashboard, id(self.screen): self.screen}
         for screen in screens.values():
@@ -264,6 +281,8 @@ class PulseApp(App[int]):
     def watch_range_index(self) -> None:
         if self.is_running:
             self.draw_header()
+            label = self.time_range[0]
+            self.notify(f"Time range {label}: costs, provider history and latency charts", timeout=2, markup=False)
             screen = self.screen
             if hasattr(screen, "range_changed"):
                 screen.range_changed()
@@ -290,12 +309,6 @@ class PulseApp(App[int]):
         elif number == 4:
             self.push_screen(MigrationScreen(message.key))
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Alert keys show only where there is an alert to act on (the dashboard, an alert's screen)."""
-        if action in ("ack", "silence", "resolve"):
-            return hasattr(self.screen, "selected_alert_id")
-        return True
-
     # -- alert actions ------------------------------------------------------------------------------
     def selected_alert_id(self) -> int | None:
         screen = self.screen
@@ -305,9 +318,12 @@ class PulseApp(App[int]):
         return None
 
     def _alert_or_say(self) -> int | None:
+        """The alert the user is looking at: the Alerts panel's row under the cursor while that panel has
+        the focus, or the alert of an alert's screen. Anywhere else a key must not act on an alert the
+        user cannot see."""
         alert_id = self.selected_alert_id()
         if alert_id is None:
-            self.notify("No alert selected: press 3 to go to the Alerts panel.", severity="warning")
+            self.notify("select an alert first (3)", severity="warning", markup=False)
         return alert_id
 
     def action_ack(self) -> None:
@@ -319,6 +335,11 @@ class PulseApp(App[int]):
         alert_id = self._alert_or_say()
         if alert_id is not None:
             self.run_alert_action("resolved", self.backend.resolve(alert_id, self.actor))
+
+    def action_unsilence(self) -> None:
+        alert_id = self._alert_or_say()
+        if alert_id is not None:
+            self.run_alert_action("unsilenced", self.backend.unsilence(alert_id, self.actor))
 
     def action_silence(self) -> None:
         alert_id = self._alert_or_say()
@@ -388,6 +409,18 @@ class PulseApp(App[int]):
         self.notify(f"Probed: {summary}", markup=False)
         self.refresh_now()
 
+    def ask_set_enabled(self, provider_id: str, name: str, enabled: bool) -> None:
+        """Disabling stops probing and failover to a provider: ask before doing it (and before enabling)."""
+        verb = "Enable" if enabled else "Disable"
+        effect = "probing and failover resume" if enabled else "no probes, and failover skips it, until enabled again"
+        question = f"{verb} {name}? ({effect})"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.set_enabled(provider_id, enabled)
+
+        self.push_screen(ConfirmScreen(question, verb), answered)
+
     @work(group="enable", exit_on_error=False)
     async def set_enabled(self, provider_id: str, enabled: bool) -> None:
         try:
@@ -448,7 +481,7 @@ class PulseApp(App[int]):
                 yield SystemCommand(
                     f"{word} {h.name}",
                     f"{word} probing and failover to {h.provider_id}",
-                    lambda pid=h.provider_id, on=not h.enabled: self.set_enabled(pid, on),
+                    lambda pid=h.provider_id, name=h.name, on=not h.enabled: self.ask_set_enabled(pid, name, on),
                     discover=False,
                 )
         yield SystemCommand("Help", "All keys", self.action_help)

@@ -53,6 +53,9 @@ class Backend(Protocol):
 
     async def resolve(self, alert_id: int, by: str) -> Alert | None: ...
 
+    async def unsilence(self, alert_id: int, by: str) -> Alert | None:
+        """End a silence early; returns the updated Alert."""
+
     async def set_enabled(self, provider_id: str, enabled: bool) -> None: ...
 
     async def probe_now(self, provider_ids: Sequence[str] | None = None) -> list[ProbeResult]:

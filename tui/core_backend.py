@@ -118,6 +118,11 @@ class CoreBackend:
         await engine.resolve(alert_id, by)
         return await engine.get(alert_id)
 
+    async def unsilence(self, alert_id: int, by: str) -> Alert | None:
+        engine = await self.engine()
+        await engine.unsilence(alert_id, by)
+        return await engine.get(alert_id)
+
     async def set_enabled(self, provider_id: str, enabled: bool) -> None:
         from llmpulse.core.enablement import set_enabled
 

@@ -59,7 +59,9 @@ def sync_rows(table: DataTable[Any], rows: Sequence[Row]) -> bool:
     if cursor_key is not None and cursor_key in wanted:
         index = table.get_row_index(cursor_key)
         if index != table.cursor_row:
-            table.move_cursor(row=index, animate=False, scroll=False)
+            # The cursor follows its row when the row moves (an acknowledged alert sorts lower); the
+            # focused table scrolls to keep it in sight.
+            table.move_cursor(row=index, animate=False, scroll=table.has_focus)
     return changed
 
 

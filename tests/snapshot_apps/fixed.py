@@ -270,6 +270,12 @@ class FixedBackend:
         alert.silenced_until = NOW + seconds
         return alert
 
+    async def unsilence(self, alert_id, by):
+        self.calls.append(("unsilence", alert_id, by))
+        alert = self._alert(alert_id)
+        alert.silenced_until = None
+        return alert
+
     async def resolve(self, alert_id, by):
         self.calls.append(("resolve", alert_id, by))
         alert = self._alert(alert_id)

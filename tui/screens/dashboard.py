@@ -42,6 +42,14 @@ class DashboardScreen(LiveScreen):
             id="dashboard.sort",
             tooltip="Sort the focused panel by its next column (a click on a column header sorts too)",
         ),
+        Binding(
+            "e",
+            "toggle_enabled",
+            "Enable/disable",
+            show=False,
+            id="dashboard.toggle",
+            tooltip="Enable or disable the selected provider (asks first)",
+        ),
         Binding("O", "reverse_sort", "Reverse", show=False, id="dashboard.reverse", tooltip="Reverse the sort"),
         Binding(
             "1", "focus_panel(1)", "Providers", show=False, id="dashboard.panel1", tooltip="Focus the Providers panel"
@@ -87,6 +95,10 @@ class DashboardScreen(LiveScreen):
                 panel.fill(snapshot, view)
 
     def selected_alert_id(self) -> int | None:
+        """The alert under the cursor, only while the Alerts panel has the focus: a key pressed in
+        another panel must not act on an alert the user may not even see."""
+        if self.focused_panel() is not self.alerts_panel:
+            return None
         key = self.alerts_panel.selected
         return int(key) if key is not None else None
 
@@ -107,6 +119,17 @@ class DashboardScreen(LiveScreen):
         panel = self.focused_panel()
         if panel is not None:
             panel.reverse_sort()
+
+    def action_toggle_enabled(self) -> None:
+        providers = self.panels[1]
+        health = self.app.latest and next(  # type: ignore[attr-defined]
+            (h for h in self.app.latest.providers if h.provider_id == providers.selected),  # type: ignore[attr-defined]
+            None,
+        )
+        if self.focused_panel() is not providers or health is None:
+            self.notify("select a provider first (1)", severity="warning", markup=False)
+            return
+        self.app.ask_set_enabled(health.provider_id, health.name, not health.enabled)  # type: ignore[attr-defined]
 
     def action_open_filter(self) -> None:
         self.filter_input.display = True

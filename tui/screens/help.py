@@ -19,14 +19,21 @@ INTRO = (
 )
 
 
+def help_keys(app: App[Any]) -> list[tuple[str, Binding]]:
+    """Every key the help lists, as it shows it, with its binding (the README's key table is checked
+    against this)."""
+    return [(_key(b, app), b) for _title, bindings in _sections(app) for b in bindings if isinstance(b, Binding)]
+
+
 def _key(binding: Binding, app: App[Any]) -> str:
     if binding.key_display:
         return binding.key_display
     return " ".join(app.get_key_display(Binding(k.strip(), "")) for k in binding.key.split(","))
 
 
-def help_text(app: App[Any]) -> Text:
+def _sections(app: App[Any]) -> list[tuple[str, list[Binding]]]:
     from llmpulse.tui.screens.alert import AlertScreen
+    from llmpulse.tui.screens.confirm import ConfirmScreen
     from llmpulse.tui.screens.costs import CostsScreen
     from llmpulse.tui.screens.dashboard import DashboardScreen, FilterInput
     from llmpulse.tui.screens.provider import ProviderScreen
@@ -34,14 +41,24 @@ def help_text(app: App[Any]) -> Text:
     sections = [
         ("Everywhere", app.BINDINGS),
         ("Dashboard", DashboardScreen.BINDINGS),
-        ("In a panel", PanelTable.BINDINGS + [Binding("enter", "open", "Details of the row", id="table.open")]),
+        (
+            "In a panel",
+            PanelTable.BINDINGS
+            + [Binding("enter", "open", "Details of the row", key_display="enter", id="table.open")],
+        ),
         ("Filter", FilterInput.BINDINGS),
         ("Provider screen", ProviderScreen.BINDINGS),
         ("Costs screen", CostsScreen.BINDINGS),
         ("Alert screen", AlertScreen.BINDINGS),
+        ("Help", HelpScreen.BINDINGS),
+        ("A yes/no question", ConfirmScreen.BINDINGS),
     ]
+    return sections
+
+
+def help_text(app: App[Any]) -> Text:
     text = Text(INTRO + "\n", style="italic")
-    for title, bindings in sections:
+    for title, bindings in _sections(app):
         text.append(f"\n{title}\n", style="bold underline")
         for b in bindings:
             if not isinstance(b, Binding):
@@ -58,7 +75,20 @@ def help_text(app: App[Any]) -> Text:
 
 
 class HelpScreen(Screen[Any]):
-    BINDINGS = [Binding("escape,question_mark", "app.pop_screen", "Back", id="help.back", tooltip="Close the help")]
+    BINDINGS = [
+        Binding("escape,question_mark", "app.pop_screen", "Back", id="help.back", tooltip="Close the help"),
+        Binding("j,down", "scroll(1)", "Down", show=False, id="help.down", tooltip="Scroll the help down"),
+        Binding("k,up", "scroll(-1)", "Up", show=False, id="help.up", tooltip="Scroll the help up"),
+        Binding("g", "scroll_to(0)", "Top", show=False, id="help.top", tooltip="Top of the help"),
+        Binding("G", "scroll_to(-1)", "End", show=False, id="help.end", tooltip="End of the help"),
+    ]
+
+    def action_scroll(self, lines: int) -> None:
+        self.query_one("#help", VerticalScroll).scroll_relative(y=lines, animate=False)
+
+    def action_scroll_to(self, where: int) -> None:
+        help_box = self.query_one("#help", VerticalScroll)
+        help_box.scroll_to(y=help_box.max_scroll_y if where < 0 else 0, animate=False)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help"):

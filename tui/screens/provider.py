@@ -91,7 +91,7 @@ class ProviderScreen(LiveScreen):
             "toggle_enabled",
             "Enable/disable",
             id="provider.toggle",
-            tooltip="Enable or disable this provider (probing and failover)",
+            tooltip="Enable or disable this provider (probing and failover); asks first",
         ),
     ]
 
@@ -181,4 +181,4 @@ class ProviderScreen(LiveScreen):
 
     def action_toggle_enabled(self) -> None:
         if self.health is not None:
-            self.pulse.set_enabled(self.provider_id, not self.health.enabled)
+            self.pulse.ask_set_enabled(self.provider_id, self.health.name, not self.health.enabled)
