@@ -281,8 +281,6 @@ class PulseApp(App[int]):
     def watch_range_index(self) -> None:
         if self.is_running:
             self.draw_header()
-            label = self.time_range[0]
-            self.notify(f"Time range {label}: costs, provider history and latency charts", timeout=2, markup=False)
             screen = self.screen
             if hasattr(screen, "range_changed"):
                 screen.range_changed()
@@ -448,6 +446,8 @@ class PulseApp(App[int]):
 
     def action_cycle_range(self) -> None:
         self.range_index = (self.range_index + 1) % len(TIME_RANGES)
+        label = self.time_range[0]
+        self.notify(f"Time range {label}: costs, provider history and latency charts", timeout=2, markup=False)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
