@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -31,7 +31,7 @@ def _key(binding: Binding, app: App[Any]) -> str:
     return " ".join(app.get_key_display(Binding(k.strip(), "")) for k in binding.key.split(","))
 
 
-def _sections(app: App[Any]) -> list[tuple[str, list[Binding]]]:
+def _sections(app: App[Any]) -> list[tuple[str, list[BindingType]]]:
     from llmpulse.tui.screens.alert import AlertScreen
     from llmpulse.tui.screens.confirm import ConfirmScreen
     from llmpulse.tui.screens.costs import CostsScreen
