@@ -111,7 +111,7 @@ def _parse_providers(root: Section, specs: dict[str, ProviderSpec]) -> dict[str,
             local=sec.boolean("local", base.local),
             price_provider=sec.string("price_provider", base.price_provider),
             api_version=sec.string("api_version", base.api_version),
-            timeout=sec.duration("timeout", base.timeout, minimum=0.01),
+            timeout=sec.duration("timeout", base.timeout, minimum=0.01, maximum=600.0),
         )
         overrides[pid] = ProviderOverride(
             base_url=sec.string("base_url", None),

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from llmpulse.core.errors import LlmpulseError
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+# The longest duration any setting or command accepts: longer is a typo (99999999d) or an overflow
+# (400 digits read as infinity), and would break every date computed from it.
+MAX_DURATION_S = 3650 * 86400.0
 
 
 class DurationError(LlmpulseError, ValueError):
@@ -28,6 +34,8 @@ def parse_duration(text: str) -> float:
         pos = match.end()
     if pos != len(cleaned):
         raise DurationError(f"{text!r} is not a duration; expected e.g. 500ms, 30s, 5m, 1h, 7d")
+    if not math.isfinite(total) or total > MAX_DURATION_S:
+        raise DurationError(f"{text[:40]!r} is too long; expected a duration from 0s to 3650d")
     return total
 
 

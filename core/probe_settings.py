@@ -23,8 +23,8 @@ def parse_probe_settings(root: Section) -> ProbeSettings:
     sec = root.table("probe")
     d = ProbeSettings()
     out = ProbeSettings(
-        interval=sec.duration("interval", d.interval, minimum=0.1),
-        timeout=sec.duration("timeout", d.timeout, minimum=0.01),
+        interval=sec.duration("interval", d.interval, minimum=0.1, maximum=86400.0),
+        timeout=sec.duration("timeout", d.timeout, minimum=0.01, maximum=600.0),
         slow=sec.duration("slow", d.slow, minimum=0.0),
         concurrency=sec.integer("concurrency", d.concurrency, minimum=1),
     )

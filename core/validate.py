@@ -7,10 +7,11 @@ because the person reading it is usually fixing a config over SSH with no traceb
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable
 from typing import Any, TypeVar, overload
 
-from llmpulse.core.durations import DurationError, parse_duration
+from llmpulse.core.durations import MAX_DURATION_S, DurationError, format_duration, parse_duration
 from llmpulse.core.errors import LlmpulseError
 
 
@@ -117,6 +118,8 @@ class Section:
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.error(name, value, "a number")
+        if not math.isfinite(value):  # TOML allows nan and inf; no setting means them
+            raise self.error(name, value, "a finite number")
         if minimum is not None and value < minimum:
             raise self.error(name, value, f"a number >= {minimum:g}")
         if maximum is not None and value > maximum:
@@ -138,27 +141,32 @@ class Section:
         return value
 
     @overload
-    def duration(self, name: str, *, minimum: float = 0.0) -> float: ...
+    def duration(self, name: str, *, minimum: float = 0.0, maximum: float = MAX_DURATION_S) -> float: ...
     @overload
-    def duration(self, name: str, default: _D, minimum: float = 0.0) -> float | _D: ...
-    def duration(self, name: str, default: Any = _MISSING, minimum: float = 0.0) -> Any:
-        """Seconds, from a string like "30s"; a bare number is taken as seconds."""
+    def duration(self, name: str, default: _D, minimum: float = 0.0, maximum: float = MAX_DURATION_S) -> float | _D: ...
+    def duration(
+        self, name: str, default: Any = _MISSING, minimum: float = 0.0, maximum: float = MAX_DURATION_S
+    ) -> Any:
+        """Seconds, from a string like "30s"; a bare number is taken as seconds. Between minimum and
+        maximum (nan, inf and 400-digit numbers are refused, naming the bounds)."""
+        bounds = f"from {format_duration(minimum) if minimum else '0s'} to {format_duration(maximum)}"
+        expected = f'a duration like "500ms", "30s", "5m", "1h", "7d", {bounds}'
         value = self.raw(name, default)
         if name not in self.data:
             return value
         if isinstance(value, bool):
-            raise self.error(name, value, 'a duration like "500ms", "30s", "5m", "1h", "7d"')
+            raise self.error(name, value, expected)
         if isinstance(value, (int, float)):
             seconds = float(value)
         elif isinstance(value, str):
             try:
                 seconds = parse_duration(value)
             except DurationError:
-                raise self.error(name, value, 'a duration like "500ms", "30s", "5m", "1h", "7d"') from None
+                raise self.error(name, value, expected) from None
         else:
-            raise self.error(name, value, 'a duration like "500ms", "30s", "5m", "1h", "7d"')
-        if seconds < minimum:
-            raise self.error(name, value, f"a duration of at least {minimum:g}s")
+            raise self.error(name, value, expected)
+        if not (minimum <= seconds <= maximum):  # also false for nan
+            raise self.error(name, value, f"a duration {bounds}")
         return seconds
 
     @overload

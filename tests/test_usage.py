@@ -323,7 +323,7 @@ def test_import_record_report_budgets_cli(tmp_path):
     assert first.stderr.splitlines() == [
         "line 2: not JSON (Expecting property name enclosed in double quotes); expected one JSON object per line",
         'line 3: model: missing; expected a model name like "gpt-4o"',
-        "line 5: output_tokens: found -4; expected a whole number >= 0",
+        "line 5: output_tokens: found -4; expected a whole number from 0 to 1,000,000,000",
     ]
     assert "imported 3 records" in first.stdout and "1 with unknown price" in first.stdout
     second = run_cli(tmp_path, *db, "import", "-", stdin="\n".join(lines[:1] + lines[3:4]) + "\n")

@@ -168,7 +168,9 @@ async def action_command(args: argparse.Namespace) -> int:
         try:
             seconds = parse_duration(args.duration)
         except DurationError:
-            raise CliError(f"--for: found {args.duration!r}; expected a duration like 30m, 2h or 1d", 2) from None
+            raise CliError(
+                f"--for: found {args.duration[:40]!r}; expected a duration like 30m, 2h or 1d, from 1s to 3650d", 2
+            ) from None
         if seconds <= 0:
             raise CliError(f"--for: found {args.duration!r}; expected a positive duration like 30m", 2)
     store = await open_store(ctx)

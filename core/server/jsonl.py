@@ -1,6 +1,6 @@
 """`POST /v1/records`: the `llmpulse import` format (JSON Lines) over HTTP, for senders without OTel.
 
-Each line is read by the same function as `llmpulse import` (records.record_from_line) and the good ones
+Each line is read by the same function as `llmpulse import` (records.JsonLines) and the good ones
 are stored in one transaction before the answer, so the answer can say what happened:
 
     200 {"stored": 2, "already_there": 1, "unknown_price": 0,
@@ -18,7 +18,7 @@ from aiohttp import web
 from llmpulse.core.server.app import STATE, ServerState, read_body
 from llmpulse.core.server.ingest import RETRY_AFTER_S
 from llmpulse.core.usage.recorder import pricing_for
-from llmpulse.core.usage.records import RecordError, UsageRecord, record_from_line
+from llmpulse.core.usage.records import JsonLines, RecordError, UsageRecord
 from llmpulse.core.usage.rollup import ingest
 
 CONTENT_TYPES = ("application/x-ndjson", "application/jsonl", "application/json", "text/plain", "")
@@ -48,6 +48,7 @@ async def post_records(request: web.Request) -> web.Response:
         except UnicodeDecodeError:
             return web.json_response({"error": "the body is not UTF-8 text; expected JSON Lines"}, status=400)
         now = state.clock.now()
+        lines = JsonLines(now)
         good: list[UsageRecord] = []
         bad: list[dict[str, object]] = []
         bad_count = 0
@@ -55,7 +56,7 @@ async def post_records(request: web.Request) -> web.Response:
             if not line.strip():
                 continue
             try:
-                good.append(record_from_line(line, now))
+                good.append(lines.record(line, number))
             except RecordError as exc:
                 bad_count += 1
                 if len(bad) < MAX_BAD_LINES:

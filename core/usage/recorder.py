@@ -10,13 +10,17 @@ the batch is full, and on exit — a clean shutdown never loses a record.
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 from typing import Any
 
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
-from llmpulse.core.store import Store
+from llmpulse.core.store import Store, StoreError
 from llmpulse.core.usage.pricing import Pricing, linear_cost
 from llmpulse.core.usage.records import FAST_KEYS, attrs_of, fast_numbers, record_from_mapping
 from llmpulse.core.usage.rollup import MINUTE_KEEP_S, AttrRefs, IngestResult, MinuteSums, ingest_rows, record_row
+
+log = logging.getLogger("llmpulse.recorder")
 
 
 def pricing_for(ctx: Any) -> Pricing:
@@ -55,6 +59,7 @@ class Recorder:
         self.pending: list[tuple[Any, ...]] = []  # priced usage_calls rows (CALL_COLUMNS order)
         self.sums = MinuteSums(clock.now() - MINUTE_KEEP_S)  # the same rows summed per minute and attribution
         self.stored = 0
+        self.refused = 0  # rows the database refused at flush (dropped one by one, the rest stored)
         self._seen: dict[tuple[Any, ...], _Attribution] = {}  # attribution fields as passed -> validated
         self._by_attrs: dict[tuple[Any, ...], _Attribution] = {}  # stored attribution -> the same
         self._refs = AttrRefs(store)
@@ -131,15 +136,33 @@ class Recorder:
                 return None
             try:
                 result = await ingest_rows(self.store, batch, self.clock.now(), sums, self._refs.placeholders)
-            except BaseException:
-                self.pending[:0] = batch  # keep them for the next try (or the final flush)
+            except (StoreError, sqlite3.OperationalError, asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                self.pending[:0] = batch  # the database, not the rows: keep them for the next try (or the exit)
                 self.sums.merge(sums)
                 raise
+            except Exception:
+                # A row the database refuses (it passed record(): a bug, not the caller's data) must not
+                # take the batch, and every batch after it, down with it: store the rows one by one.
+                result = await self._store_one_by_one(batch)
             self.stored += result.stored
             for seen in self._unresolved:
                 seen.ref = self._refs.ref(seen.attrs)
             self._unresolved = [seen for seen in self._unresolved if seen.ref < 0]
             return result
+
+    async def _store_one_by_one(self, batch: list[tuple[Any, ...]]) -> IngestResult:
+        stored = duplicates = unknown = 0
+        for row in batch:
+            try:
+                one = await ingest_rows(self.store, [row], self.clock.now(), None, self._refs.placeholders)
+            except (StoreError, sqlite3.OperationalError):
+                raise
+            except Exception as exc:
+                self.refused += 1
+                log.error("usage record refused by the database and dropped: %s: %s", type(exc).__name__, exc)
+                continue
+            stored, duplicates, unknown = stored + one.stored, duplicates + one.duplicates, unknown + one.unknown_price
+        return IngestResult(stored, duplicates, unknown)
 
     async def _tick(self) -> None:
         while True:

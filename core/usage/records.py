@@ -7,9 +7,9 @@ import datetime as dt
 import hashlib
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from llmpulse.core.errors import LlmpulseError
 
@@ -30,6 +30,12 @@ KNOWN_FIELDS = frozenset(
     ("ts", "provider", "model", "latency_ms", "status", "is_fallback", "usage", "cost_usd") + TEXT_FIELDS + TOKEN_FIELDS
 )
 MAX_TEXT = 200
+# Bounds on what one call can be. Far beyond any real call, far below what overflows a sum or a price:
+# 2**63 tokens would charge trillions and poison every roll-up it is added to.
+MAX_TOKENS = 1_000_000_000
+MAX_LATENCY_MS = 86_400_000.0  # a day
+MAX_TS = 7_258_118_400.0  # 2200-01-01 UTC: later is a unit mistake (ns, µs)
+MAX_LINE_BYTES = 1 << 20  # one import line; longer is reported with its number, never held in memory
 
 
 class RecordError(LlmpulseError, ValueError):
@@ -76,9 +82,10 @@ def _timestamp(value: Any, now: float) -> float:
     if isinstance(value, bool):
         raise RecordError(f"ts: found {value!r}; expected unix seconds or an ISO 8601 time")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value) or value < 0:
-            raise RecordError(f"ts: found {value!r}; expected unix seconds or an ISO 8601 time")
-        return float(value / 1000.0 if value > 1e11 else value)  # milliseconds are common in logs
+        seconds = float(value / 1000.0 if value > 1e11 else value) if math.isfinite(value) else -1.0
+        if not 0 <= seconds <= MAX_TS:  # milliseconds are common in logs; larger is not a time
+            raise RecordError(f"ts: found {_shown(value)}; expected unix seconds or an ISO 8601 time before 2200")
+        return seconds
     if isinstance(value, str):
         try:
             parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -86,7 +93,10 @@ def _timestamp(value: Any, now: float) -> float:
             raise RecordError(f"ts: found {value!r}; expected unix seconds or an ISO 8601 time") from None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=dt.UTC)
-        return parsed.timestamp()
+        seconds = parsed.timestamp()
+        if not 0 <= seconds <= MAX_TS:
+            raise RecordError(f"ts: found {value!r}; expected a time between 1970 and 2200")
+        return seconds
     raise RecordError(f"ts: found {type(value).__name__}; expected unix seconds or an ISO 8601 time")
 
 
@@ -98,10 +108,16 @@ def _tokens(name: str, value: Any) -> int:
         or not isinstance(value, (int, float))
         or (isinstance(value, float) and not value.is_integer())
     ):
-        raise RecordError(f"{name}: found {value!r}; expected a whole number >= 0")
-    if value < 0:
-        raise RecordError(f"{name}: found {value!r}; expected a whole number >= 0")
+        raise RecordError(f"{name}: found {_shown(value)}; expected a whole number from 0 to {MAX_TOKENS:,}")
+    if not 0 <= value <= MAX_TOKENS:
+        raise RecordError(f"{name}: found {_shown(value)}; expected a whole number from 0 to {MAX_TOKENS:,}")
     return int(value)
+
+
+def _shown(value: Any) -> str:
+    """A found value for an error line: a 400-digit number is not repeated in full."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
 
 
 def _text(name: str, value: Any) -> str | None:
@@ -112,6 +128,11 @@ def _text(name: str, value: Any) -> str | None:
     text = str(value).strip()
     if len(text) > MAX_TEXT:
         raise RecordError(f"{name}: found {len(text)} characters; expected at most {MAX_TEXT}")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): no database or terminal takes it
+            raise RecordError(f"{name}: holds a lone surrogate; expected valid Unicode text") from None
     return text or None
 
 
@@ -139,14 +160,17 @@ def tokens_from_raw_usage(provider: str, raw: Any) -> dict[str, int]:
             import genai_prices
 
             usage = genai_prices.extract_usage(body, provider_id=price_provider, api_flavor=flavor).usage
-            return {
-                "input_tokens": int(usage.input_tokens or 0),
-                "output_tokens": int(usage.output_tokens or 0),
-                "cache_read_tokens": int(usage.cache_read_tokens or 0),
-                "cache_write_tokens": int(usage.cache_write_tokens or 0),
+            found = {
+                "input_tokens": usage.input_tokens or 0,
+                "output_tokens": usage.output_tokens or 0,
+                "cache_read_tokens": usage.cache_read_tokens or 0,
+                "cache_write_tokens": usage.cache_write_tokens or 0,
             }
         except Exception as exc:  # the library raises several kinds for a shape it does not know
             last = exc
+            continue
+        # The provider's numbers pass the same bounds as ours: 1e308 prompt tokens is not a call.
+        return {name: _tokens(f"usage: {name}", value) for name, value in found.items()}
     raise RecordError(
         f"usage: not a usage object genai-prices knows ({last}); expected e.g. "
         '{"prompt_tokens": 10, "completion_tokens": 5}'
@@ -164,9 +188,15 @@ def record_from_line(line: str | bytes, now: float) -> UsageRecord:
     without ts is the same record next time)."""
     try:
         data = json.loads(line)
+    except UnicodeDecodeError as exc:
+        raise RecordError(
+            f"not UTF-8 (byte 0x{exc.object[exc.start]:02x} at byte {exc.start + 1}); expected UTF-8 JSON"
+        ) from None
     except ValueError as exc:
         why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise RecordError(f"not JSON ({why}); expected one JSON object per line") from None
+    except RecursionError:
+        raise RecordError("nested too deeply; expected one flat JSON object per line") from None
     rec = record_from_mapping(data, now)
     if rec.request_id is None:
         rec.source_hash = content_hash(data)
@@ -204,10 +234,12 @@ def record_from_mapping(data: Mapping[str, Any], now: float) -> UsageRecord:
         if (
             isinstance(latency, bool)
             or not isinstance(latency, (int, float))
-            or latency < 0
             or not math.isfinite(latency)
+            or not 0 <= latency <= MAX_LATENCY_MS
         ):
-            raise RecordError(f"latency_ms: found {latency!r}; expected a number of milliseconds >= 0")
+            raise RecordError(
+                f"latency_ms: found {_shown(latency)}; expected milliseconds from 0 to {MAX_LATENCY_MS:,.0f} (a day)"
+            )
         latency = float(latency)
     is_fallback = data.get("is_fallback", False)
     if not isinstance(is_fallback, bool):
@@ -319,21 +351,93 @@ def fast_numbers(f: Mapping[str, Any], now: Callable[[], float]) -> tuple[Any, .
         or tcr < 0
         or tcw < 0
         or tin < tcr + tcw
+        or tin > MAX_TOKENS
+        or tout > MAX_TOKENS
     ):
         return None
     ts = g("ts")
     if ts is None:
         ts = now()
-    elif (type(ts) is not float and type(ts) is not int) or not 0 <= ts < 1e11:
+    elif (type(ts) is not float and type(ts) is not int) or not 0 <= ts <= MAX_TS:
         return None
     latency = g("latency_ms")
     if latency is not None:
-        if (type(latency) is not float and type(latency) is not int) or not 0 <= latency < 1e12:
+        if (type(latency) is not float and type(latency) is not int) or not 0 <= latency <= MAX_LATENCY_MS:
             return None
         latency = float(latency)
     rid = g("request_id")
     if rid is not None:
-        if type(rid) is not str or not rid or len(rid) > MAX_TEXT or rid != rid.strip():
+        if type(rid) is not str or not rid or len(rid) > MAX_TEXT or rid != rid.strip() or not rid.isascii():
             return None
         return ("id:" + rid, float(ts), tin, tout, tcr, tcw, latency, rid)
     return (None, float(ts), tin, tout, tcr, tcw, latency, None)
+
+
+class JsonLines:
+    """Judges the lines of one file (or one request body), each on its own, by its line number.
+
+    The rule for repeats: identical lines without a request_id are separate calls (1,000 identical calls
+    are 1,000), keyed by their content and how many times that content came before in this file, so
+    importing the same file again still counts nothing twice. A request_id names one call: a second line
+    with the same id and the same text is the same call (counted once); with different text it is
+    reported as a conflict and the first line is kept. An id already in the database counts as already
+    there."""
+
+    def __init__(self, now: float):
+        self.now = now
+        self._repeats: dict[str, int] = {}  # content hash -> lines with it so far
+        self._ids: dict[str, tuple[int, int]] = {}  # request_id -> (hash of its line's text, its line number)
+
+    def record(self, line: str | bytes, number: int) -> UsageRecord:
+        rec = record_from_line(line, self.now)
+        if rec.source_hash is not None:
+            seen = self._repeats.get(rec.source_hash, 0)
+            self._repeats[rec.source_hash] = seen + 1
+            if seen:
+                rec.source_hash = f"{rec.source_hash}#{seen}"
+        elif rec.request_id is not None:
+            text_hash = hash(line.strip())
+            first = self._ids.setdefault(rec.request_id, (text_hash, number))
+            if first[0] != text_hash:
+                raise RecordError(
+                    f"request_id {rec.request_id!r}: line {first[1]} has the same id with different content; "
+                    "expected one line per call (the first is kept)"
+                )
+        return rec
+
+
+class LineTooLong(RecordError):
+    """A line longer than MAX_LINE_BYTES (read past, never held)."""
+
+
+def read_lines(
+    stream: BinaryIO, max_bytes: int = MAX_LINE_BYTES, give_up_after: int = 16
+) -> Iterator[tuple[int, bytes | LineTooLong]]:
+    """(line number, line) from a binary stream, never holding more than max_bytes of one line: a longer
+    line is yielded as a LineTooLong and skipped. A stream with no line end in give_up_after times
+    max_bytes (`import /dev/zero`) is not JSON Lines: the last item is a LineTooLong that says reading
+    stopped, and nothing more is read."""
+    number = 0
+    while True:
+        line = stream.readline(max_bytes + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) <= max_bytes or line.endswith(b"\n"):
+            yield number, line
+            continue
+        skipped = len(line)
+        while not line.endswith(b"\n"):
+            line = stream.readline(max_bytes)
+            if not line:
+                break
+            skipped += len(line)
+            if skipped > give_up_after * max_bytes:
+                yield (
+                    number,
+                    LineTooLong(
+                        f"no line end in the first {skipped:,} bytes; expected JSON Lines (stopped reading here)"
+                    ),
+                )
+                return
+        yield number, LineTooLong(f"longer than {max_bytes:,} bytes; expected one JSON object per line")
