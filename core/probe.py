@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llmpulse.core.catalog import Provider
+from llmpulse.core.http_answer import fetch
 from llmpulse.core.probe_settings import ProbeSettings
 from llmpulse.core.provider_kinds import KIND_FACTS, ProbeShape
 from llmpulse.core.ratelimit import Balance, RateLimit, parse_rate_limit
@@ -38,6 +39,9 @@ ACCOUNT_KINDS = frozenset({"auth", "quota"})
 DEGRADED_KINDS = frozenset({"rate_limited", "overloaded", "slow"})
 USER_AGENT = "llmpulse-probe"
 MAX_ERROR_CHARS = 300
+# A probe reads at most this much of an answer (inflated): the largest model list seen (OpenRouter,
+# Together) is well under a megabyte; anything bigger is not a health answer.
+PROBE_ANSWER_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -381,8 +385,10 @@ async def probe_provider(
 
     try:
         async with asyncio.timeout(timeout):
-            response = await client.get(url, headers=headers, timeout=timeout)
-            body = await response.aread()
+            # At most PROBE_ANSWER_BYTES of the answer, inflated: a 1 GiB error page or a gzip bomb costs
+            # no more memory than a model list, and the deadline above still holds.
+            response = await fetch(client, "GET", url, limit=PROBE_ANSWER_BYTES, headers=headers, timeout=timeout)
+            body = response.body
     except (TimeoutError, httpx.TimeoutException):
         return result("failed", "timeout", f"no answer within {timeout:g}s", latency=False)
     except httpx.ConnectError as exc:
@@ -401,6 +407,14 @@ async def probe_provider(
         status: ProviderStatus = "degraded" if kind in DEGRADED_KINDS else "failed"
         return result(status, kind, f"HTTP {code}: {error_message(body)}", code, rate_limit)
     shape = KIND_FACTS[provider.spec.kind].shape
+    if response.truncated and shape != "any":
+        return result(
+            "failed",
+            "bad_response",
+            f"HTTP {code} with an answer larger than {PROBE_ANSWER_BYTES:,} bytes; stopped reading",
+            code,
+            rate_limit,
+        )
     try:
         data = json.loads(body) if shape != "any" else None
     except ValueError:

@@ -204,14 +204,16 @@ def parse_summary(data: Any, wanted: Sequence[str]) -> Declared:
 
 async def fetch_summary(client: httpx.AsyncClient, page: PageConfig) -> Declared:
     """GET the page's summary.json, reading at most MAX_PAGE_BYTES."""
-    async with client.stream("GET", page.url + SUMMARY_PATH, headers={"Accept": "application/json"}) as response:
-        if response.status_code != 200:
-            raise PageError(f"HTTP {response.status_code}")
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > MAX_PAGE_BYTES:
-                raise PageError(f"answer larger than {MAX_PAGE_BYTES // 1000} KB")
+    from llmpulse.core.http_answer import fetch  # with httpx, only where pages are read
+
+    response = await fetch(
+        client, "GET", page.url + SUMMARY_PATH, limit=MAX_PAGE_BYTES, headers={"Accept": "application/json"}
+    )
+    if response.status_code != 200:
+        raise PageError(f"HTTP {response.status_code}")
+    if response.truncated:
+        raise PageError(f"answer larger than {MAX_PAGE_BYTES // 1000} KB")
+    body = response.body
     try:
         data = json.loads(bytes(body))
     except ValueError:

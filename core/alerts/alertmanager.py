@@ -22,6 +22,7 @@ import httpx
 
 from llmpulse.core.alerts.config import ChannelConfig
 from llmpulse.core.alerts.engine import Alert
+from llmpulse.core.http_answer import MAX_ANSWER_BYTES, Answer, fetch
 
 # Prometheus sends endsAt = now + 4 x max(evaluation interval, resend delay): three re-sends may be lost
 # before Alertmanager resolves the alert by itself.
@@ -105,13 +106,15 @@ async def expire_silences(
     alert: Alert,
     ch: ChannelConfig,
     kinds: tuple[str, ...],
-    check: Callable[[httpx.Response], None],
+    check: Callable[[Answer], None],
 ) -> int:
     """Expire the still active silences llmpulse created for this alert (of these kinds); how many.
     A silence is ours when its comment has the alert's marker and its matchers are this alert's labels (so
     another llmpulse's alert #12 on the same Alertmanager is left alone). `check` raises the notifier's
     delivery error for an answer that is not a 2xx."""
-    response = await client.get(f"{base}/api/v2/silences", params={"filter": f'alertname="{alert.rule}"'})
+    response = await fetch(
+        client, "GET", f"{base}/api/v2/silences", limit=MAX_ANSWER_BYTES, params={"filter": f'alertname="{alert.rule}"'}
+    )
     check(response)
     marks = tuple(marker(alert, k) for k in kinds)
     labels = alert_labels(alert, ch, with_severity=False)
@@ -124,7 +127,7 @@ async def expire_silences(
         matchers.pop("severity", None)
         if matchers != labels:
             continue
-        check(await client.delete(f"{base}/api/v2/silence/{silence['id']}"))
+        check(await fetch(client, "DELETE", f"{base}/api/v2/silence/{silence['id']}", limit=MAX_ANSWER_BYTES))
         expired += 1
     return expired
 

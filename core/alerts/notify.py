@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import math
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -41,6 +42,7 @@ from llmpulse.core.alerts.config import AlertsConfig, ChannelConfig, alerts_conf
 from llmpulse.core.alerts.engine import Alert, AlertEngine, alert_summary
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.errors import LlmpulseError
+from llmpulse.core.http_answer import Answer, fetch
 from llmpulse.core.redact import body_line, redact, register_secret
 from llmpulse.core.store import Store
 
@@ -180,15 +182,21 @@ def email_message(ch: ChannelConfig, alert: Alert, event: str, held_back: int) -
     return msg
 
 
-def raise_for_status(response: httpx.Response) -> None:
+# A webhook's reply is read up to this much (inflated): enough for any error message, never a 1 GiB body.
+REPLY_BYTES = 64 * 1024
+
+
+def raise_for_status(response: Answer) -> None:
     """A 2xx is delivered; 429 waits for Retry-After; 5xx and 408 are worth another try; other 4xx are not."""
     if 200 <= response.status_code < 300:
         return
     reason = f"HTTP {response.status_code}: {body_line(response.text, 200)}"
     if response.status_code == 429:
         try:
-            after = float(response.headers.get("retry-after", "0"))
+            after = float(response.headers.get("retry-after", "0")[:32])
         except ValueError:
+            after = 0.0
+        if not math.isfinite(after):  # "inf" or "nan" from a peer: no promise at all
             after = 0.0
         raise RetryAfter(reason, after)
     if 400 <= response.status_code < 500 and response.status_code != 408:
@@ -365,7 +373,11 @@ class Notifier:
             else:
                 self._am_labels[key] = (item["labels"], alert.first_seen)
         async with httpx.AsyncClient(timeout=ch.timeout) as client:
-            raise_for_status(await client.post(f"{self._alertmanager_url(ch)}/api/v2/alerts", json=body))
+            raise_for_status(
+                await fetch(
+                    client, "POST", limit=REPLY_BYTES, url=f"{self._alertmanager_url(ch)}/api/v2/alerts", json=body
+                )
+            )
 
     async def _send_alertmanager(self, ch: ChannelConfig, alert: Alert, event: str, outbox: Mapping[str, Any]) -> None:
         now = self.clock.now()
@@ -375,12 +387,16 @@ class Notifier:
             if event == "acknowledged":
                 if alert.state == "acknowledged":  # not already fired again or resolved since
                     body = alertmanager.silence_body(alert, ch, "ack", now, now + ch.ack_silence, who, note)
-                    raise_for_status(await client.post(f"{base}/api/v2/silences", json=body))
+                    raise_for_status(
+                        await fetch(client, "POST", limit=REPLY_BYTES, url=f"{base}/api/v2/silences", json=body)
+                    )
                 return
             if event == "silenced":
                 if alert.silenced(now) and alert.silenced_until is not None:
                     body = alertmanager.silence_body(alert, ch, "silence", now, alert.silenced_until, who, None)
-                    raise_for_status(await client.post(f"{base}/api/v2/silences", json=body))
+                    raise_for_status(
+                        await fetch(client, "POST", limit=REPLY_BYTES, url=f"{base}/api/v2/silences", json=body)
+                    )
                 return
             if event == "unsilenced":
                 await alertmanager.expire_silences(client, base, alert, ch, ("silence",), raise_for_status)
@@ -570,7 +586,15 @@ class Notifier:
                     f"{ch.routing_key_env} is not set; expected the PagerDuty integration (routing) key in that variable"
                 )
             async with httpx.AsyncClient(timeout=ch.timeout) as client:
-                raise_for_status(await client.post(str(ch.url), json=pagerduty_payload(alert, event, outbox, key)))
+                raise_for_status(
+                    await fetch(
+                        client,
+                        "POST",
+                        limit=REPLY_BYTES,
+                        url=str(ch.url),
+                        json=pagerduty_payload(alert, event, outbox, key),
+                    )
+                )
             return
         url = self.env.get(ch.url_env or "")
         if not url:
@@ -582,7 +606,7 @@ class Notifier:
         else:
             body = webhook_payload(alert, event, outbox, held)
         async with httpx.AsyncClient(timeout=ch.timeout) as client:
-            raise_for_status(await client.post(url, json=body))
+            raise_for_status(await fetch(client, "POST", limit=REPLY_BYTES, url=url, json=body))
 
     def _send_email(self, ch: ChannelConfig, alert: Alert, event: str, held: int) -> None:
         msg = email_message(ch, alert, event, held)

@@ -21,6 +21,7 @@ import httpx
 
 from llmpulse.core.catalog import Provider
 from llmpulse.core.errors import LlmpulseError
+from llmpulse.core.http_answer import fetch
 from llmpulse.core.probe import auth_headers, error_message
 from llmpulse.core.redact import redact
 from llmpulse.core.store import Store
@@ -71,15 +72,13 @@ def _with_key(provider: Provider, admin: bool) -> Provider:
 
 async def _get(client: httpx.AsyncClient, provider: Provider, url: str, params: dict[str, Any], admin: bool) -> Any:
     headers = {"accept": "application/json", **auth_headers(_with_key(provider, admin))}
-    async with client.stream("GET", url, params=params, headers=headers) as response:
-        # Read at most MAX_ANSWER_BYTES: an answer that never ends must not fill the memory.
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > MAX_ANSWER_BYTES:
-                raise BillingError(
-                    f"HTTP {response.status_code}: answer larger than {MAX_ANSWER_BYTES:,} bytes; stopped reading"
-                )
+    # Read at most MAX_ANSWER_BYTES: an answer that never ends must not fill the memory.
+    response = await fetch(client, "GET", url, limit=MAX_ANSWER_BYTES, params=params, headers=headers)
+    body = response.body
+    if response.truncated:
+        raise BillingError(
+            f"HTTP {response.status_code}: answer larger than {MAX_ANSWER_BYTES:,} bytes; stopped reading"
+        )
     if not 200 <= response.status_code < 300:
         raise BillingError(f"HTTP {response.status_code}: {error_message(bytes(body))}")
     try:
