@@ -25,10 +25,15 @@ import llmpulse.core.migration
 import llmpulse.core.server.config
 import llmpulse.core.statuspage
 import llmpulse.core.usage.config
+from llmpulse.core.alerts.config import AlertsConfig
 from llmpulse.core.catalog import CATALOG, Provider, ProviderOverride, ProviderSpec, resolve_providers
 from llmpulse.core.health_settings import HealthSettings, parse_health_settings
+from llmpulse.core.migration import MigrationConfig
 from llmpulse.core.probe_settings import ProbeSettings, parse_probe_settings
 from llmpulse.core.provider_kinds import AUTH_STYLES, KIND_FACTS, KINDS
+from llmpulse.core.server.config import ServerConfig
+from llmpulse.core.statuspage import StatusPageSettings
+from llmpulse.core.usage.config import UsageConfig
 from llmpulse.core.validate import ConfigError, Section
 
 APP_NAME = "llmpulse"
@@ -50,12 +55,11 @@ class Config:
     specs: dict[str, ProviderSpec] = field(default_factory=lambda: {s.id: s for s in CATALOG})
     provider_overrides: dict[str, ProviderOverride] = field(default_factory=dict)
     # Feature sections, parsed by their own modules (see load_config).
-    usage: Any = None
-    alerts: Any = None
-    migrations: Any = None
-    server: Any = None
-    status_pages: Any = None  # llmpulse.core.statuspage.StatusPageSettings
-    tui: Any = None
+    usage: UsageConfig = field(default_factory=UsageConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    migrations: list[MigrationConfig] = field(default_factory=list)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    status_pages: StatusPageSettings = field(default_factory=StatusPageSettings)
 
 
 def _parse_storage(root: Section) -> StorageSettings:
@@ -168,7 +172,6 @@ def parse_config(data: Mapping[str, Any], source: str) -> Config:
     cfg.migrations = llmpulse.core.migration.parse_config(root)
     cfg.server = llmpulse.core.server.config.parse(root)
     cfg.status_pages = llmpulse.core.statuspage.parse_settings(root)
-    # (issue 6) cfg.tui = llmpulse.core.tuiconfig.parse(root)
     root.done()
     return cfg
 

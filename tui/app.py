@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -22,8 +22,9 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Input
 
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
+from llmpulse.core.config import Context
 from llmpulse.core.store import close_all_stores
-from llmpulse.tui.backend import Backend
+from llmpulse.tui.backend import Alert, Backend, Snapshot
 from llmpulse.tui.hangup import HangupGuard
 from llmpulse.tui.messages import SnapshotFailed, SnapshotReady
 from llmpulse.tui.panels import Panel, View
@@ -36,6 +37,9 @@ from llmpulse.tui.screens.help import HelpScreen
 from llmpulse.tui.screens.migration import MigrationScreen
 from llmpulse.tui.screens.provider import ProviderScreen
 from llmpulse.tui.screens.silence import SilenceScreen
+
+# Work the app runs beside the dashboard until told to stop (the demo's live traffic).
+Background = Callable[[asyncio.Event], Awaitable[None]]
 
 REFRESH_STEPS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 TIME_RANGES: tuple[tuple[str, float], ...] = (
@@ -115,7 +119,7 @@ class PulseApp(App[int]):
         refresh: float = 1.0,
         collect: bool = True,
         watch_terminal: bool = True,
-        background: Any = None,
+        background: Background | None = None,
     ) -> None:
         super().__init__()
         self.background = background
@@ -125,7 +129,7 @@ class PulseApp(App[int]):
         self.actor = actor or _default_actor()
         self.collect = collect
         self.watch_terminal = watch_terminal
-        self.latest: Any = None
+        self.latest: Snapshot | None = None
         self.last_error: str | None = None
         self.pending_draw = False
         self.polls = 0
@@ -206,6 +210,8 @@ class PulseApp(App[int]):
     @work(group="background", exclusive=True, exit_on_error=False)
     async def background_loop(self) -> None:
         """Work the caller asked to run alongside the dashboard (the demo's traffic)."""
+        if self.background is None:
+            return
         try:
             await self.background(self._stop_collector)
         except asyncio.CancelledError:
@@ -351,7 +357,7 @@ class PulseApp(App[int]):
         self.push_screen(SilenceScreen(alert_id), chosen)
 
     @work(group="actions", exit_on_error=False)
-    async def run_alert_action(self, done: str, call: Any) -> None:
+    async def run_alert_action(self, done: str, call: Awaitable[Alert | None]) -> None:
         """Carry out the decision, patch the row at once, then refresh everything."""
         try:
             alert = await call
@@ -360,11 +366,12 @@ class PulseApp(App[int]):
         except Exception as exc:  # AlertStateError and friends: one clear line
             self.notify(str(exc), severity="error", markup=False)
             return
-        self.apply_alert(alert)
-        self.notify(f"Alert #{alert.id} {done}: {alert.subject}", markup=False)
+        if alert is not None:  # None: gone meanwhile; the next snapshot shows what is there
+            self.apply_alert(alert)
+            self.notify(f"Alert #{alert.id} {done}: {alert.subject}", markup=False)
         self.refresh_now()
 
-    def apply_alert(self, alert: Any) -> None:
+    def apply_alert(self, alert: Alert) -> None:
         """Show an alert's new state without waiting for the next snapshot."""
         snapshot = self.latest
         if snapshot is None:
@@ -505,7 +512,12 @@ def _default_actor() -> str:
 
 
 def run_dashboard(
-    ctx: Any, *, clock: Clock = SYSTEM_CLOCK, refresh: float = 1.0, collect: bool = True, background: Any = None
+    ctx: Context,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    refresh: float = 1.0,
+    collect: bool = True,
+    background: Background | None = None,
 ) -> int:
     """Open the dashboard on `ctx`'s database and block until the user quits; returns the exit code.
 

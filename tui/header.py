@@ -7,6 +7,7 @@ the least important segments are left out first and the rest keep their places.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,9 @@ from rich.text import Text
 from textual import events
 from textual.widgets import Static
 
+from llmpulse.core.vocabulary import Severity
 from llmpulse.tui import format as fmt
+from llmpulse.tui.backend import Snapshot
 from llmpulse.tui.panels.base import View
 
 SEP = " │ "
@@ -27,7 +30,7 @@ class Segment:
 
 
 def header_segments(
-    snapshot: Any | None, view: View, *, paused: bool, interval: float, time_range: str, error: str | None = None
+    snapshot: Snapshot | None, view: View, *, paused: bool, interval: float, time_range: str, error: str | None = None
 ) -> list[Segment]:
     """The header's segments in display order, each with how important it is."""
     out: list[Segment] = []
@@ -69,7 +72,7 @@ def header_segments(
     return out
 
 
-def alerts_text(by_severity: dict[str, int]) -> Text:
+def alerts_text(by_severity: Mapping[Severity, int]) -> Text:
     text = Text("alerts ")
     parts = [(sev, by_severity.get(sev, 0)) for sev in ("critical", "warning", "info")]
     if not any(n for _, n in parts):
@@ -82,7 +85,7 @@ def alerts_text(by_severity: dict[str, int]) -> Text:
 
 
 def header_text(
-    snapshot: Any | None,
+    snapshot: Snapshot | None,
     view: View,
     *,
     paused: bool,
@@ -122,7 +125,7 @@ class HeaderLine(Static):
 
     def fill(
         self,
-        snapshot: Any | None,
+        snapshot: Snapshot | None,
         view: View,
         *,
         paused: bool,

@@ -11,20 +11,21 @@ from rich.text import Text
 
 from llmpulse.core.vocabulary import most_severe_first
 from llmpulse.tui import format as fmt
+from llmpulse.tui.backend import Alert, Snapshot
 from llmpulse.tui.panels.base import Panel, View
 
 
-def needs_someone(alert: Any, now: float) -> bool:
+def needs_someone(alert: Alert, now: float) -> bool:
     """Firing and neither acknowledged nor silenced."""
     return alert.state == "firing" and not (alert.silenced_until is not None and alert.silenced_until > now)
 
 
-def urgency(alert: Any, now: float) -> tuple[bool, int, float, int]:
+def urgency(alert: Alert, now: float) -> tuple[bool, int, float, int]:
     """Unhandled before handled, critical before info, newest first."""
     return (not needs_someone(alert, now), most_severe_first(alert.severity), -alert.first_seen, alert.id)
 
 
-class AlertsPanel(Panel):
+class AlertsPanel(Panel[Alert]):
     number = 3
     title = "Alerts"
     columns = (
@@ -44,7 +45,7 @@ class AlertsPanel(Panel):
     }
     flex_column = "message"
 
-    def items(self, snapshot: Any, view: View) -> list[Any]:
+    def items(self, snapshot: Snapshot, view: View) -> list[Alert]:
         shown = [
             a
             for a in snapshot.alerts
@@ -59,10 +60,10 @@ class AlertsPanel(Panel):
         ]
         return sorted(shown, key=lambda a: urgency(a, view.now))
 
-    def key(self, a: Any) -> str:
+    def key(self, a: Alert) -> str:
         return str(a.id)
 
-    def cells(self, a: Any, view: View) -> Sequence[Any]:
+    def cells(self, a: Alert, view: View) -> Sequence[Any]:
         return (
             Text(str(a.id), justify="right"),
             fmt.severity_text(a.severity),
@@ -72,6 +73,6 @@ class AlertsPanel(Panel):
             Text(a.message),
         )
 
-    def subtitle(self, snapshot: Any, view: View) -> str:
+    def subtitle(self, snapshot: Snapshot, view: View) -> str:
         firing = sum(1 for a in snapshot.alerts if needs_someone(a, view.now))
         return f"{firing} firing / {len(snapshot.alerts)} open" if snapshot.alerts else "all quiet"

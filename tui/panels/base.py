@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from textual import events
 from textual.app import ComposeResult
@@ -15,6 +15,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable
 
+from llmpulse.tui.backend import Snapshot
 from llmpulse.tui.table_sync import Row, selected_key, sync_rows
 from llmpulse.tui.widgets import PanelTable
 
@@ -28,7 +29,11 @@ class View:
     tz: tzinfo | None = None
 
 
-class Panel(Vertical, can_focus=False):
+# What one row of a panel stands for (an Alert, a ProviderHealth, ...).
+ItemT = TypeVar("ItemT")
+
+
+class Panel(Vertical, Generic[ItemT], can_focus=False):
     """A dashboard panel. Subclasses name their columns, list their items in the default order (worst
     first), say how each item sorts by each column, and turn an item into cells."""
 
@@ -41,7 +46,7 @@ class Panel(Vertical, can_focus=False):
     class Open(Message):
         """The user pressed enter on a row: show its detail screen."""
 
-        def __init__(self, panel: Panel, key: str) -> None:
+        def __init__(self, panel: Panel[Any], key: str) -> None:
             super().__init__()
             self.panel = panel
             self.key = key
@@ -65,7 +70,7 @@ class Panel(Vertical, can_focus=False):
         """The panel's widgets: its table (columns were added at construction, before any snapshot)."""
         yield self.table
 
-    def fill(self, snapshot: Any, view: View) -> bool:
+    def fill(self, snapshot: Snapshot, view: View) -> bool:
         """Bring the table to this snapshot; returns True when anything on screen changed."""
         self._last = (snapshot, view)
         changed = sync_rows(self.table, self.rows(snapshot, view))
@@ -74,7 +79,7 @@ class Panel(Vertical, can_focus=False):
         self.call_after_refresh(self.show_subtitle)  # "+N more" needs the table's laid-out height
         return self.show_subtitle() or changed
 
-    def rows(self, snapshot: Any, view: View) -> list[Row]:
+    def rows(self, snapshot: Snapshot, view: View) -> list[Row]:
         items = self.items(snapshot, view)
         if self.sort_column is not None:
             value = self.sort_by[self.sort_column]
@@ -84,17 +89,17 @@ class Panel(Vertical, can_focus=False):
         return [(self.key(i), self.cells(i, view)) for i in items]
 
     # -- for subclasses -----------------------------------------------------------------------------
-    def items(self, snapshot: Any, view: View) -> list[Any]:
+    def items(self, snapshot: Snapshot, view: View) -> list[ItemT]:
         """The snapshot's items this panel lists, filtered, in the default order."""
         raise NotImplementedError
 
-    def key(self, item: Any) -> str:
+    def key(self, item: ItemT) -> str:
         raise NotImplementedError
 
-    def cells(self, item: Any, view: View) -> Sequence[Any]:
+    def cells(self, item: ItemT, view: View) -> Sequence[Any]:
         raise NotImplementedError
 
-    def subtitle(self, snapshot: Any, view: View) -> str:
+    def subtitle(self, snapshot: Snapshot, view: View) -> str:
         return ""
 
     # -- the border's note --------------------------------------------------------------------------

@@ -9,10 +9,11 @@ from typing import Any
 from rich.text import Text
 
 from llmpulse.tui import format as fmt
+from llmpulse.tui.backend import BudgetStatus, Snapshot
 from llmpulse.tui.panels.base import Panel, View
 
 
-class CostsPanel(Panel):
+class CostsPanel(Panel[BudgetStatus]):
     number = 2
     title = "Cost vs budget"
     columns = (
@@ -31,15 +32,15 @@ class CostsPanel(Panel):
         "runs_out": lambda b: b.exhaust_at,
     }
 
-    def items(self, snapshot: Any, view: View) -> list[Any]:
+    def items(self, snapshot: Snapshot, view: View) -> list[BudgetStatus]:
         # The budget closest to (or furthest past) its limit first.
         shown = [b for b in snapshot.budgets if fmt.matches(view.filter, b.name, b.scope, b.period)]
         return sorted(shown, key=lambda b: -(b.utilization or 0.0))
 
-    def key(self, b: Any) -> str:
+    def key(self, b: BudgetStatus) -> str:
         return str(b.name)
 
-    def cells(self, b: Any, view: View) -> Sequence[Any]:
+    def cells(self, b: BudgetStatus, view: View) -> Sequence[Any]:
         projected_style = "bold red" if b.limit_usd and b.projected_usd > b.limit_usd else ""
         return (
             Text(b.name),
@@ -53,12 +54,12 @@ class CostsPanel(Panel):
             Text(fmt.day(b.exhaust_at, view.tz), style="bold") if b.exhaust_at else Text("—", style="dim"),
         )
 
-    def subtitle(self, snapshot: Any, view: View) -> str:
+    def subtitle(self, snapshot: Snapshot, view: View) -> str:
         unknown = unknown_price_count(snapshot)
         return f"⚠ {fmt.count(unknown)} requests with unknown price" if unknown else ""
 
 
-def unknown_price_count(snapshot: Any) -> int:
+def unknown_price_count(snapshot: Snapshot) -> int:
     """Requests we could not price this period (from the usage summary; budgets as a fallback)."""
     usage = getattr(snapshot, "usage", None)
     if usage is not None and getattr(usage, "unknown_price_count", None) is not None:

@@ -9,15 +9,16 @@ from typing import Any
 from rich.text import Text
 
 from llmpulse.tui import format as fmt
+from llmpulse.tui.backend import MigrationStatus, Snapshot
 from llmpulse.tui.panels.base import Panel, View
 
 
-def phase_label(m: Any) -> str:
+def phase_label(m: MigrationStatus) -> str:
     total = len(m.phases) if m.phases else 0
     return f"{m.phase_index + 1}/{total} {m.phase}" if total else str(m.phase)
 
 
-class MigrationPanel(Panel):
+class MigrationPanel(Panel[MigrationStatus]):
     number = 4
     title = "Migration"
     columns = (
@@ -34,17 +35,17 @@ class MigrationPanel(Panel):
         "deadline": lambda m: m.days_left,
     }
 
-    def items(self, snapshot: Any, view: View) -> list[Any]:
+    def items(self, snapshot: Snapshot, view: View) -> list[MigrationStatus]:
         return [
             m
             for m in snapshot.migrations
             if fmt.matches(view.filter, m.name, m.to_model, m.phase, m.risk, *m.from_models)
         ]
 
-    def key(self, m: Any) -> str:
+    def key(self, m: MigrationStatus) -> str:
         return str(m.name)
 
-    def cells(self, m: Any, view: View) -> Sequence[Any]:
+    def cells(self, m: MigrationStatus, view: View) -> Sequence[Any]:
         return (
             Text(m.name),
             Text(phase_label(m)),
@@ -53,5 +54,5 @@ class MigrationPanel(Panel):
             fmt.risk_text(m.risk),
         )
 
-    def subtitle(self, snapshot: Any, view: View) -> str:
+    def subtitle(self, snapshot: Snapshot, view: View) -> str:
         return "" if snapshot.migrations else "no migration configured"

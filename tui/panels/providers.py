@@ -10,23 +10,24 @@ from typing import Any
 from rich.text import Text
 
 from llmpulse.tui import format as fmt
+from llmpulse.tui.backend import ProviderHealth, Snapshot
 from llmpulse.tui.panels.base import Panel, View
 
 # The default order: what needs someone first.
 STATUS_RANK = {"failed": 0, "degraded": 1, "unknown": 2, "healthy": 3}
 
 
-def headroom(health: Any) -> float | None:
+def headroom(health: ProviderHealth) -> float | None:
     rate_limit = health.rate_limit
     return rate_limit.headroom if rate_limit is not None else None
 
 
-def trouble_order(h: Any) -> tuple[int, int, int, str]:
+def trouble_order(h: ProviderHealth) -> tuple[int, int, int, str]:
     watched = 0 if h.enabled and h.configured else 1 if h.configured else 2
     return (watched, STATUS_RANK.get(h.status, 2), h.priority, h.provider_id)
 
 
-class ProvidersPanel(Panel):
+class ProvidersPanel(Panel[ProviderHealth]):
     number = 1
     title = "Providers"
     columns = (
@@ -53,7 +54,7 @@ class ProvidersPanel(Panel):
         super().__init__(id=id)
         self.latency_scale: tuple[float, float] | None = None
 
-    def items(self, snapshot: Any, view: View) -> list[Any]:
+    def items(self, snapshot: Snapshot, view: View) -> list[ProviderHealth]:
         shown = [
             h
             for h in snapshot.providers
@@ -71,10 +72,10 @@ class ProvidersPanel(Panel):
         self.latency_scale = fmt.common_scale(h.latency_series[-SPARK_WIDTH:] for h in shown)
         return sorted(shown, key=trouble_order)
 
-    def key(self, h: Any) -> str:
+    def key(self, h: ProviderHealth) -> str:
         return str(h.provider_id)
 
-    def cells(self, h: Any, view: View) -> Sequence[Any]:
+    def cells(self, h: ProviderHealth, view: View) -> Sequence[Any]:
         name_style = "" if h.configured and h.enabled else "dim"
         since = getattr(h, "status_since", None)
         return (
@@ -89,7 +90,7 @@ class ProvidersPanel(Panel):
             Text(fmt.coarse_age(view.now - h.last_checked_at) if h.last_checked_at else fmt.DASH, justify="right"),
         )
 
-    def subtitle(self, snapshot: Any, view: View) -> str:
+    def subtitle(self, snapshot: Snapshot, view: View) -> str:
         configured = [h for h in snapshot.providers if h.configured and h.enabled]
         healthy = sum(1 for h in configured if h.status == "healthy")
         return f"{healthy}/{len(configured)} healthy"

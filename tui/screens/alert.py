@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -12,6 +10,7 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Static
 
 from llmpulse.tui import format as fmt
+from llmpulse.tui.backend import Alert, Snapshot
 from llmpulse.tui.header import HeaderLine
 from llmpulse.tui.panels.base import View
 from llmpulse.tui.screens.base import LiveScreen
@@ -19,7 +18,7 @@ from llmpulse.tui.table_sync import sync_rows
 from llmpulse.tui.widgets import PanelTable
 
 
-def alert_text(a: Any, view: View) -> Text:
+def alert_text(a: Alert, view: View) -> Text:
     t = Text()
     t.append_text(fmt.severity_text(a.severity))
     t.append("  ")
@@ -49,7 +48,7 @@ class AlertScreen(LiveScreen):
     def __init__(self, alert_id: int) -> None:
         super().__init__()
         self.alert_id = alert_id
-        self.alert: Any = None
+        self.alert: Alert | None = None
         self.history = PanelTable(id="alert-history")
 
     def compose(self) -> ComposeResult:
@@ -68,10 +67,10 @@ class AlertScreen(LiveScreen):
     def selected_alert_id(self) -> int:
         return self.alert_id
 
-    def fill(self, snapshot: Any, view: View) -> None:
+    def fill(self, snapshot: Snapshot, view: View) -> None:
         self.load(view)
 
-    def alert_changed(self, alert: Any) -> None:
+    def alert_changed(self, alert: Alert) -> None:
         if alert.id == self.alert_id:
             self.pulse.draw() if self.pulse.can_draw() else None
 

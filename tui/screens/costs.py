@@ -3,8 +3,6 @@ grouping, `t` the range). Figures come from the usage roll-ups, so this stays fa
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -13,6 +11,7 @@ from textual.containers import Vertical
 from textual.widgets import Footer, Static
 
 from llmpulse.tui import format as fmt
+from llmpulse.tui.backend import GroupRow, Snapshot
 from llmpulse.tui.header import HeaderLine
 from llmpulse.tui.panels.base import View
 from llmpulse.tui.screens.base import LiveScreen
@@ -59,7 +58,7 @@ class CostsScreen(LiveScreen):
         self.table.focus()
         self.pulse.draw()
 
-    def fill(self, snapshot: Any, view: View) -> None:
+    def fill(self, snapshot: Snapshot, view: View) -> None:
         self.load(view)
 
     def range_changed(self) -> None:
@@ -112,12 +111,12 @@ class CostsScreen(LiveScreen):
         self.query_one("#costs-total", Static).update(total)
 
 
-def _price_unknown(row: Any) -> bool:
+def _price_unknown(row: GroupRow) -> bool:
     """Every request of the row has an unknown price: its cost is not known, not $0."""
     return bool(row.requests) and row.unknown_price_count >= row.requests
 
 
-def _cost_cell(row: Any) -> str:
+def _cost_cell(row: GroupRow) -> str:
     if _price_unknown(row):
         return "price unknown"
     if row.cost_usd and 0 < row.cost_usd < 0.005:

@@ -9,6 +9,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Input
 
+from llmpulse.tui.backend import Snapshot
 from llmpulse.tui.header import HeaderLine
 from llmpulse.tui.panels import PANELS, AlertsPanel, Panel, View
 from llmpulse.tui.screens.base import LiveScreen
@@ -69,7 +70,7 @@ class DashboardScreen(LiveScreen):
         self.filter_input = FilterInput(
             placeholder="filter: provider, alert, budget, migration… (esc clears)", id="filter"
         )
-        self.panels: dict[int, Panel] = {cls.number: cls(id=f"panel{cls.number}") for cls in PANELS}
+        self.panels: dict[int, Panel[Any]] = {cls.number: cls(id=f"panel{cls.number}") for cls in PANELS}
 
     def compose(self) -> ComposeResult:
         yield self.header_line
@@ -88,7 +89,7 @@ class DashboardScreen(LiveScreen):
     def alerts_panel(self) -> AlertsPanel:
         return self.panels[3]  # type: ignore[return-value]
 
-    def fill(self, snapshot: Any, view: View) -> None:
+    def fill(self, snapshot: Snapshot, view: View) -> None:
         """Draw a snapshot: every panel updates its rows by key, inside one batch (one repaint)."""
         with self.app.batch_update():
             for panel in self.panels.values():
@@ -102,7 +103,7 @@ class DashboardScreen(LiveScreen):
         key = self.alerts_panel.selected
         return int(key) if key is not None else None
 
-    def focused_panel(self) -> Panel | None:
+    def focused_panel(self) -> Panel[Any] | None:
         focused = self.focused
         return next((p for p in self.panels.values() if p.table is focused), None)
 

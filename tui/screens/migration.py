@@ -12,6 +12,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
 from llmpulse.tui import format as fmt
+from llmpulse.tui.backend import MigrationStatus, Snapshot
 from llmpulse.tui.header import HeaderLine
 from llmpulse.tui.panels.base import View
 from llmpulse.tui.screens.base import LiveScreen
@@ -21,7 +22,7 @@ def _field(obj: Any, name: str) -> Any:
     return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
-def migration_text(m: Any, view: View) -> Text:
+def migration_text(m: MigrationStatus, view: View) -> Text:
     t = Text()
     t.append(f"{m.name}  ", style="bold")
     t.append(f"{', '.join(m.from_models)} → {m.to_model}\n")
@@ -75,7 +76,7 @@ class MigrationScreen(LiveScreen):
     def on_mount(self) -> None:
         self.pulse.draw()
 
-    def fill(self, snapshot: Any, view: View) -> None:
+    def fill(self, snapshot: Snapshot, view: View) -> None:
         m = next((m for m in snapshot.migrations if m.name == self.migration_name), None)
         body = migration_text(m, view) if m is not None else Text(f"{self.migration_name}: not configured")
         self.query_one("#migration-text", Static).update(body)

@@ -3,8 +3,6 @@ switch to enable or disable it (a disabled provider is neither probed nor chosen
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -13,6 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Sparkline, Static
 
 from llmpulse.tui import format as fmt
+from llmpulse.tui.backend import ProbeResult, ProviderHealth, Snapshot
 from llmpulse.tui.header import HeaderLine
 from llmpulse.tui.panels.base import View
 from llmpulse.tui.screens.base import LiveScreen
@@ -20,7 +19,7 @@ from llmpulse.tui.table_sync import sync_rows
 from llmpulse.tui.widgets import PanelTable
 
 
-def summary_text(h: Any, view: View) -> Text:
+def summary_text(h: ProviderHealth, view: View) -> Text:
     t = Text()
     t.append(f"{h.name} ", style="bold")
     t.append(f"({h.provider_id}{', local' if h.local else ''}, priority {h.priority})  ", style="dim")
@@ -44,7 +43,7 @@ def summary_text(h: Any, view: View) -> Text:
     return t
 
 
-def limits_text(h: Any) -> Text:
+def limits_text(h: ProviderHealth) -> Text:
     t = Text()
     rl = h.rate_limit
     t.append("Rate limit  ", style="bold")
@@ -98,7 +97,7 @@ class ProviderScreen(LiveScreen):
     def __init__(self, provider_id: str) -> None:
         super().__init__()
         self.provider_id = provider_id
-        self.health: Any = None
+        self.health: ProviderHealth | None = None
         self.probes = PanelTable(id="provider-probes")
 
     def compose(self) -> ComposeResult:
@@ -124,7 +123,7 @@ class ProviderScreen(LiveScreen):
             self.probes.add_column(label, key=key)
         self.pulse.draw()
 
-    def fill(self, snapshot: Any, view: View) -> None:
+    def fill(self, snapshot: Snapshot, view: View) -> None:
         health = next((h for h in snapshot.providers if h.provider_id == self.provider_id), None)
         if health is None:
             self.query_one("#provider-summary", Static).update(Text(f"{self.provider_id}: not in the snapshot"))
@@ -168,7 +167,7 @@ class ProviderScreen(LiveScreen):
             f"Recent probes, last {label}: {len(probes)} probes, {failed} failed (t changes the range)"
         )
 
-    def draw_chart(self, probes: list[Any], label: str) -> None:
+    def draw_chart(self, probes: list[ProbeResult], label: str) -> None:
         """Latency of the probes in the range, oldest on the left; a failed probe has none and is skipped."""
         latencies = [p.latency_ms for p in reversed(probes) if p.latency_ms is not None]
         self.query_one("#provider-chart", Sparkline).data = latencies
