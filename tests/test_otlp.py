@@ -222,15 +222,17 @@ async def test_partial_success_names_what_was_wrong(tmp_path):
             chat(1, 100, 10),
             chat(2, -5, 10),  # a negative count
             span(3, {"gen_ai.provider.name": "openai", "gen_ai.usage.input_tokens": 5}),  # no model
+            chat(4, 100, 10, **{"gen_ai.usage.cache_read.input_tokens": "80"}),  # a count sent as a string
         ]
     )
     try:
         async with httpx.AsyncClient(base_url=server.url, headers=AUTH) as c:
             r = await c.post("/v1/traces", content=body.SerializeToString(), headers=PB)
             answer = ExportTraceServiceResponse.FromString(r.content)
-            assert r.status_code == 200 and answer.partial_success.rejected_spans == 2
+            assert r.status_code == 200 and answer.partial_success.rejected_spans == 3
             message = answer.partial_success.error_message
             assert "input_tokens: found -5" in message and "model: missing" in message
+            assert "cache_read_tokens: found '80'" in message
             r = await c.post(
                 "/v1/traces",
                 content=json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz"}]}]}]}),

@@ -156,3 +156,16 @@ def test_daemon_serves_healthz_and_stops_on_sigterm(tmp_path):
     assert "daemon stopped" in err and TOKEN not in "".join(lines) + err
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/healthz")
+
+
+def test_daemon_on_a_taken_port_says_so_in_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = run_cli(tmp_path, "--db", str(tmp_path / "d.db"), "daemon", "--listen", f"127.0.0.1:{port}")
+    assert r.returncode == 2, r.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in r.stderr and "Traceback" not in r.stderr
+    assert [line for line in r.stderr.splitlines() if "error" in line] == [r.stderr.strip().splitlines()[-1]]

@@ -205,25 +205,28 @@ async def run_daemon(
     )
     server = None
     if listener is not None:
-        from llmpulse.core.server.app import Server, ServerState
+        from llmpulse.core.server.process import ServerProcess, ServerStartError
 
-        server = Server(ServerState(ctx, store, ctx.config.server), listener)
+        # The server runs in a process of its own (see server/process.py): its CPU work would otherwise
+        # stall every collector round.
+        server = ServerProcess(ctx, listener)
         try:
-            await server.start()
-        except OSError as exc:
+            url = await server.start()
+        except ServerStartError:
             await store.close()
-            raise CliError(f"cannot listen on {listener.host}:{listener.port}: {exc.strerror or exc}", 2) from None
-        log.info(f"serving on {server.url}" + (" (token required)" if listener.token else " (no token: loopback only)"))
+            raise
+        log.info(f"serving on {url}" + (" (token required)" if listener.token else " (no token: loopback only)"))
     stopper = None
     if server is not None:
         running = server
 
         async def stop_serving() -> None:
             # On SIGTERM the server stops taking requests at once (not after the collector's round) and
-            # writes what it acknowledged; the store stays open until the collector is done too.
+            # writes what it acknowledged before its process exits.
             await stop.wait()
-            await running.stop()
-            log.info(f"server stopped: {running.state.queue().accepted} records accepted, all stored")
+            code = await running.stop()
+            if code != 0:
+                log.info(f"server process exited with status {code}")
 
         stopper = asyncio.create_task(stop_serving())
     try:

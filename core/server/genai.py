@@ -22,7 +22,6 @@ are then added. Numbers are passed on as sent: the Recorder's validation judges 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,30 +111,21 @@ class SpanBatch:
     ignored: int = 0  # not a GenAI call
 
 
-def _first(names: tuple[str, ...], span_attrs: Mapping[str, AnyValue], resource: Mapping[str, Any]) -> Any:
-    for name in names:
-        v = span_attrs.get(name)
-        if v is not None:
-            value = value_of(v)
-            if value is not None and value != "":
-                return value
-        value = resource.get(name)
-        if value is not None and value != "":
-            return value
-    return None
-
-
 def records_from_request(request: ExportTraceServiceRequest, attribution: Attribution) -> SpanBatch:
     """The usage records in an OTLP export (fields for Recorder.record), with the spans counted."""
     out = SpanBatch()
     records = out.records
-    who = (
-        ("agent", attribution.agent),
-        ("department", attribution.department),
-        ("user", attribution.user),
-        ("task_type", attribution.task_type),
+    who = tuple(
+        (name, keys)
+        for name, keys in (
+            ("agent", attribution.agent),
+            ("department", attribution.department),
+            ("user", attribution.user),
+            ("task_type", attribution.task_type),
+        )
+        if keys
     )
-    # Only these attributes are read: reading an attribute's value out of protobuf costs more than the
+    # Only these attributes are read: taking an attribute's value out of protobuf costs more than the
     # rest of the span's conversion, and instrumentations send many more (server.address, ids...).
     wanted = SPAN_ATTRIBUTES.union(*(keys for _, keys in who))
     for resource_spans in request.resource_spans:
@@ -143,46 +133,58 @@ def records_from_request(request: ExportTraceServiceRequest, attribution: Attrib
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 out.spans += 1
-                attrs = {}
+                attrs: dict[str, Any] = {}
                 for kv in span.attributes:
                     key = kv.key
                     if key in wanted:
-                        attrs[key] = kv.value
-                provider_v = attrs.get("gen_ai.provider.name") or attrs.get("gen_ai.system")
-                operation_v = attrs.get("gen_ai.operation.name")
-                if provider_v is None or (operation_v is not None and operation_v.string_value in WRAPPER_OPERATIONS):
+                        v = kv.value
+                        which = v.WhichOneof("value")
+                        if which is not None and which != "array_value" and which != "kvlist_value":
+                            attrs[key] = getattr(v, which)
+                get = attrs.get
+                provider = get("gen_ai.provider.name", get("gen_ai.system"))
+                if provider is None or get("gen_ai.operation.name") in WRAPPER_OPERATIONS:
                     out.ignored += 1
                     continue
-                provider = value_of(provider_v)
-                if isinstance(provider, str):
+                if type(provider) is str:
                     provider = PROVIDER_IDS.get(provider, provider)
-                model_v = attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model")
-                fields: dict[str, Any] = {"provider": provider, "model": None if model_v is None else value_of(model_v)}
+                fields: dict[str, Any] = {
+                    "provider": provider,
+                    "model": get("gen_ai.response.model", get("gen_ai.request.model")),
+                }
                 for name, keys in _TOKEN_ATTRS:
                     for key in keys:
-                        v = attrs.get(key)
-                        if v is not None:
-                            fields[name] = value_of(v)
+                        value = get(key)
+                        if value is not None:
+                            fields[name] = value
                             break
-                cached = (fields.get("cache_read_tokens") or 0) + (fields.get("cache_write_tokens") or 0)
-                tin = fields.get("input_tokens")
-                if cached and type(tin) is int and type(cached) is int and tin < cached:
-                    fields["input_tokens"] = tin + cached  # reported without the cached ones (see above)
+                tin, read, write = (
+                    fields.get("input_tokens"),
+                    fields.get("cache_read_tokens", 0),
+                    fields.get("cache_write_tokens", 0),
+                )
+                if type(tin) is int and type(read) is int and type(write) is int and 0 <= tin < read + write:
+                    fields["input_tokens"] = tin + read + write  # reported without the cached ones (see above)
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano
                 if start:
                     fields["ts"] = start / 1e9
                     if end >= start:
                         fields["latency_ms"] = (end - start) / 1e6
-                error_v = attrs.get("error.type")
-                if span.status.code == STATUS_CODE_ERROR or error_v is not None:
+                error_type = get("error.type")
+                if error_type is not None or span.status.code == STATUS_CODE_ERROR:
                     fields["status"] = "error"
-                    fields["error_kind"] = error_kind(None if error_v is None else str(value_of(error_v)))
-                if span.trace_id and span.span_id:
-                    fields["request_id"] = span.trace_id.hex() + span.span_id.hex()
+                    fields["error_kind"] = error_kind(None if error_type is None else str(error_type))
+                trace_id, span_id = span.trace_id, span.span_id
+                if trace_id and span_id:
+                    fields["request_id"] = trace_id.hex() + span_id.hex()
                 for field_name, attr_keys in who:
-                    if attr_keys:
-                        value = _first(attr_keys, attrs, resource)
-                        if value is not None:
+                    # the first of the names set on the span, else on the resource
+                    for key in attr_keys:
+                        value = get(key)
+                        if value is None or value == "":
+                            value = resource.get(key)
+                        if value is not None and value != "":
                             fields[field_name] = value
+                            break
                 records.append(fields)
     return out

@@ -1,0 +1,115 @@
+"""The daemon's HTTP server in a process of its own.
+
+Decoding OTLP and turning spans into records is CPU work in Python. In the collector's process it
+held the event loop for tens of milliseconds per export, and every step of a collector round waited
+behind it (rounds measured 40-90x slower while ingest ran at full speed on 2 cores). In its own process,
+with its own database connection, the operating system gives the server and the collector a core each;
+they meet only in SQLite, whose WAL lets the collector read while the server writes.
+
+The parent starts it with the daemon's context (`ServerProcess.start()` returns the URL once the port
+is bound, or raises with the bind error), and stops it with SIGTERM: the server stops accepting, writes
+everything it acknowledged, and exits 0. SIGINT (Ctrl-C reaches the whole process group) does the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+import sys
+from multiprocessing.connection import Connection
+from typing import Any
+
+from llmpulse.core.config import Context
+from llmpulse.core.errors import LlmpulseError
+from llmpulse.core.server.config import Listener
+
+START_TIMEOUT_S = 60.0  # a fresh interpreter importing aiohttp and protobuf on a busy machine
+STOP_TIMEOUT_S = 60.0  # writing what was acknowledged; then it is killed
+
+
+class ServerStartError(LlmpulseError):
+    """The server process could not start (the address is taken, say); the message says why."""
+
+    exit_code = 2
+
+
+def _child(ctx: Context, listener: Listener, conn: Connection) -> None:
+    """The server process's entry point."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s llmpulse %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z"
+    )
+    from llmpulse.core.redact import register_secrets
+
+    register_secrets(p.api_key.reveal() for p in ctx.providers if p.api_key)
+    register_secrets(p.admin_key.reveal() for p in ctx.providers if p.admin_key)
+    sys.exit(asyncio.run(_serve(ctx, listener, conn)))
+
+
+async def _serve(ctx: Context, listener: Listener, conn: Connection) -> int:
+    from llmpulse.core.server.app import Server, ServerState
+    from llmpulse.core.store import Store
+
+    log = logging.getLogger("llmpulse.server")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    store = await Store.open(ctx.db_path)
+    try:
+        server = Server(ServerState(ctx, store, ctx.config.server), listener)
+        try:
+            await server.start()
+        except OSError as exc:
+            conn.send(("error", f"cannot listen on {listener.host}:{listener.port}: {exc.strerror or exc}"))
+            return 2
+        conn.send(("serving", server.url))
+        await stop.wait()
+        await server.stop()
+        log.info(f"server stopped: {server.state.queue().accepted} records accepted, all stored")
+        return 0
+    finally:
+        await store.close()
+
+
+class ServerProcess:
+    def __init__(self, ctx: Context, listener: Listener):
+        self.ctx = ctx
+        self.listener = listener
+        self.url: str | None = None
+        # spawn, not fork: the parent has an event loop and a database thread running
+        mp = multiprocessing.get_context("spawn")
+        self._recv, send = mp.Pipe(duplex=False)
+        self._send = send
+        self.process: Any = mp.Process(target=_child, args=(ctx, listener, send), name="llmpulse-server", daemon=False)
+
+    async def start(self) -> str:
+        self.process.start()
+        self._send.close()  # the child holds the sending end now
+        ready = await asyncio.to_thread(self._recv.poll, START_TIMEOUT_S)
+        if not ready:
+            await self.stop()
+            raise ServerStartError(f"the HTTP server did not start within {START_TIMEOUT_S:g}s")
+        try:
+            message = self._recv.recv()
+        except EOFError:
+            await self.stop()
+            raise ServerStartError(f"the HTTP server exited at start (exit status {self.process.exitcode})") from None
+        kind, text = str(message[0]), str(message[1])
+        if kind != "serving":
+            await self.stop()
+            raise ServerStartError(text)
+        self.url = text
+        return text
+
+    async def stop(self) -> int | None:
+        """SIGTERM, then wait for it to write what it acknowledged; its exit status."""
+        if self.process.is_alive():
+            self.process.terminate()
+        await asyncio.to_thread(self.process.join, STOP_TIMEOUT_S)
+        if self.process.is_alive():
+            self.process.kill()
+            await asyncio.to_thread(self.process.join, 5)
+        code: int | None = self.process.exitcode
+        return code
