@@ -169,3 +169,59 @@ def test_daemon_on_a_taken_port_says_so_in_one_line(tmp_path):
     assert r.returncode == 2, r.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in r.stderr and "Traceback" not in r.stderr
     assert [line for line in r.stderr.splitlines() if "error" in line] == [r.stderr.strip().splitlines()[-1]]
+
+
+def test_server_process_survives_sighup_and_its_death_is_logged(tmp_path):
+    import psutil
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith(("_API_KEY", "_ADMIN_KEY")) and not k.startswith("LLMPULSE_")
+    }
+    (tmp_path / "llmpulse.toml").write_text('[probe]\ninterval = "1h"\n')
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llmpulse.core.cli",
+            "--db",
+            str(tmp_path / "d.db"),
+            "daemon",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url, lines = None, []
+        deadline = time.monotonic() + 30
+        while url is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            lines.append(line)
+            m = re.search(r"serving on (http://\S+)", line)
+            url = m.group(1) if m else None
+        assert url, "".join(lines)
+        # the server process (multiprocessing's spawn), not its resource tracker
+        (child,) = [c for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+        child.send_signal(signal.SIGHUP)  # as a hangup to the whole process group would
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert httpx.get(f"{url}/healthz").json()["status"] == "ok"
+        child.kill()  # the server dies: the daemon says so and keeps collecting
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            lines.append(line)
+            if "ended on its own" in line:
+                break
+        assert "ended on its own" in lines[-1], "".join(lines)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err

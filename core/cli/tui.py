@@ -222,9 +222,18 @@ async def run_daemon(
 
         async def stop_serving() -> None:
             # On SIGTERM the server stops taking requests at once (not after the collector's round) and
-            # writes what it acknowledged before its process exits.
-            await stop.wait()
+            # writes what it acknowledged before its process exits. If it ends on its own, say so.
+            stopping = asyncio.create_task(stop.wait())
+            exited = asyncio.create_task(running.wait_exit())
+            await asyncio.wait((stopping, exited), return_when=asyncio.FIRST_COMPLETED)
+            if exited.done():
+                stopping.cancel()
+                log.info(
+                    f"error: the HTTP server process ended on its own (exit status {exited.result()}); not serving"
+                )
+                return
             code = await running.stop()
+            exited.cancel()
             if code != 0:
                 log.info(f"server process exited with status {code}")
 

@@ -56,6 +56,9 @@ async def _serve(ctx: Context, listener: Listener, conn: Connection) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # SIGHUP reloads the daemon's config (the parent's business); by default it would end this process
+    # without writing what it acknowledged.
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.info("server: SIGHUP ignored ([server] changes need a restart)"))
     store = await Store.open(ctx.db_path)
     try:
         server = Server(ServerState(ctx, store, ctx.config.server), listener)
@@ -102,6 +105,12 @@ class ServerProcess:
             raise ServerStartError(text)
         self.url = text
         return text
+
+    async def wait_exit(self) -> int | None:
+        """Wait until the process ends, however it ends; its exit status."""
+        await asyncio.to_thread(self.process.join)
+        code: int | None = self.process.exitcode
+        return code
 
     async def stop(self) -> int | None:
         """SIGTERM, then wait for it to write what it acknowledged; its exit status."""
