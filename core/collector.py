@@ -26,7 +26,7 @@ from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.config import Context
 from llmpulse.core.enablement import apply_enablement
 from llmpulse.core.health import load_health, record_probe_results
-from llmpulse.core.health_state import prune_probe_history, prune_probe_results, raw_keep
+from llmpulse.core.health_state import prune_probe_history, prune_probe_results, raw_keep, reclaim_space
 from llmpulse.core.lease import COLLECTOR_LEASE, RENEW_EVERY, STANDBY_POLL, Lease, process_holder_id
 from llmpulse.core.migration import migration_statuses
 from llmpulse.core.probe import ProbeClients, ProbeResult, probe_all
@@ -211,6 +211,7 @@ class Collector:
             await step("prune probe history", lambda: prune_probe_history(self.store, now))
             await step("prune usage", lambda: prune_usage(self.store, now, cfg.storage.retention))
             await step("prune notices", lambda: prune_alert_notices(self.store, now, NOTICE_KEEP_S))
+            await step("reclaim space", lambda: reclaim_space(self.store))
         if now - self._last_billing >= RECONCILE_INTERVAL_S:
             self._last_billing = now
             providers = await apply_enablement(self.store, self.ctx.providers)

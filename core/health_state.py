@@ -600,6 +600,24 @@ async def delete_in_chunks(
             return total
 
 
+async def reclaim_space(store: Store, pages_per_step: int = 2000) -> int:
+    """Give pages freed by pruning back to the file system, a bounded number per statement (a database
+    in incremental auto-vacuum mode; in any other mode this does nothing). Returns pages freed."""
+    total = 0
+    while True:
+        row = await store.fetchone("PRAGMA freelist_count")
+        free = int(row[0]) if row else 0
+        mode = await store.fetchone("PRAGMA auto_vacuum")
+        if free == 0 or not mode or int(mode[0]) != 2:
+            return total
+        await store.execute(f"PRAGMA incremental_vacuum({min(free, int(pages_per_step))})")
+        after = await store.fetchone("PRAGMA freelist_count")
+        freed = free - (int(after[0]) if after else 0)
+        if freed <= 0:
+            return total
+        total += freed
+
+
 async def prune_probe_results(store: Store, now: float, keep_s: float = RAW_KEEP_S) -> int:
     """Drop raw probe results older than `keep_s` in bounded chunks; returns how many went."""
     return await delete_in_chunks(store, "probe_results", "checked_at < ?", (now - keep_s,))

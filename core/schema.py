@@ -348,6 +348,24 @@ USAGE.append(
     )
 )
 
+USAGE.append(
+    Migration(
+        "0195_usage_request_id_once",
+        """
+    -- Issue 14: a request id was stored twice (dedupe_key 'id:...' and request_id) and indexed once more.
+    -- Records with one are now deduplicated by request_id's own unique index; dedupe_key keeps only the
+    -- content hash of imported lines without an id.
+    -- (Only the first row of a request id loses its key: an id stored twice under two key spellings by an
+    -- older version keeps its second row as it is, so the new index can be built.)
+    UPDATE usage_calls SET dedupe_key = NULL
+        WHERE request_id IS NOT NULL AND dedupe_key IN ('id:' || request_id, request_id)
+          AND id IN (SELECT MIN(id) FROM usage_calls WHERE request_id IS NOT NULL GROUP BY request_id);
+    CREATE UNIQUE INDEX usage_calls_request ON usage_calls (request_id)
+        WHERE dedupe_key IS NULL AND request_id IS NOT NULL;
+""",
+    )
+)
+
 # Issue 4 (alerts) appends here.
 ALERTS: list[Migration] = [
     Migration(

@@ -179,6 +179,10 @@ class Store:
         try:
             for pragma in (
                 f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+                # Pages freed by pruning go back to the file system (PRAGMA incremental_vacuum after each
+                # prune) instead of the file only growing. Takes effect on a new database only: an
+                # existing one keeps its mode until someone runs VACUUM once.
+                "PRAGMA auto_vacuum = INCREMENTAL",
                 "PRAGMA journal_mode = WAL",
                 "PRAGMA synchronous = NORMAL",
                 "PRAGMA foreign_keys = ON",

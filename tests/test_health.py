@@ -235,3 +235,24 @@ async def test_per_minute_history_and_chunked_pruning(tmp_path):
         assert [m.minute for m in await probe_history(store, "openai", 0, 2e9)] == [1_800_000_060.0]
     finally:
         await store.close()
+
+
+async def test_pruning_goes_in_bounded_chunks_and_gives_the_space_back(tmp_path):
+    from llmpulse.core.health_state import delete_in_chunks, reclaim_space
+
+    store = await Store.open(tmp_path / "p.db")
+    try:
+        assert (await store.fetchone("PRAGMA auto_vacuum"))[0] == 2  # incremental, on a new database
+        rows = [result("openai", T0 + i, latency=100.0) for i in range(3000)]
+        await record_probe_results(store, rows, SETTINGS, T0 + 3000)
+        statements: list[str] = []
+        await store.run_sync(lambda conn: conn.set_trace_callback(statements.append))
+        assert await delete_in_chunks(store, "probe_results", "checked_at < ?", (T0 + 2500,), chunk=1000) == 2500
+        await store.run_sync(lambda conn: conn.set_trace_callback(None))
+        assert sum(s.startswith("DELETE") for s in statements) == 3  # 1000 + 1000 + 500
+        assert (await store.fetchone("SELECT COUNT(*) FROM probe_results"))[0] == 500
+        free = (await store.fetchone("PRAGMA freelist_count"))[0]
+        assert free > 0 and await reclaim_space(store) == free
+        assert (await store.fetchone("PRAGMA freelist_count"))[0] == 0
+    finally:
+        await store.close()

@@ -495,11 +495,15 @@ async def fallback_pairs(store: Store, since: float, until: float) -> list[tuple
 
 
 async def prune_usage(store: Store, now: float, retention_s: float) -> int:
-    """Drop raw records past retention and minute roll-ups past two days; hour and day roll-ups stay."""
-    async with store.transaction() as conn:
-        cur = await conn.execute("DELETE FROM usage_calls WHERE ts < ?", (now - retention_s,))
-        removed = cur.rowcount
-        await conn.execute("DELETE FROM usage_rollups WHERE grain = 'm' AND start < ?", (now - MINUTE_KEEP_S,))
+    """Drop raw records past retention and minute roll-ups past two days; hour and day roll-ups stay.
+    In bounded chunks, each its own short write: a week of records at once held the write lock for
+    seconds while every other writer waited on the busy timeout."""
+    from llmpulse.core.health_state import delete_in_chunks
+
+    removed = await delete_in_chunks(store, "usage_calls", "ts < ?", (now - retention_s,))
+    await delete_in_chunks(
+        store, "usage_rollups", "grain = 'm' AND start < ?", (now - MINUTE_KEEP_S,), key="grain, dim, start, key"
+    )
     return removed
 
 

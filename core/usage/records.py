@@ -67,10 +67,11 @@ class UsageRecord:
     source_hash: str | None = None  # an imported line's own content hash (its ts may be absent)
 
     def dedupe_key(self) -> str | None:
-        """request_id when the caller has one, else an imported line's content hash: importing twice
-        counts once. A live call recorded without a request_id is its own event: no key, never merged."""
+        """For a record without a request_id, an imported line's content hash: importing twice counts
+        once. A record with a request_id is deduplicated by it (its own unique index: the id is stored
+        once, not again as a key). A live call without a request_id is its own event: never merged."""
         if self.request_id:
-            return "id:" + self.request_id
+            return None
         if self.source_hash:
             return "h:" + self.source_hash
         return None
@@ -369,7 +370,7 @@ def fast_numbers(f: Mapping[str, Any], now: Callable[[], float]) -> tuple[Any, .
     if rid is not None:
         if type(rid) is not str or not rid or len(rid) > MAX_TEXT or rid != rid.strip() or not rid.isascii():
             return None
-        return ("id:" + rid, float(ts), tin, tout, tcr, tcw, latency, rid)
+        return (None, float(ts), tin, tout, tcr, tcw, latency, rid)
     return (None, float(ts), tin, tout, tcr, tcw, latency, None)
 
 
