@@ -15,7 +15,7 @@ from rich.text import Text
 from textual import events
 from textual.widgets import Static
 
-from llmpulse.core.vocabulary import Severity
+from llmpulse.core.vocabulary import MOST_SEVERE_FIRST, Severity
 from llmpulse.tui import format as fmt
 from llmpulse.tui.backend import Snapshot
 from llmpulse.tui.panels.base import View
@@ -74,7 +74,7 @@ def header_segments(
 
 def alerts_text(by_severity: Mapping[Severity, int]) -> Text:
     text = Text("alerts ")
-    parts = [(sev, by_severity.get(sev, 0)) for sev in ("critical", "warning", "info")]
+    parts = [(sev, by_severity.get(sev, 0)) for sev in MOST_SEVERE_FIRST]
     if not any(n for _, n in parts):
         text.append(f"{'none':<11}", style="green")
         return text

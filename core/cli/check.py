@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from llmpulse.core.cli.common import CliError, context_from, open_store, print_json, render_table
 from llmpulse.core.errors import LlmpulseError
+from llmpulse.core.vocabulary import PROVIDER_STATUSES
 
 if TYPE_CHECKING:
     from llmpulse.core.probe import ProbeResult
@@ -52,7 +53,7 @@ def exit_code(results: list[ProbeResult]) -> int:
 
 
 def summary(results: list[ProbeResult]) -> dict[str, int]:
-    return {s: sum(1 for r in results if r.status == s) for s in ("healthy", "degraded", "failed", "unknown")}
+    return {s: sum(1 for r in results if r.status == s) for s in PROVIDER_STATUSES}
 
 
 def _headroom(r: ProbeResult) -> str:
