@@ -137,6 +137,9 @@ class Collector:
             "enablement", lambda: apply_enablement(self.store, self.ctx.providers), self.ctx.providers
         )
         results = await step("probe", lambda: probe_all(providers, cfg.probe, now=now, clients=self.probe_clients), [])
+        # Only what this process can see is judged (issue 18): the rules neither open nor resolve
+        # anything about a provider whose key or base URL it lacks; its last verdict stays as stored.
+        visible = frozenset(p.id for p in providers if p.configured)
         report.probes = results
         await step("store probes", lambda: record_probe_results(self.store, results, cfg.health, now))
         self._status_events(results)
@@ -173,11 +176,14 @@ class Collector:
             request_stats=stats,
             migrations=migrations,
             unknown_prices=unknown,
-            providers=providers,
+            # "configured but no key" is about the collector's own environment: said only by a process
+            # that collects something (one that sees no provider at all only views).
+            providers=providers if visible else None,
             latency_baselines=baselines or {},
             window_s=cfg.health.window,
             custom_figures=custom,
             incidents=list(incidents.values()) if incidents is not None else None,
+            visible=visible,
         )
         conditions = await step("rules", lambda: asyncio.to_thread(evaluate_rules, inputs, cfg.alerts), [])
         covered = covered_rules(inputs, cfg.alerts) if conditions is not None else set()
@@ -232,10 +238,10 @@ class Collector:
     async def _write_status(self, report: RoundReport) -> None:
         await self.store.execute(
             "INSERT INTO collector_status (lease, holder, rounds, last_started_at, last_finished_at, "
-            "last_duration_ms, last_errors) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(lease) DO UPDATE SET "
+            "last_duration_ms, last_errors, sees) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(lease) DO UPDATE SET "
             "holder = excluded.holder, rounds = excluded.rounds, last_started_at = excluded.last_started_at, "
             "last_finished_at = excluded.last_finished_at, last_duration_ms = excluded.last_duration_ms, "
-            "last_errors = excluded.last_errors",
+            "last_errors = excluded.last_errors, sees = excluded.sees",
             (
                 COLLECTOR_LEASE,
                 self.lease_holder,
@@ -244,10 +250,17 @@ class Collector:
                 self.clock.now(),
                 report.duration_ms,
                 json.dumps(report.errors),
+                json.dumps(self.visible_ids()),
             ),
         )
 
     lease_holder = "local"
+    # Why this process's own collection cannot run (a read-only or locked database), None when it can.
+    failure: str | None = None
+
+    def visible_ids(self) -> list[str]:
+        """The providers this process can see (has the key or base URL of): the only ones it judges."""
+        return sorted(p.id for p in self.ctx.providers if p.configured)
 
     # -- rounds forever, under the lease ----------------------------------------------------------
     async def run_forever(
@@ -270,12 +283,17 @@ class Collector:
         self.probe_clients = ProbeClients(self.ctx.config.probe)
         try:
             while not stop.is_set():
+                lease.sees = len(self.visible_ids())  # read each time: a config reload may change it
                 try:
                     holding = await self._one_turn(lease, stop, holding, fixed_interval, on_round)
                 except Exception as exc:  # the collector never dies: say why, wait, try again
-                    self.on_event(
-                        redact(f"collector error (retrying in {STANDBY_POLL:g}s): {type(exc).__name__}: {exc}") or ""
-                    )
+                    why = redact(f"cannot collect: {type(exc).__name__}: {exc}") or "cannot collect"
+                    if why != self.failure:  # a read-only or locked database is said once, and shown
+                        self.on_event(
+                            redact(f"collector error (retrying in {STANDBY_POLL:g}s): {type(exc).__name__}: {exc}")
+                            or ""
+                        )
+                    self.failure = why
                     await _wait(stop, STANDBY_POLL)
         finally:
             await self.status_pages.stop()
@@ -304,7 +322,9 @@ class Collector:
         on_round: Callable[[], None] | None,
     ) -> bool:
         """Take (or keep) the lease and run one round, or stand by; return whether we hold the lease."""
-        if not await lease.acquire():
+        acquired = await lease.acquire()
+        self.failure = None  # the database answered: this process can collect (or stand by)
+        if not acquired:
             if holding:
                 self.on_event("collector lease lost: standing by")
             await _wait(stop, STANDBY_POLL)

@@ -1,6 +1,13 @@
 """Health: what the probes (and real traffic) say about each provider over a rolling window, the bands
 ops read at a glance, and the failover order that keeps requests away from a provider that is down.
 
+One verdict per provider (issue 18 §2): the latest probe AND the real traffic of the health window. The
+error rate is the traffic's once it has MIN_TRAFFIC requests in the window, the probes' own before
+that; the configured bands turn it (and p95) into words; a concerning or critical error band, or a
+slow p95, makes a provider the probes call healthy `degraded`, and half its requests failing makes it
+`failed`. The verdict carries its reason ("degraded: 13% of requests failed over 15m"). p50 and p95 come
+from the same calls — traffic when there is enough, else probes — and say which (`latency_source`).
+
 This module is the verdict; what it judges is stored by llmpulse.core.health_state (probe rows, the
 circuit breaker, and per-provider window aggregates kept up to date as probes arrive), so
 `load_health` reads one row per provider whatever the history.
@@ -13,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmpulse.core.catalog import Provider
+from llmpulse.core.durations import format_duration
 from llmpulse.core.health_settings import HealthSettings
 from llmpulse.core.health_state import (
     SERIES_POINTS,
@@ -29,6 +37,13 @@ from llmpulse.core.health_state import (
 from llmpulse.core.ratelimit import Balance, RateLimit
 from llmpulse.core.store import Store
 from llmpulse.core.vocabulary import Circuit, ErrorKind, ProviderStatus
+
+# Real requests in the window before their error rate and latency decide; fewer, and the probes' own do.
+MIN_TRAFFIC = 20
+# Probes in the window before their error rate says anything (one a round).
+MIN_PROBES = 5
+# This share of the window's requests failing is an outage, whatever the last probe said.
+FAILED_ERROR_RATE = 0.5
 
 # The storage side, re-exported: callers that judge health need not know where it is kept.
 __all__ = [
@@ -55,7 +70,7 @@ __all__ = [
 class ProviderHealth:
     provider_id: str
     name: str
-    status: ProviderStatus  # latest probe
+    status: ProviderStatus  # the verdict: latest probe and the window's traffic (see the module docstring)
     status_since: float | None = None  # first probe of the latest run of this status (the window's start at most)
     error_kind: ErrorKind | None = None
     error: str | None = None
@@ -80,9 +95,22 @@ class ProviderHealth:
     local: bool = False
     priority: int = 50
     requests: int = 0  # real requests in the window (from usage), 0 without
+    probe_status: ProviderStatus | None = None  # the latest probe's own status, before traffic is weighed
+    reason: str | None = None  # why the verdict is what it is, one line
+    error_source: str | None = None  # "traffic" | "probes": whose calls error_rate is over
+    latency_source: str | None = None  # "traffic" | "probes": whose calls p50_ms and p95_ms are
+    verdict_at: float | None = None  # when the verdict's latest probe ran (its age is now - verdict_at)
+    stale: bool = False  # the verdict is older than a collector round should leave it: nobody is judging it
+
+    @property
+    def watched(self) -> bool:
+        """Enabled and judged by some process: this one (it has the key), or the collector that can see
+        it (its verdict is in the window) — a viewer without the keys still counts what the daemon watches."""
+        return self.enabled and (self.configured or self.verdict_at is not None)
 
     def to_json(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("rate_limit", "balance")}
+        out["watched"] = self.watched
         out["rate_limit"] = self.rate_limit.to_json() if self.rate_limit else None
         out["balance"] = self.balance.to_json() if self.balance else None
         return out
@@ -116,6 +144,8 @@ async def load_health(
     settings: HealthSettings,
     now: float,
     request_stats: Mapping[str, Any] | None = None,
+    *,
+    stale_after: float | None = None,
 ) -> list[ProviderHealth]:
     """One ProviderHealth per provider, in the providers' order: one stored row per provider is read,
     whatever the history (see llmpulse.core.health_state).
@@ -124,7 +154,7 @@ async def load_health(
     requests, errors, p95_ms) is given: error rate over both, and p95 from real requests when there are
     any (they carry real prompts; a model list answers faster than a completion)."""
     stored = await stored_health(store, [p.id for p in providers])
-    return judge_health(providers, stored, settings, now, request_stats)
+    return judge_health(providers, stored, settings, now, request_stats, stale_after=stale_after)
 
 
 def judge_health(
@@ -135,6 +165,7 @@ def judge_health(
     request_stats: Mapping[str, Any] | None = None,
     *,
     series: bool = True,
+    stale_after: float | None = None,
 ) -> list[ProviderHealth]:
     """The verdict on each provider from its stored state (no I/O). `series=False` leaves the latency
     series out (the failover client does not draw sparklines)."""
@@ -148,21 +179,28 @@ def judge_health(
         # The latest probe counts only while it is inside the window: older, the state is not known.
         seen = st is not None and st.last_checked_at is not None and since <= st.last_checked_at
         windowed = st is not None and st.window_s is not None and seen
-        samples = st.samples if windowed and st else 0
-        errors = st.errors if windowed and st else 0
+        probe_samples = st.samples if windowed and st else 0
+        probe_errors = st.errors if windowed and st else 0
         real = stats.get(p.id)
         requests = int(getattr(real, "requests", 0) or 0) if real is not None else 0
-        if requests:
-            samples += requests
-            errors += int(getattr(real, "errors", 0) or 0)
+        traffic = requests >= MIN_TRAFFIC
+        if traffic:
+            samples, errors, error_source = requests, int(getattr(real, "errors", 0) or 0), "traffic"
+        else:
+            samples, errors, error_source = probe_samples, probe_errors, "probes" if probe_samples else None
         rate = errors / samples if samples else None
-        p95 = st.p95_ms if windowed and st else None
-        if requests and real is not None and getattr(real, "p95_ms", None) is not None:
-            p95 = float(real.p95_ms)
+        # p50 and p95 from the same calls: the traffic's when there is enough of it, else the probes'.
+        if traffic and real is not None and getattr(real, "p95_ms", None) is not None:
+            p50, p95, latency_source = getattr(real, "p50_ms", None), float(real.p95_ms), "traffic"
+        elif windowed and st and st.p95_ms is not None:
+            p50, p95, latency_source = st.p50_ms, st.p95_ms, "probes"
+        else:
+            p50, p95, latency_source = None, None, None
+        probe_status: ProviderStatus = (st.last_status or "unknown") if seen and st else "unknown"  # type: ignore[assignment]
         health = ProviderHealth(
             provider_id=p.id,
             name=p.name,
-            status=(st.last_status or "unknown") if seen and st else "unknown",
+            status=probe_status,
             # The run may have begun before the window; what the window shows starts at its edge.
             status_since=max(st.status_since, since) if seen and st and st.status_since is not None else None,
             error_kind=st.last_error_kind if seen and st else None,
@@ -170,7 +208,7 @@ def judge_health(
             samples=samples,
             success_rate=None if rate is None else 1.0 - rate,
             error_rate=rate,
-            p50_ms=st.p50_ms if windowed and st else None,
+            p50_ms=p50,
             p95_ms=p95,
             latency_series=st.latency_series() if series and windowed and st else [],
             last_checked_at=st.last_checked_at if st else None,
@@ -188,14 +226,75 @@ def judge_health(
             local=p.local,
             priority=p.priority,
             requests=requests,
+            probe_status=probe_status,
+            error_source=error_source if rate is not None else None,
+            latency_source=latency_source,
+            verdict_at=st.last_checked_at if seen and st else None,
         )
         if not p.enabled:
             health.status, health.error_kind, health.error = "unknown", "disabled", "disabled"
+            health.probe_status = "unknown"
             health.status_since = None
+            health.reason = "disabled"
         elif not p.configured and not seen:
             health.error_kind = "not_configured"
+        if p.enabled:
+            _weigh(health, settings, enough_probes=probe_samples >= MIN_PROBES, key_env=p.key_env)
+        if stale_after is not None and health.verdict_at is not None and now - health.verdict_at > stale_after:
+            health.stale = True
+            health.reason = (
+                f"{health.reason or health.status}; stale: last judged {format_duration(now - health.verdict_at)} ago"
+            )
         out.append(health)
     return out
+
+
+def _weigh(h: ProviderHealth, settings: HealthSettings, *, enough_probes: bool, key_env: str | None) -> None:
+    """The verdict: the latest probe, made worse (never better) by the window's error rate and p95, and
+    the reason in one line."""
+    window = format_duration(settings.window)
+    if h.probe_status == "unknown":
+        if h.error_kind == "not_configured":
+            h.reason = f"not judged here: {key_env or 'its key'} is not set" if key_env else "not judged here"
+        elif h.last_checked_at is not None:
+            h.reason = f"no probe in the last {window}"
+        else:
+            h.reason = "never probed"
+        return
+    counted = h.error_rate is not None and (h.error_source == "traffic" or enough_probes)
+    what = "requests" if h.error_source == "traffic" else "probes"
+    errors = f"{h.error_rate:.0%} of {what} failed over {window}" if counted and h.error_rate is not None else None
+    latency = (
+        f"p95 {_ms(h.p95_ms)} ({h.latency_band}) from {h.latency_source} over {window}"
+        if h.p95_ms is not None
+        else None
+    )
+    if h.probe_status == "failed":
+        h.status = "failed"
+        h.reason = f"failed: {h.error_kind or 'probe failed'}" + (f": {h.error}" if h.error else "")
+        return
+    if counted and h.error_rate is not None and h.error_rate >= FAILED_ERROR_RATE:
+        h.status, h.reason = "failed", f"failed: {errors}"
+        return
+    worse: list[str] = []
+    if counted and h.error_band in ("concerning", "critical"):
+        worse.append(errors or "")
+    if h.latency_band == "slow" and latency:
+        worse.append(latency)
+    if h.probe_status == "degraded":
+        worse.insert(0, f"{h.error_kind or 'degraded'}" + (f": {h.error}" if h.error else ""))
+    if worse:
+        h.status, h.reason = "degraded", "degraded: " + "; ".join(w for w in worse if w)
+        return
+    h.status = "healthy"
+    parts = [f"{errors} ({h.error_band})" if errors else None, latency]
+    h.reason = "healthy" + (": " + ", ".join(x for x in parts if x) if any(parts) else "")
+
+
+def _ms(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    return f"{ms / 1000:.1f}s" if ms >= 1000 else f"{ms:.0f}ms"
 
 
 def failover_order(items: Iterable[Any]) -> list[Any]:

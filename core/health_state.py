@@ -315,7 +315,11 @@ async def _update_minutes(conn: Any, results: Iterable[ProbeResult]) -> None:
 async def record_probe_results(
     store: Store, results: Sequence[ProbeResult], settings: HealthSettings, now: float
 ) -> None:
-    """Store a probe round, move each provider's circuit, window and minute summary, in one transaction."""
+    """Store a probe round, move each provider's circuit, window and minute summary, in one transaction.
+
+    A result that says this process cannot see the provider (no key or base URL here) is not stored: it
+    says nothing about the provider, and would overwrite the verdict of a process that can see it."""
+    results = [r for r in results if r.error_kind != "not_configured"]
     if not results:
         return
     breaker = CircuitBreaker(settings)

@@ -6,6 +6,13 @@ expiry into `leases` and renews it every few seconds; a process that finds no ro
 expired row takes the lease. A holder that exits releases it (another takes over at its next try, about a
 second later); one that dies simply stops renewing and is replaced once the expiry passes.
 
+Who collects (issue 18): a holder also records how many providers it can see (has the key or base URL
+of). A process that sees more providers than the holder takes the lease over at its next try (the holder
+finds out at its next renewal and stands by), so the daemon with every key gets collection back from a
+dashboard that took over while it was down. A process that sees fewer may still collect when nobody
+else does (budgets, migrations, usage need no key) — but it judges only the providers it sees
+(llmpulse.core.alerts.rules.PROVIDER_RULES): the others keep their last verdict, shown with its age.
+
 All reads and writes of a lease happen inside BEGIN IMMEDIATE, so two processes trying at the same moment
 are serialised by SQLite: exactly one sees the lease free. Use a Store (connection) of its own for the
 lease, so renewal never waits on, or nests inside, another task's transaction on a shared connection.
@@ -42,16 +49,19 @@ class LeaseInfo:
     holder: str
     acquired_at: float
     expires_at: float
+    sees: int = 0  # providers the holder can see (judges)
 
     def alive(self, now: float) -> bool:
         return self.expires_at > now
 
 
 async def read_lease(store: Store, name: str = COLLECTOR_LEASE) -> LeaseInfo | None:
-    row = await store.fetchone("SELECT name, holder, acquired_at, expires_at FROM leases WHERE name = ?", (name,))
+    row = await store.fetchone("SELECT name, holder, acquired_at, expires_at, sees FROM leases WHERE name = ?", (name,))
     if row is None:
         return None
-    return LeaseInfo(row["name"], row["holder"], float(row["acquired_at"]), float(row["expires_at"]))
+    return LeaseInfo(
+        row["name"], row["holder"], float(row["acquired_at"]), float(row["expires_at"]), int(row["sees"] or 0)
+    )
 
 
 class Lease:
@@ -65,12 +75,14 @@ class Lease:
         holder: str | None = None,
         ttl: float = DEFAULT_TTL,
         clock: Clock = SYSTEM_CLOCK,
+        sees: int = 1,
     ):
         self.store = store
         self.name = name
         self.holder = holder or PROCESS_HOLDER
         self.ttl = ttl
         self.clock = clock
+        self.sees = sees  # how many providers this process can see (one that sees more takes over)
         self.expires_at: float | None = None  # of our own claim, None when not held
 
     @property
@@ -89,11 +101,12 @@ class Lease:
         async with self.store.transaction() as conn:
             now = self.clock.now()
             async with conn.execute(
-                "SELECT holder, acquired_at, expires_at FROM leases WHERE name = ?", (self.name,)
+                "SELECT holder, acquired_at, expires_at, sees FROM leases WHERE name = ?", (self.name,)
             ) as cur:
                 row = await cur.fetchone()
             ours = row is not None and row["holder"] == self.holder
-            free = row is None or float(row["expires_at"]) <= now
+            # A holder that sees fewer providers than we do gives way: we judge more of them.
+            free = row is None or float(row["expires_at"]) <= now or int(row["sees"] or 0) < self.sees
             if must_hold and not ours and not free:
                 self.expires_at = None
                 return False
@@ -102,10 +115,10 @@ class Lease:
                 return False
             acquired_at = float(row["acquired_at"]) if ours and row is not None else now
             await conn.execute(
-                "INSERT INTO leases (name, holder, acquired_at, expires_at) VALUES (?, ?, ?, ?) "
+                "INSERT INTO leases (name, holder, acquired_at, expires_at, sees) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at, "
-                "expires_at = excluded.expires_at",
-                (self.name, self.holder, acquired_at, now + self.ttl),
+                "expires_at = excluded.expires_at, sees = excluded.sees",
+                (self.name, self.holder, acquired_at, now + self.ttl, self.sees),
             )
             self.expires_at = now + self.ttl
             return True

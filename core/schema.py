@@ -551,4 +551,17 @@ COLLECTOR.append(
     )
 )
 
+COLLECTOR.append(
+    Migration(
+        "0412_collector_sees",
+        """
+        -- Issue 18: only a process that can see a provider (has its key / base URL) judges it. A lease
+        -- holder says how many providers it sees, so one that sees more takes collection over; the
+        -- status row says which, so viewers can tell whose verdicts they show.
+        ALTER TABLE leases ADD COLUMN sees INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE collector_status ADD COLUMN sees TEXT;   -- JSON list of the provider ids it judges
+    """,
+    )
+)
+
 MIGRATIONS: list[Migration] = CORE + USAGE + ALERTS + MIGRATION + COLLECTOR

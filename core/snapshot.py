@@ -7,11 +7,15 @@ snapshot never probes and never scans raw usage records: it is cheap enough to t
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from llmpulse.core.alerts.engine import Alert, AlertEngine
 from llmpulse.core.clock import ManualClock
 from llmpulse.core.config import Context
+from llmpulse.core.durations import format_duration
 from llmpulse.core.enablement import apply_enablement
 from llmpulse.core.health import ProviderHealth, load_health
 from llmpulse.core.lease import COLLECTOR_LEASE, read_lease
@@ -41,6 +45,9 @@ class Header:
 
 @dataclass
 class CollectorInfo:
+    """Who judges what the viewer shows, and how old it is: nothing collecting, or collection failing,
+    is said in `summary` instead of ticking on as if all were quiet."""
+
     holder: str | None  # who holds the collector lease (None: nobody collects)
     alive: bool
     last_round_at: float | None
@@ -48,6 +55,13 @@ class CollectorInfo:
     # Since when this process has been waiting for another process's write lock on the database (a
     # backup, a long prune): the header says "database busy since ..." instead of pretending all is well.
     db_busy_since: float | None = None
+    sees: list[str] = field(default_factory=list)  # the providers the last collector judged
+    data_age_s: float | None = None  # since the last collector round finished (None: never)
+    own_failure: str | None = None  # why this process's own collector cannot run (read-only, locked)
+    summary: str = ""  # one line for headers and `status`: "no collector since 09:12 — data 4 min old"
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 @dataclass
@@ -70,39 +84,74 @@ def _severity_rank(alert: Alert) -> tuple[int, float]:
     return (most_severe_first(alert.severity), -alert.first_seen)
 
 
-async def collector_info(store: Store, now: float) -> CollectorInfo:
-    import json
-
+async def collector_info(
+    store: Store, now: float, *, own_failure: str | None = None, tz: Any = dt.UTC
+) -> CollectorInfo:
     lease = await read_lease(store, COLLECTOR_LEASE)
     row = await store.fetchone(
-        "SELECT last_finished_at, last_errors FROM collector_status WHERE lease = ?", (COLLECTOR_LEASE,)
+        "SELECT last_finished_at, last_errors, sees FROM collector_status WHERE lease = ?", (COLLECTOR_LEASE,)
     )
     errors = json.loads(row["last_errors"]) if row and row["last_errors"] else []
-    return CollectorInfo(
+    last = row["last_finished_at"] if row else None
+    info = CollectorInfo(
         holder=lease.holder if lease else None,
         alive=bool(lease and lease.alive(now)),
-        last_round_at=row["last_finished_at"] if row else None,
+        last_round_at=last,
         last_errors=errors,
         db_busy_since=busy_since(store.path),
+        sees=json.loads(row["sees"]) if row and row["sees"] else [],
+        data_age_s=None if last is None else max(0.0, now - last),
+        own_failure=own_failure,
     )
+    info.summary = _collector_summary(info, tz)
+    return info
 
 
-async def build_snapshot(store: Store, ctx: Context, now: float) -> Snapshot:
+def _collector_summary(info: CollectorInfo, tz: Any) -> str:
+    age = "no data yet" if info.data_age_s is None else f"data {format_duration(info.data_age_s)} old"
+    if info.alive:
+        line = f"collector {info.holder} — {age}"
+        if info.last_errors:
+            line += f" — last round failed: {info.last_errors[0]}"
+    elif info.last_round_at is not None:
+        since = dt.datetime.fromtimestamp(info.last_round_at, tz).strftime("%H:%M")
+        line = f"no collector since {since} — {age}"
+    else:
+        line = "no collector has run on this database"
+    if info.own_failure:
+        line += f" — this process cannot collect: {info.own_failure}"
+    return line
+
+
+def stale_after(ctx: Context) -> float:
+    """How old a verdict may get before it is shown as stale: a few collector rounds."""
+    return 3 * ctx.config.probe.interval + ctx.config.probe.timeout
+
+
+async def build_snapshot(store: Store, ctx: Context, now: float, *, own_failure: str | None = None) -> Snapshot:
+    """Reads only (a viewer's connection may be read-only). `own_failure`: why this process's own
+    collector cannot run, to be said, not hidden."""
     cfg = ctx.config
     providers = await apply_enablement(store, ctx.providers)
     stats = await provider_request_stats(store, now - cfg.health.window, now)
-    health = await load_health(store, providers, cfg.health, now, stats)
+    health = await load_health(store, providers, cfg.health, now, stats, stale_after=stale_after(ctx))
     incidents = await load_incidents(store, providers, status_page_settings(cfg), now)
     budgets = await budget_statuses(store, cfg.usage, now)
     usage = await usage_summary(store, now, cfg.usage.timezone)
     alerts = sorted(await AlertEngine(store, cfg.alerts, ManualClock(now), None).open_alerts(), key=_severity_rank)
     migrations = await migration_statuses(store, cfg, now)
     # What is watched first (by failover priority), then disabled, then the catalog's unconfigured rest.
-    health.sort(
-        key=lambda h: (0 if h.enabled and h.configured else 1 if h.configured else 2, h.priority, h.provider_id)
-    )
-    watched = [h for h in health if h.enabled and h.configured]
+    health.sort(key=lambda h: (0 if h.watched else 1 if h.configured else 2, h.priority, h.provider_id))
+    # Watched: judged by this process or by the collector that can see it (a viewer without the keys
+    # still counts, and shows, the providers the daemon watches).
+    watched = [h for h in health if h.watched]
     tightest = max(budgets, key=lambda b: b.utilization, default=None)
+    collector = await collector_info(store, now, own_failure=own_failure, tz=cfg.usage.tz)
+    if collector.alive:
+        # Collecting, but maybe not with every key: say whose verdicts are left as they were.
+        unjudged = [h.provider_id for h in watched if h.provider_id not in collector.sees]
+        if unjudged:
+            collector.summary += f" — not judged by it (verdicts kept as they were): {', '.join(unjudged)}"
     header = Header(
         requests_period=usage.requests_month,
         cost_period=usage.cost_month,
@@ -122,7 +171,7 @@ async def build_snapshot(store: Store, ctx: Context, now: float) -> Snapshot:
         alerts=alerts,
         migrations=migrations,
         usage=usage,
-        collector=await collector_info(store, now),
+        collector=collector,
         refreshed_at=now,
         incidents=incidents,
     )

@@ -125,10 +125,15 @@ async def test_window_stats_circuit_and_next_provider(tmp_path):
         assert next_provider(health.values(), after="anthropic") is None
         disabled = [replace(h, enabled=False) if h.provider_id == "openai" else h for h in health.values()]
         assert next_provider(disabled).provider_id == "anthropic"
-        # Real traffic folds in: 90 ok requests + 0 errors dilute openai's error rate.
-        stats = {"openai": type("S", (), {"requests": 90, "errors": 0, "p95_ms": 800.0})()}
+        # Enough real traffic decides the error rate and latency (p50 and p95 from the same calls); a
+        # trickle of it does not, the probes' own figures stand.
+        stats = {"openai": type("S", (), {"requests": 90, "errors": 9, "p95_ms": 800.0, "p50_ms": 300.0})()}
         o2 = (await load_health(store, providers, SETTINGS, now, stats))[0]
-        assert o2.samples == 100 and o2.error_rate == pytest.approx(0.01) and o2.p95_ms == 800.0
+        assert (o2.samples, o2.error_rate, o2.error_source) == (90, pytest.approx(0.1), "traffic")
+        assert (o2.p50_ms, o2.p95_ms, o2.latency_source) == (300.0, 800.0, "traffic")
+        thin = {"openai": type("S", (), {"requests": 3, "errors": 3, "p95_ms": 9000.0, "p50_ms": 9000.0})()}
+        o3 = (await load_health(store, providers, SETTINGS, now, thin))[0]
+        assert o3.error_source == o3.latency_source == "probes" and o3.p95_ms != 9000.0
         # The failover client's outcomes move the same circuit; the cool-down half-opens it.
         state = await record_outcome(store, "groq", True, SETTINGS, now + 61)
         assert state.circuit == "closed"
@@ -188,7 +193,7 @@ async def test_window_aggregates_follow_the_raw_probes_as_they_expire(tmp_path):
                 assert h.samples == len(window) and h.error_rate == pytest.approx(errors / len(window))
                 assert h.p95_ms == pytest.approx(latencies[-(-95 * len(latencies) // 100) - 1], rel=0.01)
                 assert h.latency_series == [r.latency_ms for r in window][-30:]
-                assert h.status == window[-1].status
+                assert h.probe_status == window[-1].status  # the verdict (status) also weighs the error rate
         before = [h.to_json() for h in await load_health(store, providers, settings, at)]
         await store.execute("DELETE FROM probe_results")
         assert [h.to_json() for h in await load_health(store, providers, settings, at)] == before

@@ -65,3 +65,19 @@ async def test_header_names_the_budget_it_shows(tmp_path):
     assert abs(snap.header.budget_utilization - spent / 1.0) < 1e-9
     line = header_text(snap, View(now=NOW), paused=False, interval=1.0, time_range="24h").plain
     assert "budget provider:openai/day" in line
+
+
+def test_header_says_when_nothing_collects():
+    import dataclasses
+
+    from llmpulse.core.snapshot import CollectorInfo
+    from tests.snapshot_apps.fixed import fixed_snapshot
+
+    idle = CollectorInfo(
+        holder=None, alive=False, last_round_at=NOW - 240, summary="no collector since 09:12 — data 4m old"
+    )
+    snap = dataclasses.replace(fixed_snapshot(), collector=idle)
+    line = header_text(snap, View(now=NOW), paused=False, interval=1.0, time_range="24h", width=80).plain
+    assert "no collector since 09:12 — data 4m old" in line
+    alive = header_text(fixed_snapshot(), View(now=NOW), paused=False, interval=1.0, time_range="24h").plain
+    assert "collector" not in alive

@@ -31,6 +31,7 @@ class CoreBackend:
         self._open_lock = asyncio.Lock()
         self._engine: AlertEngine | None = None
         self._collector: Collector | None = None
+        self._collector_failure: str | None = None  # this process's collector could not even start
 
     # -- connections --------------------------------------------------------------------------------
     async def read_store(self) -> Store:
@@ -56,7 +57,8 @@ class CoreBackend:
     async def snapshot(self) -> Snapshot:
         from llmpulse.core.snapshot import build_snapshot
 
-        return await build_snapshot(await self.read_store(), self.ctx, self.clock.now())
+        failure = self._collector.failure if self._collector is not None else self._collector_failure
+        return await build_snapshot(await self.read_store(), self.ctx, self.clock.now(), own_failure=failure)
 
     def with_alerts(self, snapshot: Snapshot, alerts: list[Alert]) -> Snapshot:
         return dataclasses.replace(snapshot, alerts=alerts)
@@ -82,7 +84,13 @@ class CoreBackend:
     async def run_collector(self, stop: asyncio.Event, on_round: Callable[[], None]) -> None:
         from llmpulse.core.collector import Collector
 
-        store = await Store.open(self.ctx.db_path)
+        try:
+            store = await Store.open(self.ctx.db_path)
+        except Exception as exc:  # a read-only or locked database: the dashboard still shows what is there
+            from llmpulse.core.redact import redact
+
+            self._collector_failure = redact(f"{type(exc).__name__}: {exc}")
+            return
         try:
             self._collector = Collector(self.ctx, store, self.clock)
             await self._collector.run_forever(stop, on_round=on_round)

@@ -52,6 +52,9 @@ DASH = "—"
 
 def status_key(status: str | None, enabled: bool = True, configured: bool = True) -> str:
     """Which STATUS entry a provider shows: disabled or keyless whatever its last probe said."""
+    # Not configured here but judged by the collector that can see it: its verdict, not "no key".
+    if enabled and not configured and status not in (None, "unknown"):
+        return status
     return "disabled" if not enabled else "unconfigured" if not configured else (status or "unknown")
 
 

@@ -63,6 +63,12 @@ def header_segments(
         busy = getattr(getattr(snapshot, "collector", None), "db_busy_since", None)
         if busy is not None:  # another process holds the write lock: collecting waits, nothing is lost
             out.append(Segment(0, Text(f"⚠ database busy since {fmt.clock(busy, view.tz)}", style="bold yellow")))
+        collector = getattr(snapshot, "collector", None)
+        if collector is not None and (not collector.alive or getattr(collector, "own_failure", None)):
+            # Nothing judging (or this process failing to): said first, never "all quiet" (issue 18).
+            out.append(
+                Segment(0, Text(f"⚠ {getattr(collector, 'summary', '') or 'no collector'}", style="bold yellow"))
+            )
     # The range decides what the range figures and detail screens cover, so it stays on screen.
     out.append(Segment(4, Text(f"range {time_range:<3} ⟳{fmt.interval(interval)}".ljust(16))))
     if view.filter:

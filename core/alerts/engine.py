@@ -187,7 +187,8 @@ class AlertEngine:
     async def process(self, conditions: Sequence[Condition], covered: Iterable[str] | None = None) -> list[AlertChange]:
         """Open, update and auto-resolve alerts from this round's conditions; escalate and repeat.
         `covered`: the rules judged this round (default: every rule seen in `conditions` plus all
-        rules of open alerts) — only their alerts may resolve for lack of a condition."""
+        rules of open alerts), or single "rule:subject" fingerprints — only their alerts may resolve for
+        lack of a condition."""
         now = self.clock.now()
         changes: list[AlertChange] = []
         by_fp = {c.fingerprint: c for c in conditions}
@@ -246,7 +247,7 @@ class AlertEngine:
                         (message, now, cond.severity, cond.stage, alert.id),
                     )
             for fp, alert in open_by_fp.items():
-                if fp in by_fp or alert.rule not in judged:
+                if fp in by_fp or (alert.rule not in judged and fp not in judged):
                     continue
                 await conn.execute(
                     "UPDATE alerts SET state = 'resolved', resolved_at = ?, resolved_by = 'auto' WHERE id = ?",

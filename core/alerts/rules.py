@@ -56,6 +56,25 @@ class LatencyBaseline:
     sd_ms: float
 
 
+# Rules about one provider (the subject is its id). Only a process that can see the provider — has its
+# key or base URL — judges them: it alone opens, updates and auto-resolves their alerts. A dashboard
+# without the daemon's keys would otherwise "resolve" every outage it cannot see (issue 18).
+# provider_no_key is not among them: it is a fact about the collecting process's own environment.
+PROVIDER_RULES = frozenset(
+    {
+        "provider_down",
+        "provider_degraded",
+        "provider_auth",
+        "provider_quota",
+        "error_rate",
+        "latency_p95",
+        "latency_anomaly",
+        "rate_limit_headroom",
+        "fallback_rate",
+    }
+)
+
+
 @dataclass
 class RuleInputs:
     """Everything the rules judge. None means "not measured this round": those rules are skipped and
@@ -72,10 +91,12 @@ class RuleInputs:
     window_s: float = 900.0  # the health/traffic window, for messages
     custom_figures: Mapping[str, float | None] | None = None  # [[alerts.rules]] name -> figure
     incidents: list[Any] | None = None  # llmpulse.core.statuspage.ProviderIncident: what the providers declare
+    visible: frozenset[str] | None = None  # providers this process can see; None: every provider
 
 
 def covered_rules(inputs: RuleInputs, cfg: AlertsConfig) -> set[str]:
-    """Rules that were really judged this round: only their alerts may be auto-resolved."""
+    """Rules that were really judged this round: only their alerts may be auto-resolved. An entry is a
+    rule name (judged for every subject) or a fingerprint "rule:subject" (judged for that subject)."""
     rules: set[str] = set()
     if inputs.health is not None:
         rules |= {
@@ -101,6 +122,10 @@ def covered_rules(inputs: RuleInputs, cfg: AlertsConfig) -> set[str]:
     if inputs.incidents is not None:
         rules.add("provider_incident")
     rules |= judged(cfg.custom_rules, inputs.custom_figures)
+    if inputs.visible is not None:
+        # Provider rules cover only the providers this process sees: "rule:provider" fingerprints.
+        scoped = rules & PROVIDER_RULES
+        rules = (rules - scoped) | {f"{rule}:{pid}" for rule in scoped for pid in inputs.visible}
     # A disabled rule is "covered": its open alerts resolve once it is switched off; so is a custom
     # rule removed from the config.
     return rules | set(cfg.disabled_rules)
@@ -122,6 +147,8 @@ def evaluate_rules(inputs: RuleInputs, cfg: Any = None) -> list[Condition]:
     ]:
         if not cfg.enabled(cond.rule):
             continue
+        if inputs.visible is not None and cond.rule in PROVIDER_RULES and cond.subject not in inputs.visible:
+            continue  # a provider this process cannot see: its alerts are left as they are
         assert cond.rule in RULES or any(r.name == cond.rule for r in cfg.custom_rules), cond.rule
         cond = Condition(cond.rule, cond.subject, cond.severity, redact(cond.message) or "", cond.stage)
         found.setdefault(cond.fingerprint, cond)
@@ -169,7 +196,9 @@ def _provider_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition
         pid = _g(h, "provider_id")
         if not _g(h, "enabled", True) or not _g(h, "configured", True):
             continue
-        status, kind = _g(h, "status"), _g(h, "error_kind")
+        # The probe's own status: traffic's error rate and latency have rules of their own (error_rate,
+        # latency_p95), so a verdict made worse by them does not raise provider_degraded a second time.
+        status, kind = _g(h, "probe_status") or _g(h, "status"), _g(h, "error_kind")
         error = _short(_g(h, "error"))
         suffix = f": {error}" if error else ""
         failures = int(_g(h, "consecutive_failures", 0) or 0)

@@ -23,7 +23,7 @@ def headroom(health: ProviderHealth) -> float | None:
 
 
 def trouble_order(h: ProviderHealth) -> tuple[int, int, int, str]:
-    watched = 0 if h.enabled and h.configured else 1 if h.configured else 2
+    watched = 0 if h.watched else 1 if h.configured else 2
     return (watched, STATUS_RANK.get(h.status, 2), h.priority, h.provider_id)
 
 
@@ -79,7 +79,8 @@ class ProvidersPanel(Panel[ProviderHealth]):
         name_style = "" if h.configured and h.enabled else "dim"
         since = getattr(h, "status_since", None)
         return (
-            Text(h.name, style=name_style),
+            # A verdict nobody has renewed for a few rounds is marked, not shown as current.
+            Text(h.name + (" (stale)" if h.stale else ""), style=name_style),
             fmt.status_text(h.status, h.enabled, h.configured, view.now - since if since else None),
             Text(fmt.ms(h.p95_ms), justify="right"),
             Text(fmt.sparkline(h.latency_series, SPARK_WIDTH, self.latency_scale), style="cyan"),
@@ -91,7 +92,7 @@ class ProvidersPanel(Panel[ProviderHealth]):
         )
 
     def subtitle(self, snapshot: Snapshot, view: View) -> str:
-        configured = [h for h in snapshot.providers if h.configured and h.enabled]
+        configured = [h for h in snapshot.providers if h.watched]
         healthy = sum(1 for h in configured if h.status == "healthy")
         return f"{healthy}/{len(configured)} healthy"
 

@@ -27,10 +27,21 @@ def summary_text(h: ProviderHealth, view: View) -> Text:
     if h.error_kind:
         t.append(f"  {h.error_kind}", style="yellow")
     t.append("\n")
-    t.append(f"p50 {fmt.ms(h.p50_ms)}  p95 {fmt.ms(h.p95_ms)}  ")
+    reason = getattr(h, "reason", None)
+    if reason:
+        t.append(f"{reason}\n", style="dim" if getattr(h, "stale", False) else "")
+    # p50 and p95 come from the same calls; the label says whose (issue 18).
+    source = getattr(h, "latency_source", None)
+    t.append(f"p50 {fmt.ms(h.p50_ms)}  p95 {fmt.ms(h.p95_ms)}")
+    if h.latency_band:
+        t.append(f" {h.latency_band}")
+    t.append(f" ({source})  " if source else "  ", style="dim")
     t.append(f"success {fmt.pct(h.success_rate, 1)}  errors ")
     t.append_text(fmt.error_rate_text(h.error_rate, h.error_band))
-    t.append(f"  over {h.samples} samples\n")
+    if h.error_band:
+        t.append(f" {h.error_band}")
+    errors_of = getattr(h, "error_source", None)
+    t.append(f"  over {h.samples} {'requests' if errors_of == 'traffic' else 'samples'}\n")
     t.append("circuit ")
     t.append_text(fmt.circuit_text(h.circuit))
     t.append(
