@@ -184,6 +184,10 @@ def judge_health(
         real = stats.get(p.id)
         requests = int(getattr(real, "requests", 0) or 0) if real is not None else 0
         traffic = requests >= MIN_TRAFFIC
+        error_source: str | None
+        p50: float | None
+        p95: float | None
+        latency_source: str | None
         if traffic:
             samples, errors, error_source = requests, int(getattr(real, "errors", 0) or 0), "traffic"
         else:
@@ -196,7 +200,7 @@ def judge_health(
             p50, p95, latency_source = st.p50_ms, st.p95_ms, "probes"
         else:
             p50, p95, latency_source = None, None, None
-        probe_status: ProviderStatus = (st.last_status or "unknown") if seen and st else "unknown"  # type: ignore[assignment]
+        probe_status: ProviderStatus = (st.last_status or "unknown") if seen and st else "unknown"
         health = ProviderHealth(
             provider_id=p.id,
             name=p.name,

@@ -159,7 +159,13 @@ async def test_the_contract_names_labels_and_figures(served):
         )
     }
     assert statuses == {"openai": "healthy", "deepseek": "healthy", "groq": "failed"}
-    for pid, status in statuses.items():
+    # The verdict weighs real traffic too (issue 18 §2): openai's recorded calls fail 4 of 46 (8.7%),
+    # inside the default "concerning" error band (5%..10%), so it is degraded though its probes pass.
+    openai_calls = [c for c in CALLS if c[0] == "openai"]
+    rate = sum(c[6] for c in openai_calls if c[2] == "error") / sum(c[6] for c in openai_calls)
+    assert 0.05 <= rate <= 0.10
+    verdicts = {**statuses, "openai": "degraded"}
+    for pid, status in verdicts.items():
         assert value(found, "llmpulse_provider_up", provider=pid) == (0.0 if status == "failed" else 1.0)
         assert value(found, "llmpulse_provider_state", provider=pid, state=status) == 1.0
         assert (
