@@ -30,6 +30,7 @@ from llmpulse.core.metric_totals import LatencyTotals, UsageTotals, probe_latenc
 from llmpulse.core.migration import migration_statuses
 from llmpulse.core.server.app import STATE, ServerState
 from llmpulse.core.usage.budgets import budget_statuses
+from llmpulse.core.usage.queries import provider_request_stats
 from llmpulse.core.vocabulary import CIRCUITS, PROVIDER_STATUSES, SEVERITIES
 
 UP_STATUSES = ("healthy", "degraded")
@@ -52,9 +53,10 @@ async def gather(state: ServerState) -> ScrapeData:
     ctx, store, now = state.ctx, state.store, state.clock.now()
     cfg = ctx.config
     providers = await apply_enablement(store, ctx.providers)
-    # Verdict, circuit, headroom and balance do not depend on real traffic's window statistics (only the
-    # error rate and p95 do, which are not exported): the request-stats query a refresh makes is skipped.
-    health = await load_health(store, providers, cfg.health, now)
+    # The verdict weighs the window's real traffic (its error rate and p95 can make a provider whose
+    # probes pass degraded or failed), so the scrape reads the same request statistics the dashboard does.
+    stats = await provider_request_stats(store, now - cfg.health.window, now)
+    health = await load_health(store, providers, cfg.health, now, stats)
     alerts = await AlertEngine(store, cfg.alerts, ManualClock(now), None).open_alerts()
     firing: dict[str, int] = {s: sum(1 for a in alerts if a.state == "firing" and a.severity == s) for s in SEVERITIES}
     return ScrapeData(
