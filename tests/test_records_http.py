@@ -21,10 +21,11 @@ LINES = [
     {"provider": "openai", "model": "gpt-4o", "input_tokens": 1000, "output_tokens": 100, "request_id": "r1"},
     {"provider": "anthropic", "model": "claude-sonnet-4-5", "usage": {"input_tokens": 10, "output_tokens": 5}},
     "this is not json",
+    {"provider": "openai", "model": "gpt-4o", "input_tokens": 1, "endpoint": "a\u2028b", "request_id": "r2"},
     {"provider": "openai", "model": "gpt-4o", "input_tokens": -3},
     {"provider": "openai", "model": "gpt-4o", "input_tokens": 7, "colour": "blue"},
 ]
-BODY = "\n".join(x if isinstance(x, str) else json.dumps(x) for x in LINES) + "\n\n"
+BODY = "\n".join(x if isinstance(x, str) else json.dumps(x, ensure_ascii=False) for x in LINES) + "\n\n"
 
 
 async def _start(tmp_path: Path) -> tuple[Server, Store]:
@@ -42,23 +43,27 @@ async def test_records_stored_once_bad_lines_named_like_import(tmp_path):
             first = (await c.post("/v1/records", content=BODY)).json()
             gz = await c.post("/v1/records", content=gzip.compress(BODY.encode()), headers={"Content-Encoding": "gzip"})
             again = gz.json()
-            not_utf8 = await c.post("/v1/records", content=b"\xff\xfe{}")
-            assert not_utf8.status_code == 400
+            # a line that is not UTF-8 is that line's error, as in `import`; the lines around it are kept
+            mixed = await c.post("/v1/records", content=b'{"provider": "openai", "model": "m1"}\n\xff\xfe{}\n')
+            assert mixed.status_code == 200 and mixed.json()["stored"] == 1
+            assert [b["line"] for b in mixed.json()["bad_lines"]] == [2]
             wrong = await c.post("/v1/records", content=BODY, headers={"Content-Type": "application/x-protobuf"})
             assert wrong.status_code == 415
     finally:
         await server.stop()
         await store.close()
-    assert (first["stored"], first["already_there"], first["bad"]) == (2, 0, 3)
-    assert (again["stored"], again["already_there"]) == (0, 2)  # sent twice, stored once
+    assert (first["stored"], first["already_there"], first["bad"]) == (3, 0, 3)
+    assert (again["stored"], again["already_there"]) == (0, 3)  # sent twice, stored once
     # the same lines through `llmpulse import` say the same about the same line numbers
-    (tmp_path / "calls.jsonl").write_text(BODY)
+    (tmp_path / "calls.jsonl").write_text(BODY)  # (plus a raw U+2028 inside a string: one line, not two)
     cli = run_cli(tmp_path, "--db", str(tmp_path / "cli.db"), "import", "calls.jsonl")
     cli_bad = [line for line in cli.stderr.splitlines() if line.startswith("line ")]
     assert cli_bad == [f"line {b['line']}: {b['error']}" for b in first["bad_lines"]]
-    assert [b["line"] for b in first["bad_lines"]] == [3, 4, 5]
+    assert [b["line"] for b in first["bad_lines"]] == [3, 5, 6]
     assert "input_tokens: found -3" in first["bad_lines"][1]["error"]
     assert "colour: unknown field" in first["bad_lines"][2]["error"]
     with sqlite3.connect(tmp_path / "r.db") as db:
-        got = db.execute("SELECT provider, input_tokens, output_tokens FROM usage_records ORDER BY provider").fetchall()
-    assert got == [("anthropic", 10, 5), ("openai", 1000, 100)]
+        got = db.execute(
+            "SELECT provider, input_tokens, output_tokens FROM usage_records ORDER BY provider, input_tokens"
+        ).fetchall()
+    assert got == [("anthropic", 10, 5), ("openai", 0, 0), ("openai", 1, 0), ("openai", 1000, 100)]

@@ -1,24 +1,28 @@
 """`POST /v1/records`: the `llmpulse import` format (JSON Lines) over HTTP, for senders without OTel.
 
-Each line is read by the same function as `llmpulse import` (records.JsonLines) and the good ones
-are stored in one transaction before the answer, so the answer can say what happened:
+The body is read exactly as `llmpulse import` reads a file (records.read_lines and JsonLines: byte
+lines, each judged on its own) and the good ones are stored in one transaction before the answer, so
+the answer can say what happened:
 
     200 {"stored": 2, "already_there": 1, "unknown_price": 0,
          "bad_lines": [{"line": 4, "error": "input_tokens: found -3; expected a whole number >= 0"}]}
 
-Bad lines never stop the good ones (as with `import`); a body that is not UTF-8 is a 400. Sending the
+Bad lines never stop the good ones (as with `import`; a line that is not UTF-8 is that line's error,
+with its number). Sending the
 same lines again stores nothing twice (request_id, else the line's content). At most MAX_IN_FLIGHT
 requests write at once; beyond that, 503 with Retry-After.
 """
 
 from __future__ import annotations
 
+import io
+
 from aiohttp import web
 
 from llmpulse.core.server.app import STATE, ServerState, read_body
 from llmpulse.core.server.ingest import RETRY_AFTER_S
 from llmpulse.core.usage.recorder import pricing_for
-from llmpulse.core.usage.records import JsonLines, RecordError, UsageRecord
+from llmpulse.core.usage.records import JsonLines, RecordError, UsageRecord, read_lines
 from llmpulse.core.usage.rollup import ingest
 
 CONTENT_TYPES = ("application/x-ndjson", "application/jsonl", "application/json", "text/plain", "")
@@ -43,19 +47,19 @@ async def post_records(request: web.Request) -> web.Response:
     state.counters["records_in_flight"] += 1
     try:
         body = await read_body(request)
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            return web.json_response({"error": "the body is not UTF-8 text; expected JSON Lines"}, status=400)
         now = state.clock.now()
         lines = JsonLines(now)
         good: list[UsageRecord] = []
         bad: list[dict[str, object]] = []
         bad_count = 0
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
+        # Exactly as `llmpulse import` reads a file: byte lines split at \n, each judged on its own (a
+        # line that is not UTF-8 or is too long is that line's error), repeats by JsonLines' rule.
+        for number, line in read_lines(io.BytesIO(body)):
             try:
+                if isinstance(line, RecordError):
+                    raise line
+                if not line.strip():
+                    continue
                 good.append(lines.record(line, number))
             except RecordError as exc:
                 bad_count += 1
