@@ -1,0 +1,111 @@
+"""Collector cost per round vs the health window's fill (issue 14): 50 providers probed every second.
+
+The fake providers (answering at once) run in a process of their own. For each fill of the 15-minute
+window — empty, half (450 rounds of history), full (900 rounds) — a fresh database gets that many probe
+rounds of history, then the collector runs rounds one simulated second apart; the CPU time this
+process spends per round (event loop and database thread) is the cost. The empty window is the
+baseline, measured in the same run.
+
+Target: cost per round independent of the window's length (full / empty <= 1.2).
+
+    python bench/bench_collector.py [--rounds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from llmpulse.core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers
+from llmpulse.core.clock import ManualClock
+from llmpulse.core.collector import Collector
+from llmpulse.core.config import Config, Context
+from llmpulse.core.health import record_probe_results
+from llmpulse.core.health_settings import HealthSettings
+from llmpulse.core.probe import ProbeClients, ProbeResult
+from llmpulse.core.probe_settings import ProbeSettings
+from llmpulse.core.simulator.fleet import FakeProvider, Fleet
+from llmpulse.core.store import Store
+
+KEY = "sk-bench-0000000000000000"
+PROVIDERS = 50
+
+
+def serve_fleet(n: int, conn) -> None:  # type: ignore[no-untyped-def]
+    with Fleet([FakeProvider(f"p{i}", key=KEY) for i in range(n)]) as fleet:
+        conn.send(fleet.root_url)
+        conn.recv()
+
+
+def context(root: str, db: Path) -> Context:
+    specs = {f"p{i}": replace(CATALOG_BY_ID["openai"], id=f"p{i}") for i in range(PROVIDERS)}
+    overrides = {pid: ProviderOverride(base_url=f"{root}/{pid}/v1") for pid in specs}
+    providers = resolve_providers(specs, {"OPENAI_API_KEY": KEY}, overrides)
+    cfg = Config(probe=ProbeSettings(interval=1.0, timeout=5.0), health=HealthSettings(window=900.0))
+    return Context(config=cfg, env={}, db_path=db, providers=providers)
+
+
+async def measure(ctx: Context, history: int, rounds: int) -> float:
+    clock = ManualClock(time.time() - 3600)
+    store = await Store.open(ctx.db_path)
+    ids = [p.id for p in ctx.providers]
+    for i in range(history):  # the window's worth of past rounds, one second apart
+        at = clock.advance(1.0)
+        results = [ProbeResult(pid, pid, at, "healthy", None, None, 90.0 + (i + j) % 50, 200) for j, pid in enumerate(ids)]
+        await record_probe_results(store, results, ctx.config.health, at)
+    collector = Collector(ctx, store, clock, on_event=lambda _line: None)
+    collector.probe_clients = ProbeClients(ctx.config.probe)  # as run_forever keeps them
+    costs = []
+    for i in range(rounds + 3):
+        clock.advance(1.0)
+        cpu = time.process_time()
+        report = await collector.run_round()
+        if report.errors:
+            raise SystemExit(f"round failed: {report.errors}")
+        if i >= 3:  # warm-up: connections, caches
+            costs.append((time.process_time() - cpu) * 1000)
+    await collector.probe_clients.aclose()
+    await store.close()
+    return statistics.median(costs)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=20)
+    args = ap.parse_args()
+    parent, child = multiprocessing.Pipe()
+    server = multiprocessing.Process(target=serve_fleet, args=(PROVIDERS, child), daemon=True)
+    server.start()
+    costs = {}
+    try:
+        root = parent.recv()
+        for history in (0, 450, 900):
+            with tempfile.TemporaryDirectory() as tmp:
+                ctx = context(root, Path(tmp) / "c.db")
+                costs[history] = asyncio.run(measure(ctx, history, args.rounds))
+            rows = history * PROVIDERS
+            print(f"window with {history:>3} rounds ({rows:>6} probe rows): {costs[history]:.1f} ms CPU a round")
+    finally:
+        parent.send("stop")
+        server.join(timeout=10)
+    ratio = costs[900] / costs[0]
+    good = ratio <= 1.2
+    print(
+        f"{PROVIDERS} providers at 1 s: full window / empty window = {ratio:.2f} (target <= 1.2: the same cost "
+        f"whatever the window holds); a round is {costs[900] / 10:.1f}% of a core at 1 s  {'OK' if good else 'MISSED'}"
+    )
+    return 0 if good else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
