@@ -61,7 +61,9 @@ async def measure(ctx: Context, history: int, rounds: int) -> float:
     ids = [p.id for p in ctx.providers]
     for i in range(history):  # the window's worth of past rounds, one second apart
         at = clock.advance(1.0)
-        results = [ProbeResult(pid, pid, at, "healthy", None, None, 90.0 + (i + j) % 50, 200) for j, pid in enumerate(ids)]
+        results = [
+            ProbeResult(pid, pid, at, "healthy", None, None, 90.0 + (i + j) % 50, 200) for j, pid in enumerate(ids)
+        ]
         await record_probe_results(store, results, ctx.config.health, at)
     collector = Collector(ctx, store, clock, on_event=lambda _line: None)
     collector.probe_clients = ProbeClients(ctx.config.probe)  # as run_forever keeps them
