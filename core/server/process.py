@@ -44,7 +44,11 @@ def _child(ctx: Context, listener: Listener, conn: Connection) -> None:
 
     register_secrets(p.api_key.reveal() for p in ctx.providers if p.api_key)
     register_secrets(p.admin_key.reveal() for p in ctx.providers if p.admin_key)
-    sys.exit(asyncio.run(_serve(ctx, listener, conn)))
+    code = asyncio.run(_serve(ctx, listener, conn))
+    # Done and written. A second SIGTERM (the parent's, after one sent to the whole process group, as
+    # systemd does) must not turn a clean exit into "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(code)
 
 
 async def _serve(ctx: Context, listener: Listener, conn: Connection) -> int:
@@ -70,7 +74,11 @@ async def _serve(ctx: Context, listener: Listener, conn: Connection) -> int:
         conn.send(("serving", server.url))
         await stop.wait()
         await server.stop()
-        log.info(f"server stopped: {server.state.queue().accepted} records accepted, all stored")
+        counters = server.state.counters
+        log.info(
+            f"server stopped: {server.state.queue().accepted} span records and {counters['records_stored']} "
+            "JSON Lines records accepted, all stored"
+        )
         return 0
     finally:
         await store.close()
