@@ -83,9 +83,7 @@ def parse_rules(sections: Sequence[Section], builtin: Iterable[str]) -> tuple[Cu
             dim, _, key = scope.partition(":")
             if dim not in SCOPE_DIMS or not key:
                 raise sec.error("scope", scope, "total, or one of " + ", ".join(f"{d}:NAME" for d in SCOPE_DIMS))
-        window = sec.duration("window", 3600.0, minimum=60.0)
-        if window > MAX_WINDOW_S:
-            raise sec.error("window", sec.data.get("window"), "a duration of at most 31d")
+        window = sec.duration("window", 3600.0, minimum=60.0, maximum=MAX_WINDOW_S)
         above = sec.number("above", None, minimum=None)
         below = sec.number("below", None, minimum=None)
         if (above is None) == (below is None):
