@@ -418,7 +418,7 @@ async def probe_provider(
     try:
         data = json.loads(body) if shape != "any" else None
     except ValueError:
-        snippet = body_line(body[:4096].decode("utf-8", "replace"), 80)
+        snippet = body_line(body.decode("utf-8", "replace"), 80)  # whole, so redaction sees every key
         return result("failed", "bad_response", f"HTTP {code} but the body is not JSON: {snippet!r}", code, rate_limit)
     problem, balance = _shape_check(shape, data)
     if problem:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar, overload
 
 from llmpulse.core.durations import MAX_DURATION_S, DurationError, format_duration, parse_duration
 from llmpulse.core.errors import LlmpulseError
+from llmpulse.core.redact import redact
 
 
 class ConfigError(LlmpulseError):
@@ -32,7 +33,7 @@ def describe(value: Any) -> str:
         return "a table"
     if isinstance(value, list):
         return f"a list {value!r}"[:80]
-    text = repr(value)
+    text = redact(repr(value))  # redact first, then cut: a cut must not leave a secret's first characters
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{type(value).__name__} {text}"

@@ -12,7 +12,7 @@ from typing import Any
 
 from llmpulse.core.config import Context, load_context
 from llmpulse.core.errors import LlmpulseError
-from llmpulse.core.redact import redact, register_secrets
+from llmpulse.core.redact import redact, register_secret, register_secrets, safe_text
 from llmpulse.core.store import Store
 
 
@@ -29,6 +29,9 @@ def context_from(args: argparse.Namespace) -> Context:
     ctx = load_context(getattr(args, "config", None), getattr(args, "db", None), getattr(args, "env_file", None))
     register_secrets(p.api_key.reveal() for p in ctx.providers if p.api_key)
     register_secrets(p.admin_key.reveal() for p in ctx.providers if p.admin_key)
+    for p in ctx.providers:  # a base URL with user:password in it: the password is a secret too
+        if p.base_url and "@" in p.base_url:
+            register_secret(p.base_url)
     return ctx
 
 
@@ -43,14 +46,17 @@ async def open_reader(ctx: Context) -> Store:
 
 
 def print_json(value: Any) -> None:
-    """JSON on stdout, redacted as a last net (keys must never reach exports)."""
-    print(redact(json.dumps(value, indent=2, default=str, ensure_ascii=False)))
+    """JSON on stdout, redacted as a last net (keys must never reach exports). JSON escapes C0 controls
+    itself; C1 controls and what a redaction could leave are stripped."""
+    print(safe_text(json.dumps(value, indent=2, default=str, ensure_ascii=False)))
 
 
 def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], right: Iterable[int] = ()) -> str:
     """Plain aligned columns for terminals and pipes; `right` lists numeric column indexes."""
     right_cols = set(right)
-    text_rows = [["" if v is None else str(v) for v in row] for row in rows]
+    # Each cell redacted and stripped of control sequences (an error body or an imported name must not
+    # drive the terminal), on one line, before the widths are measured.
+    text_rows = [["" if v is None else " ".join(safe_text(str(v)).split("\n")) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in text_rows:
         for i, cell in enumerate(row):
@@ -65,16 +71,33 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], right: I
     return redact("\n".join(lines)) or ""
 
 
+# A cell a spreadsheet would run as a formula (=HYPERLINK(...), +cmd|...): written with a leading "'".
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell: text redacted, without control sequences, and never a formula; numbers as they are."""
+    if not isinstance(value, str):
+        return value
+    text = safe_text(value)
+    if text.startswith(_FORMULA_START):
+        try:
+            float(text)
+        except ValueError:
+            return "'" + text
+    return text
+
+
 def render_csv(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(headers)
-    writer.writerows(rows)
+    writer.writerows([csv_cell(v) for v in row] for row in rows)
     return redact(buf.getvalue()) or ""
 
 
 def eprint(message: str) -> None:
-    print(redact(message), file=sys.stderr)
+    print(safe_text(message), file=sys.stderr)
 
 
 def usd(value: float | None) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from llmpulse.core.cli.common import CliError, context_from
-from llmpulse.core.redact import redact
+from llmpulse.core.redact import RedactingFilter, redact
 
 if TYPE_CHECKING:
     from llmpulse.core.config import Context
@@ -139,6 +139,8 @@ def configure_daemon_log() -> None:
     )
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:  # the last net: no secret or control sequence in the log
+        handler.addFilter(RedactingFilter())
 
 
 def daemon_command(args: argparse.Namespace) -> int:
