@@ -155,6 +155,7 @@ class Store:
         # transaction", or commit each other's half-done work.
         self._tx_lock = asyncio.Lock()
         self._key = path.resolve()
+        self.readonly = False
         _OPEN.add(self)
 
     @classmethod
@@ -168,6 +169,7 @@ class Store:
         if readonly:
             return await cls._open_readonly(path, migrations)
         _check_writable(path)
+        _check_not_emptied(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so batches are one transaction.
@@ -222,6 +224,7 @@ class Store:
             raise StoreError(f"cannot open database {path}: {exc}") from None
         conn.row_factory = aiosqlite.Row
         store = cls(conn, path)
+        store.readonly = True
         try:
             await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             async with conn.execute("SELECT name FROM schema_migrations") as cur:
@@ -256,10 +259,15 @@ class Store:
             await self.conn.execute(f"PRAGMA user_version = {len(migrations)}")
 
     async def close(self) -> None:
+        """Close; a writer first checkpoints the WAL into the database file (best effort: another
+        process may be reading), so what was acknowledged does not live only in the -wal file."""
         if self.closed:
             return
         self.closed = True
         _OPEN.discard(self)
+        if not self.readonly:
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                await self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         await self.conn.close()
 
     async def __aenter__(self) -> Store:
@@ -396,6 +404,25 @@ def _check_writable(path: Path) -> None:
                 f"database folder {existing} is read-only for this user; expected a folder this user can write "
                 "(SQLite keeps its -wal and -shm files beside the database)"
             )
+
+
+def _check_not_emptied(path: Path) -> None:
+    """A zero-byte file where a database was (its -wal or -shm files still beside it) is a database that
+    was truncated or replaced: refuse to start over empty in it, which would hide the loss. A zero-byte
+    file alone (a `touch`) becomes a new database, and that is said out loud."""
+    try:
+        if not path.is_file() or path.stat().st_size:
+            return
+    except OSError:
+        return
+    siblings = [p.name for p in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")) if p.exists()]
+    if siblings:
+        raise StoreError(
+            f"database {path} is empty (0 bytes) but {' and '.join(siblings)} are beside it: it was a database "
+            "a moment ago; refusing to start a new one over it. Restore it from a backup, or remove it and "
+            f"{' and '.join(siblings)} to start afresh"
+        )
+    log.warning("database %s is an empty file: creating a new llmpulse database in it", path)
 
 
 def _is_other_than_file(path: Path) -> bool:

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "llmpulse.core.cli.migration",  # migration, migration advance
     "llmpulse.core.cli.failover",  # failover
     "llmpulse.core.cli.export",  # export
+    "llmpulse.core.cli.doctor",  # doctor
     "llmpulse.core.cli.tui",  # watch, demo, daemon           (issue 6)
 )
 

@@ -4,14 +4,19 @@
         rec.record(provider="openai", model="gpt-4o", input_tokens=812, output_tokens=95, latency_ms=640)
 
 `record()` is synchronous and cheap (validate, append); writes are batched and flushed on a timer, when
-the batch is full, and on exit — a clean shutdown never loses a record.
+the batch is full, and on exit — a clean shutdown never loses a record. SIGTERM (systemd, Kubernetes,
+`kill`) flushes before the process ends, when the application has not taken SIGTERM for itself. Only a
+SIGKILL (or a power cut) loses calls: those recorded in the last `flush_interval` (1 s by default).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import sqlite3
+import threading
 from typing import Any
 
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
@@ -21,6 +26,7 @@ from llmpulse.core.usage.records import FAST_KEYS, attrs_of, fast_numbers, recor
 from llmpulse.core.usage.rollup import MINUTE_KEEP_S, AttrRefs, IngestResult, MinuteSums, ingest_rows, record_row
 
 log = logging.getLogger("llmpulse.recorder")
+SIGTERM_FLUSH_S = 10.0  # how long a SIGTERM waits for the last flush (a busy database included)
 
 
 def pricing_for(ctx: Any) -> Pricing:
@@ -173,10 +179,39 @@ class Recorder:
                 pass  # kept in pending; the next tick or the exit flush retries
 
     async def __aenter__(self) -> Recorder:
-        self._timer = asyncio.get_running_loop().create_task(self._tick())
+        loop = asyncio.get_running_loop()
+        self._timer = loop.create_task(self._tick())
+        self._sigterm_installed = False
+        # Flush on SIGTERM — only when nobody else handles it (the default would end the process with
+        # the pending calls in memory); then end the process as SIGTERM would have.
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            try:
+                loop.add_signal_handler(signal.SIGTERM, self._on_sigterm)
+                self._sigterm_installed = True
+            except (NotImplementedError, RuntimeError, ValueError):  # not on this platform or loop
+                pass
         return self
 
+    def _on_sigterm(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_signal_handler(signal.SIGTERM)
+        self._sigterm_installed = False
+        task = loop.create_task(self._flush_then_terminate())
+        self._flushes.add(task)
+
+    async def _flush_then_terminate(self) -> None:
+        try:
+            await asyncio.wait_for(self.flush(), timeout=SIGTERM_FLUSH_S)
+        except Exception as exc:
+            log.error("SIGTERM: pending usage records could not be stored: %s: %s", type(exc).__name__, exc)
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)  # the default action: end as SIGTERM would have
+
     async def __aexit__(self, *exc: object) -> None:
+        if getattr(self, "_sigterm_installed", False):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+            self._sigterm_installed = False
         if self._timer is not None:
             self._timer.cancel()
             await asyncio.gather(self._timer, return_exceptions=True)
