@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # only the caller's client sends: importing this module must not bring httpx in
+    import httpx
 
 MAX_ANSWER_BYTES = 1 << 20  # what any answer llmpulse reads needs, many times over
 
