@@ -36,8 +36,6 @@ from llmpulse.core.store import Store
 from llmpulse.core.usage.budgets import budget_statuses
 from llmpulse.core.usage.queries import provider_request_stats, prune_usage, unknown_price_models
 from llmpulse.core.usage.reconcile import RECONCILE_INTERVAL_S, billable, poll_billing
-from llmpulse.core.usage.recorder import pricing_for
-from llmpulse.core.usage.usage_api import pull_usage, pullable
 
 log = logging.getLogger("llmpulse.collector")
 
@@ -226,6 +224,10 @@ class Collector:
         usage_api = cfg.usage.usage_api if cfg.usage is not None else None
         if usage_api is not None and now - self._last_usage_pull >= usage_api.interval:
             self._last_usage_pull = now
+            # here, not at the top: pricing loads the price table, which commands like `check` never need
+            from llmpulse.core.usage.recorder import pricing_for
+            from llmpulse.core.usage.usage_api import pull_usage, pullable
+
             pulled = pullable(await apply_enablement(self.store, self.ctx.providers))
             if pulled:
                 reports = await step(

@@ -22,7 +22,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -30,8 +30,10 @@ from llmpulse.core.catalog import Provider
 from llmpulse.core.redact import redact
 from llmpulse.core.store import Store
 from llmpulse.core.usage.config import BUCKET_WIDTHS, Attribution, UsageApiConfig
-from llmpulse.core.usage.pricing import Pricing
 from llmpulse.core.usage.reconcile import BillingError, admin_pages
+
+if TYPE_CHECKING:
+    from llmpulse.core.usage.pricing import Pricing
 
 TIMEOUT_S = 60.0  # the whole pull of one provider, every page
 MAX_PAGES = 200
