@@ -63,3 +63,14 @@ def test_help_120x40(snap_compare):
         await pilot.press("question_mark")
 
     assert snap_compare(fixed_app(), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_dashboard_no_color_80x24(snap_compare, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=wait_for_data)
+
+
+def test_dashboard_16_colours_120x40(snap_compare, monkeypatch):
+    monkeypatch.setenv("TERM", "linux")
+    monkeypatch.delenv("COLORTERM", raising=False)
+    assert snap_compare(fixed_app(), terminal_size=(120, 40), run_before=wait_for_data)

@@ -24,6 +24,7 @@ from textual.widgets import Input
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.config import Context
 from llmpulse.core.store import close_all_stores
+from llmpulse.tui import format as fmt
 from llmpulse.tui.backend import Alert, Backend, Snapshot
 from llmpulse.tui.hangup import HangupGuard
 from llmpulse.tui.messages import SnapshotFailed, SnapshotReady
@@ -41,6 +42,7 @@ from llmpulse.tui.screens.silence import SilenceScreen
 # Work the app runs beside the dashboard until told to stop (the demo's live traffic).
 Background = Callable[[asyncio.Event], Awaitable[None]]
 
+SIXTEEN_COLOUR_THEME = "ansi-dark"  # Textual's theme in ANSI colours: error red, warning yellow, success green
 REFRESH_STEPS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 TIME_RANGES: tuple[tuple[str, float], ...] = (
     ("1h", 3600.0),
@@ -137,6 +139,13 @@ class PulseApp(App[int]):
         self._wake = asyncio.Event()
         self._stop_collector = asyncio.Event()
         self.set_reactive(PulseApp.refresh_interval, refresh)
+        # Without colour, importance is drawn bold or reverse (see format.for_terminal).
+        fmt.set_monochrome(self.no_color)
+        if self.console.color_system == "standard":
+            # 16 colours (TERM=linux, a serial console): the terminal's own palette, so red is red,
+            # yellow yellow and green green; truecolour themes land on the nearest of 16, where
+            # orange and amber turn red and red turns magenta.
+            self.theme = SIXTEEN_COLOUR_THEME
 
     # -- screens ------------------------------------------------------------------------------------
     def get_default_screen(self) -> Screen[Any]:

@@ -3,6 +3,11 @@
 Every state is a glyph AND a word, so the dashboard reads the same in a 16-colour terminal, under
 NO_COLOR, or to someone who cannot tell red from green; colour only adds emphasis. Cells are rich
 `Text` objects, never markup strings: provider error text may contain "[brackets]".
+
+Without colour (NO_COLOR) the emphasis colour gave must survive: `for_terminal` turns red and yellow
+into bold, and bold red (failed, critical, OPEN, a critical error rate) into bold reverse video, instead
+of letting them turn into a dark grey on near-black. Every widget that draws these Texts passes them
+through it.
 """
 
 from __future__ import annotations
@@ -10,8 +15,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
 
-from rich.text import Text
+from rich.style import Style
+from rich.text import Span, Text
 
 from llmpulse.core.durations import format_duration
 
@@ -43,6 +50,39 @@ RISK = {
     "late": ("✖", "late", "bold red"),
     "done": ("✓", "done", "dim green"),
 }
+
+_monochrome = False
+LOUD = frozenset({"red", "bright_red", "magenta", "bright_magenta"})  # failed, critical, over budget
+NOTABLE = frozenset({"yellow", "bright_yellow"})  # degraded, warning, near a limit
+
+
+def set_monochrome(on: bool) -> None:
+    """Draw emphasis without colour from now on (the app sets this from NO_COLOR when it starts)."""
+    global _monochrome
+    _monochrome = on
+
+
+@lru_cache(256)
+def monochrome_style(style: str | Style) -> Style:
+    """The same emphasis without colour: bold red -> bold reverse, red/yellow -> bold, never dim."""
+    st = Style.parse(style) if isinstance(style, str) else style
+    name = st.color.name if st.color is not None else ""
+    plain = Style(bold=st.bold, dim=st.dim, italic=st.italic, underline=st.underline, reverse=st.reverse)
+    if name in LOUD:
+        return plain + (Style(bold=True, reverse=True, dim=False) if st.bold else Style(bold=True, dim=False))
+    if name in NOTABLE:
+        return plain + Style(bold=True, dim=False)
+    return plain
+
+
+def for_terminal(text: Text) -> Text:
+    """`text` as this terminal should draw it: unchanged in colour, re-emphasised under NO_COLOR."""
+    if not _monochrome:
+        return text
+    text.style = monochrome_style(text.style) if text.style else text.style
+    text.spans = [Span(sp.start, sp.end, monochrome_style(sp.style)) for sp in text.spans]
+    return text
+
 
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 BAR_FULL, BAR_EMPTY = "█", "░"

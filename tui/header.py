@@ -151,7 +151,7 @@ class HeaderLine(Static):
             return
         snapshot, view, state = self._state
         width = max(20, self.size.width - 2) if self.size.width else 1000
-        text = header_text(snapshot, view, width=width, **state)
+        text = fmt.for_terminal(header_text(snapshot, view, width=width, **state))
         if text != self._last:  # an unchanged header costs no repaint
             self._last = text
             self.update(text)

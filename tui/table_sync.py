@@ -12,6 +12,8 @@ from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowKey
 
+from llmpulse.tui import format as fmt
+
 Row = tuple[str, Sequence[Any]]  # (row key, one cell per column in column order)
 
 
@@ -69,7 +71,7 @@ def _cell(value: Any) -> Text:
     """Every cell a one-line Text that ends with "…" when its column is narrower than it."""
     text = value if isinstance(value, Text) else Text("" if value is None else str(value))
     text.no_wrap, text.overflow = True, "ellipsis"
-    return text
+    return fmt.for_terminal(text)
 
 
 def _reorder(table: DataTable[Any], order: list[str]) -> None:

@@ -81,7 +81,7 @@ class AlertScreen(LiveScreen):
             self.query_one("#alert-summary", Static).update(Text(f"Alert #{self.alert_id} not found"))
             return
         self.alert = alert
-        self.query_one("#alert-summary", Static).update(alert_text(alert, view))
+        self.query_one("#alert-summary", Static).update(fmt.for_terminal(alert_text(alert, view)))
         rows = []
         for i, tr in enumerate(transitions):
             rows.append(

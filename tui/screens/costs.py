@@ -103,12 +103,16 @@ class CostsScreen(LiveScreen):
             )
         sync_rows(self.table, table_rows)
         self.query_one("#costs-title", Static).update(
-            Text.assemble(("Costs ", "bold"), f"by {self.group}, last {label}", ("   b: group by   t: range", "dim"))
+            fmt.for_terminal(
+                Text.assemble(
+                    ("Costs ", "bold"), f"by {self.group}, last {label}", ("   b: group by   t: range", "dim")
+                )
+            )
         )
         total = Text(f"Total {fmt.count(total_req)} requests, {fmt.money(total_cost)}")
         if unknown:
             total.append(f"  ⚠ {fmt.count(unknown)} requests with unknown price (not in the total)", style="yellow")
-        self.query_one("#costs-total", Static).update(total)
+        self.query_one("#costs-total", Static).update(fmt.for_terminal(total))
 
 
 def _price_unknown(row: GroupRow) -> bool:

@@ -79,4 +79,4 @@ class MigrationScreen(LiveScreen):
     def fill(self, snapshot: Snapshot, view: View) -> None:
         m = next((m for m in snapshot.migrations if m.name == self.migration_name), None)
         body = migration_text(m, view) if m is not None else Text(f"{self.migration_name}: not configured")
-        self.query_one("#migration-text", Static).update(body)
+        self.query_one("#migration-text", Static).update(fmt.for_terminal(body))

@@ -146,8 +146,8 @@ class ProviderScreen(LiveScreen):
         declared = incident.headline() if incident is not None else ""
         if declared:
             summary.append(declared + "\n", style="yellow")
-        self.query_one("#provider-summary", Static).update(summary)
-        self.query_one("#provider-limits", Static).update(limits_text(health))
+        self.query_one("#provider-summary", Static).update(fmt.for_terminal(summary))
+        self.query_one("#provider-limits", Static).update(fmt.for_terminal(limits_text(health)))
         self.load_probes(view)
 
     def range_changed(self) -> None:
