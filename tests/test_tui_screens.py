@@ -88,6 +88,7 @@ async def test_migration_screen():
         await ready(pilot)
         await pilot.press("4", "enter")
         assert isinstance(app.screen, MigrationScreen)
+        await pilot.pause()  # composed and filled before it is read
         text = str(app.screen.query_one("#migration-text").render())
         assert "gpt-4 → gpt-4.1" in text and "at risk" in text and "37%" in text
 
