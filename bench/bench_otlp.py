@@ -127,21 +127,24 @@ def start_daemon(tmp: Path, fleet: Fleet) -> tuple[subprocess.Popen, str]:
     (tmp / "llmpulse.toml").write_text("\n".join(lines) + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMPULSE_") and not k.endswith("_API_KEY")}
     env.update({"OPENAI_API_KEY": "sk-bench-000000000000", "GROQ_API_KEY": "gsk_bench000000000000000"})
+    # The daemon's log goes to a file: a pipe nobody reads would fill and block its writes.
+    log = (tmp / "daemon.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "llmpulse.core.cli", "--config", str(tmp / "llmpulse.toml"), "--db", str(tmp / "d.db")]
         + ["daemon", "--listen", "127.0.0.1:0"],
         cwd=tmp,
         env=env,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        m = re.search(r"serving on (http://\S+)", proc.stderr.readline())
+        m = re.search(r"serving on (http://\S+)", (tmp / "daemon.log").read_text())
         if m:
             return proc, m.group(1)
+        time.sleep(0.1)
     proc.kill()
-    raise SystemExit("the daemon did not start")
+    raise SystemExit("the daemon did not start: " + (tmp / "daemon.log").read_text()[-2000:])
 
 
 def round_times(db: Path, seconds: float) -> tuple[list[float], list[float]]:
@@ -200,6 +203,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--spans", type=int, default=300_000)
     ap.add_argument("--senders", type=int, default=4, help="connections sending at once")
+    ap.add_argument("--show-log", action="store_true", help="print the end of the daemon's log")
     args = ap.parse_args()
     batches = make_batches(args.spans)
     spans = len(batches) * BATCH
@@ -241,6 +245,8 @@ def main() -> None:
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=60)
+                if args.show_log:
+                    print((tmp / "daemon.log").read_text()[-3000:])
     rate = spans / elapsed
     print(
         f"/v1/traces: {spans:,} spans acknowledged in {elapsed:.2f}s = {rate:,.0f} spans/s "
