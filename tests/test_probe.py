@@ -3,8 +3,10 @@ the deadline, and keys kept out of everything a probe produces."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -176,12 +178,24 @@ async def test_unconfigured_and_disabled_are_unknown_without_a_request(fleet):
 
 async def test_a_hanging_provider_delays_no_other(fleet):
     fakes = [fake("hang", "openai", "hang")] + [fake(f"ok{i}", "openai", delay=0.05) for i in range(20)]
-    results = await probe(fleet, *fakes, settings=ProbeSettings(timeout=1.0, slow=3.0))
+    for f in fakes:
+        fleet.add(f)
+    # The hang's own deadline (2 s) is the yardstick; the others may take up to 10 s on a loaded machine.
+    providers = [
+        replace(p, spec=replace(p.spec, timeout=2.0)) if p.id == "hang" else p
+        for p in providers_for(fleet, KEYS, [f.id for f in fakes])
+    ]
+    probed = await probe_all(providers, ProbeSettings(timeout=10.0, slow=10.0))
+    results = {r.provider_id: r for r in probed}
     assert results["hang"].error_kind == "timeout"
     assert all(results[f"ok{i}"].status == "healthy" for i in range(20))
     # Order, not a stopwatch: every healthy probe reached its provider before the hanging probe gave up
     # (the fleet numbers arrivals, and notes where in that order a client abandoned a hung request).
     (hung,) = fleet.requests("hang")
+    for _ in range(500):  # the fleet's thread sees the closed connection a moment after the client closed it
+        if hung.abandoned_seq is not None:
+            break
+        await asyncio.sleep(0.01)
     assert hung.abandoned_seq is not None
     assert all(r.seq < hung.abandoned_seq for i in range(20) for r in fleet.requests(f"ok{i}"))
 
