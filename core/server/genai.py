@@ -68,7 +68,7 @@ WRAPPER_OPERATIONS = frozenset(("invoke_agent", "create_agent", "execute_tool", 
 STATUS_CODE_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 
 
-# error.type (an exception's class name or an HTTP status) -> llmpulse's error kinds (see probe.ERROR_KINDS)
+# error.type (an exception's class name or an HTTP status) -> llmpulse's error kinds (see llmpulse.core.vocabulary.ErrorKind)
 _ERROR_WORDS = (
     ("ratelimit", "rate_limited"),
     ("authentication", "auth"),
