@@ -24,6 +24,7 @@ from llmpulse.core.errors import LlmpulseError
 # Subcommand modules, in the order `--help` lists them.
 COMMAND_MODULES = (
     "llmpulse.core.cli.check",  # check
+    "llmpulse.core.cli.status",  # status (reads only)
     "llmpulse.core.cli.providers",  # providers, providers enable/disable
     "llmpulse.core.cli.usage",  # record, import, report, budgets
     "llmpulse.core.cli.alerts",  # alerts, alerts ack/resolve/silence/unsilence
