@@ -203,3 +203,42 @@ async def test_one_providers_infinite_rate_limit_header_affects_only_that_provid
             assert stored == {"openai", "groq"}
         finally:
             await store.close()
+
+
+def test_ack_waits_for_a_database_locked_longer_than_the_busy_timeout(tmp_path):
+    from llmpulse.core.alerts.engine import AlertEngine
+    from llmpulse.core.alerts.rules import Condition
+    from llmpulse.core.clock import ManualClock
+
+    db = tmp_path / "ack.db"
+
+    async def seed() -> None:
+        store = await Store.open(db)
+        await AlertEngine(store, None, ManualClock(1_795_000_000.0)).process(
+            [Condition("provider_down", "groq", "critical", "Groq down")]
+        )
+        await store.close()
+
+    asyncio.run(seed())
+    blocker = hold_write_lock(db, None)
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "x"), "XDG_DATA_HOME": str(tmp_path / "y"), "PATH": "/usr/bin:/bin"}
+    ack = subprocess.Popen(
+        [sys.executable, "-m", "llmpulse.core.cli", "--db", str(db), "alerts", "ack", "1", "--by", "dana"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert ack.stderr is not None
+    waiting = ack.stderr.readline()
+    assert "database busy since" in waiting, waiting
+    blocker.communicate("release\n", timeout=10)
+    _, err = ack.communicate(timeout=60)
+    assert ack.returncode == 0, waiting + err
+    assert "internal error" not in err
+    con = __import__("sqlite3").connect(db)
+    try:
+        assert con.execute("SELECT state, acked_by FROM alerts WHERE id = 1").fetchone() == ("acknowledged", "dana")
+    finally:
+        con.close()
