@@ -3,8 +3,9 @@
 All files are read inside one read transaction, so they are one consistent picture even while a
 collector writes (WAL readers see a snapshot). Rows stream from SQLite to disk; memory does not grow
 with the period. `usage.jsonl` is always written, in the `llmpulse import` line format, so usage
-round-trips into another database; its cost is left out on purpose — an imported `cost_usd` is a
-provider's own figure, and ours is an estimate that the importing side prices again. Every string is
+round-trips into another database; our estimated cost is left out on purpose — an imported `cost_usd` is
+a provider's own figure, so a line carries `cost_usd` only when the provider reported one (kept as
+`reported_cost_usd`), and the importing side prices the tokens again. Every string is
 redacted (loaded keys and anything shaped like a key) and, in CSV, stripped of terminal control
 sequences with spreadsheet formula prefixes neutralised.
 """
@@ -71,7 +72,8 @@ TABLES: tuple[Table, ...] = (
         "raw usage records (kept for the configured retention), with the estimated cost",
         "SELECT id, ts, provider, model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
         "latency_ms, status, error_kind, is_fallback, fallback_from, department, agent, user, task_type, "
-        "category, endpoint, request_id, cost_usd FROM usage_records WHERE ts >= ? AND ts < ? ORDER BY ts, id",
+        "category, endpoint, request_id, cost_usd, reported_cost_usd FROM usage_records WHERE ts >= ? AND ts < ? "
+        "ORDER BY ts, id",
         _window,
     ),
     Table(
@@ -171,6 +173,8 @@ def _rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Iterator
 def _import_line(row: dict[str, Any]) -> dict[str, Any]:
     line = {k: row[k] for k in USAGE_IMPORT_FIELDS if row.get(k) is not None}
     line["is_fallback"] = bool(row["is_fallback"])
+    if row.get("reported_cost_usd") is not None:  # the provider's own figure travels; our estimate does not
+        line["cost_usd"] = row["reported_cost_usd"]
     return line
 
 

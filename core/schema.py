@@ -366,6 +366,28 @@ USAGE.append(
     )
 )
 
+USAGE.append(
+    Migration(
+        "0196_usage_reported_cost",
+        """
+    -- What the provider itself says a call cost (OpenRouter's usage.cost, or a cost_usd field in an imported
+    -- line), kept beside our estimate (cost_usd) instead of being dropped. NULL: the provider said nothing.
+    ALTER TABLE usage_calls ADD COLUMN reported_cost_usd REAL;
+    -- Few calls carry one: the report's "provider-reported" line reads them by time through this index.
+    CREATE INDEX usage_calls_reported_ts ON usage_calls (ts) WHERE reported_cost_usd IS NOT NULL;
+    DROP VIEW usage_records;
+    CREATE VIEW usage_records AS
+        SELECT c.id, c.dedupe_key, c.ts, a.provider, a.model, c.input_tokens, c.output_tokens, c.cache_read_tokens,
+               c.cache_write_tokens, c.latency_ms, a.status, NULLIF(a.error_kind, '') AS error_kind, a.is_fallback,
+               NULLIF(a.fallback_from, '') AS fallback_from, NULLIF(a.department, '') AS department,
+               NULLIF(a.agent, '') AS agent, NULLIF(a.user, '') AS user, NULLIF(a.task_type, '') AS task_type,
+               NULLIF(a.category, '') AS category, NULLIF(a.endpoint, '') AS endpoint, c.request_id, c.cost_usd,
+               c.reported_cost_usd
+        FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs;
+""",
+    )
+)
+
 # Issue 4 (alerts) appends here.
 ALERTS: list[Migration] = [
     Migration(

@@ -32,6 +32,7 @@ from llmpulse.core.usage.queries import (
     fallback_pairs,
     hourly_totals,
     period_start,
+    reported_costs,
     total,
 )
 from llmpulse.core.usage.recorder import pricing_for
@@ -295,6 +296,7 @@ async def report_command(args: argparse.Namespace) -> int:
             alerts.error_rate_warning,
             alerts.p95_latency * 1000.0,
         )
+        reported = await reported_costs(store, since, now)
     finally:
         await store.close()
     headers = (
@@ -348,6 +350,7 @@ async def report_command(args: argparse.Namespace) -> int:
                 "savings": savings.to_json(),
                 "patterns": patterns.to_json(),
                 "advice": advice.to_json(),
+                "provider_reported": [r.to_json() for r in reported],
             }
         )
     elif args.format == "csv":
@@ -373,6 +376,12 @@ async def report_command(args: argparse.Namespace) -> int:
             f"\n{overall.requests:,} requests, {usd(overall.cost_usd)} since {args.since}{unknown} "
             f"(prices: {price_table_version()})"
         )
+        for r in reported:  # the provider's own bill for its calls, beside our estimate of them
+            ours = "price unknown for some" if r.estimated_usd is None else usd(r.estimated_usd)
+            print(
+                f"{r.provider} reported {usd(r.reported_usd)} for {r.calls:,} of its calls (our estimate for them: "
+                f"{ours})"
+            )
         if savings.cost_per_day is not None:
             print(
                 f"{usd(savings.cost_per_day)} a day; {savings.remote_requests:,} requests to remote providers, "

@@ -66,6 +66,32 @@ REASONS = {
 }
 
 
+def chat_usage(kind: str) -> dict[str, Any]:
+    """The usage object an OpenAI-style chat answer carries, in the provider's own shape."""
+    if kind == "deepseek":
+        # DeepSeek's documented shape: cache hits and misses in fields of its own (prompt_tokens = hit + miss).
+        return {
+            "prompt_tokens": 1200,
+            "completion_tokens": 300,
+            "total_tokens": 1500,
+            "prompt_cache_hit_tokens": 1024,
+            "prompt_cache_miss_tokens": 176,
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
+    if kind == "openrouter":
+        # OpenRouter adds what it charged, in credits (USD), to every answer's usage.
+        return {
+            "prompt_tokens": 12,
+            "completion_tokens": 7,
+            "total_tokens": 19,
+            "cost": 0.0000123,
+            "is_byok": False,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
+    return {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}
+
+
 @dataclass
 class Response:
     status: int
@@ -105,7 +131,10 @@ class FakeProvider:
     behaviour: str = "ok"
     delay: float = 0.0  # seconds before answering (every behaviour but hang)
     headroom: float = 0.9  # share of the rate limit left, sent in headers on every answer
-    limit_headroom: dict[str, float] = field(default_factory=dict)  # per limit: requests, tokens, input_tokens...
+    limit_headroom: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, Any] | None = (
+        None  # the usage object of chat answers; None: the kind's own (chat_usage)  # per limit: requests, tokens, input_tokens...
+    )
     models: tuple[str, ...] = ("gpt-4o", "gpt-4.1")
     balance: float = 42.5  # for kinds whose probe reports a balance
     requests: list[Request] = field(default_factory=list)
@@ -451,7 +480,7 @@ class FakeProvider:
                     "finish_reason": "stop",
                 }
             ],
-            "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+            "usage": self.usage if self.usage is not None else chat_usage(self.kind),
         }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -105,8 +106,11 @@ class Pricing:
         output_tokens: int,
         cache_read_tokens: int = 0,
         cache_write_tokens: int = 0,
+        at: float | None = None,
     ) -> float | None:
-        """USD for one request, or None when the price is unknown. input_tokens includes cached ones."""
+        """USD for one request, or None when the price is unknown. input_tokens includes cached ones.
+        `at`: when the call was made (unix seconds) — some prices depend on the time of day (DeepSeek's
+        off-peak discount), so a call is priced at its own time, not at the time it is ingested."""
         rates = self.rates(provider, model)
         if rates is not None:
             linear = linear_cost(rates, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
@@ -130,6 +134,7 @@ class Pricing:
                 ),
                 model,
                 provider_id=PRICE_PROVIDER.get(provider, provider),
+                genai_request_timestamp=None if at is None else datetime.fromtimestamp(at, UTC),
             )
         except LookupError:
             self._unknown.add((provider, model))

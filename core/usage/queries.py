@@ -508,3 +508,34 @@ async def prune_usage(store: Store, now: float, retention_s: float) -> int:
 
 
 assert set(BY_CHOICES) <= set(DIMS)
+
+
+@dataclass(frozen=True)
+class ReportedCost:
+    """What a provider itself said its calls cost (OpenRouter's usage.cost, an imported cost_usd), beside
+    our estimate for the same calls — so a price-table gap or a negotiated rate shows instead of hiding."""
+
+    provider: str
+    calls: int
+    reported_usd: float
+    estimated_usd: float | None  # None: some of these calls have no price in our table
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "calls": self.calls,
+            "reported_usd": self.reported_usd,
+            "estimated_usd": self.estimated_usd,
+        }
+
+
+async def reported_costs(store: Store, since: float, until: float) -> list[ReportedCost]:
+    """Per provider, the calls in [since, until) whose provider reported a cost (raw records: the few
+    that carry one are found through a partial index)."""
+    rows = await store.fetchall(
+        "SELECT a.provider, COUNT(*), TOTAL(c.reported_cost_usd), TOTAL(c.cost_usd), COUNT(c.cost_usd) "
+        "FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs "
+        "WHERE c.reported_cost_usd IS NOT NULL AND c.ts >= ? AND c.ts < ? GROUP BY a.provider ORDER BY a.provider",
+        (since, until),
+    )
+    return [ReportedCost(p, int(n), float(rep), float(est) if priced == n else None) for p, n, rep, est, priced in rows]

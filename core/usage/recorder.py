@@ -106,14 +106,14 @@ class Recorder:
         nums = fast_numbers(fields, self.clock.now) if seen is not None and fields.keys() <= FAST_KEYS else None
         if nums is None or seen is None:
             row = self._careful(fields, remembered)
-            _, ts, ref, tin, tout, tcr, tcw, latency, cost, _ = row
+            ts, ref, tin, tout, tcr, tcw, latency, cost = row[1:9]
         else:
             dedupe, ts, tin, tout, tcr, tcw, latency, rid = nums
             cost = None if seen.rates is None else linear_cost(seen.rates, tin, tout, tcr, tcw)
             if cost is None:
-                cost = self.pricing.cost(seen.attrs[0], seen.attrs[1], tin, tout, tcr, tcw)
+                cost = self.pricing.cost(seen.attrs[0], seen.attrs[1], tin, tout, tcr, tcw, ts)
             ref = seen.ref
-            row = (dedupe, ts, ref, tin, tout, tcr, tcw, latency, cost, rid)
+            row = (dedupe, ts, ref, tin, tout, tcr, tcw, latency, cost, rid, None)
         self.pending.append(row)
         self.sums.add(ts, ref, tin, tout, tcr, tcw, latency, cost)
         if len(self.pending) >= self.batch_size and not self._flushes:

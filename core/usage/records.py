@@ -63,7 +63,10 @@ class UsageRecord:
     category: str | None = None
     endpoint: str | None = None
     request_id: str | None = None
-    cost_usd: float | None = None  # set at ingest; None = price unknown
+    cost_usd: float | None = None  # our estimate, set at ingest; None = price unknown
+    # What the provider says the call cost (OpenRouter's usage.cost, an imported line's cost_usd), kept
+    # beside the estimate: never used in its place, never dropped.
+    reported_cost_usd: float | None = None
     source_hash: str | None = None  # an imported line's own content hash (its ts may be absent)
 
     def dedupe_key(self) -> str | None:
@@ -161,10 +164,16 @@ def tokens_from_raw_usage(provider: str, raw: Any) -> dict[str, int]:
             import genai_prices
 
             usage = genai_prices.extract_usage(body, provider_id=price_provider, api_flavor=flavor).usage
+            cache_read = usage.cache_read_tokens or 0
+            # DeepSeek reports its cache hits in its own field (prompt_tokens counts them too); genai-prices'
+            # OpenAI shape does not read it, and a hit priced as a fresh token overstates the cost ~4x.
+            hits = raw.get("prompt_cache_hit_tokens")
+            if isinstance(hits, int) and not isinstance(hits, bool) and hits > cache_read:
+                cache_read = hits
             found = {
                 "input_tokens": usage.input_tokens or 0,
                 "output_tokens": usage.output_tokens or 0,
-                "cache_read_tokens": usage.cache_read_tokens or 0,
+                "cache_read_tokens": cache_read,
                 "cache_write_tokens": usage.cache_write_tokens or 0,
             }
         except Exception as exc:  # the library raises several kinds for a shape it does not know
@@ -176,6 +185,14 @@ def tokens_from_raw_usage(provider: str, raw: Any) -> dict[str, int]:
         f"usage: not a usage object genai-prices knows ({last}); expected e.g. "
         '{"prompt_tokens": 10, "completion_tokens": 5}'
     )
+
+
+def _reported_cost(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise RecordError(f"{name}: found {value!r}; expected a number of US dollars >= 0")
+    return float(value)
 
 
 def content_hash(data: Mapping[str, Any]) -> str:
@@ -218,9 +235,12 @@ def record_from_mapping(data: Mapping[str, Any], now: float) -> UsageRecord:
     if not model:
         raise RecordError('model: missing; expected a model name like "gpt-4o"')
     tokens: dict[str, Any] = {name: _tokens(name, data.get(name)) for name in TOKEN_FIELDS}
+    reported = _reported_cost("cost_usd", data.get("cost_usd"))
     if data.get("usage") is not None:
         from_raw = tokens_from_raw_usage(provider, data["usage"])
         tokens = {k: tokens[k] or from_raw[k] for k in TOKEN_FIELDS}
+        if reported is None:  # OpenRouter puts what it charged in the usage object
+            reported = _reported_cost("usage.cost", data["usage"].get("cost"))
     if tokens["cache_read_tokens"] + tokens["cache_write_tokens"] > tokens["input_tokens"]:
         raise RecordError(
             f"input_tokens: found {tokens['input_tokens']}, fewer than the cached tokens "
@@ -257,6 +277,7 @@ def record_from_mapping(data: Mapping[str, Any], now: float) -> UsageRecord:
         is_fallback=is_fallback,
         **tokens,
         **texts,
+        reported_cost_usd=reported,
     )
 
 
@@ -289,6 +310,7 @@ CALL_COLUMNS = (
     "latency_ms",
     "cost_usd",
     "request_id",
+    "reported_cost_usd",
 )
 
 
@@ -324,6 +346,7 @@ def call_row(r: UsageRecord, attrs: Any) -> tuple[Any, ...]:
         r.latency_ms,
         r.cost_usd,
         r.request_id,
+        r.reported_cost_usd,
     )
 
 

@@ -252,7 +252,7 @@ def record_row(r: UsageRecord, pricing: Pricing, attrs_ref: int) -> tuple[Any, .
     """A record as its usage_calls row, priced now if it has no cost yet."""
     if r.cost_usd is None:
         r.cost_usd = pricing.cost(
-            r.provider, r.model, r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens
+            r.provider, r.model, r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens, r.ts
         )
     return call_row(r, attrs_ref)
 
