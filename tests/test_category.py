@@ -72,7 +72,8 @@ def test_report_and_budget_by_category(tmp_path: Path) -> None:
 async def test_category_rollups_are_backfilled_for_calls_stored_before(tmp_path: Path) -> None:
     now = time.time()
     data = lines(now)
-    before = [m for m in MIGRATIONS if m.name < "0192"]
+    # every migration but the backfill itself (later ones, like 0193's column, are what today's ingest writes)
+    before = [m for m in MIGRATIONS if not m.name.startswith("0192")]
     assert len(before) < len(MIGRATIONS)
     store = await Store.open(tmp_path / "b.db", migrations=before)
     records = [UsageRecord(**line) for line in data]
