@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -134,7 +133,7 @@ class Pricing:
                 ),
                 model,
                 provider_id=PRICE_PROVIDER.get(provider, provider),
-                genai_request_timestamp=None if at is None else datetime.fromtimestamp(at, UTC),
+                genai_request_timestamp=None if at is None else datetime.datetime.fromtimestamp(at, datetime.UTC),
             )
         except LookupError:
             self._unknown.add((provider, model))
