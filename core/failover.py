@@ -38,12 +38,12 @@ from llmpulse.core.config import Context
 from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.health import ProviderHealth, failover_order, judge_health, record_outcome
 from llmpulse.core.health_state import StoredHealth, stored_health
-from llmpulse.core.probe import ACCOUNT_KINDS, auth_headers, classify_error, error_message
+from llmpulse.core.probe import auth_headers, classify_error, error_message
 from llmpulse.core.redact import redact, register_secrets
 from llmpulse.core.store import Store
 from llmpulse.core.usage.recorder import Recorder, pricing_for
 from llmpulse.core.usage.records import RecordError, record_from_mapping
-from llmpulse.core.vocabulary import Circuit, ProviderStatus
+from llmpulse.core.vocabulary import ACCOUNT_KINDS, Circuit, ProviderStatus
 
 # Where each kind's chat endpoint sits under its base URL.
 CHAT_PATHS = {

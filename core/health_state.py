@@ -29,10 +29,10 @@ from typing import Any
 
 from llmpulse.core.health_settings import HealthSettings
 from llmpulse.core.metric_totals import add_probe_latency
-from llmpulse.core.probe import ACCOUNT_KINDS, ProbeResult
+from llmpulse.core.probe import ProbeResult
 from llmpulse.core.ratelimit import Balance, RateLimit
 from llmpulse.core.store import Store
-from llmpulse.core.vocabulary import Circuit, ErrorKind, ProviderStatus
+from llmpulse.core.vocabulary import ACCOUNT_KINDS, Circuit, ErrorKind, ProviderStatus
 
 SERIES_POINTS = 30  # latencies kept for a sparkline
 # Latency histogram: bucket i holds [R**i, R**(i+1)) ms, so a percentile read from it is within 1% of the

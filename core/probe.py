@@ -33,9 +33,6 @@ if TYPE_CHECKING:
 # httpx (with the CLI it brings: ~0.1 s) is imported by the functions that send a request, so what only
 # reads probe results (health, the dashboard, `check` with nothing configured) starts without it.
 
-# Kinds that say this account cannot be served by this provider until someone acts (a key, a top-up):
-# retrying soon will not help, so the circuit opens at the first one.
-ACCOUNT_KINDS = frozenset({"auth", "quota"})
 DEGRADED_KINDS = frozenset({"rate_limited", "overloaded", "slow"})
 USER_AGENT = "llmpulse-probe"
 MAX_ERROR_CHARS = 300

@@ -31,6 +31,9 @@ ErrorKind = Literal[
     "slow",
 ]
 ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
+# Kinds that say this account cannot be served by this provider until someone acts (a key, a top-up):
+# retrying soon will not help, so a circuit opens at the first one and failover moves on.
+ACCOUNT_KINDS: frozenset[ErrorKind] = frozenset({"auth", "quota"})
 
 # An alert's severity, least severe first; the one ranking everything sorts and filters by.
 Severity = Literal["info", "warning", "critical"]
