@@ -57,6 +57,7 @@ class DiskFullError(StoreError):
 
 # path -> when this process began waiting for the database's write lock (absent: not waiting).
 _BUSY_SINCE: dict[Path, float] = {}
+_BUSY_WAITERS: dict[Path, int] = {}  # operations of this process waiting on that path now
 
 
 def busy_since(path: str | Path) -> float | None:
@@ -259,15 +260,16 @@ class Store:
             await self.conn.execute(f"PRAGMA user_version = {len(migrations)}")
 
     async def close(self) -> None:
-        """Close; a writer first checkpoints the WAL into the database file (best effort: another
-        process may be reading), so what was acknowledged does not live only in the -wal file."""
+        """Close; a writer first checkpoints the WAL into the database file, so what was acknowledged
+        does not live only in the -wal file. PASSIVE: it copies what no reader still needs and never
+        waits for a reader or another writer, so closing costs no busy timeout beside a running daemon."""
         if self.closed:
             return
         self.closed = True
         _OPEN.discard(self)
         if not self.readonly:
             with contextlib.suppress(sqlite3.Error, ValueError):
-                await self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                await self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         await self.conn.close()
 
     async def __aenter__(self) -> Store:
@@ -293,6 +295,7 @@ class Store:
                         raise
                     if waited_since is None:
                         waited_since = time.time() - BUSY_TIMEOUT_MS / 1000
+                        _BUSY_WAITERS[self._key] = _BUSY_WAITERS.get(self._key, 0) + 1
                         first = _BUSY_SINCE.setdefault(self._key, waited_since)
                         log.warning(
                             "database busy since %s: another process holds the write lock on %s; waiting",
@@ -302,7 +305,9 @@ class Store:
                     await asyncio.sleep(BUSY_RETRY_PAUSE_S)
         finally:
             if waited_since is not None:
-                if _BUSY_SINCE.get(self._key) is not None and _BUSY_SINCE[self._key] >= waited_since - 1e-6:
+                _BUSY_WAITERS[self._key] -= 1
+                if not _BUSY_WAITERS[self._key]:  # the last waiter of this process got through
+                    del _BUSY_WAITERS[self._key]
                     _BUSY_SINCE.pop(self._key, None)
                 log.warning("database no longer busy after %.1fs: %s", time.time() - waited_since, self.path)
 
