@@ -242,3 +242,45 @@ def test_ack_waits_for_a_database_locked_longer_than_the_busy_timeout(tmp_path):
         assert con.execute("SELECT state, acked_by FROM alerts WHERE id = 1").fetchone() == ("acknowledged", "dana")
     finally:
         con.close()
+
+
+def test_the_daemon_survives_a_hanging_provider_and_readers_beside_it(tmp_path):
+    """The issue's field report: interval 1 s, one provider that hangs, `alerts --json` every moment
+    beside it. The daemon used to die within seconds ("cannot start a transaction within a transaction")."""
+    import os
+    import signal
+    import sqlite3
+
+    with Fleet(
+        [FakeProvider("openai", key=KEY), FakeProvider("groq", kind="groq", key=KEY, behaviour="hang")]
+    ) as fleet:
+        (tmp_path / "llmpulse.toml").write_text(
+            '[probe]\ninterval = "1s"\ntimeout = "0.8s"\n'
+            f'[providers.openai]\nbase_url = "{fleet.base_url("openai")}"\n'
+            f'[providers.groq]\nbase_url = "{fleet.base_url("groq")}"\n'
+        )
+        db = tmp_path / "d.db"
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("LLMPULSE_")}
+        env.update({"OPENAI_API_KEY": KEY, "GROQ_API_KEY": KEY, "XDG_CONFIG_HOME": str(tmp_path / "x")})
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "llmpulse.core.cli", "--db", str(db), "daemon"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 12
+            readers = 0
+            while time.monotonic() < deadline and daemon.poll() is None:
+                r = run_cli(tmp_path, "--db", str(db), "alerts", "--json", env={"OPENAI_API_KEY": KEY})
+                readers += r.returncode == 0
+            assert daemon.poll() is None, daemon.communicate()[1]
+            with sqlite3.connect(db) as con:
+                rounds = con.execute("SELECT rounds FROM collector_status").fetchone()[0]
+            assert rounds >= 4 and readers >= 2
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            _, err = daemon.communicate(timeout=30)
+        assert "transaction within a transaction" not in err and "Traceback" not in err, err
