@@ -127,3 +127,12 @@ async def migration_statuses(
     """Every configured migration, measured now; `record=True` (the collector only) also records
     automatic phase advances."""
     return [await migration_status(store, m, now, record=record) for m in migration_configs(cfg)]
+
+
+async def migration_shares(store: Store, cfg: MigrationSource, now: float) -> dict[str, float | None]:
+    """Each migration's share of requests on the new model over its window, from the roll-ups — without
+    the trend, comparison and history a full status reads (GET /metrics)."""
+    out: dict[str, float | None] = {}
+    for m in migration_configs(cfg):
+        out[m.name] = traffic_split(await window_traffic(store, now - m.window, now), m).share_requests
+    return out

@@ -2,8 +2,8 @@
 
 The names and labels below are a contract dashboards are built on (see README "Prometheus"). Every scrape
 builds the metrics from the database at that moment through a custom prometheus_client collector: the
-same health, budget, migration and alert queries the dashboard refreshes with (no usage summary, no
-request-stats window, no raw records), plus two small reads of all-time totals (llmpulse.core.metric_totals) for the counters and the
+same health, budget and alert queries the dashboard refreshes with, and each migration's traffic share
+from the roll-ups' counts (no usage summary, no request-stats window, no exact latencies from raw records), plus two small reads of all-time totals (llmpulse.core.metric_totals) for the counters and the
 probe-latency histogram, which pruning never lowers. Labels are provider, model, budget, migration,
 severity and fixed vocabularies (state, status, type): nothing per user or per request.
 
@@ -27,7 +27,7 @@ from llmpulse.core.clock import ManualClock
 from llmpulse.core.enablement import apply_enablement
 from llmpulse.core.health import load_health
 from llmpulse.core.metric_totals import LatencyTotals, UsageTotals, probe_latency_totals, usage_totals
-from llmpulse.core.migration import migration_statuses
+from llmpulse.core.migration.status import migration_shares
 from llmpulse.core.server.app import STATE, ServerState
 from llmpulse.core.usage.budgets import budget_statuses
 from llmpulse.core.usage.queries import provider_request_stats
@@ -45,7 +45,7 @@ class ScrapeData:
     latency: dict[str, LatencyTotals] = field(default_factory=dict)
     usage: dict[tuple[str, str], UsageTotals] = field(default_factory=dict)
     budgets: list[Any] = field(default_factory=list)  # BudgetStatus
-    migrations: list[Any] = field(default_factory=list)  # MigrationStatus
+    migration_shares: dict[str, float | None] = field(default_factory=dict)  # name -> share of requests
     firing: dict[str, int] = field(default_factory=dict)  # severity -> firing alerts
 
 
@@ -64,7 +64,7 @@ async def gather(state: ServerState) -> ScrapeData:
         latency=await probe_latency_totals(store),
         usage=await usage_totals(store),
         budgets=await budget_statuses(store, cfg.usage, now),
-        migrations=await migration_statuses(store, cfg, now),
+        migration_shares=await migration_shares(store, cfg, now),
         firing=firing,
     )
 
@@ -177,9 +177,9 @@ class LlmpulseCollector:
             "Share of the migration's requests on the new model",
             labels=["migration"],
         )
-        for m in sorted(d.migrations, key=lambda m: m.name):
-            if m.share_requests is not None:
-                share.add_metric([m.name], float(m.share_requests))
+        for name, ratio in sorted(d.migration_shares.items()):
+            if ratio is not None:
+                share.add_metric([name], float(ratio))
         yield share
 
 
