@@ -9,12 +9,13 @@ bucket counts), in the same transaction that stores the probes.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from llmpulse.core.store import Store
 
+DAY_S = 86400.0
 # Upper bounds in seconds, the same as the usage roll-ups' latency buckets (usage/rollup.py), plus +Inf.
 PROBE_BUCKETS_S: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0, 30.0)
 _COLUMNS = [f"b{i}" for i in range(len(PROBE_BUCKETS_S) + 1)]
@@ -77,12 +78,20 @@ class UsageTotals:
     cost_usd: float
 
 
-async def usage_totals(store: Store) -> dict[tuple[str, str], UsageTotals]:
-    """All-time totals per (provider, model), from the day roll-ups (kept forever; one row a day a pair)."""
+_USAGE_SUMS = (
+    "SELECT key, SUM(requests), SUM(errors), SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), "
+    "SUM(cache_write_tokens), SUM(cost_usd) FROM usage_rollups WHERE grain = 'd' AND dim = 'provider_model' "
+)
+
+
+async def usage_totals(
+    store: Store, since: float | None = None, until: float | None = None
+) -> dict[tuple[str, str], UsageTotals]:
+    """Totals per (provider, model) from the day roll-ups (kept forever; one row a day a pair): all time,
+    or the days starting in [since, until)."""
     rows = await store.fetchall(
-        "SELECT key, SUM(requests), SUM(errors), SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), "
-        "SUM(cache_write_tokens), SUM(cost_usd) FROM usage_rollups WHERE grain = 'd' AND dim = 'provider_model' "
-        "GROUP BY key"
+        _USAGE_SUMS + "AND start >= ? AND start < ? GROUP BY key",
+        (-1e18 if since is None else since, 1e18 if until is None else until),
     )
     out: dict[tuple[str, str], UsageTotals] = {}
     for r in rows:
@@ -94,8 +103,38 @@ async def usage_totals(store: Store) -> dict[tuple[str, str], UsageTotals]:
     return out
 
 
-def by_provider(totals: Mapping[tuple[str, str], UsageTotals]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for (provider, _), t in totals.items():
-        out[provider] = out.get(provider, 0) + t.requests
-    return out
+def _add(a: UsageTotals, b: UsageTotals) -> UsageTotals:
+    return UsageTotals(
+        a.requests + b.requests,
+        a.errors + b.errors,
+        a.input_tokens + b.input_tokens,
+        a.output_tokens + b.output_tokens,
+        a.cache_read_tokens + b.cache_read_tokens,
+        a.cache_write_tokens + b.cache_write_tokens,
+        a.cost_usd + b.cost_usd,
+    )
+
+
+class UsageTotalsCache:
+    """All-time usage totals for a scrape every few seconds without summing every day each time.
+
+    Days before yesterday are "settled": summed once and kept; each read sums only the settled boundary's
+    later days (today and yesterday: live traffic lands there). The settled part is summed again when the
+    boundary moves to a new day, and every `refresh_s` to pick up an import of old records. Roll-up rows
+    only ever grow, so neither refresh can lower a total: counters stay monotonic."""
+
+    def __init__(self, refresh_s: float = 600.0):
+        self.refresh_s = refresh_s
+        self._boundary: float | None = None
+        self._summed_at = float("-inf")
+        self._settled: dict[tuple[str, str], UsageTotals] = {}
+
+    async def read(self, store: Store, now: float) -> dict[tuple[str, str], UsageTotals]:
+        boundary = (now // DAY_S - 1) * DAY_S  # the start of yesterday (UTC), as the day roll-ups start
+        if boundary != self._boundary or now - self._summed_at >= self.refresh_s:
+            self._settled = await usage_totals(store, until=boundary)
+            self._boundary, self._summed_at = boundary, now
+        out = dict(self._settled)
+        for key, recent in (await usage_totals(store, since=boundary)).items():
+            out[key] = _add(out[key], recent) if key in out else recent
+        return out

@@ -253,3 +253,34 @@ async def test_promtool_check_metrics_passes(served):
     out, err = await asyncio.wait_for(proc.communicate(body.encode()), timeout=30)
     # promtool prints each lint problem (and exits non-zero); a clean exposition prints nothing.
     assert proc.returncode == 0 and out.strip() == b"" and err.strip() == b"", (out + err).decode()
+
+
+async def test_usage_totals_cache_sums_settled_days_once_and_never_goes_down(tmp_path):
+    from llmpulse.core.metric_totals import UsageTotalsCache
+
+    store = await Store.open(tmp_path / "u.db")
+    clock = ManualClock(T0)
+    try:
+
+        async def record(n: int, days_ago: float) -> None:
+            async with Recorder(store, clock=clock) as rec:
+                for _ in range(n):
+                    rec.record(provider="openai", model="gpt-4o", input_tokens=10, ts=clock.now() - days_ago * 86400)
+
+        await record(5, days_ago=6)
+        await record(3, days_ago=0)
+        cache = UsageTotalsCache(refresh_s=600)
+        assert (await cache.read(store, clock.now()))[("openai", "gpt-4o")].requests == 8
+        await record(4, days_ago=0)  # live traffic: seen at once
+        await record(2, days_ago=6)  # an import into a settled day: seen at the next refresh
+        clock.advance(60)
+        assert (await cache.read(store, clock.now()))[("openai", "gpt-4o")].requests == 12
+        clock.advance(600)
+        assert (await cache.read(store, clock.now()))[("openai", "gpt-4o")].requests == 14
+        # A new day moves the settled boundary: nothing counted twice, nothing dropped.
+        clock.advance(86400)
+        assert (await cache.read(store, clock.now()))[("openai", "gpt-4o")].requests == 14
+        clock.advance(86400)
+        assert (await cache.read(store, clock.now()))[("openai", "gpt-4o")].requests == 14
+    finally:
+        await store.close()

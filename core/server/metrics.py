@@ -26,7 +26,7 @@ from llmpulse.core.alerts.engine import AlertEngine
 from llmpulse.core.clock import ManualClock
 from llmpulse.core.enablement import apply_enablement
 from llmpulse.core.health import load_health
-from llmpulse.core.metric_totals import LatencyTotals, UsageTotals, probe_latency_totals, usage_totals
+from llmpulse.core.metric_totals import LatencyTotals, UsageTotals, UsageTotalsCache, probe_latency_totals
 from llmpulse.core.migration.status import migration_shares
 from llmpulse.core.server.app import STATE, ServerState
 from llmpulse.core.usage.budgets import budget_statuses
@@ -49,7 +49,10 @@ class ScrapeData:
     firing: dict[str, int] = field(default_factory=dict)  # severity -> firing alerts
 
 
-async def gather(state: ServerState) -> ScrapeData:
+USAGE_TOTALS: web.AppKey[UsageTotalsCache] = web.AppKey("llmpulse_usage_totals", UsageTotalsCache)
+
+
+async def gather(state: ServerState, usage: UsageTotalsCache | None = None) -> ScrapeData:
     ctx, store, now = state.ctx, state.store, state.clock.now()
     cfg = ctx.config
     providers = await apply_enablement(store, ctx.providers)
@@ -62,7 +65,7 @@ async def gather(state: ServerState) -> ScrapeData:
     return ScrapeData(
         providers=[h for h in health if h.enabled and h.configured],
         latency=await probe_latency_totals(store),
-        usage=await usage_totals(store),
+        usage=await (usage or UsageTotalsCache()).read(store, now),
         budgets=await budget_statuses(store, cfg.usage, now),
         migration_shares=await migration_shares(store, cfg, now),
         firing=firing,
@@ -193,7 +196,7 @@ def exposition(data: ScrapeData, accept: str) -> tuple[bytes, str]:
 
 async def metrics(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    data = await gather(state)
+    data = await gather(state, request.app[USAGE_TOTALS])
     # Formatting is CPU work on every series; off the event loop so ingest requests keep flowing.
     body, content_type = await asyncio.to_thread(exposition, data, request.headers.get("Accept", ""))
     state.counters["metrics_scrapes"] += 1
@@ -201,4 +204,5 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def install(app: web.Application, state: ServerState) -> None:
+    app[USAGE_TOTALS] = UsageTotalsCache()
     app.router.add_get("/metrics", metrics)
