@@ -5,6 +5,7 @@ and a hang recorded without holding up the others."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -196,12 +197,10 @@ async def test_refused_admin_key_and_hang_are_recorded_and_hold_nothing_up(tmp_p
             # OpenAI: a project key where the admin key belongs (the real 403 body); Anthropic hangs
             providers = providers_on(fleet, {"OPENAI_ADMIN_KEY": KEY, "ANTHROPIC_ADMIN_KEY": ANT_ADMIN})
             fleet.set_behaviour("anthropic", "hang")
-            started = time.perf_counter()
-            reports = {
-                r.provider_id: r
-                for r in await pull_usage(store, providers, cfg.usage.usage_api, Pricing(), NOW, timeout=0.5)
-            }
-            assert time.perf_counter() - started < 3.0
+            # anthropic never answers: the pull ends only because its own 0.5 s deadline cut it (its error
+            # says so below). The 30 s guard only stops a regression from hanging the suite.
+            pulled = pull_usage(store, providers, cfg.usage.usage_api, Pricing(), NOW, timeout=0.5)
+            reports = {r.provider_id: r for r in await asyncio.wait_for(pulled, 30)}
             assert reports["openai"].error.startswith("HTTP 403: You have insufficient permissions")
             assert "api.usage.read" in reports["openai"].error and KEY not in reports["openai"].error
             assert reports["anthropic"].error == "no answer within 0.5s"
