@@ -276,6 +276,14 @@ def test_budgets_count_the_usage_api_when_told_and_reconcile_shows_both(tmp_path
         table = run_cli(tmp_path, "--db", db, "reconcile", "--cached", env=env)
         assert "USAGE API" in table.stdout and ADMIN not in table.stdout + table.stderr
 
+        # `report` shows the usage API's figures beside its table, never added into it
+        rep = json.loads(run_cli(tmp_path, "--db", db, "report", "--format", "json", env=env).stdout)
+        (beside,) = rep["usage_api"]
+        assert abs(beside["reported_usd"] - (z_support + z_other)) < 1e-9
+        assert abs(rep["total"]["cost_usd"] - (recorded_openai + anthropic)) < 1e-9
+        text = run_cli(tmp_path, "--db", db, "report", env=env).stdout
+        assert "openai: 6 requests, 360,000 tokens" in text
+
         r = run_cli(tmp_path, "--db", db, "budgets", "--json", env=env)
         spent = {b["scope"]: b["spent_usd"] for b in json.loads(r.stdout)["budgets"]}
     # OpenAI's recorded calls are replaced by its usage report; Anthropic's recorded calls still count

@@ -297,6 +297,9 @@ async def report_command(args: argparse.Namespace) -> int:
             alerts.p95_latency * 1000.0,
         )
         reported = await reported_costs(store, since, now)
+        from llmpulse.core.usage.usage_api import compare_sources
+
+        sources = await compare_sources(store, ctx.config.usage.usage_api, since, now)
     finally:
         await store.close()
     headers = (
@@ -351,6 +354,9 @@ async def report_command(args: argparse.Namespace) -> int:
                 "patterns": patterns.to_json(),
                 "advice": advice.to_json(),
                 "provider_reported": [r.to_json() for r in reported],
+                # what the providers' usage APIs report for buckets starting in the period, beside the
+                # calls recorded (not added to the groups: the same traffic would count twice)
+                "usage_api": [u.to_json() for u in sources],
             }
         )
     elif args.format == "csv":
@@ -412,6 +418,16 @@ async def report_command(args: argparse.Namespace) -> int:
                 "busiest hours (UTC): "
                 + ", ".join(f"{time.strftime('%m-%d %H:00', time.gmtime(h))} {n:,} req" for h, n, _ in busiest if n)
             )
+        if sources:
+            print(f"\nthe providers' usage APIs since {args.since} (beside the table, not in it; budgets count *):")
+            for u in sources:
+                api_requests = "-" if u.reported_requests is None else f"{u.reported_requests:,}"
+                print(
+                    f"  {u.provider_id}: {api_requests} requests, {u.reported_tokens:,} tokens, {usd(u.reported_usd)}"
+                    f"{' *' if u.budgets_use == 'usage_api' else ''}; recorded {u.recorded_requests:,} requests, "
+                    f"{usd(u.recorded_usd)}{' *' if u.budgets_use == 'recorded' else ''}"
+                    + (f" (last pull: {u.error})" if u.error else "")
+                )
         print_patterns(args.by, patterns)
         for line in savings.suggestions + advice.lines:
             print(f"suggestion: {line}")
