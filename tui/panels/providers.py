@@ -27,6 +27,9 @@ def trouble_order(h: ProviderHealth) -> tuple[int, int, int, str]:
     return (watched, STATUS_RANK.get(h.status, 2), h.priority, h.provider_id)
 
 
+LATENCY_BAND_STYLE = {"acceptable": "yellow", "slow": "bold red"}
+
+
 class ProvidersPanel(Panel[ProviderHealth]):
     number = 1
     title = "Providers"
@@ -82,7 +85,8 @@ class ProvidersPanel(Panel[ProviderHealth]):
             # A verdict nobody has renewed for a few rounds is marked, not shown as current.
             Text(h.name + (" (stale)" if h.stale else ""), style=name_style),
             fmt.status_text(h.status, h.enabled, h.configured, view.now - since if since else None),
-            Text(fmt.ms(h.p95_ms), justify="right"),
+            # The latency band colours p95 as the error band colours errors (the words: detail screen, status).
+            Text(fmt.ms(h.p95_ms), justify="right", style=LATENCY_BAND_STYLE.get(h.latency_band or "", "")),
             Text(fmt.sparkline(h.latency_series, SPARK_WIDTH, self.latency_scale), style="cyan"),
             fmt.error_rate_text(h.error_rate, h.error_band),
             fmt.circuit_text(h.circuit),
