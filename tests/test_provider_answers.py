@@ -158,3 +158,38 @@ async def test_headroom_is_the_tightest_of_every_limit(fleet, kind, limits, tigh
     assert result.status == "healthy"
     assert result.rate_limit.headroom == pytest.approx(int(limit * share) / limit)
     assert result.rate_limit.headroom < 0.9  # the other limits are 90% free
+
+
+async def test_groqs_413_tokens_per_minute_is_its_limit_not_the_requests_fault(tmp_path):
+    key = fresh_key()
+    with Fleet([FakeProvider("groq", kind="groq", key=key), FakeProvider("mistral", kind="mistral", key=key)]) as fleet:
+        fleet.add_route(
+            "groq",
+            "POST",
+            "/chat/completions",
+            lambda fake, req: Response.json(
+                413,
+                {
+                    "error": {
+                        "message": "Request too large for model `llama-3.3-70b-versatile` in organization "
+                        "`org_01kgg5588eftc8k70aes4864eb` service tier `on_demand` on tokens per minute (TPM): "
+                        "Limit 12000, Requested 14137, please reduce your message size and try again. Need more "
+                        "tokens? Upgrade to Dev Tier today at https://console.groq.com/settings/billing",
+                        "type": "tokens",
+                        "code": "rate_limit_exceeded",
+                    }
+                },
+            ),
+        )
+        ctx = context(tmp_path, fleet, key)
+        store = await Store.open(ctx.db_path)
+        try:
+            models = {"groq": "llama-3.3-70b-versatile", "mistral": "mistral-small-latest"}
+            async with FailoverClient(ctx, store, timeout=5) as client:
+                answer = await client.chat(HI, models=models)
+            assert [(a.provider_id, a.http_status, a.error_kind) for a in answer.attempts] == [
+                ("groq", 413, "rate_limited"),
+                ("mistral", 200, None),
+            ]
+        finally:
+            await store.close()
