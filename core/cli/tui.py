@@ -62,12 +62,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     m = sub.add_parser(
         "daemon",
         help="the collector without a screen, for systemd or a tmux pane",
-        description="Run the collector (probes, usage roll-ups, alert rules, notifications; with an admin key, "
-        "the providers' usage APIs) without a screen, logging one line per event to stderr. Stops cleanly "
+        description="Run the collector (probes, the providers' status pages, usage roll-ups, alert rules, "
+        "notifications; with an admin key, the providers' usage APIs) without a screen, logging one line per event to stderr. Stops cleanly "
         "on SIGTERM or SIGINT after finishing its writes. Dashboards opened on the same database view what "
         "it collects. With [server] listen (or --listen) it also serves HTTP: POST /v1/traces (OTLP/HTTP, "
-        "GenAI spans in as usage), POST /v1/records (JSON Lines, as `import`), GET /metrics and GET "
-        "/healthz, with a Bearer token when [server] token_env is set; on SIGTERM the server stops "
+        "GenAI spans in as usage), POST /v1/records (JSON Lines, as `import`), GET /metrics (Prometheus) and "
+        "GET /healthz, with a Bearer token when [server] token_env is set; on SIGTERM the server stops "
         "accepting at once and stores everything it acknowledged. SIGHUP does not change [server] "
         "(restart for that).",
     )
