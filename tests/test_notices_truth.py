@@ -155,3 +155,32 @@ def test_daemon_log_is_one_line_per_event(tmp_path):
     [mistral] = [line for line in events if "provider mistral" in line]
     assert mistral.endswith("(server_error: HTTP 502: HTML page: 502 Bad Gateway)")
     assert key not in r.stderr and "<" not in r.stderr
+
+
+def test_a_multi_line_event_is_still_one_log_line():
+    import io
+    import logging
+
+    from llmpulse.core.cli.tui import DAEMON_LOG_DATEFMT, DAEMON_LOG_FORMAT, OneLineFormatter
+    from llmpulse.core.redact import RedactingFilter
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(OneLineFormatter(DAEMON_LOG_FORMAT, DAEMON_LOG_DATEFMT))
+    log = logging.getLogger("llmpulse.test-one-line")
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    try:
+        log.info("error in notifications: boom\n  with key sk-proj-OneLineKey0123456789abcdef\nand more")
+        try:
+            raise ValueError("bad\nvalue")
+        except ValueError:
+            log.exception("collector step failed")
+    finally:
+        log.removeHandler(handler)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].endswith("error in notifications: boom | with key *** | and more")
+    assert "Traceback (most recent call last): |" in lines[1] and lines[1].endswith("ValueError: bad | value")
