@@ -42,6 +42,12 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
             monkeypatch.delenv(name)
     # ./llmpulse.toml and ./.env are read from the working directory too: a checkout may hold a developer's.
     monkeypatch.chdir(home)
+    # The dashboard picks its theme by the terminal's colours (16 colours: the terminal's own palette), so
+    # screenshots and styles are compared on one kind of terminal whatever runs the tests; the colour
+    # tests set their own.
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.setenv("COLORTERM", "truecolor")
+    monkeypatch.delenv("NO_COLOR", raising=False)
     yield home
 
 

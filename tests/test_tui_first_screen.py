@@ -88,7 +88,7 @@ async def test_trouble_first_and_a_chosen_sort_survives_refreshes():
         await settle(pilot, app)
         assert keys(app, 1)[:3] == ["deepseek", "groq", "anthropic"]
         await pilot.press("1", "o")  # by Provider name
-        by_name = sorted((h.name.lower(), h.provider_id) for h in backend.snap.providers)
+        by_name = sorted((h.name.lower(), h.provider_id) for h in backend.snap.providers if h.configured)
         assert keys(app, 1) == [pid for _, pid in by_name]
         assert "by Provider ↑" in app.dashboard.panels[1].border_subtitle
         await pilot.press("O")
@@ -99,7 +99,7 @@ async def test_trouble_first_and_a_chosen_sort_survives_refreshes():
         assert keys(app, 1) == [pid for _, pid in reversed(by_name)]
         # p95 next: the fastest first, providers without a p95 last.
         await pilot.press("o", "o")
-        p95 = sorted((h.p95_ms, h.provider_id) for h in backend.snap.providers if h.p95_ms is not None)
+        p95 = sorted((h.p95_ms, h.provider_id) for h in backend.snap.providers if h.p95_ms is not None and h.configured)
         assert keys(app, 1)[: len(p95)] == [pid for _, pid in p95]
 
 
@@ -140,3 +140,27 @@ async def test_header_is_one_line_and_drops_the_least_important_first():
         app.refresh_now()
         await settle(pilot, app, polls + 1)
         assert str(header.render()).index("2/5 healthy") == start
+
+
+async def test_first_run_without_keys_welcomes_instead_of_rows_of_no_key():
+    snap = fixed_snapshot()
+    snap = dataclasses.replace(
+        snap, providers=[dataclasses.replace(h, configured=False, status="unknown") for h in snap.providers], alerts=[]
+    )
+    app = fixed_app(backend=FixedBackend(snap))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        welcome = app.dashboard.welcome
+        assert welcome.display and not app.dashboard.query_one("#panels").display
+        text = str(welcome.render())
+        for h in snap.providers:  # every variable to set, by its provider's name
+            assert f"{h.provider_id.upper()}_API_KEY" in text and h.name in text
+        assert ".env" in text and "llmpulse demo" in text and "README.md" in text and "Providers and probes" in text
+        # Once a provider has a key, the panels come back with only the configured ones.
+        one_key = [dataclasses.replace(snap.providers[0], configured=True), *snap.providers[1:]]
+        app.backend.snap = dataclasses.replace(snap, providers=one_key)
+        polls = app.polls
+        app.refresh_now()
+        await settle(pilot, app, polls + 1)
+        assert not welcome.display and keys(app, 1) == [snap.providers[0].provider_id]
+        assert "6 without a key not shown" in app.dashboard.panels[1].border_subtitle

@@ -122,6 +122,7 @@ class PulseApp(App[int]):
         collect: bool = True,
         watch_terminal: bool = True,
         background: Background | None = None,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
         self.background = background
@@ -135,7 +136,10 @@ class PulseApp(App[int]):
         self.last_error: str | None = None
         self.pending_draw = False
         self.polls = 0
-        self.hangup = HangupGuard(self, stop_now=self._stop_for_hangup, leave=self._close_for_hangup)
+        self.on_exit = on_exit
+        self.hangup = HangupGuard(
+            self, stop_now=self._stop_for_hangup, leave=self._close_for_hangup, last_words=on_exit
+        )
         self._wake = asyncio.Event()
         self._stop_collector = asyncio.Event()
         self.set_reactive(PulseApp.refresh_interval, refresh)
@@ -511,6 +515,8 @@ class PulseApp(App[int]):
     async def _close_for_hangup(self) -> None:
         await asyncio.wait_for(self.backend.close(), timeout=1.0)
         await close_all_stores(timeout=1.0)
+        if self.on_exit is not None:
+            self.on_exit()
 
 
 def _default_actor() -> str:
@@ -527,14 +533,24 @@ def run_dashboard(
     refresh: float = 1.0,
     collect: bool = True,
     background: Background | None = None,
+    on_exit: Callable[[], None] | None = None,
 ) -> int:
     """Open the dashboard on `ctx`'s database and block until the user quits; returns the exit code.
 
     `background`, if given, is an async callable taking a stop `asyncio.Event`; it runs as a worker
     inside the app's event loop (the demo feeds its live traffic this way) and is cancelled on quit.
+    `on_exit` runs when the terminal goes away, even if the process must be ended without returning
+    from here (the demo removes its temporary database with it).
     """
     from llmpulse.tui.core_backend import CoreBackend
 
-    app = PulseApp(CoreBackend(ctx, clock=clock), clock=clock, refresh=refresh, collect=collect, background=background)
+    app = PulseApp(
+        CoreBackend(ctx, clock=clock),
+        clock=clock,
+        refresh=refresh,
+        collect=collect,
+        background=background,
+        on_exit=on_exit,
+    )
     result = app.run()
     return int(result or 0)

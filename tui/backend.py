@@ -71,4 +71,8 @@ class Backend(Protocol):
     def with_alerts(self, snapshot: Snapshot, alerts: list[Alert]) -> Snapshot:
         """The snapshot with its alert list replaced (an action's result shown before the next poll)."""
 
+    def key_variables(self) -> list[tuple[str, str]]:
+        """(provider name, environment variable) for each remote provider that has no key yet: what the
+        first-run welcome tells the user to set."""
+
     async def close(self) -> None: ...

@@ -47,6 +47,9 @@ class CoreBackend:
                 self._write = await Store.open(self.ctx.db_path)
             return self._write
 
+    def key_variables(self) -> list[tuple[str, str]]:
+        return [(p.name, p.key_env) for p in self.ctx.providers if not p.configured and not p.local and p.key_env]
+
     async def close(self) -> None:
         for store in (self._read, self._write):
             if store is not None:

@@ -28,10 +28,17 @@ class HangupGuard:
     `stop_now()` is called first, synchronously: it must stop every worker that could keep the app busy.
     """
 
-    def __init__(self, app: App[int], stop_now: Callable[[], None], leave: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        app: App[int],
+        stop_now: Callable[[], None],
+        leave: Callable[[], Awaitable[None]],
+        last_words: Callable[[], None] | None = None,
+    ) -> None:
         self.app = app
         self.stop_now = stop_now
         self.leave = leave
+        self.last_words = last_words  # run even when the watchdog has to end the process (temp files)
         self.leaving = False
 
     def install(self) -> None:
@@ -49,10 +56,19 @@ class HangupGuard:
             return
         self.leaving = True
         self.stop_now()
-        watchdog = threading.Timer(TERMINAL_GONE_GRACE_S, os._exit, args=(0,))
+        watchdog = threading.Timer(TERMINAL_GONE_GRACE_S, self._forced_exit)
         watchdog.daemon = True
         watchdog.start()
         asyncio.get_running_loop().create_task(self._close_and_exit())
+
+    def _forced_exit(self) -> None:
+        """The orderly exit did not finish in time: say the last words (nothing else runs after
+        os._exit, not even atexit) and end the process."""
+        try:
+            if self.last_words is not None:
+                self.last_words()
+        finally:
+            os._exit(0)
 
     async def _close_and_exit(self) -> None:
         try:

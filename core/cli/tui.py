@@ -124,7 +124,9 @@ def demo_command(args: argparse.Namespace) -> int:
             return asyncio.run(demo.run_headless(args.headless))
         from llmpulse.tui.app import run_dashboard
 
-        return run_dashboard(ctx, refresh=args.refresh, collect=True, background=demo.live_traffic)
+        return run_dashboard(
+            ctx, refresh=args.refresh, collect=True, background=demo.live_traffic, on_exit=demo.remove_files
+        )
 
 
 # Libraries that log a line per request at INFO: a probe round would bury the daemon's events (one line

@@ -4,8 +4,11 @@ A simulated fleet on 127.0.0.1 (llmpulse.core.simulator.fleet: real HTTP servers
 slow, Groq flapping, Together rate-limited, DeepSeek with a bad key, Mistral nearly out of rate limit,
 Ollama local — is written into a generated config with budgets and a gpt-4o → gpt-4.1 migration.
 Thirty days of usage across departments, agents and users are backfilled (the migration's share
-climbing, this month's spend near the budgets' warning lines), then live traffic is fed while the
-dashboard's collector probes the fleet. Everything goes to a temporary database unless `--db` is given.
+climbing), then live traffic is fed at the same rate as the history while the dashboard's collector
+probes the fleet, so the budgets — set from that rate, in the hundreds and thousands of dollars — stay
+near their lines for the whole session whatever the day of the month. DeepSeek's key is refused by its
+server, so its traffic fails too (and falls back to OpenAI). Everything goes to a temporary database,
+removed on exit (also after a hang-up), unless `--db` is given.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ DAY = 86400.0
 BACKFILL_DAYS = 30
 MIGRATION_DAYS_IN = 21  # the migration started three weeks ago
 MIGRATION_DAYS_LEFT = 30
+REQUESTS_PER_DAY = 2400  # the simulated organisation's traffic, in the backfill and live alike
+TOKEN_SCALE = 5  # prompts of a few thousand tokens: spend in the hundreds of dollars a day
+BAD_KEY = frozenset({"deepseek"})  # the fleet refuses this provider's key: probes and traffic fail
 
 
 @dataclass(frozen=True)
@@ -101,8 +107,9 @@ def synthetic_usage(rng: random.Random, t: float, migration_start: float) -> dic
     route = rng.choices(ROUTES, weights=weights)[0]
     team = _pick(rng, TEAM_WEIGHTS)
     agents, users = TEAMS[team]
-    scale = rng.lognormvariate(0, 0.5)
-    failed = rng.random() < route.error_rate
+    scale = TOKEN_SCALE * rng.lognormvariate(0, 0.5)
+    refused = route.provider in BAD_KEY
+    failed = refused or rng.random() < route.error_rate
     record: dict[str, Any] = {
         "ts": t,
         "provider": route.provider,
@@ -120,7 +127,10 @@ def synthetic_usage(rng: random.Random, t: float, migration_start: float) -> dic
         "request_id": f"demo-{uuid.UUID(int=rng.getrandbits(128))}",
     }
     if failed:
-        record["error_kind"] = rng.choice(("rate_limited", "server_error", "timeout"))
+        record["error_kind"] = "auth" if refused else rng.choice(("rate_limited", "server_error", "timeout"))
+        if refused:  # refused before any work: nothing was billed
+            record["input_tokens"] = 0
+            record["latency_ms"] = round(rng.uniform(40, 120), 1)
     return record
 
 
@@ -137,22 +147,31 @@ def with_fallback(rng: random.Random, record: dict[str, Any]) -> dict[str, Any] 
         "model": model,
         "status": "ok",
         "error_kind": None,
-        "output_tokens": 300,
+        "input_tokens": int(900 * TOKEN_SCALE),
+        "cache_read_tokens": 0,
+        "output_tokens": int(250 * TOKEN_SCALE),
         "is_fallback": True,
         "fallback_from": record["provider"],
         "request_id": record["request_id"] + "-fb",
     }
 
 
-def backfill(rng: random.Random, now: float, migration_start: float, per_day: int = 400) -> Iterator[dict[str, Any]]:
+def busyness(t: float) -> float:
+    """How busy the organisation is at t against its daily average: the ten working hours (UTC) at 1.8x,
+    the other fourteen sharing the rest (the day still averages 1)."""
+    hour_of_day = dt.datetime.fromtimestamp(t, dt.UTC).hour
+    return 1.8 if 8 <= hour_of_day < 18 else (24 - 1.8 * 10) / 14
+
+
+def backfill(
+    rng: random.Random, now: float, migration_start: float, per_day: int = REQUESTS_PER_DAY
+) -> Iterator[dict[str, Any]]:
     """BACKFILL_DAYS of history, busier in working hours, ending a minute before now."""
     start = now - BACKFILL_DAYS * DAY
     hours = int((now - 60 - start) // 3600)
     for h in range(hours):
         hour_start = start + h * 3600
-        hour_of_day = dt.datetime.fromtimestamp(hour_start, dt.UTC).hour
-        busy = 1.8 if 8 <= hour_of_day < 18 else 0.4
-        mean = per_day / 24 * busy
+        mean = per_day / 24 * busyness(hour_start)
         for _ in range(max(0, round(rng.gauss(mean, mean**0.5)))):
             rec = synthetic_usage(rng, hour_start + rng.random() * 3600, migration_start)
             yield rec
@@ -208,7 +227,7 @@ class Demo:
     """`with Demo() as demo:` starts the fleet, writes the config, backfills; `demo.context()` for the
     dashboard; `demo.live_traffic(stop)` feeds requests until stop."""
 
-    def __init__(self, db_path: str | None = None, *, seed: int = 9, backfill_per_day: int = 400):
+    def __init__(self, db_path: str | None = None, *, seed: int = 9, backfill_per_day: int = REQUESTS_PER_DAY):
         self.keep_db = db_path is not None
         self.dir = Path(tempfile.mkdtemp(prefix="llmpulse-demo-"))
         self.db_path = Path(db_path).expanduser() if db_path else self.dir / "demo.db"
@@ -248,6 +267,11 @@ class Demo:
 
     def __exit__(self, *exc: object) -> None:
         self.fleet.stop()
+        self.remove_files()
+
+    def remove_files(self) -> None:
+        """Remove the temporary config and database (a `--db` given by the user lives elsewhere and stays).
+        Safe to call twice, and from the dashboard's last act before a forced exit after a hang-up."""
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def context(self) -> Context:
@@ -255,30 +279,43 @@ class Demo:
         return self._ctx
 
     async def _budgets(self) -> list[tuple[str, str, float]]:
-        """Limits that put this month's spend just past a warning line, so the panel has something to say."""
-        from llmpulse.core.store import Store
-        from llmpulse.core.usage.queries import breakdown
+        """Limits in line with what the history spends per day (the live traffic spends at the same rate).
 
-        month = _month_start(self.now)
-        day = self.now - (self.now % DAY)
+        A limit is the larger of: this period's spend so far over the warning line it should sit just
+        past, and the whole period's spend at this rate over 1.1 (projected about 10% over, so "runs out"
+        has a date). Late in a period the first holds the budget near its line; early (the first of the
+        month) the second keeps the limit at a month's scale instead of a few dollars, with a projection
+        that says where it is heading."""
+        from zoneinfo import ZoneInfo
+
+        from llmpulse.core.store import Store
+        from llmpulse.core.usage.queries import breakdown, period_end, period_start
+
+        utc = ZoneInfo("UTC")
+        history_start = self.now - BACKFILL_DAYS * DAY
+        plans = (  # scope, group it is read by, key, period, the line it sits just past
+            ("total", "provider", None, "month", 0.84),
+            ("department:Engineering", "department", "Engineering", "month", 0.62),
+            ("provider:anthropic", "provider", "anthropic", "month", 0.93),
+            ("provider:openai", "provider", "openai", "week", 0.45),
+        )
         store = await Store.open(self.db_path)
         try:
-            by_provider = {
-                r.key: r.cost_usd or 0.0 for r in await breakdown(store, "provider", month, self.now, latency=False)
-            }
-            by_team = {
-                r.key: r.cost_usd or 0.0 for r in await breakdown(store, "department", month, self.now, latency=False)
-            }
-            today = {r.key: r.cost_usd or 0.0 for r in await breakdown(store, "provider", day, self.now, latency=False)}
+            budgets = []
+            for scope, by, key, period, line in plans:
+                start = period_start(self.now, period, utc)
+                days = (period_end(start, period, utc) - start) / DAY
+
+                async def spend(since: float, by: str = by, key: str | None = key) -> float:
+                    rows = await breakdown(store, by, since, self.now, latency=False)
+                    return sum(r.cost_usd or 0.0 for r in rows if key is None or r.key == key)
+
+                so_far = await spend(start)
+                per_day = await spend(history_start) / BACKFILL_DAYS
+                budgets.append((scope, period, round(max(so_far / line, per_day * days / 1.1), -1)))
         finally:
             await store.close()
-        total = sum(by_provider.values())
-        return [
-            ("total", "month", max(1.0, total / 0.84)),
-            ("department:Engineering", "month", max(1.0, by_team.get("Engineering", 0.0) / 0.62)),
-            ("provider:anthropic", "month", max(1.0, by_provider.get("anthropic", 0.0) / 0.93)),
-            ("provider:openai", "day", max(1.0, today.get("openai", 0.0) / 0.45)),
-        ]
+        return budgets
 
     async def _ingest(self, records: list[dict[str, Any]]) -> None:
         from llmpulse.core.store import Store
@@ -293,22 +330,29 @@ class Demo:
             await store.close()
 
     async def live_traffic(self, stop: asyncio.Event) -> None:
-        """A few requests a second, as the simulated applications would record them."""
+        """Requests at the history's rate (REQUESTS_PER_DAY, busier in working hours), as the simulated
+        applications would record them: the budgets move as fast as they did before the demo started."""
         from llmpulse.core.store import Store
         from llmpulse.core.usage.recorder import Recorder, pricing_for
 
         store = await Store.open(self.db_path)
         try:
             async with Recorder(store, pricing_for(self.context()), flush_interval=1.0) as rec:
+                tick = 0.5
                 while not stop.is_set():
-                    for _ in range(self.rng.randint(1, 4)):
+                    # Poisson arrivals at the history's rate: exponential gaps, counted over one tick.
+                    rate = self.per_day / DAY * busyness(time.time())
+                    arrivals, t = 0, self.rng.expovariate(rate)
+                    while t < tick:
+                        arrivals, t = arrivals + 1, t + self.rng.expovariate(rate)
+                    for _ in range(arrivals):
                         r = synthetic_usage(self.rng, time.time(), self.migration_start)
                         rec.record(**r)
                         fb = with_fallback(self.rng, r)
                         if fb is not None:
                             rec.record(**fb)
                     try:
-                        await asyncio.wait_for(stop.wait(), timeout=0.5)
+                        await asyncio.wait_for(stop.wait(), timeout=tick)
                     except TimeoutError:
                         pass
         finally:

@@ -321,6 +321,9 @@ class FixedBackend:
         self.snap = dataclasses.replace(snapshot, alerts=alerts)
         return self.snap
 
+    def key_variables(self):
+        return [(h.name, f"{h.provider_id.upper()}_API_KEY") for h in self.snap.providers if not h.configured]
+
     async def close(self):
         self.closed = True
 

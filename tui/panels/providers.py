@@ -58,9 +58,11 @@ class ProvidersPanel(Panel[ProviderHealth]):
         self.latency_scale: tuple[float, float] | None = None
 
     def items(self, snapshot: Snapshot, view: View) -> list[ProviderHealth]:
+        # Providers without a key are noise once any has one (the first run shows the welcome instead).
+        providers = [h for h in snapshot.providers if h.configured] or list(snapshot.providers)
         shown = [
             h
-            for h in snapshot.providers
+            for h in providers
             if fmt.matches(
                 view.filter,
                 h.provider_id,
@@ -98,7 +100,9 @@ class ProvidersPanel(Panel[ProviderHealth]):
     def subtitle(self, snapshot: Snapshot, view: View) -> str:
         configured = [h for h in snapshot.providers if h.watched]
         healthy = sum(1 for h in configured if h.status == "healthy")
-        return f"{healthy}/{len(configured)} healthy"
+        keyless = sum(1 for h in snapshot.providers if not h.configured)
+        hidden = f" · {keyless} without a key not shown" if keyless and keyless < len(snapshot.providers) else ""
+        return f"{healthy}/{len(configured)} healthy{hidden}"
 
 
 SPARK_WIDTH = 8

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import Footer, Input
+from textual.widgets import Footer, Input, Static
 
 from llmpulse.tui.backend import Snapshot
 from llmpulse.tui.header import HeaderLine
@@ -15,6 +16,28 @@ from llmpulse.tui.panels import PANELS, AlertsPanel, Panel, View
 from llmpulse.tui.screens.base import LiveScreen
 
 LAYOUT_ORDER = (3, 1, 2, 4)  # alerts first: what needs someone is on the first screen at 80×24
+
+
+def welcome_text(variables: list[tuple[str, str]]) -> Text:
+    """The first run, with no provider configured: what to set, where, and how to try it without keys."""
+    t = Text()
+    t.append("Welcome to llmpulse", style="bold")
+    t.append(" — no provider is configured yet, so there is nothing to watch.\n\n")
+    t.append("Set the API key of each provider you use", style="bold")
+    t.append(", in the environment or in a .env file in this directory:\n")
+    width = max((len(var) for _, var in variables), default=0)
+    for name, var in variables:
+        t.append(f"  {var:<{width}}", style="bold")
+        t.append(f"  {name}\n")
+    t.append("then start llmpulse again (llmpulse check probes them once). .env.example lists them all.\n\n")
+    t.append("To see it all working first", style="bold")
+    t.append(", on a simulated fleet with no keys and no network:  ")
+    t.append("llmpulse demo", style="bold reverse")
+    t.append("\n\n")
+    t.append("Base URLs, local models, priorities, budgets, alerts and migrations go in llmpulse.toml: ")
+    t.append('README.md, section "Providers and probes"', style="bold")
+    t.append(" (and the sections after it).\n\nq quits.")
+    return t
 
 
 class FilterInput(Input):
@@ -70,11 +93,13 @@ class DashboardScreen(LiveScreen):
         self.filter_input = FilterInput(
             placeholder="filter: provider, alert, budget, migration… (esc clears)", id="filter"
         )
+        self.welcome = Static(id="welcome")
         self.panels: dict[int, Panel[Any]] = {cls.number: cls(id=f"panel{cls.number}") for cls in PANELS}
 
     def compose(self) -> ComposeResult:
         yield self.header_line
         yield self.filter_input
+        yield self.welcome
         with VerticalScroll(id="panels", can_focus=False):
             # Alerts on top, then providers; budgets and migration side by side when wide.
             for number in LAYOUT_ORDER:
@@ -83,6 +108,7 @@ class DashboardScreen(LiveScreen):
 
     def on_mount(self) -> None:
         self.filter_input.display = False
+        self.welcome.display = False
         self.panels[1].table.focus()
 
     @property
@@ -92,6 +118,12 @@ class DashboardScreen(LiveScreen):
     def fill(self, snapshot: Snapshot, view: View) -> None:
         """Draw a snapshot: every panel updates its rows by key, inside one batch (one repaint)."""
         with self.app.batch_update():
+            first_run = bool(snapshot.providers) and not any(h.configured for h in snapshot.providers)
+            if first_run != self.welcome.display:
+                self.welcome.display = first_run
+                self.query_one("#panels").display = not first_run
+                if first_run:
+                    self.welcome.update(welcome_text(self.pulse.backend.key_variables()))
             for panel in self.panels.values():
                 panel.fill(snapshot, view)
 
