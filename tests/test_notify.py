@@ -190,7 +190,7 @@ async def test_a_hanging_channel_stalls_nothing(setup):
     rx.answers["/hang"] = ["hang"]
     # The hanging channel's timeout is long enough that, even on a loaded machine, the other channel's
     # notices must arrive while it still hangs: what is checked is the order, not a stopwatch.
-    text = channels(hook("hang", timeout="8s"), hook("hook"))
+    text = channels(hook("hang", timeout="4s"), hook("hook"))
     store, engine, notifier, clock = await make(text, {"HANG_URL": rx.url("/hang"), "HOOK_URL": rx.url("/hook")})
 
     async def until(what: str, check) -> None:
@@ -213,9 +213,9 @@ async def test_a_hanging_channel_stalls_nothing(setup):
     assert any(not t.done() for t in hanging)
     await notifier.drain(15)
     hung = (await deliveries(store))[("hang", 1, "firing")]
-    assert (hung["status"], hung["attempts"], hung["error"]) == ("failed", 1, "no answer within 8s")
+    assert (hung["status"], hung["attempts"], hung["error"]) == ("failed", 1, "no answer within 4s")
     failed = [t for t in await engine.transitions(1) if t.event == "delivery_failed"]
-    assert [t.detail for t in failed] == ["hang: no answer within 8s"]
+    assert [t.detail for t in failed] == ["hang: no answer within 4s"]
 
 
 async def test_500_is_retried_with_backoff_and_4xx_is_not(setup):
