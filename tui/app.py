@@ -30,6 +30,7 @@ from llmpulse.tui.hangup import HangupGuard
 from llmpulse.tui.messages import SnapshotFailed, SnapshotReady
 from llmpulse.tui.panels import Panel, View
 from llmpulse.tui.screens.alert import AlertScreen
+from llmpulse.tui.screens.alert_stats import AlertStatsScreen
 from llmpulse.tui.screens.base import LiveScreen
 from llmpulse.tui.screens.confirm import ConfirmScreen
 from llmpulse.tui.screens.costs import CostsScreen
@@ -86,6 +87,16 @@ class PulseApp(App[int]):
         ),
         Binding(
             "t", "cycle_range", "Range", show=False, id="app.range", tooltip="Cycle the time range: 1h, 24h, 7d, 30d"
+        ),
+        Binding(
+            "ctrl+r",
+            "reload_config",
+            "Reload config",
+            show=False,
+            key_display="ctrl+r",
+            id="app.reload",
+            tooltip="Load the config file again (thresholds, budgets, rules, channels, providers); "
+            "a broken one is refused and the running config stays",
         ),
         Binding("question_mark,f1", "help", "Help", key_display="?", id="app.help", tooltip="All keys"),
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit now, even while a provider hangs"),
@@ -476,6 +487,24 @@ class PulseApp(App[int]):
     def action_costs(self) -> None:
         self.push_screen(CostsScreen())
 
+    def action_alert_stats(self) -> None:
+        if not isinstance(self.screen, AlertStatsScreen):
+            self.push_screen(AlertStatsScreen())
+
+    @work(group="reload", exclusive=True, exit_on_error=False)
+    async def action_reload_config(self) -> None:
+        """ctrl+r: the config file again, as SIGHUP does for the daemon; one line says what happened."""
+        try:
+            result = await self.backend.reload_config()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.notify(f"config reload failed: {type(exc).__name__}: {exc}", severity="error", markup=False)
+            return
+        self.notify(result.message, severity="information" if result.applied else "error", markup=False)
+        if result.applied:
+            self.refresh_now()
+
     async def action_quit(self) -> None:
         self._stop_collector.set()
         self.workers.cancel_all()
@@ -484,6 +513,10 @@ class PulseApp(App[int]):
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """The command palette (ctrl+p): everything the keys do, and what has no key."""
         yield SystemCommand("Costs by group", "Costs by provider, model, department, agent or user", self.action_costs)
+        yield SystemCommand(
+            "Alert statistics", "Last 30 days: by rule, time to ack/resolve, deliveries", self.action_alert_stats
+        )
+        yield SystemCommand("Reload config", "Load the config file again", self.action_reload_config)
         yield SystemCommand("Probe all providers now", "Run a probe round at once", lambda: self.probe(None))
         yield SystemCommand("Pause / resume", "Freeze or unfreeze the display", self.action_toggle_pause)
         yield SystemCommand("Refresh faster", "Shorter refresh interval", self.action_faster)
@@ -534,6 +567,7 @@ def run_dashboard(
     collect: bool = True,
     background: Background | None = None,
     on_exit: Callable[[], None] | None = None,
+    reload_context: Callable[[], Context] | None = None,
 ) -> int:
     """Open the dashboard on `ctx`'s database and block until the user quits; returns the exit code.
 
@@ -541,11 +575,12 @@ def run_dashboard(
     inside the app's event loop (the demo feeds its live traffic this way) and is cancelled on quit.
     `on_exit` runs when the terminal goes away, even if the process must be ended without returning
     from here (the demo removes its temporary database with it).
+    `reload_context` loads the config again for ctrl+r (None: nothing to reload).
     """
     from llmpulse.tui.core_backend import CoreBackend
 
     app = PulseApp(
-        CoreBackend(ctx, clock=clock),
+        CoreBackend(ctx, clock=clock, reload_context=reload_context),
         clock=clock,
         refresh=refresh,
         collect=collect,

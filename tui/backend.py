@@ -10,33 +10,52 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 # The core's types the dashboard draws, named here so panels and screens take them from the Backend
 # module (their one way into the core) rather than from the core's modules.
 from llmpulse.core.alerts.engine import Alert, Transition
+from llmpulse.core.alerts.stats import AlertStats
 from llmpulse.core.health import ProviderHealth
 from llmpulse.core.migration import MigrationStatus, SideStats
+from llmpulse.core.migration.risk import PhaseTarget
 from llmpulse.core.probe import ProbeResult
 from llmpulse.core.snapshot import CollectorInfo, Header, Snapshot
 from llmpulse.core.usage.budgets import BudgetStatus
+from llmpulse.core.usage.patterns import WEEKDAYS, Patterns, Trend
 from llmpulse.core.usage.queries import GroupRow, UsageSummary
 
 __all__ = [
+    "WEEKDAYS",
     "Alert",
+    "AlertStats",
     "Backend",
     "BudgetStatus",
     "CollectorInfo",
+    "ConfigReload",
     "GroupRow",
     "Header",
     "MigrationStatus",
+    "Patterns",
+    "PhaseTarget",
     "ProbeResult",
     "ProviderHealth",
     "SideStats",
     "Snapshot",
     "Transition",
+    "Trend",
     "UsageSummary",
 ]
+
+
+@dataclass(frozen=True)
+class ConfigReload:
+    """What a config reload did, in one line: applied (from the collector's next round) or refused (the
+    running config stays) and why."""
+
+    applied: bool
+    message: str
 
 
 class Backend(Protocol):
@@ -63,7 +82,19 @@ class Backend(Protocol):
 
     async def recent_probes(self, provider_id: str, since: float, limit: int = 50) -> list[ProbeResult]: ...
 
-    async def breakdown(self, by: str, since: float, until: float) -> list[GroupRow]: ...
+    async def breakdown(self, by: str, since: float, until: float) -> list[GroupRow]:
+        """Per group of `by`: counts, cost and the efficiency figures (average latency where the raw
+        calls are still kept)."""
+
+    async def usage_patterns(self, by: str, since: float, until: float) -> Patterns:
+        """Hour-of-day and weekday profile (budget time zone) and each `by` group's daily trend."""
+
+    async def alert_stats(self, since: float, until: float) -> AlertStats:
+        """Alerts opened in [since, until): by rule, severity and subject, time to ack/resolve, deliveries."""
+
+    async def reload_config(self) -> ConfigReload:
+        """Load and check the config again; applied from the collector's next round, or refused (the
+        running config stays) with its one-line error."""
 
     async def alert_detail(self, alert_id: int) -> tuple[Alert | None, list[Transition]]:
         """The alert and its transitions, oldest first; (None, []) when there is no such alert."""

@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.config import Context
 from llmpulse.core.store import Store
-from llmpulse.tui.backend import Alert, GroupRow, ProbeResult, Snapshot, Transition
+from llmpulse.tui.backend import (
+    Alert,
+    AlertStats,
+    ConfigReload,
+    GroupRow,
+    Patterns,
+    ProbeResult,
+    Snapshot,
+    Transition,
+)
 
 if TYPE_CHECKING:
     from llmpulse.core.alerts.engine import AlertEngine
@@ -23,8 +32,13 @@ if TYPE_CHECKING:
 
 
 class CoreBackend:
-    def __init__(self, ctx: Context, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, ctx: Context, *, clock: Clock = SYSTEM_CLOCK, reload_context: Callable[[], Context] | None = None
+    ) -> None:
+        """`reload_context` loads and checks the config again, as the command that opened the dashboard
+        did (the same --config, --db and --env-file); None: there is nothing to reload (the demo)."""
         self.ctx = ctx
+        self.reload_context = reload_context
         self.clock = clock
         self._read: Store | None = None
         self._write: Store | None = None
@@ -72,9 +86,22 @@ class CoreBackend:
         return await recent_probes(await self.read_store(), provider_id, since=since, limit=limit)
 
     async def breakdown(self, by: str, since: float, until: float) -> list[GroupRow]:
-        from llmpulse.core.usage.queries import breakdown
+        from llmpulse.core.usage.queries import average_latencies, breakdown
 
-        return await breakdown(await self.read_store(), by, since, until)
+        store = await self.read_store()
+        rows = await breakdown(store, by, since, until)
+        await average_latencies(store, by, since, until, rows)
+        return rows
+
+    async def usage_patterns(self, by: str, since: float, until: float) -> Patterns:
+        from llmpulse.core.usage.patterns import usage_patterns
+
+        return await usage_patterns(await self.read_store(), by, since, until, self.ctx.config.usage.tz)
+
+    async def alert_stats(self, since: float, until: float) -> AlertStats:
+        from llmpulse.core.alerts.stats import alert_stats
+
+        return await alert_stats(await self.read_store(), since, until)
 
     async def alert_detail(self, alert_id: int) -> tuple[Alert | None, list[Transition]]:
         engine = await self.engine()
@@ -100,6 +127,28 @@ class CoreBackend:
         finally:
             self._collector = None
             await store.close()
+
+    async def reload_config(self) -> ConfigReload:
+        from llmpulse.core.redact import redact
+
+        if self.reload_context is None:
+            return ConfigReload(False, "config reload: nothing to reload here (the config is built in)")
+        try:
+            ctx = self.reload_context()
+        except Exception as exc:  # ConfigError and friends: their one line, the running config stays
+            return ConfigReload(False, redact(f"config reload refused, the running config stays: {exc}") or "")
+        if ctx.db_path != self.ctx.db_path:
+            return ConfigReload(
+                False, f"config reload refused: the database moved to {ctx.db_path}; restart to change it"
+            )
+        self.ctx = ctx  # what is drawn (budgets, migrations, thresholds) and the user's actions
+        self._engine = None
+        if self._collector is not None:
+            self._collector.reload(ctx)
+            return ConfigReload(True, "config loaded; it applies from the collector's next round")
+        return ConfigReload(
+            True, "config loaded for the display; the collector runs elsewhere (send it SIGHUP to apply it there)"
+        )
 
     async def probe_now(self, provider_ids: Sequence[str] | None = None) -> list[ProbeResult]:
         from llmpulse.core.collector import probe_now

@@ -110,7 +110,9 @@ def watch_command(args: argparse.Namespace) -> int:
     _require_terminal()
     from llmpulse.tui.app import run_dashboard
 
-    return run_dashboard(ctx, refresh=args.refresh, collect=not args.no_collect)
+    return run_dashboard(
+        ctx, refresh=args.refresh, collect=not args.no_collect, reload_context=lambda: context_from(args)
+    )
 
 
 def demo_command(args: argparse.Namespace) -> int:

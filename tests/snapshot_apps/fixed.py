@@ -13,6 +13,7 @@ import datetime as dt
 from datetime import UTC
 
 from llmpulse.core.alerts.engine import Alert
+from llmpulse.core.alerts.stats import AlertStats, DurationStats
 from llmpulse.core.clock import ManualClock
 from llmpulse.core.health import ProviderHealth
 from llmpulse.core.migration import MigrationStatus
@@ -20,8 +21,10 @@ from llmpulse.core.probe import ProbeResult
 from llmpulse.core.ratelimit import RateLimit
 from llmpulse.core.snapshot import CollectorInfo, Header, Snapshot
 from llmpulse.core.usage.budgets import BudgetStatus
+from llmpulse.core.usage.patterns import Patterns
 from llmpulse.core.usage.queries import GroupRow, UsageSummary
 from llmpulse.tui.app import PulseApp
+from llmpulse.tui.backend import ConfigReload
 
 NOW = 1_768_471_200.0  # 2026-01-15T10:00:00Z
 
@@ -312,6 +315,17 @@ class FixedBackend:
             )
             for i, k in enumerate("abc", 1)
         ]
+
+    async def usage_patterns(self, by, since, until):
+        return Patterns("UTC")
+
+    async def alert_stats(self, since, until):
+        none = DurationStats.of([])
+        return AlertStats(since, until, 0, [], [], [], none, none, [])
+
+    async def reload_config(self):
+        self.calls.append(("reload_config",))
+        return ConfigReload(True, "config loaded; it applies from the collector's next round")
 
     async def alert_detail(self, alert_id):
         return self._alert(alert_id), []

@@ -1,17 +1,23 @@
 """Costs grouped by provider, model, department, agent or user over 1h / 24h / 7d / 30d (`b` changes the
-grouping, `t` the range). Figures come from the usage roll-ups, so this stays fast on millions of records."""
+grouping, `t` the range), with what a request costs and takes per group (efficiency), each group's cost
+per day as a column chart on one scale shared by every group, and the hour-of-day profile. Figures come
+from the usage roll-ups, so this stays fast on millions of records."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
+from textual.widget import Widget
 from textual.widgets import Footer, Static
 
 from llmpulse.tui import format as fmt
-from llmpulse.tui.backend import GroupRow, Snapshot
+from llmpulse.tui.backend import GroupRow, Patterns, Snapshot, Trend
 from llmpulse.tui.header import HeaderLine
 from llmpulse.tui.panels.base import View
 from llmpulse.tui.screens.base import LiveScreen
@@ -19,9 +25,72 @@ from llmpulse.tui.table_sync import sync_rows
 from llmpulse.tui.widgets import PanelTable
 
 GROUPS = ("provider", "model", "department", "agent", "user")
+COLUMN_BLOCKS = " ▁▂▃▄▅▆▇█"  # eighths of a cell, from empty to full
+CHART_ROWS = 2  # each group's columns are two cells tall: 16 steps on the shared scale
+CHART_GROUPS = 8  # the most expensive groups get a chart row each
+LABEL_WIDTH = 18
+
+
+def column_steps(value: float, top: float, rows: int = CHART_ROWS) -> int:
+    """How many eighth-cells tall a column is on a scale of 0..top: any spend shows at least one step (a
+    cheap day is not a day without spend), none shows none."""
+    if value <= 0 or top <= 0:
+        return 0
+    return max(1, min(8 * rows, math.ceil(8 * rows * value / top)))
+
+
+def column_cells(steps: int, rows: int = CHART_ROWS) -> list[str]:
+    """A column of `steps` eighths as its cells, top cell first."""
+    return [COLUMN_BLOCKS[min(8, max(0, steps - 8 * level))] for level in reversed(range(rows))]
+
+
+class ColumnChart(Widget):
+    """Series drawn one above the other as columns on ONE scale (0 to the highest value of any series),
+    so a taller column is more money whatever its row. Each series: a label, its values, a note."""
+
+    DEFAULT_CSS = """
+    ColumnChart { height: auto; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.series: list[tuple[str, Sequence[float], str]] = []
+        self.top = 0.0
+        self.cell_width = 2
+
+    def show(self, series: list[tuple[str, Sequence[float], str]]) -> None:
+        self.series = series
+        self.top = max((v for _, values, _ in series for v in values), default=0.0)
+        self.refresh(layout=True)
+
+    def get_content_height(self, container: object, viewport: object, width: int) -> int:
+        return max(1, CHART_ROWS * len(self.series))
+
+    def render(self) -> Text:
+        text = Text()
+        if not self.series:
+            return Text("no traffic in this range", style="dim")
+        longest = max(len(values) for _, values, _ in self.series)
+        room = self.size.width - LABEL_WIDTH - 24
+        self.cell_width = 2 if longest and room >= 2 * longest else 1
+        for label, values, note in self.series:
+            cells = [column_cells(column_steps(v, self.top)) for v in values]
+            for level in range(CHART_ROWS):
+                head = label[: LABEL_WIDTH - 1].ljust(LABEL_WIDTH) if level == CHART_ROWS - 1 else " " * LABEL_WIDTH
+                text.append(head)
+                text.append("".join(c[level] * self.cell_width for c in cells), style="green")
+                if level == CHART_ROWS - 1:
+                    text.append(f"  {note}", style="dim")
+                text.append("\n")
+        text.rstrip()
+        return text
 
 
 class CostsScreen(LiveScreen):
+    DEFAULT_CSS = """
+    #costs-table { height: auto; max-height: 14; }
+    #costs-trend-title, #costs-hours-title { margin-top: 1; }
+    """
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back", id="costs.back", tooltip="Back to the dashboard"),
         Binding(
@@ -36,10 +105,14 @@ class CostsScreen(LiveScreen):
 
     def compose(self) -> ComposeResult:
         yield HeaderLine()
-        with Vertical(id="costs"):
+        with VerticalScroll(id="costs"):
             yield Static(id="costs-title")
             yield self.table
             yield Static(id="costs-total")
+            yield Static(id="costs-trend-title")
+            yield ColumnChart(id="costs-trend")
+            yield Static(id="costs-hours-title")
+            yield ColumnChart(id="costs-hours")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -52,6 +125,11 @@ class CostsScreen(LiveScreen):
             ("share", "Share"),
             ("unknown", "Unpriced"),
             ("success", "Success"),
+            ("per_request", "$/req"),
+            ("tokens_per_request", "Tok/req"),
+            ("per_1k", "$/1k tok"),
+            ("avg", "Avg"),
+            ("p50", "p50"),
             ("p95", "p95"),
         ):
             self.table.add_column(label, key=key)
@@ -72,7 +150,9 @@ class CostsScreen(LiveScreen):
     @work(group="costs", exclusive=True, exit_on_error=False)
     async def load(self, view: View) -> None:
         label, seconds = self.pulse.time_range
-        rows = await self.pulse.backend.breakdown(self.group, since=view.now - seconds, until=view.now)
+        since = view.now - seconds
+        rows = await self.pulse.backend.breakdown(self.group, since=since, until=view.now)
+        patterns = await self.pulse.backend.usage_patterns(self.group, since=since, until=view.now)
         total_cost = sum(r.cost_usd or 0.0 for r in rows)
         total_req = sum(r.requests for r in rows)
         unknown = sum(r.unknown_price_count for r in rows)
@@ -97,6 +177,14 @@ class CostsScreen(LiveScreen):
                             justify="right",
                         ),
                         Text(fmt.pct(r.success_rate, 1), justify="right"),
+                        Text(fine_money(r.cost_per_request), justify="right"),
+                        Text(
+                            fmt.count(round(r.tokens_per_request)) if r.tokens_per_request is not None else fmt.DASH,
+                            justify="right",
+                        ),
+                        Text(fine_money(r.usd_per_1k_tokens), justify="right"),
+                        Text(fmt.ms(r.avg_latency_ms), justify="right"),
+                        Text(fmt.ms(r.p50_ms), justify="right"),
                         Text(fmt.ms(r.p95_ms), justify="right"),
                     ),
                 )
@@ -113,6 +201,57 @@ class CostsScreen(LiveScreen):
         if unknown:
             total.append(f"  ⚠ {fmt.count(unknown)} requests with unknown price (not in the total)", style="yellow")
         self.query_one("#costs-total", Static).update(fmt.for_terminal(total))
+        self.draw_patterns(patterns, view)
+
+    def draw_patterns(self, patterns: Patterns, view: View) -> None:
+        trends = [t for t in patterns.trends if fmt.matches(view.filter, t.key or "(none)")][:CHART_GROUPS]
+        days = trends[0].days if trends else []
+        span = f"{fmt.day(days[0])} → {fmt.day(days[-1])}, " if days else ""
+        top = max((c for t in trends for c in t.cost_usd), default=0.0)
+        self.query_one("#costs-trend-title", Static).update(
+            fmt.for_terminal(
+                Text.assemble(
+                    ("Cost per day ", "bold"),
+                    f"by {self.group} ({span}UTC days)",
+                    (f"   one scale for every row: full column = {fmt.money(top)}/day", "dim"),
+                )
+            )
+        )
+        self.query_one("#costs-trend", ColumnChart).show([_trend_series(t) for t in trends])
+        hours = patterns.by_hour
+        busiest = sorted((h for h in hours if h.requests), key=lambda h: -h.requests)[:3]
+        self.query_one("#costs-hours-title", Static).update(
+            fmt.for_terminal(
+                Text.assemble(
+                    ("Requests by hour of day ", "bold"),
+                    f"({patterns.timezone}, 00 → 23)",
+                    (
+                        "   busiest: "
+                        + (", ".join(f"{h.slot:02d}:00 {fmt.count(h.requests)}" for h in busiest) or fmt.DASH),
+                        "dim",
+                    ),
+                )
+            )
+        )
+        series: list[tuple[str, Sequence[float], str]] = [
+            (
+                "requests",
+                [float(h.requests) for h in hours],
+                f"peak {fmt.count(max((h.requests for h in hours), default=0))}",
+            )
+        ]
+        self.query_one("#costs-hours", ColumnChart).show(series if any(h.requests for h in hours) else [])
+
+
+def _trend_series(trend: Trend) -> tuple[str, Sequence[float], str]:
+    return (trend.key or "(none)", trend.cost_usd, f"{fmt.money(sum(trend.cost_usd))} total")
+
+
+def fine_money(usd: float | None) -> str:
+    """A per-request or per-1k-token price: small amounts keep four decimals ($0.0023), not $0.00."""
+    if usd is None:
+        return fmt.DASH
+    return f"${usd:.4f}" if abs(usd) < 1 else fmt.money(usd)
 
 
 def _price_unknown(row: GroupRow) -> bool:

@@ -74,6 +74,14 @@ class DashboardScreen(LiveScreen):
             id="dashboard.toggle",
             tooltip="Enable or disable the selected provider (asks first)",
         ),
+        Binding(
+            "S",
+            "app.alert_stats",
+            "Alert stats",
+            show=False,
+            id="dashboard.alertstats",
+            tooltip="Alert statistics, last 30 days: by rule, severity and subject, time to ack/resolve, deliveries",
+        ),
         Binding("O", "reverse_sort", "Reverse", show=False, id="dashboard.reverse", tooltip="Reverse the sort"),
         Binding(
             "1", "focus_panel(1)", "Providers", show=False, id="dashboard.panel1", tooltip="Focus the Providers panel"

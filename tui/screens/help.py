@@ -33,6 +33,7 @@ def _key(binding: Binding, app: App[Any]) -> str:
 
 def _sections(app: App[Any]) -> list[tuple[str, list[BindingType]]]:
     from llmpulse.tui.screens.alert import AlertScreen
+    from llmpulse.tui.screens.alert_stats import AlertStatsScreen
     from llmpulse.tui.screens.confirm import ConfirmScreen
     from llmpulse.tui.screens.costs import CostsScreen
     from llmpulse.tui.screens.dashboard import DashboardScreen, FilterInput
@@ -50,6 +51,7 @@ def _sections(app: App[Any]) -> list[tuple[str, list[BindingType]]]:
         ("Provider screen", ProviderScreen.BINDINGS),
         ("Costs screen", CostsScreen.BINDINGS),
         ("Alert screen", AlertScreen.BINDINGS),
+        ("Alert statistics", AlertStatsScreen.BINDINGS),
         ("Help", HelpScreen.BINDINGS),
         ("A yes/no question", ConfirmScreen.BINDINGS),
     ]
@@ -68,7 +70,10 @@ def help_text(app: App[Any]) -> Text:
             if b.tooltip and b.tooltip != b.description:
                 text.append(f" — {b.tooltip}", style="dim")
             text.append("\n")
-    text.append("\n  ctrl+p      Command palette: costs, probe, enable/disable a provider, themes…\n")
+    text.append(
+        "\n  ctrl+p      Command palette: costs, alert statistics, reload config, probe, enable/disable a provider, "
+        "themes…\n"
+    )
     text.append("\nStates: ● healthy  ◐ degraded  ✖ failed  ? unknown  ○ disabled  · no key\n")
     text.append("Alerts: ‼ critical  ▲ warning  ℹ info — firing / acked / silenced / escalated / resolved\n")
     return text

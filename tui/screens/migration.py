@@ -33,7 +33,15 @@ def migration_text(m: MigrationStatus, view: View) -> Text:
         style = "bold reverse" if i == m.phase_index else ("" if i < m.phase_index else "dim")
         t.append(f" {phase} ", style=style)
         t.append(" ")
-    t.append("\n\n")
+    t.append("\n")
+    targets = getattr(m, "phase_targets", None) or []
+    if targets:
+        t.append("\nPhase dates\n", style="bold")
+        for target in targets:
+            t.append(f"  {target.name:14}{fmt.pct(target.share):>6}  by {target.by}  ")
+            t.append_text(phase_state_text(target.state, target.late_by_days))
+            t.append("\n")
+    t.append("\n")
     t.append(f"Share of requests {fmt.bar(m.share_requests, 20)} {fmt.pct(m.share_requests)}\n")
     t.append(f"Share of tokens   {fmt.bar(m.share_tokens, 20)} {fmt.pct(m.share_tokens)}\n")
     t.append(f"Projected at deadline {fmt.pct(m.projected_share_at_deadline)}\n\n")
@@ -58,6 +66,19 @@ def migration_text(m: MigrationStatus, view: View) -> Text:
                 f"{_field(h, 'from_phase') or '—'} → {_field(h, 'to_phase')}  {_field(h, 'cause') or ''}\n"
             )
     return t
+
+
+PHASE_STATE_STYLES = {"reached": "green", "on track": "green", "at risk": "yellow", "late": "bold red"}
+
+
+def phase_state_text(state: str, late_by_days: float | None) -> Text:
+    """A phase against its own date, in words: reached, on track, at risk, late — and by how many days."""
+    words = state
+    if state == "reached":
+        words = "reached in time" if late_by_days is None else f"reached {late_by_days:.1f} days late"
+    elif state == "late" and late_by_days is not None:
+        words = f"late by {late_by_days:.1f} days"
+    return Text(words, style=PHASE_STATE_STYLES.get(state, ""))
 
 
 class MigrationScreen(LiveScreen):
