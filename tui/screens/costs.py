@@ -55,16 +55,18 @@ class ColumnChart(Widget):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.series: list[tuple[str, Sequence[float], str]] = []
+        self.axis: list[str] = []  # each column's name (day of month, hour), two characters at most
         self.top = 0.0
         self.cell_width = 2
 
-    def show(self, series: list[tuple[str, Sequence[float], str]]) -> None:
+    def show(self, series: list[tuple[str, Sequence[float], str]], axis: Sequence[str] = ()) -> None:
         self.series = series
+        self.axis = list(axis)
         self.top = max((v for _, values, _ in series for v in values), default=0.0)
         self.refresh(layout=True)
 
     def get_content_height(self, container: object, viewport: object, width: int) -> int:
-        return max(1, CHART_ROWS * len(self.series))
+        return max(1, CHART_ROWS * len(self.series) + (1 if self.series and self.axis else 0))
 
     def render(self) -> Text:
         text = Text()
@@ -72,16 +74,29 @@ class ColumnChart(Widget):
             return Text("no traffic in this range", style="dim")
         longest = max(len(values) for _, values, _ in self.series)
         room = self.size.width - LABEL_WIDTH - 24
-        self.cell_width = 2 if longest and room >= 2 * longest else 1
+        # Three cells a column (two drawn, one apart) when they fit, else two, else one.
+        self.cell_width = next((w for w in (3, 2) if longest and room >= w * longest), 1)
+        drawn = 2 if self.cell_width == 3 else self.cell_width
+        gap = " " * (self.cell_width - drawn)
         for label, values, note in self.series:
             cells = [column_cells(column_steps(v, self.top)) for v in values]
             for level in range(CHART_ROWS):
                 head = label[: LABEL_WIDTH - 1].ljust(LABEL_WIDTH) if level == CHART_ROWS - 1 else " " * LABEL_WIDTH
                 text.append(head)
-                text.append("".join(c[level] * self.cell_width for c in cells), style="green")
+                text.append("".join(c[level] * drawn + gap for c in cells), style="green")
                 if level == CHART_ROWS - 1:
                     text.append(f"  {note}", style="dim")
                 text.append("\n")
+        if self.axis:
+            # Each column's name under it where there is room: every one at three cells, every other
+            # one at two, the first and the last at one.
+            if self.cell_width == 3:
+                names = "".join(a[:2].rjust(2) + " " for a in self.axis)
+            elif self.cell_width == 2:
+                names = "".join(a[:2].rjust(2) if i % 2 == 0 else "  " for i, a in enumerate(self.axis))
+            else:
+                names = self.axis[0] + self.axis[-1].rjust(len(self.axis) - len(self.axis[0]))
+            text.append(" " * LABEL_WIDTH + names, style="dim")
         text.rstrip()
         return text
 
@@ -119,8 +134,7 @@ class CostsScreen(LiveScreen):
         for key, label in (
             ("key", "Group"),
             ("requests", "Requests"),
-            ("input", "Input tok"),
-            ("output", "Output tok"),
+            ("tokens", "Tokens in/out"),
             ("cost", "Cost"),
             ("share", "Share"),
             ("unknown", "Unpriced"),
@@ -167,8 +181,7 @@ class CostsScreen(LiveScreen):
                     (
                         Text(key),
                         Text(fmt.count(r.requests), justify="right"),
-                        Text(fmt.count(r.input_tokens), justify="right"),
-                        Text(fmt.count(r.output_tokens), justify="right"),
+                        Text(f"{fmt.count(r.input_tokens)}/{fmt.count(r.output_tokens)}", justify="right"),
                         Text(_cost_cell(r), justify="right", style="yellow" if _price_unknown(r) else ""),
                         Text(fmt.pct((r.cost_usd or 0.0) / total_cost if total_cost else None), justify="right"),
                         Text(
@@ -217,7 +230,9 @@ class CostsScreen(LiveScreen):
                 )
             )
         )
-        self.query_one("#costs-trend", ColumnChart).show([_trend_series(t) for t in trends])
+        self.query_one("#costs-trend", ColumnChart).show(
+            [_trend_series(t) for t in trends], [fmt.day(d)[-2:] for d in days]
+        )
         hours = patterns.by_hour
         busiest = sorted((h for h in hours if h.requests), key=lambda h: -h.requests)[:3]
         self.query_one("#costs-hours-title", Static).update(
@@ -240,7 +255,9 @@ class CostsScreen(LiveScreen):
                 f"peak {fmt.count(max((h.requests for h in hours), default=0))}",
             )
         ]
-        self.query_one("#costs-hours", ColumnChart).show(series if any(h.requests for h in hours) else [])
+        self.query_one("#costs-hours", ColumnChart).show(
+            series if any(h.requests for h in hours) else [], [f"{h.slot:02d}" for h in hours]
+        )
 
 
 def _trend_series(trend: Trend) -> tuple[str, Sequence[float], str]:
