@@ -5,6 +5,7 @@ HTML error page shows as its title, redacted."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -23,6 +24,7 @@ from llmpulse.core.simulator.fleet import FakeProvider, Fleet, Response
 from llmpulse.core.store import Store
 from llmpulse.core.validate import Section
 from llmpulse.tui import format as fmt
+from tests.cli_helpers import run_cli
 from tests.test_notify import T0, Receiver, channels, deliveries, hook
 
 DOWN = Condition("provider_down", "groq", "critical", "Groq down: 3 failed probes in a row (timeout)")
@@ -76,7 +78,7 @@ async def test_resolved_notices_go_out_over_the_hourly_limit(notify_setup):
     assert not [k for k, r in (await deliveries(store)).items() if k[2] == "resolved" and r["status"] == "held"]
 
 
-async def test_history_names_what_happened_and_why_delivery_failed(notify_setup):
+async def test_history_names_what_happened_and_why_delivery_failed(notify_setup, tmp_path):
     make, rx = notify_setup
     rx.answers["/hook"] = [(502, {"content-type": "text/html"}, PROXY_PAGE)]
     register_secret("sk-proj-EchoedBack0123456789abcdef")
@@ -100,6 +102,12 @@ async def test_history_names_what_happened_and_why_delivery_failed(notify_setup)
     failed = next(t for t in history if t.event == "delivery_failed")
     # the proxy's page comes down to its title; its markup and the key it echoed stay out
     assert failed.detail == "hook: HTTP 502: HTML page: 502 Bad Gateway"
+    # the CLI shows the same words, as a table and in JSON
+    shown = run_cli(tmp_path, "--db", str(tmp_path / "n.db"), "alerts", "show", "1")
+    assert shown.returncode == 0, shown.stderr
+    assert "escalated" in shown.stdout and "delivery failed" in shown.stdout and "firing → firing" not in shown.stdout
+    as_json = json.loads(run_cli(tmp_path, "--db", str(tmp_path / "n.db"), "alerts", "show", "1", "--json").stdout)
+    assert [t["change"] for t in as_json["transitions"]] == changes
 
 
 async def test_a_two_hour_silence_reads_two_hours(notify_setup):

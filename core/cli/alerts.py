@@ -130,7 +130,11 @@ async def show_command(args: argparse.Namespace) -> int:
         await store.close()
     if args.json:
         print_json(
-            {"alert": alert.to_json(), "transitions": [t.__dict__ for t in transitions], "deliveries": deliveries}
+            {
+                "alert": alert.to_json(),
+                "transitions": [{**t.__dict__, "change": t.change} for t in transitions],
+                "deliveries": deliveries,
+            }
         )
         return 0
     now = time.time()
@@ -142,7 +146,7 @@ async def show_command(args: argparse.Namespace) -> int:
     print()
     print(
         render_table(
-            ("TIME", "EVENT", "BY", "DETAIL"), [(_when(t.at), t.change, t.actor, t.detail or "") for t in transitions]
+            ("TIME", "CHANGE", "BY", "DETAIL"), [(_when(t.at), t.change, t.actor, t.detail or "") for t in transitions]
         )
     )
     if deliveries:
