@@ -84,14 +84,21 @@ async def _store_with(tmp_path, rows: list[dict], now: float, pricing: Pricing |
 async def test_last_24h_is_86400_seconds_and_days_add_up(tmp_path):
     now = time.time()
     since = now - 86400
-    inside = [since + 120 + 300 * i for i in range(50)]
+    inside = [since + 120 + 300 * i for i in range(50)] + [since + 30]  # the CLI below runs a little later
+    # Also just before the cut, in the same minute as `since` (the roll-ups' finest bucket): not counted.
+    just_before = [since - 0.5, since - (since % 60) + 0.25] if since % 60 > 0.5 else []
     # Inside "from the top of the hour 24h ago" but outside the last 86,400 s.
     outside = [since - 120 - 10 * i for i in range(8) if since - 120 - 10 * i >= since - since % 3600]
-    rows = [{"ts": ts, "provider": "openai", "model": "gpt-4o-mini", "input_tokens": 1000} for ts in inside + outside]
+    rows = [
+        {"ts": ts, "provider": "openai", "model": "gpt-4o-mini", "input_tokens": 1000, "latency_ms": 100.0}
+        for ts in inside + outside + just_before
+    ]
     store = await _store_with(tmp_path, rows, now)
     try:
-        whole = await total(store, since, now)
-        assert whole.requests == len(inside)
+        whole = await total(store, since, now, latency=True)
+        assert whole.requests == len(inside) and whole.p95_exact
+        (group,) = await breakdown(store, "model", since, now)
+        assert group.requests == len(inside) and group.input_tokens == 1000 * len(inside)
         days = await daily_totals(store, since, now)
         assert sum(n for _, n, _ in days) == whole.requests
         assert sum(c for _, _, c in days) == pytest.approx(whole.cost_usd)

@@ -11,6 +11,7 @@ scan. Once a range's raw calls are gone (retention), the histogram gives an esti
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import time
 from collections.abc import Sequence
@@ -230,8 +231,9 @@ async def _exact_quantiles(
 ) -> dict[tuple[str, float], float]:
     """{(key, q): latency} by nearest rank over the raw calls. The roll-ups' histogram says which bucket
     each rank falls in and how many calls lie below it, so only that bucket's calls are sorted; a figure
-    is given only where the raw calls of that bucket are all still there (not yet past retention)."""
-    bounds = _bounds(since, until)
+    is given only where the raw calls of that bucket are all still there (not yet past retention).
+    The histograms cover [since, until) exactly (the buckets' parts outside it subtracted), so do the calls."""
+    bounds = (since, math.nextafter(until, math.inf)) if _bounds(since, until) else None
     wants = [w for key, hist in hists.items() for q in QUANTILES if (w := _locate(key, hist, q)) is not None]
     if bounds is None or not wants:
         return {}
@@ -274,8 +276,9 @@ async def _exact_quantiles(
 
 async def average_latencies(store: Store, dim: str, since: float, until: float, rows: Sequence[GroupRow]) -> None:
     """Set each row's avg_latency_ms from the raw calls, where every timed call of the group is still
-    kept (the roll-ups' histogram count must match): an average over part of a group would be a guess."""
-    bounds = _bounds(since, until)
+    kept (the roll-ups' histogram count must match): an average over part of a group would be a guess.
+    The rows cover [since, until] exactly (breakdown subtracts the buckets' parts outside it)."""
+    bounds = (since, math.nextafter(until, math.inf)) if _bounds(since, until) else None
     if bounds is None or not rows:
         return
     keys: dict[int, str] = {}
@@ -303,6 +306,68 @@ def _use_exact(rows: list[GroupRow], exact: dict[tuple[str, float], float]) -> N
             g.p95_ms, g.p95_exact = exact[(g.key, 0.95)], True
         if (g.key, 0.5) in exact:
             g.p50_ms = exact[(g.key, 0.5)]
+
+
+def _edges(since: float, until: float) -> list[tuple[float, float]]:
+    """The parts of the roll-up buckets covering [since, until) that lie outside it: the start of the
+    first minute (hour, past the minute roll-ups) before `since`, the end of the last after `until`."""
+    bounds = _bounds(since, until)
+    if bounds is None:
+        return []
+    # A call stamped exactly `until` counts (the range ends now, and now's calls are in it).
+    after = math.nextafter(until, math.inf)
+    return [(lo, hi) for lo, hi in ((bounds[0], since), (after, bounds[1])) if hi > lo]
+
+
+_EDGE_SUMS = ", ".join(
+    [
+        "COUNT(*)",
+        "TOTAL(a.status = 'error')",
+        "TOTAL(a.is_fallback)",
+        "TOTAL(c.input_tokens)",
+        "TOTAL(c.output_tokens)",
+        "TOTAL(c.cache_read_tokens)",
+        "TOTAL(c.cost_usd)",
+        "COUNT(*) - COUNT(c.cost_usd)",
+        f"TOTAL(c.latency_ms <= {LATENCY_BOUNDS_MS[0]})",
+        *(f"TOTAL(c.latency_ms > {lo} AND c.latency_ms <= {hi})" for lo, hi in itertools.pairwise(LATENCY_BOUNDS_MS)),
+        f"TOTAL(c.latency_ms > {LATENCY_BOUNDS_MS[-1]})",
+    ]
+)
+
+
+async def _edge_sums(
+    store: Store, dim: str, since: float, until: float, key: str | None = None
+) -> dict[str, list[float]]:
+    """Per key, the roll-up columns of the calls in the buckets' parts outside [since, until), from the
+    raw calls (while kept): subtracted, they make a range exact to the second — "24h" is the last
+    86,400 s, not from the start of a minute (or hour) before it."""
+    if dim not in _RAW_KEY and dim not in OPTIONAL_DIMS:
+        return {}
+    out: dict[str, list[float]] = {}
+    key_sql = _raw_key(dim)
+    for lo, hi in _edges(since, until):
+        only = f" AND {key_sql} = ?" if key is not None else ""
+        rows = await store.fetchall(
+            f"SELECT {key_sql}, {_EDGE_SUMS} FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs "
+            f"WHERE c.ts >= ? AND c.ts < ?{only} GROUP BY 1",
+            [lo, hi, *([key] if key is not None else [])],
+        )
+        for r in rows:
+            acc = out.setdefault(r[0], [0.0] * (len(r) - 1))
+            for i in range(1, len(r)):
+                acc[i - 1] += float(r[i] or 0)
+    return out
+
+
+def _minus(r: Any, edge: list[float] | None, *, hist: bool = True) -> list[Any]:
+    """A roll-up row without its calls outside the range (`hist=False`: the row carries no histogram)."""
+    row = [r[0]] + [r[i] or 0 for i in range(1, len(r))]
+    if edge:
+        for i, v in enumerate(edge, start=1):
+            if hist or i < 9:
+                row[i] = row[i] - (int(v) if isinstance(row[i], int) else v)
+    return row
 
 
 def _row(key: str, r: Any) -> GroupRow:
@@ -346,14 +411,21 @@ async def breakdown(
     if filters:
         raise ValueError("filters are not supported by the roll-ups; group by one dimension")
     where, params = _where(since, until)
-    rows = await store.fetchall(
+    stored = await store.fetchall(
         f"SELECT key, {_SUMS} FROM usage_rollups WHERE dim = ? AND {where} GROUP BY key", [by, *params]
     )
+    edges = await _edge_sums(store, by, since, until)
+    rows = [row for r in stored if (row := _minus(r, edges.get(r[0])))[1] > 0]
     out = [_row(r[0], r) for r in rows]
     hists = {r[0]: _hist(r) for r in rows}
     if by in OPTIONAL_DIMS:
-        whole = await store.fetchone(
+        stored_whole = await store.fetchone(
             f"SELECT '*', {_SUMS} FROM usage_rollups WHERE dim = 'total' AND key = '*' AND {where}", params
+        )
+        whole = (
+            _minus(stored_whole, (await _edge_sums(store, "total", since, until)).get("*"))
+            if stored_whole is not None
+            else None
         )
         if whole is not None and int(whole[1] or 0) > sum(g.requests for g in out):
             # The total minus the named rows, column by column (histogram included).
@@ -373,12 +445,13 @@ async def total(
     """One group's totals; `latency` also reads the histogram for its p95 (budgets do not need it)."""
     where, params = _where(since, until)
     hist = HIST if latency else ", ".join("0" for _ in range(BUCKETS))
-    r = await store.fetchone(
+    stored = await store.fetchone(
         f"SELECT ?, SUM(requests), SUM(errors), SUM(fallbacks), SUM(input_tokens), SUM(output_tokens), "
         f"SUM(cache_read_tokens), SUM(cost_usd), SUM(unknown_price), {hist} FROM usage_rollups "
         f"WHERE dim = ? AND key = ? AND {where}",
         [key, dim, key, *params],
     )
+    r = _minus(stored, (await _edge_sums(store, dim, since, until, key)).get(key), hist=latency)
     row = _row(key, r)
     if latency and row.requests and dim in (*_RAW_KEY, *OPTIONAL_DIMS):
         _use_exact([row], await _exact_quantiles(store, dim, since, until, {key: _hist(r)}))
