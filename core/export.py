@@ -24,32 +24,15 @@ from typing import Any, Literal, TextIO
 
 from llmpulse.core.redact import redact
 from llmpulse.core.store import Store
+from llmpulse.core.usage.records import KNOWN_FIELDS, TEXT_FIELDS, TOKEN_FIELDS
 
 ExportFormat = Literal["csv", "jsonl"]
 FORMATS: tuple[ExportFormat, ...] = ("csv", "jsonl")
 
-# The import line format: every field `llmpulse import` accepts but cost_usd (see the module docstring).
-USAGE_IMPORT_FIELDS = (
-    "ts",
-    "provider",
-    "model",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "latency_ms",
-    "status",
-    "error_kind",
-    "is_fallback",
-    "fallback_from",
-    "department",
-    "agent",
-    "user",
-    "task_type",
-    "category",
-    "endpoint",
-    "request_id",
-)
+# The import line format: the fields `llmpulse import` reads, as stored. cost_usd is written only for a
+# provider-reported cost (see _import_line); `usage` (a raw provider object) is never stored.
+USAGE_IMPORT_FIELDS = ("ts", "provider", "model", *TOKEN_FIELDS, "latency_ms", "status", "is_fallback", *TEXT_FIELDS)
+assert set(USAGE_IMPORT_FIELDS) == KNOWN_FIELDS - {"usage", "cost_usd"}
 
 
 @dataclass(frozen=True)

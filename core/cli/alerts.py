@@ -9,7 +9,15 @@ import os
 import time
 from typing import TYPE_CHECKING
 
-from llmpulse.core.cli.common import CliError, context_from, open_reader, open_store, print_json, render_table
+from llmpulse.core.cli.common import (
+    CliError,
+    context_from,
+    open_reader,
+    open_store,
+    period_seconds,
+    print_json,
+    render_table,
+)
 from llmpulse.core.durations import DurationError, format_duration, parse_duration
 
 if TYPE_CHECKING:
@@ -240,12 +248,7 @@ def print_stats(stats: AlertStats, since_text: str) -> None:
 
 
 async def stats_command(args: argparse.Namespace) -> int:
-    try:
-        seconds = parse_duration(args.since)
-    except DurationError:
-        raise CliError(f"--since: found {args.since!r}; expected a duration like 24h, 7d or 30d", 2) from None
-    if seconds <= 0:
-        raise CliError(f"--since: found {args.since!r}; expected a positive duration like 7d", 2)
+    seconds = period_seconds(args.since)
     ctx = context_from(args)
     now = time.time()
     store = await open_reader(ctx)

@@ -110,3 +110,16 @@ def usd(value: float | None) -> str:
     if 0 < abs(value) < 0.01:
         return f"${value:.4f}"
     return f"${value:,.2f}"
+
+
+def period_seconds(text: str, option: str = "--since") -> float:
+    """A period option's value in seconds, or the one-line error naming the option and the form."""
+    from llmpulse.core.durations import DurationError, parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except DurationError:
+        raise CliError(f"{option}: found {text!r}; expected a duration like 24h, 7d or 30d", 2) from None
+    if seconds <= 0:
+        raise CliError(f"{option}: found {text!r}; expected a positive duration like 7d", 2)
+    return seconds

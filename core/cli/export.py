@@ -6,8 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from llmpulse.core.cli.common import CliError, context_from, open_store
-from llmpulse.core.durations import DurationError, parse_duration
+from llmpulse.core.cli.common import CliError, context_from, open_store, period_seconds
 from llmpulse.core.export import FORMATS
 
 
@@ -27,12 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def export_command(args: argparse.Namespace) -> int:
-    try:
-        seconds = parse_duration(args.since)
-    except DurationError:
-        raise CliError(f"--since: found {args.since!r}; expected a duration like 24h, 7d or 30d", 2) from None
-    if seconds <= 0:
-        raise CliError(f"--since: found {args.since!r}; expected a positive duration like 7d", 2)
+    seconds = period_seconds(args.since)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CliError(f"--out: {out} is a file; expected a folder to write into", 2)
