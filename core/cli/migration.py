@@ -1,4 +1,4 @@
-"""`llmpulse migration [NAME] [--json]`, `llmpulse migration advance NAME [--to PHASE]`."""
+"""`llmpulse migration [NAME] [--json]`, `llmpulse migration advance NAME [--to PHASE] [--by WHO]`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from llmpulse.core.migration import find_config
 if TYPE_CHECKING:
     from llmpulse.core.migration import MigrationStatus, SideStats
 
-MIGRATION_USAGE = "llmpulse migration [NAME] [--json]\n       llmpulse migration advance NAME [--to PHASE]"
+MIGRATION_USAGE = "llmpulse migration [NAME] [--json]\n       llmpulse migration advance NAME [--to PHASE] [--by WHO]"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,7 +38,7 @@ async def migration_command(args: argparse.Namespace) -> int:
     words = list(args.words)
     if words and words[0] == "advance":
         if len(words) != 2:
-            raise CliError("usage: llmpulse migration advance NAME [--to PHASE]", 2)
+            raise CliError("usage: llmpulse migration advance NAME [--to PHASE] [--by WHO]", 2)
         return await _advance(args, words[1])
     if len(words) > 1:
         raise CliError(f"expected at most one migration NAME, got {len(words)}: {' '.join(words)}", 2)
