@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Start simulated providers as real HTTP servers on 127.0.0.1 (fast, slow, flapping, "
         "rate-limited, bad key, local), backfill 30 days of usage across departments and agents "
         "with a migration in progress and budgets near their thresholds, feed live traffic, and "
-        "open the dashboard on a temporary database (--db to keep it). No key, no network.",
+        "open the dashboard on a temporary database (`llmpulse --db PATH demo` to keep it). No key, no network.",
     )
     d.add_argument("--refresh", type=_seconds, default=1.0, metavar="SECONDS", help="screen refresh interval")
     d.add_argument(
