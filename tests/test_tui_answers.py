@@ -159,6 +159,12 @@ async def test_costs_screen_shows_efficiency_the_daily_cost_chart_and_the_hours(
         assert f"busiest: {hour:02d}:00 {count}" in hours_title
         hours_chart = screen.query_one("#costs-hours", ColumnChart)
         assert list(hours_chart.series[0][1]) == [float(by_hour.get(h, 0)) for h in range(24)]
+        weekdays = Counter(dt.datetime.fromtimestamp(c["ts"], UTC).weekday() for c in data)
+        usage = str(screen.query_one("#costs-usage").render())
+        names = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+        assert "  ".join(f"{names[d]} {weekdays.get(d, 0)}" for d in range(7)) in usage
+        per_model = Counter(f"{c['provider']}/{c['model']}" for c in data)
+        assert "Most used   " + ", ".join(f"{m} {n}" for m, n in per_model.most_common()) in usage
         assert drawn_steps(hours_chart, "requests", 24) == [
             0 if not by_hour.get(h) else max(1, math.ceil(8 * CHART_ROWS * by_hour[h] / count)) for h in range(24)
         ]
@@ -275,3 +281,34 @@ async def test_ctrl_r_reloads_the_config_and_refuses_a_broken_one(tmp_path):
         app.refresh_now()
         await pilot.pause(0.1)
         assert [b.limit_usd for b in app.latest.budgets] == [250]
+
+
+async def test_ctrl_r_hands_the_new_config_to_the_collector_running_in_the_dashboard(tmp_path):
+    """The dashboard's own collector (no provider to probe, a round a second) takes the new config at its
+    next round; the alert left open before the reload stays open, not re-announced."""
+    config = '[probe]\ninterval = "1s"\n[alerts]\nerror_rate_warning = {}\n'
+    path = tmp_path / "llmpulse.toml"
+    path.write_text(config.format(0.05))
+    ctx = load_context(config_path=str(path), db_path=str(tmp_path / "c.db"), environ={})
+    store = await Store.open(ctx.db_path)
+    try:
+        condition = Condition("provider_down", "openai", "critical", "OpenAI is down")
+        await AlertEngine(store).process([condition], covered=[condition.fingerprint])
+    finally:
+        await store.close()
+
+    backend = CoreBackend(
+        ctx, reload_context=lambda: load_context(config_path=str(path), db_path=str(ctx.db_path), environ={})
+    )
+    app = PulseApp(backend, tz=UTC, actor="ops", refresh=0.2, collect=True, watch_terminal=False)
+    notes: list[tuple[str, str]] = []
+    app.notify = lambda message, *a, severity="information", **k: notes.append((message, severity))  # type: ignore[method-assign]
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert await wait_for(pilot, lambda: backend._collector is not None and backend._collector.rounds >= 1)
+        collector = backend._collector
+        path.write_text(config.format(0.08))
+        await pilot.press("ctrl+r")
+        assert await wait_for(pilot, lambda: bool(notes))
+        assert notes[0] == ("config loaded; it applies from the collector's next round", "information")
+        assert await wait_for(pilot, lambda: collector.ctx.config.alerts.error_rate_warning == 0.08, tries=500)
+        assert [(a.id, a.state) for a in app.latest.alerts] == [(1, "firing")]

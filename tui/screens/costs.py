@@ -17,7 +17,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Static
 
 from llmpulse.tui import format as fmt
-from llmpulse.tui.backend import GroupRow, Patterns, Snapshot, Trend
+from llmpulse.tui.backend import WEEKDAYS, GroupRow, Patterns, Snapshot, Trend
 from llmpulse.tui.header import HeaderLine
 from llmpulse.tui.panels.base import View
 from llmpulse.tui.screens.base import LiveScreen
@@ -128,6 +128,7 @@ class CostsScreen(LiveScreen):
             yield ColumnChart(id="costs-trend")
             yield Static(id="costs-hours-title")
             yield ColumnChart(id="costs-hours")
+            yield Static(id="costs-usage")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -258,6 +259,29 @@ class CostsScreen(LiveScreen):
         self.query_one("#costs-hours", ColumnChart).show(
             series if any(h.requests for h in hours) else [], [f"{h.slot:02d}" for h in hours]
         )
+        self.query_one("#costs-usage", Static).update(fmt.for_terminal(usage_text(patterns)))
+
+
+def usage_text(patterns: Patterns) -> Text:
+    """By weekday, the most used models and the fastest growing (second half of the range against the first)."""
+    text = Text()
+    if not any(d.requests for d in patterns.by_weekday):
+        return text
+    text.append("By weekday  ", style="bold")
+    text.append("  ".join(f"{WEEKDAYS[d.slot]} {fmt.count(d.requests)}" for d in patterns.by_weekday))
+    if patterns.most_used:
+        text.append("\nMost used   ", style="bold")
+        text.append(", ".join(f"{m.model} {fmt.count(m.requests)}" for m in patterns.most_used))
+    if patterns.fastest_growing:
+        text.append("\nGrowing     ", style="bold")
+        text.append(
+            ", ".join(
+                f"{m.model} {'new' if m.growth is None else f'+{m.growth:.0%}'} "
+                f"({fmt.count(m.first_half)} → {fmt.count(m.second_half)})"
+                for m in patterns.fastest_growing
+            )
+        )
+    return text
 
 
 def _trend_series(trend: Trend) -> tuple[str, Sequence[float], str]:
