@@ -582,6 +582,46 @@ async def probe_history(store: Store, provider_id: str, since: float, until: flo
     ]
 
 
+@dataclass(frozen=True)
+class LatencyHistory:
+    """A provider's probe latency over a range in equal time buckets, oldest first, from the per-minute
+    summaries: each bucket's mean latency, None where no probe answered (a gap, not a zero). The p95 is
+    over the same minutes' means (the minutes keep no finer distribution)."""
+
+    since: float
+    until: float
+    buckets: list[float | None]
+    p95_ms: float | None
+    samples: int  # probes in the range
+    failed: int  # of which failed
+
+
+async def latency_history(store: Store, provider_id: str, since: float, until: float, buckets: int) -> LatencyHistory:
+    """Probe latency of `provider_id` over [since, until) in `buckets` equal time buckets."""
+    minutes = await probe_history(store, provider_id, since, until)
+    width = (until - since) / buckets if buckets > 0 and until > since else 0.0
+    sums = [0.0] * max(0, buckets)
+    weights = [0] * max(0, buckets)
+    means: list[float] = []
+    for m in minutes:
+        if m.mean_ms is None or not width:
+            continue
+        answered = max(1, m.probes - m.errors)
+        i = min(buckets - 1, int((m.minute - since) / width))
+        sums[i] += m.mean_ms * answered
+        weights[i] += answered
+        means.append(m.mean_ms)
+    ordered = sorted(means)
+    return LatencyHistory(
+        since=since,
+        until=until,
+        buckets=[sums[i] / weights[i] if weights[i] else None for i in range(len(sums))],
+        p95_ms=ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] if ordered else None,
+        samples=sum(m.probes for m in minutes),
+        failed=sum(m.errors for m in minutes),
+    )
+
+
 # -- pruning --------------------------------------------------------------------------------------
 def raw_keep(settings: HealthSettings, keep_s: float = RAW_KEEP_S) -> float:
     """How long raw probes stay: the window's expiry reads them until they leave it (twice the window

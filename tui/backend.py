@@ -18,6 +18,7 @@ from typing import Protocol
 from llmpulse.core.alerts.engine import Alert, Transition
 from llmpulse.core.alerts.stats import AlertStats
 from llmpulse.core.health import ProviderHealth
+from llmpulse.core.health_state import LatencyHistory
 from llmpulse.core.migration import MigrationStatus, SideStats
 from llmpulse.core.migration.risk import PhaseTarget
 from llmpulse.core.probe import ProbeResult
@@ -36,6 +37,7 @@ __all__ = [
     "ConfigReload",
     "GroupRow",
     "Header",
+    "LatencyHistory",
     "MigrationStatus",
     "Patterns",
     "PhaseTarget",
@@ -101,6 +103,10 @@ class Backend(Protocol):
 
     def with_alerts(self, snapshot: Snapshot, alerts: list[Alert]) -> Snapshot:
         """The snapshot with its alert list replaced (an action's result shown before the next poll)."""
+
+    async def latency_history(self, provider_id: str, since: float, until: float, buckets: int) -> LatencyHistory:
+        """Probe latency over [since, until) in equal time buckets (gaps where nothing answered)."""
+        ...
 
     def key_variables(self) -> list[tuple[str, str]]:
         """(provider name, environment variable) for each remote provider that has no key yet: what the

@@ -20,6 +20,7 @@ from llmpulse.tui.backend import (
     AlertStats,
     ConfigReload,
     GroupRow,
+    LatencyHistory,
     Patterns,
     ProbeResult,
     Snapshot,
@@ -79,6 +80,11 @@ class CoreBackend:
 
     def with_alerts(self, snapshot: Snapshot, alerts: list[Alert]) -> Snapshot:
         return dataclasses.replace(snapshot, alerts=alerts)
+
+    async def latency_history(self, provider_id: str, since: float, until: float, buckets: int) -> LatencyHistory:
+        from llmpulse.core.health_state import latency_history
+
+        return await latency_history(await self.read_store(), provider_id, since, until, buckets)
 
     async def recent_probes(self, provider_id: str, since: float, limit: int = 50) -> list[ProbeResult]:
         from llmpulse.core.health import recent_probes

@@ -16,6 +16,7 @@ from llmpulse.core.alerts.engine import Alert
 from llmpulse.core.alerts.stats import AlertStats, DurationStats
 from llmpulse.core.clock import ManualClock
 from llmpulse.core.health import ProviderHealth
+from llmpulse.core.health_state import LatencyHistory
 from llmpulse.core.migration import MigrationStatus
 from llmpulse.core.probe import ProbeResult
 from llmpulse.core.ratelimit import RateLimit
@@ -291,6 +292,13 @@ class FixedBackend:
     async def probe_now(self, provider_ids=None):
         self.calls.append(("probe_now", provider_ids))
         return []
+
+    async def latency_history(self, provider_id, since, until, buckets):
+        # A probe every bucket but a stretch in the middle where none answered, and a slow spell.
+        values = [
+            None if buckets // 3 <= i < buckets // 2 else 400.0 + (900.0 if i % 7 == 0 else 0.0) for i in range(buckets)
+        ]
+        return LatencyHistory(since, until, values, 1300.0, sum(v is not None for v in values), 4)
 
     async def recent_probes(self, provider_id, since, limit=50):
         return [

@@ -3,15 +3,17 @@ switch to enable or disable it (a disabled provider is neither probed nor chosen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Sparkline, Static
+from textual.widgets import Footer, Static
 
 from llmpulse.tui import format as fmt
-from llmpulse.tui.backend import ProbeResult, ProviderHealth, Snapshot
+from llmpulse.tui.backend import LatencyHistory, ProviderHealth, Snapshot
 from llmpulse.tui.header import HeaderLine
 from llmpulse.tui.panels.base import View
 from llmpulse.tui.screens.base import LiveScreen
@@ -89,8 +91,27 @@ def limits_text(h: ProviderHealth) -> Text:
     return t
 
 
-CHART_POINTS = 240  # newest probes read for the chart
-TABLE_ROWS = 50  # of which the table lists this many
+CHART_BUCKETS = 60  # time buckets across the range, before the chart knows its width
+CHART_ROWS = 4
+TABLE_ROWS = 50  # newest probes the table lists
+
+
+def latency_chart(buckets: Sequence[float | None], rows: int) -> Text:
+    """A bar chart `rows` lines tall, one column per bucket, scaled from zero to the highest bucket in
+    eighths of a cell; a None bucket is a blank column (a gap), never a zero."""
+    top = max((v for v in buckets if v is not None), default=0.0)
+    levels = [None if v is None else max(1, round(v / top * rows * 8)) if top else 1 for v in buckets]
+    lines = []
+    for row in range(rows - 1, -1, -1):  # top line first
+        line = []
+        for level in levels:
+            if level is None:
+                line.append(" ")
+            else:
+                fill = min(8, max(0, level - row * 8))
+                line.append(fmt.SPARK_CHARS[fill - 1] if fill else " ")
+        lines.append("".join(line))
+    return Text("\n".join(lines), style="cyan", no_wrap=True)
 
 
 class ProviderScreen(LiveScreen):
@@ -117,7 +138,7 @@ class ProviderScreen(LiveScreen):
             yield Static(id="provider-summary")
             with Horizontal(id="provider-chart-row"):
                 yield Static("Latency", id="provider-chart-label")
-                yield Sparkline([], id="provider-chart")
+                yield Static(id="provider-chart")
             yield Static(id="provider-limits")
             yield Static("Recent probes", id="provider-probes-title", classes="section")
             yield self.probes
@@ -156,8 +177,11 @@ class ProviderScreen(LiveScreen):
     @work(group="provider-probes", exclusive=True, exit_on_error=False)
     async def load_probes(self, view: View) -> None:
         label, seconds = self.pulse.time_range
-        probes = await self.pulse.backend.recent_probes(self.provider_id, since=view.now - seconds, limit=CHART_POINTS)
-        self.draw_chart(probes, label)
+        probes = await self.pulse.backend.recent_probes(self.provider_id, since=view.now - seconds, limit=TABLE_ROWS)
+        chart = self.query_one("#provider-chart", Static)
+        width = chart.size.width or CHART_BUCKETS
+        history = await self.pulse.backend.latency_history(self.provider_id, view.now - seconds, view.now, width)
+        self.draw_chart(history, label)
         rows = []
         for p in probes[:TABLE_ROWS]:
             rows.append(
@@ -178,16 +202,19 @@ class ProviderScreen(LiveScreen):
             f"Recent probes, last {label}: {len(probes)} probes, {failed} failed (t changes the range)"
         )
 
-    def draw_chart(self, probes: list[ProbeResult], label: str) -> None:
-        """Latency of the probes in the range, oldest on the left; a failed probe has none and is skipped."""
-        latencies = [p.latency_ms for p in reversed(probes) if p.latency_ms is not None]
-        self.query_one("#provider-chart", Sparkline).data = latencies
-        caption = (
-            f"Latency, last {label}\n{fmt.ms(min(latencies))} – {fmt.ms(max(latencies))}"
-            if latencies
-            else f"Latency, last {label}\nno samples"
-        )
-        self.query_one("#provider-chart-label", Static).update(caption)
+    def draw_chart(self, history: LatencyHistory, label: str) -> None:
+        """Mean latency per time bucket across the whole range, oldest on the left, bars from zero; a bucket
+        in which no probe answered stays blank. The p95 beside it is of the same probes."""
+        chart = self.query_one("#provider-chart", Static)
+        chart.update(fmt.for_terminal(latency_chart(history.buckets, CHART_ROWS)))
+        bucket = fmt.age((history.until - history.since) / max(1, len(history.buckets)))
+        top = max((v for v in history.buckets if v is not None), default=None)
+        caption = Text(f"Latency, last {label}\n", style="bold")
+        caption.append(f"p95 {fmt.ms(history.p95_ms)}", style="bold")
+        caption.append(" of minute means\n", style="dim")
+        caption.append(f"top {fmt.ms(top)}, mean per {bucket}\n", style="dim")
+        caption.append(f"{history.samples} probes, {history.failed} failed; blank: no answer", style="dim")
+        self.query_one("#provider-chart-label", Static).update(fmt.for_terminal(caption))
 
     def action_toggle_enabled(self) -> None:
         if self.health is not None:
