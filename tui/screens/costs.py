@@ -6,6 +6,7 @@ from the usage roll-ups, so this stays fast on millions of records."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 from rich.text import Text
@@ -27,6 +28,7 @@ from llmpulse.tui.widgets import PanelTable
 GROUPS = ("provider", "model", "department", "agent", "user")
 COLUMN_BLOCKS = " ▁▂▃▄▅▆▇█"  # eighths of a cell, from empty to full
 CHART_ROWS = 2  # each group's columns are two cells tall: 16 steps on the shared scale
+RELOAD_S = 5.0
 CHART_GROUPS = 8  # the most expensive groups get a chart row each
 LABEL_WIDTH = 18
 
@@ -116,6 +118,7 @@ class CostsScreen(LiveScreen):
     def __init__(self, group: str = "provider") -> None:
         super().__init__()
         self.group = group
+        self._loaded: tuple[tuple[str, str, str], float] | None = None  # what was read, and when (monotonic)
         self.table = PanelTable(id="costs-table")
 
     def compose(self) -> ComposeResult:
@@ -152,6 +155,13 @@ class CostsScreen(LiveScreen):
         self.pulse.draw()
 
     def fill(self, snapshot: Snapshot, view: View) -> None:
+        # The range's figures read the raw calls (exact percentiles, averages): on a large database that
+        # is a scan, so the same grouping, range and filter are read again at most every RELOAD_S.
+        what = (self.group, self.pulse.time_range[0], view.filter)
+        now = time.monotonic()
+        if self._loaded is not None and self._loaded[0] == what and now - self._loaded[1] < RELOAD_S:
+            return
+        self._loaded = (what, now)
         self.load(view)
 
     def range_changed(self) -> None:
