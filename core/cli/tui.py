@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the live dashboard (the default when no command is given)",
         description="Open the live dashboard on the database. The first dashboard (or daemon) on a database "
         "runs the collector (probes, roll-ups, alert rules, notifications); others view the same "
-        "data and take over within seconds if it exits.",
+        "data and take over within seconds if it exits. ctrl+r reloads the config file (as SIGHUP does "
+        "for the daemon); a config with a mistake is refused and the running one stays.",
     )
     w.add_argument(
         "--refresh",
