@@ -201,6 +201,16 @@ async def test_alert_statistics_view_shows_the_last_30_days(tmp_path):
                 clock.set(opened + resolve_after)
                 await engine.resolve(alert_id, "ops")
                 resolves.append(float(resolve_after))
+        # Notices as the notifier stores them; the one 40 days old is outside the period.
+        deliveries = [("slack", "sent", 5), ("slack", "sent", 4), ("slack", "failed", 3), ("pagerduty", "held", 2)]
+        deliveries += [("pagerduty", "failed", 1), ("slack", "failed", 40)]
+        for channel, status, days_ago in deliveries:
+            at = NOW - days_ago * DAY
+            await store.execute(
+                "INSERT INTO alert_deliveries (alert_id, channel, event, status, attempts, created_at, updated_at) "
+                "VALUES (2, ?, 'firing', ?, 1, ?, ?)",
+                (channel, status, at, at),
+            )
     finally:
         await store.close()
 
@@ -222,6 +232,11 @@ async def test_alert_statistics_view_shows_the_last_30_days(tmp_path):
     for rule, n in rules.items():
         assert any(line.split()[:2] == [rule, str(n)] for line in text.splitlines()), rule
     assert "old" not in text.split()  # the 40-day-old alert is outside the period
+    recent = [(c, st) for c, st, days_ago in deliveries if days_ago < 30]
+    for channel in ("slack", "pagerduty"):
+        counts = [sum(1 for c, st in recent if c == channel and st == want) for want in ("sent", "failed", "held")]
+        line = next(line for line in text.splitlines() if line.split()[:1] == [channel])
+        assert line.split()[1:4] == [str(n) for n in counts], line
 
 
 async def test_migration_screen_shows_each_phase_against_its_date(tmp_path):
