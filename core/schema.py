@@ -388,6 +388,20 @@ USAGE.append(
     )
 )
 
+USAGE.append(
+    Migration(
+        "0197_usage_attrs_last_ts",
+        """
+    -- Issue 14: when each attribution was last used (the newest call of a batch that used it), so pruning
+    -- can drop the ones no kept call refers to (they were never pruned: most rows on a short retention).
+    ALTER TABLE usage_attrs ADD COLUMN last_ts REAL NOT NULL DEFAULT 0;
+    UPDATE usage_attrs SET last_ts = used.newest
+        FROM (SELECT attrs, MAX(ts) AS newest FROM usage_calls GROUP BY attrs) AS used
+        WHERE used.attrs = usage_attrs.id;
+""",
+    )
+)
+
 # Issue 4 (alerts) appends here.
 ALERTS: list[Migration] = [
     Migration(

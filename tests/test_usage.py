@@ -808,3 +808,31 @@ async def test_a_flush_against_a_busy_database_waits_and_stores_everything(tmp_p
     finally:
         blocker.close()
         await store.close()
+
+
+async def test_pruning_drops_attributions_no_kept_call_uses_and_a_recorder_that_remembers_one_recovers(tmp_path):
+    from llmpulse.core.usage.queries import prune_usage
+
+    store = await Store.open(tmp_path / "a.db")
+    try:
+        clock = ManualClock(T0)
+        async with Recorder(store, Pricing(), clock=clock) as rec:
+            rec.record(provider="openai", model="gpt-4o", department="Old", ts=T0 - 30 * 86400)
+            await rec.flush()  # its own batch: its newest call marks when it was last used
+            rec.record(provider="openai", model="gpt-4o", department="Kept", ts=T0 - 86400)
+            await rec.flush()
+            assert await prune_usage(store, T0, 7 * 86400) == 1
+            names = {r[0] for r in await store.fetchall("SELECT department FROM usage_attrs")}
+            assert names == {"Kept"}
+            # The recorder still remembers the pruned attribution's id: its next call is stored with it.
+            rec.record(provider="openai", model="gpt-4o", department="Old", ts=T0, input_tokens=5)
+            await rec.flush()
+        rows = await store.fetchall("SELECT department, input_tokens FROM usage_records ORDER BY ts")
+        assert [tuple(r) for r in rows] == [("Kept", 0), ("Old", 5)]
+        day = await store.fetchone(
+            "SELECT requests FROM usage_rollups WHERE grain = 'd' AND dim = 'department' AND key = 'Old' AND start = ?",
+            (T0 - T0 % 86400,),
+        )
+        assert day is not None and day[0] == 1
+    finally:
+        await store.close()

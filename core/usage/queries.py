@@ -574,6 +574,8 @@ async def prune_usage(store: Store, now: float, retention_s: float) -> int:
     from llmpulse.core.health_state import delete_in_chunks
 
     removed = await delete_in_chunks(store, "usage_calls", "ts < ?", (now - retention_s,))
+    # Attributions no kept call refers to (last used before the cut-off): the roll-ups keep their names.
+    await delete_in_chunks(store, "usage_attrs", "last_ts < ?", (now - retention_s,))
     await delete_in_chunks(
         store, "usage_rollups", "grain = 'm' AND start < ?", (now - MINUTE_KEEP_S,), key="grain, dim, start, key"
     )

@@ -212,7 +212,7 @@ class MinuteSums:
             for count in acc[7 : 7 + len(LATENCY_BOUNDS_MS)]:
                 running += count
                 cumulative.append(running)
-            out.append((minute * 60, attrs if attrs > 0 else resolved[attrs], *acc[:7], sum(acc[7:]), *cumulative))
+            out.append((minute * 60, resolved.get(attrs, attrs), *acc[:7], sum(acc[7:]), *cumulative))
         return out
 
 
@@ -278,6 +278,42 @@ async def ingest(
     return await ingest_rows(store, rows, now, sums, refs.placeholders)
 
 
+def _touch_attrs(
+    conn: sqlite3.Connection,
+    rows: Sequence[tuple[Any, ...]],
+    resolved: dict[int, int],
+    sums: MinuteSums | None,
+    known: Mapping[tuple[Any, ...], int],
+    found: dict[tuple[Any, ...], int],
+) -> None:
+    """Mark the batch's attributions as used (usage_attrs.last_ts: pruning drops those no kept call can
+    refer to). One a process still remembers but pruning removed is stored again, and the batch's rows
+    are pointed at its new id through `resolved`."""
+    refs = {k[1] for k in sums.groups} if sums is not None else {row[2] for row in rows}
+    ids = sorted({resolved.get(ref, ref) for ref in refs})
+    newest = max(row[1] for row in rows)
+    touched = 0
+    for i in range(0, len(ids), 500):
+        part = ids[i : i + 500]
+        marks = ", ".join("?" for _ in part)
+        touched += conn.execute(
+            f"UPDATE usage_attrs SET last_ts = MAX(last_ts, ?) WHERE id IN ({marks})", (newest, *part)
+        ).rowcount
+    if touched == len(ids):
+        return
+    present: set[int] = set()
+    for i in range(0, len(ids), 500):
+        part = ids[i : i + 500]
+        marks = ", ".join("?" for _ in part)
+        present.update(r[0] for r in conn.execute(f"SELECT id FROM usage_attrs WHERE id IN ({marks})", part))
+    attrs_of_id = {v: k for k, v in known.items()}
+    for gone in set(ids) - present:
+        attrs = attrs_of_id[gone]
+        conn.execute(INSERT_ATTRS, attrs)
+        resolved[gone] = found[attrs] = conn.execute(SELECT_ATTR_ID, attrs).fetchone()[0]
+        conn.execute("UPDATE usage_attrs SET last_ts = MAX(last_ts, ?) WHERE id = ?", (newest, resolved[gone]))
+
+
 def _ingest_job(
     conn: sqlite3.Connection,
     rows: Sequence[tuple[Any, ...]],
@@ -285,6 +321,7 @@ def _ingest_job(
     new: dict[int, tuple[Any, ...]],
     oldest_minute: float,
     sums: MinuteSums | None,
+    known: Mapping[tuple[Any, ...], int],
 ) -> tuple[int, int, dict[tuple[Any, ...], int]]:
     """The whole batch on the connection's thread: (stored, unknown_price, ids of attributions stored now)."""
     conn.execute("BEGIN IMMEDIATE")
@@ -293,6 +330,7 @@ def _ingest_job(
         for ref, attrs in new.items():
             conn.execute(INSERT_ATTRS, attrs)
             resolved[ref] = found[attrs] = conn.execute(SELECT_ATTR_ID, attrs).fetchone()[0]
+        _touch_attrs(conn, rows, resolved, sums, known, found)
         (last_id,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM usage_calls").fetchone()
         stored = 0
         width = len(CALL_COLUMNS)
@@ -301,8 +339,7 @@ def _ingest_job(
             params = list(chain.from_iterable(part))
             if resolved:
                 refs = params[2::width]
-                if min(refs) < 0:
-                    params[2::width] = [ref if ref > 0 else resolved[ref] for ref in refs]
+                params[2::width] = [resolved.get(ref, ref) for ref in refs]
             sql = INSERT_CALLS if len(part) == CHUNK else insert_calls_sql(len(part))
             stored += conn.execute(sql, params).rowcount
         if sums is not None and stored == len(rows) and sums.oldest_minute <= oldest_minute:
@@ -347,6 +384,6 @@ async def ingest_rows(
             new[ref] = attrs
         else:
             resolved[ref] = known
-    stored, unknown, found = await store.run_sync(_ingest_job, rows, resolved, new, oldest_minute, sums)
+    stored, unknown, found = await store.run_sync(_ingest_job, rows, resolved, new, oldest_minute, sums, ids)
     ids.update(found)  # only once committed: a rolled-back id may be reused by someone else
     return IngestResult(stored=stored, duplicates=len(rows) - stored, unknown_price=unknown)
