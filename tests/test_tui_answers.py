@@ -327,3 +327,47 @@ async def test_ctrl_r_hands_the_new_config_to_the_collector_running_in_the_dashb
         assert notes[0] == ("config loaded; it applies from the collector's next round", "information")
         assert await wait_for(pilot, lambda: collector.ctx.config.alerts.error_rate_warning == 0.08, tries=500)
         assert [(a.id, a.state) for a in app.latest.alerts] == [(1, "firing")]
+
+
+async def test_migration_screen_shows_a_phase_reached_late_and_one_on_track(tmp_path):
+    """Traffic moving 4.5 points a day for ten days (45% today): the collector records testing reached
+    now, after its date three days ago; rollout (50%) is due in five days and the trend gets there."""
+    from llmpulse.core.migration import migration_statuses
+
+    today = dt.datetime.fromtimestamp(NOW, UTC).date()
+
+    def day(offset: int) -> dt.date:
+        return today + dt.timedelta(days=offset)
+
+    ctx = context(
+        tmp_path,
+        f'[[migrations]]\nname = "gpt41"\nfrom = ["gpt-4o"]\nto = "gpt-4.1"\nstart = {day(-20)}\n'
+        f'deadline = {day(40)}\nwindow = "1d"\nphases = [{{ name = "preparation", share = 0.0 }}, '
+        f'{{ name = "testing", share = 0.05, by = {day(-3)} }}, {{ name = "rollout", share = 0.5, by = {day(5)} }}, '
+        '{ name = "completed", share = 1.0 }]\n',
+    )
+    data = []
+    for ago in range(11):
+        moved = round(100 * 0.045 * (10 - ago))
+        for i in range(100):
+            model = "gpt-4.1" if i < moved else "gpt-4o"
+            data.append({"ts": NOW - ago * DAY - 6 * 3600 - i, "provider": "openai", "model": model})
+            data[-1] |= {"input_tokens": 100, "output_tokens": 10, "request_id": f"m{ago}-{i}"}
+    await store_calls(ctx, data)
+    store = await Store.open(ctx.db_path)
+    try:
+        await migration_statuses(store, ctx.config, NOW, record=True)  # what the collector does each round
+    finally:
+        await store.close()
+
+    app = app_for(ctx)
+    async with app.run_test(size=(120, 50)) as pilot:
+        await ready(pilot)
+        await pilot.press("4", "enter")
+        assert isinstance(app.screen, MigrationScreen)
+        await pilot.pause()
+        text = str(app.screen.query_one("#migration-text").render())
+    due = dt.datetime.combine(day(-3) + dt.timedelta(days=1), dt.time(), UTC).timestamp()
+    lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("  ") and " by 20" in line}
+    assert f"reached {(NOW - due) / DAY:.1f} days late" in lines["testing"]
+    assert f"by {day(5)}" in lines["rollout"] and "on track" in lines["rollout"]
