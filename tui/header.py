@@ -21,6 +21,7 @@ from llmpulse.tui.backend import Snapshot
 from llmpulse.tui.panels.base import View
 
 SEP = " │ "
+BUDGET_NAME_WIDTH = 16
 
 
 @dataclass
@@ -30,7 +31,14 @@ class Segment:
 
 
 def header_segments(
-    snapshot: Snapshot | None, view: View, *, paused: bool, interval: float, time_range: str, error: str | None = None
+    snapshot: Snapshot | None,
+    view: View,
+    *,
+    paused: bool,
+    interval: float,
+    time_range: str,
+    error: str | None = None,
+    narrow: bool = False,
 ) -> list[Segment]:
     """The header's segments in display order, each with how important it is."""
     out: list[Segment] = []
@@ -51,6 +59,8 @@ def header_segments(
         )
         if h.budget_utilization is not None:
             name = getattr(h, "budget_name", None)
+            if name and narrow and len(name) > BUDGET_NAME_WIDTH:  # the Costs panel has it whole
+                name = name[: BUDGET_NAME_WIDTH - 1] + "…"
             budget = Text(f"budget {name} " if name else "budget ")
             budget.append(f"{fmt.pct(h.budget_utilization):>4}", style=fmt.usage_style(h.budget_utilization))
             out.append(Segment(3, budget))
@@ -70,7 +80,8 @@ def header_segments(
                 Segment(0, Text(f"⚠ {getattr(collector, 'summary', '') or 'no collector'}", style="bold yellow"))
             )
     # The range decides what the range figures and detail screens cover, so it stays on screen.
-    out.append(Segment(4, Text(f"range {time_range:<3} ⟳{fmt.interval(interval)}".ljust(16))))
+    out.append(Segment(2, Text(f"range {time_range:<3}")))
+    out.append(Segment(6, Text(f"⟳{fmt.interval(interval)}".ljust(6), style="dim")))
     if view.filter:
         out.append(Segment(0, Text(f"filter: {view.filter}", style="bold")))
     if error:
@@ -101,7 +112,15 @@ def header_text(
     width: int = 1000,
 ) -> Text:
     """The header line for `width` cells: the most important segments that fit, in display order."""
-    segments = header_segments(snapshot, view, paused=paused, interval=interval, time_range=time_range, error=error)
+
+    def segments_for(narrow: bool) -> list[Segment]:
+        return header_segments(
+            snapshot, view, paused=paused, interval=interval, time_range=time_range, error=error, narrow=narrow
+        )
+
+    segments = segments_for(narrow=False)
+    if sum(seg.text.cell_len + len(SEP) for seg in segments) > width:  # too wide: long names shortened
+        segments = segments_for(narrow=True)
     keep: set[int] = set()
     used = 0
     for i in sorted(range(len(segments)), key=lambda i: segments[i].importance):

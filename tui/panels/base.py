@@ -104,11 +104,11 @@ class Panel(Vertical, Generic[ItemT], can_focus=False):
 
     # -- the border's note --------------------------------------------------------------------------
     def hidden_below(self) -> int:
-        """Rows past the bottom of the box (0 before the first layout)."""
+        """Rows out of the box's sight, scrolled past or still below (0 before the first layout)."""
         visible = self.table.scrollable_content_region.height - self.table.header_height
         if visible <= 0:
             return 0
-        return max(0, self.table.row_count - round(self.table.scroll_y) - visible)
+        return max(0, self.table.row_count - visible)  # above or below the box: both are out of sight
 
     def show_subtitle(self) -> bool:
         parts = [self._subtitle] if self._subtitle else []

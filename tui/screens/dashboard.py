@@ -19,24 +19,25 @@ LAYOUT_ORDER = (3, 1, 2, 4)  # alerts first: what needs someone is on the first 
 
 
 def welcome_text(variables: list[tuple[str, str]]) -> Text:
-    """The first run, with no provider configured: what to set, where, and how to try it without keys."""
+    """The first run, with no provider configured: how to try it without keys, what to set and where,
+    the most useful first (a short terminal cuts the end)."""
     t = Text()
     t.append("Welcome to llmpulse", style="bold")
     t.append(" — no provider is configured yet, so there is nothing to watch.\n\n")
-    t.append("Set the API key of each provider you use", style="bold")
-    t.append(", in the environment or in a .env file in this directory:\n")
+    t.append("Try it first", style="bold")
+    t.append(" on a simulated fleet, with no keys and no network:  ")
+    t.append("llmpulse demo", style="bold reverse")
+    t.append("\n\n")
+    t.append("To watch your own providers", style="bold")
+    t.append(", set their API keys in the environment or in a .env file here, then start llmpulse again")
+    t.append(" (llmpulse check probes them once):\n")
     width = max((len(var) for _, var in variables), default=0)
     for name, var in variables:
         t.append(f"  {var:<{width}}", style="bold")
         t.append(f"  {name}\n")
-    t.append("then start llmpulse again (llmpulse check probes them once). .env.example lists them all.\n\n")
-    t.append("To see it all working first", style="bold")
-    t.append(", on a simulated fleet with no keys and no network:  ")
-    t.append("llmpulse demo", style="bold reverse")
-    t.append("\n\n")
-    t.append("Base URLs, local models, priorities, budgets, alerts and migrations go in llmpulse.toml: ")
+    t.append("\nBase URLs, local models (Ollama), priorities, budgets, alerts and migrations: llmpulse.toml, in ")
     t.append('README.md, section "Providers and probes"', style="bold")
-    t.append(" (and the sections after it).\n\nq quits.")
+    t.append(" and the ones after it; .env.example lists every variable. q quits.")
     return t
 
 
