@@ -6,7 +6,8 @@ import argparse
 import datetime as dt
 import sys
 import time
-from typing import Any, BinaryIO
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 from llmpulse.core.cli.common import (
@@ -19,9 +20,6 @@ from llmpulse.core.cli.common import (
     render_table,
     usd,
 )
-from llmpulse.core.usage.advice import reliability_advice
-from llmpulse.core.usage.budgets import budget_statuses
-from llmpulse.core.usage.patterns import WEEKDAYS, Patterns, usage_patterns
 from llmpulse.core.usage.pricing import price_table_version
 from llmpulse.core.usage.queries import (
     BY_CHOICES,
@@ -35,10 +33,29 @@ from llmpulse.core.usage.queries import (
     reported_costs,
     total,
 )
-from llmpulse.core.usage.recorder import pricing_for
 from llmpulse.core.usage.records import JsonLines, RecordError, UsageRecord, read_lines, record_from_mapping
-from llmpulse.core.usage.rollup import ingest
-from llmpulse.core.usage.savings import savings_report
+
+if TYPE_CHECKING:
+    from llmpulse.core.config import Context
+    from llmpulse.core.store import Store
+    from llmpulse.core.usage.patterns import Patterns
+    from llmpulse.core.usage.pricing import Pricing
+    from llmpulse.core.usage.rollup import IngestResult
+
+
+def pricing_for(ctx: Context) -> Pricing:
+    # The engines below are imported by the commands that use them, not when the CLI starts (every
+    # command, `check` and `alerts` included, builds this module's parsers).
+    from llmpulse.core.usage.recorder import pricing_for as for_context
+
+    return for_context(ctx)
+
+
+async def ingest(store: Store, records: Sequence[UsageRecord], pricing: Pricing) -> IngestResult:
+    from llmpulse.core.usage.rollup import ingest as ingest_records
+
+    return await ingest_records(store, records, pricing)
+
 
 # Records per transaction on import. Large, because a batch is rolled up once: an export in random time
 # order spreads every batch over its whole range (measured, 200k lines over 20 days: 6.4 s at 5,000,
@@ -236,6 +253,8 @@ async def budgets_command(args: argparse.Namespace) -> int:
     usage = ctx.config.usage
     store = await open_reader(ctx)
     try:
+        from llmpulse.core.usage.budgets import budget_statuses
+
         statuses = await budget_statuses(store, usage, time.time())
     finally:
         await store.close()
@@ -285,6 +304,10 @@ async def report_command(args: argparse.Namespace) -> int:
         overall = await total(store, since, now)
         hours = await hourly_totals(store, since, now)
         days = await daily_totals(store, since, now)
+        from llmpulse.core.usage.advice import reliability_advice
+        from llmpulse.core.usage.patterns import usage_patterns
+        from llmpulse.core.usage.savings import savings_report
+
         savings = await savings_report(store, pricing_for(ctx), since, now, args.since)
         patterns = await usage_patterns(store, args.by, since, now, ctx.config.usage.tz)
         alerts = ctx.config.alerts
@@ -475,6 +498,8 @@ def print_patterns(by: str, patterns: Patterns) -> None:
     )
     busiest = sorted(hours, key=lambda h: -h.requests)[:3]
     print("  busiest: " + ", ".join(f"{h.slot:02d}:00 {h.requests:,} req {usd(h.cost_usd)}" for h in busiest))
+    from llmpulse.core.usage.patterns import WEEKDAYS
+
     print("by weekday: " + "  ".join(f"{WEEKDAYS[d.slot]} {d.requests:,}" for d in patterns.by_weekday))
     if patterns.most_used:
         print("most used models: " + ", ".join(f"{m.model} {m.requests:,}" for m in patterns.most_used))
