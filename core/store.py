@@ -266,11 +266,18 @@ class Store:
         if self.closed:
             return
         self.closed = True
-        _OPEN.discard(self)
-        if not self.readonly:
-            with contextlib.suppress(sqlite3.Error, ValueError):
-                await self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        await self.conn.close()
+        try:
+            if not self.readonly:
+                with contextlib.suppress(sqlite3.Error, ValueError):
+                    await self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            await self.conn.close()
+        except BaseException:
+            # Cut short (an exit's deadline cancelled us mid-checkpoint): the connection's worker thread
+            # must still be told to end, or it waits for work forever and the process never exits.
+            self.conn.stop()
+            raise
+        finally:
+            _OPEN.discard(self)
 
     async def __aenter__(self) -> Store:
         return self
@@ -453,4 +460,9 @@ async def close_all_stores(timeout: float = 1.0) -> None:
     """Close every Store still open in this process (at app exit), waiting for work already in flight."""
     stores = [s for s in list(_OPEN) if not s.closed]
     if stores:
-        await asyncio.wait([asyncio.ensure_future(s.close()) for s in stores], timeout=timeout)
+        closing = [asyncio.ensure_future(s.close()) for s in stores]
+        _done, late = await asyncio.wait(closing, timeout=timeout)
+        for task in late:  # Store.close stops the worker thread when cancelled
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=0.1)

@@ -1,6 +1,7 @@
 """The store: real SQLite files, WAL, migrations applied once even when processes race."""
 
 import asyncio
+import contextlib
 import sqlite3
 import subprocess
 import sys
@@ -90,3 +91,24 @@ async def test_coroutines_sharing_a_store_take_turns_at_transactions(tmp_path):
         assert [type(r).__name__ for r in results] == ["NoneType", "NoneType", "RuntimeError", "NoneType", "NoneType"]
         rows = await store.fetchall("SELECT provider_id FROM provider_state ORDER BY provider_id")
         assert [r[0] for r in rows] == ["p0", "p1", "p3", "p4"]
+
+
+async def test_a_close_cut_short_still_ends_the_connection_thread(tmp_path):
+    """An exit's deadline may cancel Store.close mid-checkpoint; the worker thread must end all the same,
+    or it waits for work forever and the process cannot exit (a dashboard that never quits)."""
+    store = await Store.open(tmp_path / "c.db")
+    await store.execute("CREATE TABLE t (x)")
+    thread = store.conn._thread
+    closing = asyncio.ensure_future(store.close())
+    await asyncio.sleep(0)  # the checkpoint is queued on the connection's thread
+    closing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await closing
+    for _ in range(200):
+        if not thread.is_alive():
+            break
+        await asyncio.sleep(0.01)
+    alive = thread.is_alive()
+    if alive:  # end it here, so a regression fails this test instead of hanging the whole run at exit
+        store.conn.stop()
+    assert not alive

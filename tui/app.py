@@ -9,6 +9,7 @@ notifications) runs as its own worker. Quitting cancels the workers without wait
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, tzinfo
@@ -193,13 +194,14 @@ class PulseApp(App[int]):
 
     async def on_unmount(self) -> None:
         self._stop_collector.set()
-        try:
-            # Workers are already cancelled; closing only waits for the database, never the network.
+        # Workers are already cancelled; closing only waits for the database, never the network. Each
+        # step has its own deadline: a backend close cut short must not skip the stores' own close, or
+        # a connection's worker thread outlives the app and the process never exits.
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(self.backend.close(), timeout=1.0)
+        with contextlib.suppress(Exception):
             # ...and the connections cancelled workers (collector, demo traffic) had open.
             await close_all_stores(timeout=1.0)
-        except (TimeoutError, Exception):
-            pass
 
     @work(group="poll", exclusive=True, exit_on_error=False)
     async def poll_loop(self) -> None:
