@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, tzinfo
 from typing import Any
@@ -581,6 +582,7 @@ def run_dashboard(
     """
     from llmpulse.tui.core_backend import CoreBackend
 
+    _quiet_late_database_answers()
     app = PulseApp(
         CoreBackend(ctx, clock=clock, reload_context=reload_context),
         clock=clock,
@@ -591,3 +593,20 @@ def run_dashboard(
     )
     result = app.run()
     return int(result or 0)
+
+
+def _quiet_late_database_answers() -> None:
+    """A database job that finishes after the app's event loop closed (a read cut off by quitting) can
+    no longer hand back its answer, and aiosqlite's worker thread then prints "Event loop is closed"
+    over the user's shell. Nothing is lost — the job ran; only its answer had no one waiting — so that
+    one exception of those threads is dropped; every other thread exception is reported as usual."""
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        late = args.exc_type is RuntimeError and "Event loop is closed" in str(args.exc_value)
+        # Python names a thread after its target ("Thread-7 (_connection_worker_thread)").
+        if late and args.thread is not None and "_connection_worker_thread" in args.thread.name:
+            return
+        previous(args)
+
+    threading.excepthook = hook
