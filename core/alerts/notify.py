@@ -530,6 +530,14 @@ class Notifier:
             raise
         for o in outcomes:
             self._inflight.discard(o.delivery_id)
+            if o.status == "failed":  # on-call must see in the log that a page did not go out
+                log.warning(
+                    "alert #%d: notice to %s failed after %d attempt(s): %s",
+                    o.alert_id,
+                    o.channel,
+                    o.attempts,
+                    o.error,
+                )
         return len(outcomes)
 
     # -- one delivery ------------------------------------------------------------------------------

@@ -49,9 +49,30 @@ class _Version(argparse.Action):
         parser.exit(0)
 
 
+# A command line mistake exits 2, except for `check`: monitoring systems read its status the Nagios
+# way, where 2 is CRITICAL and a check that could not run is UNKNOWN (3) — a typo must not page anyone.
+USAGE_EXIT = {"check": 3}
+GLOBAL_OPTIONS_WITH_VALUE = ("--config", "--db", "--env-file")
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The subcommand word in argv (global options and their values skipped), if any."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in GLOBAL_OPTIONS_WITH_VALUE:
+            skip = True
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # argparse's own errors: one line, exit 2, no usage dump
-        self.exit(2, f"llmpulse: error: {message} (see '{self.prog} --help')\n")
+    usage_exit = 2
+
+    def error(self, message: str) -> NoReturn:  # argparse's own errors: one line, no usage dump
+        self.exit(self.usage_exit, f"llmpulse: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,8 +107,10 @@ def run_handler(handler: Handler, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    _Parser.usage_exit = USAGE_EXIT.get(command_of(words) or "", 2)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(words)
     handler = getattr(args, "handler", None)
     if handler is None:
         if args.command is None:

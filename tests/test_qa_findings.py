@@ -1,0 +1,44 @@
+"""What trying llmpulse as a new user found: a `check` typo must not read as CRITICAL, and a notice that
+could not be delivered must say so in the daemon's log, not only in `alerts show`."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import run_cli
+
+
+@pytest.mark.parametrize("args", [["check", "--jsn"], ["check", "--provider"], ["--db", "x.db", "check", "--bogus"]])
+def test_a_check_command_line_typo_is_unknown_not_critical(tmp_path: Path, args: list[str]) -> None:
+    proc = run_cli(tmp_path, *args)
+    assert proc.returncode == 3, proc.stderr  # Nagios: UNKNOWN, never CRITICAL (2), for a typo
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_other_commands_keep_exit_2_for_a_typo(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, "alerts", "--jsn")
+    assert proc.returncode == 2 and "--jsn" in proc.stderr
+
+
+def test_a_failed_notice_is_one_line_in_the_daemon_log(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on: the webhook is refused at once
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/hook"
+    (tmp_path / "llmpulse.toml").write_text(
+        '[[budgets]]\nscope = "total"\nperiod = "month"\nlimit_usd = 0.01\n\n'
+        '[[alerts.channels]]\nname = "ops-hook"\ntype = "webhook"\nurl_env = "HOOK_URL"\nmin_severity = "info"\n'
+        "retries = 0\n"
+    )
+    db = str(tmp_path / "d.db")
+    r = run_cli(
+        tmp_path, "--db", db, "record", "--provider", "openai", "--model", "gpt-4o", "--input-tokens", "9000000"
+    )
+    assert r.returncode == 0, r.stderr
+    proc = run_cli(tmp_path, "--db", db, "daemon", "--once", env={"HOOK_URL": dead})
+    failed = [line for line in proc.stderr.splitlines() if "notice to ops-hook failed" in line]
+    assert failed, proc.stderr
+    assert all("alert #" in line for line in failed)
+    assert dead not in proc.stderr  # the webhook URL is a secret
