@@ -116,3 +116,20 @@ async def test_sixteen_colours_map_critical_red_warning_yellow_healthy_green(mon
         # The focused panel's border is the theme's accent, ANSI green — not red, which means trouble.
         border_colour = app.dashboard.panels[3].styles.border_top[1]
         assert border_colour.ansi == ANSI_GREEN, border_colour
+
+
+async def test_no_color_on_a_sixteen_colour_terminal_is_not_black_on_black(monkeypatch):
+    """NO_COLOR over SSH on a console (TERM=linux): the monochrome filter cannot tell how light an ANSI
+    palette colour is, so the 16-colour theme came out black on black. Text must still stand out."""
+    monkeypatch.setenv("TERM", "linux")
+    monkeypatch.delenv("COLORTERM", raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = fixed_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        await pilot.press("4")
+        assert not app.current_theme.ansi
+        alerts, providers = app.dashboard.panels[3].table, app.dashboard.panels[1].table
+        assert seg_contrast(drawn(app, providers, "Anthropic")) > 7
+        for table, word in ((providers, "OPEN"), (alerts, "‼ critical"), (alerts, "firing")):
+            assert seg_contrast(drawn(app, table, word)) >= 7, word

@@ -158,10 +158,11 @@ class PulseApp(App[int]):
         self.set_reactive(PulseApp.refresh_interval, refresh)
         # Without colour, importance is drawn bold or reverse (see format.for_terminal).
         fmt.set_monochrome(self.no_color)
-        if self.console.color_system == "standard":
+        if self.console.color_system == "standard" and not self.no_color:
             # 16 colours (TERM=linux, a serial console): the terminal's own palette, so red is red,
             # yellow yellow and green green; truecolour themes land on the nearest of 16, where
-            # orange and amber turn red and red turns magenta.
+            # orange and amber turn red and red turns magenta. Not under NO_COLOR: the monochrome
+            # filter cannot see how light an ANSI palette colour is and draws it all black on black.
             self.theme = SIXTEEN_COLOUR_THEME
 
     # -- screens ------------------------------------------------------------------------------------
