@@ -169,7 +169,7 @@ def test_a_multi_line_event_is_still_one_log_line():
     import io
     import logging
 
-    from llmpulse.core.cli.tui import DAEMON_LOG_DATEFMT, DAEMON_LOG_FORMAT, OneLineFormatter
+    from llmpulse.core.daemon_log import DAEMON_LOG_DATEFMT, DAEMON_LOG_FORMAT, OneLineFormatter
     from llmpulse.core.redact import RedactingFilter
 
     out = io.StringIO()
