@@ -164,3 +164,27 @@ async def test_first_run_without_keys_welcomes_instead_of_rows_of_no_key():
         await settle(pilot, app, polls + 1)
         assert not welcome.display and keys(app, 1) == [snap.providers[0].provider_id]
         assert "6 without a key not shown" in app.dashboard.panels[1].border_subtitle
+
+
+async def test_a_refresh_with_nothing_new_touches_no_cell():
+    """Issue 14: the dashboard side of idle CPU — an unchanged row keeps its cell objects, so the table
+    measures and repaints nothing for it (the 'checked 3s ago' cells used to change every second)."""
+    app = fixed_app(refresh=0.5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+
+        def cells():
+            return {
+                (n, row.key.value, col.key.value): id(app.dashboard.panels[n].table.get_cell(row.key, col.key))
+                for n in (1, 3)
+                for row in app.dashboard.panels[n].table.ordered_rows
+                for col in app.dashboard.panels[n].table.ordered_columns
+            }
+
+        before = cells()
+        polls = app.polls
+        app.clock.advance(5)  # time passes; nothing shown to the minute changes
+        app.refresh_now()
+        await settle(pilot, app, polls + 2)
+        assert app.polls >= polls + 2
+        assert cells() == before

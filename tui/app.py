@@ -408,10 +408,13 @@ class PulseApp(App[int]):
         if alert.state != "resolved":
             alerts.append(alert)
         self.latest = self.backend.with_alerts(snapshot, alerts)
-        if self.paused:
-            # The user acted: their own row changes even while the rest stays frozen.
+        # Only the alerts changed: redraw their panel, not every panel (hundreds of provider rows would
+        # stand between the key and the row saying "acked"); even while paused, since the user acted.
+        # The refresh that follows brings everything else.
+        if isinstance(self.screen, DashboardScreen) or self.paused:
             self.dashboard.alerts_panel.fill(self.latest, self.view())
-        self.draw()
+        else:
+            self.draw()
         screen = self.screen
         if hasattr(screen, "alert_changed"):
             screen.alert_changed(alert)

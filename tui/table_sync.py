@@ -18,6 +18,8 @@ Row = tuple[str, Sequence[Any]]  # (row key, one cell per column in column order
 
 
 def _same(a: Any, b: Any) -> bool:
+    if a is b:  # a panel handed back last refresh's cell
+        return True
     if isinstance(a, Text) and isinstance(b, Text):
         return a.plain == b.plain and a.style == b.style and a.spans == b.spans
     return bool(a == b)

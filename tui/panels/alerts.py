@@ -60,6 +60,13 @@ class AlertsPanel(Panel[Alert]):
         ]
         return sorted(shown, key=lambda a: urgency(a, view.now))
 
+    def signature(self, a: Alert, view: View) -> Any:
+        return (
+            a,
+            fmt.coarse_age(view.now - a.first_seen),
+            fmt.alert_state_words(a.state, a.silenced_until, a.escalated, view.now),
+        )
+
     def key(self, a: Alert) -> str:
         return str(a.id)
 

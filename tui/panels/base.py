@@ -60,6 +60,7 @@ class Panel(Vertical, Generic[ItemT], can_focus=False):
         self.sort_column: str | None = None  # None: the panel's own order (worst first)
         self.sort_reverse = False
         self._subtitle = ""
+        self._cells: dict[str, tuple[Any, Sequence[Any]]] = {}  # key -> (signature, cells) of the last fill
         self._last: tuple[Any, View] | None = None
 
     # -- the two verbs ------------------------------------------------------------------------------
@@ -86,7 +87,20 @@ class Panel(Vertical, Generic[ItemT], can_focus=False):
             known = [i for i in items if value(i) is not None]
             unknown = [i for i in items if value(i) is None]  # unknowns last whichever way
             items = sorted(known, key=value, reverse=self.sort_reverse) + unknown
-        return [(self.key(i), self.cells(i, view)) for i in items]
+        # A row whose item and on-screen times are what they were last time keeps its cell objects:
+        # the table sees the same objects and skips them, so a refresh costs only what changed.
+        rows: list[Row] = []
+        last, self._cells = self._cells, {}
+        for item in items:
+            key = self.key(item)
+            signature = self.signature(item, view)
+            kept = last.get(key)
+            cells = kept[1] if signature is not None and kept is not None and kept[0] == signature else None
+            if cells is None:
+                cells = self.cells(item, view)
+            self._cells[key] = (signature, cells)
+            rows.append((key, cells))
+        return rows
 
     # -- for subclasses -----------------------------------------------------------------------------
     def items(self, snapshot: Snapshot, view: View) -> list[ItemT]:
@@ -98,6 +112,11 @@ class Panel(Vertical, Generic[ItemT], can_focus=False):
 
     def cells(self, item: ItemT, view: View) -> Sequence[Any]:
         raise NotImplementedError
+
+    def signature(self, item: Any, view: View) -> Any:
+        """What the item's cells depend on (the item and the times shown from `view.now`), compared to
+        last refresh's to reuse its cells; None to build them every time."""
+        return None
 
     def subtitle(self, snapshot: Snapshot, view: View) -> str:
         return ""

@@ -77,6 +77,15 @@ class ProvidersPanel(Panel[ProviderHealth]):
         self.latency_scale = fmt.common_scale(h.latency_series[-SPARK_WIDTH:] for h in shown)
         return sorted(shown, key=trouble_order)
 
+    def signature(self, h: ProviderHealth, view: View) -> Any:
+        since = getattr(h, "status_since", None)
+        return (
+            h,
+            self.latency_scale,
+            fmt.coarse_age(view.now - since) if since else None,
+            fmt.coarse_age(view.now - h.last_checked_at) if h.last_checked_at else None,
+        )
+
     def key(self, h: ProviderHealth) -> str:
         return str(h.provider_id)
 
