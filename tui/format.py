@@ -138,8 +138,9 @@ def alert_state_words(state: str, silenced_until: float | None, escalated: bool,
     if state == "resolved":
         words = ["resolved"]
     elif silenced_until is not None and silenced_until > now:
-        # The time left, rounded to the second: a 2h silence reads "2h", not the "1h" a floor would give.
-        words = [f"silenced {format_duration(silenced_until - now)}"]
+        # The time left, rounded up to the minute: a 2h silence reads "2h", not the "1h" a floor would
+        # give, and the cell changes once a minute, not every second.
+        words = [f"silenced {format_duration(math.ceil((silenced_until - now) / 60) * 60)}"]
         if state == "acknowledged":
             words.insert(0, "acked")
     elif state == "acknowledged":
