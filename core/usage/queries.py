@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -237,16 +238,6 @@ async def _exact_quantiles(
     wants = [w for key, hist in hists.items() for q in QUANTILES if (w := _locate(key, hist, q)) is not None]
     if bounds is None or not wants:
         return {}
-    # Each group as the attribution ids it is made of (usage_attrs is small), so the scan of the calls
-    # joins on an integer and never builds a key per call.
-    ids: dict[str, list[int]] = {}
-    for attr_id, key in await store.fetchall(f"SELECT a.id, {_raw_key(dim)} FROM usage_attrs a"):
-        ids.setdefault(key, []).append(int(attr_id))
-    # Which wanted (group, quantile) each attribution id's calls may answer, by bucket.
-    by_attr: dict[int, list[int]] = {}
-    for i, w in enumerate(wants):
-        for attr_id in ids.get(w.key, ()):
-            by_attr.setdefault(attr_id, []).append(i)
     # Only calls in a wanted bucket leave SQLite (at most 16 distinct buckets).
     buckets = sorted({(w.lo, w.hi) for w in wants})
     in_buckets = " OR ".join("(latency_ms > ? AND latency_ms <= ?)" for _ in buckets)
@@ -260,6 +251,21 @@ async def _exact_quantiles(
         f"SELECT attrs, latency_ms FROM usage_calls{scan} WHERE ts >= ? AND ts < ? AND ({in_buckets})",
         [bounds[0], bounds[1], *bucket_params],
     )
+    # Each group as the attribution ids it is made of — only those the range's calls use: with varied
+    # attribution (users, agents) usage_attrs holds ~one row per few calls, and reading all of it for
+    # every snapshot cost 300 ms at 200k calls. The scan above joins on an integer, never a key per call.
+    by_attr: dict[int, list[int]] = {}
+    used = sorted({int(r[0]) for r in rows})
+    if used:
+        wanted_by_key: dict[str, list[int]] = {}
+        for i, w in enumerate(wants):
+            wanted_by_key.setdefault(w.key, []).append(i)
+        for attr_id, key in await store.fetchall(
+            f"SELECT a.id, {_raw_key(dim)} FROM usage_attrs a WHERE a.id IN (SELECT value FROM json_each(?))",
+            [json.dumps(used)],
+        ):
+            if key in wanted_by_key:
+                by_attr[int(attr_id)] = wanted_by_key[key]
     found: list[list[float]] = [[] for _ in wants]
     for attr_id, ms in rows:
         for i in by_attr.get(attr_id, ()):
@@ -281,14 +287,18 @@ async def average_latencies(store: Store, dim: str, since: float, until: float, 
     bounds = (since, math.nextafter(until, math.inf)) if _bounds(since, until) else None
     if bounds is None or not rows:
         return
-    keys: dict[int, str] = {}
-    for attr_id, key in await store.fetchall(f"SELECT a.id, {_raw_key(dim)} FROM usage_attrs a"):
-        keys[int(attr_id)] = key
-    sums: dict[str, list[float]] = {}
-    for attr_id, timed, total_ms in await store.fetchall(
+    per_attr = await store.fetchall(
         "SELECT attrs, COUNT(latency_ms), TOTAL(latency_ms) FROM usage_calls WHERE ts >= ? AND ts < ? GROUP BY attrs",
         bounds,
+    )
+    keys: dict[int, str] = {}  # only the attributions the range uses (usage_attrs can be large)
+    for attr_id, key in await store.fetchall(
+        f"SELECT a.id, {_raw_key(dim)} FROM usage_attrs a WHERE a.id IN (SELECT value FROM json_each(?))",
+        [json.dumps([int(r[0]) for r in per_attr])],
     ):
+        keys[int(attr_id)] = key
+    sums: dict[str, list[float]] = {}
+    for attr_id, timed, total_ms in per_attr:
         key = keys.get(int(attr_id))
         if key is not None:
             acc = sums.setdefault(key, [0, 0.0])
