@@ -230,7 +230,7 @@ class Section:
         """An array of tables ([[name]])."""
         value = self.raw(name, [])
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise self.error(name, value, f"an array of tables ([[{name}]])")
+            raise self.error(name, value, f"an array of tables ([[{self.key(name)}]])")
         return [Section(v, self.source, f"{self.key(name)}[{i}]") for i, v in enumerate(value)]
 
     def done(self) -> None:

@@ -105,6 +105,7 @@ async def test_custom_rules_fire_resolve_and_stay_unjudged_without_enough_calls(
         (rule("x", "cost_usd", "total", "above = 1", window="32d"), "window", "from 1m to 31d"),
         (rule("budget_exceeded", "cost_usd", "total", "above = 1"), "name", "no built-in"),
         (rule("x", "error_rate", "total", "above = 5"), "above", "0.05 = 5%"),
+        ('[alerts.rules]\nname = "x"\n', "alerts.rules", "an array of tables ([[alerts.rules]])"),
     ],
 )
 def test_custom_rule_mistakes_are_config_errors(tmp_path: Path, rules: str, key: str, expected: str) -> None:
