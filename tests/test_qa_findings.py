@@ -42,3 +42,17 @@ def test_a_failed_notice_is_one_line_in_the_daemon_log(tmp_path: Path) -> None:
     assert failed, proc.stderr
     assert all("alert #" in line for line in failed)
     assert dead not in proc.stderr  # the webhook URL is a secret
+
+
+def test_record_refuses_a_provider_one_slip_from_a_known_one(tmp_path: Path) -> None:
+    db = str(tmp_path / "r.db")
+    args = ("--model", "gpt-4o", "--input-tokens", "3", "--output-tokens", "5")
+    typo = run_cli(tmp_path, "--db", db, "record", "--provider", "opneai", *args)
+    assert typo.returncode == 2 and "did you mean 'openai'" in typo.stderr
+    assert len(typo.stderr.strip().splitlines()) == 1
+    own = run_cli(tmp_path, "--db", db, "record", "--provider", "acme-gateway", *args)
+    assert own.returncode == 0, own.stderr  # a provider of one's own, not near any known id, is recorded
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        assert [r[0] for r in conn.execute("SELECT provider FROM usage_records")] == ["acme-gateway"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import difflib
 import sys
 import time
 from collections.abc import Sequence
@@ -173,6 +174,7 @@ async def record_command(args: argparse.Namespace) -> int:
         rec = record_from_mapping(fields, time.time())
     except RecordError as exc:
         raise CliError(f"bad record: {exc}", 2) from None
+    refuse_provider_typo(rec.provider, [p.id for p in ctx.providers])
     store = await open_store(ctx)
     try:
         result = await ingest(store, [rec], pricing_for(ctx))
@@ -615,3 +617,16 @@ async def reconcile_command(args: argparse.Namespace) -> int:
             )
         )
     return 1 if any(r.error for r in rows) or any(s.error for s in sources) else 0
+
+
+def refuse_provider_typo(provider: str, known: list[str]) -> None:
+    """A provider id one slip away from a known one ("opneai") is a typo, not a new provider: stored as
+    written it would split that provider's spend and read as a model of unknown price."""
+    if provider in known:
+        return
+    close = [k for k in difflib.get_close_matches(provider, known, n=1, cutoff=0.8) if abs(len(k) - len(provider)) <= 1]
+    if close:
+        raise CliError(
+            f"--provider: found {provider!r}; did you mean {close[0]!r}? (configure a new provider in the config first)",
+            2,
+        )
