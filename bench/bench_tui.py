@@ -30,22 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from llmpulse.core.catalog import CATALOG  # noqa: E402 (after the path is set)
+
 KEY = "sk-bench-0000000000000000000000"
-KINDS = [
-    "openai",
-    "azure",
-    "anthropic",
-    "gemini",
-    "together",
-    "openrouter",
-    "moonshot",
-    "deepseek",
-    "xai",
-    "mistral",
-    "groq",
-    "ollama",
-    "localai",
-]
+# Every built-in provider, one fake each.
+KINDS = [spec.id for spec in CATALOG]
 KEY_ENVS = {
     "openai": "OPENAI_API_KEY",
     "azure": "AZURE_OPENAI_API_KEY",
