@@ -21,19 +21,21 @@ from llmpulse.core.alerts.config import CHANNEL_TYPES
 from llmpulse.core.cli.common import eprint
 from llmpulse.core.errors import LlmpulseError
 
-# Subcommand modules, in the order `--help` lists them.
-COMMAND_MODULES = (
-    "llmpulse.core.cli.check",  # check
-    "llmpulse.core.cli.status",  # status (reads only)
-    "llmpulse.core.cli.providers",  # providers, providers enable/disable
-    "llmpulse.core.cli.usage",  # record, import, report, budgets
-    "llmpulse.core.cli.alerts",  # alerts, alerts ack/resolve/silence/unsilence
-    "llmpulse.core.cli.migration",  # migration, migration advance
-    "llmpulse.core.cli.failover",  # failover
-    "llmpulse.core.cli.export",  # export
-    "llmpulse.core.cli.doctor",  # doctor
-    "llmpulse.core.cli.tui",  # watch, demo, daemon           (issue 6)
-)
+# Subcommand modules, in the order `--help` lists them, with the commands each registers. A command line
+# that names one of these commands builds only its module's parsers: the others (and what they import:
+# the usage queries, the exporters, the doctor) would only slow its start-up.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "llmpulse.core.cli.check": ("check",),
+    "llmpulse.core.cli.status": ("status",),  # reads only
+    "llmpulse.core.cli.providers": ("providers",),  # providers enable/disable
+    "llmpulse.core.cli.usage": ("record", "import", "budgets", "reconcile", "report"),
+    "llmpulse.core.cli.alerts": ("alerts",),  # alerts ack/resolve/silence/unsilence
+    "llmpulse.core.cli.migration": ("migration",),  # migration advance
+    "llmpulse.core.cli.failover": ("failover",),
+    "llmpulse.core.cli.export": ("export",),
+    "llmpulse.core.cli.doctor": ("doctor",),
+    "llmpulse.core.cli.tui": ("watch", "demo", "daemon"),  # (issue 6)
+}
 
 
 class _Version(argparse.Action):
@@ -75,7 +77,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(self.usage_exit, f"llmpulse: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `command` (a word from argv) only that command's module is loaded
+    when it is a known command (anything else, or none, needs them all: the help and argparse's list of
+    choices)."""
     parser = _Parser(
         prog="llmpulse",
         description="Terminal monitor for LLM API providers: health, cost vs budget, alerts, migrations.",
@@ -91,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--env-file", metavar="PATH", help="file of KEY=value secrets (default: ./.env)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
+    modules = [m for m, commands in COMMAND_MODULES.items() if command in commands] or list(COMMAND_MODULES)
+    for name in modules:
         importlib.import_module(name).register(sub)
     return parser
 
@@ -108,8 +114,9 @@ def run_handler(handler: Handler, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    _Parser.usage_exit = USAGE_EXIT.get(command_of(words) or "", 2)
-    parser = build_parser()
+    command = command_of(words)
+    _Parser.usage_exit = USAGE_EXIT.get(command or "", 2)
+    parser = build_parser(command)
     args = parser.parse_args(words)
     handler = getattr(args, "handler", None)
     if handler is None:
