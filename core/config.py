@@ -9,7 +9,10 @@ Precedence, each first match wins:
 from __future__ import annotations
 
 import difflib
+import io
+import logging
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -19,6 +22,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 import llmpulse.core.alerts.config
 import llmpulse.core.migration
@@ -35,6 +39,7 @@ from llmpulse.core.server.config import ServerConfig
 from llmpulse.core.statuspage import StatusPageSettings
 from llmpulse.core.usage.config import UsageConfig
 from llmpulse.core.validate import ConfigError, Section
+from llmpulse.core.vocabulary import counted
 
 APP_NAME = "llmpulse"
 CONFIG_FILENAME = "llmpulse.toml"
@@ -208,7 +213,79 @@ def load_config(path: Path | None) -> Config:
     return parse_config(data, str(path))
 
 
-def load_env(env_file: str | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+# A name a shell could export: what every variable llmpulse reads looks like (OPENAI_API_KEY, LLMPULSE_DB).
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
+@dataclass(frozen=True)
+class EnvLineProblem:
+    """A line of an env file that is not KEY=VALUE. Only where it is: the line itself may hold a secret
+    (a key pasted without its name), so its content is never kept, shown or logged."""
+
+    path: Path
+    line: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.path} line {self.line}: not KEY=VALUE; line skipped (expected NAME=value, e.g. OPENAI_API_KEY=...)"
+        )
+
+    def error(self, more: int = 0) -> ConfigError:
+        """The config error for a command that stops at a bad line; `more`: how many other bad lines."""
+        also = f" (and {counted(more, 'other line')})" if more else ""
+        return ConfigError(
+            str(self.path),
+            f"line {self.line}{also}",
+            "a line that is not KEY=VALUE (not shown: it may hold a secret)",
+            "NAME=value lines, e.g. OPENAI_API_KEY=...; '#' starts a comment",
+        )
+
+
+class _OwnEnvWarnings(logging.Filter):
+    """python-dotenv logs "could not parse statement starting at line N" on its own; llmpulse says it
+    itself (EnvLineProblem: file, line and what is expected), once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "could not parse statement" not in str(record.msg)
+
+
+logging.getLogger("dotenv.main").addFilter(_OwnEnvWarnings())
+
+
+@dataclass(frozen=True)
+class EnvSecrets:
+    """The environment a command runs with, and the lines of the env file that could not be read."""
+
+    values: dict[str, str]
+    problems: tuple[EnvLineProblem, ...] = ()
+
+
+def read_env_file(path: Path) -> tuple[dict[str, str], tuple[EnvLineProblem, ...]]:
+    """An env file's good KEY=VALUE lines (python-dotenv's syntax: quotes, `export`, ${VAR} interpolation)
+    and where its other lines are. A bad line costs only itself: the lines after it are still read."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(str(path), f"line {line}", "bytes that are not UTF-8", "a UTF-8 text file") from None
+    except OSError as exc:
+        raise ConfigError(str(path), "file", exc.strerror or "unreadable", "a readable .env file") from None
+    bad: dict[int, EnvLineProblem] = {}
+    bad_keys: set[str] = set()
+    for binding in parse_stream(io.StringIO(text)):
+        # An unparsable statement, a name alone (no '='; often a key pasted on its own line) or a name no
+        # shell could export (a stray quote): none is KEY=VALUE.
+        if not binding.error and binding.key is None:
+            continue  # a comment or a blank line
+        if binding.error or binding.value is None or not _ENV_NAME.fullmatch(binding.key or ""):
+            bad.setdefault(binding.original.line, EnvLineProblem(path, binding.original.line))
+            if binding.key is not None:
+                bad_keys.add(binding.key)
+    values = {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None and k not in bad_keys}
+    return values, tuple(sorted(bad.values(), key=lambda p: p.line))
+
+
+def load_env(env_file: str | None, environ: Mapping[str, str] | None = None) -> EnvSecrets:
     """Secrets: the env file's values under the real environment (which wins). Nothing is exported."""
     environ = dict(os.environ if environ is None else environ)
     if env_file:
@@ -218,9 +295,9 @@ def load_env(env_file: str | None, environ: Mapping[str, str] | None = None) -> 
     else:
         path = Path.cwd() / ".env"
         if not path.is_file():
-            return environ
-    file_values = {k: v for k, v in dotenv_values(path).items() if v is not None}
-    return {**file_values, **environ}
+            return EnvSecrets(environ)
+    file_values, problems = read_env_file(path)
+    return EnvSecrets({**file_values, **environ}, problems)
 
 
 def resolve_db_path(explicit: str | None, env: Mapping[str, str], cfg: Config) -> Path:
@@ -241,6 +318,8 @@ class Context:
     env: dict[str, str]
     db_path: Path
     providers: list[Provider]
+    # Lines of the env file that are not KEY=VALUE (skipped): each command decides whether to go on.
+    env_problems: tuple[EnvLineProblem, ...] = ()
 
     def provider(self, provider_id: str) -> Provider | None:
         return next((p for p in self.providers if p.id == provider_id), None)
@@ -252,7 +331,14 @@ def load_context(
     env_file: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Context:
-    env = load_env(env_file, environ)
+    secrets = load_env(env_file, environ)
+    env = secrets.values
     cfg = load_config(find_config_path(config_path, env))
     providers = resolve_providers(cfg.specs, env, cfg.provider_overrides)
-    return Context(config=cfg, env=env, db_path=resolve_db_path(db_path, env, cfg), providers=providers)
+    return Context(
+        config=cfg,
+        env=env,
+        db_path=resolve_db_path(db_path, env, cfg),
+        providers=providers,
+        env_problems=secrets.problems,
+    )

@@ -54,3 +54,15 @@ ALERT_STATES: tuple[AlertState, ...] = get_args(AlertState)
 # A provider's circuit breaker: closed (requests flow), open (skipped), half_open (one trial let through).
 Circuit = Literal["closed", "open", "half_open"]
 CIRCUITS: tuple[Circuit, ...] = get_args(Circuit)
+
+
+# -- counted nouns ---------------------------------------------------------------------------------
+def plural(n: float, one: str, many: str | None = None) -> str:
+    """The noun that goes with a count: `one` for exactly 1, else `many` (default: `one` + "s").
+    0, 2 and 1.5 take the plural; irregular ones say theirs (plural(n, "was", "were"))."""
+    return one if n == 1 else (many if many is not None else one + "s")
+
+
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """A count with its noun, the count grouped by thousands: "1 record", "0 records", "1,234 records"."""
+    return f"{n:,} {plural(n, one, many)}"

@@ -80,7 +80,7 @@ async def _check(args: argparse.Namespace) -> int:
     from llmpulse.core.health import record_probe_results
     from llmpulse.core.probe import probe_all
 
-    ctx = context_from(args)
+    ctx = context_from(args, bad_env_lines="refuse")  # a skipped key would read as "not configured"
     store = await open_store(ctx)
     try:
         providers = await apply_enablement(store, ctx.providers)

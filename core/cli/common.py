@@ -8,7 +8,7 @@ import io
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from llmpulse.core.config import Context, load_context
 from llmpulse.core.errors import LlmpulseError
@@ -24,9 +24,22 @@ class CliError(LlmpulseError):
         self.exit_code = code
 
 
-def context_from(args: argparse.Namespace) -> Context:
+# What a command does with env file lines that are not KEY=VALUE (they are skipped either way):
+# "warn": one line each on stderr, and go on with the good lines — a viewer or a recording shows what it can;
+# "refuse": stop with the config error — `check` and `daemon` run unattended, where a skipped key would
+#   silently take a provider out of monitoring (and a warning nobody reads would not say so);
+# "quiet": go on without a word — a reload inside the dashboard, whose screen stderr would scribble over.
+BadEnvLines = Literal["warn", "refuse", "quiet"]
+
+
+def context_from(args: argparse.Namespace, bad_env_lines: BadEnvLines = "warn") -> Context:
     """Settings, secrets and providers for this invocation; every loaded key is registered for redaction."""
     ctx = load_context(getattr(args, "config", None), getattr(args, "db", None), getattr(args, "env_file", None))
+    if ctx.env_problems and bad_env_lines == "refuse":
+        raise ctx.env_problems[0].error(more=len(ctx.env_problems) - 1)
+    if bad_env_lines == "warn":
+        for problem in ctx.env_problems:
+            eprint(f"llmpulse: warning: {problem}")
     register_secrets(p.api_key.reveal() for p in ctx.providers if p.api_key)
     register_secrets(p.admin_key.reveal() for p in ctx.providers if p.admin_key)
     for p in ctx.providers:  # a base URL with user:password in it: the password is a secret too

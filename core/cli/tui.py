@@ -113,7 +113,10 @@ def watch_command(args: argparse.Namespace) -> int:
     from llmpulse.tui.app import run_dashboard
 
     return run_dashboard(
-        ctx, refresh=args.refresh, collect=not args.no_collect, reload_context=lambda: context_from(args)
+        ctx,
+        refresh=args.refresh,
+        collect=not args.no_collect,
+        reload_context=lambda: context_from(args, bad_env_lines="quiet"),
     )
 
 
@@ -134,14 +137,16 @@ def demo_command(args: argparse.Namespace) -> int:
 
 
 def daemon_command(args: argparse.Namespace) -> int:
-    ctx = context_from(args)
+    ctx = context_from(args, bad_env_lines="refuse")
     listener = None
     if (args.listen is not None or ctx.config.server.listen is not None) and not args.once:
         from llmpulse.core.server.config import resolve_listener
 
         listener = resolve_listener(ctx.config.server, ctx.env, ctx.config.source, args.listen)
     configure_daemon_log()
-    return asyncio.run(run_daemon(ctx, once=args.once, reload_context=lambda: context_from(args), listener=listener))
+    # A reload (SIGHUP) that finds a bad line is refused like any config mistake: the running config stays.
+    reload_context = lambda: context_from(args, bad_env_lines="refuse")  # noqa: E731
+    return asyncio.run(run_daemon(ctx, once=args.once, reload_context=reload_context, listener=listener))
 
 
 async def run_daemon(
