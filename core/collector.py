@@ -22,6 +22,7 @@ from llmpulse.core.alerts.custom import custom_figures
 from llmpulse.core.alerts.engine import AlertEngine, prune_alert_notices
 from llmpulse.core.alerts.notify import Notifier
 from llmpulse.core.alerts.rules import RuleInputs, covered_rules, evaluate_rules
+from llmpulse.core.catalog import Provider
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.config import Context
 from llmpulse.core.enablement import apply_enablement
@@ -134,10 +135,14 @@ class Collector:
         providers = await step(
             "enablement", lambda: apply_enablement(self.store, self.ctx.providers), self.ctx.providers
         )
+        # A disabled provider is judged by nobody: its open alerts are closed — not resolved as if it had
+        # recovered (the `providers disable` command and the dashboard close them at once, with who did it).
+        closed = await step("disabled providers", lambda: self.engine.close_disabled(self._disabled_by(providers)), [])
         results = await step("probe", lambda: probe_all(providers, cfg.probe, now=now, clients=self.probe_clients), [])
         # Only what this process can see is judged (issue 18): the rules neither open nor resolve
-        # anything about a provider whose key or base URL it lacks; its last verdict stays as stored.
-        visible = frozenset(p.id for p in providers if p.configured)
+        # anything about a provider whose key or base URL it lacks, or that is disabled; its last verdict
+        # stays as stored.
+        visible = frozenset(p.id for p in providers if p.configured and p.enabled)
         report.probes = results
         await step("store probes", lambda: record_probe_results(self.store, results, cfg.health, now))
         self._status_events(results)
@@ -186,7 +191,7 @@ class Collector:
         conditions = await step("rules", lambda: asyncio.to_thread(evaluate_rules, inputs, cfg.alerts), [])
         covered = covered_rules(inputs, cfg.alerts) if conditions is not None else set()
         changes = await step("alerts", lambda: self.engine.process(conditions or [], covered), [])
-        for change in changes or []:
+        for change in (closed or []) + (changes or []):
             line = str(change)
             report.alert_events.append(line)
             self.on_event(line)
@@ -196,6 +201,17 @@ class Collector:
         self.rounds += 1
         await step("collector status", lambda: self._write_status(report))
         return report
+
+    def _disabled_by(self, providers: Sequence[Provider]) -> dict[str, str]:
+        """Disabled provider id -> who disabled it and where, as alert history shows it."""
+        in_config = {p.id: p.enabled for p in self.ctx.providers}
+        return {
+            p.id: f"config ({self.ctx.config.source})"
+            if not in_config.get(p.id, True)
+            else "an override (llmpulse providers disable or the dashboard)"
+            for p in providers
+            if not p.enabled
+        }
 
     def _status_events(self, results: Sequence[ProbeResult]) -> None:
         for r in results:

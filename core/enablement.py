@@ -4,6 +4,11 @@ Config says whether a provider is enabled; `llmpulse providers disable ID` overr
 `provider_state.enabled_override` so every process sharing the database (daemon, TUIs, applications
 using the failover client) sees the same decision without editing or reloading the config file.
 NULL means "config decides".
+
+Disabling closes the provider's open alerts in the same transaction (alerts.engine.close_provider_alerts):
+nothing judges a disabled provider, so they would otherwise stay open forever — and they must not be
+auto-resolved either, which would announce a recovery nobody saw. A provider disabled in the config file
+is closed the same way by the collector's next round.
 """
 
 from __future__ import annotations
@@ -11,10 +16,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from llmpulse.core.catalog import Provider
 from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.store import Store
+
+if TYPE_CHECKING:
+    from llmpulse.core.alerts.engine import AlertChange
 
 
 class UnknownProviderError(LlmpulseError, ValueError):
@@ -26,17 +35,27 @@ class UnknownProviderError(LlmpulseError, ValueError):
         super().__init__(f"unknown provider {provider_id!r}; expected one of: {', '.join(self.known)}")
 
 
-async def set_enabled(store: Store, provider_id: str, enabled: bool | None, now: float | None = None) -> None:
-    """Persist the override for one provider; None clears it so config decides again."""
+async def set_enabled(
+    store: Store, provider_id: str, enabled: bool | None, now: float | None = None, by: str = "unknown"
+) -> list[AlertChange]:
+    """Persist the override for one provider; None clears it so config decides again. Disabling also
+    closes the provider's open alerts (not as recovered), `by` saying who and where; returns those."""
     now = time.time() if now is None else now
     value = None if enabled is None else int(bool(enabled))
-    # Upsert so the circuit-breaker columns A's health code keeps in the same row are left alone.
-    await store.execute(
-        "INSERT INTO provider_state (provider_id, enabled_override, updated_at) VALUES (?, ?, ?) "
-        "ON CONFLICT(provider_id) DO UPDATE SET enabled_override = excluded.enabled_override, "
-        "updated_at = excluded.updated_at",
-        (provider_id, value, now),
-    )
+    async with store.transaction() as conn:
+        # Upsert so the circuit-breaker columns A's health code keeps in the same row are left alone.
+        await conn.execute(
+            "INSERT INTO provider_state (provider_id, enabled_override, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(provider_id) DO UPDATE SET enabled_override = excluded.enabled_override, "
+            "updated_at = excluded.updated_at",
+            (provider_id, value, now),
+        )
+        if enabled is False:
+            # Imported here: the failover client and `llmpulse providers` read overrides without the alert engine.
+            from llmpulse.core.alerts.engine import close_provider_alerts
+
+            return await close_provider_alerts(conn, provider_id, now, by)
+    return []
 
 
 async def enablement_overrides(store: Store) -> dict[str, bool]:

@@ -78,8 +78,8 @@ TABLES: tuple[Table, ...] = (
         "alerts",
         "alerts open at any time in the period",
         "SELECT id, rule, subject, severity, state, message, first_seen, last_seen, count, firing_since, "
-        "acked_by, acked_at, note, silenced_until, silenced_by, escalated, escalated_at, resolved_at, resolved_by "
-        "FROM alerts WHERE first_seen < ? AND (resolved_at IS NULL OR resolved_at >= ?) ORDER BY id",
+        "acked_by, acked_at, note, silenced_until, silenced_by, escalated, escalated_at, resolved_at, resolved_by, "
+        "closed_reason FROM alerts WHERE first_seen < ? AND (resolved_at IS NULL OR resolved_at >= ?) ORDER BY id",
         lambda since, until: (until, since),
     ),
     Table(

@@ -497,6 +497,14 @@ ALERTS: list[Migration] = [
         UPDATE alerts SET firing_since = first_seen;
     """,
     ),
+    Migration(
+        "0202_alert_closed_reason",
+        """
+        -- An alert closed because llmpulse stopped judging its subject (the provider was disabled): why,
+        -- and by whom. Such an alert is resolved but did not recover; NULL for every other alert.
+        ALTER TABLE alerts ADD COLUMN closed_reason TEXT;
+    """,
+    ),
 ]
 
 # Issue 5 (migrations, failover) appends here.

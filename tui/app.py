@@ -448,7 +448,11 @@ class PulseApp(App[int]):
     def ask_set_enabled(self, provider_id: str, name: str, enabled: bool) -> None:
         """Disabling stops probing and failover to a provider: ask before doing it (and before enabling)."""
         verb = "Enable" if enabled else "Disable"
-        effect = "probing and failover resume" if enabled else "no probes, and failover skips it, until enabled again"
+        effect = (
+            "probing and failover resume"
+            if enabled
+            else "no probes, failover skips it and its open alerts close, not as recovered, until enabled again"
+        )
         question = f"{verb} {name}? ({effect})"
 
         def answered(yes: bool | None) -> None:
@@ -460,7 +464,7 @@ class PulseApp(App[int]):
     @work(group="enable", exit_on_error=False)
     async def set_enabled(self, provider_id: str, enabled: bool) -> None:
         try:
-            await self.backend.set_enabled(provider_id, enabled)
+            await self.backend.set_enabled(provider_id, enabled, self.actor)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -77,7 +77,9 @@ class Backend(Protocol):
     async def unsilence(self, alert_id: int, by: str) -> Alert | None:
         """End a silence early; returns the updated Alert."""
 
-    async def set_enabled(self, provider_id: str, enabled: bool) -> None: ...
+    async def set_enabled(self, provider_id: str, enabled: bool, by: str) -> None:
+        """Turn a provider on or off for every process; disabling closes its open alerts (not as
+        recovered), recorded as done by `by`."""
 
     async def probe_now(self, provider_ids: Sequence[str] | None = None) -> list[ProbeResult]:
         """Probe now (all, or the named providers); returns the results."""

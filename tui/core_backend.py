@@ -189,7 +189,7 @@ class CoreBackend:
         await engine.unsilence(alert_id, by)
         return await engine.get(alert_id)
 
-    async def set_enabled(self, provider_id: str, enabled: bool) -> None:
+    async def set_enabled(self, provider_id: str, enabled: bool, by: str) -> None:
         from llmpulse.core.enablement import set_enabled
 
-        await set_enabled(await self.write_store(), provider_id, enabled)
+        await set_enabled(await self.write_store(), provider_id, enabled, self.clock.now(), by=f"{by} (dashboard)")

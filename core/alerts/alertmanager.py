@@ -6,7 +6,8 @@ under its own name (`provider`, `budget`, `migration`, else `subject`), `source=
 labels the channel configures. Alertmanager expects a client to re-send its active alerts every 30 s to
 3 min, each with an `endsAt` a few re-sends ahead (Prometheus uses 4x its re-send interval): if llmpulse
 stops, Alertmanager resolves the alerts on its own instead of keeping a stale page forever. A resolved
-llmpulse alert is sent once more with `endsAt` = when it resolved.
+llmpulse alert is sent once more with `endsAt` = when it resolved; one closed because its provider was
+disabled says so in its annotations (`llmpulse_state: closed`, `llmpulse_closed`: who and why).
 
 Silences llmpulse creates carry a marker in their comment (`[llmpulse alert #12 ack]`), so they are found
 again to be expired (alert resolved, unsilenced, or fired again after an ack) without keeping any state.
@@ -61,8 +62,10 @@ def alert_body(alert: Alert, ch: ChannelConfig, now: float, valid_for: float) ->
         "summary": _clip(f"{alert.subject}: {alert.message}"),
         "description": _clip(alert.message),
         "llmpulse_alert_id": str(alert.id),
-        "llmpulse_state": alert.state,
+        "llmpulse_state": "closed" if alert.closed_reason else alert.state,
     }
+    if alert.closed_reason:  # ended because its provider was disabled: Alertmanager's "resolved" is not a recovery
+        annotations["llmpulse_closed"] = _clip(alert.closed_reason)
     if alert.acked_by:
         annotations["acknowledged_by"] = alert.acked_by
     if alert.escalated:

@@ -3,7 +3,10 @@
 A fingerprint (rule + subject) has at most one open alert: while its condition holds, the alert's
 last-seen time and count move instead of a new alert opening. States: firing → acknowledged (who,
 when, note; stops repeats) → resolved (automatically when the condition clears, or by hand). A trigger
-after resolve opens a new alert. Silence hides an alert's notices for a while without hiding the alert,
+after resolve opens a new alert. An alert about a provider someone disables is *closed*: resolved with
+the reason ("provider disabled by alice (llmpulse providers disable)") and a `closed` notice, never the
+`resolved` one that tells on-call the provider recovered — nothing judges it any more, so nobody knows.
+Enabled again, it is judged afresh: a failure still there opens a new alert. Silence hides an alert's notices for a while without hiding the alert,
 and its resolved notice is still sent. Critical alerts not acknowledged within `escalate_after` are
 escalated; unacknowledged firing alerts are re-announced every `repeat_interval`.
 
@@ -22,7 +25,7 @@ from typing import Any
 
 from llmpulse.core.alerts import SEVERITY_RANK
 from llmpulse.core.alerts.config import AlertsConfig, alerts_config
-from llmpulse.core.alerts.rules import Condition
+from llmpulse.core.alerts.rules import PROVIDER_RULES, Condition
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.durations import format_duration
 from llmpulse.core.errors import LlmpulseError
@@ -55,6 +58,7 @@ ALERT_COLUMNS = (
     "resolved_by",
     "last_notified_at",
     "firing_since",
+    "closed_reason",
 )
 
 OPEN_ALERTS_SQL = f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE state != 'resolved' ORDER BY id"
@@ -96,6 +100,9 @@ class Alert:
     resolved_by: str | None
     last_notified_at: float | None
     firing_since: float | None = None  # when it last started needing someone: escalate_after counts from here
+    # Set when the alert was closed because llmpulse stopped judging its subject (the provider was
+    # disabled): resolved, but not recovered — nobody knows how the provider is now.
+    closed_reason: str | None = None
 
     def silenced(self, now: float) -> bool:
         return self.silenced_until is not None and self.silenced_until > now
@@ -297,6 +304,27 @@ class AlertEngine:
                 changes.append(AlertChange(a.id, "repeated", a.fingerprint, a.severity, a.message))
         return changes
 
+    async def close_disabled(self, disabled: dict[str, str]) -> list[AlertChange]:
+        """Close the open alerts about providers that are disabled (provider id -> who disabled it and
+        where): nothing judges them any more. The collector calls it every round for the providers the
+        config (or an override) disables; it reads first and writes only when there is something to close."""
+        if not disabled:
+            return []
+        rules = sorted(PROVIDER_RULES)
+        rows = await self.store.fetchall(
+            f"SELECT DISTINCT subject FROM alerts WHERE state != 'resolved' AND rule IN ({', '.join('?' * len(rules))})",
+            rules,
+        )
+        subjects = sorted({r["subject"] for r in rows} & set(disabled))
+        if not subjects:
+            return []
+        changes: list[AlertChange] = []
+        async with self.store.transaction() as conn:
+            for pid in subjects:
+                changes += await close_provider_alerts(conn, pid, self.clock.now(), disabled[pid])
+        await self._announce()
+        return changes
+
     # -- people's decisions ------------------------------------------------------------------------
     async def ack(self, alert_id: int, by: str, note: str | None = None) -> Alert:
         async with self.store.transaction() as conn:
@@ -415,6 +443,36 @@ class AlertEngine:
             "INSERT INTO alert_outbox (alert_id, event, at, actor, detail) VALUES (?, ?, ?, ?, ?)",
             (alert_id, event, at, actor, redact(detail) if detail else None),
         )
+
+
+def disabled_reason(by: str) -> str:
+    return f"provider disabled by {by}: llmpulse no longer judges it; not a recovery"
+
+
+async def close_provider_alerts(conn: Any, provider_id: str, now: float, by: str) -> list[AlertChange]:
+    """Inside the caller's transaction: every open alert of a provider rule about `provider_id` becomes
+    resolved with `closed_reason` set, a `closed` transition (actor `by`) and a `closed` notice — which the
+    notifier announces as "closed, not a recovery", never as resolved. `by` says who and where, e.g.
+    "alice (llmpulse providers disable)" or "config (/etc/llmpulse/llmpulse.toml)"."""
+    rules = sorted(PROVIDER_RULES)
+    async with conn.execute(
+        f"SELECT {', '.join(ALERT_COLUMNS)} FROM alerts WHERE state != 'resolved' AND subject = ? "
+        f"AND rule IN ({', '.join('?' * len(rules))}) ORDER BY id",
+        (provider_id, *rules),
+    ) as cur:
+        alerts = [_alert(r) for r in await cur.fetchall()]
+    reason = redact(disabled_reason(by)) or ""
+    changes: list[AlertChange] = []
+    for alert in alerts:
+        await conn.execute(
+            "UPDATE alerts SET state = 'resolved', resolved_at = ?, resolved_by = ?, closed_reason = ? "
+            "WHERE id = ? AND state != 'resolved'",
+            (now, by, reason, alert.id),
+        )
+        await AlertEngine._transition(conn, alert.id, now, "closed", alert.state, "resolved", by, reason)
+        await AlertEngine._notice(conn, alert.id, "closed", now, by, reason)
+        changes.append(AlertChange(alert.id, "closed", alert.fingerprint, alert.severity, reason))
+    return changes
 
 
 async def prune_alert_notices(store: Store, now: float, keep_s: float) -> int:

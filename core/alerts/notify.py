@@ -15,6 +15,12 @@ Each channel has a minimum severity and an hourly rate limit; notices over the l
 counted — except a resolved notice, which is always sent: it is what tells on-call the outage ended, and the next message that goes out says how many were held back (if that message fails, the
 count goes back to the pool for the one after).
 
+An alert closed because its provider was disabled (engine.close_provider_alerts) gets a `closed` notice,
+worded "CLOSED, NOT RECOVERED" with who disabled it — never the `resolved` one. PagerDuty is not told: its
+only way to end an incident is "resolve", which says the problem went away, so the incident stays for a
+person to close. Alertmanager gets the alert ended with `llmpulse_state: closed` and the reason in its
+annotations (it would end the alert by itself once re-sends stop anyway).
+
 Alertmanager and PagerDuty mirror the lifecycle rather than announce it: they also get the
 `acknowledged`, `silenced` and `unsilenced` notices (PagerDuty acknowledge; Alertmanager silences), and
 Alertmanager gets every open alert again each `resend_interval`, as it expects of its clients
@@ -49,7 +55,10 @@ from llmpulse.core.store import Store
 log = logging.getLogger(__name__)
 
 SILENCEABLE = {"firing", "repeat", "severity", "escalated"}
-NEVER_HELD = frozenset({"resolved"})  # sent even over a channel's hourly rate limit
+# An alert's last word: sent even over a channel's hourly rate limit. "closed": its provider was disabled —
+# on-call hears the alert ended, and that it was not a recovery.
+NEVER_HELD = frozenset({"resolved", "closed"})
+ENDINGS = NEVER_HELD
 # People's decisions on an alert: only the channels that mirror the lifecycle act on them.
 LIFECYCLE_EVENTS = {"acknowledged", "silenced", "unsilenced"}
 EMOJI = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
@@ -61,7 +70,9 @@ WORDS = {
     "severity": "WORSE",
     "escalated": "ESCALATED",
     "resolved": "RESOLVED",
+    "closed": "CLOSED, NOT RECOVERED",
 }
+CLOSED_COLOUR = 0x9B9B9B
 # Discord rejects longer fields with a 400.
 DISCORD_CONTENT_MAX, DISCORD_TITLE_MAX, DISCORD_DESCRIPTION_MAX = 2000, 256, 4096
 # A 429's Retry-After is honoured up to this; past it the next round's notices matter more.
@@ -97,7 +108,13 @@ def _held_line(held: int) -> str:
 
 
 def headline(alert: Alert, event: str) -> str:
-    return f"[{WORDS.get(event, event.upper())}] {alert.severity} · {alert.subject}: {alert.message}"
+    return f"[{WORDS.get(event, event.upper())}] {alert.severity} · {alert.subject}: {alert.message}" + _why_closed(
+        alert, event
+    )
+
+
+def _why_closed(alert: Alert, event: str) -> str:
+    return f" — {alert.closed_reason}" if event == "closed" and alert.closed_reason else ""
 
 
 def webhook_payload(alert: Alert, event: str, outbox: Mapping[str, Any], held_back: int) -> dict[str, Any]:
@@ -113,8 +130,9 @@ def webhook_payload(alert: Alert, event: str, outbox: Mapping[str, Any], held_ba
 
 def slack_payload(alert: Alert, event: str, held_back: int) -> dict[str, Any]:
     """Slack incoming webhook: `text` (mrkdwn)."""
-    mark = "✅" if event == "resolved" else EMOJI.get(alert.severity, "")
+    mark = {"resolved": "✅", "closed": "⚪"}.get(event, EMOJI.get(alert.severity, ""))
     text = f"{mark} *{WORDS.get(event, event)}* `{alert.rule}` {alert.subject}: {alert.message}"
+    text += _why_closed(alert, event)
     if held_back:
         text += f"\n_{_held_line(held_back)}_"
     return {"text": text}
@@ -122,8 +140,8 @@ def slack_payload(alert: Alert, event: str, held_back: int) -> dict[str, Any]:
 
 def discord_payload(alert: Alert, event: str, held_back: int) -> dict[str, Any]:
     """Discord webhook: `content` plus one embed (title, description, color)."""
-    description = alert.message + (f"\n({_held_line(held_back)})" if held_back else "")
-    colour = RESOLVED_COLOUR if event == "resolved" else DISCORD_COLOUR.get(alert.severity, 0)
+    description = alert.message + _why_closed(alert, event) + (f"\n({_held_line(held_back)})" if held_back else "")
+    colour = {"resolved": RESOLVED_COLOUR, "closed": CLOSED_COLOUR}.get(event, DISCORD_COLOUR.get(alert.severity, 0))
     return {
         "content": _clip(f"{WORDS.get(event, event)}: {alert.subject}", DISCORD_CONTENT_MAX),
         "embeds": [
@@ -176,6 +194,8 @@ def email_message(ch: ChannelConfig, alert: Alert, event: str, held_back: int) -
         f"{alert.message}\n\nrule: {alert.rule}\nsubject: {alert.subject}\nseverity: {alert.severity}\n"
         f"state: {alert.state}\nfirst seen: {when}\ncount: {alert.count}\n"
     )
+    if event == "closed" and alert.closed_reason:
+        body += f"closed: {alert.closed_reason}\n"
     if held_back:
         body += f"\n{_held_line(held_back)} of this channel.\n"
     msg.set_content(body)
@@ -266,11 +286,14 @@ class Notifier:
             if ch.type == "pagerduty":
                 return event == "acknowledged"
             return ch.type == "alertmanager" and ch.silences
+        if event == "closed" and ch.type == "pagerduty":
+            return False  # PagerDuty's "resolve" would say it recovered: a person closes the incident
+
         # Alertmanager is told the true state; a silence there (mirrored from llmpulse's) keeps it quiet.
         if event in SILENCEABLE and alert.silenced(at) and ch.type != "alertmanager":
             return False
         if ch.escalation:
-            return event == "escalated" or (event in ("resolved", "repeat") and alert.escalated)
+            return event == "escalated" or (event in (*ENDINGS, "repeat") and alert.escalated)
         return True
 
     # -- outbox -> deliveries ----------------------------------------------------------------------
@@ -402,8 +425,8 @@ class Notifier:
                 await alertmanager.expire_silences(client, base, alert, ch, ("silence",), raise_for_status)
                 return
         await self._push_alerts(ch, [alert], now)
-        if event == "resolved" or (event == "severity" and alert.state == "firing"):
-            kinds = ("ack", "silence") if event == "resolved" else ("ack",)
+        if event in ENDINGS or (event == "severity" and alert.state == "firing"):
+            kinds = ("ack", "silence") if event in ENDINGS else ("ack",)
             async with httpx.AsyncClient(timeout=ch.timeout) as client:
                 await alertmanager.expire_silences(client, base, alert, ch, kinds, raise_for_status)
 

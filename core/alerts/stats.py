@@ -3,7 +3,8 @@ how the notices went out — the numbers a team tunes thresholds with and fights
 
 An alert belongs to the period it was opened in (`first_seen`). Time to acknowledge runs from its first
 sighting to its first `acknowledged` transition; time to resolve from its first sighting to
-`resolved_at`. Quantiles are exact, by the nearest-rank method (the value at rank ⌈q·n⌉ of the sorted
+`resolved_at` — an alert closed because its provider was disabled never resolved, and is left out of
+it. Quantiles are exact, by the nearest-rank method (the value at rank ⌈q·n⌉ of the sorted
 durations), so every reported figure is a real alert's duration, never an interpolation.
 Deliveries belong to the period they were created in.
 """
@@ -86,7 +87,7 @@ async def alert_stats(store: Store, since: float, until: float, noisiest: int = 
     """Statistics of the alerts opened in [since, until) and the deliveries created then. Read only."""
     rows = await store.fetchall(
         """
-        SELECT a.id, a.rule, a.subject, a.severity, a.count, a.first_seen, a.resolved_at,
+        SELECT a.id, a.rule, a.subject, a.severity, a.count, a.first_seen, a.resolved_at, a.closed_reason,
                (SELECT MIN(t.at) FROM alert_transitions t
                  WHERE t.alert_id = a.id AND t.event = 'acknowledged') AS first_ack_at
         FROM alerts a WHERE a.first_seen >= ? AND a.first_seen < ?
@@ -94,7 +95,9 @@ async def alert_stats(store: Store, since: float, until: float, noisiest: int = 
         (since, until),
     )
     to_ack = [r["first_ack_at"] - r["first_seen"] for r in rows if r["first_ack_at"] is not None]
-    to_resolve = [r["resolved_at"] - r["first_seen"] for r in rows if r["resolved_at"] is not None]
+    to_resolve = [
+        r["resolved_at"] - r["first_seen"] for r in rows if r["resolved_at"] is not None and r["closed_reason"] is None
+    ]
     by_rule = _groups(rows, "rule")
     # Noisiest: most fires (re-fires of one alert count), then most alerts.
     noisy = sorted(by_rule, key=lambda g: (-g.fired, -g.alerts, g.key))

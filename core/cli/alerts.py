@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import getpass
-import os
 import time
 from typing import TYPE_CHECKING
 
 from llmpulse.core.cli.common import (
     CliError,
     context_from,
+    default_actor,
     open_reader,
     open_store,
     period_seconds,
@@ -23,13 +22,6 @@ from llmpulse.core.durations import DurationError, format_duration, parse_durati
 if TYPE_CHECKING:
     from llmpulse.core.alerts.engine import Alert
     from llmpulse.core.alerts.stats import AlertStats, DurationStats, GroupCount
-
-
-def default_actor() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return os.environ.get("USER") or "unknown"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -86,6 +78,8 @@ def _age(seconds: float) -> str:
 
 
 def state_word(alert: Alert, now: float) -> str:
+    if alert.closed_reason:  # resolved because nothing judges its provider any more: not a recovery
+        return "closed, not recovered"
     words = [alert.state if alert.state != "acknowledged" else f"acked by {alert.acked_by}"]
     if alert.escalated and alert.state == "firing":
         words.append("escalated")
@@ -151,6 +145,8 @@ async def show_command(args: argparse.Namespace) -> int:
         f"state: {state_word(alert, now)}; first seen {_when(alert.first_seen)}, last seen {_when(alert.last_seen)}, "
         f"{alert.count} time(s)" + (f"; note: {alert.note}" if alert.note else "")
     )
+    if alert.closed_reason:
+        print(f"closed {_when(alert.resolved_at)}: {alert.closed_reason}")
     print()
     print(
         render_table(

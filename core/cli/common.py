@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import getpass
 import io
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
@@ -107,6 +109,14 @@ def render_csv(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     writer.writerow(headers)
     writer.writerows([csv_cell(v) for v in row] for row in rows)
     return redact(buf.getvalue()) or ""
+
+
+def default_actor() -> str:
+    """Who a change is recorded as when --by is not given: the login name."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return os.environ.get("USER") or "unknown"
 
 
 def eprint(message: str) -> None:

@@ -7,8 +7,9 @@ import time
 from typing import Any
 
 from llmpulse.core.catalog import Provider
-from llmpulse.core.cli.common import CliError, context_from, open_store, print_json, render_table
+from llmpulse.core.cli.common import CliError, context_from, default_actor, open_store, print_json, render_table
 from llmpulse.core.enablement import UnknownProviderError, enablement_overrides, set_enabled
+from llmpulse.core.vocabulary import counted
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,9 +29,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             action,
             help=f"{words} (kept in the database)",
             description=f"{words[0].upper()}{words[1:]}; kept in the database, so the daemon, "
-            "dashboards and failover clients all see it.",
+            "dashboards and failover clients all see it."
+            + (
+                " Its open alerts are closed, with who disabled it: nothing judges it any more. They are "
+                "announced as closed, never as resolved (it did not recover)."
+                if action == "disable"
+                else ""
+            ),
         )
         a.add_argument("provider_id", metavar="ID", help="a provider id, as listed by 'llmpulse providers'")
+        if action == "disable":
+            a.add_argument("--by", default=None, metavar="NAME", help="who disables it (default: your login name)")
         a.add_argument("--json", action="store_true", help="print JSON")
         a.set_defaults(handler=enable_command, enabled=(action == "enable"))
 
@@ -93,14 +102,18 @@ async def enable_command(args: argparse.Namespace) -> int:
     if provider is None:
         raise CliError(str(UnknownProviderError(args.provider_id, (p.id for p in ctx.providers))))
     store = await open_store(ctx)
+    by = f"{getattr(args, 'by', None) or default_actor()} (llmpulse providers disable)"
     try:
-        await set_enabled(store, provider.id, args.enabled, time.time())
+        closed = await set_enabled(store, provider.id, args.enabled, time.time(), by=by)
     finally:
         await store.close()
     word = "enabled" if args.enabled else "disabled"
     if args.json:
-        print_json({"id": provider.id, "enabled": args.enabled})
+        print_json({"id": provider.id, "enabled": args.enabled, "closed_alerts": [c.alert_id for c in closed]})
     else:
         note = "" if provider.configured else " (not configured: it has no key or base URL yet)"
         print(f"{provider.id}: {word}{note}")
+        if closed:
+            ids = ", ".join(f"#{c.alert_id}" for c in closed)
+            print(f"closed {counted(len(closed), 'open alert')} ({ids}): nothing judges it now; not a recovery")
     return 0

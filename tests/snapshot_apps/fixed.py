@@ -286,7 +286,7 @@ class FixedBackend:
         alert.state, alert.resolved_at = "resolved", NOW
         return alert
 
-    async def set_enabled(self, provider_id, enabled):
+    async def set_enabled(self, provider_id, enabled, by):
         self.calls.append(("set_enabled", provider_id, enabled))
 
     async def probe_now(self, provider_ids=None):
