@@ -29,22 +29,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-KEY = "sk-bench-0000000000000000000000"
-PROVIDERS = {
-    "openai": "OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "gemini": "GOOGLE_API_KEY",
-    "together": "TOGETHER_API_KEY",
-    "openrouter": "OPENROUTER_API_KEY",
-    "moonshot": "MOONSHOT_API_KEY",
-    "deepseek": "DEEPSEEK_API_KEY",
-    "xai": "XAI_API_KEY",
-    "mistral": "MISTRAL_API_KEY",
-    "groq": "GROQ_API_KEY",
-}
+from synthetic_usage import KEY, KEY_ENVS, ingest_records, usage_records  # noqa: E402 (after the path is set)
+
+# The remote catalog providers but Azure, which needs an endpoint besides its key.
+PROVIDERS = {pid: env for pid, env in KEY_ENVS.items() if pid != "azure"}
 MODELS = ["gpt-4o", "gpt-4.1", "gpt-4o-mini", "claude-sonnet-4", "gemini-2.5-pro", "deepseek-chat", "llama-3.3-70b"]
 REAL_RECORDS = 1_000_000
-DAY = 86400.0
 
 
 def config_text() -> str:
@@ -70,39 +60,14 @@ async def build(path: Path, records: int, ctx: object) -> None:
     from llmpulse.core.probe import ProbeResult
     from llmpulse.core.store import Store
     from llmpulse.core.usage.pricing import Pricing
-    from llmpulse.core.usage.records import UsageRecord
-    from llmpulse.core.usage.rollup import ingest
 
     rng = random.Random(7)
     now = time.time()
     store = await Store.open(path)
-    started = time.perf_counter()
     real = min(records, REAL_RECORDS)
-    batch: list[UsageRecord] = []
-    for i in range(real):
-        batch.append(
-            UsageRecord(
-                ts=now - rng.random() * 90 * DAY,
-                provider=rng.choice(list(PROVIDERS)),
-                model=rng.choice(MODELS),
-                input_tokens=rng.randint(100, 4000),
-                output_tokens=rng.randint(10, 800),
-                cache_read_tokens=rng.choice((0, 0, 512)),
-                latency_ms=rng.uniform(80, 4000),
-                status="error" if rng.random() < 0.02 else "ok",
-                department=rng.choice(["Eng", "Support", "Research", "Sales"]),
-                agent=f"agent-{rng.randint(1, 20)}",
-                user=f"user-{rng.randint(1, 50)}",
-                task_type=rng.choice(["chat", "summarize", "classify"]),
-                request_id=f"r{i}",
-            )
-        )
-        if len(batch) == 20000:
-            await ingest(store, batch, Pricing())
-            batch = []
-    if batch:
-        await ingest(store, batch, Pricing())
-    print(f"  {real:,} records through the real ingest in {time.perf_counter() - started:.0f} s", flush=True)
+    calls = usage_records(real, providers=list(PROVIDERS), models=MODELS, days=90, seed=7, id_prefix="r", now=now)
+    took = await ingest_records(store, calls, Pricing())
+    print(f"  {real:,} records through the real ingest in {took:.0f} s", flush=True)
     started = time.perf_counter()
     have = real
     while have < records:

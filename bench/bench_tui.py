@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import sqlite3
 import subprocess
 import sys
@@ -30,24 +29,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from synthetic_usage import KEY, KEY_ENVS, ingest_records, usage_records  # noqa: E402 (after the path is set)
+
 from llmpulse.core.catalog import CATALOG  # noqa: E402 (after the path is set)
 
-KEY = "sk-bench-0000000000000000000000"
 # Every built-in provider, one fake each.
 KINDS = [spec.id for spec in CATALOG]
-KEY_ENVS = {
-    "openai": "OPENAI_API_KEY",
-    "azure": "AZURE_OPENAI_API_KEY",
-    "anthropic": "ANTHROPIC_API_KEY",
-    "gemini": "GOOGLE_API_KEY",
-    "together": "TOGETHER_API_KEY",
-    "openrouter": "OPENROUTER_API_KEY",
-    "moonshot": "MOONSHOT_API_KEY",
-    "deepseek": "DEEPSEEK_API_KEY",
-    "xai": "XAI_API_KEY",
-    "mistral": "MISTRAL_API_KEY",
-    "groq": "GROQ_API_KEY",
-}
 MODELS = [
     "gpt-4o",
     "gpt-4.1",
@@ -64,39 +51,12 @@ MODELS = [
 def build_db(path: Path, n: int) -> dict:
     from llmpulse.core.store import Store
     from llmpulse.core.usage.pricing import Pricing
-    from llmpulse.core.usage.records import UsageRecord
-    from llmpulse.core.usage.rollup import ingest
 
     async def run() -> dict:
-        rng = random.Random(1)
-        now = time.time()
         store = await Store.open(path)
         pricing = Pricing(local_providers=["ollama", "localai"])
-        started = time.perf_counter()
-        batch: list[UsageRecord] = []
-        for i in range(n):
-            batch.append(
-                UsageRecord(
-                    ts=now - rng.random() * 30 * 86400,
-                    provider=rng.choice(KINDS),
-                    model=rng.choice(MODELS),
-                    input_tokens=rng.randint(100, 4000),
-                    output_tokens=rng.randint(10, 800),
-                    latency_ms=rng.uniform(80, 4000),
-                    status="error" if rng.random() < 0.02 else "ok",
-                    department=rng.choice(["Eng", "Support", "Research", "Sales"]),
-                    agent=f"agent-{rng.randint(1, 20)}",
-                    user=f"user-{rng.randint(1, 50)}",
-                    task_type=rng.choice(["chat", "summarize", "classify"]),
-                    request_id=f"b{i}",
-                )
-            )
-            if len(batch) == 20000:
-                await ingest(store, batch, pricing)
-                batch = []
-        if batch:
-            await ingest(store, batch, pricing)
-        ingest_s = time.perf_counter() - started
+        calls = usage_records(n, providers=KINDS, models=MODELS, days=30, seed=1, id_prefix="b")
+        ingest_s = await ingest_records(store, calls, pricing)
         # Baseline: the same rows, raw insert only (no pricing, no dedupe, no roll-ups)
         await store.execute("CREATE TABLE IF NOT EXISTS bench_raw AS SELECT * FROM usage_records WHERE 0")
         rows = await store.fetchall("SELECT * FROM usage_records LIMIT 200000")

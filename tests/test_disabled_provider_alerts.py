@@ -11,6 +11,9 @@ subprocess on the same database file, and webhook, Slack and PagerDuty receivers
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from llmpulse.core.alerts.alertmanager import alert_body
@@ -65,120 +68,116 @@ async def _rounds(collector: Collector, clock: ManualClock, n: int) -> list[str]
     return events
 
 
+@dataclass
+class Setup:
+    fleet: Fleet
+    receiver: Receiver  # the webhook (/hook) and Slack (/slack) channels
+    pd: EventsApi
+    config: Path
+    db: Path
+    store: Store
+    clock: ManualClock
+    collector: Collector
+
+
+@asynccontextmanager
+async def _running(tmp_path: Path, openai_behaviour: str) -> AsyncIterator[Setup]:
+    """OpenAI failing as told and Groq healthy, a collector with webhook, Slack and PagerDuty channels."""
+    with Fleet(
+        [FakeProvider("openai", key=KEY, behaviour=openai_behaviour), FakeProvider("groq", kind="groq", key=KEY)]
+    ) as fleet:
+        async with Receiver() as receiver, EventsApi() as pd:
+            config = _config(tmp_path, fleet, receiver, pd)
+            db = tmp_path / "shared.db"
+            ctx = load_context(str(config), str(db), environ=_environ(receiver))
+            store = await Store.open(db)
+            try:
+                clock = ManualClock(T0)
+                collector = Collector(ctx, store, clock, on_event=lambda _: None)
+                yield Setup(fleet, receiver, pd, config, db, store, clock, collector)
+            finally:
+                await store.close()
+
+
 async def _outbox(store: Store, alert_id: int) -> list[str]:
     rows = await store.fetchall("SELECT event FROM alert_outbox WHERE alert_id = ? ORDER BY id", (alert_id,))
     return [r["event"] for r in rows]
 
 
 async def test_disabling_closes_its_alerts_without_a_recovery_notice(tmp_path: Path) -> None:
-    with Fleet(
-        [FakeProvider("openai", key=KEY, behaviour="bad_key"), FakeProvider("groq", kind="groq", key=KEY)]
-    ) as fleet:
-        async with Receiver() as receiver, EventsApi() as pd:
-            config = _config(tmp_path, fleet, receiver, pd)
-            db = tmp_path / "shared.db"
-            ctx = load_context(str(config), str(db), environ=_environ(receiver))
-            store = await Store.open(db)
-            try:
-                clock = ManualClock(T0)
-                collector = Collector(ctx, store, clock, on_event=lambda _: None)
-                await _rounds(collector, clock, 1)
-                (auth,) = [a for a in await collector.engine.open_alerts() if a.subject == "openai"]
-                assert auth.rule == "provider_auth" and auth.state == "firing"
-                assert [b["event"] for b in receiver.bodies("/hook")] == ["firing"]
-                assert [e["event_action"] for e in pd.events] == ["trigger"]
+    async with _running(tmp_path, "bad_key") as s:
+        store, clock, collector, receiver, pd = s.store, s.clock, s.collector, s.receiver, s.pd
+        await _rounds(collector, clock, 1)
+        (auth,) = [a for a in await collector.engine.open_alerts() if a.subject == "openai"]
+        assert auth.rule == "provider_auth" and auth.state == "firing"
+        assert [b["event"] for b in receiver.bodies("/hook")] == ["firing"]
+        assert [e["event_action"] for e in pd.events] == ["trigger"]
 
-                # Someone disables OpenAI with the real command, on the same database file.
-                r = run_cli(
-                    tmp_path,
-                    "--config",
-                    str(config),
-                    "--db",
-                    str(db),
-                    "providers",
-                    "disable",
-                    "openai",
-                    "--by",
-                    "alice",
-                )
-                assert r.returncode == 0, r.stderr
-                assert f"closed 1 open alert (#{auth.id})" in r.stdout and "not a recovery" in r.stdout
-                events = await _rounds(collector, clock, 3)  # the collector's rounds go on meanwhile
-                assert not [e for e in events if "openai" in e], events
+        # Someone disables OpenAI with the real command, on the same database file.
+        cli = ("--config", str(s.config), "--db", str(s.db))
+        r = run_cli(tmp_path, *cli, "providers", "disable", "openai", "--by", "alice")
+        assert r.returncode == 0, r.stderr
+        assert f"closed 1 open alert (#{auth.id})" in r.stdout and "not a recovery" in r.stdout
+        events = await _rounds(collector, clock, 3)  # the collector's rounds go on meanwhile
+        assert not [e for e in events if "openai" in e], events
 
-                closed = await collector.engine.get(auth.id)
-                assert closed is not None and closed.state == "resolved"
-                assert closed.resolved_by == "alice (llmpulse providers disable)"
-                assert closed.closed_reason is not None and "provider disabled by alice" in closed.closed_reason
-                assert "not a recovery" in closed.closed_reason
-                assert not [a for a in await collector.engine.open_alerts() if a.subject == "openai"]
+        closed = await collector.engine.get(auth.id)
+        assert closed is not None and closed.state == "resolved"
+        assert closed.resolved_by == "alice (llmpulse providers disable)"
+        assert closed.closed_reason is not None and "provider disabled by alice" in closed.closed_reason
+        assert "not a recovery" in closed.closed_reason
+        assert not [a for a in await collector.engine.open_alerts() if a.subject == "openai"]
 
-                # The notices: "closed", never "resolved" — to every channel but PagerDuty, which hears nothing.
-                assert await _outbox(store, auth.id) == ["firing", "closed"]
-                hook = receiver.bodies("/hook")
-                assert [b["event"] for b in hook] == ["firing", "closed"]
-                assert "provider disabled by alice" in hook[-1]["transition"]["detail"]
-                slack = [b["text"] for b in receiver.bodies("/slack")]
-                assert len(slack) == 2 and "CLOSED, NOT RECOVERED" in slack[1] and "RESOLVED*" not in slack[1]
-                assert "provider disabled by alice" in slack[1]
-                assert [e["event_action"] for e in pd.events] == ["trigger"]  # no "resolve": it did not recover
+        # The notices: "closed", never "resolved" — to every channel but PagerDuty, which hears nothing.
+        assert await _outbox(store, auth.id) == ["firing", "closed"]
+        hook = receiver.bodies("/hook")
+        assert [b["event"] for b in hook] == ["firing", "closed"]
+        assert "provider disabled by alice" in hook[-1]["transition"]["detail"]
+        slack = [b["text"] for b in receiver.bodies("/slack")]
+        assert len(slack) == 2 and "CLOSED, NOT RECOVERED" in slack[1] and "RESOLVED*" not in slack[1]
+        assert "provider disabled by alice" in slack[1]
+        assert [e["event_action"] for e in pd.events] == ["trigger"]  # no "resolve": it did not recover
 
-                # History says what happened and who did it, in the real `alerts show`.
-                show = run_cli(tmp_path, "--config", str(config), "--db", str(db), "alerts", "show", str(auth.id))
-                assert show.returncode == 0, show.stderr
-                assert "state: closed, not recovered" in show.stdout
-                assert (
-                    "closed (firing → resolved)" in show.stdout and "alice (llmpulse providers disable)" in show.stdout
-                )
-                listed = run_cli(tmp_path, "--config", str(config), "--db", str(db), "alerts", "--all", "--json")
-                (row,) = [a for a in json.loads(listed.stdout)["alerts"] if a["id"] == auth.id]
-                assert row["closed_reason"] == closed.closed_reason
-                # A closing is not a time to resolve: it stays out of the statistics' figure.
-                stats = await alert_stats(store, T0 - 1, clock.now() + 1)
-                assert stats.time_to_resolve.count == 0
+        # History says what happened and who did it, in the real `alerts show`.
+        show = run_cli(tmp_path, *cli, "alerts", "show", str(auth.id))
+        assert show.returncode == 0, show.stderr
+        assert "state: closed, not recovered" in show.stdout
+        assert "closed (firing → resolved)" in show.stdout and "alice (llmpulse providers disable)" in show.stdout
+        listed = run_cli(tmp_path, *cli, "alerts", "--all", "--json")
+        (row,) = [a for a in json.loads(listed.stdout)["alerts"] if a["id"] == auth.id]
+        assert row["closed_reason"] == closed.closed_reason
+        # A closing is not a time to resolve: it stays out of the statistics' figure.
+        stats = await alert_stats(store, T0 - 1, clock.now() + 1)
+        assert stats.time_to_resolve.count == 0
 
-                # Enabled again, it is judged afresh: still refusing the key, a new alert opens and is announced.
-                r = run_cli(tmp_path, "--config", str(config), "--db", str(db), "providers", "enable", "openai")
-                assert r.returncode == 0, r.stderr
-                await _rounds(collector, clock, 1)
-                (again,) = [a for a in await collector.engine.open_alerts() if a.subject == "openai"]
-                assert again.id != auth.id and again.rule == "provider_auth" and again.closed_reason is None
-                assert [b["event"] for b in receiver.bodies("/hook")] == ["firing", "closed", "firing"]
-            finally:
-                await store.close()
+        # Enabled again, it is judged afresh: still refusing the key, a new alert opens and is announced.
+        r = run_cli(tmp_path, *cli, "providers", "enable", "openai")
+        assert r.returncode == 0, r.stderr
+        await _rounds(collector, clock, 1)
+        (again,) = [a for a in await collector.engine.open_alerts() if a.subject == "openai"]
+        assert again.id != auth.id and again.rule == "provider_auth" and again.closed_reason is None
+        assert [b["event"] for b in receiver.bodies("/hook")] == ["firing", "closed", "firing"]
 
 
 async def test_a_provider_disabled_in_the_config_is_closed_by_the_collector(tmp_path: Path) -> None:
-    with Fleet(
-        [FakeProvider("openai", key=KEY, behaviour="server_error"), FakeProvider("groq", kind="groq", key=KEY)]
-    ) as fleet:
-        async with Receiver() as receiver, EventsApi() as pd:
-            config = _config(tmp_path, fleet, receiver, pd)
-            db = tmp_path / "shared.db"
-            ctx = load_context(str(config), str(db), environ=_environ(receiver))
-            store = await Store.open(db)
-            try:
-                clock = ManualClock(T0)
-                collector = Collector(ctx, store, clock, on_event=lambda _: None)
-                await _rounds(collector, clock, 3)
-                down = [a for a in await collector.engine.open_alerts() if a.subject == "openai"]
-                assert "provider_down" in {a.rule for a in down}
+    async with _running(tmp_path, "server_error") as s:
+        await _rounds(s.collector, s.clock, 3)
+        down = [a for a in await s.collector.engine.open_alerts() if a.subject == "openai"]
+        assert "provider_down" in {a.rule for a in down}
 
-                # The config now says enabled = false; the daemon reloads it (SIGHUP does this).
-                config = _config(tmp_path, fleet, receiver, pd, openai_enabled=False)
-                collector.reload(load_context(str(config), str(db), environ=_environ(receiver)))
-                events = await _rounds(collector, clock, 2)
-                assert {e.split()[1] for e in events if "openai" in e} == {"#" + str(a.id) for a in down}
-                assert all(" closed " in e for e in events if "openai" in e), events
-                for a in down:
-                    now = await collector.engine.get(a.id)
-                    assert now is not None and now.state == "resolved"
-                    assert now.resolved_by == f"config ({config})"
-                    assert await _outbox(store, a.id) == ["firing", "closed"]
-                assert "resolved" not in {b["event"] for b in receiver.bodies("/hook")}
-                assert "resolve" not in {e["event_action"] for e in pd.events}
-            finally:
-                await store.close()
+        # The config now says enabled = false; the daemon reloads it (SIGHUP does this).
+        config = _config(tmp_path, s.fleet, s.receiver, s.pd, openai_enabled=False)
+        s.collector.reload(load_context(str(config), str(s.db), environ=_environ(s.receiver)))
+        events = await _rounds(s.collector, s.clock, 2)
+        assert {e.split()[1] for e in events if "openai" in e} == {"#" + str(a.id) for a in down}
+        assert all(" closed " in e for e in events if "openai" in e), events
+        for a in down:
+            now = await s.collector.engine.get(a.id)
+            assert now is not None and now.state == "resolved"
+            assert now.resolved_by == f"config ({config})"
+            assert await _outbox(s.store, a.id) == ["firing", "closed"]
+        assert "resolved" not in {b["event"] for b in s.receiver.bodies("/hook")}
+        assert "resolve" not in {e["event_action"] for e in s.pd.events}
 
 
 async def test_an_alert_closed_in_alertmanager_says_it_did_not_recover(tmp_path: Path) -> None:
