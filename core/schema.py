@@ -402,6 +402,23 @@ USAGE.append(
     )
 )
 
+USAGE.append(
+    Migration(
+        "0198_usage_rollup_grains",
+        """
+    -- Issue 14: roll-ups per dimension only at the grains it needs (llmpulse.core.usage.rollup.DIM_GRAINS).
+    -- Who called (department, agent, user) is rolled up per UTC day: with varied attribution an hour of one
+    -- user held about one call, so its row cost as much as the call. Minutes only for total and provider.
+    -- Finer ranges come from the raw calls. Only rows the raw calls can give again are dropped (those
+    -- starting at or after the oldest kept call); older ones stay as they are (exports still show them).
+    DELETE FROM usage_rollups WHERE grain = 'm' AND dim NOT IN ('total', 'provider')
+        AND start >= (SELECT MIN(ts) FROM usage_calls);
+    DELETE FROM usage_rollups WHERE grain = 'h' AND dim IN ('department', 'agent', 'user')
+        AND start >= (SELECT MIN(ts) FROM usage_calls);
+""",
+    )
+)
+
 # Issue 4 (alerts) appends here.
 ALERTS: list[Migration] = [
     Migration(

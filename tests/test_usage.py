@@ -540,7 +540,7 @@ def test_two_writers_and_a_reader_lose_and_double_nothing(tmp_path):
         assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT request_id) FROM usage_records").fetchone() == (6000, 6000)
         rolled = dict(
             conn.execute(
-                "SELECT key, SUM(requests) FROM usage_rollups WHERE dim = 'department' AND grain = 'h' GROUP BY key"
+                "SELECT key, SUM(requests) FROM usage_rollups WHERE dim = 'department' AND grain = 'd' GROUP BY key"
             ).fetchall()
         )
     assert rolled == {"A": 3000, "B": 3000}
@@ -738,8 +738,9 @@ async def _rollup_table(store):
 
 
 async def test_recorder_sums_roll_up_exactly_like_sqlite(tmp_path):
-    """The Recorder sums each minute in Python as calls arrive (MinuteSums); without sums, SQLite sums the
-    stored rows. Same calls, same roll-ups — and a batch holding duplicates takes SQLite's way."""
+    """The Recorder sums calls in Python as they arrive (RollupSums); without sums, the stored rows are
+    summed again after the insert. Same calls, same roll-ups — and a batch holding duplicates takes the
+    second way."""
     records = random_records(1500, seed=11)
     names = (
         "ts",
@@ -768,9 +769,11 @@ async def test_recorder_sums_roll_up_exactly_like_sqlite(tmp_path):
         rec = Recorder(by_recorder, Pricing(local_providers=["ollama"]), clock=ManualClock(T0), batch_size=10**6)
         for f in fields[:700]:
             rec.record(**f)
-        assert rec.sums.groups and all(ref < 0 for ref in {row[2] for row in rec.pending})  # placeholders
+        assert (
+            rec.sums.what and rec.sums.who and all(ref < 0 for ref in {row[2] for row in rec.pending})
+        )  # placeholders
         await rec.flush()
-        for f in fields[650:]:  # 50 already stored: this batch is summed by SQLite instead
+        for f in fields[650:]:  # 50 already stored: this batch is summed from what was stored instead
             rec.record(**f)
         result = await rec.flush()
         assert (result.stored, result.duplicates) == (800, 50)

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from llmpulse.core.store import Store
 from llmpulse.core.usage.pricing import price_table_version
-from llmpulse.core.usage.rollup import BUCKETS, DIM_SQL, DIMS, GRAINS, LATENCY_BOUNDS_MS, MINUTE_KEEP_S
+from llmpulse.core.usage.rollup import BUCKETS, DIM_GRAINS, DIM_SQL, DIMS, GRAINS, LATENCY_BOUNDS_MS, MINUTE_KEEP_S
 
 BY_CHOICES = ("provider", "model", "department", "agent", "user", "task_type", "category", "provider_model")
 HIST = ", ".join(f"SUM(l{i})" for i in range(BUCKETS))
@@ -129,18 +129,19 @@ def p95_from_hist(counts: Sequence[int], q: float = 0.95) -> float | None:
     return float(LATENCY_BOUNDS_MS[-1])
 
 
-def segments(since: float, until: float, now: float | None = None) -> list[tuple[str, float, float]]:
+def segments(since: float, until: float, now: float | None = None, finest: str = "m") -> list[tuple[str, float, float]]:
     """Cover [since, until) with the coarsest roll-up buckets that fit: (grain, first start, end).
 
     Precision is a minute at both ends wherever minute roll-ups are kept ("the last 24h" is the last
     86,400 s to the minute, not from the top of the hour 24 hours ago); older than that, the hour. A
-    range ending now ends with the current hour's bucket, which holds nothing later than now."""
+    range ending now ends with the current hour's bucket, which holds nothing later than now.
+    `finest` "h": a dimension without minute roll-ups (DIM_GRAINS), whole hours at both ends."""
     wall = time.time() if now is None else now
     end = -(-until // 60) * 60
     if until >= wall - 60:
         end = -(-end // 3600) * 3600
     t = since - since % 60
-    oldest_minute = wall - MINUTE_KEEP_S
+    oldest_minute = wall - MINUTE_KEEP_S if finest == "m" else math.inf
     if t < oldest_minute:
         t = t - t % 3600  # no minute roll-ups that far back: the hour is the finest
     if end < oldest_minute:
@@ -161,9 +162,68 @@ def segments(since: float, until: float, now: float | None = None) -> list[tuple
     return out
 
 
-def _where(since: float, until: float) -> tuple[str, list[Any]]:
+@dataclass(frozen=True)
+class Plan:
+    """How a dimension's figures over a range are read: roll-up buckets (grain, first start, end), plus
+    or minus the raw calls of some parts (lo, hi, +1 or -1) — the buckets' parts outside the range taken
+    off, or a partial day of a dimension rolled up per day only (department, agent, user) added."""
+
+    segments: list[tuple[str, float, float]]
+    raw: list[tuple[float, float, int]]
+
+
+def _day_plan(since: float, until: float, wall: float, oldest_raw: float | None) -> Plan:
+    """Whole UTC days from the day roll-ups; each partial day at an end from the raw calls — its part
+    inside the range added, or the whole day's roll-up minus its part outside, whichever reads fewer
+    calls. Adding needs every raw call of the part (none pruned: it starts at or after the oldest kept
+    call); past retention the whole day counts, as its roll-up does."""
+    day = GRAINS["d"]
+    after = math.nextafter(until, math.inf)  # a call stamped exactly `until` counts
+    lo, hi = since - since % day, -(-until // day) * day
+    if hi <= since:
+        return Plan([], [])
+
+    def calls(a: float, b: float) -> float:  # the span of [a, b) that can hold calls (none after now)
+        return max(0.0, min(b, max(wall, a)) - a)
+
+    def can_add(a: float) -> bool:
+        return oldest_raw is not None and a >= oldest_raw
+
+    first, last = (lo if since == lo else lo + day), (hi if until == hi else hi - day)
+    if first >= last:  # no whole day inside: the range's own raw calls, or its days minus the rest
+        if can_add(since) and calls(since, after) <= calls(lo, since) + calls(after, hi):
+            return Plan([], [(since, after, 1)])
+        return Plan([("d", lo, hi)], [(a, b, -1) for a, b in ((lo, since), (after, hi)) if b > a])
+    raw: list[tuple[float, float, int]] = []
+    if since > lo:
+        if can_add(since) and calls(since, first) < calls(lo, since):
+            raw.append((since, first, 1))
+        else:
+            first = lo
+            raw.append((lo, since, -1))
+    if until < hi:
+        if can_add(last) and calls(last, after) < calls(after, hi):
+            raw.append((last, after, 1))
+        else:
+            raw.append((after, hi, -1))
+            last = hi
+    return Plan([("d", first, last)], raw)
+
+
+async def plan(store: Store, dim: str, since: float, until: float) -> Plan:
+    """The roll-up buckets and raw parts that give `dim`'s figures over [since, until) to the second."""
+    finest = DIM_GRAINS[dim][0]
+    wall = time.time()
+    if finest == "d":
+        oldest = await store.fetchone("SELECT MIN(ts) FROM usage_calls")
+        return _day_plan(since, until, wall, None if oldest is None or oldest[0] is None else float(oldest[0]))
+    segs = segments(since, until, wall, finest)
+    return Plan(segs, [(lo, hi, -1) for lo, hi in _edges(since, until, segs)])
+
+
+def _where(p: Plan) -> tuple[str, list[Any]]:
     parts, params = [], []
-    for grain, lo, hi in segments(since, until):
+    for grain, lo, hi in p.segments:
         parts.append("(grain = ? AND start >= ? AND start < ?)")
         params += [grain, lo, hi]
     return "(" + (" OR ".join(parts) or "0") + ")", params
@@ -175,6 +235,8 @@ _RAW_KEY = {
     "provider": "a.provider",
     "model": "a.model",
     "provider_model": "a.provider || '/' || a.model",
+    # NULL (left out) for a call that is not a fallback
+    "fallback": "CASE WHEN a.is_fallback AND a.fallback_from != '' THEN a.fallback_from || '>' || a.provider END",
 }
 # Dimensions a call may carry no value for (department, agent, ...): they get a "(no department)" row.
 OPTIONAL_DIMS = tuple(d for d, (key, where) in DIM_SQL.items() if where == f"{key} IS NOT NULL")
@@ -318,12 +380,12 @@ def _use_exact(rows: list[GroupRow], exact: dict[tuple[str, float], float]) -> N
             g.p50_ms = exact[(g.key, 0.5)]
 
 
-def _edges(since: float, until: float) -> list[tuple[float, float]]:
+def _edges(since: float, until: float, segs: list[tuple[str, float, float]]) -> list[tuple[float, float]]:
     """The parts of the roll-up buckets covering [since, until) that lie outside it: the start of the
     first minute (hour, past the minute roll-ups) before `since`, the end of the last after `until`."""
-    bounds = _bounds(since, until)
-    if bounds is None:
+    if not segs:
         return []
+    bounds = (segs[0][1], segs[-1][2])
     # A call stamped exactly `until` counts (the range ends now, and now's calls are in it).
     after = math.nextafter(until, math.inf)
     return [(lo, hi) for lo, hi in ((bounds[0], since), (after, bounds[1])) if hi > lo]
@@ -346,17 +408,15 @@ _EDGE_SUMS = ", ".join(
 )
 
 
-async def _edge_sums(
-    store: Store, dim: str, since: float, until: float, key: str | None = None
-) -> dict[str, list[float]]:
-    """Per key, the roll-up columns of the calls in the buckets' parts outside [since, until), from the
-    raw calls (while kept): subtracted, they make a range exact to the second — "24h" is the last
-    86,400 s, not from the start of a minute (or hour) before it."""
+async def _raw_sums(store: Store, dim: str, p: Plan, key: str | None = None) -> dict[str, list[float]]:
+    """Per key, the roll-up columns of the plan's raw parts, signed, from the raw calls (while kept):
+    added to the buckets' sums, they make a range exact to the second — "24h" is the last 86,400 s, not
+    from the start of a minute (or hour, or day) before it."""
     if dim not in _RAW_KEY and dim not in OPTIONAL_DIMS:
         return {}
     out: dict[str, list[float]] = {}
     key_sql = _raw_key(dim)
-    for lo, hi in _edges(since, until):
+    for lo, hi, sign in p.raw:
         only = f" AND {key_sql} = ?" if key is not None else ""
         rows = await store.fetchall(
             f"SELECT {key_sql}, {_EDGE_SUMS} FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs "
@@ -364,19 +424,24 @@ async def _edge_sums(
             [lo, hi, *([key] if key is not None else [])],
         )
         for r in rows:
+            if r[0] is None:
+                continue
             acc = out.setdefault(r[0], [0.0] * (len(r) - 1))
             for i in range(1, len(r)):
-                acc[i - 1] += float(r[i] or 0)
+                acc[i - 1] += sign * float(r[i] or 0)
     return out
 
 
-def _minus(r: Any, edge: list[float] | None, *, hist: bool = True) -> list[Any]:
-    """A roll-up row without its calls outside the range (`hist=False`: the row carries no histogram)."""
-    row = [r[0]] + [r[i] or 0 for i in range(1, len(r))]
-    if edge:
-        for i, v in enumerate(edge, start=1):
+_COST = 7  # the one float column of a roll-up row as read here (key first)
+
+
+def _plus(r: Any, delta: list[float] | None, *, hist: bool = True) -> list[Any]:
+    """A roll-up row with the plan's raw parts applied (`hist=False`: the row carries no histogram)."""
+    row = [r[0]] + [float(r[i] or 0.0) if i == _COST else int(r[i] or 0) for i in range(1, len(r))]
+    if delta:
+        for i, v in enumerate(delta, start=1):
             if hist or i < 9:
-                row[i] = row[i] - (int(v) if isinstance(row[i], int) else v)
+                row[i] += v if i == _COST else round(v)
     return row
 
 
@@ -404,6 +469,8 @@ def _hist(r: Any) -> list[int]:
     return [int(v or 0) for v in r[9 : 9 + BUCKETS]]
 
 
+# A roll-up row of a key no bucket holds: integer counts, the cost (index 7) a float.
+_ZERO = [0.0 if i == _COST - 1 else 0 for i in range(8 + BUCKETS)]
 _SUMS = (
     "SUM(requests), SUM(errors), SUM(fallbacks), SUM(input_tokens), SUM(output_tokens), "
     f"SUM(cache_read_tokens), SUM(cost_usd), SUM(unknown_price), {HIST}"
@@ -420,20 +487,28 @@ async def breakdown(
         raise ValueError(f"by: found {by!r}; expected one of {', '.join(BY_CHOICES)}")
     if filters:
         raise ValueError("filters are not supported by the roll-ups; group by one dimension")
-    where, params = _where(since, until)
+    p = await plan(store, by, since, until)
+    where, params = _where(p)
     stored = await store.fetchall(
         f"SELECT key, {_SUMS} FROM usage_rollups WHERE dim = ? AND {where} GROUP BY key", [by, *params]
     )
-    edges = await _edge_sums(store, by, since, until)
-    rows = [row for r in stored if (row := _minus(r, edges.get(r[0])))[1] > 0]
+    raw = await _raw_sums(store, by, p)
+    # Keys only the raw parts hold (a user whose calls are all in today's partial day) count too; the
+    # calls without one are the rest of the total (below), never a row of their own from the raw parts.
+    raw.pop(none_key(by), None)
+    stored = [*stored, *([key, *_ZERO] for key in sorted(raw.keys() - {r[0] for r in stored}))]
+    rows = [row for r in stored if (row := _plus(r, raw.get(r[0])))[1] > 0]
     out = [_row(r[0], r) for r in rows]
     hists = {r[0]: _hist(r) for r in rows}
     if by in OPTIONAL_DIMS:
+        whole_plan = await plan(store, "total", since, until)
+        whole_where, whole_params = _where(whole_plan)
         stored_whole = await store.fetchone(
-            f"SELECT '*', {_SUMS} FROM usage_rollups WHERE dim = 'total' AND key = '*' AND {where}", params
+            f"SELECT '*', {_SUMS} FROM usage_rollups WHERE dim = 'total' AND key = '*' AND {whole_where}",
+            whole_params,
         )
         whole = (
-            _minus(stored_whole, (await _edge_sums(store, "total", since, until)).get("*"))
+            _plus(stored_whole, (await _raw_sums(store, "total", whole_plan)).get("*"))
             if stored_whole is not None
             else None
         )
@@ -453,7 +528,8 @@ async def total(
     store: Store, since: float, until: float, dim: str = "total", key: str = "*", latency: bool = False
 ) -> GroupRow:
     """One group's totals; `latency` also reads the histogram for its p95 (budgets do not need it)."""
-    where, params = _where(since, until)
+    p = await plan(store, dim, since, until)
+    where, params = _where(p)
     hist = HIST if latency else ", ".join("0" for _ in range(BUCKETS))
     stored = await store.fetchone(
         f"SELECT ?, SUM(requests), SUM(errors), SUM(fallbacks), SUM(input_tokens), SUM(output_tokens), "
@@ -461,7 +537,7 @@ async def total(
         f"WHERE dim = ? AND key = ? AND {where}",
         [key, dim, key, *params],
     )
-    r = _minus(stored, (await _edge_sums(store, dim, since, until, key)).get(key), hist=latency)
+    r = _plus(stored, (await _raw_sums(store, dim, p, key)).get(key), hist=latency)
     row = _row(key, r)
     if latency and row.requests and dim in (*_RAW_KEY, *OPTIONAL_DIMS):
         _use_exact([row], await _exact_quantiles(store, dim, since, until, {key: _hist(r)}))
@@ -568,13 +644,18 @@ async def unknown_price_models(store: Store, since: float, until: float | None =
 
 async def fallback_pairs(store: Store, since: float, until: float) -> list[tuple[str, str, int]]:
     """(from provider, to provider, requests) of fallbacks in the range, most frequent first."""
-    where, params = _where(since, until)
-    rows = await store.fetchall(
-        f"SELECT key, SUM(requests) FROM usage_rollups WHERE dim = 'fallback' AND {where} "
-        "GROUP BY key ORDER BY SUM(requests) DESC",
-        params,
-    )
-    return [(r[0].split(">", 1)[0], r[0].split(">", 1)[1], int(r[1])) for r in rows]
+    p = await plan(store, "fallback", since, until)
+    where, params = _where(p)
+    counts = {
+        str(r[0]): int(r[1])
+        for r in await store.fetchall(
+            f"SELECT key, SUM(requests) FROM usage_rollups WHERE dim = 'fallback' AND {where} GROUP BY key", params
+        )
+    }
+    for key, sums in (await _raw_sums(store, "fallback", p)).items():
+        counts[key] = counts.get(key, 0) + round(sums[0])
+    ranked = sorted(((n, key) for key, n in counts.items() if n > 0), key=lambda t: (-t[0], t[1]))
+    return [(key.split(">", 1)[0], key.split(">", 1)[1], n) for n, key in ranked]
 
 
 async def prune_usage(store: Store, now: float, retention_s: float) -> int:

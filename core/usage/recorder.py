@@ -23,7 +23,15 @@ from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.store import Store, StoreError
 from llmpulse.core.usage.pricing import Pricing, linear_cost
 from llmpulse.core.usage.records import FAST_KEYS, attrs_of, fast_numbers, record_from_mapping
-from llmpulse.core.usage.rollup import MINUTE_KEEP_S, AttrRefs, IngestResult, MinuteSums, ingest_rows, record_row
+from llmpulse.core.usage.rollup import (
+    MINUTE_KEEP_S,
+    AttrRefs,
+    IngestResult,
+    RollupKeys,
+    RollupSums,
+    ingest_rows,
+    record_row,
+)
 
 log = logging.getLogger("llmpulse.recorder")
 SIGTERM_FLUSH_S = 10.0  # how long a SIGTERM waits for the last flush (a busy database included)
@@ -37,14 +45,16 @@ def pricing_for(ctx: Any) -> Pricing:
 
 class _Attribution:
     """One validated attribution (who and what) the recorder has seen: its stored form, its usage_attrs
-    id (a placeholder until stored, see AttrRefs), and the rates its calls are priced at."""
+    id (a placeholder until stored, see AttrRefs), the rates its calls are priced at, and its roll-up
+    groups (RollupKeys)."""
 
-    __slots__ = ("attrs", "rates", "ref")
+    __slots__ = ("attrs", "rates", "ref", "what", "who")
 
-    def __init__(self, attrs: tuple[Any, ...], ref: int, rates: tuple[Any, ...] | None):
+    def __init__(self, attrs: tuple[Any, ...], ref: int, rates: tuple[Any, ...] | None, keys: RollupKeys):
         self.attrs = attrs
         self.ref = ref
         self.rates = rates
+        self.what, self.who = keys.of(attrs)
 
 
 class Recorder:
@@ -63,8 +73,11 @@ class Recorder:
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.pending: list[tuple[Any, ...]] = []  # priced usage_calls rows (CALL_COLUMNS order)
-        self.sums = MinuteSums(clock.now() - MINUTE_KEEP_S)  # the same rows summed per minute and attribution
+        self._keys = RollupKeys()
+        self.sums = RollupSums(clock.now() - MINUTE_KEEP_S, self._keys)  # the same rows summed for the roll-ups
         self.stored = 0
+        self.duplicates = 0  # rows already stored (same request id or imported line)
+        self.unknown_price = 0  # rows stored without a price
         self.refused = 0  # rows the database refused at flush (dropped one by one, the rest stored)
         self._seen: dict[tuple[Any, ...], _Attribution] = {}  # attribution fields as passed -> validated
         self._by_attrs: dict[tuple[Any, ...], _Attribution] = {}  # stored attribution -> the same
@@ -79,7 +92,12 @@ class Recorder:
 
         The common case costs about two microseconds: an attribution seen before was validated then, so
         only the numbers are checked, the price is a multiply-add with the rates remembered for it, and the
-        call is added to its minute's sums (MinuteSums) for the roll-up."""
+        call is added to its roll-up groups (RollupSums)."""
+        self.add(fields)
+
+    def add(self, fields: dict[str, Any], source_hash: str | None = None) -> None:
+        """record(), for fields already in a dict (a decoded JSON line: not copied, not changed).
+        `source_hash`: an imported line's content hash, its dedupe key when it has no request_id."""
         # The attribution fields exactly as passed: the recorder remembers which of these it has validated,
         # so a repeat (most calls) skips straight to the numbers. Spelled out here, not in a helper: a
         # call costs a quarter of a microsecond, a tenth of the whole.
@@ -105,39 +123,43 @@ class Recorder:
             remembered = seen = None
         nums = fast_numbers(fields, self.clock.now) if seen is not None and fields.keys() <= FAST_KEYS else None
         if nums is None or seen is None:
-            row = self._careful(fields, remembered)
-            ts, ref, tin, tout, tcr, tcw, latency, cost = row[1:9]
+            row, seen = self._careful(fields, remembered, source_hash)
+            ts, _, tin, tout, tcr, tcw, latency, cost = row[1:9]
         else:
             dedupe, ts, tin, tout, tcr, tcw, latency, rid = nums
             cost = None if seen.rates is None else linear_cost(seen.rates, tin, tout, tcr, tcw)
             if cost is None:
                 cost = self.pricing.cost(seen.attrs[0], seen.attrs[1], tin, tout, tcr, tcw, ts)
-            ref = seen.ref
-            row = (dedupe, ts, ref, tin, tout, tcr, tcw, latency, cost, rid, None)
+            if source_hash is not None and rid is None:
+                dedupe = "h:" + source_hash  # as UsageRecord.dedupe_key()
+            row = (dedupe, ts, seen.ref, tin, tout, tcr, tcw, latency, cost, rid, None)
         self.pending.append(row)
-        self.sums.add(ts, ref, tin, tout, tcr, tcw, latency, cost)
+        self.sums.add(ts, seen.what, seen.who, tin, tout, tcr, tcw, latency, cost)
         if len(self.pending) >= self.batch_size and not self._flushes:
             task = asyncio.get_running_loop().create_task(self.flush())
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
 
-    def _careful(self, fields: dict[str, Any], key: tuple[Any, ...] | None) -> tuple[Any, ...]:
+    def _careful(
+        self, fields: dict[str, Any], key: tuple[Any, ...] | None, source_hash: str | None
+    ) -> tuple[tuple[Any, ...], _Attribution]:
         rec = record_from_mapping(fields, self.clock.now())
+        rec.source_hash = source_hash
         attrs = attrs_of(rec)
         seen = self._by_attrs.get(attrs)
         if seen is None:
             rates = None if self.pricing.prices.auto_update else self.pricing.rates(rec.provider, rec.model)
-            seen = self._by_attrs[attrs] = _Attribution(attrs, self._refs.ref(attrs), rates)
+            seen = self._by_attrs[attrs] = _Attribution(attrs, self._refs.ref(attrs), rates, self._keys)
             if seen.ref < 0:
                 self._unresolved.append(seen)
         if key is not None:
             self._seen[key] = seen  # these attribution fields are good: next time, numbers only
-        return record_row(rec, self.pricing, seen.ref)
+        return record_row(rec, self.pricing, seen.ref), seen
 
     async def flush(self) -> IngestResult | None:
         async with self._lock:
             batch, self.pending = self.pending, []
-            sums, self.sums = self.sums, MinuteSums(self.clock.now() - MINUTE_KEEP_S)
+            sums, self.sums = self.sums, RollupSums(self.clock.now() - MINUTE_KEEP_S, self._keys)
             if not batch:
                 return None
             try:
@@ -151,6 +173,8 @@ class Recorder:
                 # take the batch, and every batch after it, down with it: store the rows one by one.
                 result = await self._store_one_by_one(batch)
             self.stored += result.stored
+            self.duplicates += result.duplicates
+            self.unknown_price += result.unknown_price
             for seen in self._unresolved:
                 seen.ref = self._refs.ref(seen.attrs)
             self._unresolved = [seen for seen in self._unresolved if seen.ref < 0]

@@ -1,12 +1,18 @@
 """Ingest: store and roll up priced usage records in one transaction.
 
-Every record is added to per-minute, per-hour and per-day roll-ups for each dimension (total, provider,
-model, provider/model, department, agent, user, task_type, and fallback pairs). A batch goes in as one
-job on the database thread (Store.run_sync): its calls as multi-row INSERTs, then one roll-up statement
-that upserts the batch's sums, so a thousand records for the same hour cost one upsert. The first
-summing step — per minute and attribution — is done in Python as records are collected (MinuteSums),
-or by SQLite from the stored rows when a batch held duplicates. Latency goes into fixed histogram
-buckets (columns l0..l15), which is how p95 comes from roll-ups.
+Each record is added to roll-ups per dimension at the grains that dimension keeps (DIM_GRAINS): what
+was called (total, provider, model, provider/model, task_type, category, fallback pairs) per hour and
+day, total and provider also per minute; who called (department, agent, user) per UTC day only — with
+varied attribution a user's hour holds about one call, so an hour roll-up per user cost as much as the
+call itself (issue 14: 62 of 223 bytes a record). Finer ranges of a "who" dimension add or take off
+the raw calls of the partial days (queries.plan), exact while the raw calls are kept.
+
+The first summing step is done in Python as records are collected (RollupSums): one group per minute
+(hour, for calls older than the minute roll-ups keep) and "what" combination, one per day and "who"
+combination — a handful of groups however varied the attribution. A batch goes in as one job on the
+database thread (Store.run_sync): its calls as multi-row INSERTs, then two statements that spread the
+groups over the dimensions and upsert them. Latency goes into fixed histogram buckets (l0..l15), which
+is how p95 comes from roll-ups once the raw calls are gone.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import bisect
 import sqlite3
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -40,6 +46,21 @@ DIMS = (
     "category",
     "fallback",
 )
+# The grains each dimension is rolled up at (schema migration 0198). The finest is what queries.plan
+# covers a range with; the rest of the range comes from the raw calls.
+WHO_DIMS = ("department", "agent", "user")
+DIM_GRAINS: dict[str, tuple[str, ...]] = {
+    "total": ("m", "h", "d"),
+    "provider": ("m", "h", "d"),
+    "model": ("h", "d"),
+    "provider_model": ("h", "d"),
+    "task_type": ("h", "d"),
+    "category": ("h", "d"),
+    "fallback": ("h", "d"),
+    **dict.fromkeys(WHO_DIMS, ("d",)),
+}
+MINUTE_DIMS = tuple(dim for dim, grains in DIM_GRAINS.items() if "m" in grains)
+WHAT_DIMS = tuple(dim for dim in DIMS if dim not in WHO_DIMS)
 COUNTERS = (
     "requests",
     "errors",
@@ -53,7 +74,8 @@ COUNTERS = (
 ) + tuple(f"l{i}" for i in range(BUCKETS))
 
 
-# How each dimension's key is read from step a of the roll-up statement, and which rows have one.
+# How each dimension's key is read from a roll-up group (names as stored: '' is "none"), and which
+# groups have one. Queries read the same keys from the raw calls (queries._raw_key).
 DIM_SQL = {
     "total": ("'*'", "1"),
     "provider": ("provider", "1"),
@@ -86,57 +108,9 @@ INSERT_ATTRS = (
 )
 SELECT_ATTR_ID = f"SELECT id FROM usage_attrs WHERE {' AND '.join(f'{c} = ?' for c in ATTR_FIELDS)}"
 
-
-def rollup_statement(g_source: str) -> str:
-    """The whole roll-up of a batch as one statement (?1: the largest id before the batch, ?2: the oldest
-    minute whose minute roll-up is kept). Three materialized steps, all in SQLite:
-      g: the new calls summed per minute and attribution (live traffic collapses a lot: one minute, a
-         handful of providers, models and teams) — per hour for calls older than the minute roll-ups
-         keep, so a month of imported history is not summed minute by minute for nothing; latency as
-         cumulative counts (latency_ms <= bound) — summed here from usage_calls, or already summed by the
-         recorder (MinuteSums),
-      a: g with the attribution's names and the histogram buckets l0..l15 (differences of the counts),
-      d: a summed per minute and dimension key,
-    then d upserted into the minute, hour and day roll-ups. One statement instead of ~30: measured
-    1.8 vs 2.6 µs a record, and no round trip to the database thread between steps."""
-    cols = ", ".join(COUNTERS)
-    bounds = LATENCY_BOUNDS_MS
-    hist = ", ".join(
-        ["c0 AS l0"]
-        + [f"c{i} - c{i - 1} AS l{i}" for i in range(1, len(bounds))]
-        + [f"timed - c{len(bounds) - 1} AS l{len(bounds)}"]
-    )
-    sums = ", ".join(f"SUM({c}) AS {c}" for c in COUNTERS)
-    dims = "\n  UNION ALL ".join(
-        f"SELECT m, '{dim}' AS dim, {key} AS key, {sums} FROM a WHERE {where} GROUP BY 1, 3"
-        for dim, (key, where) in DIM_SQL.items()
-    )
-    grains = "\n  UNION ALL ".join(
-        f"SELECT 'm', m, dim, key, {cols} FROM d WHERE m >= ?2"
-        if grain == "m"
-        else f"SELECT '{grain}', m - m % {int(width)}, dim, key, {sums} FROM d GROUP BY 2, 3, 4"
-        for grain, width in GRAINS.items()
-    )
-    return f"""WITH g AS MATERIALIZED ({g_source}),
-a AS MATERIALIZED (
-  SELECT g.m, t.provider, t.model, NULLIF(t.department, '') AS department, NULLIF(t.agent, '') AS agent,
-    NULLIF(t.user, '') AS user, NULLIF(t.task_type, '') AS task_type, NULLIF(t.category, '') AS category,
-    NULLIF(t.fallback_from, '') AS fallback_from,
-    t.is_fallback, n AS requests, CASE WHEN t.status = 'error' THEN n ELSE 0 END AS errors,
-    CASE WHEN t.is_fallback THEN n ELSE 0 END AS fallbacks, input_tokens, output_tokens, cache_read_tokens,
-    cache_write_tokens, cost_usd, unknown AS unknown_price, {hist}
-  FROM g JOIN usage_attrs t ON t.id = g.attrs),
-d AS MATERIALIZED (
-  {dims})
-INSERT INTO usage_rollups (grain, start, dim, key, {cols})
-SELECT * FROM (
-  {grains}) ORDER BY 1, 3, 2, 4  -- the primary key's order: upserts walk the b-tree instead of jumping about
-ON CONFLICT (grain, dim, start, key) DO UPDATE SET {", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTERS)}"""
-
-
-SUMMED_COLUMNS = (
-    "m",
-    "attrs",
+# A group's counters as RollupSums keeps them: requests, unknown price, the four token counts, cost,
+# then the calls per latency bucket (l0..l15).
+SUMMED = (
     "n",
     "unknown",
     "input_tokens",
@@ -144,76 +118,167 @@ SUMMED_COLUMNS = (
     "cache_read_tokens",
     "cache_write_tokens",
     "cost_usd",
-    "timed",
-) + tuple(f"c{i}" for i in range(len(LATENCY_BOUNDS_MS)))
-ROLLUP_SQL = rollup_statement(f"""
-  SELECT CAST(ts AS INTEGER) - CAST(ts AS INTEGER) % (CASE WHEN ts >= ?2 THEN 60 ELSE 3600 END) AS m, attrs, COUNT(*) AS n,
-    COUNT(*) - COUNT(cost_usd) AS unknown, TOTAL(input_tokens) AS input_tokens, TOTAL(output_tokens) AS output_tokens,
-    TOTAL(cache_read_tokens) AS cache_read_tokens, TOTAL(cache_write_tokens) AS cache_write_tokens,
-    TOTAL(cost_usd) AS cost_usd, COUNT(latency_ms) AS timed,
-    {", ".join(f"TOTAL(latency_ms <= {b}) AS c{i}" for i, b in enumerate(LATENCY_BOUNDS_MS))}
-  FROM usage_calls WHERE id > ?1 GROUP BY 1, 2""")
-ROLLUP_SUMMED_SQL = rollup_statement(f"SELECT {', '.join(SUMMED_COLUMNS)} FROM temp.usage_batch_sums")
-CREATE_SUMMED = f"CREATE TEMP TABLE IF NOT EXISTS usage_batch_sums ({', '.join(SUMMED_COLUMNS)})"
-INSERT_SUMMED = f"INSERT INTO temp.usage_batch_sums VALUES ({', '.join('?' for _ in SUMMED_COLUMNS)})"
+) + tuple(f"l{i}" for i in range(BUCKETS))
+# The attribution's parts each kind of group is keyed by (usage_attrs' names; status and is_fallback in
+# both, for the error and fallback counts).
+WHAT_FIELDS = ("provider", "model", "status", "is_fallback", "fallback_from", "task_type", "category")
+WHO_FIELDS = ("status", "is_fallback", "department", "agent", "user")
+_WHAT_AT = tuple(ATTR_FIELDS.index(f) for f in WHAT_FIELDS)
+_WHO_AT = tuple(ATTR_FIELDS.index(f) for f in WHO_FIELDS)
+_UPSERT = ", ".join(f"{c} = {c} + excluded.{c}" for c in COUNTERS)
+_COLS = ", ".join(COUNTERS)
+_SUMS = ", ".join(f"SUM({c}) AS {c}" for c in COUNTERS)
+_HIST = ", ".join(f"l{i}" for i in range(BUCKETS))
+_COUNTS = (
+    "n AS requests, CASE WHEN status = 'error' THEN n ELSE 0 END AS errors, "
+    "CASE WHEN is_fallback THEN n ELSE 0 END AS fallbacks, input_tokens, output_tokens, cache_read_tokens, "
+    f"cache_write_tokens, cost_usd, unknown AS unknown_price, {_HIST}"
+)
+CREATE_WHAT = f"CREATE TEMP TABLE IF NOT EXISTS usage_batch_what (m, {', '.join(WHAT_FIELDS)}, {', '.join(SUMMED)})"
+CREATE_WHO = f"CREATE TEMP TABLE IF NOT EXISTS usage_batch_who (m, {', '.join(WHO_FIELDS)}, {', '.join(SUMMED)})"
+INSERT_WHAT = (
+    f"INSERT INTO temp.usage_batch_what VALUES ({', '.join('?' for _ in range(1 + len(WHAT_FIELDS) + len(SUMMED)))})"
+)
+INSERT_WHO = (
+    f"INSERT INTO temp.usage_batch_who VALUES ({', '.join('?' for _ in range(1 + len(WHO_FIELDS) + len(SUMMED)))})"
+)
 
 
-class MinuteSums:
-    """A batch's calls summed per minute and attribution while they are recorded: step g of the roll-up,
-    done in Python as each call arrives (~0.5 µs) instead of in SQLite at flush (~1.6 µs a call, its 15
-    latency comparisons). The sums are used only when every call of the batch was stored; a batch with
-    duplicates is summed from what went in (ROLLUP_SQL), so the two can never disagree about what counts.
+def _dims_of(dims: Iterable[str]) -> str:
+    return "\n  UNION ALL ".join(
+        f"SELECT m, '{dim}' AS dim, {key} AS key, {_SUMS} FROM a WHERE {where} GROUP BY 1, 3"
+        for dim, (key, where) in DIM_SQL.items()
+        if dim in dims
+    )
 
-    Calls older than `oldest_minute` (now - MINUTE_KEEP_S when the batch began) are summed per hour, as
-    ROLLUP_SQL does: no minute roll-up keeps them. The cut-off only moves forward, so a call summed per
-    hour here is also too old for the minute roll-up at flush (ingest_rows checks)."""
 
-    __slots__ = ("groups", "oldest_minute")
+# The "what" groups (per minute, or hour past the minute roll-ups; ?1: the oldest minute kept) spread
+# over their dimensions, then over the grains each keeps, summed, and upserted in the primary key's
+# order (upserts walk the b-tree instead of jumping about).
+ROLLUP_WHAT = f"""WITH a AS MATERIALIZED (
+  SELECT m, provider, model, NULLIF(task_type, '') AS task_type, NULLIF(category, '') AS category,
+    NULLIF(fallback_from, '') AS fallback_from, is_fallback, {_COUNTS}
+  FROM temp.usage_batch_what),
+d AS MATERIALIZED (
+  {_dims_of(WHAT_DIMS)})
+INSERT INTO usage_rollups (grain, start, dim, key, {_COLS})
+SELECT * FROM (
+  SELECT 'm', m, dim, key, {_COLS} FROM d WHERE m >= ?1 AND dim IN ({", ".join(f"'{d}'" for d in MINUTE_DIMS)})
+  UNION ALL SELECT 'h', m - m % 3600, dim, key, {_SUMS} FROM d GROUP BY 2, 3, 4
+  UNION ALL SELECT 'd', m - m % 86400, dim, key, {_SUMS} FROM d GROUP BY 2, 3, 4) ORDER BY 1, 3, 2, 4
+ON CONFLICT (grain, dim, start, key) DO UPDATE SET {_UPSERT}"""
+# The "who" groups (per UTC day) spread over department, agent and user: day roll-ups only.
+ROLLUP_WHO = f"""WITH a AS MATERIALIZED (
+  SELECT m, NULLIF(department, '') AS department, NULLIF(agent, '') AS agent, NULLIF(user, '') AS user, {_COUNTS}
+  FROM temp.usage_batch_who)
+INSERT INTO usage_rollups (grain, start, dim, key, {_COLS})
+SELECT * FROM (SELECT 'd', * FROM (
+  {_dims_of(WHO_DIMS)})) ORDER BY 1, 3, 2, 4
+ON CONFLICT (grain, dim, start, key) DO UPDATE SET {_UPSERT}"""
 
-    def __init__(self, oldest_minute: float) -> None:
+
+class RollupKeys:
+    """Small numbers for the "what" and "who" parts of the attributions seen, so a call is summed with
+    two integer-keyed dictionary updates however many fields its attribution has."""
+
+    __slots__ = ("what", "what_ids", "who", "who_ids")
+
+    def __init__(self) -> None:
+        self.what: list[tuple[Any, ...]] = []
+        self.who: list[tuple[Any, ...]] = []
+        self.what_ids: dict[tuple[Any, ...], int] = {}
+        self.who_ids: dict[tuple[Any, ...], int] = {}
+
+    def of(self, attrs: Sequence[Any]) -> tuple[int, int]:
+        """(what, who) of an attribution as stored (ATTR_FIELDS order)."""
+        what = tuple(attrs[i] for i in _WHAT_AT)
+        who = tuple(attrs[i] for i in _WHO_AT)
+        w = self.what_ids.get(what)
+        if w is None:
+            w = self.what_ids[what] = len(self.what)
+            self.what.append(what)
+        o = self.who_ids.get(who)
+        if o is None:
+            o = self.who_ids[who] = len(self.who)
+            self.who.append(who)
+        return w, o
+
+
+class RollupSums:
+    """A batch's calls summed while they are collected: per minute (or hour) and "what", per day and
+    "who" (~0.6 µs a call). Used only when every call of the batch was stored; a batch with duplicates
+    is summed again from the rows that went in (the same code, over what SQLite kept).
+
+    Calls older than `oldest_minute` (now - MINUTE_KEEP_S when the batch began) are summed per hour: no
+    minute roll-up keeps them. The cut-off only moves forward, so a call summed per hour here is also
+    too old for the minute roll-up at flush (ingest_rows checks)."""
+
+    __slots__ = ("keys", "oldest_minute", "what", "who")
+
+    def __init__(self, oldest_minute: float, keys: RollupKeys | None = None) -> None:
         self.oldest_minute = oldest_minute
-        # (minute since the epoch, attrs) -> [requests, unknown price, input, output, cache read, cache write, cost, l0..l15]
-        self.groups: dict[tuple[Any, ...], list[Any]] = {}
+        self.keys = keys if keys is not None else RollupKeys()
+        # (minute since the epoch, what) and (day since the epoch, who) ->
+        # [requests, unknown price, input, output, cache read, cache write, cost, l0..l15]
+        self.what: dict[tuple[int, int], list[Any]] = {}
+        self.who: dict[tuple[int, int], list[Any]] = {}
 
     def add(
-        self, ts: float, attrs: int, tin: int, tout: int, tcr: int, tcw: int, latency: float | None, cost: float | None
+        self,
+        ts: float,
+        what: int,
+        who: int,
+        tin: int,
+        tout: int,
+        tcr: int,
+        tcw: int,
+        latency: float | None,
+        cost: float | None,
     ) -> None:
-        """Count one call (the values of its usage_calls row)."""
-        # the minute (or the hour's first minute) as in ROLLUP_SQL; ts is never negative
-        key = (int(ts) // 60 if ts >= self.oldest_minute else int(ts) // 3600 * 60, attrs)
-        acc = self.groups.get(key)
-        if acc is None:
-            acc = self.groups[key] = [0, 0, 0, 0, 0, 0, 0.0] + [0] * BUCKETS
-        acc[0] += 1
-        acc[2] += tin
-        acc[3] += tout
-        acc[4] += tcr
-        acc[5] += tcw
-        if cost is None:
-            acc[1] += 1
-        else:
-            acc[6] += cost
-        if latency is not None:
-            acc[7 + bisect.bisect_left(LATENCY_BOUNDS_MS, latency)] += 1
-
-    def merge(self, other: MinuteSums) -> None:
-        for key, theirs in other.groups.items():
-            acc = self.groups.get(key)
-            if acc is None:
-                self.groups[key] = theirs
+        """Count one call (the values of its usage_calls row; what, who: from RollupKeys.of)."""
+        t = int(ts)  # ts is never negative: the minute (or the hour's first minute) as ROLLUP_WHAT keys it
+        bucket = None if latency is None else 7 + bisect.bisect_left(LATENCY_BOUNDS_MS, latency)
+        for acc in (
+            self.what.get(k := (t // 60 if ts >= self.oldest_minute else t // 3600 * 60, what))
+            or self.what.setdefault(k, [0, 0, 0, 0, 0, 0, 0.0] + [0] * BUCKETS),
+            self.who.get(k := (t // 86400, who)) or self.who.setdefault(k, [0, 0, 0, 0, 0, 0, 0.0] + [0] * BUCKETS),
+        ):
+            acc[0] += 1
+            acc[2] += tin
+            acc[3] += tout
+            acc[4] += tcr
+            acc[5] += tcw
+            if cost is None:
+                acc[1] += 1
             else:
-                self.groups[key] = [a + b for a, b in zip(acc, theirs)]
+                acc[6] += cost
+            if bucket is not None:
+                acc[bucket] += 1
 
-    def summed_rows(self, resolved: dict[int, int]) -> list[tuple[Any, ...]]:
-        """Rows for temp.usage_batch_sums (SUMMED_COLUMNS): latency as cumulative counts, as g has them."""
-        out = []
-        for (minute, attrs), acc in self.groups.items():
-            cumulative, running = [], 0
-            for count in acc[7 : 7 + len(LATENCY_BOUNDS_MS)]:
-                running += count
-                cumulative.append(running)
-            out.append((minute * 60, resolved.get(attrs, attrs), *acc[:7], sum(acc[7:]), *cumulative))
-        return out
+    @property
+    def unknown_price(self) -> int:
+        return sum(acc[1] for acc in self.what.values())
+
+    def merge(self, other: RollupSums) -> None:
+        if other.keys is not self.keys:
+            raise ValueError("sums keyed by different RollupKeys")
+        for mine, theirs in ((self.what, other.what), (self.who, other.who)):
+            for key, acc in theirs.items():
+                have = mine.get(key)
+                mine[key] = acc if have is None else [a + b for a, b in zip(have, acc, strict=True)]
+
+    def write(self, conn: sqlite3.Connection, oldest_minute: float) -> None:
+        """Upsert the sums into usage_rollups (inside the caller's transaction); minute roll-ups only from
+        `oldest_minute` on."""
+        what, who = self.keys.what, self.keys.who
+        conn.execute(CREATE_WHAT)
+        conn.execute(CREATE_WHO)
+        conn.execute("DELETE FROM temp.usage_batch_what")
+        conn.execute("DELETE FROM temp.usage_batch_who")
+        conn.executemany(INSERT_WHAT, [(m * 60, *what[w], *acc) for (m, w), acc in self.what.items()])
+        conn.executemany(INSERT_WHO, [(d * 86400, *who[o], *acc) for (d, o), acc in self.who.items()])
+        conn.execute(ROLLUP_WHAT, (oldest_minute,))
+        conn.execute(ROLLUP_WHO)
 
 
 # usage_attrs ids already known per open Store (ids never change or go away: safe to remember).
@@ -269,12 +334,15 @@ async def ingest(
 ) -> IngestResult:
     """Price and store records, skipping ones already stored (same dedupe key), and roll them up."""
     refs = AttrRefs(store)
-    sums = MinuteSums((time.time() if now is None else now) - MINUTE_KEEP_S)
+    sums = RollupSums((time.time() if now is None else now) - MINUTE_KEEP_S)
+    keys = sums.keys
     rows = []
     for r in records:
-        row = record_row(r, pricing, refs.ref(attrs_of(r)))
+        attrs = attrs_of(r)
+        row = record_row(r, pricing, refs.ref(attrs))
         rows.append(row)
-        sums.add(*row[1:9])
+        what, who = keys.of(attrs)
+        sums.add(row[1], what, who, *row[3:9])
     return await ingest_rows(store, rows, now, sums, refs.placeholders)
 
 
@@ -282,15 +350,13 @@ def _touch_attrs(
     conn: sqlite3.Connection,
     rows: Sequence[tuple[Any, ...]],
     resolved: dict[int, int],
-    sums: MinuteSums | None,
     known: Mapping[tuple[Any, ...], int],
     found: dict[tuple[Any, ...], int],
 ) -> None:
     """Mark the batch's attributions as used (usage_attrs.last_ts: pruning drops those no kept call can
     refer to). One a process still remembers but pruning removed is stored again, and the batch's rows
     are pointed at its new id through `resolved`."""
-    refs = {k[1] for k in sums.groups} if sums is not None else {row[2] for row in rows}
-    ids = sorted({resolved.get(ref, ref) for ref in refs})
+    ids = sorted({resolved.get(ref, ref) for ref in {row[2] for row in rows}})
     newest = max(row[1] for row in rows)
     touched = 0
     for i in range(0, len(ids), 500):
@@ -314,13 +380,31 @@ def _touch_attrs(
         conn.execute("UPDATE usage_attrs SET last_ts = MAX(last_ts, ?) WHERE id = ?", (newest, resolved[gone]))
 
 
+_STORED_SINCE = (
+    f"SELECT c.ts, {', '.join(f'a.{f}' for f in ATTR_FIELDS)}, c.input_tokens, c.output_tokens, "
+    "c.cache_read_tokens, c.cache_write_tokens, c.latency_ms, c.cost_usd "
+    "FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs WHERE c.id > ?"
+)
+
+
+def sums_of_stored(conn: sqlite3.Connection, after_id: int, oldest_minute: float) -> RollupSums:
+    """The calls stored above `after_id`, summed as RollupSums sums them as they arrive: a batch that
+    held duplicates is rolled up from what SQLite kept, so the two can never disagree about what counts."""
+    sums = RollupSums(oldest_minute)
+    keys, width = sums.keys, len(ATTR_FIELDS)
+    for row in conn.execute(_STORED_SINCE, (after_id,)):
+        what, who = keys.of(row[1 : 1 + width])
+        sums.add(row[0], what, who, *row[1 + width :])
+    return sums
+
+
 def _ingest_job(
     conn: sqlite3.Connection,
     rows: Sequence[tuple[Any, ...]],
     resolved: dict[int, int],
     new: dict[int, tuple[Any, ...]],
     oldest_minute: float,
-    sums: MinuteSums | None,
+    sums: RollupSums | None,
     known: Mapping[tuple[Any, ...], int],
 ) -> tuple[int, int, dict[tuple[Any, ...], int]]:
     """The whole batch on the connection's thread: (stored, unknown_price, ids of attributions stored now)."""
@@ -330,7 +414,7 @@ def _ingest_job(
         for ref, attrs in new.items():
             conn.execute(INSERT_ATTRS, attrs)
             resolved[ref] = found[attrs] = conn.execute(SELECT_ATTR_ID, attrs).fetchone()[0]
-        _touch_attrs(conn, rows, resolved, sums, known, found)
+        _touch_attrs(conn, rows, resolved, known, found)
         (last_id,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM usage_calls").fetchone()
         stored = 0
         width = len(CALL_COLUMNS)
@@ -342,17 +426,10 @@ def _ingest_job(
                 params[2::width] = [resolved.get(ref, ref) for ref in refs]
             sql = INSERT_CALLS if len(part) == CHUNK else insert_calls_sql(len(part))
             stored += conn.execute(sql, params).rowcount
-        if sums is not None and stored == len(rows) and sums.oldest_minute <= oldest_minute:
-            unknown = sum(acc[1] for acc in sums.groups.values())  # counted already, per group
-            conn.execute(CREATE_SUMMED)
-            conn.execute("DELETE FROM temp.usage_batch_sums")
-            conn.executemany(INSERT_SUMMED, sums.summed_rows(resolved))
-            conn.execute(ROLLUP_SUMMED_SQL, (last_id, oldest_minute))
-        else:
-            (unknown,) = conn.execute(
-                "SELECT COUNT(*) FROM usage_calls WHERE id > ? AND cost_usd IS NULL", (last_id,)
-            ).fetchone()
-            conn.execute(ROLLUP_SQL, (last_id, oldest_minute))
+        if sums is None or stored != len(rows) or sums.oldest_minute > oldest_minute:
+            sums = sums_of_stored(conn, last_id, oldest_minute)
+        unknown = sums.unknown_price
+        sums.write(conn, oldest_minute)
     except BaseException:
         conn.execute("ROLLBACK")
         raise
@@ -364,14 +441,14 @@ async def ingest_rows(
     store: Store,
     rows: Sequence[tuple[Any, ...]],
     now: float | None = None,
-    sums: MinuteSums | None = None,
+    sums: RollupSums | None = None,
     placeholders: Mapping[int, tuple[Any, ...]] | None = None,
 ) -> IngestResult:
     """Store priced usage_calls rows (CALL_COLUMNS order; attrs a usage_attrs id or a placeholder from
     `placeholders`, see AttrRefs) and roll them up, in one transaction: a crash leaves the whole batch or
-    none of it. Deduplication and summing run inside SQLite, as one job on the connection's thread
-    (Store.run_sync); `sums`, when the caller kept them while collecting the rows, spare SQLite the first
-    summing step."""
+    none of it. Deduplication runs inside SQLite, as one job on the connection's thread
+    (Store.run_sync); `sums`, when the caller kept them while collecting the rows, spare summing the
+    stored rows again (done when some were duplicates)."""
     if not rows:
         return IngestResult(0, 0, 0)
     oldest_minute = (time.time() if now is None else now) - MINUTE_KEEP_S

@@ -1,0 +1,205 @@
+"""Issue 14's storage: roll-ups at the grains each dimension keeps (who called: per day only), figures
+over any range still exact from roll-ups plus raw calls, and databases made by older versions migrated
+in place without changing a figure."""
+
+from __future__ import annotations
+
+import gzip
+import math
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from llmpulse.core.store import Store
+from llmpulse.core.usage.pricing import Pricing
+from llmpulse.core.usage.queries import breakdown, total
+from llmpulse.core.usage.records import record_from_mapping
+from llmpulse.core.usage.rollup import ingest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TF = 1_795_000_000.0  # the fixture's "now" when it was made (its calls are in the 5 days before)
+DIMS = ("total", "provider", "model", "provider_model", "department", "agent", "user", "task_type", "category")
+
+
+def _raw_key(dim: str) -> str:
+    """A dimension's key from the usage_records view, written here independently of the queries module."""
+    if dim == "total":
+        return "'*'"
+    if dim == "provider_model":
+        return "provider || '/' || model"
+    if dim in ("provider", "model"):
+        return dim
+    return f"COALESCE({dim}, '(no {dim})')"
+
+
+def expected_from_raw(conn: sqlite3.Connection, dim: str, since: float, until: float) -> dict[str, tuple]:
+    """(requests, errors, cost, unknown price, tokens, p95 by nearest rank) per key, from the raw calls
+    in [since, until] (a call stamped exactly `until` counts, as the queries count it)."""
+    rows = conn.execute(
+        f"SELECT {_raw_key(dim)}, status, cost_usd, input_tokens + output_tokens, latency_ms FROM usage_records "
+        "WHERE ts >= ? AND ts <= ?",
+        (since, until),
+    ).fetchall()
+    groups: dict[str, list] = {}
+    for key, status, cost, tokens, latency in rows:
+        g = groups.setdefault(key, [0, 0, 0.0, 0, 0, []])
+        g[0] += 1
+        g[1] += status == "error"
+        if cost is None:
+            g[3] += 1
+        else:
+            g[2] += cost
+        g[4] += tokens
+        if latency is not None:
+            g[5].append(latency)
+    out = {}
+    for key, (n, errors, cost, unknown, tokens, latencies) in groups.items():
+        latencies.sort()
+        p95 = latencies[math.ceil(0.95 * len(latencies)) - 1] if latencies else None
+        out[key] = (n, errors, pytest.approx(cost, rel=1e-9, abs=1e-12), unknown, tokens, p95)
+    return out
+
+
+async def figures(store: Store, dim: str, since: float, until: float) -> dict[str, tuple]:
+    return {
+        g.key: (g.requests, g.errors, g.cost_usd, g.unknown_price_count, g.tokens, g.p95_ms)
+        for g in await breakdown(store, dim if dim != "total" else "total", since, until)
+    }
+
+
+def _load_fixture(path: Path) -> None:
+    with gzip.open(FIXTURES / "usage_schema_0197.sql.gz", "rt") as f:
+        script = f.read()
+    conn = sqlite3.connect(path)
+    conn.executescript(script)
+    conn.close()
+
+
+RANGES = (
+    (TF - 6 * 86400, TF),  # everything
+    (TF - 3 * 86400 - 4321.5, TF - 1234.5),  # mid-minute, mid-hour, mid-day at both ends
+    (TF - 7200.25, TF - 300.75),  # within a day
+    (TF - 86400 - 3600.5, TF - 86400 + 1800.5),  # across a midnight? (within the fixture's last days)
+)
+
+
+async def test_a_database_made_by_schema_0197_keeps_every_figure_through_the_migration(tmp_path):
+    """A database written by the version before issue 14's storage change (a dump made with that code,
+    400 varied calls over 5 days with request ids) opens, migrates in place, and every breakdown gives
+    the figures the raw calls give, computed here without the queries module."""
+    db = tmp_path / "old.db"
+    _load_fixture(db)
+    before = sqlite3.connect(db)
+    calls_before = before.execute("SELECT * FROM usage_records ORDER BY id").fetchall()
+    days_before = before.execute("SELECT * FROM usage_rollups WHERE grain = 'd' ORDER BY dim, start, key").fetchall()
+    expected = {(dim, r): expected_from_raw(before, dim, *r) for dim in DIMS for r in RANGES}
+    assert before.execute("SELECT COUNT(*) FROM usage_rollups WHERE grain = 'h' AND dim = 'user'").fetchone()[0]
+    before.close()
+
+    store = await Store.open(db)
+    try:
+        applied = {r[0] for r in await store.fetchall("SELECT name FROM schema_migrations")}
+        assert "0198_usage_rollup_grains" in applied
+        for (dim, (since, until)), want in expected.items():
+            assert await figures(store, dim, since, until) == want, (dim, since, until)
+        # nothing stored is lost: every call with its request id, every day roll-up as it was
+        assert [tuple(r) for r in await store.fetchall("SELECT * FROM usage_records ORDER BY id")] == calls_before
+        days = await store.fetchall("SELECT * FROM usage_rollups WHERE grain = 'd' ORDER BY dim, start, key")
+        assert [tuple(r) for r in days] == days_before
+        # the hour and minute rows of users the raw calls give again are gone (the hour that began before
+        # the oldest kept call stays: its calls before that may have been pruned)
+        left = await store.fetchall(
+            "SELECT start FROM usage_rollups WHERE grain IN ('h', 'm') AND dim = 'user' "
+            "AND start >= (SELECT MIN(ts) FROM usage_calls)"
+        )
+        assert left == []
+        # and new calls go on from there: a re-import of a stored call is a duplicate still
+        first = next(c for c in calls_before if c[20] is not None)  # usage_records.request_id
+        again = record_from_mapping(dict(zip(("ts", "provider", "model"), first[2:5], strict=True)), TF)
+        again.request_id = first[20]
+        result = await ingest(store, [again], Pricing())
+        assert (result.stored, result.duplicates) == (0, 1)
+    finally:
+        await store.close()
+
+
+def _records(n: int, start: float, span: float, seed: int):
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        out.append(
+            record_from_mapping(
+                {
+                    "ts": start + rng.uniform(0, span),
+                    "provider": rng.choice(["openai", "anthropic"]),
+                    "model": rng.choice(["gpt-4o", "claude-haiku-4-5"]),
+                    "input_tokens": rng.randint(1, 4000),
+                    "output_tokens": rng.randint(0, 800),
+                    "latency_ms": round(rng.uniform(30, 3000), 1),
+                    "status": "error" if rng.random() < 0.1 else "ok",
+                    "department": rng.choice(["eng", "ops", None]),
+                    "agent": rng.choice(["a1", "a2", None]),
+                    "user": rng.choice([f"u{k}" for k in range(9)] + [None]),
+                    "request_id": f"id-{seed}-{i}",
+                },
+                start,
+            )
+        )
+    return out
+
+
+async def test_who_breakdowns_over_partial_days_are_exact(tmp_path):
+    """department, agent and user are rolled up per day only: a range that starts or ends inside a day
+    adds (or takes off) that day's raw calls. Ranges inside one day, across midnights, and a user seen
+    only in a partial day all give what the raw calls give."""
+    store = await Store.open(tmp_path / "who.db")
+    day = 86400.0
+    start = 1_790_000_000.0 - 1_790_000_000.0 % day  # a UTC midnight in the past
+    try:
+        await ingest(store, _records(1500, start, 3 * day, seed=1), Pricing())
+        # one user whose only calls are late on the last day: no whole day holds them
+        late = _records(5, start + 3 * day - 600, 300, seed=2)
+        for r in late:
+            r.user = "late-only"
+        await ingest(store, late, Pricing())
+        conn = sqlite3.connect(tmp_path / "who.db")
+        for since, until in (
+            (start + 3600.5, start + 7200.25),  # inside one day, near its start
+            (start + day - 5000.5, start + day + 4000.5),  # across one midnight, little of each day
+            (start + 20000.5, start + 2 * day + 70000.5),  # a whole day between two partial ones
+            (start + day, start + 2 * day),  # whole days exactly
+            (start + 2 * day + 80000.5, start + 3 * day + 3600),  # ends beyond the data
+        ):
+            for dim in ("department", "agent", "user"):
+                assert await figures(store, dim, since, until) == expected_from_raw(conn, dim, since, until), (
+                    dim,
+                    since,
+                )
+        late_row = await total(store, start + 2 * day + 3600, start + 3 * day, "user", "late-only", latency=True)
+        assert late_row.requests == 5 and late_row.p95_exact
+        assert late_row.p95_ms == max(r.latency_ms for r in late)  # nearest rank of 5 calls: the slowest
+        assert (await total(store, start, start + 3 * day, "user", "late-only")).requests == 5
+        conn.close()
+    finally:
+        await store.close()
+
+
+async def test_who_figures_past_retention_count_whole_days(tmp_path):
+    """Once a partial day's raw calls are pruned, the figure cannot be cut to the second: the day's
+    roll-up counts whole (never a part silently missing)."""
+    store = await Store.open(tmp_path / "old.db")
+    day = 86400.0
+    start = 1_790_000_000.0 - 1_790_000_000.0 % day
+    try:
+        records = _records(600, start, 2 * day, seed=3)
+        await ingest(store, records, Pricing())
+        await store.execute("DELETE FROM usage_calls WHERE ts < ?", (start + day,))  # retention: day 2 kept
+        since, until = start + 3600.5, start + day + 100.5
+        got = (await total(store, since, until, "user", "u1")).requests
+        whole_first_day = sum(1 for r in records if r.user == "u1" and start <= r.ts < start + day)
+        kept_part = sum(1 for r in records if r.user == "u1" and start + day <= r.ts <= until)
+        assert got == whole_first_day + kept_part
+    finally:
+        await store.close()
