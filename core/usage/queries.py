@@ -489,7 +489,7 @@ async def breakdown(
         raise ValueError("filters are not supported by the roll-ups; group by one dimension")
     p = await plan(store, by, since, until)
     where, params = _where(p)
-    stored = await store.fetchall(
+    stored: list[Any] = await store.fetchall(
         f"SELECT key, {_SUMS} FROM usage_rollups WHERE dim = ? AND {where} GROUP BY key", [by, *params]
     )
     raw = await _raw_sums(store, by, p)
