@@ -37,6 +37,7 @@ from llmpulse.core.store import Store
 from llmpulse.core.usage.budgets import budget_statuses
 from llmpulse.core.usage.queries import provider_request_stats, prune_usage, unknown_price_models
 from llmpulse.core.usage.reconcile import RECONCILE_INTERVAL_S, billable, poll_billing
+from llmpulse.core.vocabulary import counted
 
 log = logging.getLogger("llmpulse.collector")
 
@@ -111,7 +112,7 @@ class Collector:
         self.engine = AlertEngine(self.store, ctx.config.alerts, self.clock, self.notifier)
         self.status_pages.settings = status_page_settings(ctx.config)
         self.on_event(
-            f"config reloaded: {sum(p.configured for p in ctx.providers)} providers configured, "
+            f"config reloaded: {counted(sum(p.configured for p in ctx.providers), 'provider')} configured, "
             f"probing every {ctx.config.probe.interval:g}s"
         )
 

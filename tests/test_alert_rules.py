@@ -272,7 +272,7 @@ def test_migration_price_and_key_rules():
     prices = found(RuleInputs(now=T0, unknown_prices=[("acme", "in-house", 12), ("x", "y", 3)]))
     assert prices["prices_unknown:prices"].severity == "info"
     assert (
-        "2 model(s)" in prices["prices_unknown:prices"].message
+        "2 models" in prices["prices_unknown:prices"].message
         and "15 requests" in prices["prices_unknown:prices"].message
     )
 

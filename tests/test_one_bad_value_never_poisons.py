@@ -139,7 +139,7 @@ def test_identical_lines_are_separate_calls_and_a_conflicting_request_id_is_repo
     r = run_cli(tmp_path, "--db", str(db), "import", str(tmp_path / "d.jsonl"))
     assert r.returncode == 1
     assert "line 7: request_id 'req-1': line 5 has the same id with different content" in r.stderr, r.stderr
-    assert "imported 5 records (1 already there, 1 bad lines skipped" in r.stdout, r.stdout
+    assert "imported 5 records (1 already there, 1 bad line skipped" in r.stdout, r.stdout
     assert stored(db) == (5, 4 * 5 + 7)
     again = run_cli(tmp_path, "--db", str(db), "import", str(tmp_path / "d.jsonl"))
     assert "imported 0 records (6 already there" in again.stdout, again.stdout

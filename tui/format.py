@@ -22,6 +22,9 @@ from rich.text import Span, Text
 
 from llmpulse.core.durations import format_duration
 
+# "1 request" / "2 requests": the rule the CLI and core messages use, re-exported for panels and screens.
+from llmpulse.core.vocabulary import plural as plural
+
 # Status of a provider: (glyph, word, style).
 STATUS = {
     "healthy": ("●", "healthy", "green"),

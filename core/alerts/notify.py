@@ -51,6 +51,7 @@ from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.http_answer import Answer, fetch
 from llmpulse.core.redact import body_line, redact, register_secret
 from llmpulse.core.store import Store
+from llmpulse.core.vocabulary import counted, plural
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def _clip(text: str, limit: int) -> str:
 
 
 def _held_line(held: int) -> str:
-    return f"{held} more notice{'s' if held != 1 else ''} were held back by the rate limit"
+    return f"{counted(held, 'more notice', 'more notices')} {plural(held, 'was', 'were')} held back by the rate limit"
 
 
 def headline(alert: Alert, event: str) -> str:

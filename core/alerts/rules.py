@@ -20,7 +20,7 @@ from llmpulse.core.alerts.config import DEFAULTS, RULES, AlertsConfig, alerts_co
 from llmpulse.core.alerts.custom import custom_conditions, judged
 from llmpulse.core.durations import format_duration
 from llmpulse.core.redact import redact
-from llmpulse.core.vocabulary import Severity
+from llmpulse.core.vocabulary import Severity, counted, plural
 
 # A provider whose latency barely moves (sd of a few ms) would otherwise flag a 10% change as an anomaly.
 MIN_BASELINE_SD_FRACTION = 0.10
@@ -212,7 +212,7 @@ def _provider_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition
                     "provider_down",
                     pid,
                     "critical",
-                    f"{_name(h)} down: {failures} failed probes in a row ({kind or 'failed'}){suffix}",
+                    f"{_name(h)} down: {counted(failures, 'failed probe')} in a row ({kind or 'failed'}){suffix}",
                 )
         elif status == "degraded":
             latency = _g(h, "p95_ms")
@@ -420,7 +420,8 @@ def _migration_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Conditio
         if projected is not None and risk == "at risk":
             parts.append(f"projected {_pct(projected)} at deadline")
         if days_left is not None:
-            parts.append(f"{days_left:.0f} days left" if days_left >= 0 else f"{-days_left:.0f} days past")
+            shown_days = round(abs(days_left))
+            parts.append(f"{shown_days} {plural(shown_days, 'day')} {'left' if days_left >= 0 else 'past'}")
         phase = _g(m, "phase")
         if risk == "late":
             yield Condition(
@@ -463,7 +464,8 @@ def _price_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]:
         "prices_unknown",
         "prices",
         "info",
-        f"{len(models)} model(s) in use with no known price, {total} requests uncosted: {shown}{more}",
+        f"{counted(len(models), 'model')} in use with no known price, {counted(total, 'request')} uncosted: "
+        f"{shown}{more}",
     )
 
 

@@ -18,6 +18,7 @@ from llmpulse.core.cli.common import (
     render_table,
 )
 from llmpulse.core.durations import DurationError, format_duration, parse_duration
+from llmpulse.core.vocabulary import counted
 
 if TYPE_CHECKING:
     from llmpulse.core.alerts.engine import Alert
@@ -143,7 +144,7 @@ async def show_command(args: argparse.Namespace) -> int:
     print(f"alert #{alert.id} [{alert.severity}] {alert.rule} {alert.subject}: {alert.message}")
     print(
         f"state: {state_word(alert, now)}; first seen {_when(alert.first_seen)}, last seen {_when(alert.last_seen)}, "
-        f"{alert.count} time(s)" + (f"; note: {alert.note}" if alert.note else "")
+        f"{counted(alert.count, 'time')}" + (f"; note: {alert.note}" if alert.note else "")
     )
     if alert.closed_reason:
         print(f"closed {_when(alert.resolved_at)}: {alert.closed_reason}")
@@ -209,7 +210,7 @@ def _durations(stats: DurationStats) -> str:
     if not stats.count:
         return "none yet"
     assert stats.median_s is not None and stats.p90_s is not None
-    return f"median {format_duration(stats.median_s)}, p90 {format_duration(stats.p90_s)} (of {stats.count})"
+    return f"median {format_duration(stats.median_s)}, p90 {format_duration(stats.p90_s)} (of {counted(stats.count, 'alert')})"
 
 
 def _group_table(title: str, groups: list[GroupCount]) -> str:
@@ -217,7 +218,7 @@ def _group_table(title: str, groups: list[GroupCount]) -> str:
 
 
 def print_stats(stats: AlertStats, since_text: str) -> None:
-    print(f"{stats.alerts} alerts opened in the last {since_text}")
+    print(f"{counted(stats.alerts, 'alert')} opened in the last {since_text}")
     if not stats.alerts and not stats.deliveries:
         return
     print(f"time to acknowledge: {_durations(stats.time_to_ack)}")
@@ -228,7 +229,7 @@ def print_stats(stats: AlertStats, since_text: str) -> None:
             print(_group_table(title, groups))
     print()
     if stats.noisiest_rules:
-        names = ", ".join(f"{g.key} ({g.fired} fires)" for g in stats.noisiest_rules)
+        names = ", ".join(f"{g.key} ({counted(g.fired, 'fire')})" for g in stats.noisiest_rules)
         print(f"noisiest rules: {names}")
     else:
         print("noisiest rules: none fired")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from llmpulse.core.cli.common import CliError, context_from, open_store, period_seconds
 from llmpulse.core.export import FORMATS
+from llmpulse.core.vocabulary import counted
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,5 +48,5 @@ async def export_command(args: argparse.Namespace) -> int:
         await store.close()
     for f in result.files:
         print(f"{f.rows:>9,}  {f.name}")
-    print(f"wrote {len(result.files)} files and manifest.json to {out}")
+    print(f"wrote {counted(len(result.files), 'file')} and manifest.json to {out}")
     return 0

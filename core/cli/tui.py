@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from llmpulse.core.cli.common import CliError, context_from
 from llmpulse.core.daemon_log import configure_daemon_log
 from llmpulse.core.redact import redact
+from llmpulse.core.vocabulary import counted
 
 if TYPE_CHECKING:
     from llmpulse.core.config import Context
@@ -197,7 +198,7 @@ async def run_daemon(
             pass
     store = await Store.open(ctx.db_path)
     log.info(
-        f"daemon started: database {ctx.db_path}, {sum(p.configured for p in ctx.providers)} providers "
+        f"daemon started: database {ctx.db_path}, {counted(sum(p.configured for p in ctx.providers), 'provider')} "
         f"configured, probing every {ctx.config.probe.interval:g}s"
     )
     server = None
@@ -242,11 +243,11 @@ async def run_daemon(
             # A one-shot run (cron) finishes its deliveries and writes their outcomes before it exits:
             # none is left "sending" for the next run to send again.
             await collector.notifier.drain()
-            log.info(f"round done in {report.duration_ms:.0f} ms, {len(report.errors)} errors")
+            log.info(f"round done in {report.duration_ms:.0f} ms, {counted(len(report.errors), 'error')}")
             return 1 if report.errors else 0
         started = time.monotonic()
         await collector.run_forever(stop)
-        log.info(f"daemon stopped after {collector.rounds} rounds in {time.monotonic() - started:.0f}s")
+        log.info(f"daemon stopped after {counted(collector.rounds, 'round')} in {time.monotonic() - started:.0f}s")
         return 0
     finally:
         if server is not None and stopper is not None:

@@ -35,6 +35,7 @@ from llmpulse.core.usage.queries import (
     total,
 )
 from llmpulse.core.usage.records import JsonLines, RecordError, UsageRecord, read_lines, record_from_mapping
+from llmpulse.core.vocabulary import counted, plural
 
 if TYPE_CHECKING:
     from llmpulse.core.config import Context
@@ -239,7 +240,8 @@ async def import_command(args: argparse.Namespace) -> int:
             stream.close()
         await store.close()
     print(
-        f"imported {stored} records ({duplicates} already there, {bad} bad lines skipped, {unknown} with unknown price)"
+        f"imported {counted(stored, 'record')} ({duplicates:,} already there, {counted(bad, 'bad line')} skipped, "
+        f"{unknown:,} with unknown price)"
     )
     return 1 if bad else 0
 
@@ -404,30 +406,30 @@ async def report_command(args: argparse.Namespace) -> int:
         print(render_efficiency(args.by, groups))
         unknown = f", {overall.unknown_price_count} with price unknown" if overall.unknown_price_count else ""
         print(
-            f"\n{overall.requests:,} requests, {usd(overall.cost_usd)} since {args.since}{unknown} "
+            f"\n{counted(overall.requests, 'request')}, {usd(overall.cost_usd)} since {args.since}{unknown} "
             f"(prices: {price_table_version()})"
         )
         for r in reported:  # the provider's own bill for its calls, beside our estimate of them
             ours = "price unknown for some" if r.estimated_usd is None else usd(r.estimated_usd)
             print(
-                f"{r.provider} reported {usd(r.reported_usd)} for {r.calls:,} of its calls (our estimate for them: "
+                f"{r.provider} reported {usd(r.reported_usd)} for {r.calls:,} of its {plural(r.calls, 'call')} (our estimate for them: "
                 f"{ours})"
             )
         if savings.cost_per_day is not None:
             print(
-                f"{usd(savings.cost_per_day)} a day; {savings.remote_requests:,} requests to remote providers, "
+                f"{usd(savings.cost_per_day)} a day; {counted(savings.remote_requests, 'request')} to remote providers, "
                 f"{savings.local_requests:,} to local ones"
             )
         if savings.reference and savings.reference_usd is not None:
             pct = "" if savings.saved_pct is None else f", {savings.saved_pct:.0%}"
             print(
                 f"on {savings.reference} the same tokens would have cost ${savings.reference_usd:,.2f} "
-                f"(saved ${savings.saved_usd:,.2f}{pct}); local providers served {savings.local_requests:,} requests "
+                f"(saved ${savings.saved_usd:,.2f}{pct}); local providers served {counted(savings.local_requests, 'request')} "
                 f"worth ${savings.local_reference_usd or 0:,.2f} there"
             )
             if savings.left_out_requests:
                 print(
-                    f"left out of that comparison: {savings.left_out_requests:,} requests of unknown price "
+                    f"left out of that comparison: {counted(savings.left_out_requests, 'request')} of unknown price "
                     f"({', '.join(savings.left_out_models[:3])}{' ...' if len(savings.left_out_models) > 3 else ''})"
                 )
         if len(days) > 1:
@@ -448,8 +450,9 @@ async def report_command(args: argparse.Namespace) -> int:
             for u in sources:
                 api_requests = "-" if u.reported_requests is None else f"{u.reported_requests:,}"
                 print(
-                    f"  {u.provider_id}: {api_requests} requests, {u.reported_tokens:,} tokens, {usd(u.reported_usd)}"
-                    f"{' *' if u.budgets_use == 'usage_api' else ''}; recorded {u.recorded_requests:,} requests, "
+                    f"  {u.provider_id}: {api_requests} {plural(u.reported_requests or 0, 'request')}, "
+                    f"{counted(u.reported_tokens, 'token')}, {usd(u.reported_usd)}"
+                    f"{' *' if u.budgets_use == 'usage_api' else ''}; recorded {counted(u.recorded_requests, 'request')}, "
                     f"{usd(u.recorded_usd)}{' *' if u.budgets_use == 'recorded' else ''}"
                     + (f" (last pull: {u.error})" if u.error else "")
                 )
@@ -519,7 +522,7 @@ def print_patterns(by: str, patterns: Patterns) -> None:
         first = len(trends[0].days) - len(shown)
         heads = (by.upper(), *(time.strftime("%m-%d", time.gmtime(d)) for d in shown))
         rows = [(t.key, *(usd(c) for c in t.cost_usd[first:])) for t in trends]
-        print(f"\ncost per day by {by} (UTC, last {len(shown)} days):")
+        print(f"\ncost per day by {by} (UTC, last {counted(len(shown), 'day')}):")
         print(render_table(heads, rows, right=range(1, len(heads))))
 
 

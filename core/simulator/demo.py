@@ -27,6 +27,7 @@ from typing import Any
 
 from llmpulse.core.config import Context, load_context
 from llmpulse.core.simulator.fleet import FakeProvider, Fleet
+from llmpulse.core.vocabulary import counted
 
 DEMO_KEY = "sk-demo-0000000000000000000000"
 DAY = 86400.0
@@ -379,8 +380,8 @@ class Demo:
         h = snap.header
         print(
             f"demo: {h.providers_healthy}/{h.providers_total} providers healthy, "
-            f"{sum(h.alerts_by_severity.values())} open alerts, {len(snap.budgets)} budgets, "
-            f"{len(snap.migrations)} migration(s), {h.requests_period} requests this month, "
+            f"{counted(sum(h.alerts_by_severity.values()), 'open alert')}, {counted(len(snap.budgets), 'budget')}, "
+            f"{counted(len(snap.migrations), 'migration')}, {counted(h.requests_period, 'request')} this month, "
             f"${h.cost_period:,.2f}"
         )
         return 0

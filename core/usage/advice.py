@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from llmpulse.core.store import Store
+from llmpulse.core.vocabulary import counted
 
 MIN_REQUESTS = 20  # fewer calls say nothing about a rate or a p95
 ERROR_RATE_WORTH_A_LINE = 0.05
@@ -155,7 +156,7 @@ async def reliability_advice(
         top_kind, top_n = next(iter(e.kinds.items()))
         over_text = ", ".join(f"{n:,} to {to}" for to, n in sorted(e.failed_over_to.items(), key=lambda kv: -kv[1]))
         advice.lines.append(
-            f"{e.provider}: {e.error_rate:.1%} of {e.requests:,} requests failed, mostly {top_kind} "
+            f"{e.provider}: {e.error_rate:.1%} of {counted(e.requests, 'request')} failed, mostly {top_kind} "
             f"({top_n / e.errors:.0%}), first at {_when(e.first_error_at)} UTC"
             + (f"; failed over: {over_text}" if over_text else "; no failover configured took them")
         )

@@ -56,7 +56,7 @@ class CostsPanel(Panel[BudgetStatus]):
 
     def subtitle(self, snapshot: Snapshot, view: View) -> str:
         unknown = unknown_price_count(snapshot)
-        return f"⚠ {fmt.count(unknown)} requests with unknown price" if unknown else ""
+        return f"⚠ {fmt.count(unknown)} {fmt.plural(unknown, 'request')} with unknown price" if unknown else ""
 
 
 def unknown_price_count(snapshot: Snapshot) -> int:

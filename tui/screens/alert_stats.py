@@ -31,7 +31,7 @@ def alert_stats_text(stats: AlertStats, view: View) -> Text:
     t = Text()
     t.append("Alert statistics ", style="bold")
     t.append(f"last 30 days ({fmt.day(stats.since, view.tz)} → {fmt.day(stats.until, view.tz)})  ")
-    t.append(f"{fmt.count(stats.alerts)} alerts opened\n", style="bold")
+    t.append(f"{fmt.count(stats.alerts)} {fmt.plural(stats.alerts, 'alert')} opened\n", style="bold")
     if not stats.alerts and not stats.deliveries:
         t.append("\nNo alert was opened in the last 30 days.\n", style="dim")
         return t

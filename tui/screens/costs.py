@@ -221,9 +221,12 @@ class CostsScreen(LiveScreen):
                 )
             )
         )
-        total = Text(f"Total {fmt.count(total_req)} requests, {fmt.money(total_cost)}")
+        total = Text(f"Total {fmt.count(total_req)} {fmt.plural(total_req, 'request')}, {fmt.money(total_cost)}")
         if unknown:
-            total.append(f"  ⚠ {fmt.count(unknown)} requests with unknown price (not in the total)", style="yellow")
+            total.append(
+                f"  ⚠ {fmt.count(unknown)} {fmt.plural(unknown, 'request')} with unknown price (not in the total)",
+                style="yellow",
+            )
         self.query_one("#costs-total", Static).update(fmt.for_terminal(total))
         self.draw_patterns(patterns, view)
 

@@ -47,7 +47,7 @@ def summary_text(h: ProviderHealth, view: View) -> Text:
     t.append("circuit ")
     t.append_text(fmt.circuit_text(h.circuit))
     t.append(
-        f" ({h.consecutive_failures} failures in a row)  last check {fmt.ago(h.last_checked_at, view.now)}"
+        f" ({h.consecutive_failures} {fmt.plural(h.consecutive_failures, 'failure')} in a row)  last check {fmt.ago(h.last_checked_at, view.now)}"
         f"  last success {fmt.ago(h.last_success_at, view.now)}\n"
     )
     if h.last_error:
@@ -199,7 +199,8 @@ class ProviderScreen(LiveScreen):
         sync_rows(self.probes, rows)
         failed = sum(1 for p in probes if p.status == "failed")
         self.query_one("#provider-probes-title", Static).update(
-            f"Recent probes, last {label}: {len(probes)} probes, {failed} failed (t changes the range)"
+            f"Recent probes, last {label}: {len(probes)} {fmt.plural(len(probes), 'probe')}, {failed} failed "
+            "(t changes the range)"
         )
 
     def draw_chart(self, history: LatencyHistory, label: str) -> None:
@@ -213,7 +214,10 @@ class ProviderScreen(LiveScreen):
         caption.append(f"p95 {fmt.ms(history.p95_ms)}", style="bold")
         caption.append(" of minute means\n", style="dim")
         caption.append(f"top {fmt.ms(top)}, mean per {bucket}\n", style="dim")
-        caption.append(f"{history.samples} probes, {history.failed} failed; blank: no answer", style="dim")
+        caption.append(
+            f"{history.samples} {fmt.plural(history.samples, 'probe')}, {history.failed} failed; blank: no answer",
+            style="dim",
+        )
         self.query_one("#provider-chart-label", Static).update(fmt.for_terminal(caption))
 
     def action_toggle_enabled(self) -> None:
