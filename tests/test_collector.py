@@ -4,10 +4,7 @@ and the daemon stopping cleanly on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 
 from llmpulse.core.collector import Collector, probe_now
@@ -16,7 +13,7 @@ from llmpulse.core.lease import read_lease
 from llmpulse.core.simulator.fleet import FakeProvider, Fleet
 from llmpulse.core.snapshot import build_snapshot
 from llmpulse.core.store import Store
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import run_cli, start_cli
 
 KEY = "sk-proj-CollectorSecret0123456789abcd"
 
@@ -95,18 +92,7 @@ async def test_exactly_one_collector_and_hand_over(tmp_path):
 def test_daemon_logs_events_and_stops_on_sigterm(tmp_path):
     with Fleet([FakeProvider("openai", key=KEY)]) as fleet:
         make_ctx(tmp_path, fleet)
-        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-        env.update(
-            {"OPENAI_API_KEY": KEY, "XDG_CONFIG_HOME": str(tmp_path / "x"), "XDG_DATA_HOME": str(tmp_path / "y")}
-        )
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llmpulse.core.cli", "--db", str(tmp_path / "d.db"), "daemon"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_cli(tmp_path, "--db", str(tmp_path / "d.db"), "daemon", env={"OPENAI_API_KEY": KEY})
         try:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:

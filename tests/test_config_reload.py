@@ -4,16 +4,13 @@ ids and history; a config with a mistake is refused in one line and the running 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import run_cli, start_cli
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -69,20 +66,7 @@ def test_sighup_reloads_budgets_keeps_open_alerts_and_refuses_a_broken_config(tm
     base = '[probe]\ninterval = "1s"\n\n'
     cfg.write_text(base + budget("total", round(spent / 2, 6)))
 
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.endswith(("_API_KEY", "_ADMIN_KEY")) and not k.startswith("LLMPULSE_")
-    }
-    env.update({"XDG_CONFIG_HOME": str(tmp_path / "x"), "XDG_DATA_HOME": str(tmp_path / "y")})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llmpulse.core.cli", "--config", str(cfg), "--db", str(db), "daemon"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(tmp_path, "--config", str(cfg), "--db", str(db), "daemon")
     try:
         wait_for("the total budget alert", lambda: "total/month" in open_alerts(db))
         first_id = open_alerts(db)["total/month"][0]

@@ -22,7 +22,7 @@ from llmpulse.core.schema import Migration
 from llmpulse.core.simulator.fleet import FakeProvider, Fleet, Response
 from llmpulse.core.snapshot import collector_info
 from llmpulse.core.store import BUSY_TIMEOUT_MS, Store, busy_since
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import run_cli, start_cli
 from tests.conftest import providers_for
 
 KEY = "sk-proj-NeverCrash0123456789abcdef"
@@ -247,7 +247,6 @@ def test_ack_waits_for_a_database_locked_longer_than_the_busy_timeout(tmp_path):
 def test_the_daemon_survives_a_hanging_provider_and_readers_beside_it(tmp_path):
     """The issue's field report: interval 1 s, one provider that hangs, `alerts --json` every moment
     beside it. The daemon used to die within seconds ("cannot start a transaction within a transaction")."""
-    import os
     import signal
     import sqlite3
 
@@ -260,16 +259,7 @@ def test_the_daemon_survives_a_hanging_provider_and_readers_beside_it(tmp_path):
             f'[providers.groq]\nbase_url = "{fleet.base_url("groq")}"\n'
         )
         db = tmp_path / "d.db"
-        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("LLMPULSE_")}
-        env.update({"OPENAI_API_KEY": KEY, "GROQ_API_KEY": KEY, "XDG_CONFIG_HOME": str(tmp_path / "x")})
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "llmpulse.core.cli", "--db", str(db), "daemon"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        daemon = start_cli(tmp_path, "--db", str(db), "daemon", env={"OPENAI_API_KEY": KEY, "GROQ_API_KEY": KEY})
         try:
             deadline = time.monotonic() + 12
             readers = 0

@@ -6,10 +6,7 @@ HTML error page shows as its title, redacted."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import tomllib
 
 import pytest
@@ -144,16 +141,7 @@ def test_daemon_log_is_one_line_per_event(tmp_path):
             for pid in ("openai", "mistral")
         ]
         (tmp_path / "llmpulse.toml").write_text("".join(lines))
-        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("LLMPULSE_")}
-        env.update({"K": key, "XDG_CONFIG_HOME": str(tmp_path / "x"), "XDG_DATA_HOME": str(tmp_path / "y")})
-        r = subprocess.run(
-            [sys.executable, "-m", "llmpulse.core.cli", "--db", str(tmp_path / "d.db"), "daemon", "--once"],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        r = run_cli(tmp_path, "--db", str(tmp_path / "d.db"), "daemon", "--once", env={"K": key})
     log = r.stderr.splitlines()
     assert log, r.stderr
     assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} llmpulse ", line) for line in log), r.stderr
