@@ -24,6 +24,18 @@ from tests.cli_helpers import run_cli
 T0 = 1_800_000_000.0
 
 
+async def _one_alert(db: Path, at: float) -> Alert:
+    """One firing alert, opened by the real engine at `at`, in the database file `db`."""
+    store = await Store.open(db)
+    try:
+        engine = AlertEngine(store, None, ManualClock(at))
+        await engine.process([Condition("provider_down", "groq", "critical", "Groq down")])
+        (alert,) = await engine.open_alerts()
+        return alert
+    finally:
+        await store.close()
+
+
 def test_the_rule() -> None:
     assert [plural(n, "record") for n in (0, 1, 2, 1.5)] == ["records", "record", "records", "records"]
     assert plural(1, "was", "were") == "was" and plural(3, "was", "were") == "were"
@@ -41,13 +53,7 @@ def test_import_summary_of_one_record_and_one_bad_line(tmp_path: Path) -> None:
 
 async def test_alerts_show_and_stats_of_one_alert(tmp_path: Path) -> None:
     db = tmp_path / "d.db"
-    store = await Store.open(db)
-    try:
-        engine = AlertEngine(store, None, ManualClock(time.time() - 3600))
-        await engine.process([Condition("provider_down", "groq", "critical", "Groq down")])
-        (alert,) = await engine.open_alerts()
-    finally:
-        await store.close()
+    alert = await _one_alert(db, time.time() - 3600)
     show = run_cli(tmp_path, "--db", str(db), "alerts", "show", str(alert.id))
     assert show.returncode == 0, show.stderr
     assert ", 1 time" in show.stdout and "time(s)" not in show.stdout, show.stdout
@@ -63,8 +69,8 @@ async def test_alerts_show_and_stats_of_one_alert(tmp_path: Path) -> None:
     assert "noisiest rules: provider_down (1 fire)" in stats.stdout, stats.stdout
 
 
-def test_a_notice_says_one_held_back_notice_was_held() -> None:
-    alert = _alert()
+async def test_a_notice_says_one_held_back_notice_was_held(tmp_path: Path) -> None:
+    alert = await _one_alert(tmp_path / "n.db", T0)
     assert slack_payload(alert, "resolved", 1)["text"].endswith("_1 more notice was held back by the rate limit_")
     assert slack_payload(alert, "resolved", 2)["text"].endswith("_2 more notices were held back by the rate limit_")
 
@@ -87,29 +93,3 @@ def test_rule_messages_count_one_as_one() -> None:
     }
     message = prices["prices_unknown:prices"].message
     assert message.startswith("1 model in use with no known price, 1 request uncosted"), message
-
-
-def _alert() -> Alert:
-    return Alert(
-        id=1,
-        fingerprint="provider_down:groq",
-        rule="provider_down",
-        subject="groq",
-        severity="critical",
-        stage=0,
-        message="Groq down",
-        state="resolved",
-        silenced_until=None,
-        silenced_by=None,
-        escalated=False,
-        escalated_at=None,
-        first_seen=T0,
-        last_seen=T0,
-        count=1,
-        acked_by=None,
-        acked_at=None,
-        note=None,
-        resolved_at=T0 + 60,
-        resolved_by="auto",
-        last_notified_at=T0,
-    )
