@@ -6,7 +6,8 @@ disabled it and where; the channels hear "closed, not recovered" (PagerDuty, who
 "resolve", hears nothing); alert history shows it. Enabled again, the provider is judged afresh.
 
 End to end: a real fleet answering 401, the collector, the real `llmpulse providers disable` command in a
-subprocess on the same database file, and webhook, Slack and PagerDuty receivers on 127.0.0.1."""
+subprocess on the same database file (and `e` in the dashboard), and webhook, Slack and PagerDuty receivers
+on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 
 from llmpulse.core.alerts.alertmanager import alert_body
@@ -26,9 +28,12 @@ from llmpulse.core.collector import Collector
 from llmpulse.core.config import load_context
 from llmpulse.core.simulator.fleet import FakeProvider, Fleet
 from llmpulse.core.store import Store
+from llmpulse.tui.app import PulseApp
+from llmpulse.tui.core_backend import CoreBackend
 from tests.cli_helpers import run_cli
 from tests.test_notify import Receiver
 from tests.test_pagerduty import EventsApi
+from tests.test_tui_live import context, wait_for
 
 KEY = "sk-proj-DisabledProvider0123456789abcd"
 PD_KEY = "R0UT1NGKEYdisabled00000000000000"
@@ -198,3 +203,35 @@ async def test_an_alert_closed_in_alertmanager_says_it_did_not_recover(tmp_path:
         assert body["endsAt"].startswith("2027-01-15T08:01:00")  # ended when it was closed: T0 + 60
     finally:
         await store.close()
+
+
+async def test_disabling_from_the_dashboard_closes_with_who_did_it(tmp_path: Path) -> None:
+    with Fleet([FakeProvider("openai", key=KEY), FakeProvider("groq", kind="groq", key=KEY)]) as fleet:
+        ctx = context(tmp_path, fleet)
+        store = await Store.open(ctx.db_path)
+        try:
+            await AlertEngine(store).process(
+                [Condition("provider_auth", "openai", "critical", "OpenAI rejects its API key")]
+            )
+        finally:
+            await store.close()
+        app = PulseApp(CoreBackend(ctx), tz=UTC, actor="ops", refresh=0.2, collect=False, watch_terminal=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert await wait_for(pilot, lambda: app.polls >= 1)
+            providers, alerts = app.dashboard.panels[1].table, app.dashboard.panels[3].table
+            assert await wait_for(pilot, lambda: "1" in [r.key.value for r in alerts.ordered_rows])
+            await pilot.press("1")
+            providers.move_cursor(row=providers.get_row_index("openai"))
+            await pilot.press("e", "y")
+            # The closed alert leaves the Alerts panel: it is no longer open.
+            assert await wait_for(pilot, lambda: "1" not in [r.key.value for r in alerts.ordered_rows])
+        store = await Store.open(ctx.db_path)
+        try:
+            engine = AlertEngine(store)
+            closed = await engine.get(1)
+            assert closed is not None and closed.state == "resolved" and closed.resolved_by == "ops (dashboard)"
+            assert closed.closed_reason is not None and "provider disabled by ops (dashboard)" in closed.closed_reason
+            assert [t.event for t in await engine.transitions(1)] == ["opened", "closed"]
+            assert await _outbox(store, 1) == ["firing", "closed"]
+        finally:
+            await store.close()
