@@ -103,13 +103,16 @@ class DashboardScreen(LiveScreen):
             placeholder="filter: provider, alert, budget, migration… (esc clears)", id="filter"
         )
         self.welcome = Static(id="welcome")
+        # Held, not queried: a snapshot can arrive while the screen is still mounting or already
+        # closing, when a query for the container finds nothing.
+        self.panels_box = VerticalScroll(id="panels", can_focus=False)
         self.panels: dict[int, Panel[Any]] = {cls.number: cls(id=f"panel{cls.number}") for cls in PANELS}
 
     def compose(self) -> ComposeResult:
         yield self.header_line
         yield self.filter_input
         yield self.welcome
-        with VerticalScroll(id="panels", can_focus=False):
+        with self.panels_box:
             # Alerts on top, then providers; budgets and migration side by side when wide.
             for number in LAYOUT_ORDER:
                 yield self.panels[number]
@@ -130,7 +133,7 @@ class DashboardScreen(LiveScreen):
             first_run = bool(snapshot.providers) and not any(h.configured for h in snapshot.providers)
             if first_run != self.welcome.display:
                 self.welcome.display = first_run
-                self.query_one("#panels").display = not first_run
+                self.panels_box.display = not first_run
                 if first_run:
                     self.welcome.update(welcome_text(self.pulse.backend.key_variables()))
             for panel in self.panels.values():
