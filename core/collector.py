@@ -32,6 +32,7 @@ from llmpulse.core.lease import COLLECTOR_LEASE, RENEW_EVERY, STANDBY_POLL, Leas
 from llmpulse.core.migration import migration_statuses
 from llmpulse.core.probe import ProbeClients, ProbeResult, probe_all
 from llmpulse.core.redact import redact
+from llmpulse.core.round_flag import RoundFlag
 from llmpulse.core.statuspage import StatusPages, load_incidents, record_readings, status_page_settings
 from llmpulse.core.store import Store
 from llmpulse.core.usage.budgets import budget_statuses
@@ -119,6 +120,12 @@ class Collector:
     # -- one round --------------------------------------------------------------------------------
     async def run_round(self) -> RoundReport:
         await self._apply_reload()
+        # The round's flag is up while it runs: the ingest server holds back its batch writes (bounded),
+        # so this round's writes never queue behind them (see core/round_flag.py).
+        with RoundFlag(self.store.path):
+            return await self._round()
+
+    async def _round(self) -> RoundReport:
         cfg = self.ctx.config
         started = time.perf_counter()
         now = self.clock.now()

@@ -81,9 +81,11 @@ async def _serve(ctx: Context, listener: Listener, conn: Connection) -> int:
         await stop.wait()
         await server.stop()
         counters = server.state.counters
+        queue = server.state.queue()
         log.info(
-            f"server stopped: {server.state.queue().accepted} span records and {counters['records_stored']} "
-            "JSON Lines records accepted, all stored"
+            f"server stopped: {queue.accepted} span records and {counters['records_stored']} "
+            f"JSON Lines records accepted, all stored; writes held back {queue.round_yield.held_back_s:.2f} s "
+            "in all for the collector's rounds"
         )
         return 0
     finally:

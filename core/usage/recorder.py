@@ -17,6 +17,8 @@ import os
 import signal
 import sqlite3
 import threading
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
@@ -66,6 +68,7 @@ class Recorder:
         clock: Clock = SYSTEM_CLOCK,
         flush_interval: float = 1.0,
         batch_size: int = 1000,
+        before_batch: Callable[[], Awaitable[None]] | None = None,
     ):
         self.store = store
         self.pricing = pricing or Pricing()
@@ -75,6 +78,14 @@ class Recorder:
         self.pending: list[tuple[Any, ...]] = []  # priced usage_calls rows (CALL_COLUMNS order)
         self._keys = RollupKeys()
         self.sums = RollupSums(clock.now() - MINUTE_KEEP_S, self._keys)  # the same rows summed for the roll-ups
+        # Batches of `batch_size` rows (with their sums) waiting for the database, oldest first. Each is
+        # one transaction: however fast records arrive, a flush holds the write lock for one batch at a
+        # time, so another writer (the collector's round) waits behind a few milliseconds, not behind
+        # everything that piled up while the previous flush ran (measured 0.4 s at 75k records/s).
+        self._batches: deque[tuple[list[tuple[Any, ...]], RollupSums]] = deque()
+        # Awaited before each batch's transaction: a bulk writer (the ingest server) holds back there
+        # while the collector runs a round (see core/round_flag.py).
+        self.before_batch = before_batch
         self.stored = 0
         self.duplicates = 0  # rows already stored (same request id or imported line)
         self.unknown_price = 0  # rows stored without a price
@@ -135,10 +146,23 @@ class Recorder:
             row = (dedupe, ts, seen.ref, tin, tout, tcr, tcw, latency, cost, rid, None)
         self.pending.append(row)
         self.sums.add(ts, seen.what, seen.who, tin, tout, tcr, tcw, latency, cost)
-        if len(self.pending) >= self.batch_size and not self._flushes:
-            task = asyncio.get_running_loop().create_task(self.flush())
-            self._flushes.add(task)
-            task.add_done_callback(self._flushes.discard)
+        if len(self.pending) >= self.batch_size:
+            self._seal()
+            if not any(not t.done() for t in self._flushes):  # a running flush takes the new batch too
+                task = asyncio.get_running_loop().create_task(self.flush())
+                self._flushes.add(task)
+                task.add_done_callback(self._flushes.discard)
+
+    @property
+    def waiting(self) -> int:
+        """Records recorded and not yet stored."""
+        return len(self.pending) + sum(len(rows) for rows, _ in self._batches)
+
+    def _seal(self) -> None:
+        """The rows so far become a batch of their own (one transaction); new rows start the next."""
+        if self.pending:
+            self._batches.append((self.pending, self.sums))
+            self.pending, self.sums = [], RollupSums(self.clock.now() - MINUTE_KEEP_S, self._keys)
 
     def _careful(
         self, fields: dict[str, Any], key: tuple[Any, ...] | None, source_hash: str | None
@@ -157,28 +181,39 @@ class Recorder:
         return record_row(rec, self.pricing, seen.ref), seen
 
     async def flush(self) -> IngestResult | None:
+        """Store everything recorded so far, a batch (at most `batch_size` rows) per transaction; None
+        when there was nothing. Records that arrive meanwhile are stored by the same flush."""
         async with self._lock:
-            batch, self.pending = self.pending, []
-            sums, self.sums = self.sums, RollupSums(self.clock.now() - MINUTE_KEEP_S, self._keys)
-            if not batch:
+            self._seal()
+            if not self._batches:
                 return None
-            try:
-                result = await ingest_rows(self.store, batch, self.clock.now(), sums, self._refs.placeholders)
-            except (StoreError, sqlite3.OperationalError, asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-                self.pending[:0] = batch  # the database, not the rows: keep them for the next try (or the exit)
-                self.sums.merge(sums)
-                raise
-            except Exception:
-                # A row the database refuses (it passed record(): a bug, not the caller's data) must not
-                # take the batch, and every batch after it, down with it: store the rows one by one.
-                result = await self._store_one_by_one(batch)
-            self.stored += result.stored
-            self.duplicates += result.duplicates
-            self.unknown_price += result.unknown_price
-            for seen in self._unresolved:
-                seen.ref = self._refs.ref(seen.attrs)
-            self._unresolved = [seen for seen in self._unresolved if seen.ref < 0]
-            return result
+            total = IngestResult(0, 0, 0)
+            while self._batches:
+                if self.before_batch is not None:
+                    await self.before_batch()
+                    self._seal()  # what arrived while it held back is stored in this flush too
+                batch, sums = self._batches[0]
+                try:
+                    result = await ingest_rows(self.store, batch, self.clock.now(), sums, self._refs.placeholders)
+                except (StoreError, sqlite3.OperationalError, asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                    raise  # the database, not the rows: the batch stays first in line for the next try (or the exit)
+                except Exception:
+                    # A row the database refuses (it passed record(): a bug, not the caller's data) must not
+                    # take the batch, and every batch after it, down with it: store the rows one by one.
+                    result = await self._store_one_by_one(batch)
+                self._batches.popleft()
+                self.stored += result.stored
+                self.duplicates += result.duplicates
+                self.unknown_price += result.unknown_price
+                total = IngestResult(
+                    total.stored + result.stored,
+                    total.duplicates + result.duplicates,
+                    total.unknown_price + result.unknown_price,
+                )
+                for seen in self._unresolved:
+                    seen.ref = self._refs.ref(seen.attrs)
+                self._unresolved = [seen for seen in self._unresolved if seen.ref < 0]
+            return total
 
     async def _store_one_by_one(self, batch: list[tuple[Any, ...]]) -> IngestResult:
         stored = duplicates = unknown = 0

@@ -1,0 +1,158 @@
+"""Ingest runs beside the collector without slowing it (issue 15 §5).
+
+- A flush writes at most `batch_size` rows per transaction, however many piled up while the previous
+  one ran: another writer waits behind one short batch, never behind everything that arrived.
+- While the collector's round flag is raised (a real flock on <db>-round), the ingest starts no write:
+  a second connection takes SQLite's write lock at once; once lowered, everything accepted is stored.
+  A flag raised too long (a round stuck on a hanging provider) holds the ingest back for a bounded time.
+- The health model's percentiles stay exact for a few calls and come from the histogram past
+  HEALTH_EXACT_CALLS_MAX calls in the window (the collector asks every round; reading every call of
+  a busy window grew the round with the traffic).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sqlite3
+import time
+
+import pytest
+
+from llmpulse.core.clock import ManualClock
+from llmpulse.core.round_flag import RoundFlag, RoundYield
+from llmpulse.core.server.ingest import IngestQueue
+from llmpulse.core.store import Store
+from llmpulse.core.usage import queries
+from llmpulse.core.usage import recorder as recorder_module
+from llmpulse.core.usage.pricing import Pricing
+from llmpulse.core.usage.recorder import Recorder
+from llmpulse.core.usage.rollup import LATENCY_BOUNDS_MS
+
+T0 = 1_795_000_000.0
+
+
+def calls(n: int, first: int = 0) -> list[dict[str, object]]:
+    return [
+        {"provider": "openai", "model": "gpt-4o", "input_tokens": 10 + i, "request_id": f"r{first + i}", "ts": T0 - 30}
+        for i in range(n)
+    ]
+
+
+def stored(db: object) -> int:
+    with sqlite3.connect(str(db)) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM usage_calls").fetchone()[0])
+
+
+async def test_a_flush_writes_at_most_batch_size_rows_per_transaction(tmp_path, monkeypatch):
+    sizes: list[int] = []
+    real = recorder_module.ingest_rows
+
+    async def counted(store, rows, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sizes.append(len(rows))
+        return await real(store, rows, *args, **kwargs)
+
+    monkeypatch.setattr(recorder_module, "ingest_rows", counted)
+    store = await Store.open(tmp_path / "b.db")
+    try:
+        async with Recorder(store, Pricing(), clock=ManualClock(T0), flush_interval=3600, batch_size=100) as rec:
+            # 1,050 records with no chance for a flush to run in between: they pile up
+            for fields in calls(1050):
+                rec.record(**fields)
+            assert rec.waiting == 1050
+            await rec.flush()
+            assert rec.waiting == 0
+        assert max(sizes) <= 100 and sum(sizes) == 1050 and len(sizes) == math.ceil(1050 / 100)
+        assert stored(tmp_path / "b.db") == 1050
+        assert (await queries.total(store, T0 - 60, T0)).requests == 1050  # the roll-ups add up too
+    finally:
+        await store.close()
+
+
+async def test_ingest_holds_back_while_the_collectors_round_flag_is_raised(tmp_path):
+    db = tmp_path / "f.db"
+    store = await Store.open(db)
+    queue = IngestQueue(store, Pricing(), 100_000, clock=ManualClock(T0), flush_interval=3600, batch_size=50)
+    await queue.start()
+    try:
+        with RoundFlag(db):
+            assert queue.put_many(calls(120)) == []
+            flushing = asyncio.create_task(queue.recorder.flush())
+            await asyncio.sleep(0.05)
+            assert not flushing.done() and stored(db) == 0  # nothing written during the round
+            # the round's own write finds the lock free: no waiting at all
+            other = sqlite3.connect(str(db), timeout=0)
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("INSERT INTO alert_latency_samples (provider_id, at, latency_ms) VALUES ('openai', 1, 2)")
+            other.execute("COMMIT")
+            other.close()
+        await asyncio.wait_for(flushing, 5)
+        assert stored(db) == 120
+        assert queue.round_yield.held_back_s >= 0.05
+    finally:
+        await queue.close()
+        await store.close()
+
+
+async def test_a_flag_raised_too_long_holds_ingest_back_only_a_bounded_time(tmp_path):
+    db = tmp_path / "l.db"
+    waiter = RoundYield(db, max_s=0.05)
+    try:
+        with RoundFlag(db):
+            started = time.monotonic()
+            await asyncio.wait_for(waiter.wait(), 2)
+            assert 0.05 <= time.monotonic() - started < 1.0
+            started = time.monotonic()
+            await waiter.wait()  # the same raise: no second wait
+            assert time.monotonic() - started < 0.03
+        await waiter.wait()  # seen lowered: a later round is waited for again
+        with RoundFlag(db):
+            waiting = asyncio.create_task(waiter.wait())
+            await asyncio.sleep(0.01)
+            assert not waiting.done()
+        await asyncio.wait_for(waiting, 2)
+    finally:
+        waiter.close()
+
+
+def nearest_rank(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
+
+
+def bucket_of(ms: float) -> tuple[float, float]:
+    lo = 0.0
+    for hi in LATENCY_BOUNDS_MS:
+        if ms <= hi:
+            return lo, float(hi)
+        lo = float(hi)
+    return lo, math.inf
+
+
+@pytest.mark.parametrize("n", [40, 90])
+async def test_health_percentiles_exact_for_few_calls_estimated_past_the_limit(tmp_path, monkeypatch, n):
+    monkeypatch.setattr(queries, "HEALTH_EXACT_CALLS_MAX", 50)
+    now = T0
+    latencies = [float(37 + (i * 7919) % 1400) for i in range(n)]
+    store = await Store.open(tmp_path / "h.db")
+    try:
+        async with Recorder(store, Pricing(), clock=ManualClock(now)) as rec:
+            for i, ms in enumerate(latencies):
+                rec.record(provider="openai", model="gpt-4o", input_tokens=5, latency_ms=ms, ts=now - 100 - i)
+        stats = (await queries.provider_request_stats(store, now - 900, now))["openai"]
+        assert stats.requests == n
+        true95, true50 = nearest_rank(latencies, 0.95), nearest_rank(latencies, 0.5)
+        if n <= 50:
+            assert stats.p95_exact and stats.p95_ms == true95 and stats.p50_ms == true50
+        else:
+            # an estimate inside the bucket the true figure lies in, and said to be one
+            assert not stats.p95_exact
+            lo, hi = bucket_of(true95)
+            assert stats.p95_ms is not None and lo <= stats.p95_ms <= hi
+            lo, hi = bucket_of(true50)
+            assert stats.p50_ms is not None and lo <= stats.p50_ms <= hi
+        # a report (no limit) stays exact however many calls
+        (row,) = await queries.breakdown(store, "provider", now - 900, now)
+        assert row.p95_exact and row.p95_ms == true95
+    finally:
+        await store.close()
