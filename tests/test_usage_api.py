@@ -16,6 +16,8 @@ from llmpulse.core.simulator.fleet import FakeProvider, Fleet
 from llmpulse.core.simulator.usage_reports import serve_anthropic_usage, serve_openai_usage
 from llmpulse.core.store import Store
 from llmpulse.core.usage.pricing import Pricing
+from llmpulse.core.usage.queries import breakdown
+from llmpulse.core.usage.recorder import Recorder
 from llmpulse.core.usage.usage_api import pull_usage
 from tests.cli_helpers import run_cli
 
@@ -276,11 +278,12 @@ def test_budgets_count_the_usage_api_when_told_and_reconcile_shows_both(tmp_path
         table = run_cli(tmp_path, "--db", db, "reconcile", "--cached", env=env)
         assert "USAGE API" in table.stdout and ADMIN not in table.stdout + table.stderr
 
-        # `report` shows the usage API's figures beside its table, never added into it
+        # `report` shows the usage API's figures beside its table; the table counts OpenAI by its report
+        # (its budgets do), never both
         rep = json.loads(run_cli(tmp_path, "--db", db, "report", "--format", "json", env=env).stdout)
         (beside,) = rep["usage_api"]
         assert abs(beside["reported_usd"] - (z_support + z_other)) < 1e-9
-        assert abs(rep["total"]["cost_usd"] - (recorded_openai + anthropic)) < 1e-9
+        assert abs(rep["total"]["cost_usd"] - (z_support + z_other + anthropic)) < 1e-9
         text = run_cli(tmp_path, "--db", db, "report", env=env).stdout
         assert "openai: 6 requests, 360,000 tokens" in text
 
@@ -305,5 +308,167 @@ async def test_an_answer_past_the_size_cap_is_refused_not_read_whole(tmp_path, m
             assert report.error == "HTTP 200: answer larger than 2,000 bytes; stopped reading"
             (stored,) = await store.fetchone("SELECT COUNT(*) FROM provider_usage")
             assert stored == 0
+        finally:
+            await store.close()
+
+
+def test_report_breakdowns_count_each_providers_budget_source_once(tmp_path):
+    """`report --by department/agent/provider`: OpenAI's budgets count its usage report, so its groups
+    come from the report's rows (projects and API keys mapped to departments and agents), its recorded
+    calls left out; Anthropic's count its recorded calls, so its report (pulled too) is only for
+    reconcile. Every figure is priced here from the pages served, and the budgets say the same."""
+    now = time.time()
+    today = int(now - now % DAY)
+
+    def result(project: str, key: str, tin: int, tout: int) -> dict[str, Any]:
+        return {
+            "object": "organization.usage.completions.result",
+            "input_tokens": tin,
+            "output_tokens": tout,
+            "input_cached_tokens": 0,
+            "num_model_requests": 3,
+            "project_id": project,
+            "user_id": None,
+            "api_key_id": key,
+            "model": "gpt-4o-mini-2024-07-18",
+            "batch": None,
+        }
+
+    openai_pages = [
+        {
+            "object": "bucket",
+            "start_time": today,
+            "end_time": today + DAY,
+            "results": [result("proj_abc", "key_bot", 200_000, 50_000), result("proj_other", "key_x", 100_000, 10_000)],
+        }
+    ]
+    anthropic_pages = anthropic_buckets()
+    anthropic_pages[0]["starting_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(today))
+    anthropic_pages = anthropic_pages[:1]
+    mini = "gpt-4o-mini-2024-07-18"
+    sonnet = "claude-sonnet-4-20250514"
+    z_support = price("openai", mini, 200_000, 50_000, 0, 0)
+    z_other = price("openai", mini, 100_000, 10_000, 0, 0)
+    with Fleet([FakeProvider("openai", key=KEY), FakeProvider("anthropic", kind="anthropic", key=KEY)]) as fleet:
+        serve_openai_usage(fleet, "openai", ADMIN, openai_pages)
+        serve_anthropic_usage(fleet, "anthropic", ANT_ADMIN, anthropic_pages)
+        (tmp_path / "llmpulse.toml").write_text(
+            f'[providers.openai]\nbase_url = "{fleet.base_url("openai")}"\n'
+            f'[providers.anthropic]\nbase_url = "{fleet.base_url("anthropic").removesuffix("/v1")}"\n'
+            f'[prices.overrides."openai/{mini}"]\ninput = 0.15\noutput = 0.6\ncache_read = 0.075\n'
+            f'[prices.overrides."anthropic/{sonnet}"]\ninput = 3.0\noutput = 15.0\ncache_read = 0.3\n'
+            "cache_write = 3.75\n"
+            '[usage_api]\nbucket_width = "1d"\nbackfill_days = 2\n'
+            '[usage_api.openai]\nbudgets = "usage_api"\n'
+            '[usage_api.openai.projects.proj_abc]\ndepartment = "Support"\n'
+            '[usage_api.openai.api_keys.key_bot]\nagent = "triage-bot"\n'
+            '[usage_api.anthropic.api_keys.apikey_01Rj2N8SVvo6BePZj99NhmiT]\ndepartment = "Research"\n'
+            '[[budgets]]\nscope = "total"\nlimit_usd = 1000\n'
+            '[[budgets]]\nscope = "department:Support"\nlimit_usd = 1000\n'
+            '[[budgets]]\nscope = "agent:triage-bot"\nlimit_usd = 1000\n'
+        )
+        env = {"OPENAI_API_KEY": KEY, "OPENAI_ADMIN_KEY": ADMIN, "ANTHROPIC_ADMIN_KEY": ANT_ADMIN}
+        db = str(tmp_path / "b.db")
+        calls = [
+            ("openai", mini, 10_000, 1_000, "Support", "triage-bot"),  # OpenAI: its report counts instead
+            ("openai", mini, 20_000, 2_000, "", ""),
+            ("anthropic", sonnet, 1_000, 100, "Support", ""),  # Anthropic: recorded calls count
+        ]
+        for p, m, tin, tout, dept, agent in calls:
+            args = ["--provider", p, "--model", m, "--input-tokens", str(tin), "--output-tokens", str(tout)]
+            args += (["--department", dept] if dept else []) + (["--agent", agent] if agent else [])
+            r = run_cli(tmp_path, "--db", db, "record", *args, env=env)
+            assert r.returncode == 0, r.stderr
+        anthropic = price("anthropic", sonnet, 1_000, 100, 0, 0)
+        pulled = json.loads(run_cli(tmp_path, "--db", db, "reconcile", "--json", env=env).stdout)
+        assert {u["provider_id"]: u["error"] for u in pulled["usage_api"]} == {"openai": None, "anthropic": None}
+
+        def report(by: str) -> dict[str, Any]:
+            r = run_cli(tmp_path, "--db", db, "report", "--by", by, "--format", "json", env=env)
+            assert r.returncode == 0, r.stderr
+            return json.loads(r.stdout)
+
+        def groups(data: dict[str, Any]) -> dict[str, tuple[int, int, float]]:
+            return {g["key"]: (g["requests"], g["tokens"], round(g["cost_usd"], 12)) for g in data["groups"]}
+
+        dept = report("department")
+        assert groups(dept) == {
+            "Support": (1 + 3, 1_100 + 250_000, round(anthropic + z_support, 12)),
+            "(no department)": (3, 110_000, round(z_other, 12)),
+        }  # no "Research": Anthropic's report is for reconcile only
+        assert dept["total"]["requests"] == 7
+        assert abs(dept["total"]["cost_usd"] - (anthropic + z_support + z_other)) < 1e-12
+        assert abs(sum(d["cost_usd"] for d in dept["daily"]) - dept["total"]["cost_usd"]) < 1e-12
+        assert groups(report("agent")) == {
+            "triage-bot": (3, 250_000, round(z_support, 12)),
+            "(no agent)": (1 + 3, 1_100 + 110_000, round(anthropic + z_other, 12)),
+        }
+        by_provider = report("provider")
+        assert groups(by_provider) == {
+            "openai": (6, 360_000, round(z_support + z_other, 12)),
+            "anthropic": (1, 1_100, round(anthropic, 12)),
+        }
+        # the success rate is the recorded calls' (a usage report has none)
+        assert {g["key"]: g["success_rate"] for g in by_provider["groups"]} == {"openai": 1.0, "anthropic": 1.0}
+        text = run_cli(tmp_path, "--db", db, "report", "--by", "department", env=env).stdout
+        assert "the table and budgets count the source marked *" in text
+
+        r = run_cli(tmp_path, "--db", db, "budgets", "--json", env=env)
+        spent = {b["scope"]: b["spent_usd"] for b in json.loads(r.stdout)["budgets"]}
+    assert abs(spent["total"] - dept["total"]["cost_usd"]) < 1e-12
+    assert abs(spent["department:Support"] - (anthropic + z_support)) < 1e-12
+    assert abs(spent["agent:triage-bot"] - z_support) < 1e-12
+
+
+async def test_a_report_without_request_counts_replaces_tokens_and_cost_and_keeps_recorded_requests(tmp_path):
+    """Anthropic's usage report counts no requests: with its budgets on the usage API, a group's
+    requests stay the recorded calls' while tokens and cost are the report's (mapped key -> agent)."""
+    cfg = parse_config(
+        {
+            **CONFIG,
+            "usage_api": {
+                **CONFIG["usage_api"],
+                "anthropic": {
+                    "budgets": "usage_api",
+                    "api_keys": {"apikey_01Rj2N8SVvo6BePZj99NhmiT": {"agent": "summarizer"}},
+                },
+            },
+        },
+        "t.toml",
+    )
+    usage_cfg = cfg.usage.usage_api
+    sonnet = "claude-sonnet-4-20250514"
+    start = NOW - NOW % DAY - DAY  # the page's bucket: yesterday
+    with Fleet([FakeProvider("anthropic", kind="anthropic", key=KEY)]) as fleet:
+        serve_anthropic_usage(fleet, "anthropic", ANT_ADMIN, anthropic_buckets())
+        providers = providers_on(fleet, {"ANTHROPIC_ADMIN_KEY": ANT_ADMIN})
+        store = await Store.open(tmp_path / "a.db")
+        try:
+            pricing = Pricing(cfg.usage.prices)
+            async with Recorder(store, pricing) as rec:
+                for i in range(4):  # recorded with the agent's name: replaced, except their count
+                    rec.record(
+                        provider="anthropic",
+                        model=sonnet,
+                        input_tokens=100,
+                        output_tokens=10,
+                        agent="summarizer",
+                        ts=start + 600 + i,
+                    )
+            (pulled,) = await pull_usage(store, providers, usage_cfg, pricing, NOW)
+            assert pulled.error is None
+            rows = await breakdown(store, "agent", start, NOW, usage_api=usage_cfg.usage_api_budgets)
+            (g,) = rows
+            assert (g.key, g.requests, g.input_tokens, g.output_tokens, g.cache_read_tokens) == (
+                "summarizer",
+                4,
+                3200,
+                500,
+                200,
+            )
+            assert abs(g.cost_usd - price("anthropic", sonnet, 3200, 500, 200, 1500)) < 1e-12
+            # without the usage API, the same range is the recorded calls
+            (plain,) = await breakdown(store, "agent", start, NOW)
+            assert (plain.requests, plain.input_tokens) == (4, 400)
         finally:
             await store.close()

@@ -95,7 +95,9 @@ class CoreBackend:
         from llmpulse.core.usage.queries import average_latencies, breakdown
 
         store = await self.read_store()
-        rows = await breakdown(store, by, since, until)
+        usage = self.ctx.config.usage
+        # per provider, the source its budgets count: its recorded calls, or its own usage report
+        rows = await breakdown(store, by, since, until, usage_api=usage.usage_api.usage_api_budgets if usage else ())
         await average_latencies(store, by, since, until, rows)
         return rows
 

@@ -303,11 +303,13 @@ async def report_command(args: argparse.Namespace) -> int:
     since = since_seconds(args.since, now, ctx.config.usage.tz)
     store = await open_reader(ctx)
     try:
-        groups = await breakdown(store, args.by, since, now)
+        # per provider, the source its budgets count: its recorded calls, or its own usage report
+        from_reports = ctx.config.usage.usage_api.usage_api_budgets
+        groups = await breakdown(store, args.by, since, now, usage_api=from_reports)
         await average_latencies(store, args.by, since, now, groups)
-        overall = await total(store, since, now)
+        overall = await total(store, since, now, usage_api=from_reports)
         hours = await hourly_totals(store, since, now)
-        days = await daily_totals(store, since, now)
+        days = await daily_totals(store, since, now, usage_api=from_reports)
         from llmpulse.core.usage.advice import reliability_advice
         from llmpulse.core.usage.patterns import usage_patterns
         from llmpulse.core.usage.savings import savings_report
@@ -346,7 +348,8 @@ async def report_command(args: argparse.Namespace) -> int:
     )
 
     def cost(g: GroupRow) -> float | None:  # a group whose every request has an unknown price has no cost, not $0
-        return None if g.unknown_price_count == g.requests else g.cost_usd
+        # (a group only a usage report without request counts knows has 0 requests and may have a cost)
+        return None if g.unknown_price_count >= g.requests and (g.unknown_price_count or not g.cost_usd) else g.cost_usd
 
     def cells(g: GroupRow) -> tuple[Any, ...]:
         return (
@@ -382,7 +385,7 @@ async def report_command(args: argparse.Namespace) -> int:
                 "advice": advice.to_json(),
                 "provider_reported": [r.to_json() for r in reported],
                 # what the providers' usage APIs report for buckets starting in the period, beside the
-                # calls recorded (not added to the groups: the same traffic would count twice)
+                # calls recorded. The groups and the total count, per provider, the one its budgets use.
                 "usage_api": [u.to_json() for u in sources],
             }
         )
@@ -446,7 +449,10 @@ async def report_command(args: argparse.Namespace) -> int:
                 + ", ".join(f"{time.strftime('%m-%d %H:00', time.gmtime(h))} {n:,} req" for h, n, _ in busiest if n)
             )
         if sources:
-            print(f"\nthe providers' usage APIs since {args.since} (beside the table, not in it; budgets count *):")
+            print(
+                f"\nthe providers' usage APIs since {args.since} (the table and budgets count the source marked *, "
+                "the other is for reconcile):"
+            )
             for u in sources:
                 api_requests = "-" if u.reported_requests is None else f"{u.reported_requests:,}"
                 print(

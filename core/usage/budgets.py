@@ -75,59 +75,14 @@ def project(budget: BudgetConfig, spent: float, start: float, end: float, now: f
 async def budget_status(
     store: Store, budget: BudgetConfig, tz: Any, now: float, usage_api: frozenset[str] = frozenset()
 ) -> BudgetStatus:
+    """`usage_api`: providers whose budgets count their own usage report ([usage_api.<id>] budgets =
+    "usage_api") instead of their recorded calls — the report's cost in this budget's scope replaces the
+    recorded calls' (queries.usage_api_deltas, as in every breakdown), so the same traffic counts once.
+    A report bucket counts in the period its start falls in."""
     start = period_start(now, budget.period, tz)
     end = period_end(start, budget.period, tz)
-    row = await total(store, start, now, budget.dim, budget.key)
-    spent = row.cost_usd
-    for provider in sorted(usage_api):
-        spent += await usage_api_adjustment(store, budget, provider, start, now)
-    return project(budget, spent, start, end, now, row.unknown_price_count)
-
-
-# What each budget scope kind filters on, in usage_records and in provider_usage (None: the provider's
-# usage report has no such attribution, so none of its usage is in that scope).
-_RECORD_COLUMN = {
-    "provider": "provider",
-    "model": "model",
-    "department": "department",
-    "agent": "agent",
-    "user": "user",
-    "task_type": "task_type",
-}
-_REPORT_COLUMN = {
-    "provider": "provider_id",
-    "model": "model",
-    "department": "department",
-    "agent": "agent",
-    "user": None,
-    "task_type": None,
-}
-
-
-async def usage_api_adjustment(store: Store, budget: BudgetConfig, provider: str, start: float, now: float) -> float:
-    """For a provider whose budgets count its own usage report ([usage_api.<id>] budgets = "usage_api"):
-    the report's cost in this budget's scope minus the recorded calls' cost in it, so the same traffic
-    counts once. A report bucket counts in the period its start falls in."""
-    where_rec, where_rep, params_rec, params_rep = "", "", [], []
-    if budget.dim != "total":
-        rec_col, rep_col = _RECORD_COLUMN[budget.dim], _REPORT_COLUMN[budget.dim]
-        where_rec = f" AND {rec_col} = ?"
-        params_rec = [budget.key]
-        if rep_col is None:
-            where_rep = " AND 0"
-        else:
-            where_rep = f" AND {rep_col} = ?"
-            params_rep = [budget.key]
-    recorded = await store.fetchone(
-        f"SELECT TOTAL(cost_usd) FROM usage_records WHERE provider = ? AND ts >= ? AND ts < ?{where_rec}",
-        [provider, start, now, *params_rec],
-    )
-    reported = await store.fetchone(
-        "SELECT TOTAL(cost_usd) FROM provider_usage WHERE provider_id = ? AND bucket_start >= ? "
-        f"AND bucket_start < ?{where_rep}",
-        [provider, start, now, *params_rep],
-    )
-    return float(reported[0] if reported else 0.0) - float(recorded[0] if recorded else 0.0)
+    row = await total(store, start, now, budget.dim, budget.key, usage_api=usage_api)
+    return project(budget, row.cost_usd, start, end, now, row.unknown_price_count)
 
 
 async def budget_statuses(store: Store, usage: UsageConfig | None, now: float) -> list[BudgetStatus]:

@@ -15,7 +15,7 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -487,12 +487,17 @@ async def breakdown(
     *,
     latency: bool = True,
     exact_calls_max: int | None = None,
+    usage_api: Collection[str] = (),
 ) -> list[GroupRow]:
     """Usage in [since, until) grouped by one dimension, most expensive first. The rows add up to the
     total: for an optional dimension (department, agent, user, task_type) the calls that carry none are
     a row of their own, '(no department)'. `latency=False` skips the exact percentiles;
     `exact_calls_max`: past that many calls in the range, the percentiles are the histogram's estimate
-    (`p95_exact` False) — what something asked every second uses to stay fast at any volume."""
+    (`p95_exact` False) — what something asked every second uses to stay fast at any volume.
+    `usage_api`: providers counted by their own usage reports instead of their recorded calls (their
+    `[usage_api.<provider>] budgets = "usage_api"`, see usage_api_deltas): requests (where the report
+    counts them), tokens and cost by the report, attributed through the config's project and key
+    mapping; success rate and latency stay the recorded calls' (a report has none)."""
     if by not in BY_CHOICES and by != "total":
         raise ValueError(f"by: found {by!r}; expected one of {', '.join(BY_CHOICES)}")
     if filters:
@@ -508,8 +513,6 @@ async def breakdown(
     raw.pop(none_key(by), None)
     stored = [*stored, *([key, *_ZERO] for key in sorted(raw.keys() - {r[0] for r in stored}))]
     rows = [row for r in stored if (row := _plus(r, raw.get(r[0])))[1] > 0]
-    out = [_row(r[0], r) for r in rows]
-    hists = {r[0]: _hist(r) for r in rows}
     if by in OPTIONAL_DIMS:
         whole_plan = await plan(store, "total", since, until)
         whole_where, whole_params = _where(whole_plan)
@@ -522,22 +525,146 @@ async def breakdown(
             if stored_whole is not None
             else None
         )
-        if whole is not None and int(whole[1] or 0) > sum(g.requests for g in out):
+        if whole is not None and int(whole[1] or 0) > sum(int(r[1]) for r in rows):
             # The total minus the named rows, column by column (histogram included).
-            rest = [whole[0]] + [(whole[i] or 0) - sum((r[i] or 0) for r in rows) for i in range(1, len(whole))]
-            none = _row(none_key(by), rest)
-            out.append(none)
-            hists[none.key] = _hist(rest)
+            rest = [none_key(by)] + [(whole[i] or 0) - sum((r[i] or 0) for r in rows) for i in range(1, len(whole))]
+            rows.append(rest)
+    recorded = {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in rows}
+    if usage_api:
+        rows = _swap_in([list(r) for r in rows], await usage_api_deltas(store, by, since, until, usage_api))
+    out = [_row(r[0], r) for r in rows]
+    for g in out:
+        # errors, fallbacks and latency exist only for recorded calls: the success rate is theirs
+        requests, errors = recorded.get(g.key, (0, 0))
+        g.success_rate = (requests - errors) / requests if requests else None
+    hists = {r[0]: _hist(r) for r in rows}
     if latency and out and (exact_calls_max is None or sum(g.timed for g in out) <= exact_calls_max):
         _use_exact(out, await _exact_quantiles(store, by, since, until, hists))
     out.sort(key=lambda g: (-g.cost_usd, -g.requests, g.key))
     return out
 
 
+# Which provider_usage column holds each dimension's key. The usage reports know no user, task type or
+# category: that usage is '(no user)' and so on; department and agent come from the config's mapping.
+def _report_key(dim: str) -> str:
+    if dim in ("department", "agent"):
+        return f"COALESCE(NULLIF({dim}, ''), '{none_key(dim)}')"
+    if dim in OPTIONAL_DIMS:
+        return f"'{none_key(dim)}'"
+    return {
+        "total": "'*'",
+        "provider": "provider_id",
+        "model": "model",
+        "provider_model": "provider_id || '/' || model",
+    }[dim]
+
+
+@dataclass
+class UsageApiDelta:
+    """For one group: what replacing some providers' recorded calls with their own usage reports changes
+    (the report's figures minus the recorded calls'). Requests change only for a provider whose report
+    counts them (OpenAI's does, Anthropic's does not: there the recorded calls' count stays)."""
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cost_usd: float = 0.0
+    unknown_price: int = 0
+
+
+async def usage_api_deltas(
+    store: Store, dim: str, since: float, until: float, providers: Collection[str], key: str | None = None
+) -> dict[str, UsageApiDelta]:
+    """Per group of `dim` (or only `key`): the change that counts `providers` by their usage reports
+    instead of their recorded calls — what `[usage_api.<provider>] budgets = "usage_api"` means for
+    budgets and breakdowns alike, so the same traffic is never counted twice.
+
+    The recorded side is the raw calls in [since, until] (while kept); the report side is the buckets
+    whose start falls in [since, until). A bucket-group of unknown price counts as its requests (one,
+    where the report counts none)."""
+    out: dict[str, UsageApiDelta] = {}
+    if not providers:
+        return out
+    names = sorted(providers)
+    marks = ", ".join("?" for _ in names)
+    only_rec = f" AND {_raw_key(dim)} = ?" if key is not None else ""
+    only_rep = f" AND {_report_key(dim)} = ?" if key is not None else ""
+    keyed = [key] if key is not None else []
+    reported = await store.fetchall(
+        f"SELECT provider_id, {_report_key(dim)}, SUM(requests), COUNT(requests), TOTAL(input_tokens), "
+        "TOTAL(output_tokens), TOTAL(cache_read_tokens), TOTAL(cost_usd), "
+        "TOTAL(CASE WHEN cost_usd IS NULL THEN COALESCE(requests, 1) END) "
+        f"FROM provider_usage WHERE provider_id IN ({marks}) AND bucket_start >= ? AND bucket_start < ?{only_rep} "
+        "GROUP BY 1, 2",
+        [*names, since, until, *keyed],
+    )
+    counts_requests = {str(r[0]) for r in reported if r[3]}
+    for pid in names:
+        if pid not in counts_requests and not any(r[0] == pid for r in reported):
+            # nothing reported in the range: whether its report counts requests, its other buckets say
+            row = await store.fetchone(
+                "SELECT 1 FROM provider_usage WHERE provider_id = ? AND requests IS NOT NULL LIMIT 1", [pid]
+            )
+            if row is not None:
+                counts_requests.add(pid)
+    for pid, k, req, _, tin, tout, tcr, cost, unknown in reported:
+        d = out.setdefault(str(k), UsageApiDelta())
+        if pid in counts_requests:
+            d.requests += int(req or 0)
+        d.input_tokens += int(tin)
+        d.output_tokens += int(tout)
+        d.cache_read_tokens += int(tcr)
+        d.cost_usd += float(cost)
+        d.unknown_price += int(unknown)
+    recorded_calls = await store.fetchall(
+        f"SELECT a.provider, {_raw_key(dim)}, COUNT(*), TOTAL(c.input_tokens), TOTAL(c.output_tokens), "
+        "TOTAL(c.cache_read_tokens), TOTAL(c.cost_usd), COUNT(*) - COUNT(c.cost_usd) "
+        "FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs "
+        f"WHERE a.provider IN ({marks}) AND c.ts >= ? AND c.ts < ?{only_rec} GROUP BY 1, 2",
+        [*names, since, math.nextafter(until, math.inf), *keyed],
+    )
+    for pid, k, n, tin, tout, tcr, cost, unknown in recorded_calls:
+        d = out.setdefault(str(k), UsageApiDelta())
+        if pid in counts_requests:
+            d.requests -= int(n)
+        d.input_tokens -= int(tin)
+        d.output_tokens -= int(tout)
+        d.cache_read_tokens -= int(tcr)
+        d.cost_usd -= float(cost)
+        d.unknown_price -= int(unknown)
+    return out
+
+
+def _swap_in(rows: list[list[Any]], deltas: dict[str, UsageApiDelta]) -> list[list[Any]]:
+    """Roll-up rows (key, requests, errors, fallbacks, input, output, cache read, cost, unknown, l0..)
+    with the deltas added; a group only a usage report knows gets a row; one left with nothing, none."""
+    by_key = {r[0]: r for r in rows}
+    for k, d in deltas.items():
+        r = by_key.get(k)
+        if r is None:
+            r = by_key[k] = [k, *_ZERO]
+            rows.append(r)
+        r[1] += d.requests
+        r[4] += d.input_tokens
+        r[5] += d.output_tokens
+        r[6] += d.cache_read_tokens
+        r[7] += d.cost_usd
+        r[8] += d.unknown_price
+    return [r for r in rows if r[1] > 0 or r[4] + r[5] > 0]
+
+
 async def total(
-    store: Store, since: float, until: float, dim: str = "total", key: str = "*", latency: bool = False
+    store: Store,
+    since: float,
+    until: float,
+    dim: str = "total",
+    key: str = "*",
+    latency: bool = False,
+    usage_api: Collection[str] = (),
 ) -> GroupRow:
-    """One group's totals; `latency` also reads the histogram for its p95 (budgets do not need it)."""
+    """One group's totals; `latency` also reads the histogram for its p95 (budgets do not need it);
+    `usage_api` as in breakdown."""
     p = await plan(store, dim, since, until)
     where, params = _where(p)
     hist = HIST if latency else ", ".join("0" for _ in range(BUCKETS))
@@ -548,7 +675,11 @@ async def total(
         [key, dim, key, *params],
     )
     r = _plus(stored, (await _raw_sums(store, dim, p, key)).get(key), hist=latency)
+    requests, errors = int(r[1] or 0), int(r[2] or 0)
+    if usage_api:
+        (r,) = _swap_in([list(r)], await usage_api_deltas(store, dim, since, until, usage_api, key)) or [[key, *_ZERO]]
     row = _row(key, r)
+    row.success_rate = (requests - errors) / requests if requests else None
     if latency and row.requests and dim in (*_RAW_KEY, *OPTIONAL_DIMS):
         _use_exact([row], await _exact_quantiles(store, dim, since, until, {key: _hist(r)}))
     return row
@@ -564,13 +695,16 @@ async def daily_by(store: Store, by: str, since: float, until: float) -> list[tu
     return [(float(r[0]), r[1], int(r[2]), int(r[3]), float(r[4])) for r in rows]
 
 
-async def daily_totals(store: Store, since: float, until: float) -> list[tuple[float, int, float]]:
+async def daily_totals(
+    store: Store, since: float, until: float, usage_api: Collection[str] = ()
+) -> list[tuple[float, int, float]]:
     """(UTC day start, requests, cost) for each day of [since, until), each clipped to the range — so
-    the first and last days count only their part inside it and the rows add up to the range's total."""
+    the first and last days count only their part inside it and the rows add up to the range's total
+    (`usage_api` as in breakdown)."""
     out: list[tuple[float, int, float]] = []
     day = since - since % 86400
     while day < until:
-        part = await total(store, max(day, since), min(day + 86400, until))
+        part = await total(store, max(day, since), min(day + 86400, until), usage_api=usage_api)
         out.append((day, part.requests, part.cost_usd))
         day += 86400
     return out
