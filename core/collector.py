@@ -45,6 +45,9 @@ log = logging.getLogger("llmpulse.collector")
 PRUNE_EVERY_S = 3600.0
 NOTICE_KEEP_S = 30 * 86400.0  # sent notices and finished deliveries (alerts and transitions stay)
 DRAIN_S = 5.0  # on stop, how long deliveries in flight may still take
+# The round flag goes up this long before a round, so an ingest batch already being written (a few ms)
+# is done when the round starts; the ingest then writes nothing until the round ends.
+ROUND_FLAG_LEAD_S = 0.02
 Event = Callable[[str], None]
 
 
@@ -87,6 +90,7 @@ class Collector:
         self._last_prune = 0.0
         self._last_billing = 0.0
         self._last_usage_pull = 0.0
+        self._early_flag: RoundFlag | None = None  # raised by run_forever just before the next round
 
     # -- live reload ------------------------------------------------------------------------------
     def reload(self, ctx: Context) -> None:
@@ -121,9 +125,19 @@ class Collector:
     async def run_round(self) -> RoundReport:
         await self._apply_reload()
         # The round's flag is up while it runs: the ingest server holds back its batch writes (bounded),
-        # so this round's writes never queue behind them (see core/round_flag.py).
-        with RoundFlag(self.store.path):
+        # so this round's writes never queue behind them (see core/round_flag.py). run_forever raises
+        # it ROUND_FLAG_LEAD_S early, so a batch already being written is done before the round starts.
+        flag, self._early_flag = self._early_flag or RoundFlag(self.store.path).__enter__(), None
+        try:
             return await self._round()
+        finally:
+            flag.__exit__(None, None, None)
+
+    def _lower_early_flag(self) -> None:
+        """A flag raised for a round that will not run now (lease lost, stopping, an error)."""
+        flag, self._early_flag = self._early_flag, None
+        if flag is not None:
+            flag.__exit__(None, None, None)
 
     async def _round(self) -> RoundReport:
         cfg = self.ctx.config
@@ -313,6 +327,7 @@ class Collector:
                 try:
                     holding = await self._one_turn(lease, stop, holding, fixed_interval, on_round)
                 except Exception as exc:  # the collector never dies: say why, wait, try again
+                    self._lower_early_flag()
                     why = redact(f"cannot collect: {type(exc).__name__}: {exc}") or "cannot collect"
                     if why != self.failure:  # a read-only or locked database is said once, and shown
                         self.on_event(
@@ -322,6 +337,7 @@ class Collector:
                     self.failure = why
                     await _wait(stop, STANDBY_POLL)
         finally:
+            self._lower_early_flag()
             await self.status_pages.stop()
             try:
                 # Deliveries in flight finish (bounded) and their outcomes are written, or they would be
@@ -351,6 +367,7 @@ class Collector:
         acquired = await lease.acquire()
         self.failure = None  # the database answered: this process can collect (or stand by)
         if not acquired:
+            self._lower_early_flag()
             if holding:
                 self.on_event("collector lease lost: standing by")
             await _wait(stop, STANDBY_POLL)
@@ -367,7 +384,12 @@ class Collector:
             if on_round is not None:
                 on_round()
             interval = self.ctx.config.probe.interval if fixed_interval is None else fixed_interval
-            remaining = interval - (time.monotonic() - round_started)
+            next_round = round_started + interval
+            if next_round - time.monotonic() > ROUND_FLAG_LEAD_S:
+                await _wait_any(stop, lost, next_round - time.monotonic() - ROUND_FLAG_LEAD_S)
+            if not (stop.is_set() or lost.is_set()):
+                self._early_flag = RoundFlag(self.store.path).__enter__()
+            remaining = next_round - time.monotonic()
             if remaining > 0:
                 await _wait_any(stop, lost, remaining)
         finally:

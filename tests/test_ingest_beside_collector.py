@@ -156,3 +156,48 @@ async def test_health_percentiles_exact_for_few_calls_estimated_past_the_limit(t
         assert row.p95_exact and row.p95_ms == true95
     finally:
         await store.close()
+
+
+async def test_the_collector_raises_its_flag_before_each_round_and_lowers_it_when_stopped(tmp_path, monkeypatch):
+    """run_forever raises the flag ROUND_FLAG_LEAD_S before each round (a batch being written finishes
+    before the round starts) and keeps it up through the round; between rounds and once stopped it is
+    down, so the ingest writes."""
+    from llmpulse.core import collector as collector_module
+    from llmpulse.core.collector import Collector
+    from llmpulse.core.simulator.fleet import FakeProvider, Fleet
+    from tests.test_collector import KEY, make_ctx
+
+    lead = 0.06  # longer than a round on the fake fleet, so a raise this long can only be the lead's
+    monkeypatch.setattr(collector_module, "ROUND_FLAG_LEAD_S", lead)
+
+    with Fleet([FakeProvider("openai", key=KEY)]) as fleet:
+        ctx = make_ctx(tmp_path, fleet)
+        store = await Store.open(ctx.db_path)
+        looker = RoundYield(ctx.db_path)
+        ups: list[float] = []  # how long each raise lasted
+        stop = asyncio.Event()
+        collector = Collector(ctx, store, on_event=lambda _: None)
+        running = asyncio.create_task(collector.run_forever(stop, interval=0.3))
+        try:
+            since = None
+            deadline = time.monotonic() + 10
+            while collector.rounds < 4 and time.monotonic() < deadline:
+                up = looker.raised()
+                if up and since is None:
+                    since = time.monotonic()
+                elif not up and since is not None:
+                    ups.append(time.monotonic() - since)
+                    since = None
+                await asyncio.sleep(0.001)
+            stop.set()
+            await asyncio.wait_for(running, 10)
+            # rounds 2 and 3 (the first has no lead; the 4th was still running) had their flag raised
+            # ahead of them, for the lead and the round
+            assert collector.rounds >= 4 and len([u for u in ups if u >= lead * 0.9]) >= 2
+            assert len(ups) >= 3  # down between rounds: each round its own raise
+            assert not looker.raised()  # and down once stopped
+        finally:
+            stop.set()
+            await asyncio.gather(running, return_exceptions=True)
+            looker.close()
+            await store.close()

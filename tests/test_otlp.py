@@ -4,12 +4,14 @@ counted once, attribution from resource and span attributes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -285,3 +287,50 @@ async def test_full_queue_answers_503_with_retry_after_and_nothing_accepted_is_l
         await server.stop()  # stores what was accepted
         await store.close()
     assert len(rows(tmp_path)) == 3
+
+
+async def test_the_real_otlp_exporter_retries_a_full_queue_and_its_spans_are_stored(tmp_path, monkeypatch):
+    """OpenTelemetry's own OTLP/HTTP exporter (opentelemetry-exporter-otlp-proto-http) retries 429, 502,
+    503 and 504 and waits what Retry-After says: our full-queue 503 is one it retries, and the span it
+    sends again once the queue has drained is stored."""
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http.trace_exporter")
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    import llmpulse.core.server.otlp as otlp_route
+
+    monkeypatch.setattr(otlp_route, "RETRY_AFTER_S", 1)  # the shortest whole-second wait: a fast test
+    server, store = await _start(tmp_path, 3, flush_interval=3600, batch_size=10_000)
+    queue = server.state.queue()
+    tracer = TracerProvider().get_tracer("test")
+    sdk_span = tracer.start_span(
+        "chat gpt-4o",
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": 321,
+            "gen_ai.usage.output_tokens": 12,
+        },
+    )
+    sdk_span.end()
+    exporter = OTLPSpanExporter(endpoint=f"{server.url}/v1/traces", headers={"Authorization": f"Bearer {TOKEN}"})
+    try:
+        async with httpx.AsyncClient(base_url=server.url, headers=PB) as c:  # the queue is now full
+            r = await c.post("/v1/traces", content=export([chat(i, 10, 1) for i in (1, 3, 5)]).SerializeToString())
+            assert r.status_code == 200
+        exporting = asyncio.create_task(asyncio.to_thread(exporter.export, [sdk_span]))
+        for _ in range(500):  # the exporter's first try meets the full queue
+            if queue.refused_full:
+                break
+            await asyncio.sleep(0.01)
+        assert queue.refused_full == 1 and not exporting.done()
+        await queue.recorder.flush()  # the queue drains before the exporter's retry
+        assert await asyncio.wait_for(exporting, 10) == SpanExportResult.SUCCESS
+        assert queue.refused_full == 1 and queue.accepted == 4
+    finally:
+        exporter.shutdown()
+        await server.stop()
+        await store.close()
+    assert sorted(r["input_tokens"] for r in rows(tmp_path)) == [10, 10, 10, 321]
