@@ -7,7 +7,8 @@ timer fired late while idle) over 100 ms. Each figure is printed with a baseline
 run on the same machine: a bare Textual app (one DataTable) for CPU, memory, first paint, a cell update
 and stalls; a raw-records scan for the snapshot's queries; a plain insert for ingest.
 
-    python bench/bench_tui.py [--records 1000000] [--idle 20] [--db PATH] [--rebuild]
+    python bench/bench_tui.py [--records 1000000] [--idle 20] [--db PATH] [--rebuild] [--only small|large]
+                              [--profile PREFIX]   # cProfile of each app's idle window, for pstats
 
 The 1M-record database is built once (a minute or two) and reused from --db on later runs.
 """
@@ -121,7 +122,10 @@ async def longest_stall(seconds: float, tick: float = 0.01) -> float:
     return worst * 1000
 
 
-def phase(kind: str, config: str, db: str, idle: float) -> dict:
+def phase(kind: str, config: str, db: str, idle: float, profile: str | None = None) -> dict:
+    """`profile`: write a cProfile of the idle window there (what the idle CPU is spent on)."""
+    import cProfile
+
     import psutil
     from textual.app import App
     from textual.widgets import DataTable
@@ -204,8 +208,14 @@ def phase(kind: str, config: str, db: str, idle: float) -> dict:
                 await pilot.pause(0.01)
             result["first_paint_s"] = time.perf_counter() - started
             await pilot.pause(1.0)
+            profiler = cProfile.Profile() if profile else None
             cpu0, wall0 = proc.cpu_times(), time.perf_counter()
+            if profiler is not None:
+                profiler.enable()
             stall = await longest_stall(idle)
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(profile)
             cpu1, wall1 = proc.cpu_times(), time.perf_counter()
             result["stall_ms"] = stall
             used = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
@@ -245,9 +255,12 @@ def SnapshotOnceBackend(ctx):  # type: ignore[no-untyped-def]
     return snapshot_once_backend()(ctx)
 
 
-def run_phase(kind: str, config: str, db: str, idle: float, env: dict) -> dict:
+def run_phase(kind: str, config: str, db: str, idle: float, env: dict, profile: str | None = None) -> dict:
+    command = [sys.executable, __file__, "--phase", kind, "--config", config, "--db", db, "--idle", str(idle)]
+    if profile:
+        command += ["--profile", profile]
     out = subprocess.run(
-        [sys.executable, __file__, "--phase", kind, "--config", config, "--db", db, "--idle", str(idle)],
+        command,
         capture_output=True,
         text=True,
         env=env,
@@ -266,12 +279,14 @@ def main() -> int:
     ap.add_argument("--rebuild", action="store_true")
     ap.add_argument("--phase", choices=("app", "dashboard", "baseline"))
     ap.add_argument("--config")
+    ap.add_argument("--only", choices=("small", "large"), help="run one of the two fleets")
+    ap.add_argument("--profile", metavar="PREFIX", help="cProfile each app's idle window to PREFIX-<phase>.prof")
     args = ap.parse_args()
     if args.phase:
         import faulthandler
 
         faulthandler.dump_traceback_later(args.idle + 120, exit=True)  # a hang shows where, not just a timeout
-        print(json.dumps(phase(args.phase, args.config, args.db, args.idle)), flush=True)
+        print(json.dumps(phase(args.phase, args.config, args.db, args.idle, args.profile)), flush=True)
         # The figures are out. A database thread some part of the app left open would keep the
         # interpreter from exiting (seen once: an aiosqlite worker after quit); it does not change them.
         os._exit(0)
@@ -291,7 +306,9 @@ def main() -> int:
 
     queries = None
     results = []
-    for scenario in (SMALL, LARGE):
+    scenarios = {"small": [SMALL], "large": [LARGE]}.get(args.only or "", [SMALL, LARGE])
+    for scenario in scenarios:
+        profile = f"{args.profile}-{scenario.key}" if args.profile else None
         with scenario.fleet() as fleet:
             workdir = Path(tempfile.mkdtemp(prefix="llmpulse-bench-"))
             config = workdir / "llmpulse.toml"
@@ -307,12 +324,16 @@ def main() -> int:
             if queries is None:
                 queries = asyncio.run(query_times(ctx))
                 base = run_phase("baseline", str(config), str(db), args.idle, env)
-            results.append((scenario, "", run_phase("app", str(config), str(db), args.idle, env)))
+            results.append(
+                (scenario, "", run_phase("app", str(config), str(db), args.idle, env, profile and profile + "-app.prof"))
+            )
             results.append(
                 (
                     scenario,
                     " — the dashboard alone (the core's snapshot built once)",
-                    run_phase("dashboard", str(config), str(db), args.idle, env),
+                    run_phase(
+                        "dashboard", str(config), str(db), args.idle, env, profile and profile + "-dashboard.prof"
+                    ),
                 )
             )
 
@@ -371,6 +392,7 @@ class Catalog13:
     """The 13 catalog kinds; five with a bad key, five real critical alerts for the ack measurement."""
 
     name = "13 providers (5 failing their key)"
+    key = "small"
     bad = frozenset({"deepseek", "groq", "mistral", "xai", "together"})
 
     def fleet(self):
@@ -406,6 +428,7 @@ class Fleet200:
     """200 OpenAI-compatible providers (every tenth failing its key) and 500 open alerts."""
 
     name = "200 providers (20 failing their key), 500 open alerts"
+    key = "large"
     providers = 200
     alerts = 500
 

@@ -243,11 +243,34 @@ class Provider:
     @property
     def configured(self) -> bool:
         """Can be probed: a remote provider needs its key and a base URL; a local one must be asked for."""
+        return self.setup_gap is None
+
+    @property
+    def setup_gap(self) -> SetupGap | None:
+        """What this process lacks to probe the provider, or None when it can. A local or keyless one
+        needs no key: it lacks only being asked for (it is not probed on localhost uninvited)."""
         if not self.base_url:
-            return False
+            return SetupGap("no base URL", f"set {' or '.join(self.spec.base_url_envs) or self._table('base_url')}")
         if self.spec.local or self.spec.auth == "none":
-            return self.explicit
-        return self.api_key is not None
+            if self.explicit:
+                return None
+            where = " or ".join((*self.spec.base_url_envs, f"add [providers.{self.id}]"))
+            return SetupGap("not set up", f"needs no key; not probed until asked for: set {where} ({self.base_url})")
+        if self.api_key is None:
+            return SetupGap("no key", f"set {self.key_env or self._table('api_key_env')}")
+        return None
+
+    def _table(self, key: str) -> str:
+        return f"[providers.{self.id}] {key}"
+
+
+@dataclass(frozen=True)
+class SetupGap:
+    """Why a provider cannot be probed from here: a short word for tables ("no key", "no base URL",
+    "not set up") and what to set, for detail screens and `status`."""
+
+    word: str
+    hint: str
 
 
 def normalise_base_url(url: str) -> str:

@@ -57,6 +57,7 @@ __all__ = [
     "judge_health",
     "latency_band",
     "load_health",
+    "mark_stale",
     "next_provider",
     "prune_probe_results",
     "recent_probes",
@@ -74,9 +75,14 @@ class ProviderHealth:
     status_since: float | None = None  # first probe of the latest run of this status (the window's start at most)
     error_kind: ErrorKind | None = None
     error: str | None = None
-    samples: int = 0  # probes (+ real requests) in the window
+    samples: int = 0  # the calls error_rate is over: real requests when there are enough, else probes
+    errors: int = 0  # how many of those failed
     success_rate: float | None = None
     error_rate: float | None = None
+    # Whether error_rate is over enough calls to mean anything (MIN_TRAFFIC requests, or MIN_PROBES
+    # probes): when not, it is shown with its counts and "too few", never banded or judged.
+    error_rate_judged: bool = False
+    samples_needed: int | None = None  # the calls error_rate would need to be judged (None: judged or none)
     p50_ms: float | None = None
     p95_ms: float | None = None
     latency_series: list[float] = field(default_factory=list)
@@ -92,6 +98,7 @@ class ProviderHealth:
     balance: Balance | None = None
     enabled: bool = True
     configured: bool = True
+    setup_gap: str | None = None  # what this process lacks to probe it: "no key", "no base URL", "not set up"
     local: bool = False
     priority: int = 50
     requests: int = 0  # real requests in the window (from usage), 0 without
@@ -210,6 +217,7 @@ def judge_health(
             error_kind=st.last_error_kind if seen and st else None,
             error=st.last_error if seen and st else None,
             samples=samples,
+            errors=errors,
             success_rate=None if rate is None else 1.0 - rate,
             error_rate=rate,
             p50_ms=p50,
@@ -227,6 +235,7 @@ def judge_health(
             balance=st.balance if windowed and st else None,
             enabled=p.enabled,
             configured=p.configured,
+            setup_gap=gap.word if (gap := p.setup_gap) else None,
             local=p.local,
             priority=p.priority,
             requests=requests,
@@ -235,6 +244,10 @@ def judge_health(
             latency_source=latency_source,
             verdict_at=st.last_checked_at if seen and st else None,
         )
+        # Over too few calls a rate says nothing: kept with its counts, but no band and no verdict.
+        health.error_rate_judged = rate is not None and (traffic or probe_samples >= MIN_PROBES)
+        if rate is not None and not health.error_rate_judged:
+            health.error_band, health.samples_needed = None, MIN_PROBES
         if not p.enabled:
             health.status, health.error_kind, health.error = "unknown", "disabled", "disabled"
             health.probe_status = "unknown"
@@ -243,29 +256,35 @@ def judge_health(
         elif not p.configured and not seen:
             health.error_kind = "not_configured"
         if p.enabled:
-            _weigh(health, settings, enough_probes=probe_samples >= MIN_PROBES, key_env=p.key_env)
-        if stale_after is not None and health.verdict_at is not None and now - health.verdict_at > stale_after:
-            health.stale = True
-            health.reason = (
-                f"{health.reason or health.status}; stale: last judged {format_duration(now - health.verdict_at)} ago"
-            )
+            _weigh(health, settings, setup_hint=gap.hint if gap else None)
+        mark_stale(health, now, stale_after)
         out.append(health)
     return out
 
 
-def _weigh(h: ProviderHealth, settings: HealthSettings, *, enough_probes: bool, key_env: str | None) -> None:
+def mark_stale(h: ProviderHealth, now: float, stale_after: float | None) -> bool:
+    """Mark a verdict nobody has renewed for `stale_after` seconds as stale, with its age in the reason;
+    True when it became stale just now. Pure: a snapshot kept from a minute ago is aged with it."""
+    if h.stale or stale_after is None or h.verdict_at is None or now - h.verdict_at <= stale_after:
+        return False
+    h.stale = True
+    h.reason = f"{h.reason or h.status}; stale: last judged {format_duration(now - h.verdict_at)} ago"
+    return True
+
+
+def _weigh(h: ProviderHealth, settings: HealthSettings, *, setup_hint: str | None) -> None:
     """The verdict: the latest probe, made worse (never better) by the window's error rate and p95, and
-    the reason in one line."""
+    the reason in one line. An error rate over too few calls is left unjudged: no band, no verdict."""
     window = format_duration(settings.window)
+    counted = h.error_rate_judged
     if h.probe_status == "unknown":
         if h.error_kind == "not_configured":
-            h.reason = f"not judged here: {key_env or 'its key'} is not set" if key_env else "not judged here"
+            h.reason = f"not judged here: {h.setup_gap}: {setup_hint}" if setup_hint else "not judged here"
         elif h.last_checked_at is not None:
             h.reason = f"no probe in the last {window}"
         else:
             h.reason = "never probed"
         return
-    counted = h.error_rate is not None and (h.error_source == "traffic" or enough_probes)
     what = "requests" if h.error_source == "traffic" else "probes"
     errors = f"{h.error_rate:.0%} of {what} failed over {window}" if counted and h.error_rate is not None else None
     latency = (
@@ -291,7 +310,12 @@ def _weigh(h: ProviderHealth, settings: HealthSettings, *, enough_probes: bool, 
         h.status, h.reason = "degraded", "degraded: " + "; ".join(w for w in worse if w)
         return
     h.status = "healthy"
-    parts = [f"{errors} ({h.error_band})" if errors else None, latency]
+    unjudged = (
+        f"{h.errors} of {h.samples} probes failed (too few to judge: {h.samples_needed} needed)"
+        if h.samples_needed is not None
+        else None
+    )
+    parts = [f"{errors} ({h.error_band})" if errors else unjudged, latency]
     h.reason = "healthy" + (": " + ", ".join(x for x in parts if x) if any(parts) else "")
 
 

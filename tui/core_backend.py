@@ -30,6 +30,7 @@ from llmpulse.tui.backend import (
 if TYPE_CHECKING:
     from llmpulse.core.alerts.engine import AlertEngine
     from llmpulse.core.collector import Collector
+    from llmpulse.core.snapshot import SnapshotReader
 
 
 class CoreBackend:
@@ -47,6 +48,7 @@ class CoreBackend:
         self._engine: AlertEngine | None = None
         self._collector: Collector | None = None
         self._collector_failure: str | None = None  # this process's collector could not even start
+        self._reader: SnapshotReader | None = None
 
     # -- connections --------------------------------------------------------------------------------
     async def read_store(self) -> Store:
@@ -73,10 +75,14 @@ class CoreBackend:
 
     # -- what is drawn -----------------------------------------------------------------------------
     async def snapshot(self) -> Snapshot:
-        from llmpulse.core.snapshot import build_snapshot
+        from llmpulse.core.snapshot import SnapshotReader
 
         failure = self._collector.failure if self._collector is not None else self._collector_failure
-        return await build_snapshot(await self.read_store(), self.ctx, self.clock.now(), own_failure=failure)
+        store = await self.read_store()
+        if self._reader is None or self._reader.store is not store:
+            # Read again only when the database or the minute changed (see SnapshotReader).
+            self._reader = SnapshotReader(store)
+        return await self._reader.read(self.ctx, self.clock.now(), own_failure=failure)
 
     def with_alerts(self, snapshot: Snapshot, alerts: list[Alert]) -> Snapshot:
         return dataclasses.replace(snapshot, alerts=alerts)

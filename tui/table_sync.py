@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from rich.text import Text
 from textual.widgets import DataTable
@@ -15,6 +16,11 @@ from textual.widgets.data_table import RowKey
 from llmpulse.tui import format as fmt
 
 Row = tuple[str, Sequence[Any]]  # (row key, one cell per column in column order)
+
+# Per table, the cell sequence each row was last brought to. A panel hands back the very same sequence
+# for a row that did not change, and such a row costs one identity check: no cell is converted, read
+# back or compared (a refresh of 700 unchanged rows is then nearly free).
+_shown: WeakKeyDictionary[DataTable[Any], dict[str, Sequence[Any]]] = WeakKeyDictionary()
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -27,9 +33,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def sync_rows(table: DataTable[Any], rows: Sequence[Row]) -> bool:
     """Make `table` show exactly `rows`, in that order. Returns True when anything changed."""
-    # Cells are Text so each is its own object (the reorder below ranks rows by cell identity) and so
-    # data is never parsed as markup.
-    rows = [(key, [_cell(c) for c in cells]) for key, cells in rows]
+    shown = _shown.setdefault(table, {})
     wanted = dict(rows)
     columns = table.ordered_columns
     cursor_key = _cursor_key(table)
@@ -37,10 +41,17 @@ def sync_rows(table: DataTable[Any], rows: Sequence[Row]) -> bool:
 
     for row_key in [rk for rk in table.rows if rk.value not in wanted]:
         table.remove_row(row_key)
+        shown.pop(row_key.value, None)
         changed = True
 
     existing = {rk.value for rk in table.rows}
-    for key, cells in rows:
+    for key, given in rows:
+        if key in existing and shown.get(key) is given:
+            continue
+        shown[key] = given
+        # Cells are Text so each is its own object (the reorder below ranks rows by cell identity) and
+        # so data is never parsed as markup.
+        cells = [_cell(c) for c in given]
         if key in existing:
             for column, value in zip(columns, cells):
                 if not _same(table.get_cell(key, column.key), value):

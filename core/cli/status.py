@@ -110,13 +110,22 @@ def _ms(ms: float | None) -> str:
     return "-" if ms is None else f"{ms:,.0f}ms"
 
 
+def _error_rate(h: ProviderHealth) -> str:
+    """The rate, and when it is over too few calls to be judged, its counts and so."""
+    if h.error_rate is None:
+        return "-"
+    if not h.error_rate_judged:
+        return f"{h.error_rate:.1%} ({h.errors}/{h.samples}, too few)"
+    return f"{h.error_rate:.1%}"
+
+
 def provider_row(h: ProviderHealth) -> tuple[Any, ...]:
     source = f" ({h.latency_source})" if h.latency_source else ""
     return (
         h.provider_id,
         h.status + (" (stale)" if h.stale else ""),
         h.reason or "",
-        "-" if h.error_rate is None else f"{h.error_rate:.1%}",
+        _error_rate(h),
         h.error_band or "-",
         _ms(h.p50_ms),
         _ms(h.p95_ms) + source,
@@ -135,6 +144,9 @@ def provider_json(h: ProviderHealth) -> dict[str, Any]:
         "stale",
         "verdict_at",
         "error_rate",
+        "error_rate_judged",
+        "errors",
+        "samples_needed",
         "error_source",
         "error_band",
         "samples",
@@ -146,6 +158,7 @@ def provider_json(h: ProviderHealth) -> dict[str, Any]:
         "circuit",
         "consecutive_failures",
         "configured",
+        "setup_gap",
     )
     full = h.to_json()
     return {k: full[k] for k in keep}
