@@ -325,7 +325,11 @@ def main() -> int:
                 queries = asyncio.run(query_times(ctx))
                 base = run_phase("baseline", str(config), str(db), args.idle, env)
             results.append(
-                (scenario, "", run_phase("app", str(config), str(db), args.idle, env, profile and profile + "-app.prof"))
+                (
+                    scenario,
+                    "",
+                    run_phase("app", str(config), str(db), args.idle, env, profile and profile + "-app.prof"),
+                )
             )
             results.append(
                 (

@@ -255,7 +255,10 @@ class Provider:
             if self.explicit:
                 return None
             where = " or ".join((*self.spec.base_url_envs, f"add [providers.{self.id}]"))
-            return SetupGap("not set up", f"needs no key; not probed until asked for: set {where} ({self.base_url})")
+            return SetupGap(
+                "not set up",
+                f"a local provider that needs no key, probed only when asked for: set {where}; default {self.base_url}",
+            )
         if self.api_key is None:
             return SetupGap("no key", f"set {self.key_env or self._table('api_key_env')}")
         return None

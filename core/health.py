@@ -279,7 +279,7 @@ def _weigh(h: ProviderHealth, settings: HealthSettings, *, setup_hint: str | Non
     counted = h.error_rate_judged
     if h.probe_status == "unknown":
         if h.error_kind == "not_configured":
-            h.reason = f"not judged here: {h.setup_gap}: {setup_hint}" if setup_hint else "not judged here"
+            h.reason = f"not judged here: {h.setup_gap} ({setup_hint})" if setup_hint else "not judged here"
         elif h.last_checked_at is not None:
             h.reason = f"no probe in the last {window}"
         else:

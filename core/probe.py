@@ -333,15 +333,8 @@ def _num(value: Any) -> float | None:
 def _unconfigured(provider: Provider, checked_at: float) -> ProbeResult:
     if not provider.enabled:
         return ProbeResult(provider.id, provider.name, checked_at, "unknown", "disabled", "disabled")
-    spec = provider.spec
-    if not provider.base_url:
-        hint = " or ".join(spec.base_url_envs) or f"[providers.{provider.id}] base_url"
-        why = f"no endpoint: set {hint}"
-    elif spec.local or spec.auth == "none":
-        hint = " or ".join(spec.base_url_envs + (f"[providers.{provider.id}]",))
-        why = f"local provider not enabled: set {hint}"
-    else:
-        why = f"no key: set {provider.key_env or f'[providers.{provider.id}] api_key_env'}"
+    gap = provider.setup_gap  # the same words as the verdict's (llmpulse.core.catalog.Provider.setup_gap)
+    why = f"{gap.word}: {gap.hint}" if gap else "not configured"
     return ProbeResult(provider.id, provider.name, checked_at, "unknown", "not_configured", why)
 
 

@@ -70,7 +70,7 @@ async def test_no_color_draws_importance_bold_or_reverse_never_dim(monkeypatch):
         checks = [
             (providers, "✖ failed for 12m", "reverse"),
             (providers, "OPEN", "reverse"),
-            (providers, "100.0%", "reverse"),  # DeepSeek's critical error rate
+            (providers, "100% critical", "reverse"),  # DeepSeek's critical error rate, band and word
             (providers, "◐ degraded", "bold"),
             (alerts, "‼ critical", "reverse"),
             (alerts, "firing", "bold"),

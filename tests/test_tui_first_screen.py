@@ -163,7 +163,7 @@ async def test_first_run_without_keys_welcomes_instead_of_rows_of_no_key():
         app.refresh_now()
         await settle(pilot, app, polls + 1)
         assert not welcome.display and keys(app, 1) == [snap.providers[0].provider_id]
-        assert "6 without a key not shown" in app.dashboard.panels[1].border_subtitle
+        assert "6 not configured, not shown" in app.dashboard.panels[1].border_subtitle
 
 
 async def test_a_refresh_with_nothing_new_touches_no_cell():

@@ -9,7 +9,10 @@ def test_every_provider_state_is_a_glyph_and_a_word():
         glyph, word = text.split(" ", 1)
         assert len(glyph) == 1 and word == status
     assert fmt.status_text("healthy", enabled=False).plain == "○ disabled"
-    assert fmt.status_text("unknown", configured=False).plain == "· no key"
+    assert fmt.status_text("unknown", configured=False).plain == "· not configured"
+    # The core's word for what is missing, when it has one: a local provider needs no key.
+    assert fmt.status_text("unknown", configured=False, setup_gap="no key").plain == "· no key"
+    assert fmt.status_text("unknown", configured=False, setup_gap="not set up").plain == "· not set up"
     glyphs = {fmt.STATUS[s][0] for s in fmt.STATUS}
     assert len(glyphs) == len(fmt.STATUS), "two states share a glyph"
 

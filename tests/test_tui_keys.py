@@ -5,7 +5,7 @@ import asyncio
 from textual.widgets import DataTable
 
 from llmpulse.tui.screens.dashboard import DashboardScreen
-from llmpulse.tui.screens.help import HelpScreen
+from llmpulse.tui.screens.help import HelpScreen, help_plain
 from llmpulse.tui.screens.silence import SilenceScreen
 from tests.snapshot_apps.fixed import FixedBackend, fixed_app, fixed_snapshot
 
@@ -101,7 +101,7 @@ async def test_help_lists_every_key_with_its_description():
         await settle(pilot, app)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
-        text = str(app.screen.query_one("#help-text").render())
+        text = help_plain(app)
         for binding in app.BINDINGS + DashboardScreen.BINDINGS:
             assert binding.id, f"binding {binding.key} has no id"
             assert binding.description, f"binding {binding.key} has no description"

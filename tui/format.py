@@ -21,6 +21,7 @@ from rich.style import Style
 from rich.text import Span, Text
 
 from llmpulse.core.durations import format_duration
+from llmpulse.core.health import MIN_PROBES
 
 # "1 request" / "2 requests": the rule the CLI and core messages use, re-exported for panels and screens.
 from llmpulse.core.vocabulary import plural as plural
@@ -32,8 +33,21 @@ STATUS = {
     "failed": ("✖", "failed", "bold red"),
     "unknown": ("?", "unknown", "dim"),
     "disabled": ("○", "disabled", "dim"),
-    "unconfigured": ("·", "no key", "dim"),
+    "unconfigured": ("·", "not configured", "dim"),  # the word is the core's setup gap when it has one
 }
+
+# The health bands (issue 18 §2) as words; the short forms are for a narrow Providers panel and are
+# explained on the help screen (BAND_LEGEND).
+ERROR_BAND_SHORT = {"excellent": "exc", "good": "good", "concerning": "conc", "critical": "crit"}
+LATENCY_BAND_SHORT = {"excellent": "exc", "good": "good", "acceptable": "acc", "slow": "slow"}
+ERROR_BAND_STYLE = {"critical": "bold red", "concerning": "yellow"}
+LATENCY_BAND_STYLE = {"acceptable": "yellow", "slow": "bold red"}
+SOURCE_SHORT = {"probes": "p", "traffic": "t"}  # whose calls a p95 is over
+BAND_LEGEND = (
+    "Errors: exc excellent · good · conc concerning · crit critical\n"
+    "p95: exc excellent · good · acc acceptable · slow; over p probes or t real traffic\n"
+    f"1/3 n<{MIN_PROBES}: 1 of 3 calls failed, too few to judge ({MIN_PROBES} needed), so no band"
+)
 
 CIRCUIT = {
     "closed": ("closed", ""),
@@ -101,14 +115,26 @@ def status_key(status: str | None, enabled: bool = True, configured: bool = True
     return "disabled" if not enabled else "unconfigured" if not configured else (status or "unknown")
 
 
-def status_text(status: str | None, enabled: bool = True, configured: bool = True, lasted: float | None = None) -> Text:
+def status_text(
+    status: str | None,
+    enabled: bool = True,
+    configured: bool = True,
+    lasted: float | None = None,
+    setup_gap: str | None = None,
+    *,
+    short: bool = False,
+) -> Text:
     """A provider's state as glyph + word, and how long it has lasted when known ("✖ failed for 12m").
-    The duration is coarse (minutes at best) so the cell changes once a minute, not once a second."""
+    The duration is coarse (minutes at best) so the cell changes once a minute, not once a second.
+    An unconfigured provider says what it lacks (the core's `setup_gap`: "no key", "no base URL", or
+    "not set up" for a local one that needs no key). `short` (a narrow table): "✖ failed 12m"."""
     key = status_key(status, enabled, configured)
     glyph, word, style = STATUS.get(key, ("?", key, ""))
+    if key == "unconfigured" and setup_gap:
+        word = setup_gap
     text = Text(f"{glyph} {word}", style=style)
     if lasted is not None and key in ("healthy", "degraded", "failed"):
-        text.append(f" for {coarse_age(lasted)}", style=style if key != "healthy" else "")
+        text.append(f"{' ' if short else ' for '}{coarse_age(lasted)}", style=style if key != "healthy" else "")
     return text
 
 
@@ -308,11 +334,41 @@ def headroom_text(fraction: float | None) -> Text:
     return Text(pct(fraction), style=style)
 
 
-def error_rate_text(rate: float | None, band: str | None) -> Text:
+def error_rate_text(
+    rate: float | None,
+    band: str | None,
+    *,
+    short: bool | None = None,
+    judged: bool = True,
+    errors: int = 0,
+    samples: int = 0,
+    needed: int | None = None,
+) -> Text:
+    """An error rate, coloured by its band; with `short` given, the band's word follows (short or in
+    full). A rate over too few calls is never banded: its counts and "too few" instead."""
     if rate is None:
         return Text(DASH)
-    style = {"critical": "bold red", "concerning": "yellow"}.get(band or "", "")
-    return Text(pct(rate, 1), style=style)
+    if not judged:
+        counts = f"{errors}/{samples}"
+        words = f"{counts} n<{needed}" if short else f"{pct(rate)} ({counts}) too few"
+        return Text(words, style="italic")
+    text = Text(pct(rate, 1) if short is None or rate < 0.1 else pct(rate), style=ERROR_BAND_STYLE.get(band or "", ""))
+    if short is not None and band:
+        text.append(" " + (ERROR_BAND_SHORT.get(band, band) if short else band))
+    return text
+
+
+def p95_text(p95_ms: float | None, band: str | None, source: str | None, *, short: bool) -> Text:
+    """p95 with its band's word and whose calls it is over: "1.4s slow traffic", short "1.4s slow t"."""
+    if p95_ms is None:
+        return Text(DASH, justify="right")
+    # The figure padded to its widest ("999ms", "12.3s") so the words after it line up row to row.
+    text = Text(f"{ms(p95_ms):>5}", style=LATENCY_BAND_STYLE.get(band or "", ""))
+    if band:
+        text.append(" " + (LATENCY_BAND_SHORT.get(band, band) if short else band))
+    if source:
+        text.append(" " + (SOURCE_SHORT.get(source, source) if short else source))
+    return text
 
 
 def matches(needle: str, *haystack: object) -> bool:

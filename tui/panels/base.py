@@ -1,6 +1,7 @@
 """What every dashboard panel shares: a numbered, bordered box around one table, built once and filled
 from each Snapshot by row key; a sort the user picks that survives every refresh; a "+N more" note when
-rows run past the box; one flexible column that takes the width left and cuts its text with "…"."""
+rows run past the box; one flexible column that takes the width left and cuts its text with "…"; and a
+narrow form (short words, its least important columns dropped) for a box narrower than it needs."""
 
 from __future__ import annotations
 
@@ -42,6 +43,11 @@ class Panel(Vertical, Generic[ItemT], can_focus=False):
     columns: ClassVar[Sequence[tuple[str, str]]] = ()  # (column key, header label)
     sort_by: ClassVar[dict[str, Callable[[Any], Any]]] = {}  # column key -> the value rows sort on
     flex_column: ClassVar[str | None] = None  # takes the width the others leave; its text is cut with "…"
+    flex_max: ClassVar[int | None] = None  # ...but no more than this (a name needs no 100 columns)
+    # A box narrower than `narrow_below` columns is narrow: `wide_only` columns drop and cells may use
+    # short words (see `self.narrow`), so the columns that matter stay on an 80-column screen.
+    narrow_below: ClassVar[int] = 0
+    wide_only: ClassVar[frozenset[str]] = frozenset()
 
     class Open(Message):
         """The user pressed enter on a row: show its detail screen."""
@@ -55,8 +61,10 @@ class Panel(Vertical, Generic[ItemT], can_focus=False):
         super().__init__(id=id, classes="panel")
         self.border_title = f"{self.number} {self.title}"
         self.table = PanelTable(id=f"{id}-table" if id else None)
-        for key, label in self.columns:
-            self.table.add_column(label, key=key)
+        self.narrow = False
+        self._keep_cursor_on: str | None = None
+        self.shown_columns: list[str] = []
+        self.add_columns()
         self.sort_column: str | None = None  # None: the panel's own order (worst first)
         self.sort_reverse = False
         self._subtitle = ""
@@ -74,8 +82,15 @@ class Panel(Vertical, Generic[ItemT], can_focus=False):
     def fill(self, snapshot: Snapshot, view: View) -> bool:
         """Bring the table to this snapshot; returns True when anything on screen changed."""
         self._last = (snapshot, view)
+        self.fit_narrow()
         changed = sync_rows(self.table, self.rows(snapshot, view))
+        if self._keep_cursor_on is not None:
+            key, self._keep_cursor_on = self._keep_cursor_on, None
+            if key in {r.key.value for r in self.table.ordered_rows}:
+                self.table.move_cursor(row=self.table.get_row_index(key), animate=False, scroll=self.table.has_focus)
         self.fit_flex_column()
+        # New rows are measured when the table is next idle: fit again once they are.
+        self.call_after_refresh(self.fit_flex_column)
         self._subtitle = self.subtitle(snapshot, view)
         self.call_after_refresh(self.show_subtitle)  # "+N more" needs the table's laid-out height
         return self.show_subtitle() or changed
@@ -98,6 +113,9 @@ class Panel(Vertical, Generic[ItemT], can_focus=False):
             cells = kept[1] if signature is not None and kept is not None and kept[0] == signature else None
             if cells is None:
                 cells = self.cells(item, view)
+                if len(self.shown_columns) != len(self.columns):
+                    shown = set(self.shown_columns)
+                    cells = tuple(c for (k, _), c in zip(self.columns, cells) if k in shown)
             self._cells[key] = (signature, cells)
             rows.append((key, cells))
         return rows
@@ -145,14 +163,14 @@ class Panel(Vertical, Generic[ItemT], can_focus=False):
 
     # -- sorting ------------------------------------------------------------------------------------
     def next_sort(self) -> None:
-        """Default order → each sortable column in turn → default order again."""
-        keys = [k for k, _ in self.columns if k in self.sort_by]
+        """Default order → each sortable column on screen in turn → default order again."""
+        keys = [k for k in self.shown_columns if k in self.sort_by]
         if not keys:
             return
         if self.sort_column is None:
             self.sort_column, self.sort_reverse = keys[0], False
         else:
-            i = keys.index(self.sort_column) + 1
+            i = keys.index(self.sort_column) + 1 if self.sort_column in keys else len(keys)
             self.sort_column = keys[i] if i < len(keys) else None
             self.sort_reverse = False
         self.redraw()
@@ -180,8 +198,29 @@ class Panel(Vertical, Generic[ItemT], can_focus=False):
 
     # -- width --------------------------------------------------------------------------------------
     def on_resize(self, event: events.Resize) -> None:
+        if self.fit_narrow():
+            self.redraw()
         self.fit_flex_column()
         self.call_after_refresh(self.show_subtitle)
+
+    def add_columns(self) -> None:
+        shown = [(k, label) for k, label in self.columns if not (self.narrow and k in self.wide_only)]
+        for key, label in shown:
+            self.table.add_column(label, key=key)
+        self.shown_columns = [k for k, _ in shown]
+
+    def fit_narrow(self) -> bool:
+        """Switch between the wide and the narrow form when the box's width crosses `narrow_below`;
+        True when it switched (the columns were built again and every row must be)."""
+        narrow = 0 < self.size.width < self.narrow_below
+        if narrow == self.narrow:
+            return False
+        self.narrow = narrow
+        self._keep_cursor_on = self.selected  # the rows are built again; the cursor stays on its row
+        self.table.clear(columns=True)
+        self.add_columns()
+        self._cells = {}
+        return True
 
     def fit_flex_column(self) -> None:
         if self.flex_column is None or not self.table.size.width:
@@ -189,6 +228,8 @@ class Panel(Vertical, Generic[ItemT], can_focus=False):
         others = sum(c.get_render_width(self.table) for c in self.table.ordered_columns if c.key != self.flex_column)
         # The table's width less the other columns, the cell padding and a vertical scrollbar's room.
         width = self.table.scrollable_content_region.width - others - 2 * self.table.cell_padding - 1
+        if self.flex_max is not None:
+            width = min(width, self.flex_max)
         self.table.fix_column_width(self.flex_column, max(8, width))
 
     # -- selection ----------------------------------------------------------------------------------

@@ -1,6 +1,13 @@
-"""Panel 1: every provider with its state (glyph + word) and how long it has lasted, p95 latency and its
-trend, error rate, circuit, rate-limit headroom and when it was last checked. Trouble first: failed, then
-degraded, then unknown, then healthy; disabled and keyless providers after the watched ones."""
+"""Panel 1: every provider with its state (glyph + word) and how long it has lasted, p95 latency with its
+band and whose calls it is over, the latency trend, error rate with its band, circuit, rate-limit
+headroom and when it was last checked. Trouble first: failed, then degraded, then unknown, then healthy;
+disabled and unconfigured providers after the watched ones.
+
+Bands are words as well as colours. Below 110 columns the panel is narrow: the sparkline goes, bands and
+sources are short (`exc good acc slow`, `exc good conc crit`, `p`/`t`; the help screen explains them), and
+the provider's name gives up width first (cut with "…"), so Circuit and the rest stay on an 80-column
+screen. An error rate over too few calls to judge is shown with its counts and "too few" (`1/3 n<5`),
+never banded."""
 
 from __future__ import annotations
 
@@ -27,12 +34,13 @@ def trouble_order(h: ProviderHealth) -> tuple[int, int, int, str]:
     return (watched, STATUS_RANK.get(h.status, 2), h.priority, h.provider_id)
 
 
-LATENCY_BAND_STYLE = {"acceptable": "yellow", "slow": "bold red"}
-
-
 class ProvidersPanel(Panel[ProviderHealth]):
     number = 1
     title = "Providers"
+    flex_column = "name"
+    flex_max = 24
+    narrow_below = 110
+    wide_only = frozenset({"trend"})
     columns = (
         ("name", "Provider"),
         ("status", "Status"),
@@ -81,7 +89,7 @@ class ProvidersPanel(Panel[ProviderHealth]):
         since = getattr(h, "status_since", None)
         return (
             h,
-            self.latency_scale,
+            self.latency_scale if not self.narrow else None,
             fmt.coarse_age(view.now - since) if since else None,
             fmt.coarse_age(view.now - h.last_checked_at) if h.last_checked_at else None,
         )
@@ -95,11 +103,20 @@ class ProvidersPanel(Panel[ProviderHealth]):
         return (
             # A verdict nobody has renewed for a few rounds is marked, not shown as current.
             Text(h.name + (" (stale)" if h.stale else ""), style=name_style),
-            fmt.status_text(h.status, h.enabled, h.configured, view.now - since if since else None),
-            # The latency band colours p95 as the error band colours errors (the words: detail screen, status).
-            Text(fmt.ms(h.p95_ms), justify="right", style=LATENCY_BAND_STYLE.get(h.latency_band or "", "")),
+            fmt.status_text(
+                h.status, h.enabled, h.configured, view.now - since if since else None, h.setup_gap, short=self.narrow
+            ),
+            fmt.p95_text(h.p95_ms, h.latency_band, h.latency_source, short=self.narrow),
             Text(fmt.sparkline(h.latency_series, SPARK_WIDTH, self.latency_scale), style="cyan"),
-            fmt.error_rate_text(h.error_rate, h.error_band),
+            fmt.error_rate_text(
+                h.error_rate,
+                h.error_band,
+                short=self.narrow,
+                judged=h.error_rate_judged,
+                errors=h.errors,
+                samples=h.samples,
+                needed=h.samples_needed,
+            ),
             fmt.circuit_text(h.circuit),
             fmt.headroom_text(headroom(h)),
             # To the minute: a cell that ticked every second re-measured its column on every refresh.
@@ -109,8 +126,9 @@ class ProvidersPanel(Panel[ProviderHealth]):
     def subtitle(self, snapshot: Snapshot, view: View) -> str:
         configured = [h for h in snapshot.providers if h.watched]
         healthy = sum(1 for h in configured if h.status == "healthy")
-        keyless = sum(1 for h in snapshot.providers if not h.configured)
-        hidden = f" · {keyless} without a key not shown" if keyless and keyless < len(snapshot.providers) else ""
+        unconfigured = sum(1 for h in snapshot.providers if not h.configured)
+        shown_all = not unconfigured or unconfigured == len(snapshot.providers)
+        hidden = "" if shown_all else f" · {unconfigured} not configured, not shown"
         return f"{healthy}/{len(configured)} healthy{hidden}"
 
 

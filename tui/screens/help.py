@@ -1,9 +1,15 @@
-"""`?`: every key, read from the bindings themselves so the help can never drift from what the keys do."""
+"""`?`: every key, read from the bindings themselves so the help can never drift from what the keys do.
+
+Keys and descriptions are two columns: a description longer than the screen wraps under itself, not
+under the keys, so the help reads at 80×24 as well as wide."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -11,6 +17,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from llmpulse.tui import format as fmt
 from llmpulse.tui.widgets import PanelTable
 
 INTRO = (
@@ -58,25 +65,49 @@ def _sections(app: App[Any]) -> list[tuple[str, list[BindingType]]]:
     return sections
 
 
-def help_text(app: App[Any]) -> Text:
-    text = Text(INTRO + "\n", style="italic")
+KEY_WIDTH = 10  # the widest key shown ("ctrl+r", "esc ?") with room to spare
+
+
+def _keys_grid(rows: list[tuple[str, Text]]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(justify="right", min_width=KEY_WIDTH, no_wrap=True, style="bold")
+    grid.add_column(ratio=1, overflow="fold")  # a long description wraps under its own first line
+    for key, description in rows:
+        grid.add_row(key, description)
+    return grid
+
+
+def help_text(app: App[Any]) -> Group:
+    parts: list[RenderableType] = [Text(INTRO, style="italic")]
     for title, bindings in _sections(app):
-        text.append(f"\n{title}\n", style="bold underline")
+        parts.append(Text(f"\n{title}", style="bold underline"))
+        rows = []
         for b in bindings:
             if not isinstance(b, Binding):
                 continue
-            text.append(f"  {_key(b, app):>10}  ", style="bold")
-            text.append(b.description)
+            description = Text(b.description)
             if b.tooltip and b.tooltip != b.description:
-                text.append(f" — {b.tooltip}", style="dim")
-            text.append("\n")
-    text.append(
-        "\n  ctrl+p      Command palette: costs, alert statistics, reload config, probe, enable/disable a provider, "
-        "themes…\n"
+                description.append(f" — {b.tooltip}", style="dim")
+            rows.append((_key(b, app), description))
+        parts.append(_keys_grid(rows))
+    palette = "Command palette: costs, alert statistics, reload config, probe, enable/disable a provider, themes…"
+    parts += [Text(), _keys_grid([("ctrl+p", Text(palette))])]
+    parts.append(
+        Text(
+            "\nStates: ● healthy  ◐ degraded  ✖ failed  ? unknown  ○ disabled  "
+            "· no key / no base URL / not set up (a local provider, probed only when asked for)\n"
+            + fmt.BAND_LEGEND
+            + "\nAlerts: ‼ critical  ▲ warning  ℹ info — firing / acked / silenced / escalated / resolved"
+        )
     )
-    text.append("\nStates: ● healthy  ◐ degraded  ✖ failed  ? unknown  ○ disabled  · no key\n")
-    text.append("Alerts: ‼ critical  ▲ warning  ℹ info — firing / acked / silenced / escalated / resolved\n")
-    return text
+    return Group(*parts)
+
+
+def help_plain(app: App[Any], width: int = 100) -> str:
+    """The help as plain text, laid out `width` columns wide (what the screen shows, without styles)."""
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    console.print(help_text(app))
+    return console.export_text()
 
 
 class HelpScreen(Screen[Any]):

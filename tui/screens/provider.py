@@ -25,7 +25,7 @@ def summary_text(h: ProviderHealth, view: View) -> Text:
     t = Text()
     t.append(f"{h.name} ", style="bold")
     t.append(f"({h.provider_id}{', local' if h.local else ''}, priority {h.priority})  ", style="dim")
-    t.append_text(fmt.status_text(h.status, h.enabled, h.configured))
+    t.append_text(fmt.status_text(h.status, h.enabled, h.configured, setup_gap=h.setup_gap))
     if h.error_kind:
         t.append(f"  {h.error_kind}", style="yellow")
     t.append("\n")
@@ -39,11 +39,19 @@ def summary_text(h: ProviderHealth, view: View) -> Text:
         t.append(f" {h.latency_band}")
     t.append(f" ({source})  " if source else "  ", style="dim")
     t.append(f"success {fmt.pct(h.success_rate, 1)}  errors ")
-    t.append_text(fmt.error_rate_text(h.error_rate, h.error_band))
-    if h.error_band:
-        t.append(f" {h.error_band}")
     errors_of = getattr(h, "error_source", None)
-    t.append(f"  over {h.samples} {'requests' if errors_of == 'traffic' else 'samples'}\n")
+    calls = "requests" if errors_of == "traffic" else "probes" if errors_of == "probes" else "samples"
+    if h.error_rate is not None and not h.error_rate_judged:
+        t.append(
+            f"{fmt.pct(h.error_rate, 1)}: {h.errors} of {h.samples} {calls} failed, "
+            f"too few to judge ({h.samples_needed} needed)\n",
+            style="italic",
+        )
+    else:
+        t.append_text(fmt.error_rate_text(h.error_rate, h.error_band))
+        if h.error_band:
+            t.append(f" {h.error_band}")
+        t.append(f"  over {h.samples} {calls}\n")
     t.append("circuit ")
     t.append_text(fmt.circuit_text(h.circuit))
     t.append(
