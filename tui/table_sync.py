@@ -41,7 +41,7 @@ def sync_rows(table: DataTable[Any], rows: Sequence[Row]) -> bool:
 
     for row_key in [rk for rk in table.rows if rk.value not in wanted]:
         table.remove_row(row_key)
-        shown.pop(row_key.value, None)
+        shown.pop(row_key.value or "", None)
         changed = True
 
     existing = {rk.value for rk in table.rows}
