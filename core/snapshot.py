@@ -158,7 +158,7 @@ async def build_snapshot(store: Store, ctx: Context, now: float, *, own_failure:
     health = await load_health(store, providers, cfg.health, now, stats, stale_after=stale_after(ctx))
     incidents = await load_incidents(store, providers, status_page_settings(cfg), now)
     budgets = await budget_statuses(store, cfg.usage, now)
-    usage = await usage_summary(store, now, cfg.usage.timezone)
+    usage = await usage_summary(store, now, cfg.usage.timezone, cfg.usage.usage_api.usage_api_budgets)
     alerts = sorted(await AlertEngine(store, cfg.alerts, ManualClock(now), None).open_alerts(), key=_severity_rank)
     migrations = await migration_statuses(store, cfg, now)
     # What is watched first (by failover priority), then disabled, then the catalog's unconfigured rest.

@@ -16,7 +16,7 @@ from llmpulse.core.simulator.fleet import FakeProvider, Fleet
 from llmpulse.core.simulator.usage_reports import serve_anthropic_usage, serve_openai_usage
 from llmpulse.core.store import Store
 from llmpulse.core.usage.pricing import Pricing
-from llmpulse.core.usage.queries import breakdown
+from llmpulse.core.usage.queries import breakdown, total
 from llmpulse.core.usage.recorder import Recorder
 from llmpulse.core.usage.usage_api import pull_usage
 from tests.cli_helpers import run_cli
@@ -470,5 +470,11 @@ async def test_a_report_without_request_counts_replaces_tokens_and_cost_and_keep
             # without the usage API, the same range is the recorded calls
             (plain,) = await breakdown(store, "agent", start, NOW)
             assert (plain.requests, plain.input_tokens) == (4, 400)
+            # the total and the per-provider rows (the provider's recorded side from the roll-ups) agree
+            whole = await total(store, start, NOW, usage_api=usage_cfg.usage_api_budgets)
+            (by_provider,) = await breakdown(store, "provider", start, NOW, usage_api=usage_cfg.usage_api_budgets)
+            for row in (whole, by_provider):
+                assert (row.requests, row.input_tokens, row.output_tokens) == (4, 3200, 500)
+                assert abs(row.cost_usd - g.cost_usd) < 1e-12
         finally:
             await store.close()

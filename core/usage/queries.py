@@ -580,7 +580,8 @@ async def usage_api_deltas(
     instead of their recorded calls — what `[usage_api.<provider>] budgets = "usage_api"` means for
     budgets and breakdowns alike, so the same traffic is never counted twice.
 
-    The recorded side is the raw calls in [since, until] (while kept); the report side is the buckets
+    The recorded side is the roll-ups for the total and per provider, else the raw calls in [since,
+    until] (while kept: `[storage] retention`); the report side is the buckets
     whose start falls in [since, until). A bucket-group of unknown price counts as its requests (one,
     where the report counts none)."""
     out: dict[str, UsageApiDelta] = {}
@@ -617,13 +618,24 @@ async def usage_api_deltas(
         d.cache_read_tokens += int(tcr)
         d.cost_usd += float(cost)
         d.unknown_price += int(unknown)
-    recorded_calls = await store.fetchall(
-        f"SELECT a.provider, {_raw_key(dim)}, COUNT(*), TOTAL(c.input_tokens), TOTAL(c.output_tokens), "
-        "TOTAL(c.cache_read_tokens), TOTAL(c.cost_usd), COUNT(*) - COUNT(c.cost_usd) "
-        "FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs "
-        f"WHERE a.provider IN ({marks}) AND c.ts >= ? AND c.ts < ?{only_rec} GROUP BY 1, 2",
-        [*names, since, math.nextafter(until, math.inf), *keyed],
-    )
+    recorded_calls: list[Any]
+    if dim in ("total", "provider"):
+        # a provider's own totals are in the roll-ups: no raw call read (the dashboard asks every second)
+        recorded_calls = []
+        for pid in names:
+            k = "*" if dim == "total" else pid
+            if key is None or key == k:
+                g = await total(store, since, until, "provider", pid)
+                sums = (g.requests, g.input_tokens, g.output_tokens, g.cache_read_tokens, g.cost_usd)
+                recorded_calls.append((pid, k, *sums, g.unknown_price_count))
+    else:
+        recorded_calls = await store.fetchall(
+            f"SELECT a.provider, {_raw_key(dim)}, COUNT(*), TOTAL(c.input_tokens), TOTAL(c.output_tokens), "
+            "TOTAL(c.cache_read_tokens), TOTAL(c.cost_usd), COUNT(*) - COUNT(c.cost_usd) "
+            "FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs "
+            f"WHERE a.provider IN ({marks}) AND c.ts >= ? AND c.ts < ?{only_rec} GROUP BY 1, 2",
+            [*names, since, math.nextafter(until, math.inf), *keyed],
+        )
     for pid, k, n, tin, tout, tcr, cost, unknown in recorded_calls:
         d = out.setdefault(str(k), UsageApiDelta())
         if pid in counts_requests:
@@ -767,10 +779,13 @@ def period_end(start: float, period: str, tz: ZoneInfo) -> float:
     return dt.datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz).timestamp()
 
 
-async def usage_summary(store: Store, now: float, tz: str | ZoneInfo = "UTC") -> UsageSummary:
+async def usage_summary(
+    store: Store, now: float, tz: str | ZoneInfo = "UTC", usage_api: Collection[str] = ()
+) -> UsageSummary:
+    """Today's and this month's requests and cost (`usage_api` as in breakdown), the last 24 h's."""
     zone = ZoneInfo(tz) if isinstance(tz, str) else tz
-    today = await total(store, period_start(now, "day", zone), now)
-    month = await total(store, period_start(now, "month", zone), now)
+    today = await total(store, period_start(now, "day", zone), now, usage_api=usage_api)
+    month = await total(store, period_start(now, "month", zone), now, usage_api=usage_api)
     last_day = await total(store, now - 86400.0, now)
     return UsageSummary(
         requests_today=today.requests,
