@@ -67,3 +67,30 @@ async def test_records_stored_once_bad_lines_named_like_import(tmp_path):
             "SELECT provider, input_tokens, output_tokens FROM usage_records ORDER BY provider, input_tokens"
         ).fetchall()
     assert got == [("anthropic", 10, 5), ("openai", 0, 0), ("openai", 1, 0), ("openai", 1000, 100)]
+
+
+async def test_records_wait_while_the_collectors_round_flag_is_up(tmp_path):
+    """A /v1/records request's transaction starts only once the collector's round is over (its flag, a
+    real flock on <db>-round, lowered); then everything good is stored and answered."""
+    import asyncio
+
+    from llmpulse.core.round_flag import RoundFlag
+
+    server, store = await _start(tmp_path)
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"}
+    try:
+        async with httpx.AsyncClient(base_url=server.url, headers=headers) as c:
+            with RoundFlag(tmp_path / "r.db"):
+                posting = asyncio.create_task(c.post("/v1/records", content=BODY))
+                await asyncio.sleep(0.08)
+                assert not posting.done() and stored(tmp_path) == 0
+            answer = (await asyncio.wait_for(posting, 5)).json()
+    finally:
+        await server.stop()
+        await store.close()
+    assert answer["stored"] == stored(tmp_path) == 3
+
+
+def stored(tmp_path: Path) -> int:
+    with sqlite3.connect(tmp_path / "r.db") as db:
+        return int(db.execute("SELECT COUNT(*) FROM usage_calls").fetchone()[0])

@@ -10,7 +10,8 @@ the answer can say what happened:
 Bad lines never stop the good ones (as with `import`; a line that is not UTF-8 is that line's error,
 with its number). Sending the
 same lines again stores nothing twice (request_id, else the line's content). At most MAX_IN_FLIGHT
-requests write at once; beyond that, 503 with Retry-After.
+requests write at once; beyond that, 503 with Retry-After. Like the span queue's batches, a request's
+transaction waits (bounded) while the collector runs a round.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ async def post_records(request: web.Request) -> web.Response:
                 bad_count += 1
                 if len(bad) < MAX_BAD_LINES:
                     bad.append({"line": number, "error": str(exc)})
+        # One transaction (the answer says what it stored), started only once no collector round is
+        # running (bounded, as the span queue's batches: core/round_flag.py).
+        await state.queue().round_yield.wait()
         result = await ingest(state.store, good, pricing_for(state.ctx), now)
     finally:
         state.counters["records_in_flight"] -= 1
