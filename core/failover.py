@@ -38,11 +38,12 @@ from llmpulse.core.config import Context
 from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.health import ProviderHealth, failover_order, judge_health, record_outcome
 from llmpulse.core.health_state import StoredHealth, stored_health
+from llmpulse.core.http_client import provider_client
 from llmpulse.core.probe import auth_headers, classify_error, error_message
 from llmpulse.core.redact import redact, register_secrets
 from llmpulse.core.store import Store
 from llmpulse.core.usage.recorder import Recorder, pricing_for
-from llmpulse.core.usage.records import RecordError, record_from_mapping
+from llmpulse.core.usage.records import RecordError, UsageRecord, record_from_mapping
 from llmpulse.core.vocabulary import ACCOUNT_KINDS, Circuit, ProviderStatus
 
 # Where each kind's chat endpoint sits under its base URL.
@@ -188,12 +189,18 @@ def plan_chain(health: Iterable[ProviderHealth]) -> list[ChainEntry]:
 
 
 async def current_chain(
-    store: Store, ctx: Context, now: float, only: Collection[str] | None = None
+    store: Store,
+    ctx: Context,
+    now: float,
+    only: Collection[str] | None = None,
+    *,
+    candidates: Sequence[Provider] | None = None,
 ) -> tuple[list[Provider], list[ChainEntry]]:
     """The providers with run-time enablement applied, and the chain as it stands at `now`. With `only`,
-    just those providers (a chat's candidates). One stored row per provider is read: the same cost with
-    no probe history or a week of it."""
-    candidates = ctx.providers if only is None else [p for p in ctx.providers if p.id in only]
+    just those providers (a chat's candidates); `candidates` gives them already picked. One stored row
+    per provider is read: the same cost with no probe history or a week of it."""
+    if candidates is None:
+        candidates = ctx.providers if only is None else [p for p in ctx.providers if p.id in only]
     stored = await stored_health(store, [p.id for p in candidates])
     providers = [_with_override(p, stored.get(p.id)) for p in candidates]
     return providers, plan_chain(judge_health(providers, stored, ctx.config.health, now, series=False))
@@ -282,7 +289,10 @@ class FailoverClient:
         self._own_recorder = recorder is None
         self.recorder = recorder or Recorder(store, pricing_for(ctx), clock=clock)
         self._recorder_started = False
-        self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
+        # httpx's default pool size (100 connections); aiohttp's pool underneath (llmpulse.core.http_client)
+        self._client = provider_client(timeout=timeout, max_connections=100, transport=transport)
+        self._candidates_of: list[Provider] = ctx.providers
+        self._candidates: dict[frozenset[str], list[Provider]] = {}
 
     async def aclose(self) -> None:
         try:
@@ -304,11 +314,23 @@ class FailoverClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
+    def _among(self, only: frozenset[str] | None) -> Sequence[Provider]:
+        """The configured providers named in `only` (all with None), picked once per set of names: a chat
+        names the same few among hundreds configured, call after call."""
+        if self._candidates_of is not self.ctx.providers:  # the application replaced the list
+            self._candidates_of, self._candidates = self.ctx.providers, {}
+        if only is None:
+            return self.ctx.providers
+        picked = self._candidates.get(only)
+        if picked is None:
+            picked = self._candidates[only] = [p for p in self.ctx.providers if p.id in only]
+        return picked
+
     async def _wanted(
         self, models: Mapping[str, str] | None, default_model: str | None
     ) -> tuple[list[ChainEntry], dict[str, Provider]]:
-        only = None if default_model is not None else set(models or {})
-        providers, plan = await current_chain(self.store, self.ctx, self.clock.now(), only)
+        only = None if default_model is not None else frozenset(models or {})
+        providers, plan = await current_chain(self.store, self.ctx, self.clock.now(), candidates=self._among(only))
         wanted = [e for e in plan if default_model is not None or e.provider_id in (models or {})]
         return wanted, {p.id: p for p in providers}
 
@@ -367,7 +389,7 @@ class FailoverClient:
             assert use_model is not None
             attempt, answer = await self._attempt(provider, use_model, messages, max_tokens, params or {}, previous)
             attempts.append(attempt)
-            await self._record(attempt, (answer or {}).get("usage_raw"), attribution)
+            await self._record(attempt, (answer or {}).get("tokens"), attribution)
             if attempt.status == "ok" and answer is not None:
                 entry = entries[provider.id]
                 # A success on a closed circuit without failures changes nothing: no write (a write
@@ -445,23 +467,24 @@ class FailoverClient:
         if parsed is None:
             return attempt("error", "bad_response", code, "2xx body is not a chat answer"), None
         text, answer_usage = parsed
-        usage: dict[str, Any] | None = answer_usage
         ok = attempt("ok", None, code, None)
         try:
             tokens = (
-                record_from_mapping({"provider": provider.id, "model": model, "usage": usage}, 0) if usage else None
+                record_from_mapping({"provider": provider.id, "model": model, "usage": answer_usage}, 0)
+                if answer_usage
+                else None
             )
         except RecordError:
-            tokens, usage = None, None  # an odd usage object must not cost the caller its answer
+            tokens = None  # an odd usage object must not cost the caller its answer
         return ok, {
             "text": text,
             "data": data,
-            "usage_raw": usage,
+            "tokens": tokens,
             "input_tokens": tokens.input_tokens if tokens else 0,
             "output_tokens": tokens.output_tokens if tokens else 0,
         }
 
-    async def _record(self, attempt: Attempt, usage: Mapping[str, Any] | None, attribution: Mapping[str, Any]) -> None:
+    async def _record(self, attempt: Attempt, tokens: UsageRecord | None, attribution: Mapping[str, Any]) -> None:
         fields: dict[str, Any] = {
             "provider": attempt.provider_id,
             "model": attempt.model,
@@ -475,8 +498,15 @@ class FailoverClient:
         }
         if attempt.is_fallback and attribution.get("request_id"):
             fields["request_id"] = f"{attribution['request_id']}@{attempt.provider_id}"
-        if usage:
-            fields["usage"] = usage
+        if tokens is not None:
+            # The counts the answer's usage object was read into once (genai-prices) in _attempt, not the
+            # object again: plain numbers take the recorder's fast path.
+            fields["input_tokens"] = tokens.input_tokens
+            fields["output_tokens"] = tokens.output_tokens
+            fields["cache_read_tokens"] = tokens.cache_read_tokens
+            fields["cache_write_tokens"] = tokens.cache_write_tokens
+            if tokens.reported_cost_usd is not None:  # OpenRouter's usage.cost
+                fields["cost_usd"] = tokens.reported_cost_usd
         self.recorder.record(**fields)
         if self._own_recorder and not self._recorder_started:
             await self.recorder.flush()  # used without `async with`: no flush timer, so write now

@@ -1,0 +1,185 @@
+"""The client that sends to providers (probes and failover chats): httpx's API over aiohttp's connection pool.
+
+httpx's own pool (httpcore) costs about 0.5 ms of CPU a request here and topped out at 560–720 requests/s
+at concurrency 100 on a 2-core machine; the same httpx calls through httpx-aiohttp's transport (the one
+the openai SDK's DefaultAioHttpClient uses) cost about half and sustain several thousand a second. The
+callers keep speaking httpx: requests, streamed answers (llmpulse.core.http_answer's byte-capped reads),
+`httpx.HTTPError`s, proxies from the environment (HTTPS_PROXY, NO_PROXY), TLS verification.
+
+What this module adds to httpx-aiohttp:
+- errors as httpx's own transport names them. httpx-aiohttp turns a refused or reset connection into
+  `httpx.ConnectTimeout` (a "timeout" nobody waited for) and lets a malformed answer (a bad status line)
+  out as a raw aiohttp error; a probe or a chat must report a refused connection as a connection error.
+- no cookies: provider APIs authenticate by key, and nothing a provider or its CDN sets is sent back
+  (reading every answer's Set-Cookie into httpx's jar cost 8% of a chat's CPU).
+- httpx's tolerance of long header lines (aiohttp refuses more than 8 KiB in a line; a CDN's Set-Cookie or
+  CSP header can be longer).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import httpx
+from httpx_aiohttp import AiohttpTransport, HttpxAiohttpClient
+
+# Longest header line / most header lines accepted in an answer (h11, httpx's parser, allows 100 KiB).
+MAX_HEADER_LINE = 64 * 1024
+MAX_HEADERS = 512
+
+# aiohttp's error -> the httpx error httpx's own transport raises for the same event; most specific first.
+_ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
+    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),  # SocketTimeoutError: no byte within the read timeout
+    (aiohttp.ClientProxyConnectionError, httpx.ProxyError),
+    (aiohttp.ClientHttpProxyError, httpx.ProxyError),
+    (aiohttp.ClientConnectorError, httpx.ConnectError),  # refused, DNS, TLS handshake, certificate
+    (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),  # hung up before (all of) the answer
+    (aiohttp.ClientPayloadError, httpx.RemoteProtocolError),  # body cut short or malformed
+    (aiohttp.ClientResponseError, httpx.RemoteProtocolError),  # not HTTP: bad status line, broken headers
+    (aiohttp.ClientOSError, httpx.ReadError),  # reset by peer mid-exchange
+    (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+    (aiohttp.ClientError, httpx.TransportError),
+)
+
+
+def aiohttp_cause(exc: BaseException) -> BaseException:
+    """The aiohttp error behind httpx-aiohttp's translation of it (or `exc` itself)."""
+    if isinstance(exc, httpx.TransportError) and isinstance(exc.__cause__, aiohttp.ClientError):
+        return exc.__cause__
+    return exc
+
+
+def translated(exc: BaseException) -> httpx.TransportError:
+    """The httpx error for what went wrong, from an aiohttp error or httpx-aiohttp's translation of one."""
+    cause = aiohttp_cause(exc)
+    for source, target in _ERRORS:
+        if isinstance(cause, source):
+            return target(_message(cause))
+    if isinstance(exc, httpx.TransportError):
+        return exc
+    return httpx.TransportError(_message(cause))
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return exc.message  # its str() would add the URL; the request headers (keys) stay out either way
+    return str(exc) or type(exc).__name__
+
+
+class _Body(httpx.AsyncByteStream):
+    """The answer's bytes, with a failure mid-body raised as httpx's error for it."""
+
+    def __init__(self, inner: httpx.AsyncByteStream):
+        self._inner = inner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._inner:
+                yield chunk
+        except (httpx.TransportError, aiohttp.ClientError) as exc:
+            raise translated(exc) from aiohttp_cause(exc)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()  # an answer not read to its end closes its connection (never reused)
+
+
+class _NoCookies(httpx.Cookies):
+    """Cookies that keep nothing from an answer. httpx reads every answer into its client's cookies
+    (building urllib request and response wrappers for http.cookiejar, even when there is no Set-Cookie)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class ProviderTransport(AiohttpTransport):
+    """httpx-aiohttp's transport with httpx's error names, no aiohttp cookie jar and long header lines."""
+
+    def get_client(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.max_connections or 0,  # 0: no limit (the callers bound their concurrency)
+            keepalive_timeout=self.limits.keepalive_expiry or 5.0,
+            ssl=self.ssl_context,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            max_line_size=MAX_HEADER_LINE,
+            max_field_size=MAX_HEADER_LINE,
+            max_headers=MAX_HEADERS,
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = await super().handle_async_request(request)
+        except (httpx.TransportError, aiohttp.ClientError) as exc:
+            raise translated(exc) from aiohttp_cause(exc)
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _Body(response.stream)
+        return response
+
+
+class ProviderClient(HttpxAiohttpClient):
+    """An `httpx.AsyncClient` whose requests go through `ProviderTransport` (proxies from the environment
+    too: httpx mounts one transport per proxy through `_init_proxy_transport`). Keeps no cookies."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._kept_none = _NoCookies()
+        super().__init__(**kwargs)
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._kept_none
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        return None  # nothing is kept
+
+    def _init_transport(
+        self,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        transport: httpx.AsyncBaseTransport | None = None,
+        **kwargs: Any,
+    ) -> httpx.AsyncBaseTransport:
+        if transport is not None:
+            return transport
+        return ProviderTransport(verify=verify, cert=cert, trust_env=trust_env, limits=limits)
+
+    def _init_proxy_transport(
+        self,
+        proxy: httpx.Proxy,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        **kwargs: Any,
+    ) -> httpx.AsyncBaseTransport:
+        return ProviderTransport(verify=verify, cert=cert, trust_env=trust_env, limits=limits, proxy=proxy)
+
+
+def provider_client(
+    *,
+    timeout: float,
+    max_connections: int | None = None,
+    verify: ssl.SSLContext | bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> ProviderClient:
+    """A client for requests to providers. `max_connections` None: no pool limit (the caller bounds how
+    many requests are in flight). `transport` replaces aiohttp (tests, custom transports)."""
+    return ProviderClient(
+        timeout=timeout,
+        limits=httpx.Limits(max_connections=max_connections, keepalive_expiry=5.0),
+        follow_redirects=False,
+        verify=verify,
+        transport=transport,
+    )  # trust_env: HTTPS_PROXY / NO_PROXY honoured
