@@ -1,5 +1,5 @@
 """Probe rounds at fleet scale vs raw asyncio GETs (issue 14): 1,000 and 5,000 providers, each answering
-after 200 ms, served by the simulator in a process of its own.
+after 200 ms, served by the simulator in a process of its own, each provider on a port (an origin) of its own.
 
 The baseline, measured in the same run against the same server, is the same GETs made with bare
 asyncio streams (open a connection, send the request, read the answer; no HTTP library), bounded by the
@@ -35,16 +35,18 @@ from llmpulse.core.simulator.fleet import FakeProvider, Fleet
 KEY = "sk-bench-0000000000000000"
 
 
-def providers_on(root_url: str, n: int) -> list:
-    specs = {f"p{i}": replace(CATALOG_BY_ID["openai"], id=f"p{i}") for i in range(n)}
-    overrides = {pid: ProviderOverride(base_url=f"{root_url}/{pid}/v1") for pid in specs}
+def providers_on(base_urls: dict[str, str]) -> list:
+    specs = {pid: replace(CATALOG_BY_ID["openai"], id=pid) for pid in base_urls}
+    overrides = {pid: ProviderOverride(base_url=url) for pid, url in base_urls.items()}
     return resolve_providers(specs, {"OPENAI_API_KEY": KEY}, overrides)
 
 
 def serve_fleet(n: int, delay: float, conn) -> None:  # type: ignore[no-untyped-def]
-    """The fake providers in a process of their own, so their CPU is not charged to the probes' GIL."""
-    with Fleet([FakeProvider(f"p{i}", key=KEY, delay=delay) for i in range(n)]) as fleet:
-        conn.send(fleet.root_url)
+    """The fake providers in a process of their own, so their CPU is not charged to the probes' GIL. Each
+    on a port of its own (its own origin, as real providers are separate hosts): a client cannot reuse
+    one provider's connections for another, which one shared origin would let it do."""
+    with Fleet([FakeProvider(f"p{i}", key=KEY, delay=delay) for i in range(n)], own_origins=True) as fleet:
+        conn.send({pid: fleet.base_url(pid) for pid in fleet.providers})
         conn.recv()  # until the benchmark is done
 
 
@@ -99,7 +101,7 @@ def main() -> int:
         server = multiprocessing.Process(target=serve_fleet, args=(n, args.delay, child), daemon=True)
         server.start()
         try:
-            providers = providers_on(parent.recv(), n)
+            providers = providers_on(parent.recv())
             asyncio.run(raw_round(providers[:20], settings))  # warm the server
             raw, raw_ok = asyncio.run(raw_round(providers, settings))
             gc.collect()

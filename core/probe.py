@@ -15,7 +15,7 @@ import math
 import os
 import ssl
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -450,41 +450,34 @@ _SSL: ssl.SSLContext | None = None
 
 
 def make_client(settings: ProbeSettings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """A client for one provider. Each provider gets its own small connection pool: httpcore's pool scans
-    all its connections for every request, so one shared pool with hundreds of connections turns a round
-    quadratic (measured: 0.9 s of pure CPU for 200 providers); small pools keep it linear."""
-    import httpx
+    """The client a probe round sends through: one for every provider. Its pool (aiohttp's, through
+    llmpulse.core.http_client) is keyed by origin, so a fleet of hundreds of providers costs each request
+    the same as a fleet of one; probe_all's concurrency bound is the only limit on connections."""
+    from llmpulse.core.http_client import provider_client
 
-    limits = httpx.Limits(max_connections=4, max_keepalive_connections=2)
-    return httpx.AsyncClient(
-        limits=limits, timeout=settings.timeout, follow_redirects=False, transport=transport, verify=_ssl_context()
-    )  # trust_env: HTTPS_PROXY/NO_PROXY honoured
+    return provider_client(timeout=settings.timeout, verify=_ssl_context(), transport=transport)
 
 
 class ProbeClients:
-    """One client per provider, kept from round to round (the collector holds one of these): building a
-    client scans the environment for proxy settings and sets up a pool, which a 1,000-provider round paid
-    a thousand times. Close it when done (`async with`, or aclose())."""
+    """The probe client, kept from round to round (the collector holds one of these): its connections
+    stay open between rounds (up to the keep-alive expiry) instead of being set up again each round.
+    Close it when done (`async with`, or aclose())."""
 
     def __init__(self, settings: ProbeSettings, transport: httpx.AsyncBaseTransport | None = None):
         self.settings = settings
         self.transport = transport
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._client: httpx.AsyncClient | None = None
 
-    def client_for(self, provider: Provider) -> httpx.AsyncClient:
-        client = self._clients.get(provider.id)
-        if client is None or client.is_closed:
-            client = self._clients[provider.id] = make_client(self.settings, self.transport)
-        return client
-
-    async def retain(self, provider_ids: Iterable[str]) -> None:
-        """Close the clients of providers no longer probed (a config reload dropped them)."""
-        keep = set(provider_ids)
-        gone = [pid for pid in self._clients if pid not in keep]
-        await asyncio.gather(*(self._clients.pop(pid).aclose() for pid in gone), return_exceptions=True)
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None or self._client.is_closed:
+            self._client = make_client(self.settings, self.transport)
+        return self._client
 
     async def aclose(self) -> None:
-        await self.retain(())
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
 
     async def __aenter__(self) -> ProbeClients:
         return self
@@ -503,24 +496,29 @@ async def probe_all(
     clock: Callable[[], float] = time.time,
 ) -> list[ProbeResult]:
     """Probe every provider at once (bounded by settings.concurrency); results in the given order.
-    With `client`, every probe goes through it (tests, custom transports); with `clients`, each provider
-    uses its kept client; else each provider gets its own for this round."""
+    With `client`, every probe goes through it (tests, custom transports); with `clients`, through the
+    kept probe client; else through one built for this round."""
     checked_at = clock() if now is None else now
     gate = asyncio.Semaphore(max(1, settings.concurrency))
 
-    async def one(provider: Provider) -> ProbeResult:
+    async def one(provider: Provider, through: httpx.AsyncClient | None) -> ProbeResult:
+        if through is None or not (provider.enabled and provider.configured):
+            return _unconfigured(provider, checked_at)
         async with gate:
             try:
-                if client is not None or not (provider.enabled and provider.configured):
-                    return await probe_provider(client, provider, settings, checked_at)  # type: ignore[arg-type]
-                if clients is not None:
-                    return await probe_provider(clients.client_for(provider), provider, settings, checked_at)
-                async with make_client(settings) as own:
-                    return await probe_provider(own, provider, settings, checked_at)
+                return await probe_provider(through, provider, settings, checked_at)
             except Exception as exc:  # a bug or an answer nobody foresaw: this provider's result, not the round's
                 error = redact(f"{type(exc).__name__}: {exc}")
                 return ProbeResult(provider.id, provider.name, checked_at, "failed", "bad_response", error)
 
+    async def round_through(through: httpx.AsyncClient | None) -> list[ProbeResult]:
+        return list(await asyncio.gather(*(one(p, through) for p in providers)))
+
+    if client is not None:
+        return await round_through(client)
+    if not any(p.enabled and p.configured for p in providers):
+        return await round_through(None)  # nothing to send: no client (nor httpx) at all
     if clients is not None:
-        await clients.retain(p.id for p in providers)
-    return list(await asyncio.gather(*(one(p) for p in providers)))
+        return await round_through(clients.client)
+    async with make_client(settings) as own:
+        return await round_through(own)

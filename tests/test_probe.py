@@ -222,18 +222,17 @@ async def test_keys_never_reach_the_database_or_results(fleet, tmp_path):
         assert OPENAI_KEY.encode() not in extra.read_bytes()
 
 
-async def test_kept_clients_serve_every_round_and_close_when_a_provider_goes():
-    """The collector keeps one client per provider across rounds instead of building one per probe."""
+async def test_the_kept_client_serves_every_round_and_closes_with_the_collector():
+    """The collector keeps one probe client across rounds instead of building one per round."""
     from llmpulse.core.probe import ProbeClients
 
     with Fleet([FakeProvider("openai", kind="openai", key=KEYS["OPENAI_API_KEY"])]) as fleet:
         providers = providers_for(fleet, KEYS, ["openai"])
         async with ProbeClients(SETTINGS) as clients:
             [first] = await probe_all(providers, SETTINGS, clients=clients)
-            kept = clients.client_for(providers[0])
+            kept = clients.client
             [second] = await probe_all(providers, SETTINGS, clients=clients)
             assert (first.status, second.status) == ("healthy", "healthy")
-            assert clients.client_for(providers[0]) is kept and not kept.is_closed
-            await probe_all([], SETTINGS, clients=clients)  # the provider left the config
-            assert kept.is_closed
+            assert clients.client is kept and not kept.is_closed
+        assert kept.is_closed
         assert len([r for r in fleet.requests("openai") if r.method == "GET"]) == 2

@@ -487,8 +487,14 @@ class FakeProvider:
 class Fleet:
     """The server. `with Fleet([...]) as fleet:` (or `await fleet.astart()` / `fleet.start()`)."""
 
-    def __init__(self, providers: list[FakeProvider] | None = None):
+    def __init__(self, providers: list[FakeProvider] | None = None, *, own_origins: bool = False):
+        """`own_origins`: each provider given here also listens on a port of its own, and base_url() names
+        it, so a client pools its connections apart from the others' as it would for real providers
+        (separate hosts). Without it every provider shares one origin, told apart by the path."""
         self.providers: dict[str, FakeProvider] = {}
+        self.own_origins = own_origins
+        self._origin_ports: dict[str, int] = {}
+        self._origin_servers: list[asyncio.AbstractServer] = []
         self.routes: dict[tuple[str, str, str], Handler] = {}
         self.port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -531,7 +537,9 @@ class Fleet:
 
     def base_url(self, provider_id: str) -> str:
         p = self.providers[provider_id]
-        return f"{self.root_url}/{provider_id}{p.facts.base_prefix}"
+        port = self._origin_ports.get(provider_id)
+        root = self.root_url if port is None else f"http://127.0.0.1:{port}"
+        return f"{root}/{provider_id}{p.facts.base_prefix}"
 
     @property
     def root_url(self) -> str:
@@ -608,11 +616,17 @@ class Fleet:
         self._closing = asyncio.Event()
         self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=2048)
         self.port = self._server.sockets[0].getsockname()[1]
+        for provider_id in list(self.providers) if self.own_origins else ():
+            server = await asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=128)
+            self._origin_servers.append(server)
+            self._origin_ports[provider_id] = server.sockets[0].getsockname()[1]
 
     async def _serve_until_closed(self) -> None:
         assert self._closing is not None and self._server is not None
         await self._closing.wait()
         self._server.close()
+        for server in self._origin_servers:
+            server.close()
         for w in list(self._writers):
             w.close()
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
