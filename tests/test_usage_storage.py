@@ -5,6 +5,7 @@ in place without changing a figure."""
 from __future__ import annotations
 
 import gzip
+import json
 import math
 import random
 import sqlite3
@@ -203,3 +204,75 @@ async def test_who_figures_past_retention_count_whole_days(tmp_path):
         assert got == whole_first_day + kept_part
     finally:
         await store.close()
+
+
+async def test_import_stores_what_the_one_by_one_path_stores(tmp_path, monkeypatch, capsys):
+    """`llmpulse import` goes through the Recorder (attributions validated once, priced by remembered
+    rates, batches stored while the next is read). Batches of 3 here, so lines cross batches: the calls,
+    the roll-ups and the report are those of judging each line on its own (JsonLines.record) and
+    storing the good ones with ingest()."""
+    from llmpulse.core.cli import build_parser
+    from llmpulse.core.cli import usage as usage_cli
+    from llmpulse.core.usage.records import JsonLines, RecordError, read_lines
+
+    monkeypatch.setattr(usage_cli, "IMPORT_BATCH", 3)
+    base = {"ts": TF - 3600.5, "provider": "openai", "model": "gpt-4o", "input_tokens": 1200, "output_tokens": 80}
+    rows = [
+        {**base, "request_id": "a", "user": "u1"},
+        {**base, "request_id": "a", "user": "u1"},  # the same call again: once
+        {**base, "request_id": "a", "user": "u2"},  # same id, other content: refused with line 1 named
+        {**base, "user": "u3"},
+        {**base, "user": "u3"},  # identical lines without an id: two calls
+        {**base, "request_id": 77, "latency_ms": 320},  # an integer id
+        {**base, "request_id": "  spaced  ", "department": "ops"},
+        {**base, "model": "", "request_id": "b"},  # bad: no model
+        {**base, "ts": TF - 3 * 86400 - 10, "usage": {"prompt_tokens": 30, "completion_tokens": 4}},
+        {**base, "cost_usd": 0.5, "request_id": "c", "agent": "bot"},
+        {**base, "provider": "mystery", "model": "m-1", "request_id": "d"},
+    ]
+    text = "\ufeff" + "\n".join(json.dumps(r) for r in rows) + "\n{broken\n"
+    (tmp_path / "in.jsonl").write_text(text, encoding="utf-8")
+    (tmp_path / "llmpulse.toml").write_text("")
+    args = build_parser().parse_args(
+        [
+            "--config",
+            str(tmp_path / "llmpulse.toml"),
+            "--db",
+            str(tmp_path / "cli.db"),
+            "import",
+            str(tmp_path / "in.jsonl"),
+        ]
+    )
+    assert await args.handler(args) == 1
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        "line 3: request_id 'a': line 1 has the same id with different content; expected one line per call (the first is kept)",
+        'line 8: model: missing; expected a model name like "gpt-4o"',
+        "line 12: not JSON (Expecting property name enclosed in double quotes); expected one JSON object per line",
+    ]
+    assert out.strip() == "imported 8 records (1 already there, 3 bad lines skipped, 1 with unknown price)"
+
+    # the reference: each line judged on its own, the good ones stored in one go
+    lines, good = JsonLines(TF), []
+    with (tmp_path / "in.jsonl").open("rb") as f:
+        for number, line in read_lines(f):
+            try:
+                good.append(lines.record(line, number))
+            except RecordError:
+                pass
+    reference = await Store.open(tmp_path / "ref.db")
+    imported = await Store.open(tmp_path / "cli.db")
+    try:
+        await ingest(reference, good, Pricing(), TF)
+        calls = (
+            "SELECT dedupe_key, ts, provider, model, input_tokens, output_tokens, latency_ms, status, department, "
+            "agent, user, request_id, cost_usd, reported_cost_usd FROM usage_records ORDER BY ts, request_id, user"
+        )
+        assert [tuple(r) for r in await imported.fetchall(calls)] == [tuple(r) for r in await reference.fetchall(calls)]
+        rollups = "SELECT * FROM usage_rollups WHERE grain != 'm' ORDER BY grain, dim, start, key"
+        assert [tuple(r) for r in await imported.fetchall(rollups)] == [
+            tuple(r) for r in await reference.fetchall(rollups)
+        ]
+    finally:
+        await imported.close()
+        await reference.close()

@@ -199,13 +199,13 @@ def content_hash(data: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def record_from_line(line: str | bytes, now: float) -> UsageRecord:
-    """One line of the import format (JSON Lines): `llmpulse import` and POST /v1/records read each line
-    with this. RecordError for a line that is not JSON or not a good record. A record without a
-    request_id is keyed by the line's content, so importing the same line again counts it once (a line
-    without ts is the same record next time)."""
+def decode_line(line: str | bytes) -> Any:
+    """A line's JSON value; RecordError for a line that is not UTF-8 JSON."""
     try:
-        data = json.loads(line)
+        if isinstance(line, bytes):
+            # Decoded here rather than by json.loads, which guesses the encoding of every line first.
+            return json.loads(line.decode("utf-8-sig" if line.startswith(b"\xef\xbb\xbf") else "utf-8"))
+        return json.loads(line)
     except UnicodeDecodeError as exc:
         raise RecordError(
             f"not UTF-8 (byte 0x{exc.object[exc.start]:02x} at byte {exc.start + 1}); expected UTF-8 JSON"
@@ -215,6 +215,14 @@ def record_from_line(line: str | bytes, now: float) -> UsageRecord:
         raise RecordError(f"not JSON ({why}); expected one JSON object per line") from None
     except RecursionError:
         raise RecordError("nested too deeply; expected one flat JSON object per line") from None
+
+
+def record_from_line(line: str | bytes, now: float) -> UsageRecord:
+    """One line of the import format (JSON Lines): POST /v1/records reads each line with this.
+    RecordError for a line that is not JSON or not a good record. A record without a request_id is keyed
+    by the line's content, so importing the same line again counts it once (a line without ts is the
+    same record next time)."""
+    data = decode_line(line)
     rec = record_from_mapping(data, now)
     if rec.request_id is None:
         rec.source_hash = content_hash(data)
@@ -420,7 +428,7 @@ class JsonLines:
             if seen:
                 rec.source_hash = f"{rec.source_hash}#{seen}"
         elif rec.request_id is not None:
-            text_hash = hash(line.strip())
+            text_hash = _text_hash(line)
             first = self._ids.setdefault(rec.request_id, (text_hash, number))
             if first[0] != text_hash:
                 raise RecordError(
@@ -428,6 +436,44 @@ class JsonLines:
                     "expected one line per call (the first is kept)"
                 )
         return rec
+
+    def add(self, line: bytes, number: int, add: Callable[[dict[str, Any], str | None], None]) -> None:
+        """Judge one line by the same rules as record() and hand its fields to `add` (Recorder.add, which
+        validates them and raises RecordError), with its content hash when it has no request_id: what
+        `llmpulse import` does with each line. The line counts as seen only once `add` took it."""
+        data = decode_line(line)
+        if not isinstance(data, dict):
+            raise RecordError(f"found {type(data).__name__}; expected a JSON object")
+        rid = _request_id_key(data.get("request_id"))
+        if rid is None:
+            source = content_hash(data)
+            seen = self._repeats.get(source, 0)
+            add(data, f"{source}#{seen}" if seen else source)
+            self._repeats[source] = seen + 1
+            return
+        text_hash = _text_hash(line)
+        first = self._ids.get(rid)
+        if first is not None and first[0] != text_hash:
+            raise RecordError(
+                f"request_id {rid!r}: line {first[1]} has the same id with different content; "
+                "expected one line per call (the first is kept)"
+            )
+        add(data, None)
+        if first is None:
+            self._ids[rid] = (text_hash, number)
+
+
+def _text_hash(line: str | bytes) -> int:
+    """A line's text for telling repeats of an id apart: without surrounding space, or a file's BOM."""
+    text = line.strip()
+    return hash(text.removeprefix(b"\xef\xbb\xbf") if isinstance(text, bytes) else text.removeprefix("\ufeff"))
+
+
+def _request_id_key(value: Any) -> str | None:
+    """A request_id as record_from_mapping will store it (None where it will store none or refuse it)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    return str(value).strip() or None
 
 
 class LineTooLong(RecordError):
