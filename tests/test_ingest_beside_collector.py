@@ -201,3 +201,28 @@ async def test_the_collector_raises_its_flag_before_each_round_and_lowers_it_whe
             await asyncio.gather(running, return_exceptions=True)
             looker.close()
             await store.close()
+
+
+@pytest.mark.parametrize("calls_before", [20, 80])
+async def test_a_crowded_first_minute_is_left_out_of_the_health_window(tmp_path, monkeypatch, calls_before):
+    """The health window is exact to the second unless its first, partial minute holds more calls than
+    HEALTH_EXACT_CALLS_MAX: then that minute is left out (its calls before `since` would all be read
+    every round to take them off)."""
+    monkeypatch.setattr(queries, "HEALTH_EXACT_CALLS_MAX", 50)
+    now = T0 - T0 % 60 + 30  # the window's start falls 30 s into a minute
+    since = now - 900
+    first_minute = since - since % 60
+    stamps = [first_minute + 1 + i * 0.1 for i in range(calls_before)]  # all before `since`
+    stamps += [since + 5, since + 20]  # inside the window, in its first minute
+    stamps += [first_minute + 60 + 7, now - 10]  # later minutes
+    store = await Store.open(tmp_path / "w.db")
+    try:
+        async with Recorder(store, Pricing(), clock=ManualClock(now)) as rec:
+            for i, ts in enumerate(stamps):
+                rec.record(provider="openai", model="gpt-4o", input_tokens=1, ts=ts, request_id=f"c{i}")
+        stats = (await queries.provider_request_stats(store, since, now))["openai"]
+        crowded = calls_before + 2 > 50
+        start = first_minute + 60 if crowded else since
+        assert stats.requests == sum(1 for ts in stamps if start <= ts <= now)
+    finally:
+        await store.close()
