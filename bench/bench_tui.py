@@ -221,7 +221,13 @@ def phase(kind: str, config: str, db: str, idle: float, profile: str | None = No
             used = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
             result["idle_cpu_pct"] = used / (wall1 - wall0) * 100
             result["rss_mb"] = proc.memory_info().rss / 2**20
+            if profile:
+                profiler = cProfile.Profile()
+                profiler.enable()
             result["act_ms"] = await act(pilot)
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(profile.replace(".prof", "-act.prof"))
 
     asyncio.run(run())
     return result
