@@ -78,6 +78,9 @@ class ProvidersPanel(Panel[ProviderHealth]):
                 h.status,
                 h.error_kind,
                 h.circuit,
+                h.error_band,
+                h.latency_band,
+                h.setup_gap,
                 "disabled" if not h.enabled else None,
             )
         ]
