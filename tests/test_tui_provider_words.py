@@ -11,6 +11,7 @@ import pytest
 from rich.segment import Segment
 
 from llmpulse.tui.screens.help import help_plain
+from llmpulse.tui.screens.provider import ProviderScreen
 from tests.snapshot_apps.fixed import FixedBackend, fixed_app, fixed_snapshot
 
 ANSI_RED = 1
@@ -178,9 +179,12 @@ async def test_an_unconfigured_local_provider_says_not_set_up_never_no_key():
     app = fixed_app(backend=FixedBackend(dataclasses.replace(snap, providers=[*snap.providers, local])))
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
-        app.push_screen(__import__("llmpulse.tui.screens.provider", fromlist=["x"]).ProviderScreen("localai"))
-        for _ in range(50):
+        app.push_screen(ProviderScreen("localai"))
+        text = ""
+        for _ in range(300):  # the screen is filled at the next poll
             await pilot.pause(0.01)
-        text = app.screen.query_one("#provider-summary").render().plain
+            text = str(app.screen.query_one("#provider-summary").render())
+            if "LocalAI" in text:
+                break
         assert "· not set up" in text and "no key" not in text.replace("needs no key", "")
         assert "LOCALAI_BASE_URL" in text
