@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,26 +48,34 @@ def _inflater(encoding: str) -> Any | None:
     return None
 
 
+async def read_capped(chunks: AsyncIterator[bytes], encoding: str, limit: int) -> tuple[bytes, bool]:
+    """(at most `limit` bytes of the answer, truncated) from its raw chunks, gzip/deflate inflated (any
+    other content-encoding must be decoded by the caller before). Stops reading at the cap."""
+    body = bytearray()
+    inflater = _inflater(encoding)
+    async for raw in chunks:
+        data = raw if inflater is None else inflater.decompress(raw, limit + 1 - len(body))
+        body += data
+        if len(body) > limit or (inflater is not None and inflater.unconsumed_tail):
+            return bytes(body[:limit]), True
+    return bytes(body), False
+
+
 async def fetch(
     client: httpx.AsyncClient, method: str, url: str, *, limit: int = MAX_ANSWER_BYTES, **kwargs: Any
 ) -> Answer:
     """Send a request and read at most `limit` bytes of the decoded answer; stop reading there."""
+    # llmpulse.core.http_client's client sends a plain request straight through its aiohttp pool (httpx's
+    # own layers were half the CPU of a probe); None: it needs httpx's whole path.
+    bounded = getattr(client, "fetch_bounded", None)
+    if bounded is not None:
+        answer: Answer | None = await bounded(method, url, limit=limit, **kwargs)
+        if answer is not None:
+            return answer
     async with client.stream(method, url, **kwargs) as response:
-        body = bytearray()
-        truncated = False
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
-        inflater = _inflater(encoding)
-        if inflater is not None or encoding in ("", "identity"):
-            async for raw in response.aiter_raw():
-                data = raw if inflater is None else inflater.decompress(raw, limit + 1 - len(body))
-                body += data
-                if len(body) > limit or (inflater is not None and inflater.unconsumed_tail):
-                    truncated = True
-                    break
+        if _inflater(encoding) is not None or encoding in ("", "identity"):
+            body, truncated = await read_capped(response.aiter_raw(), encoding, limit)
         else:
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > limit:
-                    truncated = True
-                    break
-        return Answer(response.status_code, response.headers, bytes(body[:limit]), truncated)
+            body, truncated = await read_capped(response.aiter_bytes(), "identity", limit)
+        return Answer(response.status_code, response.headers, body, truncated)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from llmpulse.core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers
+from llmpulse.core.http_answer import fetch
 from llmpulse.core.http_client import provider_client
 from llmpulse.core.probe import probe_all
 from llmpulse.core.probe_settings import ProbeSettings
@@ -28,7 +30,7 @@ SETTINGS = ProbeSettings(timeout=5.0, slow=5.0)
 class Peer:
     """HTTP/1.1 on 127.0.0.1 that breaks the exchange as the first path segment says: /reset (hang up
     after the request, no answer), /garbage (not HTTP), /short (a body cut before its content-length),
-    /longheader (a 20 KB header line, then a model list), /cookie (sets a cookie; answers whether the
+    /gzip (a gzip-encoded model list), /longheader (a 20 KB header line, then a model list), /cookie (sets a cookie; answers whether the
     request carried one), anything else a model list. Proxy requests (absolute URLs) are counted."""
 
     def __init__(self) -> None:
@@ -53,6 +55,8 @@ class Peer:
                     writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 900\r\n\r\n{")
                     return
                 body, extra = MODELS_BODY, b""
+                if what == "gzip":
+                    body, extra = gzip.compress(MODELS_BODY), b"content-encoding: gzip\r\n"
                 if what == "longheader":
                     extra = b"content-security-policy: " + b"a" * 20_000 + b"\r\n"
                 if what == "cookie":
@@ -177,3 +181,22 @@ async def test_a_chat_to_a_provider_that_hangs_up_falls_through_as_a_connection_
     first = answer.attempts[0]
     assert (first.provider_id, first.error_kind) == ("openai", "connect")
     assert first.error.startswith("RemoteProtocolError") and KEY not in first.error
+
+
+@pytest.mark.parametrize("path", ["models", "gzip", "longheader"])
+async def test_a_bounded_read_through_the_pool_is_the_answer_httpx_reads(path, monkeypatch):
+    """http_answer.fetch on this client skips httpx's layers (straight to the aiohttp pool): same status,
+    body (inflated) and headers as plain httpx; a cap truncates both alike."""
+    async with peer() as p, httpx.AsyncClient() as plain, provider_client(timeout=5) as ours:
+
+        def not_through_httpx(*args, **kwargs):
+            raise AssertionError("the bounded read went through httpx's stream()")
+
+        monkeypatch.setattr(ours, "stream", not_through_httpx)
+        url = f"http://127.0.0.1:{p.port}/{path}/models"
+        for limit in (1 << 20, 10):
+            a = await fetch(plain, "GET", url, limit=limit, headers={"accept": "application/json"})
+            b = await fetch(ours, "GET", url, limit=limit, headers={"accept": "application/json"})
+            assert (b.status_code, b.body, b.truncated) == (a.status_code, a.body, a.truncated)
+            assert sorted(b.headers.multi_items()) == sorted(a.headers.multi_items())
+        assert a.truncated and len(a.body) == 10 and a.body == MODELS_BODY[:10]
