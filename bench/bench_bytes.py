@@ -62,20 +62,24 @@ def main() -> int:
     ap.add_argument("--records", type=int, default=200_000)
     args = ap.parse_args()
     ok = True
+    per_record: dict[bool, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         lines = Path(tmp) / "usage.jsonl"
         write_lines(lines, args.records)
-        for label, plain in (("varied attribution + request ids", False), ("no attribution, no request ids", True)):
+        for label, plain in (("no attribution, no request ids", True), ("varied attribution + request ids", False)):
             db = Path(tmp) / f"{'plain' if plain else 'varied'}.db"
             stored = asyncio.run(store_records(db, lines, plain))
             total, parts = size_of(db)
-            per = total / stored
+            per = per_record[plain] = total / stored
             top = ", ".join(f"{name} {size / stored:.0f}" for name, size in list(parts.items())[:6])
             line = f"{label}: {stored:,} records, {total / 2**20:.1f} MiB = {per:.0f} B a record ({top})"
             if not plain:
                 good = per <= 120
                 ok &= good
-                line += f" (target <= 120 B)  {'OK' if good else 'MISSED'}"
+                line += (
+                    f"; {per / per_record[True]:.2f}x the same calls without attribution or ids measured above "
+                    f"(target <= 120 B)  {'OK' if good else 'MISSED'}"
+                )
             print(line)
     return 0 if ok else 1
 

@@ -418,7 +418,9 @@ class JsonLines:
     def __init__(self, now: float):
         self.now = now
         self._repeats: dict[str, int] = {}  # content hash -> lines with it so far
-        self._ids: dict[str, tuple[int, int]] = {}  # request_id -> (hash of its line's text, its line number)
+        # request_id -> its first line: number << 64 | hash of the text (one int, not a tuple of two: a
+        # million ids in an import held ~70 MB less)
+        self._ids: dict[str, int] = {}
 
     def record(self, line: str | bytes, number: int) -> UsageRecord:
         rec = record_from_line(line, self.now)
@@ -429,10 +431,10 @@ class JsonLines:
                 rec.source_hash = f"{rec.source_hash}#{seen}"
         elif rec.request_id is not None:
             text_hash = _text_hash(line)
-            first = self._ids.setdefault(rec.request_id, (text_hash, number))
-            if first[0] != text_hash:
+            first = self._ids.setdefault(rec.request_id, number << 64 | text_hash)
+            if first & _HASH_BITS != text_hash:
                 raise RecordError(
-                    f"request_id {rec.request_id!r}: line {first[1]} has the same id with different content; "
+                    f"request_id {rec.request_id!r}: line {first >> 64} has the same id with different content; "
                     "expected one line per call (the first is kept)"
                 )
         return rec
@@ -453,20 +455,25 @@ class JsonLines:
             return
         text_hash = _text_hash(line)
         first = self._ids.get(rid)
-        if first is not None and first[0] != text_hash:
+        if first is not None and first & _HASH_BITS != text_hash:
             raise RecordError(
-                f"request_id {rid!r}: line {first[1]} has the same id with different content; "
+                f"request_id {rid!r}: line {first >> 64} has the same id with different content; "
                 "expected one line per call (the first is kept)"
             )
         add(data, None)
         if first is None:
-            self._ids[rid] = (text_hash, number)
+            self._ids[rid] = number << 64 | text_hash
 
 
 def _text_hash(line: str | bytes) -> int:
     """A line's text for telling repeats of an id apart: without surrounding space, or a file's BOM."""
     text = line.strip()
-    return hash(text.removeprefix(b"\xef\xbb\xbf") if isinstance(text, bytes) else text.removeprefix("\ufeff"))
+    return _HASH_BITS & hash(
+        text.removeprefix(b"\xef\xbb\xbf") if isinstance(text, bytes) else text.removeprefix("\ufeff")
+    )
+
+
+_HASH_BITS = (1 << 64) - 1
 
 
 def _request_id_key(value: Any) -> str | None:
