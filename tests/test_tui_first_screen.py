@@ -188,3 +188,39 @@ async def test_a_refresh_with_nothing_new_touches_no_cell():
         await settle(pilot, app, polls + 2)
         assert app.polls >= polls + 2
         assert cells() == before
+
+
+async def test_a_snapshot_read_again_with_the_same_figures_touches_no_cell():
+    """A snapshot read again (after a lease renewal, say) carries new objects with the same figures, and a
+    status_since that follows the health window's edge: rows whose shown words did not change keep their
+    cells; a row whose figure changed gets new ones."""
+    app = fixed_app(refresh=0.5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot, app)
+        table = app.dashboard.panels[1].table
+
+        def cells():
+            return {
+                (row.key.value, col.key.value): id(table.get_cell(row.key, col.key))
+                for row in table.ordered_rows
+                for col in table.ordered_columns
+            }
+
+        panel = app.dashboard.panels[1]
+        built: list[str] = []
+        build_cells = panel.cells
+        panel.cells = lambda h, view: built.append(h.provider_id) or build_cells(h, view)  # type: ignore[method-assign]
+        before = cells()
+        snap = app.backend.snap
+        reread = [
+            dataclasses.replace(h, status_since=h.status_since - 1 if h.status_since else None) for h in snap.providers
+        ]
+        reread[0] = dataclasses.replace(reread[0], circuit="half_open")  # OpenAI: one figure changed
+        app.backend.snap = dataclasses.replace(snap, providers=reread)
+        polls = app.polls
+        app.refresh_now()
+        await settle(pilot, app, polls + 2)
+        after = cells()
+        changed = {key for key in before if after.get(key) != before[key]}
+        assert changed == {("openai", "circuit")}, changed
+        assert set(built) == {"openai"}, "only the changed row's cells are built again"

@@ -89,11 +89,30 @@ class ProvidersPanel(Panel[ProviderHealth]):
         return sorted(shown, key=trouble_order)
 
     def signature(self, h: ProviderHealth, view: View) -> Any:
+        """What the row shows, not the whole verdict: a snapshot read again carries new objects with
+        the same figures (and a status_since that follows the window's edge), and those rows keep
+        their cells."""
         since = getattr(h, "status_since", None)
         return (
-            h,
-            self.latency_scale if not self.narrow else None,
+            h.name,
+            h.stale,
+            h.status,
+            h.enabled,
+            h.configured,
+            h.setup_gap,
             fmt.coarse_age(view.now - since) if since else None,
+            h.p95_ms,
+            h.latency_band,
+            h.latency_source,
+            None if self.narrow else (tuple(h.latency_series[-SPARK_WIDTH:]), self.latency_scale),
+            h.error_rate,
+            h.error_band,
+            h.error_rate_judged,
+            h.errors,
+            h.samples,
+            h.samples_needed,
+            h.circuit,
+            headroom(h),
             fmt.coarse_age(view.now - h.last_checked_at) if h.last_checked_at else None,
         )
 
