@@ -36,8 +36,9 @@ from llmpulse.core.round_flag import RoundFlag
 from llmpulse.core.statuspage import StatusPages, load_incidents, record_readings, status_page_settings
 from llmpulse.core.store import Store
 from llmpulse.core.usage.budgets import budget_statuses
-from llmpulse.core.usage.queries import provider_request_stats, prune_usage, unknown_price_models
+from llmpulse.core.usage.queries import RequestStats, prune_usage, unknown_price_models
 from llmpulse.core.usage.reconcile import RECONCILE_INTERVAL_S, billable, poll_billing
+from llmpulse.core.usage.traffic_window import CatchUp, TrafficWindow, publish
 from llmpulse.core.vocabulary import counted
 
 log = logging.getLogger("llmpulse.collector")
@@ -48,6 +49,9 @@ DRAIN_S = 5.0  # on stop, how long deliveries in flight may still take
 # The round flag goes up this long before a round, so an ingest batch already being written (a few ms)
 # is done when the round starts; the ingest then writes nothing until the round ends.
 ROUND_FLAG_LEAD_S = 0.02
+# Between rounds the traffic window reads what was stored meanwhile this often (a quarter of the
+# interval, between 50 ms and 1 s), so a round under heavy ingest reads only the last slice of it.
+FEED_EVERY_MIN_S, FEED_EVERY_MAX_S = 0.05, 1.0
 Event = Callable[[str], None]
 
 
@@ -91,6 +95,9 @@ class Collector:
         self._last_billing = 0.0
         self._last_usage_pull = 0.0
         self._early_flag: RoundFlag | None = None  # raised by run_forever just before the next round
+        # The health window's real traffic, read incrementally (core/usage/traffic_window.py).
+        self.traffic = TrafficWindow(ctx.config.health.window)
+        self.last_catch_up: CatchUp | None = None  # what the last round's catch-up read (tests, benchmarks)
 
     # -- live reload ------------------------------------------------------------------------------
     def reload(self, ctx: Context) -> None:
@@ -175,7 +182,7 @@ class Collector:
             await step("status pages", lambda: record_readings(self.store, readings))
         self.status_pages.start_if_due(providers, now)
         now = self.clock.now()
-        stats = await step("request stats", lambda: provider_request_stats(self.store, now - cfg.health.window, now))
+        stats = await step("request stats", lambda: self._traffic_stats(now))
         health = await step("health", lambda: load_health(self.store, providers, cfg.health, now, stats))
         budgets = await step("budgets", lambda: budget_statuses(self.store, cfg.usage, now))
         migrations = await step("migrations", lambda: migration_statuses(self.store, cfg, now, record=True))
@@ -223,6 +230,36 @@ class Collector:
         self.rounds += 1
         await step("collector status", lambda: self._write_status(report))
         return report
+
+    async def _traffic_stats(self, now: float) -> dict[str, RequestStats]:
+        """The window's traffic per provider at `now`, published for viewers (they read it, not the calls)."""
+        if self.traffic.length_s != self.ctx.config.health.window:  # a config reload changed the window
+            self.traffic.reset(self.ctx.config.health.window)
+        self.last_catch_up = await self.traffic.catch_up(self.store, now)
+        await publish(self.store, self.traffic, COLLECTOR_LEASE)
+        return self.traffic.stats()
+
+    async def _feed_traffic(self) -> None:
+        """Between rounds: bring the window up to date, so the next round has little left to read. A
+        failure here is the next round's to report (its own catch-up meets it again)."""
+        if self.traffic.length_s != self.ctx.config.health.window:
+            return
+        try:
+            await self.traffic.catch_up(self.store, self.clock.now())
+        except Exception:
+            pass
+
+    async def _wait_feeding(self, stop: asyncio.Event, lost: asyncio.Event, seconds: float, interval: float) -> None:
+        """Wait `seconds` (or until stop/lost), feeding the traffic window on the way."""
+        deadline = time.monotonic() + seconds
+        every = min(FEED_EVERY_MAX_S, max(FEED_EVERY_MIN_S, interval / 4))
+        while not (stop.is_set() or lost.is_set()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            await _wait_any(stop, lost, min(every, remaining))
+            if deadline - time.monotonic() > every / 2:
+                await self._feed_traffic()
 
     def _disabled_by(self, providers: Sequence[Provider]) -> dict[str, str]:
         """Disabled provider id -> who disabled it and where, as alert history shows it."""
@@ -386,7 +423,7 @@ class Collector:
             interval = self.ctx.config.probe.interval if fixed_interval is None else fixed_interval
             next_round = round_started + interval
             if next_round - time.monotonic() > ROUND_FLAG_LEAD_S:
-                await _wait_any(stop, lost, next_round - time.monotonic() - ROUND_FLAG_LEAD_S)
+                await self._wait_feeding(stop, lost, next_round - time.monotonic() - ROUND_FLAG_LEAD_S, interval)
             if not (stop.is_set() or lost.is_set()):
                 self._early_flag = RoundFlag(self.store.path).__enter__()
             remaining = next_round - time.monotonic()

@@ -85,6 +85,9 @@ class ProviderHealth:
     samples_needed: int | None = None  # the calls error_rate would need to be judged (None: judged or none)
     p50_ms: float | None = None
     p95_ms: float | None = None
+    # False: p50_ms/p95_ms are the roll-ups' histogram estimate (a viewer with no collector's exact
+    # figures, past HEALTH_EXACT_CALLS_MAX calls), shown with "≈" — never passed off as exact.
+    p95_exact: bool = True
     latency_series: list[float] = field(default_factory=list)
     last_checked_at: float | None = None
     last_success_at: float | None = None
@@ -201,8 +204,10 @@ def judge_health(
             samples, errors, error_source = probe_samples, probe_errors, "probes" if probe_samples else None
         rate = errors / samples if samples else None
         # p50 and p95 from the same calls: the traffic's when there is enough of it, else the probes'.
+        p95_exact = True
         if traffic and real is not None and getattr(real, "p95_ms", None) is not None:
             p50, p95, latency_source = getattr(real, "p50_ms", None), float(real.p95_ms), "traffic"
+            p95_exact = bool(getattr(real, "p95_exact", True))
         elif windowed and st and st.p95_ms is not None:
             p50, p95, latency_source = st.p50_ms, st.p95_ms, "probes"
         else:
@@ -222,6 +227,7 @@ def judge_health(
             error_rate=rate,
             p50_ms=p50,
             p95_ms=p95,
+            p95_exact=p95_exact,
             latency_series=st.latency_series() if series and windowed and st else [],
             last_checked_at=st.last_checked_at if st else None,
             last_success_at=st.last_success_at if st else None,

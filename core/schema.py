@@ -625,4 +625,31 @@ COLLECTOR.append(
     )
 )
 
+COLLECTOR.append(
+    Migration(
+        "0413_provider_traffic",
+        """
+        -- The health window's real traffic per provider as the collector's last round saw it
+        -- (llmpulse.core.usage.traffic_window): viewers, `status` and the dashboard read these rows
+        -- instead of reading the window's calls again. p50/p95 are exact nearest ranks over the same calls
+        -- as the counts. traffic_published says that (and when) a collector published at all: no row
+        -- there, a viewer reads the roll-ups itself (and says when that is an estimate).
+        CREATE TABLE provider_traffic (
+            provider_id TEXT PRIMARY KEY,
+            requests    INTEGER NOT NULL,
+            errors      INTEGER NOT NULL,
+            fallbacks   INTEGER NOT NULL,
+            p50_ms      REAL,
+            p95_ms      REAL,
+            p95_exact   INTEGER NOT NULL
+        );
+        CREATE TABLE traffic_published (
+            lease    TEXT PRIMARY KEY,
+            at       REAL NOT NULL,       -- the window's end (the round's now)
+            window_s REAL NOT NULL
+        );
+    """,
+    )
+)
+
 MIGRATIONS: list[Migration] = CORE + USAGE + ALERTS + MIGRATION + COLLECTOR

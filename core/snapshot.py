@@ -25,7 +25,8 @@ from llmpulse.core.migration import MigrationStatus, migration_statuses
 from llmpulse.core.statuspage import ProviderIncident, load_incidents, status_page_settings
 from llmpulse.core.store import Store, busy_since
 from llmpulse.core.usage.budgets import BudgetStatus, budget_statuses
-from llmpulse.core.usage.queries import UsageSummary, provider_request_stats, usage_summary
+from llmpulse.core.usage.queries import RequestStats, UsageSummary, provider_request_stats, usage_summary
+from llmpulse.core.usage.traffic_window import published_traffic
 from llmpulse.core.vocabulary import MOST_SEVERE_FIRST, Severity, most_severe_first
 
 
@@ -154,8 +155,15 @@ async def build_snapshot(store: Store, ctx: Context, now: float, *, own_failure:
     collector cannot run, to be said, not hidden."""
     cfg = ctx.config
     providers = await apply_enablement(store, ctx.providers)
-    stats = await provider_request_stats(store, now - cfg.health.window, now)
+    stats, traffic_at = await window_traffic(store, now, cfg.health.window)
     health = await load_health(store, providers, cfg.health, now, stats, stale_after=stale_after(ctx))
+    if traffic_at is not None:
+        # A verdict weighed with the published traffic is as old as the older of its probe and that
+        # traffic: figures a collector stopped publishing go stale with the rest of its verdicts.
+        for h in health:
+            if h.verdict_at is not None and "traffic" in (h.latency_source, h.error_source):
+                h.verdict_at = min(h.verdict_at, traffic_at)
+                mark_stale(h, now, stale_after(ctx))
     incidents = await load_incidents(store, providers, status_page_settings(cfg), now)
     budgets = await budget_statuses(store, cfg.usage, now)
     usage = await usage_summary(store, now, cfg.usage.timezone, cfg.usage.usage_api.usage_api_budgets)
@@ -193,6 +201,17 @@ async def build_snapshot(store: Store, ctx: Context, now: float, *, own_failure:
         refreshed_at=now,
         incidents=incidents,
     )
+
+
+async def window_traffic(store: Store, now: float, window_s: float) -> tuple[dict[str, RequestStats], float | None]:
+    """The health window's real traffic per provider and when it was taken: what the collector last
+    published (its exact figures, read in one small table, whatever the traffic), or — when no collector
+    ever published on this database — read from the roll-ups here, (None for the time: it is now), their
+    p50/p95 an estimate past HEALTH_EXACT_CALLS_MAX calls, flagged `p95_exact` False and shown as such."""
+    published = await published_traffic(store, COLLECTOR_LEASE)
+    if published is not None:
+        return published.stats, published.at
+    return await provider_request_stats(store, now - window_s, now), None
 
 
 class SnapshotReader:

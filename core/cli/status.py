@@ -119,6 +119,11 @@ def _error_rate(h: ProviderHealth) -> str:
     return f"{h.error_rate:.1%}"
 
 
+def _estimate(h: ProviderHealth, text: str) -> str:
+    """A percentile that is the histogram's estimate, not the exact nearest rank, says so: "≈1,200ms"."""
+    return text if h.p95_exact or text == "-" else f"≈{text}"
+
+
 def provider_row(h: ProviderHealth) -> tuple[Any, ...]:
     source = f" ({h.latency_source})" if h.latency_source else ""
     return (
@@ -127,8 +132,8 @@ def provider_row(h: ProviderHealth) -> tuple[Any, ...]:
         h.reason or "",
         _error_rate(h),
         h.error_band or "-",
-        _ms(h.p50_ms),
-        _ms(h.p95_ms) + source,
+        _estimate(h, _ms(h.p50_ms)),
+        _estimate(h, _ms(h.p95_ms)) + source,
         h.latency_band or "-",
         h.circuit,
     )
@@ -153,6 +158,7 @@ def provider_json(h: ProviderHealth) -> dict[str, Any]:
         "requests",
         "p50_ms",
         "p95_ms",
+        "p95_exact",
         "latency_source",
         "latency_band",
         "circuit",

@@ -30,7 +30,6 @@ from llmpulse.core.metric_totals import LatencyTotals, UsageTotals, UsageTotalsC
 from llmpulse.core.migration.status import migration_shares
 from llmpulse.core.server.app import STATE, ServerState
 from llmpulse.core.usage.budgets import budget_statuses
-from llmpulse.core.usage.queries import provider_request_stats
 from llmpulse.core.vocabulary import CIRCUITS, PROVIDER_STATUSES, SEVERITIES
 
 UP_STATUSES = ("healthy", "degraded")
@@ -58,7 +57,9 @@ async def gather(state: ServerState, usage: UsageTotalsCache | None = None) -> S
     providers = await apply_enablement(store, ctx.providers)
     # The verdict weighs the window's real traffic (its error rate and p95 can make a provider whose
     # probes pass degraded or failed), so the scrape reads the same request statistics the dashboard does.
-    stats = await provider_request_stats(store, now - cfg.health.window, now)
+    from llmpulse.core.snapshot import window_traffic  # what the collector published, as the dashboard reads it
+
+    stats, _ = await window_traffic(store, now, cfg.health.window)
     health = await load_health(store, providers, cfg.health, now, stats)
     alerts = await AlertEngine(store, cfg.alerts, ManualClock(now), None).open_alerts()
     firing: dict[str, int] = {s: sum(1 for a in alerts if a.state == "firing" and a.severity == s) for s in SEVERITIES}

@@ -847,7 +847,12 @@ async def prune_usage(store: Store, now: float, retention_s: float) -> int:
     seconds while every other writer waited on the busy timeout."""
     from llmpulse.core.health_state import delete_in_chunks
 
-    removed = await delete_in_chunks(store, "usage_calls", "ts < ?", (now - retention_s,))
+    # Never the largest id: usage_calls has no AUTOINCREMENT, so SQLite would give that id again to the
+    # next call, and the collector's traffic window (which reads the ids above the largest it has seen)
+    # would miss it. That one old call goes with the next prune after a newer one arrives.
+    removed = await delete_in_chunks(
+        store, "usage_calls", "ts < ? AND id < (SELECT MAX(id) FROM usage_calls)", (now - retention_s,)
+    )
     # Attributions no kept call refers to (last used before the cut-off): the roll-ups keep their names.
     await delete_in_chunks(store, "usage_attrs", "last_ts < ?", (now - retention_s,))
     await delete_in_chunks(

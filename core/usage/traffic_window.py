@@ -1,0 +1,308 @@
+"""The health window's real traffic, per provider, kept up to date in the collector's memory.
+
+The health model judges each provider by the calls of the last `window` seconds (15 min): requests,
+errors, fallbacks, p50 and p95. Read from the database every round, exact percentiles cost a read of
+every call in the window (150 ms at 300,000 calls), and the 16-bucket histogram of the roll-ups is off
+by up to a bucket's width (1000-1500 ms: -33%..+50%). Here the collector keeps the window's calls
+itself: each round it reads only the calls stored since the last one (usage_calls ids above the
+largest it has seen), adds them, and lets go of those whose time left the window. p50/p95 are exact
+nearest ranks (ceil(q*n)-th of the sorted latencies), so never above the slowest call; every figure
+comes from the same calls, exact to the second. A round's cost depends on the calls that arrived and
+left since the last round, not on how many the window holds.
+
+- Out of order: a call's place is its timestamp, not when it arrived (late spans, imports of old lines).
+  A call stamped before the window's start is ignored; one stamped after `now` (another host's clock
+  a little ahead) waits until `now` reaches it.
+- Ids: usage_calls.id is an INTEGER PRIMARY KEY without AUTOINCREMENT, so SQLite gives a new row the
+  largest id + 1 — and would give a deleted largest id again. Retention never deletes the largest
+  (core/usage/queries.py prune_usage), and a largest id found below the cursor moves the cursor back.
+- Memory: about 70 bytes per call in the window (its time, latency and flags, and the latency's place
+  in the sorted list): 300,000 calls ~20 MB.
+- A new collector (a restart, a takeover) reads the window once: the cursor starts below the smallest
+  id stamped inside it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+
+from sortedcontainers import SortedList
+
+from llmpulse.core.store import Store
+from llmpulse.core.usage.queries import RequestStats
+
+QUANTILES = (0.5, 0.95)
+# Rows per read: bounds the memory of one fetch (a restart's read of a busy window) without a round
+# trip per few calls.
+READ_BATCH = 20_000
+ERROR, FALLBACK = 1, 2  # a call's flags
+
+
+@dataclass(frozen=True)
+class CallRow:
+    """One stored call, as the window needs it."""
+
+    id: int
+    ts: float
+    provider: str
+    latency_ms: float | None
+    flags: int  # ERROR | FALLBACK
+
+
+# The one place that knows how calls are stored (usage_calls + usage_attrs, core/schema.py): a change
+# of storage changes these two queries. The time filter is kept off the ts index (`+c.ts`): the id
+# range is the scan, and an import of old lines is skipped inside SQLite, never read into Python.
+_CALLS_AFTER = (
+    "SELECT c.id, c.ts, a.provider, c.latency_ms, "
+    f"(CASE WHEN a.status = 'error' THEN {ERROR} ELSE 0 END) | (CASE WHEN a.is_fallback THEN {FALLBACK} ELSE 0 END) "
+    "FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs "
+    "WHERE c.id > ? AND c.id <= ? AND +c.ts >= ? ORDER BY c.id LIMIT ?"
+)
+
+
+async def largest_call_id(store: Store) -> int:
+    row = await store.fetchone("SELECT COALESCE(MAX(id), 0) FROM usage_calls")
+    return int(row[0]) if row else 0
+
+
+async def first_id_since(store: Store, since: float, upto_id: int) -> int | None:
+    """The smallest id of a call stamped at or after `since` (found through the ts index)."""
+    row = await store.fetchone("SELECT MIN(id) FROM usage_calls WHERE ts >= ? AND id <= ?", (since, upto_id))
+    return int(row[0]) if row and row[0] is not None else None
+
+
+async def calls_after(store: Store, after_id: int, upto_id: int, since: float, limit: int) -> list[CallRow]:
+    """Up to `limit` calls with after_id < id <= upto_id stamped at or after `since`, by id."""
+    rows = await store.fetchall(_CALLS_AFTER, (after_id, upto_id, since, limit))
+    return [CallRow(int(r[0]), float(r[1]), str(r[2]), _latency(r[3]), int(r[4])) for r in rows]
+
+
+def _latency(value: object) -> float | None:
+    """A latency that can be ranked (a NaN would break the sorted order): else the call is untimed."""
+    if value is None:
+        return None
+    ms = float(value)  # type: ignore[arg-type]
+    return ms if math.isfinite(ms) else None
+
+
+def nearest_rank(ordered: SortedList, q: float) -> float | None:
+    """The ceil(q*n)-th smallest value (the same rank as the roll-up queries' exact percentiles)."""
+    n = len(ordered)
+    if not n:
+        return None
+    return float(ordered[max(1, math.ceil(q * n - 1e-9)) - 1])
+
+
+class _Second:
+    """The calls of one provider stamped within one whole second (expiry takes whole seconds at once;
+    only the second the window's start falls in is split)."""
+
+    __slots__ = ("flags", "latencies", "stamps")
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+        self.latencies: list[float | None] = []
+        self.flags = bytearray()
+
+
+@dataclass
+class _ProviderCalls:
+    latencies: SortedList = field(default_factory=SortedList)  # the timed calls' latencies
+    seconds: dict[int, _Second] = field(default_factory=dict)
+    order: list[int] = field(default_factory=list)  # heap of the keys of `seconds`
+    requests: int = 0
+    errors: int = 0
+    fallbacks: int = 0
+
+    def add(self, ts: float, latency_ms: float | None, flags: int) -> None:
+        key = math.floor(ts)
+        second = self.seconds.get(key)
+        if second is None:
+            second = self.seconds[key] = _Second()
+            heapq.heappush(self.order, key)
+        second.stamps.append(ts)
+        second.latencies.append(latency_ms)
+        second.flags.append(flags)
+        self._count(latency_ms, flags, +1)
+
+    def _count(self, latency_ms: float | None, flags: int, sign: int) -> None:
+        self.requests += sign
+        self.errors += sign * (flags & ERROR)
+        self.fallbacks += sign * ((flags & FALLBACK) >> 1)
+        if latency_ms is not None:
+            if sign > 0:
+                self.latencies.add(latency_ms)
+            else:
+                self.latencies.remove(latency_ms)
+
+    def expire(self, since: float) -> int:
+        """Let go of the calls stamped before `since`; returns how many."""
+        gone = 0
+        while self.order and self.order[0] + 1 <= since:
+            second = self.seconds.pop(heapq.heappop(self.order))
+            for latency_ms, flags in zip(second.latencies, second.flags, strict=True):
+                self._count(latency_ms, flags, -1)
+            gone += len(second.stamps)
+        if self.order and self.order[0] < since:  # the second the window's start falls in
+            second = self.seconds[self.order[0]]
+            kept = _Second()
+            for ts, latency_ms, flags in zip(second.stamps, second.latencies, second.flags, strict=True):
+                if ts >= since:
+                    kept.stamps.append(ts)
+                    kept.latencies.append(latency_ms)
+                    kept.flags.append(flags)
+                else:
+                    self._count(latency_ms, flags, -1)
+                    gone += 1
+            if kept.stamps:
+                self.seconds[self.order[0]] = kept
+            else:
+                del self.seconds[heapq.heappop(self.order)]
+        return gone
+
+    def stats(self) -> RequestStats:
+        return RequestStats(
+            requests=self.requests,
+            errors=self.errors,
+            error_rate=self.errors / self.requests if self.requests else None,
+            p95_ms=nearest_rank(self.latencies, 0.95),
+            fallbacks=self.fallbacks,
+            p50_ms=nearest_rank(self.latencies, 0.5),
+            p95_exact=True,
+        )
+
+
+@dataclass
+class CatchUp:
+    """What one catch_up did: the calls it read from the database, and those that left the window."""
+
+    read: int
+    expired: int
+    full_read: bool  # the window was read whole (first time, or the window moved back)
+
+
+class TrafficWindow:
+    """The last `length_s` seconds of real calls per provider; `catch_up(store, now)` brings it to `now`."""
+
+    def __init__(self, length_s: float) -> None:
+        self.length_s = length_s
+        self.cursor: int | None = None  # the largest usage_calls id read (None: nothing read yet)
+        self.since: float | None = None  # the window's start at the last catch-up
+        self.at: float | None = None  # the window's end (`now`) at the last catch-up
+        self._calls: dict[str, _ProviderCalls] = {}
+        self._ahead: list[tuple[float, int, str, float | None, int]] = []  # heap of calls stamped after `at`
+
+    def reset(self, length_s: float | None = None) -> None:
+        """Forget everything: the next catch-up reads the whole window (of a new length, if given)."""
+        if length_s is not None:
+            self.length_s = length_s
+        self.cursor = self.since = self.at = None
+        self._calls, self._ahead = {}, []
+
+    async def catch_up(self, store: Store, now: float) -> CatchUp:
+        since = now - self.length_s
+        if self.since is not None and since < self.since:
+            self.reset()  # the clock went back: calls already let go would belong again
+        upto = await largest_call_id(store)
+        full = self.cursor is None
+        if self.cursor is None:
+            first = await first_id_since(store, since, upto)
+            self.cursor = upto if first is None else first - 1
+        elif upto < self.cursor:
+            # The largest id was deleted: SQLite gives it again to the next call (see the module's notes).
+            self.cursor = upto
+        expired = sum(calls.expire(since) for calls in self._calls.values())
+        read = 0
+        while self.cursor < upto:
+            rows = await calls_after(store, self.cursor, upto, since, READ_BATCH)
+            for row in rows:
+                if not math.isfinite(row.ts):
+                    continue
+                if row.ts <= now:
+                    self._provider(row.provider).add(row.ts, row.latency_ms, row.flags)
+                else:
+                    heapq.heappush(self._ahead, (row.ts, row.id, row.provider, row.latency_ms, row.flags))
+            read += len(rows)
+            self.cursor = rows[-1].id if len(rows) == READ_BATCH else upto
+        while self._ahead and self._ahead[0][0] <= now:
+            ts, _, provider, latency_ms, flags = heapq.heappop(self._ahead)
+            self._provider(provider).add(ts, latency_ms, flags)
+        for provider in [p for p, calls in self._calls.items() if not calls.requests]:
+            del self._calls[provider]
+        self.since, self.at = since, now
+        return CatchUp(read=read, expired=expired, full_read=full)
+
+    def _provider(self, provider: str) -> _ProviderCalls:
+        calls = self._calls.get(provider)
+        if calls is None:
+            calls = self._calls[provider] = _ProviderCalls()
+        return calls
+
+    def stats(self) -> dict[str, RequestStats]:
+        """Per provider with calls in the window: its requests, errors, fallbacks and exact p50/p95."""
+        return {provider: calls.stats() for provider, calls in self._calls.items()}
+
+    def __len__(self) -> int:
+        return sum(calls.requests for calls in self._calls.values())
+
+
+# -- published once per round, read by every viewer ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublishedTraffic:
+    """The window's figures as a collector's round published them: `at` is the window's end."""
+
+    at: float
+    window_s: float
+    stats: dict[str, RequestStats]
+
+
+async def publish(store: Store, window: TrafficWindow, lease: str) -> None:
+    """Replace the published figures with the window's (one row per provider with calls in it: a
+    provider whose calls all left the window has no figures, not its old ones)."""
+    if window.at is None:
+        return
+    rows = [
+        (p, s.requests, s.errors, s.fallbacks, s.p50_ms, s.p95_ms, int(s.p95_exact)) for p, s in window.stats().items()
+    ]
+    async with store.transaction() as conn:
+        await conn.execute("DELETE FROM provider_traffic")
+        await conn.executemany(
+            "INSERT INTO provider_traffic (provider_id, requests, errors, fallbacks, p50_ms, p95_ms, p95_exact) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        await conn.execute(
+            "INSERT INTO traffic_published (lease, at, window_s) VALUES (?, ?, ?) "
+            "ON CONFLICT(lease) DO UPDATE SET at = excluded.at, window_s = excluded.window_s",
+            (lease, window.at, window.length_s),
+        )
+
+
+async def published_traffic(store: Store, lease: str) -> PublishedTraffic | None:
+    """What the collector last published, None when no collector ever has (a viewer alone)."""
+    head = await store.fetchone("SELECT at, window_s FROM traffic_published WHERE lease = ?", (lease,))
+    if head is None:
+        return None
+    rows = await store.fetchall(
+        "SELECT provider_id, requests, errors, fallbacks, p50_ms, p95_ms, p95_exact FROM provider_traffic"
+    )
+    return PublishedTraffic(
+        at=float(head[0]),
+        window_s=float(head[1]),
+        stats={
+            str(r[0]): RequestStats(
+                requests=int(r[1]),
+                errors=int(r[2]),
+                error_rate=int(r[2]) / int(r[1]) if r[1] else None,
+                p95_ms=r[5],
+                fallbacks=int(r[3]),
+                p50_ms=r[4],
+                p95_exact=bool(r[6]),
+            )
+            for r in rows
+        },
+    )
