@@ -276,3 +276,34 @@ async def test_import_stores_what_the_one_by_one_path_stores(tmp_path, monkeypat
     finally:
         await imported.close()
         await reference.close()
+
+
+async def test_a_remembered_partial_day_is_read_again_once_a_call_lands_in_it(tmp_path):
+    """The raw sums of a past partial day are remembered between queries (a budget asks every second);
+    a call stored later in those hours — by another connection, as an import or the daemon would — is in
+    the next figure, whether it lands inside the range or in the part taken off."""
+    day = 86400.0
+    start = 1_790_000_000.0 - 1_790_000_000.0 % day
+    since, until = start + 5 * 3600 + 0.5, start + 2 * day + 3 * 3600.5  # a partial day at each end
+    store = await Store.open(tmp_path / "cache.db")
+    other = await Store.open(tmp_path / "cache.db")
+    try:
+        await ingest(store, _records(800, start, 3 * day, seed=4), Pricing())
+        conn = sqlite3.connect(tmp_path / "cache.db")
+
+        async def check() -> None:
+            for _ in range(2):  # the second time from what was remembered
+                assert await figures(store, "user", since, until) == expected_from_raw(conn, "user", since, until)
+                got = (await total(store, since, until, "user", "u2")).requests
+                assert got == expected_from_raw(conn, "user", since, until)["u2"][0]
+
+        await check()
+        for ts in (start + 3600.25, start + 6 * 3600.25):  # in the part taken off, then inside the range
+            late = _records(1, ts, 0.0, seed=5)[0]
+            late.user, late.request_id = "u2", f"late-{ts}"
+            await ingest(other, [late], Pricing())
+            await check()
+        conn.close()
+    finally:
+        await other.close()
+        await store.close()

@@ -10,6 +10,7 @@ scan. Once a range's raw calls are gone (retention), the histogram gives an esti
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import itertools
 import json
@@ -416,20 +417,59 @@ async def _raw_sums(store: Store, dim: str, p: Plan, key: str | None = None) -> 
     if dim not in _RAW_KEY and dim not in OPTIONAL_DIMS:
         return {}
     out: dict[str, list[float]] = {}
-    key_sql = _raw_key(dim)
     for lo, hi, sign in p.raw:
-        only = f" AND {key_sql} = ?" if key is not None else ""
-        rows = await store.fetchall(
-            f"SELECT {key_sql}, {_EDGE_SUMS} FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs "
-            f"WHERE c.ts >= ? AND c.ts < ?{only} GROUP BY 1",
-            [lo, hi, *([key] if key is not None else [])],
-        )
-        for r in rows:
-            if r[0] is None:
-                continue
-            acc = out.setdefault(r[0], [0.0] * (len(r) - 1))
-            for i in range(1, len(r)):
-                acc[i - 1] += sign * float(r[i] or 0)
+        for k, sums in (await _part_sums(store, dim, lo, hi, key)).items():
+            acc = out.setdefault(k, [0.0] * len(sums))
+            for i, v in enumerate(sums):
+                acc[i] += sign * v
+    return out
+
+
+# A past part's sums, remembered: a budget scoped to a user, in a time zone whose midnight is not UTC's,
+# reads the same hours of raw calls at its period's start on every snapshot (measured 10-58 ms a budget
+# at 25,000 calls a day). Calls are only ever added (roll-ups and calls in one transaction), so the hour
+# roll-ups' request count over the part, with the oldest kept call (pruning), says whether it changed.
+_PART_CACHE: collections.OrderedDict[tuple[Any, ...], tuple[tuple[Any, ...], dict[str, list[float]]]] = (
+    collections.OrderedDict()
+)
+PART_CACHE_SIZE = 512
+
+
+async def _part_version(store: Store, lo: float, hi: float) -> tuple[Any, ...]:
+    """Changes whenever a call in [lo, hi) is stored or pruned (read before the part's calls: a batch
+    landing between the two reads only makes the next read miss)."""
+    hours = await store.fetchone(
+        "SELECT TOTAL(requests), COUNT(*) FROM usage_rollups WHERE grain = 'h' AND dim = 'total' AND key = '*' "
+        "AND start >= ? AND start < ?",
+        (lo - lo % 3600, -(-hi // 3600) * 3600),
+    )
+    oldest = await store.fetchone("SELECT MIN(ts) FROM usage_calls")
+    return (*(tuple(hours) if hours else ()), oldest[0] if oldest else None)
+
+
+async def _part_sums(store: Store, dim: str, lo: float, hi: float, key: str | None) -> dict[str, list[float]]:
+    """Per key, the roll-up columns of the raw calls in [lo, hi) (for one key, or all)."""
+    # wholly past (a call for "now" may still be on its way) and long enough to be worth it
+    cached = hi <= time.time() - 60 and hi - lo >= 3600
+    if cached:
+        name = (str(store.path), dim, key, lo, hi)
+        version = await _part_version(store, lo, hi)
+        hit = _PART_CACHE.get(name)
+        if hit is not None and hit[0] == version:
+            _PART_CACHE.move_to_end(name)
+            return hit[1]
+    key_sql = _raw_key(dim)
+    only = f" AND {key_sql} = ?" if key is not None else ""
+    rows = await store.fetchall(
+        f"SELECT {key_sql}, {_EDGE_SUMS} FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs "
+        f"WHERE c.ts >= ? AND c.ts < ?{only} GROUP BY 1",
+        [lo, hi, *([key] if key is not None else [])],
+    )
+    out = {r[0]: [float(v or 0) for v in tuple(r)[1:]] for r in rows if r[0] is not None}
+    if cached:
+        _PART_CACHE[name] = (version, out)
+        while len(_PART_CACHE) > PART_CACHE_SIZE:
+            _PART_CACHE.popitem(last=False)
     return out
 
 
