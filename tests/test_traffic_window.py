@@ -24,6 +24,9 @@ from llmpulse.core.usage import queries
 from llmpulse.core.usage.pricing import Pricing
 from llmpulse.core.usage.recorder import Recorder
 from llmpulse.core.usage.traffic_window import TrafficWindow
+from llmpulse.tui import format as fmt
+from llmpulse.tui.panels.base import View
+from llmpulse.tui.screens.provider import summary_text
 from tests.test_collector import KEY, make_ctx
 
 T0 = 1_795_000_000.0
@@ -119,6 +122,11 @@ async def test_past_10000_calls_the_collector_and_the_dashboard_show_exact_p95(t
             assert viewer["openai"].p95_ms == estimate["openai"].p95_ms and not viewer["openai"].p95_exact
             assert provider_json(viewer["openai"])["p95_exact"] is False
             assert provider_row(viewer["openai"])[6].startswith("≈")
+            shown_p95 = fmt.ms(estimate["openai"].p95_ms)
+            assert f"p95 ≈{shown_p95}" in summary_text(viewer["openai"], View(now=now)).plain  # detail screen
+            h = viewer["openai"]
+            cell = fmt.p95_text(h.p95_ms, h.latency_band, h.latency_source, short=False, exact=h.p95_exact)
+            assert cell.plain.startswith(f"≈{shown_p95}")  # the providers table's p95 cell
 
             collector = Collector(ctx, store, ManualClock(now), on_event=lambda _: None)
             report = await collector.run_round()
@@ -131,6 +139,9 @@ async def test_past_10000_calls_the_collector_and_the_dashboard_show_exact_p95(t
                 assert (h.requests, h.errors, h.p50_ms, h.p95_ms) == (requests, errors, p50, p95)
                 assert h.p95_exact and h.latency_source == "traffic"
                 assert not provider_row(h)[6].startswith("≈") and provider_json(h)["p95_exact"] is True
+                assert f"p95 {fmt.ms(p95)}" in summary_text(h, View(now=now)).plain
+                cell = fmt.p95_text(h.p95_ms, h.latency_band, h.latency_source, short=False, exact=h.p95_exact)
+                assert "≈" not in cell.plain
         finally:
             await store.close()
 

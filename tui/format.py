@@ -358,12 +358,19 @@ def error_rate_text(
     return text
 
 
-def p95_text(p95_ms: float | None, band: str | None, source: str | None, *, short: bool) -> Text:
-    """p95 with its band's word and whose calls it is over: "1.4s slow traffic", short "1.4s slow t"."""
+def approx_ms(value: float | None, exact: bool = True) -> str:
+    """A latency; one that is an estimate (the roll-ups' histogram, not the exact nearest rank) says so
+    with "≈" before it, never passed off as exact."""
+    return ms(value) if exact or value is None else f"≈{ms(value)}"
+
+
+def p95_text(p95_ms: float | None, band: str | None, source: str | None, *, short: bool, exact: bool = True) -> Text:
+    """p95 with its band's word and whose calls it is over: "1.4s slow traffic", short "1.4s slow t";
+    an estimate "≈1.4s slow traffic"."""
     if p95_ms is None:
         return Text(DASH, justify="right")
     # The figure padded to its widest ("999ms", "12.3s") so the words after it line up row to row.
-    text = Text(f"{ms(p95_ms):>5}", style=LATENCY_BAND_STYLE.get(band or "", ""))
+    text = Text(f"{approx_ms(p95_ms, exact):>5}", style=LATENCY_BAND_STYLE.get(band or "", ""))
     if band:
         text.append(" " + (LATENCY_BAND_SHORT.get(band, band) if short else band))
     if source:

@@ -102,6 +102,7 @@ class ProvidersPanel(Panel[ProviderHealth]):
             h.setup_gap,
             fmt.coarse_age(view.now - since) if since else None,
             h.p95_ms,
+            getattr(h, "p95_exact", True),
             h.latency_band,
             h.latency_source,
             None if self.narrow else (tuple(h.latency_series[-SPARK_WIDTH:]), self.latency_scale),
@@ -128,7 +129,9 @@ class ProvidersPanel(Panel[ProviderHealth]):
             fmt.status_text(
                 h.status, h.enabled, h.configured, view.now - since if since else None, h.setup_gap, short=self.narrow
             ),
-            fmt.p95_text(h.p95_ms, h.latency_band, h.latency_source, short=self.narrow),
+            fmt.p95_text(
+                h.p95_ms, h.latency_band, h.latency_source, short=self.narrow, exact=getattr(h, "p95_exact", True)
+            ),
             Text(fmt.sparkline(h.latency_series, SPARK_WIDTH, self.latency_scale), style="cyan"),
             fmt.error_rate_text(
                 h.error_rate,

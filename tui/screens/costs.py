@@ -208,8 +208,8 @@ class CostsScreen(LiveScreen):
                         ),
                         Text(fine_money(r.usd_per_1k_tokens), justify="right"),
                         Text(fmt.ms(r.avg_latency_ms), justify="right"),
-                        Text(fmt.ms(r.p50_ms), justify="right"),
-                        Text(fmt.ms(r.p95_ms), justify="right"),
+                        Text(fmt.approx_ms(r.p50_ms, r.p95_exact), justify="right"),
+                        Text(fmt.approx_ms(r.p95_ms, r.p95_exact), justify="right"),
                     ),
                 )
             )

@@ -34,7 +34,8 @@ def summary_text(h: ProviderHealth, view: View) -> Text:
         t.append(f"{reason}\n", style="dim" if getattr(h, "stale", False) else "")
     # p50 and p95 come from the same calls; the label says whose (issue 18).
     source = getattr(h, "latency_source", None)
-    t.append(f"p50 {fmt.ms(h.p50_ms)}  p95 {fmt.ms(h.p95_ms)}")
+    exact = getattr(h, "p95_exact", True)  # False: the histogram's estimate, marked "≈"
+    t.append(f"p50 {fmt.approx_ms(h.p50_ms, exact)}  p95 {fmt.approx_ms(h.p95_ms, exact)}")
     if h.latency_band:
         t.append(f" {h.latency_band}")
     t.append(f" ({source})  " if source else "  ", style="dim")
