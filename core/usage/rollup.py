@@ -18,6 +18,7 @@ is how p95 comes from roll-ups once the raw calls are gone.
 from __future__ import annotations
 
 import bisect
+import operator
 import sqlite3
 import time
 import weakref
@@ -242,8 +243,7 @@ class RollupSums:
             if have is None:
                 out[key] = counts.copy()
             else:
-                for i, v in enumerate(counts):
-                    have[i] += v
+                have[:] = map(operator.add, have, counts)  # in C: a third of a Python loop's time
 
         def counters(acc: list[Any], error: bool, fallback: bool) -> list[Any]:
             n = acc[0]
@@ -262,8 +262,7 @@ class RollupSums:
             if have is None:
                 hours[hour_key] = acc.copy()
             else:
-                for i, v in enumerate(acc):
-                    have[i] += v
+                have[:] = map(operator.add, have, acc)
         for (hour, w), acc in hours.items():
             dims, error, fallback = self.keys.what[w]
             counts = counters(acc, error, fallback)
