@@ -32,6 +32,7 @@ from llmpulse.core.http_answer import Answer, read_capped
 MAX_HEADER_LINE = 64 * 1024
 MAX_HEADERS = 512
 CHUNK = 64 * 1024  # bytes read at a time from an answer
+KEEPALIVE_S = 5.0  # how long an idle connection is kept for the next request (httpx's default)
 
 # aiohttp's error -> the httpx error httpx's own transport raises for the same event; most specific first.
 _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
@@ -108,11 +109,14 @@ class ProviderTransport(AiohttpTransport):
         return self.client
 
     def get_client(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            limit=self.limits.max_connections or 0,  # 0: no limit (the callers bound their concurrency)
-            keepalive_timeout=self.limits.keepalive_expiry or 5.0,
-            ssl=self.ssl_context,
-        )
+        # httpx's max_keepalive_connections=0 (no connection kept once its answer is read) is aiohttp's
+        # force_close; aiohttp refuses a keep-alive timeout beside it.
+        limit = self.limits.max_connections or 0  # 0: no limit (the callers bound their concurrency)
+        if self.limits.max_keepalive_connections == 0:
+            connector = aiohttp.TCPConnector(limit=limit, force_close=True, ssl=self.ssl_context)
+        else:
+            keepalive = self.limits.keepalive_expiry or KEEPALIVE_S
+            connector = aiohttp.TCPConnector(limit=limit, keepalive_timeout=keepalive, ssl=self.ssl_context)
         return aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -226,14 +230,20 @@ def provider_client(
     *,
     timeout: float,
     max_connections: int | None = None,
+    keep_alive: bool = True,
     verify: ssl.SSLContext | bool = True,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> ProviderClient:
     """A client for requests to providers. `max_connections` None: no pool limit (the caller bounds how
-    many requests are in flight). `transport` replaces aiohttp (tests, custom transports)."""
+    many requests are in flight). `keep_alive` False: each connection is closed once its answer is read
+    (nothing would reuse it within KEEPALIVE_S). `transport` replaces aiohttp (tests, custom transports)."""
     return ProviderClient(
         timeout=timeout,
-        limits=httpx.Limits(max_connections=max_connections, keepalive_expiry=5.0),
+        limits=httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=None if keep_alive else 0,
+            keepalive_expiry=KEEPALIVE_S,
+        ),
         follow_redirects=False,
         verify=verify,
         transport=transport,

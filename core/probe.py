@@ -449,13 +449,20 @@ def _ssl_context() -> ssl.SSLContext:
 _SSL: ssl.SSLContext | None = None
 
 
-def make_client(settings: ProbeSettings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+def make_client(
+    settings: ProbeSettings, transport: httpx.AsyncBaseTransport | None = None, *, rounds: int = 1
+) -> httpx.AsyncClient:
     """The client a probe round sends through: one for every provider. Its pool (aiohttp's, through
     llmpulse.core.http_client) is keyed by origin, so a fleet of hundreds of providers costs each request
-    the same as a fleet of one; probe_all's concurrency bound is the only limit on connections."""
-    from llmpulse.core.http_client import provider_client
+    the same as a fleet of one; probe_all's concurrency bound is the only limit on connections.
+    Connections are kept between requests only when a next round comes within the keep-alive expiry
+    (`rounds` > 1 and an interval below it): a connection no probe reuses would only wait idle to be
+    closed, and a round longer than the expiry (thousands of providers) closes the last round's as it
+    goes."""
+    from llmpulse.core.http_client import KEEPALIVE_S, provider_client
 
-    return provider_client(timeout=settings.timeout, verify=_ssl_context(), transport=transport)
+    reuse = rounds > 1 and settings.interval < KEEPALIVE_S
+    return provider_client(timeout=settings.timeout, keep_alive=reuse, verify=_ssl_context(), transport=transport)
 
 
 class ProbeClients:
@@ -471,7 +478,7 @@ class ProbeClients:
     @property
     def client(self) -> httpx.AsyncClient:
         if self._client is None or self._client.is_closed:
-            self._client = make_client(self.settings, self.transport)
+            self._client = make_client(self.settings, self.transport, rounds=2)
         return self._client
 
     async def aclose(self) -> None:

@@ -36,8 +36,10 @@ class Peer:
     def __init__(self) -> None:
         self.proxied: list[str] = []
         self.port = 0
+        self.connections = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             while True:
                 head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
@@ -200,3 +202,20 @@ async def test_a_bounded_read_through_the_pool_is_the_answer_httpx_reads(path, m
             assert (b.status_code, b.body, b.truncated) == (a.status_code, a.body, a.truncated)
             assert sorted(b.headers.multi_items()) == sorted(a.headers.multi_items())
         assert a.truncated and len(a.body) == 10 and a.body == MODELS_BODY[:10]
+
+
+@pytest.mark.parametrize(("interval", "connections"), [(1.0, 1), (30.0, 2)])
+async def test_the_collector_s_probe_client_keeps_a_connection_only_when_the_next_round_can_reuse_it(
+    interval, connections
+):
+    """Rounds 1 s apart reuse the connection (within the 5 s keep-alive); rounds 30 s apart close it
+    once answered instead of leaving it idle until it expires."""
+    from llmpulse.core.probe import ProbeClients
+
+    settings = replace(SETTINGS, interval=interval)
+    async with peer() as p, ProbeClients(settings) as clients:
+        provider = provider_at(f"http://127.0.0.1:{p.port}/fine")
+        for _ in range(2):
+            [r] = await probe_all([provider], settings, clients=clients)
+            assert r.status == "healthy"
+        assert p.connections == connections
