@@ -3,8 +3,9 @@ after 200 ms, served by the simulator in a process of its own, each provider on 
 
 The baseline, measured in the same run against the same server, is the same GETs made with bare
 asyncio streams (open a connection, send the request, read the answer; no HTTP library), bounded by the
-same concurrency as a probe round. A round is timed as the collector runs it: with the clients it keeps
-from round to round (`ProbeClients`); the first round, which builds them, is shown too.
+same concurrency as a probe round. A round is timed as the collector runs it: through the client it keeps
+from round to round (`ProbeClients`, at the default 30 s interval: no connection kept between rounds,
+so every probe connects, as every raw GET does); the first round, which builds the client, is shown too.
 
 Target: a round <= 1.5x the raw GETs.
 
@@ -116,7 +117,7 @@ def main() -> int:
         ok &= good
         print(
             f"{n} providers @{args.delay * 1000:.0f} ms, concurrency {settings.concurrency}: raw asyncio GETs "
-            f"{raw:.2f} s | probe round {kept:.2f} s with kept clients (first round, building them: {first:.2f} s) "
+            f"{raw:.2f} s | probe round {kept:.2f} s with the kept client (first round, building it: {first:.2f} s) "
             f"| ratio {ratio:.2f}x (target <= 1.5x) | healthy {healthy}/{n}, +{extra_mb:.0f} MB  "
             f"{'OK' if good else 'MISSED'}"
         )

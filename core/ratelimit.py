@@ -16,7 +16,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -118,6 +117,10 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
         return _seconds(float(value[:64]))
     except ValueError:
         pass
+    # An HTTP date is rare (seconds are the norm): the email package is imported only for one, since
+    # `llmpulse check` and every reader of probe results load this module at start-up.
+    from email.utils import parsedate_to_datetime
+
     try:
         return _seconds(parsedate_to_datetime(value).timestamp() - (time.time() if now is None else now))
     except (TypeError, ValueError, OverflowError):

@@ -236,3 +236,26 @@ async def test_the_kept_client_serves_every_round_and_closes_with_the_collector(
             assert clients.client is kept and not kept.is_closed
         assert kept.is_closed
         assert len([r for r in fleet.requests("openai") if r.method == "GET"]) == 2
+
+
+async def test_a_retry_after_given_as_an_http_date_is_read_as_seconds():
+    """Retry-After may be an HTTP date (RFC 9110) instead of seconds: read as the time left until then."""
+    import email.utils
+
+    from llmpulse.core.simulator.fleet import Response
+
+    with Fleet([fake("openai", "openai")]) as fleet:
+        until = time.time() + 90
+        fleet.add_route(
+            "openai",
+            "GET",
+            "/models",
+            lambda fake_provider, req: Response.json(
+                429,
+                {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
+                {"retry-after": email.utils.formatdate(until, usegmt=True)},
+            ),
+        )
+        [r] = await probe_all(providers_for(fleet, KEYS, ["openai"]), SETTINGS)
+    assert (r.status, r.error_kind) == ("degraded", "rate_limited")
+    assert r.rate_limit is not None and 80 <= r.rate_limit.retry_after_s <= 91

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import getpass
 import io
 import json
@@ -104,6 +103,8 @@ def csv_cell(value: Any) -> Any:
 
 
 def render_csv(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    import csv  # only the commands that print CSV pay for it
+
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(headers)
