@@ -162,12 +162,37 @@ def _check_budget_scopes(cfg: Config, source: str) -> None:
             )
 
 
+def _one_meaning_of_slow(
+    data: Mapping[str, Any], source: str, probe: ProbeSettings, health: HealthSettings
+) -> tuple[ProbeSettings, HealthSettings]:
+    """`[probe] slow` (a probe slower than this is degraded) and the top of `[health] latency_bands`
+    (a p95 above it is `slow`) are one threshold: apart, a row read "degraded (slow)" beside "1.4s
+    acceptable". Set one and the other follows; set both, and they must agree."""
+    slow_set = isinstance(data.get("probe"), Mapping) and "slow" in data["probe"]
+    bands_set = isinstance(data.get("health"), Mapping) and "latency_bands" in data["health"]
+    top = health.latency_bands[2]
+    if slow_set and bands_set and probe.slow != top:
+        raise ConfigError(
+            source,
+            "probe.slow",
+            f"{probe.slow:g}s while health.latency_bands calls a p95 slow above {top:g}s",
+            "the same threshold in both (or set only one: the other follows it)",
+        )
+    if slow_set and not bands_set:
+        s = probe.slow
+        health = replace(health, latency_bands=(min(health.latency_bands[0], s), min(health.latency_bands[1], s), s))
+    elif bands_set and not slow_set:
+        probe = replace(probe, slow=top)
+    return probe, health
+
+
 def parse_config(data: Mapping[str, Any], source: str) -> Config:
     """Build a Config from parsed TOML; raise ConfigError on the first thing that is wrong."""
     root = Section(dict(data), source)
     cfg = Config(source=source)
     cfg.probe = parse_probe_settings(root)
     cfg.health = parse_health_settings(root)
+    cfg.probe, cfg.health = _one_meaning_of_slow(data, source, cfg.probe, cfg.health)
     cfg.storage = _parse_storage(root)
     cfg.provider_overrides = _parse_providers(root, cfg.specs)
     # Feature sections: each module owns and validates its own keys.

@@ -101,3 +101,30 @@ def test_every_toml_example_in_the_readme_parses():
     assert len(blocks) >= 4
     for block in blocks:
         parse(block)
+
+
+def test_slow_means_one_threshold_for_probes_and_the_p95_bands(tmp_path):
+    """A probe over `[probe] slow` is degraded (slow); a p95 over the top latency band is `slow`. With
+    only one of them set, the other follows it; both set apart is a config error (one line, exit 2),
+    since the dashboard would show "degraded (slow)" beside "1.4s acceptable"."""
+    from llmpulse.core.health import latency_band
+
+    only_slow = parse('[probe]\nslow = "1s"\n')
+    assert only_slow.health.latency_bands == (0.5, 1.0, 1.0)
+    # 1.4 s: the probe is slow by [probe] slow, so its p95 band says slow too (not "acceptable").
+    assert latency_band(1400.0, only_slow.health) == "slow"
+    assert latency_band(900.0, only_slow.health) == "good"
+    tight = parse('[probe]\nslow = "300ms"\n')
+    assert tight.health.latency_bands == (0.3, 0.3, 0.3)
+    only_bands = parse('[health]\nlatency_bands = ["200ms", "400ms", "800ms"]\n')
+    assert only_bands.probe.slow == 0.8
+    agreeing = parse('[probe]\nslow = "2s"\n[health]\nlatency_bands = ["500ms", "1s", "2s"]\n')
+    assert (agreeing.probe.slow, agreeing.health.latency_bands) == (2.0, (0.5, 1.0, 2.0))
+    with pytest.raises(ConfigError) as apart:
+        parse('[probe]\nslow = "1s"\n[health]\nlatency_bands = ["500ms", "1s", "3s"]\n')
+    assert "probe.slow" in str(apart.value) and "3s" in str(apart.value)
+    path = tmp_path / "llmpulse.toml"
+    path.write_text('[probe]\nslow = "1s"\n[health]\nlatency_bands = ["500ms", "1s", "3s"]\n')
+    proc = run_cli(tmp_path, "--config", str(path), "budgets")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "probe.slow" in proc.stderr

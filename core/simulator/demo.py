@@ -194,7 +194,7 @@ def demo_config(fleet: Fleet, db_path: Path, budgets: list[tuple[str, str, float
         "[probe]",
         'interval = "5s"',
         'timeout = "3s"',
-        'slow = "1s"',
+        'slow = "1s"',  # the latency bands' "slow" follows (config: one meaning of slow)
         "",
         "[storage]",
         f'path = "{db_path.as_posix()}"',
