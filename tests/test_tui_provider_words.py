@@ -188,3 +188,18 @@ async def test_an_unconfigured_local_provider_says_not_set_up_never_no_key():
                 break
         assert "· not set up" in text and "no key" not in text.replace("needs no key", "")
         assert "LOCALAI_BASE_URL" in text
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+async def test_a_stale_verdict_says_so_on_screen_at_any_width(size):
+    snap = snapshot_with_words()
+    providers = [dataclasses.replace(h, stale=True) if h.provider_id == "anthropic" else h for h in snap.providers]
+    app = fixed_app(backend=FixedBackend(dataclasses.replace(snap, providers=providers)))
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot, app)
+        panel = app.dashboard.panels[1]
+        rows = {row.key.value: i + 1 for i, row in enumerate(panel.table.ordered_rows)}
+        drawn = lines(panel.table)[rows["anthropic"]]
+        # Narrow, the name column would cut "(stale)" off: the status says it instead, whole.
+        assert ("◐ degraded stale" if panel.narrow else "Anthropic (stale)") in drawn, drawn
+        assert "stale" not in lines(panel.table)[rows["openai"]]

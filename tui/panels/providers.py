@@ -123,12 +123,16 @@ class ProvidersPanel(Panel[ProviderHealth]):
     def cells(self, h: ProviderHealth, view: View) -> Sequence[Any]:
         name_style = "" if h.configured and h.enabled else "dim"
         since = getattr(h, "status_since", None)
+        lasted = view.now - since if since else None
+        status = fmt.status_text(h.status, h.enabled, h.configured, lasted, h.setup_gap, short=self.narrow)
+        if h.stale and self.narrow:
+            # A narrow name column would cut "(stale)" off: the verdict says it, where it cannot be missed.
+            status = fmt.status_text(h.status, h.enabled, h.configured, None, h.setup_gap)
+            status.append(" stale", style="bold")
         return (
             # A verdict nobody has renewed for a few rounds is marked, not shown as current.
-            Text(h.name + (" (stale)" if h.stale else ""), style=name_style),
-            fmt.status_text(
-                h.status, h.enabled, h.configured, view.now - since if since else None, h.setup_gap, short=self.narrow
-            ),
+            Text(h.name + (" (stale)" if h.stale and not self.narrow else ""), style=name_style),
+            status,
             fmt.p95_text(
                 h.p95_ms, h.latency_band, h.latency_source, short=self.narrow, exact=getattr(h, "p95_exact", True)
             ),
