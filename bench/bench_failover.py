@@ -3,8 +3,8 @@
 200 providers are configured (the health table has a row for each); a server in a process of its own
 answers every chat at once with the simulator's answer; a second process writes a probe round of 50 providers every second to
 the same database (a collector). For each history size: sequential calls, alternating plain httpx (post,
-read, parse JSON), the same post through the client FailoverClient sends with (httpx over aiohttp,
-llmpulse.core.http_client) and FailoverClient.chat() with three providers in `models`; the overhead is
+read, parse JSON), the same post sent and read as FailoverClient sends and reads it (its client, httpx's
+API over aiohttp, llmpulse.core.http_client, and the byte-capped read) and FailoverClient.chat() with three providers in `models`; the overhead is
 the difference of their medians and of their 99th percentiles, against each baseline. Then calls per
 second at concurrency 100 for all three.
 
@@ -33,8 +33,9 @@ import httpx
 
 from llmpulse.core.catalog import CATALOG_BY_ID, ProviderOverride, resolve_providers
 from llmpulse.core.config import Config, Context, HealthSettings
-from llmpulse.core.failover import FailoverClient, chat_url
+from llmpulse.core.failover import CHAT_ANSWER_BYTES, FailoverClient, chat_url
 from llmpulse.core.health import record_probe_results
+from llmpulse.core.http_answer import fetch
 from llmpulse.core.http_client import provider_client
 from llmpulse.core.probe import ProbeResult, auth_headers
 from llmpulse.core.simulator.fleet import FakeProvider, Request
@@ -148,8 +149,8 @@ async def measure(ctx: Context, calls: int, burst: int) -> dict[str, float]:
         async def plain_call() -> None:
             (await plain.post(url, headers=headers, json=body)).json()
 
-        async def same_call() -> None:
-            (await same.post(url, headers=headers, json=body)).json()
+        async def same_call() -> None:  # the request and capped read FailoverClient makes, nothing else
+            (await fetch(same, "POST", url, limit=CHAT_ANSWER_BYTES, headers=headers, json=body)).json()
 
         async def chat_call() -> None:
             await fc.chat(MESSAGES, models=MODELS, agent="bench")
@@ -216,7 +217,7 @@ def main() -> int:
             print(
                 f"{rows:>6} probe rows: FailoverClient p50 {m['chat_p50']:.2f} ms p99 {m['chat_p99']:.2f} ms | "
                 f"plain httpx p50 {m['plain_p50']:.2f} p99 {m['plain_p99']:.2f}: overhead {over['plain'][0]:+.2f} / "
-                f"{over['plain'][1]:+.2f} ms | same client (httpx over aiohttp) p50 {m['same_p50']:.2f} p99 "
+                f"{over['plain'][1]:+.2f} ms | same client and capped read p50 {m['same_p50']:.2f} p99 "
                 f"{m['same_p99']:.2f}: overhead {over['same'][0]:+.2f} / {over['same'][1]:+.2f} ms (<= 1 / <= 5) | "
                 f"concurrency 100: {m['chat_rate']:.0f} calls/s (>= 1000; plain httpx {m['plain_rate']:.0f}, "
                 f"same client {m['same_rate']:.0f})  {'OK' if good else 'MISSED'}"

@@ -38,6 +38,7 @@ from llmpulse.core.config import Context
 from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.health import ProviderHealth, failover_order, judge_health, record_outcome
 from llmpulse.core.health_state import StoredHealth, stored_health
+from llmpulse.core.http_answer import fetch
 from llmpulse.core.http_client import provider_client
 from llmpulse.core.probe import auth_headers, classify_error, error_message
 from llmpulse.core.redact import redact, register_secrets
@@ -61,6 +62,8 @@ FALL_THROUGH_KINDS = frozenset(
 )
 # Statuses that say the request itself is wrong, unless the body says it is the account (quota) or a limit.
 REQUEST_FAULT = frozenset({400, 404, 409, 413, 422})
+# A chat answer read past this is not one (a long completion is well under a megabyte of JSON).
+CHAT_ANSWER_BYTES = 8 << 20
 # What a caller may attach to the usage records of a chat; the rest of a record is the client's to say.
 ATTRIBUTION = ("department", "agent", "user", "task_type", "category", "endpoint", "request_id")
 
@@ -447,18 +450,23 @@ class FailoverClient:
         body = request_body(provider, model, messages, max_tokens, params)
         try:
             async with asyncio.timeout(self.timeout):
-                response = await self._client.post(chat_url(provider), headers=headers, json=body)
-                raw = await response.aread()
+                # At most CHAT_ANSWER_BYTES of the answer, inflated: a provider sending an endless body
+                # costs a capped read, as a probe's does.
+                answer = await fetch(
+                    self._client, "POST", chat_url(provider), limit=CHAT_ANSWER_BYTES, headers=headers, json=body
+                )
         except (TimeoutError, httpx.TimeoutException):
             return attempt("error", "timeout", None, f"no answer within {self.timeout:g}s"), None
         except httpx.HTTPError as exc:
             return attempt("error", "connect", None, f"{type(exc).__name__}: {exc}"), None
-        code = response.status_code
+        code, raw = answer.status_code, answer.body
         if not 200 <= code < 300:
-            kind = classify_error(code, raw, response.headers)
+            kind = classify_error(code, raw, answer.headers)
             if code in REQUEST_FAULT and kind == "bad_response":
                 kind = "bad_request"
             return attempt("error", kind, code, error_message(raw)), None
+        if answer.truncated:
+            return attempt("error", "bad_response", code, f"2xx answer larger than {CHAT_ANSWER_BYTES:,} bytes"), None
         try:
             data = json.loads(raw)
         except ValueError:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import AsyncIterator, Mapping
+from json import dumps as json_dumps
 from typing import Any
 
 import aiohttp
@@ -160,13 +161,15 @@ class ProviderClient(HttpxAiohttpClient):
         limit: int,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        json: Any = None,
         **kwargs: Any,
     ) -> Answer | None:
-        """llmpulse.core.http_answer.fetch for a request without a body, sent straight through the aiohttp
-        session httpx would use for `url` (its proxy included): the same request, answer and errors at
-        about half the CPU (httpx's request and response models, cookie and redirect steps skipped; a
-        5,000-provider probe round spent half its time there). None when the request needs httpx's
-        whole path: a body or other options, redirects to follow, or a transport that is not ours."""
+        """llmpulse.core.http_answer.fetch for a request without a body or with a JSON one, sent straight
+        through the aiohttp session httpx would use for `url` (its proxy included): the same request,
+        answer and errors at about half the CPU (httpx's request and response models, cookie and redirect
+        steps skipped; a 5,000-provider probe round spent half its time there). None when the request
+        needs httpx's whole path: another kind of body or option, redirects to follow, or a transport
+        that is not ours."""
         # Without a proxy mounted (the usual case) no URL needs parsing to pick the transport.
         transport = self._transport_for_url(httpx.URL(url)) if self._mounts else self._transport
         if kwargs or self.follow_redirects or not isinstance(transport, ProviderTransport):
@@ -177,6 +180,11 @@ class ProviderClient(HttpxAiohttpClient):
             self._plain_headers = {k: v for k, v in self.headers.items() if k not in ("accept-encoding", "connection")}
         sent = {**self._plain_headers, **(headers or {})}
         sent["accept-encoding"] = "gzip, deflate"  # what read_capped inflates (httpx's own decoders too)
+        content = None
+        if json is not None:  # encoded as httpx encodes it
+            content = json_dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+            if not any(k.lower() == "content-type" for k in sent):
+                sent["content-type"] = "application/json"
         limits = self.timeout if timeout is None else httpx.Timeout(timeout)
         proxy = transport.proxy
         try:
@@ -184,6 +192,7 @@ class ProviderClient(HttpxAiohttpClient):
                 method,
                 url,
                 headers=sent,
+                data=content,
                 allow_redirects=False,
                 auto_decompress=False,
                 timeout=aiohttp.ClientTimeout(sock_connect=limits.connect, sock_read=limits.read, connect=limits.pool),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -31,7 +32,8 @@ class Peer:
     """HTTP/1.1 on 127.0.0.1 that breaks the exchange as the first path segment says: /reset (hang up
     after the request, no answer), /garbage (not HTTP), /short (a body cut before its content-length),
     /gzip (a gzip-encoded model list), /longheader (a 20 KB header line, then a model list), /cookie (sets a cookie; answers whether the
-    request carried one), anything else a model list. Proxy requests (absolute URLs) are counted."""
+    request carried one), /echo (the request's body and content type), /huge (a 2xx body that never
+    ends), anything else a model list. Proxy requests (absolute URLs) are counted."""
 
     def __init__(self) -> None:
         self.proxied: list[str] = []
@@ -44,12 +46,23 @@ class Peer:
             while True:
                 head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
                 target = head.split(" ", 2)[1]
+                fields = {
+                    k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head.split("\r\n")[1:])
+                }
+                sent = await reader.readexactly(int(fields.get("content-length", "0") or 0))
                 if target.startswith("http://"):
                     self.proxied.append(target)
                     target = "/" + target.split("/", 3)[3]
                 what = target.strip("/").split("/", 1)[0]
                 if what == "reset":
                     return
+                if what == "huge":  # a 2xx whose body never ends
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n"
+                    )
+                    while True:
+                        writer.write(b" " * 65536)
+                        await writer.drain()
                 if what == "garbage":
                     writer.write(b"NOT HTTP AT ALL\r\n\r\n")
                     return
@@ -57,6 +70,8 @@ class Peer:
                     writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 900\r\n\r\n{")
                     return
                 body, extra = MODELS_BODY, b""
+                if what == "echo":  # what arrived: the body and its content type
+                    body = json.dumps({"body": sent.decode(), "type": fields.get("content-type")}).encode()
                 if what == "gzip":
                     body, extra = gzip.compress(MODELS_BODY), b"content-encoding: gzip\r\n"
                 if what == "longheader":
@@ -219,3 +234,44 @@ async def test_the_collector_s_probe_client_keeps_a_connection_only_when_the_nex
             [r] = await probe_all([provider], settings, clients=clients)
             assert r.status == "healthy"
         assert p.connections == connections
+
+
+async def test_a_json_body_is_sent_as_httpx_sends_it():
+    payload = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "héllo ✓"}], "n": 1}
+    async with peer() as p, httpx.AsyncClient() as plain, provider_client(timeout=5) as ours:
+        url = f"http://127.0.0.1:{p.port}/echo/chat/completions"
+        a = await fetch(plain, "POST", url, json=payload)
+        b = await fetch(ours, "POST", url, json=payload, headers={"authorization": "Bearer x"})
+    assert (
+        b.json()
+        == a.json()
+        == {"body": json.dumps(payload, ensure_ascii=False, separators=(",", ":")), "type": "application/json"}
+    )
+
+
+async def test_a_chat_answer_that_never_ends_costs_a_capped_read_and_falls_through(tmp_path):
+    from llmpulse.core.config import load_context
+    from llmpulse.core.failover import CHAT_ANSWER_BYTES, FailoverClient
+    from llmpulse.core.store import Store
+
+    async with peer() as p:
+        with Fleet([FakeProvider("mistral", kind="mistral", key=KEY)]) as fleet:
+            (tmp_path / "llmpulse.toml").write_text(
+                f'[providers.openai]\nbase_url = "http://127.0.0.1:{p.port}/huge/v1"\n'
+                f'[providers.mistral]\nbase_url = "{fleet.base_url("mistral")}"\n'
+            )
+            env = {"OPENAI_API_KEY": KEY, "MISTRAL_API_KEY": KEY}
+            ctx = load_context(config_path=str(tmp_path / "llmpulse.toml"), db_path=str(tmp_path / "f.db"), environ=env)
+            store = await Store.open(ctx.db_path)
+            try:
+                async with FailoverClient(ctx, store, timeout=30) as client:
+                    answer = await client.chat(
+                        [{"role": "user", "content": "hi"}],
+                        models={"openai": "gpt-4o-mini", "mistral": "mistral-small-latest"},
+                    )
+            finally:
+                await store.close()
+    assert answer.provider_id == "mistral"
+    first = answer.attempts[0]
+    assert (first.provider_id, first.error_kind, first.http_status) == ("openai", "bad_response", 200)
+    assert f"{CHAT_ANSWER_BYTES:,} bytes" in first.error
