@@ -270,7 +270,7 @@ class PulseApp(App[int]):
 
     def draw(self) -> None:
         """Draw the latest snapshot on the visible screen, unless paused or a modal is open."""
-        if self.latest is None:
+        if self.latest is None or not self.screen_stack:  # a snapshot that arrives while the app shuts down
             return
         if not self.can_draw():
             self.pending_draw = True
