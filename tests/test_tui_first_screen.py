@@ -81,6 +81,33 @@ async def test_cut_text_ends_with_an_ellipsis_and_the_detail_screen_has_all_of_i
         assert message in str(app.screen.query_one("#alert-summary").render())
 
 
+async def test_a_long_subject_is_cut_so_the_message_keeps_its_room():
+    """One budget alert's subject ('department:Engineering/month') must not widen the Subject column
+    for every row and leave the messages a dozen characters at 80 columns; at 120 it has more room."""
+    long_subject = "department:Engineering/month"
+    alerts = [
+        _alert(1, "critical", "firing", "provider_down", "groq", "Groq down: 5 of 5 probes failed (timeout)", 60),
+        _alert(2, "warning", "firing", "budget", long_subject, f"budget {long_subject} at 85% of $790", 120),
+    ]
+    snap = dataclasses.replace(fixed_snapshot(), alerts=alerts)
+    for width, subject_cap in ((80, 14), (120, 28)):
+        app = fixed_app(backend=FixedBackend(snap))
+        async with app.run_test(size=(width, 30)) as pilot:
+            await settle(pilot, app)
+            await pilot.pause(0.05)
+            table = app.dashboard.panels[3].table
+            rows = {line(table, y).split()[0]: line(table, y) for y in (1, 2)}
+            subject_col = table.columns[next(k for k in table.columns if k.value == "subject")]
+            message_col = table.columns[next(k for k in table.columns if k.value == "message")]
+            assert subject_col.width <= subject_cap, (width, subject_col.width)
+            # What is left after the capped subject goes to the message: more than the subject gets.
+            assert message_col.width > subject_col.width, (width, message_col.width)
+            if width == 80:
+                assert long_subject[:10] in rows["2"] and long_subject not in rows["2"] and "…" in rows["2"]
+            else:
+                assert long_subject in rows["2"], rows["2"]
+
+
 async def test_trouble_first_and_a_chosen_sort_survives_refreshes():
     backend = FixedBackend()
     app = fixed_app(backend=backend, refresh=0.5)

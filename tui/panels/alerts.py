@@ -44,6 +44,9 @@ class AlertsPanel(Panel[Alert]):
         "subject": lambda a: a.subject.lower(),
     }
     flex_column = "message"
+    # "department:Engineering/month" must not halve every message at 80 columns; the message and the
+    # alert's screen name the subject in full.
+    capped_columns = {"subject": (14, 28)}
 
     def items(self, snapshot: Snapshot, view: View) -> list[Alert]:
         # Without a filter nothing need be worded to be matched (hundreds of alerts, every second).

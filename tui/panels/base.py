@@ -15,10 +15,13 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from llmpulse.tui.backend import Snapshot
 from llmpulse.tui.table_sync import Row, selected_key, sync_rows
 from llmpulse.tui.widgets import PanelTable
+
+CAPPED_WIDE_FROM = 110  # a table this wide gives capped columns their wide cap
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,9 @@ class Panel(Vertical, Generic[ItemT], can_focus=False):
     sort_by: ClassVar[dict[str, Callable[[Any], Any]]] = {}  # column key -> the value rows sort on
     flex_column: ClassVar[str | None] = None  # takes the width the others leave; its text is cut with "…"
     flex_max: ClassVar[int | None] = None  # ...but no more than this (a name needs no 100 columns)
+    # Columns that grow to their widest cell only up to a cap (narrow box, wide box), cut with "…"
+    # beyond it: one long subject must not take the flexible column's room on every row.
+    capped_columns: ClassVar[dict[str, tuple[int, int]]] = {}
     # A box narrower than `narrow_below` columns is narrow: `wide_only` columns drop and cells may use
     # short words (see `self.narrow`), so the columns that matter stay on an 80-column screen.
     narrow_below: ClassVar[int] = 0
@@ -225,6 +231,11 @@ class Panel(Vertical, Generic[ItemT], can_focus=False):
     def fit_flex_column(self) -> None:
         if self.flex_column is None or not self.table.size.width:
             return
+        for key, (narrow_cap, wide_cap) in self.capped_columns.items():
+            column = self.table.columns.get(ColumnKey(key))
+            if column is not None:
+                cap = narrow_cap if self.table.size.width < CAPPED_WIDE_FROM else wide_cap
+                self.table.fix_column_width(key, min(cap, column.content_width))
         others = sum(c.get_render_width(self.table) for c in self.table.ordered_columns if c.key != self.flex_column)
         # The table's width less the other columns, the cell padding and a vertical scrollbar's room.
         width = self.table.scrollable_content_region.width - others - 2 * self.table.cell_padding - 1
