@@ -56,3 +56,46 @@ def test_record_refuses_a_provider_one_slip_from_a_known_one(tmp_path: Path) -> 
 
     with sqlite3.connect(db) as conn:
         assert [r[0] for r in conn.execute("SELECT provider FROM usage_records")] == ["acme-gateway"]
+
+
+async def test_a_body_that_does_not_inflate_is_answered_and_logs_no_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A corrupt gzip body refused before it was read (415, 401) or while reading it (400): the client gets
+    its answer, and aiohttp reading the rest of that body afterwards (which raises again) no longer writes a
+    traceback ("Unhandled exception") into the daemon's one-line-per-event log."""
+    import logging
+
+    import httpx
+
+    from llmpulse.core.config import load_context
+    from llmpulse.core.server.app import Server, ServerState
+    from llmpulse.core.server.config import Listener
+    from llmpulse.core.server.jsonl import install as install_jsonl
+    from llmpulse.core.store import Store
+
+    (tmp_path / "llmpulse.toml").write_text("")
+    ctx = load_context(config_path=str(tmp_path / "llmpulse.toml"), db_path=str(tmp_path / "s.db"), environ={})
+    store = await Store.open(ctx.db_path)
+    server = Server(ServerState(ctx, store, ctx.config.server), Listener("127.0.0.1", 0, None), [install_jsonl])
+    await server.start()
+    garbage = b"\x00not gzip at all" * 64
+    try:
+        with caplog.at_level(logging.DEBUG, logger="aiohttp"):
+            async with httpx.AsyncClient(base_url=server.url) as c:
+                ndjson = {"Content-Encoding": "gzip", "Content-Type": "application/x-ndjson"}
+                read = await c.post("/v1/records", content=garbage, headers=ndjson)
+                form = {"Content-Encoding": "gzip", "Content-Type": "application/x-www-form-urlencoded"}
+                refused = await c.post("/v1/records", content=garbage, headers=form)
+                ok = await c.post(
+                    "/v1/records",
+                    content=b'{"provider": "openai", "model": "gpt-4o", "input_tokens": 3}\n',
+                    headers={"Content-Type": "application/x-ndjson"},
+                )
+    finally:
+        await server.stop()
+        await store.close()
+    assert (read.status_code, refused.status_code, ok.status_code) == (400, 415, 200)
+    assert ok.json()["stored"] == 1  # the server still serves after the bad bodies
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]

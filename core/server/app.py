@@ -116,8 +116,22 @@ async def read_body(request: web.Request) -> bytes:
         ) from None
 
 
+class _ClientBodyErrorFilter(logging.Filter):
+    """After answering, aiohttp reads the rest of a request's body (so the client can read the answer);
+    a body that breaks there — a gzip that does not inflate, already answered 400 or 415 — raises again
+    and aiohttp logs it as an "Unhandled exception" with a traceback. It is the client's broken body,
+    answered already: not an error of the daemon, whose log is one line per event."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], RequestPayloadError))
+
+
+_CLIENT_BODY_ERRORS = _ClientBodyErrorFilter()
+
+
 def build_app(state: ServerState, installers: Iterable[RouteInstaller] | None = None) -> web.Application:
     app = web.Application(client_max_size=state.config.max_body_bytes, middlewares=[_authorize])
+    logging.getLogger("aiohttp.server").addFilter(_CLIENT_BODY_ERRORS)  # a set: adding it again is a no-op
     app[STATE] = state
     for install in installers if installers is not None else installers_from(ROUTE_MODULES):
         install(app, state)
