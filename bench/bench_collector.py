@@ -6,9 +6,14 @@ rounds of history, then the collector runs rounds one simulated second apart; th
 process spends per round (event loop and database thread) is the cost. The empty window is the
 baseline, measured in the same run.
 
+The window holds real traffic too: `--calls-per-s` recorded calls a second (300 by default: 270,000 in
+a full window, past the 10,000 where the health p95 used to fall back to the histogram), spread over the
+filled part of the window, and as many more before each measured round (written outside the measured
+CPU) — the round reads those new calls and lets the oldest go; p50/p95 stay exact.
+
 Target: cost per round independent of the window's length (full / empty <= 1.2).
 
-    python bench/bench_collector.py [--rounds 20]
+    python bench/bench_collector.py [--rounds 20] [--calls-per-s 300]
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -36,6 +42,8 @@ from llmpulse.core.probe import ProbeClients, ProbeResult
 from llmpulse.core.probe_settings import ProbeSettings
 from llmpulse.core.simulator.fleet import FakeProvider, Fleet
 from llmpulse.core.store import Store
+from llmpulse.core.usage.pricing import Pricing
+from llmpulse.core.usage.recorder import Recorder
 
 KEY = "sk-bench-0000000000000000"
 PROVIDERS = 50
@@ -55,21 +63,39 @@ def context(root: str, db: Path) -> Context:
     return Context(config=cfg, env={}, db_path=db, providers=providers)
 
 
-async def measure(ctx: Context, history: int, rounds: int) -> float:
+async def record_calls(store: Store, ids: list[str], rng: random.Random, n: int, since: float, until: float) -> None:
+    """n calls stamped in [since, until), skewed latencies, 3% errors (not part of the measured CPU)."""
+    async with Recorder(store, Pricing(), clock=ManualClock(until)) as rec:
+        for _ in range(n):
+            rec.record(
+                provider=rng.choice(ids),
+                model="gpt-4o",
+                input_tokens=100,
+                output_tokens=20,
+                latency_ms=rng.lognormvariate(6, 0.6),
+                status="error" if rng.random() < 0.03 else "ok",
+                ts=rng.uniform(since, until),
+            )
+
+
+async def measure(ctx: Context, history: int, rounds: int, calls_per_s: int) -> tuple[float, int]:
     clock = ManualClock(time.time() - 3600)
     store = await Store.open(ctx.db_path)
     ids = [p.id for p in ctx.providers]
+    rng = random.Random(history)
     for i in range(history):  # the window's worth of past rounds, one second apart
         at = clock.advance(1.0)
         results = [
             ProbeResult(pid, pid, at, "healthy", None, None, 90.0 + (i + j) % 50, 200) for j, pid in enumerate(ids)
         ]
         await record_probe_results(store, results, ctx.config.health, at)
+    await record_calls(store, ids, rng, history * calls_per_s, clock.now() - history, clock.now())
     collector = Collector(ctx, store, clock, on_event=lambda _line: None)
     collector.probe_clients = ProbeClients(ctx.config.probe)  # as run_forever keeps them
     costs = []
     for i in range(rounds + 3):
         clock.advance(1.0)
+        await record_calls(store, ids, rng, calls_per_s, clock.now() - 1.0, clock.now())
         cpu = time.process_time()
         report = await collector.run_round()
         if report.errors:
@@ -78,12 +104,13 @@ async def measure(ctx: Context, history: int, rounds: int) -> float:
             costs.append((time.process_time() - cpu) * 1000)
     await collector.probe_clients.aclose()
     await store.close()
-    return statistics.median(costs)
+    return statistics.median(costs), len(collector.traffic)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--calls-per-s", type=int, default=300, help="recorded calls a second (the window's traffic)")
     args = ap.parse_args()
     parent, child = multiprocessing.Pipe()
     server = multiprocessing.Process(target=serve_fleet, args=(PROVIDERS, child), daemon=True)
@@ -94,9 +121,12 @@ def main() -> int:
         for history in (0, 450, 900):
             with tempfile.TemporaryDirectory() as tmp:
                 ctx = context(root, Path(tmp) / "c.db")
-                costs[history] = asyncio.run(measure(ctx, history, args.rounds))
+                costs[history], calls = asyncio.run(measure(ctx, history, args.rounds, args.calls_per_s))
             rows = history * PROVIDERS
-            print(f"window with {history:>3} rounds ({rows:>6} probe rows): {costs[history]:.1f} ms CPU a round")
+            print(
+                f"window with {history:>3} rounds ({rows:>6} probe rows, {calls:>7,} calls): "
+                f"{costs[history]:.1f} ms CPU a round"
+            )
     finally:
         parent.send("stop")
         server.join(timeout=10)

@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "status",
         help="every provider's verdict, budgets, open alerts, migrations and how old the data is (reads only)",
         description="What the dashboard shows, as text or JSON: every watched provider with its status and "
-        "the reason, error and latency bands, p50/p95 (from traffic or probes, as labelled), error rate and "
+        "the reason, error and latency bands, p50/p95 (from traffic or probes, as labelled; '≈' before an "
+        "estimate, p95_exact in JSON), error rate and "
         "circuit; budgets; open alerts; migrations; which process collects and how old the data is. It never "
         "probes and never writes: the database is opened read-only.",
     )

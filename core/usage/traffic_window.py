@@ -16,8 +16,8 @@ left since the last round, not on how many the window holds.
 - Ids: usage_calls.id is an INTEGER PRIMARY KEY without AUTOINCREMENT, so SQLite gives a new row the
   largest id + 1 — and would give a deleted largest id again. Retention never deletes the largest
   (core/usage/queries.py prune_usage), and a largest id found below the cursor moves the cursor back.
-- Memory: about 70 bytes per call in the window (its time, latency and flags, and the latency's place
-  in the sorted list): 300,000 calls ~20 MB.
+- Memory: about 75 bytes per call in the window (its time, latency and flags, and the latency's place
+  in the sorted list; measured with tracemalloc): 300,000 calls ~23 MB.
 - A new collector (a restart, a takeover) reads the window once: the cursor starts below the smallest
   id stamped inside it.
 """
