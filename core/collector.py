@@ -250,7 +250,8 @@ class Collector:
             pass
 
     async def _wait_feeding(self, stop: asyncio.Event, lost: asyncio.Event, seconds: float, interval: float) -> None:
-        """Wait `seconds` (or until stop/lost), feeding the traffic window on the way."""
+        """Wait `seconds` (or until stop/lost), feeding the traffic window on the way, the last time at the
+        end: the round that follows reads only what was stored in the last moments."""
         deadline = time.monotonic() + seconds
         every = min(FEED_EVERY_MAX_S, max(FEED_EVERY_MIN_S, interval / 4))
         while not (stop.is_set() or lost.is_set()):
@@ -258,7 +259,7 @@ class Collector:
             if remaining <= 0:
                 return
             await _wait_any(stop, lost, min(every, remaining))
-            if deadline - time.monotonic() > every / 2:
+            if not (stop.is_set() or lost.is_set()):
                 await self._feed_traffic()
 
     def _disabled_by(self, providers: Sequence[Provider]) -> dict[str, str]:
@@ -426,6 +427,9 @@ class Collector:
                 await self._wait_feeding(stop, lost, next_round - time.monotonic() - ROUND_FLAG_LEAD_S, interval)
             if not (stop.is_set() or lost.is_set()):
                 self._early_flag = RoundFlag(self.store.path).__enter__()
+                # The ingest finishes the batch it is writing and then waits: what it wrote so far is
+                # read now, in the flag's lead, and the round is left with that last batch at most.
+                await self._feed_traffic()
             remaining = next_round - time.monotonic()
             if remaining > 0:
                 await _wait_any(stop, lost, remaining)

@@ -285,3 +285,80 @@ async def test_published_figures_go_stale_with_the_collector(tmp_path):
             assert json.dumps(provider_json(old))  # the status JSON carries it as read
         finally:
             await store.close()
+
+
+async def test_traffic_older_than_the_probes_makes_the_verdict_stale(tmp_path):
+    """Probes renewed but traffic figures not (the collector's traffic step failing, say): the verdict
+    weighed with them is as old as they are."""
+    from llmpulse.core.health import record_probe_results
+    from llmpulse.core.probe import ProbeResult
+    from llmpulse.core.snapshot import stale_after
+
+    rng = random.Random(11)
+    now = T0
+    with Fleet([FakeProvider("openai", key=KEY)]) as fleet:
+        ctx = make_ctx(tmp_path, fleet)
+        store = await Store.open(ctx.db_path)
+        try:
+            await store_calls(store, skewed(rng, "openai", 100, now), now)
+            await Collector(ctx, store, ManualClock(now), on_event=lambda _: None).run_round()
+            later = now + stale_after(ctx) + 5
+            probe = ProbeResult("openai", "OpenAI", later, "healthy", None, None, 120.0, 200)
+            await record_probe_results(store, [probe], ctx.config.health, later)
+            (h,) = [h for h in (await build_snapshot(store, ctx, later)).providers if h.provider_id == "openai"]
+            assert h.latency_source == "traffic" and h.verdict_at == now and h.stale
+            (fresh,) = [h for h in (await build_snapshot(store, ctx, now + 1)).providers if h.provider_id == "openai"]
+            assert not fresh.stale
+        finally:
+            await store.close()
+
+
+async def test_between_rounds_the_collector_reads_ahead(tmp_path):
+    """What is stored while the collector waits for its next round is read during the wait: the round
+    itself then has nothing (or only the last moment's calls) left to read."""
+    import asyncio
+
+    rng = random.Random(12)
+    now = T0
+    with Fleet([FakeProvider("openai", key=KEY)]) as fleet:
+        ctx = make_ctx(tmp_path, fleet)
+        store = await Store.open(ctx.db_path)
+        try:
+            clock = ManualClock(now)
+            collector = Collector(ctx, store, clock, on_event=lambda _: None)
+            await collector.run_round()
+            calls = skewed(rng, "openai", 500, now + 1)
+            await store_calls(store, calls, now + 1)
+            clock.advance(1)
+            await collector._wait_feeding(asyncio.Event(), asyncio.Event(), 0.15, 0.25)
+            assert figures(collector.traffic) == expected(calls, now + 1 - WINDOW, now + 1)
+            clock.advance(1)
+            await collector.run_round()
+            assert collector.last_catch_up is not None and collector.last_catch_up.read == 0
+            assert figures(collector.traffic) == expected(calls, now + 2 - WINDOW, now + 2)
+        finally:
+            await store.close()
+
+
+async def test_a_crowded_second_leaves_the_window_call_by_call(tmp_path):
+    """Thousands of calls stamped within one second, out of order: as the window's start moves through
+    that second, exactly those stamped before it leave (one by one, and many at once)."""
+    rng = random.Random(13)
+    now = T0
+    crowded = math.floor(now - WINDOW + 30)
+    calls = [
+        Call("openai", crowded + rng.random(), rng.uniform(100, 3000), error=rng.random() < 0.1) for _ in range(3000)
+    ]
+    calls += [Call("openai", now - rng.uniform(0, 800), rng.uniform(100, 3000)) for _ in range(200)]
+    rng.shuffle(calls)
+    store = await Store.open(tmp_path / "c.db")
+    try:
+        await store_calls(store, calls, now)
+        window = TrafficWindow(WINDOW)
+        await window.catch_up(store, now)
+        for step in (30.01, 30.02, 30.25, 30.5, 30.97, 31.2):
+            at = now + step
+            await window.catch_up(store, at)
+            assert figures(window) == expected(calls, at - WINDOW, at), step
+    finally:
+        await store.close()

@@ -24,8 +24,10 @@ left since the last round, not on how many the window holds.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
@@ -96,15 +98,36 @@ def nearest_rank(ordered: SortedList, q: float) -> float | None:
 
 
 class _Second:
-    """The calls of one provider stamped within one whole second (expiry takes whole seconds at once;
-    only the second the window's start falls in is split)."""
+    """The calls of one provider stamped within one whole second. Expiry takes whole seconds at once;
+    the second the window's start falls in is put in time order once and cut from the front."""
 
-    __slots__ = ("flags", "latencies", "stamps")
+    __slots__ = ("flags", "in_order", "latencies", "stamps")
 
     def __init__(self) -> None:
         self.stamps: list[float] = []
         self.latencies: list[float | None] = []
         self.flags = bytearray()
+        self.in_order = True  # stamps ascending (calls mostly arrive in time order)
+
+    def append(self, ts: float, latency_ms: float | None, flags: int) -> None:
+        if self.in_order and self.stamps and ts < self.stamps[-1]:
+            self.in_order = False
+        self.stamps.append(ts)
+        self.latencies.append(latency_ms)
+        self.flags.append(flags)
+
+    def cut_before(self, since: float) -> tuple[list[float | None], bytearray]:
+        """Take out the calls stamped before `since`: their latencies and flags."""
+        if not self.in_order:
+            order = sorted(range(len(self.stamps)), key=self.stamps.__getitem__)
+            self.stamps = [self.stamps[i] for i in order]
+            self.latencies = [self.latencies[i] for i in order]
+            self.flags = bytearray(self.flags[i] for i in order)
+            self.in_order = True
+        cut = bisect.bisect_left(self.stamps, since)
+        latencies, flags = self.latencies[:cut], self.flags[:cut]
+        del self.stamps[:cut], self.latencies[:cut], self.flags[:cut]
+        return latencies, flags
 
 
 @dataclass
@@ -116,51 +139,61 @@ class _ProviderCalls:
     errors: int = 0
     fallbacks: int = 0
 
-    def add(self, ts: float, latency_ms: float | None, flags: int) -> None:
-        key = math.floor(ts)
-        second = self.seconds.get(key)
-        if second is None:
-            second = self.seconds[key] = _Second()
-            heapq.heappush(self.order, key)
-        second.stamps.append(ts)
-        second.latencies.append(latency_ms)
-        second.flags.append(flags)
-        self._count(latency_ms, flags, +1)
-
-    def _count(self, latency_ms: float | None, flags: int, sign: int) -> None:
-        self.requests += sign
-        self.errors += sign * (flags & ERROR)
-        self.fallbacks += sign * ((flags & FALLBACK) >> 1)
-        if latency_ms is not None:
-            if sign > 0:
-                self.latencies.add(latency_ms)
-            else:
-                self.latencies.remove(latency_ms)
+    def add(self, calls: list[tuple[float, float | None, int]]) -> None:
+        """Calls (ts, latency, flags) in the window."""
+        timed = []
+        for ts, latency_ms, flags in calls:
+            key = math.floor(ts)
+            second = self.seconds.get(key)
+            if second is None:
+                second = self.seconds[key] = _Second()
+                heapq.heappush(self.order, key)
+            second.append(ts, latency_ms, flags)
+            self.errors += flags & ERROR
+            self.fallbacks += (flags & FALLBACK) >> 1
+            if latency_ms is not None:
+                timed.append(latency_ms)
+        self.requests += len(calls)
+        self.latencies.update(timed)
 
     def expire(self, since: float) -> int:
         """Let go of the calls stamped before `since`; returns how many."""
-        gone = 0
+        gone_latencies: list[float | None] = []
+        gone_flags = bytearray()
         while self.order and self.order[0] + 1 <= since:
             second = self.seconds.pop(heapq.heappop(self.order))
-            for latency_ms, flags in zip(second.latencies, second.flags, strict=True):
-                self._count(latency_ms, flags, -1)
-            gone += len(second.stamps)
+            gone_latencies += second.latencies
+            gone_flags += second.flags
         if self.order and self.order[0] < since:  # the second the window's start falls in
             second = self.seconds[self.order[0]]
-            kept = _Second()
-            for ts, latency_ms, flags in zip(second.stamps, second.latencies, second.flags, strict=True):
-                if ts >= since:
-                    kept.stamps.append(ts)
-                    kept.latencies.append(latency_ms)
-                    kept.flags.append(flags)
-                else:
-                    self._count(latency_ms, flags, -1)
-                    gone += 1
-            if kept.stamps:
-                self.seconds[self.order[0]] = kept
-            else:
+            latencies, flags = second.cut_before(since)
+            gone_latencies += latencies
+            gone_flags += flags
+            if not second.stamps:
                 del self.seconds[heapq.heappop(self.order)]
-        return gone
+        if not gone_flags:
+            return 0
+        self.requests -= len(gone_flags)
+        self.errors -= sum(f & ERROR for f in gone_flags)
+        self.fallbacks -= sum((f & FALLBACK) >> 1 for f in gone_flags)
+        self._discard([ms for ms in gone_latencies if ms is not None])
+        return len(gone_flags)
+
+    def _discard(self, values: list[float]) -> None:
+        """Take latencies out of the sorted list: one by one when few, by one pass over the list when many
+        (a busy second leaving at once)."""
+        if len(values) * 10 <= len(self.latencies):
+            for ms in values:
+                self.latencies.remove(ms)
+            return
+        drop = Counter(values)
+        kept = []
+        for ms in self.latencies:
+            if drop.get(ms):
+                drop[ms] -= 1
+            else:
+                kept.append(ms)
+        self.latencies = SortedList(kept)
 
     def stats(self) -> RequestStats:
         return RequestStats(
@@ -217,18 +250,21 @@ class TrafficWindow:
         read = 0
         while self.cursor < upto:
             rows = await calls_after(store, self.cursor, upto, since, READ_BATCH)
+            arrived: dict[str, list[tuple[float, float | None, int]]] = {}
             for row in rows:
                 if not math.isfinite(row.ts):
                     continue
                 if row.ts <= now:
-                    self._provider(row.provider).add(row.ts, row.latency_ms, row.flags)
+                    arrived.setdefault(row.provider, []).append((row.ts, row.latency_ms, row.flags))
                 else:
                     heapq.heappush(self._ahead, (row.ts, row.id, row.provider, row.latency_ms, row.flags))
+            for provider, calls in arrived.items():
+                self._provider(provider).add(calls)
             read += len(rows)
             self.cursor = rows[-1].id if len(rows) == READ_BATCH else upto
         while self._ahead and self._ahead[0][0] <= now:
             ts, _, provider, latency_ms, flags = heapq.heappop(self._ahead)
-            self._provider(provider).add(ts, latency_ms, flags)
+            self._provider(provider).add([(ts, latency_ms, flags)])
         for provider in [p for p, calls in self._calls.items() if not calls.requests]:
             del self._calls[provider]
         self.since, self.at = since, now
