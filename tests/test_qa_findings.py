@@ -99,3 +99,32 @@ async def test_a_body_that_does_not_inflate_is_answered_and_logs_no_traceback(
     assert ok.json()["stored"] == 1  # the server still serves after the bad bodies
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
+
+
+async def test_the_welcome_fits_80x24_to_its_last_line() -> None:
+    """The first run's welcome with every key variable the catalog knows (11): at 80×24 its last lines —
+    where the README's configuration section is, and that q quits — were below the footer, cut off."""
+    import dataclasses
+
+    from llmpulse.core.catalog import CATALOG
+    from tests.snapshot_apps.fixed import FixedBackend, fixed_app, fixed_snapshot
+    from tests.test_tui_first_screen import settle
+
+    variables = [(p.name, p.key_envs[0]) for p in CATALOG if p.key_envs and not p.local]
+    assert len(variables) >= 11
+    snap = fixed_snapshot()
+    unconfigured = [dataclasses.replace(h, configured=False, status="unknown") for h in snap.providers]
+    backend = FixedBackend(dataclasses.replace(snap, providers=unconfigured, alerts=[]))
+    backend.key_variables = lambda: variables  # type: ignore[method-assign]
+    for size in ((80, 24), (120, 40)):
+        app = fixed_app(backend=backend)
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot, app)
+            welcome = app.dashboard.welcome
+            shown = " ".join(welcome.render_line(y).text.strip() for y in range(welcome.size.height))
+            assert welcome.display
+            for _, var in variables:
+                assert var in shown, (size, var)
+            assert 'section "Providers and probes"' in shown and "q quits" in shown, (size, shown)
+            lines = [welcome.render_line(y).text.strip() for y in range(welcome.size.height)]
+            assert any(line.endswith("llmpulse demo") for line in lines), (size, lines)  # the command in one piece

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.columns import Columns
+from rich.console import Group
+from rich.padding import Padding
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,27 +21,27 @@ from llmpulse.tui.screens.base import LiveScreen
 LAYOUT_ORDER = (3, 1, 2, 4)  # alerts first: what needs someone is on the first screen at 80×24
 
 
-def welcome_text(variables: list[tuple[str, str]]) -> Text:
+def welcome_text(variables: list[tuple[str, str]]) -> Group:
     """The first run, with no provider configured: how to try it without keys, what to set and where,
-    the most useful first (a short terminal cuts the end)."""
-    t = Text()
-    t.append("Welcome to llmpulse", style="bold")
-    t.append(" — no provider is configured yet, so there is nothing to watch.\n\n")
-    t.append("Try it first", style="bold")
-    t.append(" on a simulated fleet, with no keys and no network:  ")
-    t.append("llmpulse demo", style="bold reverse")
-    t.append("\n\n")
-    t.append("To watch your own providers", style="bold")
-    t.append(", set their API keys in the environment or in a .env file here, then start llmpulse again")
-    t.append(" (llmpulse check probes them once):\n")
+    the most useful first. The variables flow into as many columns as the width holds (two at 80), so the
+    last lines — where the configuration is described, and that q quits — still fit 80×24."""
+    intro = Text()
+    intro.append("Welcome to llmpulse", style="bold")
+    intro.append(" — no provider is configured yet, so there is nothing to watch.\n\n")
+    intro.append("Try it first", style="bold")
+    intro.append(" on a simulated fleet, with no keys and no network:\n  ")  # never split across lines
+    intro.append("llmpulse demo", style="bold reverse")
+    intro.append("\n\n")
+    intro.append("To watch your own providers", style="bold")
+    intro.append(", set their API keys in the environment or in a .env file here, then start llmpulse again")
+    intro.append(" (llmpulse check probes them once):")
     width = max((len(var) for _, var in variables), default=0)
-    for name, var in variables:
-        t.append(f"  {var:<{width}}", style="bold")
-        t.append(f"  {name}\n")
-    t.append("\nBase URLs, local models (Ollama), priorities, budgets, alerts and migrations: llmpulse.toml, in ")
-    t.append('README.md, section "Providers and probes"', style="bold")
-    t.append(" and the ones after it; .env.example lists every variable. q quits.")
-    return t
+    entries = [Text.assemble((f"{var:<{width}}", "bold"), f"  {name}") for name, var in variables]
+    outro = Text()
+    outro.append("Base URLs, local models (Ollama), priorities, budgets, alerts and migrations: llmpulse.toml, in ")
+    outro.append('README.md, section "Providers and probes"', style="bold")
+    outro.append(" and the ones after it; .env.example lists every variable. q quits.")
+    return Group(intro, Padding(Columns(entries, padding=(0, 3), column_first=True), (0, 0, 1, 2)), outro)
 
 
 class FilterInput(Input):
