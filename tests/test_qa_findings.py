@@ -128,3 +128,23 @@ async def test_the_welcome_fits_80x24_to_its_last_line() -> None:
             assert 'section "Providers and probes"' in shown and "q quits" in shown, (size, shown)
             lines = [welcome.render_line(y).text.strip() for y in range(welcome.size.height)]
             assert any(line.endswith("llmpulse demo") for line in lines), (size, lines)  # the command in one piece
+
+
+def test_messages_name_the_command_line_or_the_config_file_never_defaults(tmp_path: Path) -> None:
+    """With no config file the config's source is "defaults": '--listen 0.0.0.0:9' was blamed on
+    "defaults: server.listen", '--listen nope' read "--listen: listen:", and `migration` asked to add a
+    table "to defaults"."""
+    db = str(tmp_path / "d.db")
+    bad = run_cli(tmp_path, "--db", db, "daemon", "--listen", "nope")
+    assert bad.returncode == 2 and bad.stderr.startswith(
+        "llmpulse: config error: command line: --listen: found 'nope';"
+    )
+    open_port = run_cli(tmp_path, "--db", db, "daemon", "--listen", "0.0.0.0:0")
+    assert open_port.returncode == 2
+    assert open_port.stderr.startswith(
+        "llmpulse: config error: command line: --listen: found '0.0.0.0:0' (not loopback)"
+    )
+    migrations = run_cli(tmp_path, "--db", db, "migration")
+    assert migrations.returncode == 0 and "[[migrations]] table to the config file" in migrations.stdout
+    for proc in (bad, open_port, migrations):
+        assert "defaults" not in proc.stdout + proc.stderr

@@ -65,7 +65,9 @@ async def migration_command(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"migrations": [s.to_json() for s in statuses]})
     elif not statuses:
-        print(f"no migrations configured (add a [[migrations]] table to {ctx.config.source})")
+        # With no config file the source is "defaults": name the file to create instead.
+        where = "the config file (llmpulse.toml)" if ctx.config.source == "defaults" else ctx.config.source
+        print(f"no migrations configured (add a [[migrations]] table to {where})")
     else:
         print(render_list(statuses))
     return 0

@@ -48,20 +48,21 @@ class ServerConfig:
         return int(self.max_body_mb * 1024 * 1024)
 
 
-def split_listen(text: str, where: str = "[server] listen") -> tuple[str, int]:
-    """("host", port) from "host:port", "[v6]:port" or ":port" (loopback); ConfigError otherwise."""
+def split_listen(text: str, source: str = "config", key: str = "server.listen") -> tuple[str, int]:
+    """("host", port) from "host:port", "[v6]:port" or ":port" (loopback); ConfigError otherwise, naming
+    where the address came from (the config file's key, or the command line's --listen)."""
     host, sep, port_text = text.rpartition(":")
     if not sep:
-        raise ConfigError(where, "listen", repr(text), LISTEN_EXPECTED)
+        raise ConfigError(source, key, repr(text), LISTEN_EXPECTED)
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     host = host or "127.0.0.1"
     try:
         port = int(port_text)
     except ValueError:
-        raise ConfigError(where, "listen", repr(text), LISTEN_EXPECTED) from None
+        raise ConfigError(source, key, repr(text), LISTEN_EXPECTED) from None
     if not 0 <= port <= 65535:
-        raise ConfigError(where, "listen", repr(text), "a port between 0 and 65535")
+        raise ConfigError(source, key, repr(text), "a port between 0 and 65535")
     return host, port
 
 
@@ -119,7 +120,9 @@ def resolve_listener(cfg: ServerConfig, env: Mapping[str, str], source: str, lis
     text = listen if listen is not None else cfg.listen
     if text is None:
         raise ConfigError(source, "server.listen", "nothing", LISTEN_EXPECTED)
-    host, port = split_listen(text, "--listen" if listen is not None else source)
+    # An address given as --listen is the command line's mistake, not the config file's.
+    where, key = ("command line", "--listen") if listen is not None else (source, "server.listen")
+    host, port = split_listen(text, where, key)
     token = None
     if cfg.token_env:
         token = env.get(cfg.token_env) or None
@@ -129,8 +132,8 @@ def resolve_listener(cfg: ServerConfig, env: Mapping[str, str], source: str, lis
             )
     if token is None and not is_loopback(host):
         raise ConfigError(
-            source,
-            "server.listen",
+            where,
+            key,
             f"{text!r} (not loopback) and no token",
             'a loopback address, or token_env = "LLMPULSE_INGEST_TOKEN" with that variable set',
         )
