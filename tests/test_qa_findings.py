@@ -148,3 +148,17 @@ def test_messages_name_the_command_line_or_the_config_file_never_defaults(tmp_pa
     assert migrations.returncode == 0 and "[[migrations]] table to the config file" in migrations.stdout
     for proc in (bad, open_port, migrations):
         assert "defaults" not in proc.stdout + proc.stderr
+
+
+def test_a_channel_with_its_secret_in_the_file_is_told_to_name_a_variable(tmp_path: Path) -> None:
+    """`url = "https://hooks.slack.com/..."` in a slack channel read "url_env: found NoneType None": it
+    must say that the file holds the secret itself and which key names the variable instead."""
+    secret = "https://hooks.slack.com/services/T000/B000/XyzSecretXyz"
+    (tmp_path / "llmpulse.toml").write_text(f'[[alerts.channels]]\ntype = "slack"\nurl = "{secret}"\n')
+    proc = run_cli(tmp_path, "check")
+    assert proc.returncode == 3 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "alerts.channels[0].url: found the secret itself" in proc.stderr and "url_env" in proc.stderr
+    assert "XyzSecretXyz" not in proc.stderr and "NoneType" not in proc.stderr
+    (tmp_path / "llmpulse.toml").write_text('[[alerts.channels]]\ntype = "slack"\n')
+    missing = run_cli(tmp_path, "check")
+    assert missing.returncode == 3 and "alerts.channels[0].url_env: found nothing" in missing.stderr, missing.stderr

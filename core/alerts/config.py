@@ -109,7 +109,18 @@ def _env_name(sec: Section, name: str, required: bool) -> str | None:
     value = sec.string(name, None)
     if value is None:
         if required:
-            raise sec.error(name, None, "the name of an environment variable, e.g. SLACK_WEBHOOK_URL")
+            plain = name.removesuffix("_env")  # url_env -> url: the secret itself, written into the file
+            if sec.has(plain):
+                raise ConfigError(
+                    sec.source,
+                    sec.key(plain),
+                    "the secret itself (not shown)",
+                    f"{name} = the NAME of an environment variable holding it, e.g. SLACK_WEBHOOK_URL: "
+                    "the config file is shared, a secret never goes in it",
+                )
+            raise ConfigError(
+                sec.source, sec.key(name), "nothing", "the name of an environment variable, e.g. SLACK_WEBHOOK_URL"
+            )
         return None
     # A pasted PagerDuty routing key (32 hex characters) would also pass as a name.
     if not _ENV_NAME.match(value) or "://" in value or _HEX_KEY.match(value):
