@@ -162,3 +162,38 @@ def test_a_channel_with_its_secret_in_the_file_is_told_to_name_a_variable(tmp_pa
     (tmp_path / "llmpulse.toml").write_text('[[alerts.channels]]\ntype = "slack"\n')
     missing = run_cli(tmp_path, "check")
     assert missing.returncode == 3 and "alerts.channels[0].url_env: found nothing" in missing.stderr, missing.stderr
+
+
+async def test_recent_probes_title_says_the_table_is_the_latest_of_more() -> None:
+    """The provider screen lists the newest 50 probes; its title read "last 7d: 50 probes, 0 failed" beside
+    the chart's "70 probes" over the same 7d. When the list is cut, the title says it is the latest 50 of
+    all the range's probes, and counts the failures of the whole range."""
+    from llmpulse.core.probe import ProbeResult
+    from llmpulse.tui.backend import LatencyHistory
+    from llmpulse.tui.screens.provider import ProviderScreen
+    from tests.snapshot_apps.fixed import NOW, FixedBackend, fixed_app
+    from tests.test_tui_screens import ready, wait_for
+
+    in_range, failed_in_range = 80, 3
+
+    class ManyProbes(FixedBackend):  # type: ignore[misc]
+        async def recent_probes(self, provider_id: str, since: float, limit: int = 50) -> list[ProbeResult]:
+            return [
+                ProbeResult(provider_id, provider_id, NOW - 5 * i, "healthy", latency_ms=40.0, http_status=200)
+                for i in range(min(limit, in_range))
+            ]
+
+        async def latency_history(self, provider_id: str, since: float, until: float, buckets: int) -> LatencyHistory:
+            return LatencyHistory(since, until, [40.0] * buckets, 40.0, in_range, failed_in_range)
+
+    for size in ((80, 24), (120, 40)):
+        app = fixed_app(backend=ManyProbes())
+        async with app.run_test(size=size) as pilot:
+            await ready(pilot)
+            await pilot.press("1", "enter")
+            screen = app.screen
+            assert isinstance(screen, ProviderScreen)
+            assert await wait_for(pilot, lambda screen=screen: screen.probes.row_count == 50)
+            await pilot.pause()
+            title = str(app.screen.query_one("#provider-probes-title").render())
+            assert f"latest 50 of {in_range} probes" in title and f"{failed_in_range} failed" in title, (size, title)

@@ -206,10 +206,14 @@ class ProviderScreen(LiveScreen):
                 )
             )
         sync_rows(self.probes, rows)
-        failed = sum(1 for p in probes if p.status == "failed")
+        if len(probes) >= TABLE_ROWS and history.samples > len(probes):
+            # The table is cut at its newest rows: its count is not the range's; the chart's counts are.
+            counts = f"latest {len(probes)} of {history.samples} probes, {history.failed} failed"
+        else:
+            failed = sum(1 for p in probes if p.status == "failed")
+            counts = f"{len(probes)} {fmt.plural(len(probes), 'probe')}, {failed} failed"
         self.query_one("#provider-probes-title", Static).update(
-            f"Recent probes, last {label}: {len(probes)} {fmt.plural(len(probes), 'probe')}, {failed} failed "
-            "(t changes the range)"
+            f"Recent probes, last {label}: {counts} (t changes the range)"
         )
 
     def draw_chart(self, history: LatencyHistory, label: str) -> None:
