@@ -2,8 +2,11 @@
 with 13 providers, and with 200 providers and 500 open alerts; the collector runs in both.
 
 Targets: idle CPU with a 1 s refresh under 3% of a core; resident memory under 120 MB; first paint under
-1.5 s; from pressing `a` to the row showing "acked" under 100 ms; no event-loop stall (the longest a
-timer fired late while idle) over 100 ms. Each figure is printed with a baseline measured in the same
+1.5 s; from pressing `a` to the first frame showing "acked" under 100 ms (the key event delivered as the
+terminal driver delivers it, the frame timed when the app hands it to the terminal; Pilot.press's own
+figure is printed too, but it also waits until the whole process has been idle a while, collector and
+snapshot thread included, so it is not what a user sees); no event-loop stall (the longest a timer
+fired late while idle) over 100 ms. Each figure is printed with a baseline measured in the same
 run on the same machine: a bare Textual app (one DataTable) for CPU, memory, first paint, a cell update
 and stalls; a raw-records scan for the snapshot's queries; a plain insert for ingest.
 
@@ -153,15 +156,19 @@ def phase(kind: str, config: str, db: str, idle: float, profile: str | None = No
             table = app.query_one(DataTable)
             app.bind("a", "ack_bare")
             app.action_ack_bare = lambda: table.update_cell("1", table.ordered_columns[1].key, "acked")
-            times = []
+            times, frames = [], []
             for _ in range(5):
                 table.update_cell("1", table.ordered_columns[1].key, "firing")
+                await pilot.pause(0.2)
+                frames.append(await key_to_frame(app, "a", lambda: table.get_cell_at((0, 1)) == "acked"))
+                table.update_cell("1", table.ordered_columns[1].key, "firing")
+                await pilot.pause(0.2)
                 started = time.perf_counter()
                 await pilot.press("a")
                 while table.get_cell_at((0, 1)) != "acked":
                     await asyncio.sleep(0.0005)
                 times.append((time.perf_counter() - started) * 1000)
-            return sorted(times)[len(times) // 2]
+            return median(times), median(frames)
     else:
         from llmpulse.core.config import load_context
         from llmpulse.tui.app import PulseApp
@@ -176,30 +183,41 @@ def phase(kind: str, config: str, db: str, idle: float, profile: str | None = No
             """Median of five acks, each from the key press to the row saying "acked"."""
             await pilot.press("3")
             table = app.dashboard.panels[3].table
-            times = []
+            times: list[float] = []
+            frames: list[float] = []
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and len(table.ordered_rows) < 5:  # the first round's alerts
                 await pilot.pause(0.1)
-            for _ in range(5):
+
+            def acked(key):  # type: ignore[no-untyped-def]
+                return lambda: table.get_cell(key, "state").plain.startswith("acked")
+
+            tried: set[str] = set()  # a snapshot served again may show an acked alert firing
+            for attempt in range(10):
                 await pilot.press("3")  # a/s/r act only with the Alerts panel focused
                 firing = [
                     r.key.value
                     for r in table.ordered_rows
-                    if table.get_cell(r.key.value, "state").plain.startswith("firing")
+                    if r.key.value not in tried and table.get_cell(r.key.value, "state").plain.startswith("firing")
                 ]
                 if not firing:
                     break
                 table.move_cursor(row=table.get_row_index(firing[0]))
-                started = time.perf_counter()
-                await pilot.press("a")
-                give_up = time.monotonic() + 5
-                while not table.get_cell(firing[0], "state").plain.startswith("acked"):
-                    if time.monotonic() > give_up:
-                        raise SystemExit(f"alert {firing[0]} never showed acked: {app.last_error}")
-                    await asyncio.sleep(0.0005)
-                times.append((time.perf_counter() - started) * 1000)
+                tried.add(firing[0])
                 await pilot.pause(0.2)
-            return sorted(times)[len(times) // 2]
+                if attempt % 2:  # the two ways of measuring take turns over the firing alerts
+                    frames.append(await key_to_frame(app, "a", acked(firing[0])))
+                else:
+                    started = time.perf_counter()
+                    await pilot.press("a")
+                    give_up = time.monotonic() + 5
+                    while not acked(firing[0])():
+                        if time.monotonic() > give_up:
+                            raise SystemExit(f"alert {firing[0]} never showed acked: {app.last_error}")
+                        await asyncio.sleep(0.0005)
+                    times.append((time.perf_counter() - started) * 1000)
+                await pilot.pause(0.2)
+            return median(times), median(frames)
 
     async def run():
         started = time.perf_counter()
@@ -224,7 +242,7 @@ def phase(kind: str, config: str, db: str, idle: float, profile: str | None = No
             if profile:
                 profiler = cProfile.Profile()
                 profiler.enable()
-            result["act_ms"] = await act(pilot)
+            result["act_ms"], result["frame_ms"] = await act(pilot)
             if profiler is not None:
                 profiler.disable()
                 profiler.dump_stats(profile.replace(".prof", "-act.prof"))
@@ -362,6 +380,9 @@ def main() -> int:
     )
 
     def line(name, value, unit, target, baseline, ok):
+        if value != value:  # NaN: nothing to measure (a snapshot served again had no firing alert left)
+            print(f"  {name}: n/a (no firing alert left to act on)")
+            return
         print(
             f"  {name}: {value:.2f} {unit} (target < {target} {unit}) {'met' if ok else 'MISSED'}; "
             f"bare Textual app: {baseline:.2f} {unit}; ratio {value / baseline if baseline else float('inf'):.1f}x"
@@ -381,7 +402,25 @@ def main() -> int:
             ),
             ("resident memory", live["rss_mb"], "MB", 120, base["rss_mb"], live["rss_mb"] < 120),
             ("first paint", live["first_paint_s"], "s", 1.5, base["first_paint_s"], live["first_paint_s"] < 1.5),
-            ("press a -> row says acked", live["act_ms"], "ms", 100, base["act_ms"], live["act_ms"] < 100),
+            (
+                "key a -> first frame showing acked",
+                live["frame_ms"],
+                "ms",
+                100,
+                base["frame_ms"],
+                live["frame_ms"] < 100,
+            ),
+            # Pilot.press returns only once the whole process has been idle for a while (textual's
+            # wait_for_idle): that waits out the collector and the snapshot thread too, so it is
+            # printed for comparison with earlier runs, not judged.
+            (
+                "(Pilot.press a -> row says acked, incl. waiting for idle)",
+                live["act_ms"],
+                "ms",
+                100,
+                base["act_ms"],
+                True,
+            ),
             (
                 "longest event-loop stall while idle",
                 live["stall_ms"],
@@ -395,6 +434,43 @@ def main() -> int:
             line(*c)
         all_ok = all_ok and all(c[-1] for c in checks)
     return 0 if all_ok else 1
+
+
+def median(values):  # type: ignore[no-untyped-def]
+    return sorted(values)[len(values) // 2] if values else float("nan")
+
+
+async def key_to_frame(app, key, shows):  # type: ignore[no-untyped-def]
+    """Milliseconds from a key event reaching the app (as the terminal driver delivers it) to the first
+    frame the app hands to its terminal after `shows()` became true — what the user sees. Headless,
+    the frame is not written out, but it is composed and handed over (App._display) as it would be."""
+    from textual import events
+
+    handed: list[float] = []
+    display = app._display
+
+    def timed_display(screen, renderable):  # type: ignore[no-untyped-def]
+        if renderable is not None:
+            handed.append(time.perf_counter())
+        return display(screen, renderable)
+
+    app._display = timed_display
+    try:
+        started = time.perf_counter()
+        app._driver.send_message(events.Key(key, key))
+        give_up = time.monotonic() + 5
+        while not shows():
+            if time.monotonic() > give_up:
+                raise SystemExit(f"key {key!r} never showed its effect")
+            await asyncio.sleep(0.0005)
+        changed = time.perf_counter()
+        while not any(t >= changed for t in handed):
+            if time.monotonic() > give_up:
+                raise SystemExit(f"key {key!r}: no frame after its effect")
+            await asyncio.sleep(0.0005)
+        return (next(t for t in handed if t >= changed) - started) * 1000
+    finally:
+        app._display = display
 
 
 # -- the two fleets ------------------------------------------------------------------------------------
