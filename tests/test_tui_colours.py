@@ -7,17 +7,9 @@ from __future__ import annotations
 from rich.segment import Segment
 
 from tests.snapshot_apps.fixed import fixed_app
+from tests.tui_helpers import settle
 
 ANSI_RED, ANSI_GREEN, ANSI_YELLOW = 1, 2, 3
-
-
-async def settle(pilot, app):
-    for _ in range(300):
-        if app.polls:
-            break
-        await pilot.pause(0.01)
-    await pilot.pause()
-    await pilot.pause()
 
 
 def segments_of(widget, word: str) -> list[Segment]:

@@ -10,16 +10,9 @@ from llmpulse.tui.screens.confirm import ConfirmScreen
 from llmpulse.tui.screens.help import HelpScreen
 from llmpulse.tui.screens.silence import SilenceScreen
 from tests.snapshot_apps.fixed import fixed_app
+from tests.tui_helpers import settle
 
 SIZES = [(80, 24), (120, 40)]
-
-
-async def settle(pilot, app):
-    for _ in range(300):
-        if app.polls:
-            break
-        await pilot.pause(0.01)
-    await pilot.pause()
 
 
 def drawn_words(widget) -> list[str]:

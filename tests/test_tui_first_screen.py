@@ -7,15 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from tests.snapshot_apps.fixed import NOW, FixedBackend, _alert, fixed_app, fixed_snapshot
-
-
-async def settle(pilot, app, polls=1):
-    for _ in range(300):
-        if app.polls >= polls:
-            break
-        await pilot.pause(0.01)
-    await pilot.pause()
-    await pilot.pause()
+from tests.tui_helpers import settle
 
 
 def keys(app, number):

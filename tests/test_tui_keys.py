@@ -8,6 +8,7 @@ from llmpulse.tui.screens.dashboard import DashboardScreen
 from llmpulse.tui.screens.help import HelpScreen, help_plain
 from llmpulse.tui.screens.silence import SilenceScreen
 from tests.snapshot_apps.fixed import FixedBackend, fixed_app, fixed_snapshot
+from tests.tui_helpers import settle
 
 
 def rows(app, number):
@@ -17,14 +18,6 @@ def rows(app, number):
 
 def header(app) -> str:
     return str(app.dashboard.header_line.render())
-
-
-async def settle(pilot, app, polls=1):
-    for _ in range(200):
-        if app.polls >= polls:
-            break
-        await pilot.pause(0.01)
-    await pilot.pause()
 
 
 async def test_first_snapshot_fills_every_panel():

@@ -6,14 +6,7 @@ from __future__ import annotations
 from llmpulse.tui.screens.confirm import ConfirmScreen
 from llmpulse.tui.screens.help import HelpScreen
 from tests.snapshot_apps.fixed import FixedBackend, fixed_app
-
-
-async def settle(pilot, app, polls=1):
-    for _ in range(300):
-        if app.polls >= polls:
-            break
-        await pilot.pause(0.01)
-    await pilot.pause()
+from tests.tui_helpers import settle
 
 
 async def wait_for(pilot, condition, tries=200):

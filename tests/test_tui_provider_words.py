@@ -13,17 +13,9 @@ from rich.segment import Segment
 from llmpulse.tui.screens.help import help_plain
 from llmpulse.tui.screens.provider import ProviderScreen
 from tests.snapshot_apps.fixed import FixedBackend, fixed_app, fixed_snapshot
+from tests.tui_helpers import settle
 
 ANSI_RED = 1
-
-
-async def settle(pilot, app):
-    for _ in range(300):
-        if app.polls:
-            break
-        await pilot.pause(0.01)
-    await pilot.pause()
-    await pilot.pause()
 
 
 def snapshot_with_words():
