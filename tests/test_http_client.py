@@ -172,7 +172,9 @@ async def test_a_proxy_from_the_environment_is_used(monkeypatch):
             assert r.status == "healthy" and len(proxy.proxied) == 1 and len(fleet.requests("openai")) == 1
 
 
-async def test_a_chat_to_a_provider_that_hangs_up_falls_through_as_a_connection_error(tmp_path):
+async def chat_with_openai_at(peer_path: str, tmp_path, timeout: float):  # type: ignore[no-untyped-def]
+    """A FailoverClient chat with OpenAI first, at the misbehaving peer's `peer_path`, and a healthy
+    Mistral (the simulator) behind it: what the first attempt became and who answered."""
     from llmpulse.core.config import load_context
     from llmpulse.core.failover import FailoverClient
     from llmpulse.core.store import Store
@@ -180,20 +182,24 @@ async def test_a_chat_to_a_provider_that_hangs_up_falls_through_as_a_connection_
     async with peer() as p:
         with Fleet([FakeProvider("mistral", kind="mistral", key=KEY)]) as fleet:
             (tmp_path / "llmpulse.toml").write_text(
-                f'[providers.openai]\nbase_url = "http://127.0.0.1:{p.port}/reset/v1"\n'
+                f'[providers.openai]\nbase_url = "http://127.0.0.1:{p.port}/{peer_path}/v1"\n'
                 f'[providers.mistral]\nbase_url = "{fleet.base_url("mistral")}"\n'
             )
             env = {"OPENAI_API_KEY": KEY, "MISTRAL_API_KEY": KEY}
             ctx = load_context(config_path=str(tmp_path / "llmpulse.toml"), db_path=str(tmp_path / "f.db"), environ=env)
             store = await Store.open(ctx.db_path)
             try:
-                async with FailoverClient(ctx, store, timeout=5) as client:
-                    answer = await client.chat(
+                async with FailoverClient(ctx, store, timeout=timeout) as client:
+                    return await client.chat(
                         [{"role": "user", "content": "hi"}],
                         models={"openai": "gpt-4o-mini", "mistral": "mistral-small-latest"},
                     )
             finally:
                 await store.close()
+
+
+async def test_a_chat_to_a_provider_that_hangs_up_falls_through_as_a_connection_error(tmp_path):
+    answer = await chat_with_openai_at("reset", tmp_path, timeout=5)
     assert answer.provider_id == "mistral"
     first = answer.attempts[0]
     assert (first.provider_id, first.error_kind) == ("openai", "connect")
@@ -250,27 +256,9 @@ async def test_a_json_body_is_sent_as_httpx_sends_it():
 
 
 async def test_a_chat_answer_that_never_ends_costs_a_capped_read_and_falls_through(tmp_path):
-    from llmpulse.core.config import load_context
-    from llmpulse.core.failover import CHAT_ANSWER_BYTES, FailoverClient
-    from llmpulse.core.store import Store
+    from llmpulse.core.failover import CHAT_ANSWER_BYTES
 
-    async with peer() as p:
-        with Fleet([FakeProvider("mistral", kind="mistral", key=KEY)]) as fleet:
-            (tmp_path / "llmpulse.toml").write_text(
-                f'[providers.openai]\nbase_url = "http://127.0.0.1:{p.port}/huge/v1"\n'
-                f'[providers.mistral]\nbase_url = "{fleet.base_url("mistral")}"\n'
-            )
-            env = {"OPENAI_API_KEY": KEY, "MISTRAL_API_KEY": KEY}
-            ctx = load_context(config_path=str(tmp_path / "llmpulse.toml"), db_path=str(tmp_path / "f.db"), environ=env)
-            store = await Store.open(ctx.db_path)
-            try:
-                async with FailoverClient(ctx, store, timeout=30) as client:
-                    answer = await client.chat(
-                        [{"role": "user", "content": "hi"}],
-                        models={"openai": "gpt-4o-mini", "mistral": "mistral-small-latest"},
-                    )
-            finally:
-                await store.close()
+    answer = await chat_with_openai_at("huge", tmp_path, timeout=30)
     assert answer.provider_id == "mistral"
     first = answer.attempts[0]
     assert (first.provider_id, first.error_kind, first.http_status) == ("openai", "bad_response", 200)
