@@ -197,3 +197,33 @@ async def test_recent_probes_title_says_the_table_is_the_latest_of_more() -> Non
             await pilot.pause()
             title = str(app.screen.query_one("#provider-probes-title").render())
             assert f"latest 50 of {in_range} probes" in title and f"{failed_in_range} failed" in title, (size, title)
+
+
+async def test_cost_panel_fits_80_columns_with_real_budget_names() -> None:
+    """The demo's budget names ('department:Engineering/month') pushed 'Runs out' past the right edge at 80
+    columns: 'Runs' and 'Dec 2' cut without a mark, behind a horizontal scrollbar. Every column stays in
+    the box at 80 and 120 columns; a name longer than its room ends with '…'."""
+    import dataclasses
+
+    from tests.snapshot_apps.fixed import FixedBackend, fixed_app, fixed_snapshot
+    from tests.test_tui_first_screen import settle
+
+    snap = fixed_snapshot()
+    template = snap.budgets[0]
+    names = ["department:Engineering/month", "provider:anthropic/month", "department:Platform-Reliability-Infra/month"]
+    budgets = [
+        dataclasses.replace(template, name=name, spent_usd=1234.5, limit_usd=10_000.0, projected_usd=12_345.0)
+        for name in names
+    ]
+    for size in ((80, 24), (120, 40)):
+        app = fixed_app(backend=FixedBackend(dataclasses.replace(snap, budgets=budgets)))
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot, app)
+            await pilot.pause(0.1)
+            table = app.dashboard.panels[2].table
+            assert table.virtual_size.width <= table.scrollable_content_region.width, (size, table.virtual_size)
+            lines = [table.render_line(y).text for y in range(len(names) + 1)]
+            assert "Runs out" in lines[0], (size, lines[0])
+            assert any(names[0] in line for line in lines), (size, lines)  # a demo name, whole
+            assert any("department:Platform" in line and "…" in line for line in lines), (size, lines)
+            assert not any(names[2] in line for line in lines)

@@ -23,6 +23,11 @@ class CostsPanel(Panel[BudgetStatus]):
         ("projected", "Projected"),
         ("runs_out", "Runs out"),
     )
+    # At 80 columns the names ("department:Engineering/month") and the bar pushed "Runs out" past the
+    # edge: the name gives way (cut with "…") and a narrow box shows the percentage without its bar.
+    flex_column = "name"
+    flex_max = 32
+    narrow_below = 90
 
     sort_by = {
         "name": lambda b: b.name.lower(),
@@ -45,8 +50,8 @@ class CostsPanel(Panel[BudgetStatus]):
         return (
             Text(b.name),
             Text.assemble(
-                fmt.budget_bar(b.utilization, 8),
-                " ",
+                "" if self.narrow else fmt.budget_bar(b.utilization, 8),
+                "" if self.narrow else " ",
                 (f"{fmt.pct(b.utilization):>4}", fmt.usage_style(b.utilization)),
             ),
             Text(f"{fmt.money(b.spent_usd)}/{fmt.money(b.limit_usd)}", justify="right"),
