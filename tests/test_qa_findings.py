@@ -108,7 +108,7 @@ async def test_the_welcome_fits_80x24_to_its_last_line() -> None:
 
     from llmpulse.core.catalog import CATALOG
     from tests.snapshot_apps.fixed import FixedBackend, fixed_app, fixed_snapshot
-    from tests.test_tui_first_screen import settle
+    from tests.tui_helpers import settle
 
     variables = [(p.name, p.key_envs[0]) for p in CATALOG if p.key_envs and not p.local]
     assert len(variables) >= 11
@@ -206,7 +206,7 @@ async def test_cost_panel_fits_80_columns_with_real_budget_names() -> None:
     import dataclasses
 
     from tests.snapshot_apps.fixed import FixedBackend, fixed_app, fixed_snapshot
-    from tests.test_tui_first_screen import settle
+    from tests.tui_helpers import settle
 
     snap = fixed_snapshot()
     template = snap.budgets[0]
@@ -227,3 +227,23 @@ async def test_cost_panel_fits_80_columns_with_real_budget_names() -> None:
             assert any(names[0] in line for line in lines), (size, lines)  # a demo name, whole
             assert any("department:Platform" in line and "…" in line for line in lines), (size, lines)
             assert not any(names[2] in line for line in lines)
+
+
+def test_every_json_flag_says_what_it_prints() -> None:
+    """`budgets --help`, `reconcile --help`, `failover --help` and `doctor --help` listed a bare `--json`
+    where every other command says what it prints."""
+    import argparse
+
+    from llmpulse.core.cli import build_parser
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> list[str]:
+        bare = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    bare += walk(sub, f"{path} {name}")
+            elif "--json" in action.option_strings and not action.help:
+                bare.append(path)
+        return bare
+
+    assert walk(build_parser(), "llmpulse") == []

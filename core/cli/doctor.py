@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "PRAGMA integrity_check, the schema version against this llmpulse, the size of the "
         "write-ahead log. Exit 0 when sound, 1 when something is wrong.",
     )
-    d.add_argument("--json", action="store_true")
+    d.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     d.set_defaults(handler=doctor_command)
 
 

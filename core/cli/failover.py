@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "circuit not open and latest probe not failed, by priority. Then how often "
         "requests fell back, and from which provider to which, over 24h and 7d.",
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(handler=failover_command)
 
 

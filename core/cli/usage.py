@@ -104,7 +104,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i.set_defaults(handler=import_command)
 
     b = sub.add_parser("budgets", help="budgets: spent, utilization, burn rate, projection, when the limit is hit")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     b.set_defaults(handler=budgets_command)
 
     c = sub.add_parser(
@@ -118,7 +118,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(budgets count the one [usage_api.<provider>] budgets names). The collector does this every 15 min.",
     )
     c.add_argument("--cached", action="store_true", help="show the last fetched figures without fetching")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     c.set_defaults(handler=reconcile_command)
 
     p = sub.add_parser(
