@@ -247,3 +247,18 @@ def test_every_json_flag_says_what_it_prints() -> None:
         return bare
 
     assert walk(build_parser(), "llmpulse") == []
+
+
+async def test_cost_panel_names_the_period_of_its_unknown_price_count() -> None:
+    """The Cost panel's "⚠ 28 requests with unknown price" (this month) sat under the prices alert's
+    "57 requests uncosted" (the last 24h): the panel's count says which period it counts."""
+    from tests.snapshot_apps.fixed import fixed_app, fixed_snapshot
+    from tests.tui_helpers import settle
+
+    expected = fixed_snapshot().usage.unknown_price_count
+    for size in ((80, 24), (120, 40)):
+        app = fixed_app()
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot, app)
+            subtitle = str(app.dashboard.panels[2].border_subtitle)
+            assert subtitle == f"⚠ {expected} requests this month with unknown price", (size, subtitle)

@@ -60,13 +60,17 @@ class CostsPanel(Panel[BudgetStatus]):
         )
 
     def subtitle(self, snapshot: Snapshot, view: View) -> str:
-        unknown = unknown_price_count(snapshot)
-        return f"⚠ {fmt.count(unknown)} {fmt.plural(unknown, 'request')} with unknown price" if unknown else ""
+        unknown, period = unknown_price_count(snapshot)
+        if not unknown:
+            return ""
+        # The period is said: the prices alert counts another one (24h) and both can be on screen.
+        return f"⚠ {fmt.count(unknown)} {fmt.plural(unknown, 'request')}{period} with unknown price"
 
 
-def unknown_price_count(snapshot: Snapshot) -> int:
-    """Requests we could not price this period (from the usage summary; budgets as a fallback)."""
+def unknown_price_count(snapshot: Snapshot) -> tuple[int, str]:
+    """Requests we could not price, and the period counted (" this month" from the usage summary; the
+    budgets' own periods, unsaid, as a fallback)."""
     usage = getattr(snapshot, "usage", None)
     if usage is not None and getattr(usage, "unknown_price_count", None) is not None:
-        return int(usage.unknown_price_count)
-    return max((b.unknown_price_count for b in snapshot.budgets), default=0)
+        return int(usage.unknown_price_count), " this month"
+    return max((b.unknown_price_count for b in snapshot.budgets), default=0), ""
