@@ -262,3 +262,21 @@ async def test_cost_panel_names_the_period_of_its_unknown_price_count() -> None:
             await settle(pilot, app)
             subtitle = str(app.dashboard.panels[2].border_subtitle)
             assert subtitle == f"⚠ {expected} requests this month with unknown price", (size, subtitle)
+
+
+def test_the_prices_alert_says_the_period_it_counts(tmp_path: Path) -> None:
+    """The collector counts uncosted requests over the last 24h; the alert said only "57 requests uncosted"
+    under the Cost panel's month figure. Driven through the real collector (daemon --once)."""
+    import json
+
+    db = str(tmp_path / "p.db")
+    for _ in range(2):
+        r = run_cli(
+            tmp_path, "--db", db, "record", "--provider", "openai", "--model", "in-house-9", "--input-tokens", "5"
+        )
+        assert r.returncode == 0, r.stderr
+    assert run_cli(tmp_path, "--db", db, "daemon", "--once").returncode == 0
+    alerts = json.loads(run_cli(tmp_path, "--db", db, "alerts", "--json").stdout)
+    rows = alerts["alerts"] if isinstance(alerts, dict) else alerts
+    message = next(a["message"] for a in rows if a["rule"] == "prices_unknown")
+    assert "2 requests uncosted in the last 24h: openai/in-house-9 (2)" in message, message

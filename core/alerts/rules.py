@@ -464,8 +464,10 @@ def _price_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]:
         "prices_unknown",
         "prices",
         "info",
-        f"{counted(len(models), 'model')} in use with no known price, {counted(total, 'request')} uncosted: "
-        f"{shown}{more}",
+        # The collector counts the last 24h (its unknown-prices step); the dashboard's Cost panel counts the
+        # month: each says its period, so the two figures do not read as contradicting.
+        f"{counted(len(models), 'model')} in use with no known price, {counted(total, 'request')} uncosted "
+        f"in the last 24h: {shown}{more}",
     )
 
 
