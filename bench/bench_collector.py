@@ -104,7 +104,7 @@ async def measure(ctx: Context, history: int, rounds: int, calls_per_s: int) -> 
             costs.append((time.process_time() - cpu) * 1000)
     await collector.probe_clients.aclose()
     await store.close()
-    return statistics.median(costs), len(collector.traffic)
+    return statistics.median(costs), len(getattr(collector, "traffic", ()))
 
 
 def main() -> int:

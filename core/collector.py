@@ -36,7 +36,7 @@ from llmpulse.core.round_flag import RoundFlag
 from llmpulse.core.statuspage import StatusPages, load_incidents, record_readings, status_page_settings
 from llmpulse.core.store import Store
 from llmpulse.core.usage.budgets import budget_statuses
-from llmpulse.core.usage.queries import RequestStats, prune_usage, unknown_price_models
+from llmpulse.core.usage.queries import RequestStats, provider_request_stats, prune_usage, unknown_price_models
 from llmpulse.core.usage.reconcile import RECONCILE_INTERVAL_S, billable, poll_billing
 from llmpulse.core.usage.traffic_window import CatchUp, TrafficWindow, publish
 from llmpulse.core.vocabulary import counted
@@ -98,6 +98,7 @@ class Collector:
         # The health window's real traffic, read incrementally (core/usage/traffic_window.py).
         self.traffic = TrafficWindow(ctx.config.health.window)
         self.last_catch_up: CatchUp | None = None  # what the last round's catch-up read (tests, benchmarks)
+        self._lead_fed = False  # the window was brought up to date in the flag's lead of the coming round
 
     # -- live reload ------------------------------------------------------------------------------
     def reload(self, ctx: Context) -> None:
@@ -143,6 +144,7 @@ class Collector:
     def _lower_early_flag(self) -> None:
         """A flag raised for a round that will not run now (lease lost, stopping, an error)."""
         flag, self._early_flag = self._early_flag, None
+        self._lead_fed = False
         if flag is not None:
             flag.__exit__(None, None, None)
 
@@ -235,19 +237,36 @@ class Collector:
         """The window's traffic per provider at `now`, published for viewers (they read it, not the calls)."""
         if self.traffic.length_s != self.ctx.config.health.window:  # a config reload changed the window
             self.traffic.reset(self.ctx.config.health.window)
-        self.last_catch_up = await self.traffic.catch_up(self.store, now)
-        await publish(self.store, self.traffic, COLLECTOR_LEASE)
-        return self.traffic.stats()
+        window = self.traffic.length_s
+        at = now
+        if self._lead_fed and self.traffic.at is not None and not self.traffic.overflowed:
+            # Brought up to date in the round flag's lead, milliseconds ago, while the ingest finished its
+            # last batch: the figures are as of then (`at`), and that batch is the next round's.
+            self.last_catch_up, at = CatchUp(read=0, expired=0, full_read=False), self.traffic.at
+        else:
+            self.last_catch_up = await self.traffic.catch_up(self.store, now)
+        self._lead_fed = False
+        # Past the calls it may hold (traffic_window.CALLS_MAX) the window keeps none: the roll-ups'
+        # figures then, their p50/p95 marked as the estimates they are.
+        stats = (
+            await provider_request_stats(self.store, now - window, now)
+            if self.traffic.overflowed
+            else self.traffic.stats()
+        )
+        await publish(self.store, stats, at, window, COLLECTOR_LEASE)
+        return stats
 
-    async def _feed_traffic(self) -> None:
-        """Between rounds: bring the window up to date, so the next round has little left to read. A
+    async def _feed_traffic(self, *, lead: bool = False) -> None:
+        """Between rounds: bring the window up to date, so the next round has little or nothing left to
+        read (`lead`: in the round flag's lead, just before the round, which then uses it as it is). A
         failure here is the next round's to report (its own catch-up meets it again)."""
         if self.traffic.length_s != self.ctx.config.health.window:
             return
         try:
             await self.traffic.catch_up(self.store, self.clock.now())
         except Exception:
-            pass
+            return
+        self._lead_fed = lead
 
     async def _wait_feeding(self, stop: asyncio.Event, lost: asyncio.Event, seconds: float, interval: float) -> None:
         """Wait `seconds` (or until stop/lost), feeding the traffic window on the way, the last time at the
@@ -429,7 +448,7 @@ class Collector:
                 self._early_flag = RoundFlag(self.store.path).__enter__()
                 # The ingest finishes the batch it is writing and then waits: what it wrote so far is
                 # read now, in the flag's lead, and the round is left with that last batch at most.
-                await self._feed_traffic()
+                await self._feed_traffic(lead=True)
             remaining = next_round - time.monotonic()
             if remaining > 0:
                 await _wait_any(stop, lost, remaining)

@@ -336,6 +336,16 @@ async def test_between_rounds_the_collector_reads_ahead(tmp_path):
             await collector.run_round()
             assert collector.last_catch_up is not None and collector.last_catch_up.read == 0
             assert figures(collector.traffic) == expected(calls, now + 2 - WINDOW, now + 2)
+            # Read in the round flag's lead: the round uses the window as of then, and a batch the ingest
+            # stored in between is the next round's.
+            await collector._feed_traffic(lead=True)
+            last_moment = skewed(rng, "openai", 40, now + 2)
+            await store_calls(store, last_moment, now + 2)
+            await collector.run_round()
+            assert figures(collector.traffic) == expected(calls, now + 2 - WINDOW, now + 2)
+            await collector.run_round()
+            assert collector.last_catch_up.read == 40
+            assert figures(collector.traffic) == expected(calls + last_moment, now + 2 - WINDOW, now + 2)
         finally:
             await store.close()
 
@@ -362,3 +372,36 @@ async def test_a_crowded_second_leaves_the_window_call_by_call(tmp_path):
             assert figures(window) == expected(calls, at - WINDOW, at), step
     finally:
         await store.close()
+
+
+async def test_past_the_calls_it_may_hold_the_window_says_estimate_then_recovers(tmp_path, monkeypatch):
+    """Memory is bounded: past CALLS_MAX calls the collector keeps none, publishes the roll-ups' figures
+    marked as estimates (shown ≈), and goes back to exact ones once the window has room again."""
+    from llmpulse.core.usage import traffic_window
+
+    monkeypatch.setattr(traffic_window, "CALLS_MAX", 500)
+    monkeypatch.setattr(queries, "HEALTH_EXACT_CALLS_MAX", 100)
+    rng = random.Random(14)
+    now = T0
+    early = [Call("openai", now - 880 + rng.uniform(0, 10), rng.uniform(80, 1400)) for _ in range(450)]
+    late = [Call("openai", now - rng.uniform(0, 300), rng.uniform(80, 1400)) for _ in range(150)]
+    with Fleet([FakeProvider("openai", key=KEY)]) as fleet:
+        ctx = make_ctx(tmp_path, fleet)
+        store = await Store.open(ctx.db_path)
+        try:
+            await store_calls(store, early + late, now)
+            clock = ManualClock(now)
+            collector = Collector(ctx, store, clock, on_event=lambda _: None)
+            await collector.run_round()
+            assert collector.traffic.overflowed and len(collector.traffic) == 0
+            (h,) = [h for h in (await build_snapshot(store, ctx, now)).providers if h.provider_id == "openai"]
+            assert h.requests == 600 and not h.p95_exact and provider_row(h)[6].startswith("≈")
+            clock.advance(120)  # the early calls leave (their minute too): 150 in the window, room again
+            await collector.run_round()
+            assert not collector.traffic.overflowed and collector.last_catch_up.full_read
+            truth = expected(early + late, now + 120 - WINDOW, now + 120)
+            assert figures(collector.traffic) == truth
+            (h,) = [h for h in (await build_snapshot(store, ctx, now + 120)).providers if h.provider_id == "openai"]
+            assert h.p95_exact and h.p95_ms == truth["openai"][4]
+        finally:
+            await store.close()

@@ -17,7 +17,10 @@ left since the last round, not on how many the window holds.
   largest id + 1 — and would give a deleted largest id again. Retention never deletes the largest
   (core/usage/queries.py prune_usage), and a largest id found below the cursor moves the cursor back.
 - Memory: about 75 bytes per call in the window (its time, latency and flags, and the latency's place
-  in the sorted list; measured with tracemalloc): 300,000 calls ~23 MB.
+  in the sorted list; measured with tracemalloc): 300,000 calls ~23 MB. Past CALLS_MAX calls (2 million,
+  ~150 MB: 2,200 calls/s sustained for 15 min) the window lets go of them all and says so (`overflowed`):
+  the collector then publishes the roll-ups' figures, their p50/p95 marked as estimates, until the
+  window holds few enough calls to be read again whole.
 - A new collector (a restart, a takeover) reads the window once: the cursor starts below the smallest
   id stamped inside it.
 """
@@ -40,6 +43,8 @@ QUANTILES = (0.5, 0.95)
 # trip per few calls.
 READ_BATCH = 20_000
 ERROR, FALLBACK = 1, 2  # a call's flags
+CALLS_MAX = 2_000_000  # calls kept in memory; past this, estimates (see the module's notes)
+REFILL_BELOW = 0.8  # an overflowed window is read again once the roll-ups count fewer than this share
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,17 @@ async def first_id_since(store: Store, since: float, upto_id: int) -> int | None
     """The smallest id of a call stamped at or after `since` (found through the ts index)."""
     row = await store.fetchone("SELECT MIN(id) FROM usage_calls WHERE ts >= ? AND id <= ?", (since, upto_id))
     return int(row[0]) if row and row[0] is not None else None
+
+
+async def calls_since(store: Store, since: float) -> int:
+    """How many calls the minute roll-ups count from the minute holding `since` on (a few rows: an upper
+    bound of the window's calls, read before deciding to hold them all in memory)."""
+    row = await store.fetchone(
+        "SELECT COALESCE(SUM(requests), 0) FROM usage_rollups WHERE grain = 'm' AND dim = 'total' AND key = '*' "
+        "AND start >= ?",
+        (since - since % 60,),
+    )
+    return int(row[0]) if row else 0
 
 
 async def calls_after(store: Store, after_id: int, upto_id: int, since: float, limit: int) -> list[CallRow]:
@@ -226,6 +242,8 @@ class TrafficWindow:
         self.at: float | None = None  # the window's end (`now`) at the last catch-up
         self._calls: dict[str, _ProviderCalls] = {}
         self._ahead: list[tuple[float, int, str, float | None, int]] = []  # heap of calls stamped after `at`
+        # More than CALLS_MAX calls in the window: none is kept, stats() is empty, the owner estimates.
+        self.overflowed = False
 
     def reset(self, length_s: float | None = None) -> None:
         """Forget everything: the next catch-up reads the whole window (of a new length, if given)."""
@@ -233,6 +251,7 @@ class TrafficWindow:
             self.length_s = length_s
         self.cursor = self.since = self.at = None
         self._calls, self._ahead = {}, []
+        self.overflowed = False
 
     async def catch_up(self, store: Store, now: float) -> CatchUp:
         since = now - self.length_s
@@ -241,6 +260,11 @@ class TrafficWindow:
         upto = await largest_call_id(store)
         full = self.cursor is None
         if self.cursor is None:
+            limit = CALLS_MAX * REFILL_BELOW if self.overflowed else CALLS_MAX
+            if await calls_since(store, since) > limit:
+                self._overflow(now)
+                return CatchUp(read=0, expired=0, full_read=False)
+            self.overflowed = False
             first = await first_id_since(store, since, upto)
             self.cursor = upto if first is None else first - 1
         elif upto < self.cursor:
@@ -262,6 +286,9 @@ class TrafficWindow:
                 self._provider(provider).add(calls)
             read += len(rows)
             self.cursor = rows[-1].id if len(rows) == READ_BATCH else upto
+            if len(self) + len(self._ahead) > CALLS_MAX:
+                self._overflow(now)
+                return CatchUp(read=read, expired=expired, full_read=full)
         while self._ahead and self._ahead[0][0] <= now:
             ts, _, provider, latency_ms, flags = heapq.heappop(self._ahead)
             self._provider(provider).add([(ts, latency_ms, flags)])
@@ -269,6 +296,12 @@ class TrafficWindow:
             del self._calls[provider]
         self.since, self.at = since, now
         return CatchUp(read=read, expired=expired, full_read=full)
+
+    def _overflow(self, now: float) -> None:
+        """Too many calls to hold: let go of them all; the next catch-up counts again before reading."""
+        self.reset()
+        self.overflowed = True
+        self.at = now
 
     def _provider(self, provider: str) -> _ProviderCalls:
         calls = self._calls.get(provider)
@@ -296,14 +329,10 @@ class PublishedTraffic:
     stats: dict[str, RequestStats]
 
 
-async def publish(store: Store, window: TrafficWindow, lease: str) -> None:
-    """Replace the published figures with the window's (one row per provider with calls in it: a
-    provider whose calls all left the window has no figures, not its old ones)."""
-    if window.at is None:
-        return
-    rows = [
-        (p, s.requests, s.errors, s.fallbacks, s.p50_ms, s.p95_ms, int(s.p95_exact)) for p, s in window.stats().items()
-    ]
+async def publish(store: Store, stats: dict[str, RequestStats], at: float, window_s: float, lease: str) -> None:
+    """Replace the published figures with these (one row per provider with calls in the window: a
+    provider whose calls all left it has no figures, not its old ones)."""
+    rows = [(p, s.requests, s.errors, s.fallbacks, s.p50_ms, s.p95_ms, int(s.p95_exact)) for p, s in stats.items()]
     async with store.transaction() as conn:
         await conn.execute("DELETE FROM provider_traffic")
         await conn.executemany(
@@ -314,7 +343,7 @@ async def publish(store: Store, window: TrafficWindow, lease: str) -> None:
         await conn.execute(
             "INSERT INTO traffic_published (lease, at, window_s) VALUES (?, ?, ?) "
             "ON CONFLICT(lease) DO UPDATE SET at = excluded.at, window_s = excluded.window_s",
-            (lease, window.at, window.length_s),
+            (lease, at, window_s),
         )
 
 
