@@ -30,6 +30,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -47,25 +48,20 @@ CALLS_MAX = 2_000_000  # calls kept in memory; past this, estimates (see the mod
 REFILL_BELOW = 0.8  # an overflowed window is read again once the roll-ups count fewer than this share
 
 
-@dataclass(frozen=True)
-class CallRow:
-    """One stored call, as the window needs it."""
-
-    id: int
-    ts: float
-    provider: str
-    latency_ms: float | None
-    flags: int  # ERROR | FALLBACK
+# One stored call, as the window needs it: (id, ts, provider, latency_ms or None, flags ERROR|FALLBACK).
+# A plain tuple built by sqlite3 itself: the window reads tens of thousands a second under heavy ingest.
+CallRow = tuple[int, float, str, float | None, int]
 
 
 # The one place that knows how calls are stored (usage_calls + usage_attrs, core/schema.py): a change
 # of storage changes these two queries. The time filter is kept off the ts index (`+c.ts`): the id
 # range is the scan, and an import of old lines is skipped inside SQLite, never read into Python.
+# A latency that cannot be ranked (an infinity; SQLite stores NaN as NULL) is read as none.
 _CALLS_AFTER = (
-    "SELECT c.id, c.ts, a.provider, c.latency_ms, "
+    "SELECT c.id, c.ts, a.provider, CASE WHEN c.latency_ms BETWEEN -1e308 AND 1e308 THEN c.latency_ms END, "
     f"(CASE WHEN a.status = 'error' THEN {ERROR} ELSE 0 END) | (CASE WHEN a.is_fallback THEN {FALLBACK} ELSE 0 END) "
     "FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs "
-    "WHERE c.id > ? AND c.id <= ? AND +c.ts >= ? ORDER BY c.id LIMIT ?"
+    "WHERE c.id > ? AND c.id <= ? AND +c.ts >= ? AND +c.ts <= 1e308 ORDER BY c.id LIMIT ?"
 )
 
 
@@ -93,16 +89,13 @@ async def calls_since(store: Store, since: float) -> int:
 
 async def calls_after(store: Store, after_id: int, upto_id: int, since: float, limit: int) -> list[CallRow]:
     """Up to `limit` calls with after_id < id <= upto_id stamped at or after `since`, by id."""
-    rows = await store.fetchall(_CALLS_AFTER, (after_id, upto_id, since, limit))
-    return [CallRow(int(r[0]), float(r[1]), str(r[2]), _latency(r[3]), int(r[4])) for r in rows]
 
+    def read(conn: sqlite3.Connection) -> list[CallRow]:
+        cursor = conn.cursor()
+        cursor.row_factory = None  # plain tuples, not sqlite3.Row
+        return cursor.execute(_CALLS_AFTER, (after_id, upto_id, since, limit)).fetchall()
 
-def _latency(value: object) -> float | None:
-    """A latency that can be ranked (a NaN would break the sorted order): else the call is untimed."""
-    if value is None:
-        return None
-    ms = float(value)  # type: ignore[arg-type]
-    return ms if math.isfinite(ms) else None
+    return await store.run_sync(read)
 
 
 def nearest_rank(ordered: SortedList, q: float) -> float | None:
@@ -124,13 +117,6 @@ class _Second:
         self.latencies: list[float | None] = []
         self.flags = bytearray()
         self.in_order = True  # stamps ascending (calls mostly arrive in time order)
-
-    def append(self, ts: float, latency_ms: float | None, flags: int) -> None:
-        if self.in_order and self.stamps and ts < self.stamps[-1]:
-            self.in_order = False
-        self.stamps.append(ts)
-        self.latencies.append(latency_ms)
-        self.flags.append(flags)
 
     def cut_before(self, since: float) -> tuple[list[float | None], bytearray]:
         """Take out the calls stamped before `since`: their latencies and flags."""
@@ -155,21 +141,32 @@ class _ProviderCalls:
     errors: int = 0
     fallbacks: int = 0
 
-    def add(self, calls: list[tuple[float, float | None, int]]) -> None:
-        """Calls (ts, latency, flags) in the window."""
+    def add(self, calls: list[CallRow]) -> None:
+        """Calls of this provider in the window. The loop is spelled out (no method call per call): under
+        heavy ingest it runs tens of thousands of times a second."""
         timed = []
-        for ts, latency_ms, flags in calls:
-            key = math.floor(ts)
-            second = self.seconds.get(key)
+        seconds, floor = self.seconds, math.floor
+        errors = fallbacks = 0
+        for _, ts, _, latency_ms, flags in calls:
+            key = floor(ts)
+            second = seconds.get(key)
             if second is None:
-                second = self.seconds[key] = _Second()
+                second = seconds[key] = _Second()
                 heapq.heappush(self.order, key)
-            second.append(ts, latency_ms, flags)
-            self.errors += flags & ERROR
-            self.fallbacks += (flags & FALLBACK) >> 1
+            stamps = second.stamps
+            if second.in_order and stamps and ts < stamps[-1]:
+                second.in_order = False
+            stamps.append(ts)
+            second.latencies.append(latency_ms)
+            second.flags.append(flags)
+            if flags:
+                errors += flags & ERROR
+                fallbacks += (flags & FALLBACK) >> 1
             if latency_ms is not None:
                 timed.append(latency_ms)
         self.requests += len(calls)
+        self.errors += errors
+        self.fallbacks += fallbacks
         self.latencies.update(timed)
 
     def expire(self, since: float) -> int:
@@ -274,24 +271,25 @@ class TrafficWindow:
         read = 0
         while self.cursor < upto:
             rows = await calls_after(store, self.cursor, upto, since, READ_BATCH)
-            arrived: dict[str, list[tuple[float, float | None, int]]] = {}
+            arrived: dict[str, list[CallRow]] = {}
             for row in rows:
-                if not math.isfinite(row.ts):
-                    continue
-                if row.ts <= now:
-                    arrived.setdefault(row.provider, []).append((row.ts, row.latency_ms, row.flags))
+                if row[1] <= now:
+                    calls = arrived.get(row[2])
+                    if calls is None:
+                        calls = arrived[row[2]] = []
+                    calls.append(row)
                 else:
-                    heapq.heappush(self._ahead, (row.ts, row.id, row.provider, row.latency_ms, row.flags))
+                    heapq.heappush(self._ahead, row[1:2] + row[0:1] + row[2:])
             for provider, calls in arrived.items():
                 self._provider(provider).add(calls)
             read += len(rows)
-            self.cursor = rows[-1].id if len(rows) == READ_BATCH else upto
+            self.cursor = rows[-1][0] if len(rows) == READ_BATCH else upto
             if len(self) + len(self._ahead) > CALLS_MAX:
                 self._overflow(now)
                 return CatchUp(read=read, expired=expired, full_read=full)
         while self._ahead and self._ahead[0][0] <= now:
-            ts, _, provider, latency_ms, flags = heapq.heappop(self._ahead)
-            self._provider(provider).add([(ts, latency_ms, flags)])
+            ts, call_id, provider, latency_ms, flags = heapq.heappop(self._ahead)
+            self._provider(provider).add([(call_id, ts, provider, latency_ms, flags)])
         for provider in [p for p, calls in self._calls.items() if not calls.requests]:
             del self._calls[provider]
         self.since, self.at = since, now
