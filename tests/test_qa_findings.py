@@ -280,3 +280,21 @@ def test_the_prices_alert_says_the_period_it_counts(tmp_path: Path) -> None:
     rows = alerts["alerts"] if isinstance(alerts, dict) else alerts
     message = next(a["message"] for a in rows if a["rule"] == "prices_unknown")
     assert "2 requests uncosted in the last 24h: openai/in-house-9 (2)" in message, message
+
+
+@pytest.mark.parametrize("bad", ["folder", "garbage"])
+def test_the_dashboard_refuses_a_database_it_cannot_use_in_one_line(tmp_path: Path, bad: str) -> None:
+    """`llmpulse --db /tmp` (or a file that is not SQLite) opened an empty dashboard that said
+    "loading…" and "⚠ StoreError: … e.g." cut at the edge, and exited 0: it is refused before the screen
+    opens, in the one line `status` gives, exit 2."""
+    path = tmp_path / "folder"
+    path.mkdir()
+    if bad == "garbage":
+        path = tmp_path / "garbage.db"
+        path.write_text("not a database\n")
+    for argv in (["--db", str(path)], ["--db", str(path), "watch"]):
+        proc = run_cli(tmp_path, *argv)
+        status = run_cli(tmp_path, "--db", str(path), "status")
+        assert proc.returncode == 2 and status.returncode == 2, (proc.stderr, status.stderr)
+        assert proc.stderr == status.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert "terminal" not in proc.stderr

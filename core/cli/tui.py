@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from llmpulse.core.cli.common import CliError, context_from
@@ -110,6 +111,9 @@ def _require_terminal() -> None:
 
 def watch_command(args: argparse.Namespace) -> int:
     ctx = context_from(args)
+    # A folder or a file that is not SQLite as --db is refused here, in the line `status` gives: inside
+    # the dashboard it was an empty screen saying "loading…" beside a cut error, and an exit code of 0.
+    asyncio.run(_check_database(ctx.db_path))
     _require_terminal()
     from llmpulse.tui.app import run_dashboard
 
@@ -119,6 +123,15 @@ def watch_command(args: argparse.Namespace) -> int:
         collect=not args.no_collect,
         reload_context=lambda: context_from(args, bad_env_lines="quiet"),
     )
+
+
+async def _check_database(path: Path) -> None:
+    """Open an existing database as the dashboard's viewer will, then close it (a missing one is left for
+    the dashboard to create, as before)."""
+    from llmpulse.core.store import Store
+
+    if path.exists():
+        await (await Store.open_reader(path)).close()
 
 
 def demo_command(args: argparse.Namespace) -> int:
