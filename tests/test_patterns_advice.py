@@ -76,6 +76,48 @@ async def test_patterns_hours_weekdays_growth_and_trends(tmp_path: Path) -> None
     assert sum(trend.requests) == 40
 
 
+async def test_a_24h_report_counts_the_last_86400_seconds_in_every_figure(tmp_path: Path) -> None:
+    """The "24h" range starting mid-hour: calls in that hour before the start, and in that UTC day, are outside
+    it. Hours, weekdays, per-day trends and the hourly totals all add up to the calls in the range
+    (before, the first hour and day were read whole: 2,367 by weekday against 2,206 in total)."""
+    from llmpulse.core.usage.queries import hourly_totals
+
+    now = time.time()
+    now = now - now % 3600 + 37 * 60 + 11.5  # a range starting and ending mid-hour
+    since = now - 86400
+    records = [call(since - 120 - 97 * i, "openai", "gpt-4o") for i in range(30)]  # just before: out
+    records += [call(since + 5 + 173 * i, "groq", "llama-3.3-70b") for i in range(499)]
+    records += [call(since + 11 + 211 * i, "openai", "gpt-4o-mini") for i in range(409)]
+    records.append(call(now - 1, "groq", "llama-3.3-70b"))
+    store = await Store.open(tmp_path / "p.db")
+    try:
+        await ingest(store, records, pricing())
+        got = await usage_patterns(store, "provider", since, now, BERLIN)
+        hours = await hourly_totals(store, since, now)
+    finally:
+        await store.close()
+
+    inside = [r for r in records if since <= r.ts <= now]
+    assert len(inside) == 909 and len(records) - len(inside) == 30
+    assert sum(s.requests for s in got.by_hour) == len(inside)
+    assert sum(s.requests for s in got.by_weekday) == len(inside)
+    assert sum(n for _, n, _ in hours) == len(inside)
+    first_hour = since - since % 3600
+    assert {h: n for h, n, _ in hours}[first_hour] == sum(1 for r in inside if r.ts < first_hour + 3600)
+    cost = {r.provider: 0.0 for r in inside}
+    per_day: dict[tuple[str, float], int] = {}
+    for r in inside:
+        price = PRICES[(r.provider, r.model)]
+        cost[r.provider] += (r.input_tokens * price.input + r.output_tokens * price.output) / 1e6
+        per_day[(r.provider, r.ts - r.ts % 86400)] = per_day.get((r.provider, r.ts - r.ts % 86400), 0) + 1
+    trends = {t.key: t for t in got.trends}
+    for provider, expected in cost.items():
+        assert math.isclose(sum(trends[provider].cost_usd), expected, rel_tol=1e-9)
+        days = dict(zip(trends[provider].days, trends[provider].requests, strict=True))
+        assert days == {d: per_day.get((provider, d), 0) for d in trends[provider].days}
+    assert math.isclose(sum(s.cost_usd for s in got.by_weekday), sum(cost.values()), rel_tol=1e-9)
+
+
 async def test_advice_names_error_patterns_and_the_cheapest_model_within_bounds(tmp_path: Path) -> None:
     now = time.time()
     records = []

@@ -1,6 +1,7 @@
-"""Usage patterns over a period, from the hourly and daily roll-ups: when the traffic comes (hour of day
-and weekday, in the budget time zone), which models are used most and which grow fastest, and each
-group's daily trend.
+"""Usage patterns over a period, from the hourly and daily roll-ups (and the raw calls of the period's
+partial first and last hour or day, so every figure covers exactly the period): when the traffic comes
+(hour of day and weekday, in the budget time zone), which models are used most and which grow fastest,
+and each group's daily trend.
 
 Hour roll-ups start on whole UTC hours; in a zone whose offset is not whole hours (India, +5:30) an
 hour's traffic is counted in the local hour its UTC hour starts in.
@@ -15,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from llmpulse.core.store import Store
+from llmpulse.core.usage.queries import series
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 TOP = 5
@@ -63,12 +65,7 @@ class Patterns:
 
 
 async def _hourly(store: Store, dim: str, since: float, until: float) -> list[tuple[float, str, int, float]]:
-    rows = await store.fetchall(
-        "SELECT start, key, requests, cost_usd FROM usage_rollups WHERE grain = 'h' AND dim = ? "
-        "AND start >= ? AND start < ? ORDER BY start",
-        (dim, since - since % 3600, until),
-    )
-    return [(float(r[0]), str(r[1]), int(r[2]), float(r[3])) for r in rows]
+    return [(b.start, b.key, b.requests, b.cost_usd) for b in await series(store, dim, since, until, 3600)]
 
 
 def _slots(hours: list[tuple[float, str, int, float]], tz: ZoneInfo) -> tuple[list[Slot], list[Slot]]:
@@ -115,16 +112,11 @@ async def usage_patterns(store: Store, by: str, since: float, until: float, tz: 
     ]
     index = {d: i for i, d in enumerate(days)}
     per_key: dict[str, Trend] = {}
-    rows = await store.fetchall(
-        "SELECT start, key, requests, cost_usd FROM usage_rollups WHERE grain = 'd' AND dim = ? "
-        "AND start >= ? AND start < ? ORDER BY start",
-        (by, first_day, until),
-    )
-    for r in rows:
-        trend = per_key.setdefault(str(r[1]), Trend(str(r[1]), days, [0] * len(days), [0.0] * len(days)))
-        i = index.get(float(r[0]))
+    for b in await series(store, by, since, until, 86400):
+        trend = per_key.setdefault(b.key, Trend(b.key, days, [0] * len(days), [0.0] * len(days)))
+        i = index.get(b.start)
         if i is not None:
-            trend.requests[i] += int(r[2])
-            trend.cost_usd[i] += float(r[3])
+            trend.requests[i] += b.requests
+            trend.cost_usd[i] += b.cost_usd
     trends = sorted(per_key.values(), key=lambda t: (-sum(t.cost_usd), -sum(t.requests), t.key))
     return Patterns(str(tz), by_hour, by_weekday, most_used, fastest[:TOP], trends)

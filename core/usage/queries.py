@@ -762,14 +762,67 @@ async def daily_totals(
     return out
 
 
+@dataclass(frozen=True)
+class BucketSums:
+    start: float  # the UTC hour or day the figures belong to
+    key: str
+    requests: int
+    tokens: int  # input + output
+    cost_usd: float
+
+
+async def series(store: Store, dim: str, since: float, until: float, width: float) -> list[BucketSums]:
+    """Per UTC hour (`width` 3600) or day (86400) and key, `dim`'s figures over [since, until) to the
+    second: whole buckets from the roll-ups of that grain, the parts of the first and last bucket inside
+    the range from the raw calls (while kept). Reading the first bucket whole counted what came before
+    `since`: "24h" showed the hour before it, and its weekdays and days did not add up to the total."""
+    grain = {3600.0: "h", 86400.0: "d"}[float(width)]
+    after = math.nextafter(until, math.inf)  # a call stamped exactly `until` counts
+    first_whole, end_whole = -(-since // width) * width, until - until % width
+    sums: dict[tuple[float, str], list[float]] = {}
+    if grain not in DIM_GRAINS[dim]:  # not rolled up at that grain: every bucket from the raw calls
+        parts = [(max(since, b), min(after, b + width)) for b in _starts(since, until, width)]
+    elif first_whole >= after:  # inside one bucket
+        parts = [(since, after)]
+    else:
+        for start, key, requests, tokens, cost in await store.fetchall(
+            "SELECT start, key, requests, input_tokens + output_tokens, cost_usd FROM usage_rollups "
+            "WHERE grain = ? AND dim = ? AND start >= ? AND start < ?",
+            (grain, dim, first_whole, end_whole),
+        ):
+            sums[(float(start), str(key))] = [float(requests), float(tokens), float(cost)]
+        parts = [(since, first_whole), (end_whole, after)]
+    for lo, hi in parts:
+        if hi <= lo:
+            continue
+        if grain == "d" and "h" in DIM_GRAINS[dim]:  # a partial day: its whole hours rolled up, the rest raw
+            for b in await series(store, dim, lo, math.nextafter(hi, -math.inf), 3600):
+                acc = sums.setdefault((lo - lo % width, b.key), [0.0, 0.0, 0.0])
+                acc[0] += b.requests
+                acc[1] += b.tokens
+                acc[2] += b.cost_usd
+            continue
+        for key, raw in (await _part_sums(store, dim, lo, hi, None)).items():
+            if dim in OPTIONAL_DIMS and key == none_key(dim):
+                continue  # as in the roll-ups, which keep no row for calls without one
+            acc = sums.setdefault((lo - lo % width, key), [0.0, 0.0, 0.0])
+            acc[0] += raw[0]
+            acc[1] += raw[3] + raw[4]
+            acc[2] += raw[_COST - 1]
+    return [
+        BucketSums(start, key, int(v[0]), int(v[1]), v[2]) for (start, key), v in sorted(sums.items()) if v[0] or v[2]
+    ]
+
+
+def _starts(since: float, until: float, width: float) -> list[float]:
+    first = since - since % width
+    return [first + width * i for i in range(int((until - first) // width) + 1) if first + width * i <= until]
+
+
 async def hourly_totals(store: Store, since: float, until: float) -> list[tuple[float, int, float]]:
-    """(hour start, requests, cost) for the whole traffic — the busiest hours and the burn rate."""
-    rows = await store.fetchall(
-        "SELECT start, requests, cost_usd FROM usage_rollups WHERE grain = 'h' AND dim = 'total' "
-        "AND start >= ? AND start < ? ORDER BY start",
-        (since - since % 3600, until),
-    )
-    return [(float(r[0]), int(r[1]), float(r[2])) for r in rows]
+    """(hour start, requests, cost) for the whole traffic — the busiest hours and the burn rate; the
+    first and last hour count only their part inside [since, until)."""
+    return [(b.start, b.requests, b.cost_usd) for b in await series(store, "total", since, until, 3600)]
 
 
 # The health model's percentiles are exact (nearest rank over the raw calls) up to this many calls in
