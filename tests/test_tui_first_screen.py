@@ -80,6 +80,18 @@ async def test_a_long_subject_is_cut_so_the_message_keeps_its_room():
     alerts = [
         _alert(1, "critical", "firing", "provider_down", "groq", "Groq down: 5 of 5 probes failed (timeout)", 60),
         _alert(2, "warning", "firing", "budget", long_subject, f"budget {long_subject} at 85% of $790", 120),
+        # "acked silenced 1h59m escalated": the longest state words, capped like the subject
+        _alert(
+            3,
+            "critical",
+            "acknowledged",
+            "provider_down",
+            "xai",
+            "xAI down",
+            300,
+            escalated=True,
+            silenced_until=NOW + 7140,
+        ),
     ]
     snap = dataclasses.replace(fixed_snapshot(), alerts=alerts)
     for width, subject_cap in ((80, 14), (120, 28)):
@@ -88,10 +100,13 @@ async def test_a_long_subject_is_cut_so_the_message_keeps_its_room():
             await settle(pilot, app)
             await pilot.pause(0.05)
             table = app.dashboard.panels[3].table
-            rows = {line(table, y).split()[0]: line(table, y) for y in (1, 2)}
+            rows = {line(table, y).split()[0]: line(table, y) for y in (1, 2, 3)}
             subject_col = table.columns[next(k for k in table.columns if k.value == "subject")]
             message_col = table.columns[next(k for k in table.columns if k.value == "message")]
+            state_col = table.columns[next(k for k in table.columns if k.value == "state")]
             assert subject_col.width <= subject_cap, (width, subject_col.width)
+            assert state_col.width <= (16 if width == 80 else 32), (width, state_col.width)
+            assert table.virtual_size.width <= table.size.width, "no horizontal scrolling"
             # What is left after the capped subject goes to the message: more than the subject gets.
             assert message_col.width > subject_col.width, (width, message_col.width)
             if width == 80:

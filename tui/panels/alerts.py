@@ -46,7 +46,7 @@ class AlertsPanel(Panel[Alert]):
     flex_column = "message"
     # "department:Engineering/month" must not halve every message at 80 columns; the message and the
     # alert's screen name the subject in full.
-    capped_columns = {"subject": (14, 28)}
+    capped_columns = {"subject": (14, 28), "state": (16, 32)}
 
     def items(self, snapshot: Snapshot, view: View) -> list[Alert]:
         # Without a filter nothing need be worded to be matched (hundreds of alerts, every second).
