@@ -38,7 +38,7 @@ from llmpulse.core.store import Store
 from llmpulse.core.usage.budgets import budget_statuses
 from llmpulse.core.usage.queries import RequestStats, provider_request_stats, prune_usage, unknown_price_models
 from llmpulse.core.usage.reconcile import RECONCILE_INTERVAL_S, billable, poll_billing
-from llmpulse.core.usage.traffic_window import CatchUp, TrafficWindow, publish
+from llmpulse.core.usage.traffic_window import CatchUp, TrafficWindow, write_published
 from llmpulse.core.vocabulary import counted
 
 log = logging.getLogger("llmpulse.collector")
@@ -99,6 +99,7 @@ class Collector:
         self.traffic = TrafficWindow(ctx.config.health.window)
         self.last_catch_up: CatchUp | None = None  # what the last round's catch-up read (tests, benchmarks)
         self._lead_fed = False  # the window was brought up to date in the flag's lead of the coming round
+        self._unpublished: tuple[dict[str, RequestStats], float, float] | None = None  # this round's traffic
 
     # -- live reload ------------------------------------------------------------------------------
     def reload(self, ctx: Context) -> None:
@@ -253,7 +254,9 @@ class Collector:
             if self.traffic.overflowed
             else self.traffic.stats()
         )
-        await publish(self.store, stats, at, window, COLLECTOR_LEASE)
+        # Published with the round's status, in one commit (one write fewer while ingest runs): a viewer
+        # sees the figures and the round they belong to together.
+        self._unpublished = (stats, at, window)
         return stats
 
     async def _feed_traffic(self, *, lead: bool = False) -> None:
@@ -333,23 +336,27 @@ class Collector:
                         self.on_event(f"usage api {r.provider_id}: {r.error}")
 
     async def _write_status(self, report: RoundReport) -> None:
-        await self.store.execute(
-            "INSERT INTO collector_status (lease, holder, rounds, last_started_at, last_finished_at, "
-            "last_duration_ms, last_errors, sees) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(lease) DO UPDATE SET "
-            "holder = excluded.holder, rounds = excluded.rounds, last_started_at = excluded.last_started_at, "
-            "last_finished_at = excluded.last_finished_at, last_duration_ms = excluded.last_duration_ms, "
-            "last_errors = excluded.last_errors, sees = excluded.sees",
-            (
-                COLLECTOR_LEASE,
-                self.lease_holder,
-                self.rounds,
-                report.started_at,
-                self.clock.now(),
-                report.duration_ms,
-                json.dumps(report.errors),
-                json.dumps(self.visible_ids()),
-            ),
-        )
+        unpublished, self._unpublished = self._unpublished, None
+        async with self.store.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO collector_status (lease, holder, rounds, last_started_at, last_finished_at, "
+                "last_duration_ms, last_errors, sees) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(lease) DO UPDATE SET "
+                "holder = excluded.holder, rounds = excluded.rounds, last_started_at = excluded.last_started_at, "
+                "last_finished_at = excluded.last_finished_at, last_duration_ms = excluded.last_duration_ms, "
+                "last_errors = excluded.last_errors, sees = excluded.sees",
+                (
+                    COLLECTOR_LEASE,
+                    self.lease_holder,
+                    self.rounds,
+                    report.started_at,
+                    self.clock.now(),
+                    report.duration_ms,
+                    json.dumps(report.errors),
+                    json.dumps(self.visible_ids()),
+                ),
+            )
+            if unpublished is not None:
+                await write_published(conn, *unpublished, COLLECTOR_LEASE)
 
     lease_holder = "local"
     # Why this process's own collection cannot run (a read-only or locked database), None when it can.

@@ -34,6 +34,7 @@ import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 
+import aiosqlite
 from sortedcontainers import SortedList
 
 from llmpulse.core.store import Store
@@ -328,21 +329,28 @@ class PublishedTraffic:
 
 
 async def publish(store: Store, stats: dict[str, RequestStats], at: float, window_s: float, lease: str) -> None:
-    """Replace the published figures with these (one row per provider with calls in the window: a
-    provider whose calls all left it has no figures, not its old ones)."""
-    rows = [(p, s.requests, s.errors, s.fallbacks, s.p50_ms, s.p95_ms, int(s.p95_exact)) for p, s in stats.items()]
+    """Replace the published figures with these, in a transaction of their own."""
     async with store.transaction() as conn:
-        await conn.execute("DELETE FROM provider_traffic")
-        await conn.executemany(
-            "INSERT INTO provider_traffic (provider_id, requests, errors, fallbacks, p50_ms, p95_ms, p95_exact) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        await conn.execute(
-            "INSERT INTO traffic_published (lease, at, window_s) VALUES (?, ?, ?) "
-            "ON CONFLICT(lease) DO UPDATE SET at = excluded.at, window_s = excluded.window_s",
-            (lease, at, window_s),
-        )
+        await write_published(conn, stats, at, window_s, lease)
+
+
+async def write_published(
+    conn: aiosqlite.Connection, stats: dict[str, RequestStats], at: float, window_s: float, lease: str
+) -> None:
+    """Replace the published figures with these (one row per provider with calls in the window: a
+    provider whose calls all left it has no figures, not its old ones), inside the caller's transaction."""
+    rows = [(p, s.requests, s.errors, s.fallbacks, s.p50_ms, s.p95_ms, int(s.p95_exact)) for p, s in stats.items()]
+    await conn.execute("DELETE FROM provider_traffic")
+    await conn.executemany(
+        "INSERT INTO provider_traffic (provider_id, requests, errors, fallbacks, p50_ms, p95_ms, p95_exact) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    await conn.execute(
+        "INSERT INTO traffic_published (lease, at, window_s) VALUES (?, ?, ?) "
+        "ON CONFLICT(lease) DO UPDATE SET at = excluded.at, window_s = excluded.window_s",
+        (lease, at, window_s),
+    )
 
 
 async def published_traffic(store: Store, lease: str) -> PublishedTraffic | None:
