@@ -24,6 +24,9 @@ LINES = [
     {"provider": "openai", "model": "gpt-4o", "input_tokens": 1, "endpoint": "a\u2028b", "request_id": "r2"},
     {"provider": "openai", "model": "gpt-4o", "input_tokens": -3},
     {"provider": "openai", "model": "gpt-4o", "input_tokens": 7, "colour": "blue"},
+    # one slip from a catalog id: a typo, not a new provider (it would split openai's spend)
+    {"provider": "opneai", "model": "gpt-4o", "input_tokens": 9, "request_id": "r3"},
+    {"provider": "openai", "model": "gpt-4o", "input_tokens": 2},
 ]
 BODY = "\n".join(x if isinstance(x, str) else json.dumps(x, ensure_ascii=False) for x in LINES) + "\n\n"
 
@@ -52,21 +55,22 @@ async def test_records_stored_once_bad_lines_named_like_import(tmp_path):
     finally:
         await server.stop()
         await store.close()
-    assert (first["stored"], first["already_there"], first["bad"]) == (3, 0, 3)
-    assert (again["stored"], again["already_there"]) == (0, 3)  # sent twice, stored once
+    assert (first["stored"], first["already_there"], first["bad"]) == (4, 0, 4)
+    assert (again["stored"], again["already_there"]) == (0, 4)  # sent twice, stored once
     # the same lines through `llmpulse import` say the same about the same line numbers
     (tmp_path / "calls.jsonl").write_text(BODY)  # (plus a raw U+2028 inside a string: one line, not two)
     cli = run_cli(tmp_path, "--db", str(tmp_path / "cli.db"), "import", "calls.jsonl")
     cli_bad = [line for line in cli.stderr.splitlines() if line.startswith("line ")]
     assert cli_bad == [f"line {b['line']}: {b['error']}" for b in first["bad_lines"]]
-    assert [b["line"] for b in first["bad_lines"]] == [3, 5, 6]
+    assert [b["line"] for b in first["bad_lines"]] == [3, 5, 6, 7]
+    assert "found 'opneai'; did you mean 'openai'?" in first["bad_lines"][3]["error"]
     assert "input_tokens: found -3" in first["bad_lines"][1]["error"]
     assert "colour: unknown field" in first["bad_lines"][2]["error"]
     with sqlite3.connect(tmp_path / "r.db") as db:
         got = db.execute(
             "SELECT provider, input_tokens, output_tokens FROM usage_records ORDER BY provider, input_tokens"
         ).fetchall()
-    assert got == [("anthropic", 10, 5), ("openai", 0, 0), ("openai", 1, 0), ("openai", 1000, 100)]
+    assert got == [("anthropic", 10, 5), ("openai", 0, 0), ("openai", 1, 0), ("openai", 2, 0), ("openai", 1000, 100)]
 
 
 async def test_records_wait_while_the_collectors_round_flag_is_up(tmp_path):
@@ -88,7 +92,7 @@ async def test_records_wait_while_the_collectors_round_flag_is_up(tmp_path):
     finally:
         await server.stop()
         await store.close()
-    assert answer["stored"] == stored(tmp_path) == 3
+    assert answer["stored"] == stored(tmp_path) == 4
 
 
 def stored(tmp_path: Path) -> int:

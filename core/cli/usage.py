@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import difflib
 import gc
 import sys
 import time
@@ -36,7 +35,14 @@ from llmpulse.core.usage.queries import (
     reported_costs,
     total,
 )
-from llmpulse.core.usage.records import JsonLines, RecordError, UsageRecord, read_lines, record_from_mapping
+from llmpulse.core.usage.records import (
+    JsonLines,
+    RecordError,
+    UsageRecord,
+    provider_typo,
+    read_lines,
+    record_from_mapping,
+)
 from llmpulse.core.vocabulary import counted, plural
 
 if TYPE_CHECKING:
@@ -177,7 +183,12 @@ async def record_command(args: argparse.Namespace) -> int:
         rec = record_from_mapping(fields, time.time())
     except RecordError as exc:
         raise CliError(f"bad record: {exc}", 2) from None
-    refuse_provider_typo(rec.provider, [p.id for p in ctx.providers])
+    close = provider_typo(rec.provider, [p.id for p in ctx.providers])
+    if close is not None:
+        raise CliError(
+            f"--provider: found {rec.provider!r}; did you mean {close!r}? (configure a new provider in the config first)",
+            2,
+        )
     store = await open_store(ctx)
     try:
         result = await ingest(store, [rec], pricing_for(ctx))
@@ -218,7 +229,14 @@ async def import_command(args: argparse.Namespace) -> int:
     # next one is read. One clock for the whole import: a line without ts is stamped the import's start.
     now = time.time()
     lines = JsonLines(now)
-    rec = Recorder(store, pricing_for(ctx), clock=ManualClock(now), flush_interval=86400.0, batch_size=IMPORT_BATCH)
+    rec = Recorder(
+        store,
+        pricing_for(ctx),
+        clock=ManualClock(now),
+        flush_interval=86400.0,
+        batch_size=IMPORT_BATCH,
+        known_providers=[p.id for p in ctx.providers],
+    )
     bad = 0
     # The database thread needs the GIL briefly between its statements (binding a chunk's values); with
     # this thread parsing non-stop it waited the default 5 ms switch interval each time: twice the time.
@@ -640,16 +658,3 @@ async def reconcile_command(args: argparse.Namespace) -> int:
             )
         )
     return 1 if any(r.error for r in rows) or any(s.error for s in sources) else 0
-
-
-def refuse_provider_typo(provider: str, known: list[str]) -> None:
-    """A provider id one slip away from a known one ("opneai") is a typo, not a new provider: stored as
-    written it would split that provider's spend and read as a model of unknown price."""
-    if provider in known:
-        return
-    close = [k for k in difflib.get_close_matches(provider, known, n=1, cutoff=0.8) if abs(len(k) - len(provider)) <= 1]
-    if close:
-        raise CliError(
-            f"--provider: found {provider!r}; did you mean {close[0]!r}? (configure a new provider in the config first)",
-            2,
-        )

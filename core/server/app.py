@@ -174,6 +174,7 @@ class Server:
                 state.config.queue_records,
                 clock=state.clock,
                 flush_interval=state.config.flush_interval,
+                known_providers=[p.id for p in state.ctx.providers],
             )
         await state.ingest.start()
         await self.runner.setup()

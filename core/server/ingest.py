@@ -13,7 +13,7 @@ a free database.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
@@ -40,6 +40,7 @@ class IngestQueue:
         clock: Clock = SYSTEM_CLOCK,
         flush_interval: float = 0.5,
         batch_size: int = BATCH_RECORDS,
+        known_providers: Collection[str] = (),
     ):
         self.capacity = capacity
         self.round_yield = RoundYield(store.path)
@@ -50,6 +51,7 @@ class IngestQueue:
             flush_interval=flush_interval,
             batch_size=batch_size,
             before_batch=self.round_yield.wait,
+            known_providers=known_providers,
         )
         self.accepted = 0
         self.rejected = 0

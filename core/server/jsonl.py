@@ -49,7 +49,7 @@ async def post_records(request: web.Request) -> web.Response:
     try:
         body = await read_body(request)
         now = state.clock.now()
-        lines = JsonLines(now)
+        lines = JsonLines(now, [p.id for p in state.ctx.providers])
         good: list[UsageRecord] = []
         bad: list[dict[str, object]] = []
         bad_count = 0

@@ -18,13 +18,13 @@ import signal
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from llmpulse.core.clock import SYSTEM_CLOCK, Clock
 from llmpulse.core.store import Store, StoreError
 from llmpulse.core.usage.pricing import Pricing, linear_cost
-from llmpulse.core.usage.records import FAST_KEYS, attrs_of, fast_numbers, record_from_mapping
+from llmpulse.core.usage.records import FAST_KEYS, attrs_of, fast_numbers, record_from_mapping, refuse_provider_typo
 from llmpulse.core.usage.rollup import (
     MINUTE_KEEP_S,
     AttrRefs,
@@ -69,8 +69,11 @@ class Recorder:
         flush_interval: float = 1.0,
         batch_size: int = 1000,
         before_batch: Callable[[], Awaitable[None]] | None = None,
+        known_providers: Collection[str] = (),
     ):
         self.store = store
+        # A provider id one slip from one of these ("opneai") is refused, not stored as a new provider.
+        self.known_providers = frozenset(known_providers)
         self.pricing = pricing or Pricing()
         self.clock = clock
         self.flush_interval = flush_interval
@@ -168,6 +171,7 @@ class Recorder:
         self, fields: dict[str, Any], key: tuple[Any, ...] | None, source_hash: str | None
     ) -> tuple[tuple[Any, ...], _Attribution]:
         rec = record_from_mapping(fields, self.clock.now())
+        refuse_provider_typo(rec.provider, self.known_providers)
         rec.source_hash = source_hash
         attrs = attrs_of(rec)
         seen = self._by_attrs.get(attrs)

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -40,6 +41,21 @@ MAX_LINE_BYTES = 1 << 20  # one import line; longer is reported with its number,
 
 class RecordError(LlmpulseError, ValueError):
     """A record that cannot be stored; the message names the field and what is expected."""
+
+
+def provider_typo(provider: str, known: Collection[str]) -> str | None:
+    """The known provider id `provider` is one slip away from ("opneai" -> "openai"), or None. Stored as
+    written, a typo would split that provider's spend and read as a model of unknown price."""
+    if not known or provider in known:
+        return None
+    close = difflib.get_close_matches(provider, list(known), n=1, cutoff=0.8)
+    return close[0] if close and abs(len(close[0]) - len(provider)) <= 1 else None
+
+
+def refuse_provider_typo(provider: str, known: Collection[str]) -> None:
+    close = provider_typo(provider, known)
+    if close is not None:
+        raise RecordError(f"provider: found {provider!r}; did you mean {close!r}? (a new provider is configured first)")
 
 
 @dataclass
@@ -415,8 +431,9 @@ class JsonLines:
     reported as a conflict and the first line is kept. An id already in the database counts as already
     there."""
 
-    def __init__(self, now: float):
+    def __init__(self, now: float, known_providers: Collection[str] = ()):
         self.now = now
+        self.known_providers = frozenset(known_providers)  # one slip from these: a typo (refused)
         self._repeats: dict[str, int] = {}  # content hash -> lines with it so far
         # request_id -> its first line: number << 64 | hash of the text (one int, not a tuple of two: a
         # million ids in an import held ~70 MB less)
@@ -424,6 +441,7 @@ class JsonLines:
 
     def record(self, line: str | bytes, number: int) -> UsageRecord:
         rec = record_from_line(line, self.now)
+        refuse_provider_typo(rec.provider, self.known_providers)
         if rec.source_hash is not None:
             seen = self._repeats.get(rec.source_hash, 0)
             self._repeats[rec.source_hash] = seen + 1
