@@ -298,3 +298,19 @@ def test_the_dashboard_refuses_a_database_it_cannot_use_in_one_line(tmp_path: Pa
         assert proc.returncode == 2 and status.returncode == 2, (proc.stderr, status.stderr)
         assert proc.stderr == status.stderr and len(proc.stderr.splitlines()) == 1, proc.stderr
         assert "terminal" not in proc.stderr
+
+
+def test_a_usage_count_of_the_wrong_type_is_named_in_our_words(tmp_path: Path) -> None:
+    """`"usage": {"prompt_tokens": "x"}` was reported with genai-prices' internal "Missing value at
+    `usage.input_tokens`"; the line now names the field and what is expected, and null (Anthropic's
+    cache counts) is still accepted."""
+    lines = [
+        '{"provider": "openai", "model": "gpt-4o", "usage": {"prompt_tokens": "x", "completion_tokens": 5}}',
+        '{"provider": "anthropic", "model": "claude-sonnet-4-5", "usage": {"input_tokens": 10, "output_tokens": 3,'
+        ' "cache_creation_input_tokens": null, "cache_read_input_tokens": null}}',
+    ]
+    (tmp_path / "u.jsonl").write_text("\n".join(lines) + "\n")
+    r = run_cli(tmp_path, "--db", str(tmp_path / "u.db"), "import", "u.jsonl")
+    bad = [line for line in r.stderr.splitlines() if line.startswith("line ")]
+    assert bad == ["line 1: usage.prompt_tokens: found 'x'; expected a whole number of tokens"], r.stderr
+    assert "imported 1 record " in r.stdout and "Traceback" not in r.stderr

@@ -161,6 +161,13 @@ def tokens_from_raw_usage(provider: str, raw: Any) -> dict[str, int]:
     usageMetadata), read by genai-prices' extract_usage."""
     if not isinstance(raw, Mapping):
         raise RecordError(f"usage: found {type(raw).__name__}; expected the provider's usage object")
+    for key, value in raw.items():
+        # A count of the wrong type gets our own words; genai-prices would say "Missing value at ...".
+        # (null is allowed: Anthropic sends "cache_creation_input_tokens": null)
+        counted = isinstance(key, str) and key.endswith(("_tokens", "TokenCount")) and value is not None
+        if counted and (isinstance(value, bool) or not isinstance(value, int)):
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise RecordError(f"usage.{key}: found {shown}; expected a whole number of tokens")
     body = (
         {"usageMetadata": raw}
         if any(k in raw for k in ("promptTokenCount", "candidatesTokenCount"))
