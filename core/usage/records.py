@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from llmpulse.core.errors import LlmpulseError
+from llmpulse.core.redact import redact
 
 STATUSES = ("ok", "error")
 TEXT_FIELDS = (
@@ -166,7 +167,8 @@ def tokens_from_raw_usage(provider: str, raw: Any) -> dict[str, int]:
         # (null is allowed: Anthropic sends "cache_creation_input_tokens": null)
         counted = isinstance(key, str) and key.endswith(("_tokens", "TokenCount")) and value is not None
         if counted and (isinstance(value, bool) or not isinstance(value, int)):
-            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            text = redact(repr(value))  # redacted before it is cut: a pasted key shows no part of itself
+            shown = text if len(text) <= 40 else text[:37] + "..."
             raise RecordError(f"usage.{key}: found {shown}; expected a whole number of tokens")
     body = (
         {"usageMetadata": raw}
