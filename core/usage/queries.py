@@ -825,15 +825,17 @@ async def hourly_totals(store: Store, since: float, until: float) -> list[tuple[
     return [(b.start, b.requests, b.cost_usd) for b in await series(store, "total", since, until, 3600)]
 
 
-# The health model's percentiles are exact (nearest rank over the raw calls) up to this many calls in
-# its window and estimated from the roll-ups' histogram beyond: the exact ones read every call of the
-# window (0.5 ms per 1,000), and the collector and every dashboard ask each round — at 300k calls in
-# the window that was 150 ms of a 6 ms round, growing with the traffic.
+# The collector keeps the health window's traffic itself, exact at any volume (usage.traffic_window),
+# and publishes it; this read is what is left for a viewer on a database no collector ever published to
+# (and for a collector whose window overflowed). Its percentiles are exact (nearest rank over the raw
+# calls) up to this many calls in the window and the roll-ups' histogram estimate beyond (`p95_exact`
+# False, shown "≈"): the exact ones read every call of the window (0.5 ms per 1,000).
 HEALTH_EXACT_CALLS_MAX = 10_000
 
 
 async def provider_request_stats(store: Store, since: float, until: float) -> dict[str, RequestStats]:
-    """Real traffic per provider, for the health model and the alert rules. The window is exact to the
+    """Real traffic per provider from the roll-ups, where no collector published its exact figures (see
+    HEALTH_EXACT_CALLS_MAX), for the health model and the alert rules. The window is exact to the
     second, except that its first, partial minute is left out when it holds more than
     HEALTH_EXACT_CALLS_MAX calls: the part before `since` is taken off from the raw calls, and at tens of
     thousands of calls a second that minute alone is a million rows to read every round."""
