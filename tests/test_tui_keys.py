@@ -81,6 +81,10 @@ async def test_filter_keeps_matching_rows_in_every_panel_and_esc_clears():
         assert rows(app, 3) == ["1"]
         assert rows(app, 2) == [] and rows(app, 4) == []
         assert "filter: deep" in header(app)
+        # the Alerts box says the rows are the filter's, not every open alert (4 in this snapshot)
+        await pilot.pause()
+        assert app.dashboard.panels[3].border_subtitle.startswith("1 match · "), app.dashboard.panels[3].border_subtitle
+        assert "/ 4 open" in app.dashboard.panels[3].border_subtitle
         await pilot.press("enter")  # keep it, back to the rows
         assert isinstance(app.focused, DataTable)
         assert rows(app, 1) == ["deepseek"]

@@ -87,4 +87,9 @@ class AlertsPanel(Panel[Alert]):
 
     def subtitle(self, snapshot: Snapshot, view: View) -> str:
         firing = sum(1 for a in snapshot.alerts if needs_someone(a, view.now))
-        return f"{firing} firing / {len(snapshot.alerts)} open" if snapshot.alerts else "all quiet"
+        if not snapshot.alerts:
+            return "all quiet"
+        counts = f"{firing} firing / {len(snapshot.alerts)} open"
+        if view.filter:  # the counts are of every open alert: say how many of them the rows are
+            return f"{len(self.items(snapshot, view))} match · {counts}"
+        return counts
