@@ -215,28 +215,35 @@ async def test_refused_admin_key_and_hang_are_recorded_and_hold_nothing_up(tmp_p
     assert KEY.encode() not in (tmp_path / "u.db").read_bytes()
 
 
+def openai_result(project: str, key: str, tin: int, tout: int) -> dict[str, Any]:
+    """One result of OpenAI's organization usage (completions) page, as its API reference shows it."""
+    return {
+        "object": "organization.usage.completions.result",
+        "input_tokens": tin,
+        "output_tokens": tout,
+        "input_cached_tokens": 0,
+        "num_model_requests": 3,
+        "project_id": project,
+        "user_id": None,
+        "api_key_id": key,
+        "model": "gpt-4o-mini-2024-07-18",
+        "batch": None,
+    }
+
+
 def test_budgets_count_the_usage_api_when_told_and_reconcile_shows_both(tmp_path):
     now = time.time()
     today = int(now - now % DAY)
-
-    def result(project: str, tin: int, tout: int) -> dict[str, Any]:
-        return {
-            "object": "organization.usage.completions.result",
-            "input_tokens": tin,
-            "output_tokens": tout,
-            "input_cached_tokens": 0,
-            "num_model_requests": 3,
-            "project_id": project,
-            "api_key_id": "key_x",
-            "model": "gpt-4o-mini-2024-07-18",
-        }
 
     buckets = [
         {
             "object": "bucket",
             "start_time": today,
             "end_time": today + DAY,
-            "results": [result("proj_abc", 200_000, 50_000), result("proj_other", 100_000, 10_000)],
+            "results": [
+                openai_result("proj_abc", "key_x", 200_000, 50_000),
+                openai_result("proj_other", "key_x", 100_000, 10_000),
+            ],
         }
     ]
     z_support = price("openai", "gpt-4o-mini-2024-07-18", 200_000, 50_000, 0, 0)
@@ -320,26 +327,15 @@ def test_report_breakdowns_count_each_providers_budget_source_once(tmp_path):
     now = time.time()
     today = int(now - now % DAY)
 
-    def result(project: str, key: str, tin: int, tout: int) -> dict[str, Any]:
-        return {
-            "object": "organization.usage.completions.result",
-            "input_tokens": tin,
-            "output_tokens": tout,
-            "input_cached_tokens": 0,
-            "num_model_requests": 3,
-            "project_id": project,
-            "user_id": None,
-            "api_key_id": key,
-            "model": "gpt-4o-mini-2024-07-18",
-            "batch": None,
-        }
-
     openai_pages = [
         {
             "object": "bucket",
             "start_time": today,
             "end_time": today + DAY,
-            "results": [result("proj_abc", "key_bot", 200_000, 50_000), result("proj_other", "key_x", 100_000, 10_000)],
+            "results": [
+                openai_result("proj_abc", "key_bot", 200_000, 50_000),
+                openai_result("proj_other", "key_x", 100_000, 10_000),
+            ],
         }
     ]
     anthropic_pages = anthropic_buckets()
