@@ -60,7 +60,8 @@ class LatencyBaseline:
 # key or base URL — judges them: it alone opens, updates and auto-resolves their alerts. A dashboard
 # without the daemon's keys would otherwise "resolve" every outage it cannot see (issue 18).
 # provider_no_key is not among them: it is a fact about the collecting process's own environment.
-PROVIDER_RULES = frozenset(
+# The rules the health verdicts judge (covered whenever a round has them)...
+HEALTH_RULES = frozenset(
     {
         "provider_down",
         "provider_degraded",
@@ -70,9 +71,10 @@ PROVIDER_RULES = frozenset(
         "latency_p95",
         "latency_anomaly",
         "rate_limit_headroom",
-        "fallback_rate",
     }
 )
+# ...and with the traffic's fallback rate, every rule about one provider.
+PROVIDER_RULES = HEALTH_RULES | {"fallback_rate"}
 
 
 @dataclass
@@ -99,16 +101,7 @@ def covered_rules(inputs: RuleInputs, cfg: AlertsConfig) -> set[str]:
     rule name (judged for every subject) or a fingerprint "rule:subject" (judged for that subject)."""
     rules: set[str] = set()
     if inputs.health is not None:
-        rules |= {
-            "provider_down",
-            "provider_degraded",
-            "provider_auth",
-            "provider_quota",
-            "error_rate",
-            "latency_p95",
-            "latency_anomaly",
-            "rate_limit_headroom",
-        }
+        rules |= HEALTH_RULES
     if inputs.request_stats is not None:
         rules |= {"error_rate", "fallback_rate"}
     if inputs.budgets is not None:
