@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from llmpulse.core.server.config import Listener, resolve_listener
 from llmpulse.core.server.health import install as install_health
 from llmpulse.core.store import Store
 from llmpulse.core.validate import ConfigError
-from tests.cli_helpers import run_cli
+from tests.cli_helpers import run_cli, start_cli
 
 TOKEN = "ingest-token-0123456789abcdef"
 
@@ -112,39 +111,29 @@ def test_daemon_refuses_open_port_without_token_in_one_line(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+def start_serving_daemon(
+    tmp_path: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str, list[str]]:
+    """A real `llmpulse daemon --listen 127.0.0.1:0` in the background: the process, the URL it says it
+    serves on, and the stderr lines read so far. The caller stops it and kills it if still running."""
+    proc = start_cli(tmp_path, "--db", str(tmp_path / "d.db"), "daemon", "--listen", "127.0.0.1:0", env=env)
+    url, lines = None, []
+    deadline = time.monotonic() + 30
+    while url is None and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        lines.append(line)
+        m = re.search(r"serving on (http://\S+)", line)
+        url = m.group(1) if m else None
+    if url is None:
+        proc.kill()
+        raise AssertionError("".join(lines))
+    return proc, url, lines
+
+
 def test_daemon_serves_healthz_and_stops_on_sigterm(tmp_path):
     (tmp_path / "llmpulse.toml").write_text('[server]\ntoken_env = "LLMPULSE_INGEST_TOKEN"\n[probe]\ninterval = "1s"\n')
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.endswith(("_API_KEY", "_ADMIN_KEY")) and not k.startswith("LLMPULSE_")
-    }
-    env.update({"LLMPULSE_INGEST_TOKEN": TOKEN, "XDG_CONFIG_HOME": str(tmp_path / "x"), "XDG_DATA_HOME": str(tmp_path)})
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llmpulse.core.cli",
-            "--db",
-            str(tmp_path / "d.db"),
-            "daemon",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, url, lines = start_serving_daemon(tmp_path, {"LLMPULSE_INGEST_TOKEN": TOKEN})
     try:
-        url, lines = None, []
-        deadline = time.monotonic() + 30
-        while url is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            lines.append(line)
-            m = re.search(r"serving on (http://\S+)", line)
-            url = m.group(1) if m else None
-        assert url, "".join(lines)
         # Generous limits: the server runs at nice 10 and a loaded CI machine can starve it for seconds
         # (this failed once at httpx's default 5 s); what is checked is the answer, not the speed.
         assert httpx.get(f"{url}/healthz", timeout=60).json()["status"] == "ok"
@@ -176,37 +165,9 @@ def test_daemon_on_a_taken_port_says_so_in_one_line(tmp_path):
 def test_server_process_survives_sighup_and_its_death_is_logged(tmp_path):
     import psutil
 
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.endswith(("_API_KEY", "_ADMIN_KEY")) and not k.startswith("LLMPULSE_")
-    }
     (tmp_path / "llmpulse.toml").write_text('[probe]\ninterval = "1h"\n')
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llmpulse.core.cli",
-            "--db",
-            str(tmp_path / "d.db"),
-            "daemon",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, url, lines = start_serving_daemon(tmp_path)
     try:
-        url, lines = None, []
-        deadline = time.monotonic() + 30
-        while url is None and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            lines.append(line)
-            m = re.search(r"serving on (http://\S+)", line)
-            url = m.group(1) if m else None
-        assert url, "".join(lines)
         # the server process (multiprocessing's spawn), not its resource tracker
         (child,) = [c for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline())]
         child.send_signal(signal.SIGHUP)  # as a hangup to the whole process group would
