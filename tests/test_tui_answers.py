@@ -239,6 +239,17 @@ async def test_alert_statistics_view_shows_the_last_30_days(tmp_path):
         assert line.split()[1:4] == [str(n) for n in counts], line
 
 
+async def migration_screen_text(ctx) -> str:  # type: ignore[no-untyped-def]
+    """What the migration screen (4, enter) says about the first migration."""
+    app = app_for(ctx)
+    async with app.run_test(size=(120, 50)) as pilot:
+        await ready(pilot)
+        await pilot.press("4", "enter")
+        assert isinstance(app.screen, MigrationScreen)
+        await pilot.pause()
+        return str(app.screen.query_one("#migration-text").render())
+
+
 async def test_migration_screen_shows_each_phase_against_its_date(tmp_path):
     today = dt.datetime.fromtimestamp(NOW, UTC).date()
 
@@ -252,13 +263,7 @@ async def test_migration_screen_shows_each_phase_against_its_date(tmp_path):
         '{ name = "completed", share = 1.0 }]\n'
     )
     ctx = context(tmp_path, migration)
-    app = app_for(ctx)
-    async with app.run_test(size=(120, 50)) as pilot:
-        await ready(pilot)
-        await pilot.press("4", "enter")
-        assert isinstance(app.screen, MigrationScreen)
-        await pilot.pause()
-        text = str(app.screen.query_one("#migration-text").render())
+    text = await migration_screen_text(ctx)
     # No traffic has moved: testing is past its date (the end of that UTC day), rollout will miss its own.
     due = dt.datetime.combine(day(-3) + dt.timedelta(days=1), dt.time(), UTC).timestamp()
     lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("  ") and " by 20" in line}
@@ -360,13 +365,7 @@ async def test_migration_screen_shows_a_phase_reached_late_and_one_on_track(tmp_
     finally:
         await store.close()
 
-    app = app_for(ctx)
-    async with app.run_test(size=(120, 50)) as pilot:
-        await ready(pilot)
-        await pilot.press("4", "enter")
-        assert isinstance(app.screen, MigrationScreen)
-        await pilot.pause()
-        text = str(app.screen.query_one("#migration-text").render())
+    text = await migration_screen_text(ctx)
     due = dt.datetime.combine(day(-3) + dt.timedelta(days=1), dt.time(), UTC).timestamp()
     lines = {line.split()[0]: line for line in text.splitlines() if line.startswith("  ") and " by 20" in line}
     assert f"reached {(NOW - due) / DAY:.1f} days late" in lines["testing"]
