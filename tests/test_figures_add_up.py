@@ -42,7 +42,7 @@ async def test_p95_is_exact_and_never_above_the_slowest_call(tmp_path):
         # a big group and a small one per distribution: small groups were up to +54% off
         for model, n in ((f"{name}-big", 2000), (f"{name}-small", 7)):
             for _ in range(n):
-                ms = max(1.0, draw(rng))
+                ms = float(round(max(1.0, draw(rng))))  # stored in whole milliseconds (records.MAX_LATENCY_MS)
                 latencies.setdefault(model, []).append(ms)
                 records.append(
                     record_from_mapping(
@@ -121,7 +121,7 @@ async def test_group_rows_add_up_to_the_total(tmp_path):
             "provider": "openai",
             "model": "gpt-4o-mini",
             "input_tokens": rng.randint(1, 3000),
-            "latency_ms": rng.uniform(100, 900),
+            "latency_ms": float(rng.randint(100, 900)),
             "department": rng.choice(["Eng", "Support", None]),
             "agent": rng.choice(["triage", None, None]),
         }

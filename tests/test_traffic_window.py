@@ -56,7 +56,8 @@ def expected(
         inside = [c for c in calls if c.provider == provider and since <= c.ts <= now]
         if not inside:
             continue
-        timed = [c.latency_ms for c in inside if c.latency_ms is not None]
+        # as stored: whole milliseconds, rounded half to even (records.MAX_LATENCY_MS)
+        timed = [float(round(c.latency_ms)) for c in inside if c.latency_ms is not None]
         out[provider] = (
             len(inside),
             sum(c.error for c in inside),

@@ -16,6 +16,7 @@ import pytest
 from llmpulse.core.store import Store
 from llmpulse.core.usage.pricing import Pricing
 from llmpulse.core.usage.queries import breakdown, total
+from llmpulse.core.usage.recorder import Recorder
 from llmpulse.core.usage.records import record_from_mapping
 from llmpulse.core.usage.rollup import ingest
 
@@ -306,4 +307,29 @@ async def test_a_remembered_partial_day_is_read_again_once_a_call_lands_in_it(tm
         conn.close()
     finally:
         await other.close()
+        await store.close()
+
+
+async def test_latency_is_stored_in_whole_milliseconds(tmp_path):
+    """Sub-millisecond latency of an LLM call is noise: both ways in (the recorder's fast path for a
+    known attribution, and the careful path) store it rounded half to even, which SQLite keeps as a small
+    integer instead of an 8-byte float; readers still get a float."""
+    given = [640.5, 641.5, 12.3, 12.7, 0.4, 86_399_999.6, 250]
+    want = [640.0, 642.0, 12.0, 13.0, 0.0, 86_400_000.0, 250.0]
+    store = await Store.open(tmp_path / "l.db")
+    try:
+        async with Recorder(store, Pricing()) as rec:
+            for i, ms in enumerate(given):  # the first is the careful path, the rest the fast one
+                rec.record(provider="openai", model="gpt-4o", ts=TF + i, latency_ms=ms, request_id=f"fast-{i}")
+        careful = [
+            record_from_mapping({"provider": "groq", "model": "m", "ts": TF, "latency_ms": ms}, TF) for ms in given
+        ]
+        await ingest(store, careful, Pricing())
+        for provider in ("openai", "groq"):
+            rows = await store.fetchall(
+                "SELECT latency_ms FROM usage_records WHERE provider = ? ORDER BY id", (provider,)
+            )
+            got = [r[0] for r in rows]
+            assert got == want and all(type(v) is float for v in got), provider
+    finally:
         await store.close()

@@ -36,6 +36,10 @@ MAX_TEXT = 200
 # 2**63 tokens would charge trillions and poison every roll-up it is added to.
 MAX_TOKENS = 1_000_000_000
 MAX_LATENCY_MS = 86_400_000.0  # a day
+# A call's latency is kept in whole milliseconds (rounded half to even): an LLM call takes tens of ms to
+# minutes and its network jitter is milliseconds, so a fraction of one is noise, not information. SQLite
+# stores a REAL value without a fraction as a 1-3 byte integer instead of an 8-byte float (issue 14);
+# readers still get a float. Every figure (p50/p95, histogram buckets) is of the rounded value.
 MAX_TS = 7_258_118_400.0  # 2200-01-01 UTC: later is a unit mistake (ns, µs)
 MAX_LINE_BYTES = 1 << 20  # one import line; longer is reported with its number, never held in memory
 
@@ -294,7 +298,7 @@ def record_from_mapping(data: Mapping[str, Any], now: float) -> UsageRecord:
             raise RecordError(
                 f"latency_ms: found {_shown(latency)}; expected milliseconds from 0 to {MAX_LATENCY_MS:,.0f} (a day)"
             )
-        latency = float(latency)
+        latency = float(round(latency))  # whole milliseconds (see MAX_LATENCY_MS)
     is_fallback = data.get("is_fallback", False)
     if not isinstance(is_fallback, bool):
         raise RecordError(f"is_fallback: found {is_fallback!r}; expected true or false")
@@ -421,7 +425,7 @@ def fast_numbers(f: Mapping[str, Any], now: Callable[[], float]) -> tuple[Any, .
     if latency is not None:
         if (type(latency) is not float and type(latency) is not int) or not 0 <= latency <= MAX_LATENCY_MS:
             return None
-        latency = float(latency)
+        latency = float(round(latency))  # as record_from_mapping: whole milliseconds
     rid = g("request_id")
     if rid is not None:
         if type(rid) is not str or not rid or len(rid) > MAX_TEXT or rid != rid.strip() or not rid.isascii():
