@@ -188,3 +188,26 @@ def test_server_process_survives_sighup_and_its_death_is_logged(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
+
+
+@pytest.mark.parametrize(
+    ("config", "args", "env", "expected"),
+    [
+        ('[server]\nlisten = "0.0.0.0:4318"\n', (), {}, "not loopback"),
+        ("", ("--listen", "0.0.0.0:0"), {}, "not loopback"),
+        ("", ("--listen", "nowhere"), {}, "--listen"),
+        ('[server]\nlisten = "127.0.0.1:0"\ntoken_env = "LLMPULSE_INGEST_TOKEN"\n', (), {}, "unset or empty"),
+    ],
+)
+def test_daemon_once_checks_server_section_as_daemon_does(tmp_path, config, args, env, expected):
+    """`daemon --once` runs no server, but a [server] section (or --listen) the daemon would refuse is the
+    same one-line config error with it: cron's quick test must not pass what the service then refuses."""
+    (tmp_path / "llmpulse.toml").write_text(config)
+    results = [
+        run_cli(tmp_path, "--db", str(tmp_path / "d.db"), "daemon", *extra, *args, env=env, timeout=120)
+        for extra in ((), ("--once",))
+    ]
+    for r in results:
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.count("\n") == 1 and expected in r.stderr and "Traceback" not in r.stderr
+    assert results[0].stderr == results[1].stderr

@@ -76,7 +76,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(restart for that).",
     )
     m.add_argument(
-        "--once", action="store_true", help="run one round and exit (for cron or a quick test); no HTTP server"
+        "--once",
+        action="store_true",
+        help="run one round and exit (for cron or a quick test); no HTTP server, but [server] and --listen "
+        "are checked as for the daemon",
     )
     m.add_argument(
         "--listen",
@@ -153,10 +156,14 @@ def demo_command(args: argparse.Namespace) -> int:
 def daemon_command(args: argparse.Namespace) -> int:
     ctx = context_from(args, bad_env_lines="refuse")
     listener = None
-    if (args.listen is not None or ctx.config.server.listen is not None) and not args.once:
+    if args.listen is not None or ctx.config.server.listen is not None:
         from llmpulse.core.server.config import resolve_listener
 
+        # Checked with --once too: a bad [server] section is the same one-line error however the daemon
+        # is started (a cron `--once` that passed would hide it until the service starts).
         listener = resolve_listener(ctx.config.server, ctx.env, ctx.config.source, args.listen)
+    if args.once:
+        listener = None  # one round and exit: no HTTP server
     configure_daemon_log()
     # A reload (SIGHUP) that finds a bad line is refused like any config mistake: the running config stays.
     reload_context = lambda: context_from(args, bad_env_lines="refuse")  # noqa: E731
