@@ -258,3 +258,44 @@ async def test_a_snapshot_read_again_with_the_same_figures_touches_no_cell():
         changed = {key for key in before if after.get(key) != before[key]}
         assert changed == {("openai", "circuit")}, changed
         assert set(built) == {"openai"}, "only the changed row's cells are built again"
+
+
+def footer_text(app) -> str:
+    """The footer's last line as drawn on the screen."""
+    strips = app.screen._compositor.render_strips()
+    return strips[-1].text
+
+
+async def test_the_welcome_footer_lists_only_keys_that_act_there():
+    """No provider configured: the welcome has no alert, provider or row, so Ack, Silence, Resolve, Probe,
+    Pause, Filter and Sort were keys in its footer that did nothing. Only help and quit (and the palette)
+    act there; the panels' keys come back with the first configured provider."""
+    snap = fixed_snapshot()
+    unconfigured = [dataclasses.replace(h, configured=False, status="unknown") for h in snap.providers]
+    welcome_snap = dataclasses.replace(snap, providers=unconfigured, alerts=[])
+    idle = ("Ack", "Silence", "Resolve", "Probe", "Pause", "Filter", "Sort")
+    for size in ((80, 24), (120, 40)):
+        app = fixed_app(backend=FixedBackend(welcome_snap))
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot, app)
+            await pilot.pause()
+            assert app.dashboard.welcome.display
+            shown = footer_text(app)
+            assert "Help" in shown and "Quit" in shown, (size, shown)
+            assert not [word for word in idle if word in shown], (size, shown)
+            # and they do nothing: no "select an alert first", no filter box, no pause
+            await pilot.press("a", "slash", "space")
+            await pilot.pause()
+            assert not app.dashboard.filter_input.display and not app.paused
+            assert not [n for n in app._notifications if "select" in n.message], size
+            # A configured provider brings the panels and their keys back.
+            app.backend.snap = dataclasses.replace(
+                welcome_snap, providers=[dataclasses.replace(snap.providers[0], configured=True), *unconfigured[1:]]
+            )
+            polls = app.polls
+            app.refresh_now()
+            await settle(pilot, app, polls + 1)
+            await pilot.pause()
+            shown = footer_text(app)
+            assert not app.dashboard.welcome.display
+            assert all(word in shown for word in ("Ack", "Probe", "Filter")), (size, shown)

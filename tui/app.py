@@ -55,6 +55,10 @@ TIME_RANGES: tuple[tuple[str, float], ...] = (
 )
 
 
+# The app's keys that act on alerts, providers or the panels' rows: nothing for them on the welcome.
+WELCOME_IDLE_ACTIONS = frozenset({"ack", "silence", "resolve", "unsilence", "probe_now", "toggle_pause"})
+
+
 class PulseApp(App[int]):
     """Live dashboard of provider health, cost vs budget, alerts and migrations."""
 
@@ -166,6 +170,12 @@ class PulseApp(App[int]):
             self.theme = SIXTEEN_COLOUR_THEME
 
     # -- screens ------------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """On the first run's welcome there is no alert, row or provider to act on: the keys for them
+        leave the footer (and do nothing) until a provider is configured."""
+        welcoming = self.screen is self.screen_stack[0] and self.dashboard.welcoming
+        return not (welcoming and action in WELCOME_IDLE_ACTIONS)
+
     def get_default_screen(self) -> Screen[Any]:
         return DashboardScreen()
 

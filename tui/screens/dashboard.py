@@ -18,6 +18,8 @@ from llmpulse.tui.header import HeaderLine
 from llmpulse.tui.panels import PANELS, AlertsPanel, Panel, View
 from llmpulse.tui.screens.base import LiveScreen
 
+# The dashboard's own keys that act on the panels' rows (see DashboardScreen.check_action).
+PANEL_ACTIONS = frozenset({"open_filter", "clear_filter", "sort", "reverse_sort", "toggle_enabled", "focus_panel"})
 LAYOUT_ORDER = (3, 1, 2, 4)  # alerts first: what needs someone is on the first screen at 80×24
 
 
@@ -127,6 +129,15 @@ class DashboardScreen(LiveScreen):
         self.panels[1].table.focus()
 
     @property
+    def welcoming(self) -> bool:
+        """The first run's welcome is shown instead of the panels (no provider configured)."""
+        return bool(self.welcome.display)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Filter, sort, focus and enable/disable act on the panels' rows: none on the welcome.
+        return not (self.welcoming and action in PANEL_ACTIONS)
+
+    @property
     def alerts_panel(self) -> AlertsPanel:
         return self.panels[3]  # type: ignore[return-value]
 
@@ -139,6 +150,8 @@ class DashboardScreen(LiveScreen):
                 self.panels_box.display = not first_run
                 if first_run:
                     self.welcome.update(welcome_text(self.pulse.backend.key_variables()))
+                # The footer lists only the keys that act on what is shown (check_action).
+                self.app.refresh_bindings()
             for panel in self.panels.values():
                 panel.fill(snapshot, view)
 
