@@ -104,17 +104,13 @@ async def test_a_body_that_does_not_inflate_is_answered_and_logs_no_traceback(
 async def test_the_welcome_fits_80x24_to_its_last_line() -> None:
     """The first run's welcome with every key variable the catalog knows (11): at 80×24 its last lines —
     where the README's configuration section is, and that q quits — were below the footer, cut off."""
-    import dataclasses
-
     from llmpulse.core.catalog import CATALOG
-    from tests.snapshot_apps.fixed import FixedBackend, fixed_app, fixed_snapshot
+    from tests.snapshot_apps.fixed import FixedBackend, first_run_snapshot, fixed_app
     from tests.tui_helpers import settle
 
     variables = [(p.name, p.key_envs[0]) for p in CATALOG if p.key_envs and not p.local]
     assert len(variables) >= 11
-    snap = fixed_snapshot()
-    unconfigured = [dataclasses.replace(h, configured=False, status="unknown") for h in snap.providers]
-    backend = FixedBackend(dataclasses.replace(snap, providers=unconfigured, alerts=[]))
+    backend = FixedBackend(first_run_snapshot())
     backend.key_variables = lambda: variables  # type: ignore[method-assign]
     for size in ((80, 24), (120, 40)):
         app = fixed_app(backend=backend)

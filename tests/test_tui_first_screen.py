@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from tests.snapshot_apps.fixed import NOW, FixedBackend, _alert, fixed_app, fixed_snapshot
+from tests.snapshot_apps.fixed import NOW, FixedBackend, _alert, first_run_snapshot, fixed_app, fixed_snapshot
 from tests.tui_helpers import settle
 
 
@@ -177,10 +177,7 @@ async def test_header_is_one_line_and_drops_the_least_important_first():
 
 
 async def test_first_run_without_keys_welcomes_instead_of_rows_of_no_key():
-    snap = fixed_snapshot()
-    snap = dataclasses.replace(
-        snap, providers=[dataclasses.replace(h, configured=False, status="unknown") for h in snap.providers], alerts=[]
-    )
+    snap = first_run_snapshot()
     app = fixed_app(backend=FixedBackend(snap))
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
@@ -271,8 +268,8 @@ async def test_the_welcome_footer_lists_only_keys_that_act_there():
     Pause, Filter and Sort were keys in its footer that did nothing. Only help and quit (and the palette)
     act there; the panels' keys come back with the first configured provider."""
     snap = fixed_snapshot()
-    unconfigured = [dataclasses.replace(h, configured=False, status="unknown") for h in snap.providers]
-    welcome_snap = dataclasses.replace(snap, providers=unconfigured, alerts=[])
+    welcome_snap = first_run_snapshot()
+    unconfigured = welcome_snap.providers
     idle = ("Ack", "Silence", "Resolve", "Probe", "Pause", "Filter", "Sort")
     for size in ((80, 24), (120, 40)):
         app = fixed_app(backend=FixedBackend(welcome_snap))
@@ -299,3 +296,30 @@ async def test_the_welcome_footer_lists_only_keys_that_act_there():
             shown = footer_text(app)
             assert not app.dashboard.welcome.display
             assert all(word in shown for word in ("Ack", "Probe", "Filter")), (size, shown)
+
+
+async def test_the_welcome_gives_way_to_what_there_is_to_show():
+    """The welcome hid everything whenever this process had no key: a viewer over SSH without the
+    daemon's keys saw "nothing to watch" instead of the daemon's verdicts, and a team that only records
+    usage (no provider keys) never saw its budgets and migrations — while keys 1-4 and enter opened rows
+    of panels nobody could see. The welcome is for a database with nothing to show."""
+    empty = first_run_snapshot()
+    full = fixed_snapshot()
+    judged_elsewhere = [dataclasses.replace(empty.providers[0], verdict_at=NOW - 20, status="failed")]
+    cases = {
+        "a provider the collector judges": dataclasses.replace(empty, providers=judged_elsewhere + empty.providers[1:]),
+        "budgets": dataclasses.replace(empty, budgets=full.budgets),
+        "migrations": dataclasses.replace(empty, migrations=full.migrations),
+        "open alerts": dataclasses.replace(empty, alerts=full.alerts),
+        "usage this month": dataclasses.replace(empty, usage=full.usage),
+    }
+    for name, snap in cases.items():
+        app = fixed_app(backend=FixedBackend(snap))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot, app)
+            assert not app.dashboard.welcome.display, name
+            assert app.dashboard.query_one("#panels").display, name
+    app = fixed_app(backend=FixedBackend(empty))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        assert app.dashboard.welcome.display

@@ -244,6 +244,19 @@ def fixed_snapshot():
     )
 
 
+def first_run_snapshot():
+    """A database with nothing yet: no provider configured or judged, no budget, migration, alert or call."""
+    snap = fixed_snapshot()
+    return dataclasses.replace(
+        snap,
+        providers=[dataclasses.replace(h, configured=False, status="unknown") for h in snap.providers],
+        alerts=[],
+        budgets=[],
+        migrations=[],
+        usage=dataclasses.replace(snap.usage, requests_today=0, requests_month=0, cost_today=0.0, cost_month=0.0),
+    )
+
+
 class FixedBackend:
     """Serves one fixed snapshot; actions change it in memory and are recorded in `calls`."""
 

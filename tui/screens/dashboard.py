@@ -46,6 +46,22 @@ def welcome_text(variables: list[tuple[str, str]]) -> Group:
     return Group(intro, Padding(Columns(entries, padding=(0, 3), column_first=True), (0, 0, 1, 2)), outro)
 
 
+def is_first_run(snapshot: Snapshot) -> bool:
+    """Nothing to watch and nothing to show: no provider configured here or judged by a collector that
+    has its key (a viewer over SSH without the daemon's keys shows the daemon's verdicts), and no
+    budget, migration, open alert or recorded call this month (usage needs no key). Only then does the
+    welcome take the panels' place."""
+    usage = getattr(snapshot, "usage", None)
+    return (
+        bool(snapshot.providers)
+        and not any(h.watched or h.configured for h in snapshot.providers)
+        and not snapshot.budgets
+        and not snapshot.migrations
+        and not snapshot.alerts
+        and not (usage is not None and usage.requests_month)
+    )
+
+
 class FilterInput(Input):
     """The `/` filter: rows whose words contain the text stay; esc clears it."""
 
@@ -144,7 +160,7 @@ class DashboardScreen(LiveScreen):
     def fill(self, snapshot: Snapshot, view: View) -> None:
         """Draw a snapshot: every panel updates its rows by key, inside one batch (one repaint)."""
         with self.app.batch_update():
-            first_run = bool(snapshot.providers) and not any(h.configured for h in snapshot.providers)
+            first_run = is_first_run(snapshot)
             if first_run != self.welcome.display:
                 self.welcome.display = first_run
                 self.panels_box.display = not first_run
