@@ -406,3 +406,85 @@ async def test_past_the_calls_it_may_hold_the_window_says_estimate_then_recovers
             assert h.p95_exact and h.p95_ms == truth["openai"][4]
         finally:
             await store.close()
+
+
+def stored(db) -> list[Call]:  # type: ignore[no-untyped-def]
+    """The calls as SQLite holds them, read here with plain SQL (whatever resolution latency is kept at)."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT a.provider, c.ts, c.latency_ms, a.status = 'error', a.is_fallback "
+            "FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs"
+        ).fetchall()
+    return [Call(p, ts, ms, error=bool(e), fallback=bool(f)) for p, ts, ms, e, f in rows]
+
+
+def awkward_latency(rng: random.Random) -> float | None:
+    """Latencies where exactness is easy to lose: ties (whole milliseconds repeat), below 1 ms, on either
+    side of a doubling, a day long, none at all, and plain skewed ones."""
+    pick = rng.random()
+    if pick < 0.3:
+        return float(rng.randint(180, 260))  # many ties
+    if pick < 0.4:
+        return rng.choice([0.0, 0.25, 0.999, 1.0])
+    if pick < 0.5:
+        edge = 2.0 ** rng.randint(1, 14)
+        return rng.choice([edge, math.nextafter(edge, 0.0), math.nextafter(edge, math.inf), edge * 1.0155])
+    if pick < 0.52:
+        return 86_400_000.0
+    if pick < 0.57:
+        return None
+    return rng.lognormvariate(6, 0.8)
+
+
+async def test_p50_p95_stay_exact_while_the_window_turns_over_four_times(tmp_path):
+    """An hour of calls arriving every minute while the oldest leave: after every catch-up, each
+    provider's p50/p95 (and counts) equal the nearest ranks computed here from the stored calls. A p95 a
+    single call off anywhere in the hour fails it."""
+    rng = random.Random(21)
+    db = tmp_path / "turn.db"
+    store = await Store.open(db)
+    try:
+        window = TrafficWindow(WINDOW)
+        now = T0
+        for step in range(60):
+            now += 60
+            arriving = [
+                Call(
+                    rng.choice(["openai", "groq", "mistral"]),
+                    now - rng.uniform(0, 75),  # some late, stamped before the last catch-up
+                    awkward_latency(rng),
+                    error=rng.random() < 0.05,
+                    fallback=rng.random() < 0.02,
+                )
+                for _ in range(rng.randint(40, 160))
+            ]
+            await store_calls(store, arriving, now)
+            await window.catch_up(store, now)
+            truth = expected(stored(db), now - WINDOW, now)
+            assert figures(window) == truth, step
+        assert len(window) > 1000  # 15 minutes of calls at the end, the hour's first 45 gone
+    finally:
+        await store.close()
+
+
+def test_latency_counts_agree_with_a_sorted_list_through_adds_and_removes():
+    """The rank structure alone, through 20,000 adds and removes of awkward latencies: every lookup is
+    the value a sorted list of the same latencies has at rank ceil(q*n)."""
+    from llmpulse.core.usage.traffic_window import LatencyCounts
+
+    rng = random.Random(22)
+    counts, held = LatencyCounts(), []
+    for i in range(20_000):
+        if held and rng.random() < 0.45:
+            gone = held.pop(rng.randrange(len(held)))
+            counts.remove([gone])
+        else:
+            ms = awkward_latency(rng)
+            if ms is None:
+                continue
+            held.append(ms)
+            counts.add([ms])
+        if i % 97 == 0 or len(held) < 5:
+            quantiles = (0.0, 0.01, 0.5, 0.95, 0.99, 1.0)
+            assert counts.nearest_ranks(quantiles) == [nearest_rank(held, q) for q in quantiles], i
+    assert counts.n == len(held)

@@ -8,7 +8,9 @@ itself: each round it reads only the calls stored since the last one (usage_call
 largest it has seen), adds them, and lets go of those whose time left the window. p50/p95 are exact
 nearest ranks (ceil(q*n)-th of the sorted latencies), so never above the slowest call; every figure
 comes from the same calls, exact to the second. A round's cost depends on the calls that arrived and
-left since the last round, not on how many the window holds.
+left since the last round, not on how many the window holds: a call is added and removed in a few
+counter updates and a bisection in a bucket of like latencies (LatencyCounts), never by moving through
+the window's other calls.
 
 - Out of order: a call's place is its timestamp, not when it arrived (late spans, imports of old lines).
   A call stamped before the window's start is ignored; one stamped after `now` (another host's clock
@@ -16,9 +18,10 @@ left since the last round, not on how many the window holds.
 - Ids: usage_calls.id is an INTEGER PRIMARY KEY without AUTOINCREMENT, so SQLite gives a new row the
   largest id + 1 — and would give a deleted largest id again. Retention never deletes the largest
   (core/usage/queries.py prune_usage), and a largest id found below the cursor moves the cursor back.
-- Memory: about 75 bytes per call in the window (its time, latency and flags, and the latency's place
-  in the sorted list; measured with tracemalloc): 300,000 calls ~23 MB. Past CALLS_MAX calls (2 million,
-  ~150 MB: 2,200 calls/s sustained for 15 min) the window lets go of them all and says so (`overflowed`):
+- Memory: about 45 bytes per call in the window (its time, latency and flags in arrays of numbers, and
+  the latency again in its bucket; measured with tracemalloc), no Python object per call for the garbage
+  collector to walk: 300,000 calls ~13 MB. Past CALLS_MAX calls (2 million, ~90 MB: 2,200 calls/s
+  sustained for 15 min) the window lets go of them all and says so (`overflowed`):
   the collector then publishes the roll-ups' figures, their p50/p95 marked as estimates, until the
   window holds few enough calls to be read again whole.
 - A new collector (a restart, a takeover) reads the window once: the cursor starts below the smallest
@@ -31,11 +34,12 @@ import bisect
 import heapq
 import math
 import sqlite3
-from collections import Counter
+from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 import aiosqlite
-from sortedcontainers import SortedList
 
 from llmpulse.core.store import Store
 from llmpulse.core.usage.queries import RequestStats
@@ -52,6 +56,15 @@ CALLS_MAX = 2_000_000  # calls kept in memory; past this, estimates (see the mod
 # them grew the round with the window.
 SLOT_S = 10.0
 REFILL_BELOW = 0.8  # an overflowed window is read again once the roll-ups count fewer than this share
+# LatencyCounts' buckets: 64 a doubling of latency (each at most 1.6% wide: a few whole milliseconds at
+# the usual latencies, so a bucket holds few distinct values) from 1 ms up to 2**32 ms, in groups of 64.
+_GROUP_BITS = 6
+_GROUP = 1 << _GROUP_BITS
+_GROUP_MASK = _GROUP - 1
+_OCTAVES = 32
+_BUCKETS = 1 + _OCTAVES * _GROUP  # bucket 0: below 1 ms
+_GROUPS = (_BUCKETS + _GROUP - 1) // _GROUP
+_NO_LATENCY = math.nan
 
 
 # One stored call, as the window needs it: (id, ts, provider, latency_ms or None, flags ERROR|FALLBACK).
@@ -104,32 +117,109 @@ async def calls_after(store: Store, after_id: int, upto_id: int, since: float, l
     return await store.run_sync(read)
 
 
-def nearest_rank(ordered: SortedList, q: float) -> float | None:
-    """The ceil(q*n)-th smallest value (the same rank as the roll-up queries' exact percentiles)."""
-    n = len(ordered)
-    if not n:
-        return None
-    return float(ordered[max(1, math.ceil(q * n - 1e-9)) - 1])
+class LatencyCounts:
+    """A multiset of latencies whose nearest-rank lookups are exact and cost the same however many it
+    holds. Latencies are kept in buckets (a 64th of a doubling each: 1 ms, 1.016, ..., 2, 2.03, ...),
+    each a sorted array of floats, and counted per bucket and per group of 64 buckets: adding or removing
+    one is a bisection in its bucket and two counter updates, and a lookup sums the groups' counts, then
+    one group's buckets', then indexes one bucket. (A sorted list of every latency grew with the window:
+    its inserts and removals bisect and move lists of thousands of floats scattered in memory, 2 ms a
+    round more in a full window of 270,000 calls than in a nearly empty one. A bucket's array is a few
+    contiguous doubles.)"""
+
+    __slots__ = ("_buckets", "_groups", "_values", "n")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._groups = [0] * _GROUPS
+        self._buckets: dict[int, list[int]] = {}  # group -> its buckets' counts (only the groups used)
+        self._values: dict[int, array[float]] = {}  # bucket -> its latencies, ascending
+
+    def add(self, latencies: Iterable[float]) -> None:
+        groups, buckets, values, insort = self._groups, self._buckets, self._values, bisect.insort
+        n = self.n
+        for ms in latencies:
+            b = latency_bucket(ms)
+            group = b >> _GROUP_BITS
+            groups[group] += 1
+            counts = buckets.get(group)
+            if counts is None:
+                counts = buckets[group] = [0] * _GROUP
+            counts[b & _GROUP_MASK] += 1
+            ordered = values.get(b)
+            if ordered is None:
+                values[b] = array("d", (ms,))
+            else:
+                insort(ordered, ms)
+            n += 1
+        self.n = n
+
+    def remove(self, latencies: Iterable[float]) -> None:
+        """Take out latencies that were added (each as many times as it was)."""
+        groups, buckets, values, find = self._groups, self._buckets, self._values, bisect.bisect_left
+        n = self.n
+        for ms in latencies:
+            b = latency_bucket(ms)
+            group = b >> _GROUP_BITS
+            groups[group] -= 1
+            buckets[group][b & _GROUP_MASK] -= 1
+            ordered = values[b]
+            if len(ordered) == 1:
+                del values[b]
+            else:
+                del ordered[find(ordered, ms)]
+            n -= 1
+        self.n = n
+
+    def nearest_ranks(self, quantiles: Iterable[float]) -> list[float | None]:
+        """For each q, the ceil(q*n)-th smallest latency (the rank the roll-up queries' exact percentiles
+        use), None when there is none. The sums run in C (accumulate), the search by bisection."""
+        if not self.n:
+            return [None for _ in quantiles]
+        by_group = list(accumulate(self._groups))
+        out: list[float | None] = []
+        for q in quantiles:
+            rank = max(1, math.ceil(q * self.n - 1e-9))
+            group = bisect.bisect_left(by_group, rank)  # the first group whose running count reaches rank
+            by_bucket = list(accumulate(self._buckets[group], initial=by_group[group - 1] if group else 0))
+            # by_bucket[i] counts the latencies below the group's i-th bucket; the rank is in the bucket
+            # whose running count first reaches it.
+            i = bisect.bisect_left(by_bucket, rank) - 1
+            out.append(self._values[(group << _GROUP_BITS) + i][rank - by_bucket[i] - 1])
+        return out
+
+
+def latency_bucket(ms: float) -> int:
+    """The bucket of a latency: 0 below 1 ms, then 64 a doubling up to 2**32 ms, the last one above.
+    Read from the float's own exponent and mantissa (exact, no logarithm), so a larger latency never
+    falls in a smaller bucket, which exactness needs."""
+    if ms < 1.0:
+        return 0
+    mantissa, exponent = math.frexp(ms)  # ms = mantissa * 2**exponent, 0.5 <= mantissa < 1, exponent >= 1
+    if exponent > _OCTAVES:
+        return _BUCKETS - 1
+    return 1 + ((exponent - 1) << _GROUP_BITS) + int((mantissa - 0.5) * (2 * _GROUP))
 
 
 class _Slot:
     """The calls of one provider stamped within one slot of SLOT_S seconds. Expiry takes whole slots at once;
-    the second the window's start falls in is put in time order once and cut from the front."""
+    the slot the window's start falls in is put in time order once and cut from the front. Plain arrays of
+    numbers, no object per call: the garbage collector has nothing to walk in them."""
 
     __slots__ = ("flags", "in_order", "latencies", "stamps")
 
     def __init__(self) -> None:
-        self.stamps: list[float] = []
-        self.latencies: list[float | None] = []
+        self.stamps = array("d")
+        self.latencies = array("d")  # NaN: a call without a latency (SQLite never stores NaN: see _CALLS_AFTER)
         self.flags = bytearray()
         self.in_order = True  # stamps ascending (calls mostly arrive in time order)
 
-    def cut_before(self, since: float) -> tuple[list[float | None], bytearray]:
+    def cut_before(self, since: float) -> tuple[array[float], bytearray]:
         """Take out the calls stamped before `since`: their latencies and flags."""
         if not self.in_order:
             order = sorted(range(len(self.stamps)), key=self.stamps.__getitem__)
-            self.stamps = [self.stamps[i] for i in order]
-            self.latencies = [self.latencies[i] for i in order]
+            self.stamps = array("d", [self.stamps[i] for i in order])
+            self.latencies = array("d", [self.latencies[i] for i in order])
             self.flags = bytearray(self.flags[i] for i in order)
             self.in_order = True
         cut = bisect.bisect_left(self.stamps, since)
@@ -138,14 +228,23 @@ class _Slot:
         return latencies, flags
 
 
+def _errors(flags: bytearray) -> int:
+    return flags.count(ERROR) + flags.count(ERROR | FALLBACK)
+
+
+def _fallbacks(flags: bytearray) -> int:
+    return flags.count(FALLBACK) + flags.count(ERROR | FALLBACK)
+
+
 @dataclass
 class _ProviderCalls:
-    latencies: SortedList = field(default_factory=SortedList)  # the timed calls' latencies
+    latencies: LatencyCounts = field(default_factory=LatencyCounts)  # the timed calls' latencies
     slots: dict[int, _Slot] = field(default_factory=dict)
     order: list[int] = field(default_factory=list)  # heap of the keys of `slots`
     requests: int = 0
     errors: int = 0
     fallbacks: int = 0
+    _stats: RequestStats | None = None  # the figures, until calls arrive or leave
 
     def add(self, calls: list[CallRow]) -> None:
         """Calls of this provider in the window. The loop is spelled out (no method call per call): under
@@ -155,75 +254,65 @@ class _ProviderCalls:
         errors = fallbacks = 0
         for _, ts, _, latency_ms, flags in calls:
             key = floor(ts / SLOT_S)
-            second = slots.get(key)
-            if second is None:
-                second = slots[key] = _Slot()
+            slot = slots.get(key)
+            if slot is None:
+                slot = slots[key] = _Slot()
                 heapq.heappush(self.order, key)
-            stamps = second.stamps
-            if second.in_order and stamps and ts < stamps[-1]:
-                second.in_order = False
+            stamps = slot.stamps
+            if slot.in_order and stamps and ts < stamps[-1]:
+                slot.in_order = False
             stamps.append(ts)
-            second.latencies.append(latency_ms)
-            second.flags.append(flags)
+            slot.flags.append(flags)
             if flags:
                 errors += flags & ERROR
                 fallbacks += (flags & FALLBACK) >> 1
-            if latency_ms is not None:
+            if latency_ms is None:
+                slot.latencies.append(_NO_LATENCY)
+            else:
+                slot.latencies.append(latency_ms)
                 timed.append(latency_ms)
         self.requests += len(calls)
         self.errors += errors
         self.fallbacks += fallbacks
-        self.latencies.update(timed)
+        self.latencies.add(timed)
+        self._stats = None
 
     def expire(self, since: float) -> int:
         """Let go of the calls stamped before `since`; returns how many."""
-        gone_latencies: list[float | None] = []
-        gone_flags = bytearray()
+        gone = 0
         while self.order and (self.order[0] + 1) * SLOT_S <= since:
-            second = self.slots.pop(heapq.heappop(self.order))
-            gone_latencies += second.latencies
-            gone_flags += second.flags
+            slot = self.slots.pop(heapq.heappop(self.order))
+            gone += self._let_go(slot.latencies, slot.flags)
         if self.order and self.order[0] * SLOT_S < since:  # the slot the window's start falls in
-            second = self.slots[self.order[0]]
-            latencies, flags = second.cut_before(since)
-            gone_latencies += latencies
-            gone_flags += flags
-            if not second.stamps:
+            slot = self.slots[self.order[0]]
+            gone += self._let_go(*slot.cut_before(since))
+            if not slot.stamps:
                 del self.slots[heapq.heappop(self.order)]
-        if not gone_flags:
-            return 0
-        self.requests -= len(gone_flags)
-        self.errors -= sum(f & ERROR for f in gone_flags)
-        self.fallbacks -= sum((f & FALLBACK) >> 1 for f in gone_flags)
-        self._discard([ms for ms in gone_latencies if ms is not None])
-        return len(gone_flags)
+        return gone
 
-    def _discard(self, values: list[float]) -> None:
-        """Take latencies out of the sorted list: one by one when few, by one pass over the list when many
-        (a busy second leaving at once)."""
-        if len(values) * 10 <= len(self.latencies):
-            for ms in values:
-                self.latencies.remove(ms)
-            return
-        drop = Counter(values)
-        kept = []
-        for ms in self.latencies:
-            if drop.get(ms):
-                drop[ms] -= 1
-            else:
-                kept.append(ms)
-        self.latencies = SortedList(kept)
+    def _let_go(self, latencies: array[float], flags: bytearray) -> int:
+        if not flags:
+            return 0
+        self.requests -= len(flags)
+        self.errors -= _errors(flags)
+        self.fallbacks -= _fallbacks(flags)
+        self.latencies.remove([ms for ms in latencies if ms == ms])  # NaN != NaN: the untimed calls
+        self._stats = None
+        return len(flags)
 
     def stats(self) -> RequestStats:
-        return RequestStats(
-            requests=self.requests,
-            errors=self.errors,
-            error_rate=self.errors / self.requests if self.requests else None,
-            p95_ms=nearest_rank(self.latencies, 0.95),
-            fallbacks=self.fallbacks,
-            p50_ms=nearest_rank(self.latencies, 0.5),
-            p95_exact=True,
-        )
+        if self._stats is None:
+            p50, p95 = self.latencies.nearest_ranks(QUANTILES)
+            self._stats = RequestStats(
+                requests=self.requests,
+                errors=self.errors,
+                error_rate=self.errors / self.requests if self.requests else None,
+                p95_ms=p95,
+                fallbacks=self.fallbacks,
+                p50_ms=p50,
+                p95_exact=True,
+            )
+        return self._stats
 
 
 @dataclass
