@@ -419,6 +419,22 @@ USAGE.append(
     )
 )
 
+USAGE.append(
+    Migration(
+        "0199_usage_pull_ok_at",
+        """
+    -- When a provider's usage report was last pulled successfully (NULL: never). last_pull_at could not
+    -- tell: a failed first pull stored the backfill's start there. A provider whose budgets count its
+    -- report and that was never pulled has an unknown spend, never $0.
+    ALTER TABLE provider_usage_pulls ADD COLUMN ok_at REAL;
+    UPDATE provider_usage_pulls SET ok_at = last_pull_at WHERE error IS NULL;
+    UPDATE provider_usage_pulls SET ok_at = (
+        SELECT MAX(fetched_at) FROM provider_usage u WHERE u.provider_id = provider_usage_pulls.provider_id
+    ) WHERE error IS NOT NULL;
+""",
+    )
+)
+
 # Issue 4 (alerts) appends here.
 ALERTS: list[Migration] = [
     Migration(

@@ -25,7 +25,14 @@ from llmpulse.core.migration import MigrationStatus, migration_statuses
 from llmpulse.core.statuspage import ProviderIncident, load_incidents, status_page_settings
 from llmpulse.core.store import Store, busy_since
 from llmpulse.core.usage.budgets import BudgetStatus, budget_statuses
-from llmpulse.core.usage.queries import RequestStats, UsageSummary, provider_request_stats, usage_summary
+from llmpulse.core.usage.queries import (
+    RequestStats,
+    UsageSummary,
+    period_start,
+    provider_request_stats,
+    usage_summary,
+)
+from llmpulse.core.usage.report_gaps import report_gaps
 from llmpulse.core.usage.traffic_window import published_traffic
 from llmpulse.core.vocabulary import MOST_SEVERE_FIRST, Severity, most_severe_first
 
@@ -44,6 +51,10 @@ class Header:
     # Which budget budget_utilization is: the one nearest its limit (a figure without its name read as
     # "the budget" while it was the highest of several).
     budget_name: str | None = None
+    # Some spend counted here is unknown (a usage report not pulled, see UsageSummary.spend_unknown /
+    # BudgetStatus.spend_unknown): the figures are lower bounds, shown "≥".
+    period_partial: bool = False
+    budget_partial: bool = False
 
 
 @dataclass
@@ -167,6 +178,8 @@ async def build_snapshot(store: Store, ctx: Context, now: float, *, own_failure:
     incidents = await load_incidents(store, providers, status_page_settings(cfg), now)
     budgets = await budget_statuses(store, cfg.usage, now)
     usage = await usage_summary(store, now, cfg.usage.timezone, cfg.usage.usage_api.usage_api_budgets)
+    month = period_start(now, "month", cfg.usage.tz)
+    usage.spend_unknown = {g.provider_id: g.reason for g in await report_gaps(store, cfg.usage.usage_api, month)}
     alerts = sorted(await AlertEngine(store, cfg.alerts, ManualClock(now), None).open_alerts(), key=_severity_rank)
     migrations = await migration_statuses(store, cfg, now)
     # What is watched first (by failover priority), then disabled, then the catalog's unconfigured rest.
@@ -181,9 +194,11 @@ async def build_snapshot(store: Store, ctx: Context, now: float, *, own_failure:
     header = Header(
         requests_period=usage.requests_month,
         cost_period=usage.cost_month,
+        period_partial=bool(usage.spend_unknown),
         period_label="this month",
         budget_utilization=tightest.utilization if tightest else None,
         budget_name=tightest.name if tightest else None,
+        budget_partial=bool(tightest and tightest.partial),
         providers_healthy=sum(1 for h in watched if h.status == "healthy"),
         providers_total=len(watched),
         alerts_by_severity={s: sum(1 for a in alerts if a.severity == s) for s in MOST_SEVERE_FIRST},

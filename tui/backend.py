@@ -90,6 +90,10 @@ class Backend(Protocol):
         """Per group of `by`: counts, cost and the efficiency figures (average latency where the raw
         calls are still kept)."""
 
+    async def spend_unknown(self, since: float) -> dict[str, str]:
+        """Providers whose budgets count their own usage report while it is not known from `since` on
+        (never pulled, last pull failed, too short), each with why: breakdowns leave their spend out."""
+
     async def usage_patterns(self, by: str, since: float, until: float) -> Patterns:
         """Hour-of-day and weekday profile (budget time zone) and each `by` group's daily trend."""
 

@@ -107,6 +107,12 @@ class CoreBackend:
         await average_latencies(store, by, since, until, rows)
         return rows
 
+    async def spend_unknown(self, since: float) -> dict[str, str]:
+        from llmpulse.core.usage.report_gaps import report_gaps
+
+        gaps = await report_gaps(await self.read_store(), self.ctx.config.usage.usage_api, since)
+        return {g.provider_id: g.reason for g in gaps}
+
     async def usage_patterns(self, by: str, since: float, until: float) -> Patterns:
         from llmpulse.core.usage.patterns import usage_patterns
 

@@ -62,9 +62,12 @@ def header_segments(
             if name and narrow and len(name) > BUDGET_NAME_WIDTH:  # the Costs panel has it whole
                 name = name[: BUDGET_NAME_WIDTH - 1] + "…"
             budget = Text(f"budget {name} " if name else "budget ")
-            budget.append(f"{fmt.pct(h.budget_utilization):>4}", style=fmt.usage_style(h.budget_utilization))
+            # "≥": the budget counts a usage report not known yet (its figure is a lower bound)
+            at_least = "≥" if getattr(h, "budget_partial", False) else ""
+            budget.append(f"{at_least + fmt.pct(h.budget_utilization):>4}", style=fmt.usage_style(h.budget_utilization))
             out.append(Segment(3, budget))
-        spend = Text(f"{fmt.count(h.requests_period):>6} req {fmt.money(h.cost_period):>6}")
+        at_least = "≥" if getattr(h, "period_partial", False) else ""
+        spend = Text(f"{at_least + fmt.count(h.requests_period):>6} req {at_least + fmt.money(h.cost_period):>6}")
         if getattr(h, "period_label", None):
             spend.append(f" {h.period_label}", style="dim")
         out.append(Segment(5, spend))

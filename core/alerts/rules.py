@@ -105,7 +105,15 @@ def covered_rules(inputs: RuleInputs, cfg: AlertsConfig) -> set[str]:
     if inputs.request_stats is not None:
         rules |= {"error_rate", "fallback_rate"}
     if inputs.budgets is not None:
-        rules |= {"budget_warning", "budget_exceeded", "budget_projected"}
+        budget_rules = {"budget_warning", "budget_exceeded", "budget_projected"}
+        if not any(_g(b, "spend_unknown") for b in inputs.budgets):
+            rules |= budget_rules
+        else:
+            # A partial budget (a usage report it counts is not known) is a lower bound: it may fire, but
+            # under a level it says nothing about being under it, so its open alerts are left alone.
+            rules |= {
+                f"{r}:{_g(b, 'name')}" for r in budget_rules for b in inputs.budgets if not _g(b, "spend_unknown")
+            }
     if inputs.migrations is not None:
         rules.add("migration_deadline")
     if inputs.unknown_prices is not None:

@@ -52,6 +52,8 @@ async def status_command(args: argparse.Namespace) -> int:
                 "collector": snap.collector.to_json(),
                 "providers": [provider_json(h) for h in watched],
                 "budgets": [b.to_json() for b in snap.budgets],
+                # providers whose usage report the budgets count but that llmpulse does not know this month
+                "spend_unknown": [{"provider": p, "reason": r} for p, r in snap.usage.spend_unknown.items()],
                 "alerts": [a.to_json() for a in snap.alerts],
                 "migrations": [m.to_json() for m in snap.migrations],
             }
@@ -66,10 +68,20 @@ async def status_command(args: argparse.Namespace) -> int:
         print(
             render_table(
                 ("BUDGET", "SPENT", "LIMIT", "USED"),
-                [(b.name, usd(b.spent_usd), usd(b.limit_usd), f"{b.utilization:.0%}") for b in snap.budgets],
+                [
+                    (
+                        b.name,
+                        ("≥" if b.partial else "") + usd(b.spent_usd),
+                        usd(b.limit_usd),
+                        ("≥" if b.partial else "") + f"{b.utilization:.0%}",
+                    )
+                    for b in snap.budgets
+                ],
                 right=(1, 2, 3),
             )
         )
+    for pid, reason in snap.usage.spend_unknown.items():
+        print(f"{pid}: spend unknown ({reason}): budgets with it show ≥ what is known")
     if snap.alerts:
         print()
         print(

@@ -48,6 +48,7 @@ from llmpulse.core.vocabulary import counted, plural
 if TYPE_CHECKING:
     from llmpulse.core.config import Context
     from llmpulse.core.store import Store
+    from llmpulse.core.usage.budgets import BudgetStatus
     from llmpulse.core.usage.patterns import Patterns
     from llmpulse.core.usage.pricing import Pricing
     from llmpulse.core.usage.rollup import IngestResult
@@ -300,15 +301,17 @@ async def budgets_command(args: argparse.Namespace) -> int:
     if not statuses:
         print("no budgets configured: add [[budgets]] tables (scope, period, limit_usd) to the config", flush=True)
         return 0
+    # A partial budget (a usage report it counts is not known) shows what is known as a lower bound, "≥",
+    # and no pace, projection or date it cannot know.
     rows = [
         (
             s.name,
-            f"${s.spent_usd:,.2f}",
+            f"{'≥' if s.partial else ''}${s.spent_usd:,.2f}",
             f"${s.limit_usd:,.2f}",
-            f"{s.utilization:.0%}",
-            f"${s.burn_rate_usd_per_day:,.2f}/day",
-            f"${s.projected_usd:,.2f}",
-            "EXCEEDED" if s.exceeded else _when(s.exhaust_at, usage.tz),
+            f"{'≥' if s.partial else ''}{s.utilization:.0%}",
+            "unknown" if s.burn_rate_usd_per_day is None else f"${s.burn_rate_usd_per_day:,.2f}/day",
+            "unknown" if s.projected_usd is None else f"${s.projected_usd:,.2f}",
+            "EXCEEDED" if s.exceeded else "unknown" if s.partial else _when(s.exhaust_at, usage.tz),
             f"{s.unknown_price_count}" if s.unknown_price_count else "",
         )
         for s in statuses
@@ -320,7 +323,18 @@ async def budgets_command(args: argparse.Namespace) -> int:
             right=(1, 2, 3, 4, 5),
         )
     )
+    print_spend_unknown(statuses)
     return 0
+
+
+def print_spend_unknown(statuses: Sequence[BudgetStatus]) -> None:
+    """Under a budgets table: whose spend the budgets marked ≥ leave out, and why."""
+    unknown: dict[str, str] = {}
+    for s in statuses:
+        unknown.update(s.spend_unknown)
+    for pid, reason in sorted(unknown.items()):
+        marked = ", ".join(s.name for s in statuses if pid in s.spend_unknown)
+        print(f"{pid}: spend unknown ({reason}); its usage report counts for {marked}: shown as ≥ what is known")
 
 
 def since_seconds(since: str, now: float, tz: ZoneInfo) -> float:
@@ -361,6 +375,10 @@ async def report_command(args: argparse.Namespace) -> int:
         from llmpulse.core.usage.usage_api import compare_sources
 
         sources = await compare_sources(store, ctx.config.usage.usage_api, since, now)
+        from llmpulse.core.usage.report_gaps import report_gaps
+
+        # providers whose usage report counts but is not known over the period: left out of every figure
+        gaps = await report_gaps(store, ctx.config.usage.usage_api, since)
     finally:
         await store.close()
     headers = (
@@ -419,10 +437,15 @@ async def report_command(args: argparse.Namespace) -> int:
                 # what the providers' usage APIs report for buckets starting in the period, beside the
                 # calls recorded. The groups and the total count, per provider, the one its budgets use.
                 "usage_api": [u.to_json() for u in sources],
+                # their spend is not in the figures above (total and groups are lower bounds): why
+                "spend_unknown": [g.to_json() for g in gaps],
+                "partial": bool(gaps),
             }
         )
     elif args.format == "csv":
         sys.stdout.write(render_csv(headers, [cells(g) for g in groups]))
+        for gap in gaps:  # a spreadsheet must not sum these rows as the whole: said on stderr
+            print(f"llmpulse: warning: {gap.line()}: its spend is not in these rows", file=sys.stderr)
     else:
         rows = [
             (
@@ -440,10 +463,13 @@ async def report_command(args: argparse.Namespace) -> int:
         print()
         print(render_efficiency(args.by, groups))
         unknown = f", {overall.unknown_price_count} with price unknown" if overall.unknown_price_count else ""
+        at_least = "at least " if gaps else ""
         print(
-            f"\n{counted(overall.requests, 'request')}, {usd(overall.cost_usd)} since {args.since}{unknown} "
-            f"(prices: {price_table_version()})"
+            f"\n{at_least}{counted(overall.requests, 'request')}, {at_least}{usd(overall.cost_usd)} since {args.since}"
+            f"{unknown} (prices: {price_table_version()})"
         )
+        for gap in gaps:
+            print(f"{gap.provider_id}: spend unknown, not in these figures ({gap.reason})")
         for r in reported:  # the provider's own bill for its calls, beside our estimate of them
             ours = "price unknown for some" if r.estimated_usd is None else usd(r.estimated_usd)
             print(
@@ -487,9 +513,14 @@ async def report_command(args: argparse.Namespace) -> int:
             )
             for u in sources:
                 api_requests = "-" if u.reported_requests is None else f"{u.reported_requests:,}"
-                print(
-                    f"  {u.provider_id}: {api_requests} {plural(u.reported_requests or 0, 'request')}, "
+                from_api = (
+                    "not known (no pull has worked yet)"
+                    if u.reported_usd is None or u.reported_tokens is None
+                    else f"{api_requests} {plural(u.reported_requests or 0, 'request')}, "
                     f"{counted(u.reported_tokens, 'token')}, {usd(u.reported_usd)}"
+                )
+                print(
+                    f"  {u.provider_id}: {from_api}"
                     f"{' *' if u.budgets_use == 'usage_api' else ''}; recorded {counted(u.recorded_requests, 'request')}, "
                     f"{usd(u.recorded_usd)}{' *' if u.budgets_use == 'recorded' else ''}"
                     + (f" (last pull: {u.error})" if u.error else "")
@@ -647,9 +678,10 @@ async def reconcile_command(args: argparse.Namespace) -> int:
                         f"{s.recorded_tokens:,}",
                         usd(s.recorded_usd) + (" *" if s.budgets_use == "recorded" else ""),
                         "-" if s.reported_requests is None else f"{s.reported_requests:,}",
-                        f"{s.reported_tokens:,}",
-                        usd(s.reported_usd) + (" *" if s.budgets_use == "usage_api" else ""),
-                        f"{s.difference_usd:+,.2f}",
+                        "-" if s.reported_tokens is None else f"{s.reported_tokens:,}",
+                        ("unknown" if s.reported_usd is None else usd(s.reported_usd))
+                        + (" *" if s.budgets_use == "usage_api" else ""),
+                        "-" if s.difference_usd is None else f"{s.difference_usd:+,.2f}",
                         s.error or "",
                     )
                     for s in sources

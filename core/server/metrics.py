@@ -164,9 +164,14 @@ class LlmpulseCollector:
             labels=["budget"],
         )
         for b in sorted(d.budgets, key=lambda b: b.name):
+            if b.partial:
+                # A usage report the budget counts is not known: its figures are lower bounds, and a lower
+                # bound in a gauge reads as the figure. No sample is Prometheus' "unknown".
+                continue
             utilization.add_metric([b.name], float(b.utilization))
             spent.add_metric([b.name], float(b.spent_usd))
-            projected.add_metric([b.name], float(b.projected_usd))
+            if b.projected_usd is not None:
+                projected.add_metric([b.name], float(b.projected_usd))
         yield from (utilization, spent, projected)
 
         firing = GaugeMetricFamily(

@@ -17,7 +17,7 @@ import json
 import math
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -109,6 +109,9 @@ class UsageSummary:
     fallbacks_24h: int
     requests_24h: int
     price_table: str
+    # This month, the providers whose budgets count a usage report llmpulse does not know (never pulled,
+    # last pull failed, too short), each with why: the month's requests and cost leave them out.
+    spend_unknown: dict[str, str] = field(default_factory=dict)
 
 
 def p95_from_hist(counts: Sequence[int], q: float = 0.95) -> float | None:

@@ -280,12 +280,22 @@ async def pull_usage(
         except (BillingError, ValueError, TypeError, AttributeError) as exc:
             error = str(exc)
         report = PullReport(p.id, len(rows), changed, since, redact(error) if error else None)
+        # covered_from and ok_at move only with a pull that worked: a failed one pulled nothing.
         await store.execute(
-            "INSERT INTO provider_usage_pulls (provider_id, last_pull_at, covered_from, error) VALUES (?, ?, ?, ?) "
+            "INSERT INTO provider_usage_pulls (provider_id, last_pull_at, covered_from, error, ok_at) "
+            "VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (provider_id) DO UPDATE SET error = excluded.error, "
             "last_pull_at = CASE WHEN excluded.error IS NULL THEN excluded.last_pull_at ELSE last_pull_at END, "
-            "covered_from = MIN(covered_from, excluded.covered_from)",
-            (p.id, now if error is None else (previous if previous is not None else since), since, report.error),
+            "covered_from = CASE WHEN excluded.error IS NULL THEN MIN(covered_from, excluded.covered_from) "
+            "ELSE covered_from END, "
+            "ok_at = CASE WHEN excluded.error IS NULL THEN excluded.ok_at ELSE ok_at END",
+            (
+                p.id,
+                now if error is None else (previous if previous is not None else since),
+                since - since % BUCKET_WIDTHS[cfg.bucket_width],  # the first bucket asked for
+                report.error,
+                now if error is None else None,
+            ),
         )
         return report
 
@@ -304,16 +314,18 @@ class SourceComparison:
     recorded_requests: int
     recorded_tokens: int
     recorded_usd: float
-    reported_requests: int | None  # None: the provider does not count requests (Anthropic)
-    reported_tokens: int
-    reported_usd: float
-    last_pull_at: float | None
+    # None: not known — never pulled successfully (then every reported_* is None, never 0), or, for
+    # requests alone, a report that does not count them (Anthropic)
+    reported_requests: int | None
+    reported_tokens: int | None
+    reported_usd: float | None
+    last_pull_at: float | None  # the last pull that worked; None: none did
     error: str | None
 
     @property
-    def difference_usd(self) -> float:
-        """What the provider reports minus what llmpulse recorded."""
-        return self.reported_usd - self.recorded_usd
+    def difference_usd(self) -> float | None:
+        """What the provider reports minus what llmpulse recorded (None while the report is unknown)."""
+        return None if self.reported_usd is None else self.reported_usd - self.recorded_usd
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "difference_usd": self.difference_usd}
@@ -339,6 +351,7 @@ async def compare_sources(store: Store, cfg: UsageApiConfig, start: float, now: 
     out = []
     for pid in sorted(pulls):
         rec, rep = recorded.get(pid), reported.get(pid)
+        pulled = pulls[pid]["ok_at"] is not None  # no pull worked yet: its report is unknown, not empty
         out.append(
             SourceComparison(
                 provider_id=pid,
@@ -346,10 +359,12 @@ async def compare_sources(store: Store, cfg: UsageApiConfig, start: float, now: 
                 recorded_requests=rec.requests if rec else 0,
                 recorded_tokens=rec.tokens if rec else 0,
                 recorded_usd=rec.cost_usd if rec else 0.0,
-                reported_requests=int(rep["requests"]) if rep and rep["counted"] else (None if rep else 0),
-                reported_tokens=int(rep["tokens"]) if rep else 0,
-                reported_usd=float(rep["cost"]) if rep else 0.0,
-                last_pull_at=pulls[pid]["last_pull_at"],
+                reported_requests=(int(rep["requests"]) if rep and rep["counted"] else (None if rep else 0))
+                if pulled
+                else None,
+                reported_tokens=(int(rep["tokens"]) if rep else 0) if pulled else None,
+                reported_usd=(float(rep["cost"]) if rep else 0.0) if pulled else None,
+                last_pull_at=pulls[pid]["ok_at"],
                 error=pulls[pid]["error"],
             )
         )

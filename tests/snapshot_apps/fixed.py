@@ -344,6 +344,9 @@ class FixedBackend:
     async def usage_patterns(self, by, since, until):
         return Patterns("UTC")
 
+    async def spend_unknown(self, since):
+        return dict(self.snap.usage.spend_unknown)
+
     async def alert_stats(self, since, until):
         none = DurationStats.of([])
         return AlertStats(since, until, 0, [], [], [], none, none, [])

@@ -33,7 +33,7 @@ class CostsPanel(Panel[BudgetStatus]):
         "name": lambda b: b.name.lower(),
         "used": lambda b: b.utilization,
         "spent": lambda b: b.spent_usd,
-        "projected": lambda b: b.projected_usd,
+        "projected": lambda b: b.projected_usd if b.projected_usd is not None else -1.0,
         "runs_out": lambda b: b.exhaust_at,
     }
 
@@ -46,25 +46,52 @@ class CostsPanel(Panel[BudgetStatus]):
         return str(b.name)
 
     def cells(self, b: BudgetStatus, view: View) -> Sequence[Any]:
-        projected_style = "bold red" if b.limit_usd and b.projected_usd > b.limit_usd else ""
+        projected = b.projected_usd
+        projected_style = "bold red" if b.limit_usd and projected is not None and projected > b.limit_usd else ""
+        # Partial (a usage report in scope not known): what is known is a lower bound, "≥"; the pace,
+        # and so the projection and the day it runs out, are not known: "?".
+        at_least = "≥" if b.spend_unknown else ""
+        if b.spend_unknown and not b.exceeded:
+            runs_out = Text("?", style="bold", justify="center")
+        elif b.exhaust_at:
+            runs_out = Text(fmt.day(b.exhaust_at, view.tz), style="bold")
+        else:
+            runs_out = Text("—", style="dim")
         return (
             Text(b.name),
             Text.assemble(
                 "" if self.narrow else fmt.budget_bar(b.utilization, 8),
                 "" if self.narrow else " ",
-                (f"{fmt.pct(b.utilization):>4}", fmt.usage_style(b.utilization)),
+                (f"{at_least + fmt.pct(b.utilization):>4}", fmt.usage_style(b.utilization)),
             ),
-            Text(f"{fmt.money(b.spent_usd)}/{fmt.money(b.limit_usd)}", justify="right"),
-            Text(fmt.money(b.projected_usd), style=projected_style, justify="right"),
-            Text(fmt.day(b.exhaust_at, view.tz), style="bold") if b.exhaust_at else Text("—", style="dim"),
+            Text(f"{at_least}{fmt.money(b.spent_usd)}/{fmt.money(b.limit_usd)}", justify="right"),
+            Text("?" if projected is None else fmt.money(projected), style=projected_style, justify="right"),
+            runs_out,
         )
 
     def subtitle(self, snapshot: Snapshot, view: View) -> str:
+        notes = []
+        gaps = unknown_spend(snapshot)
+        if gaps:
+            # Which provider's spend is not known, and why (the budgets marked ≥ leave it out).
+            pid, reason = next(iter(gaps.items()))
+            more = f" (+{len(gaps) - 1})" if len(gaps) > 1 else ""
+            notes.append(f"⚠ {pid} spend unknown: {reason}{more}")
         unknown, period = unknown_price_count(snapshot)
-        if not unknown:
-            return ""
-        # The period is said: the prices alert counts another one (24h) and both can be on screen.
-        return f"⚠ {fmt.count(unknown)} {fmt.plural(unknown, 'request')}{period} with unknown price"
+        if unknown:
+            # The period is said: the prices alert counts another one (24h) and both can be on screen.
+            notes.append(f"⚠ {fmt.count(unknown)} {fmt.plural(unknown, 'request')}{period} with unknown price")
+        return "  ".join(notes)
+
+
+def unknown_spend(snapshot: Snapshot) -> dict[str, str]:
+    """Providers whose spend is not known (usage report not pulled), from the budgets and this month."""
+    out: dict[str, str] = {}
+    for b in snapshot.budgets:
+        out.update(getattr(b, "spend_unknown", None) or {})
+    usage = getattr(snapshot, "usage", None)
+    out.update(getattr(usage, "spend_unknown", None) or {})
+    return out
 
 
 def unknown_price_count(snapshot: Snapshot) -> tuple[int, str]:

@@ -178,6 +178,7 @@ class CostsScreen(LiveScreen):
         since = view.now - seconds
         rows = await self.pulse.backend.breakdown(self.group, since=since, until=view.now)
         patterns = await self.pulse.backend.usage_patterns(self.group, since=since, until=view.now)
+        spend_unknown = await self.pulse.backend.spend_unknown(since)
         total_cost = sum(r.cost_usd or 0.0 for r in rows)
         total_req = sum(r.requests for r in rows)
         unknown = sum(r.unknown_price_count for r in rows)
@@ -221,7 +222,14 @@ class CostsScreen(LiveScreen):
                 )
             )
         )
-        total = Text(f"Total {fmt.count(total_req)} {fmt.plural(total_req, 'request')}, {fmt.money(total_cost)}")
+        # A provider whose usage report counts but is not known is left out: the total is a lower bound.
+        at_least = "≥" if spend_unknown else ""
+        total = Text(
+            f"Total {at_least}{fmt.count(total_req)} {fmt.plural(total_req, 'request')}, "
+            f"{at_least}{fmt.money(total_cost)}"
+        )
+        for pid, reason in spend_unknown.items():
+            total.append(f"\n⚠ {pid} spend unknown, not in the figures: {reason}", style="yellow")
         if unknown:
             total.append(
                 f"  ⚠ {fmt.count(unknown)} {fmt.plural(unknown, 'request')} with unknown price (not in the total)",
