@@ -7,13 +7,20 @@ released. All times are unix seconds (UTC) as REAL. No column ever holds an API 
 from __future__ import annotations
 
 import itertools
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from llmpulse.core.usage import request_ids
 
 
 @dataclass(frozen=True)
 class Migration:
     name: str
     sql: str
+    # Run after `sql`, in the same transaction, for a change SQL alone cannot make (a stored value
+    # rewritten by Python code). Given the raw connection; must not COMMIT.
+    then: Callable[[sqlite3.Connection], None] | None = None
 
 
 CORE = [
@@ -432,6 +439,28 @@ USAGE.append(
         SELECT MAX(fetched_at) FROM provider_usage u WHERE u.provider_id = provider_usage_pulls.provider_id
     ) WHERE error IS NOT NULL;
 """,
+    )
+)
+
+USAGE.append(
+    Migration(
+        "0199b_usage_request_id_shapes",
+        request_ids.CREATE_SHAPES
+        + f"""
+    -- Issue 14: a request id is stored as a BLOB naming its shape (request_id_shapes) with its hex digits
+    -- packed two to a byte (llmpulse.core.usage.request_ids), or as its text when it has no shape. The
+    -- view gives the text back, exactly, in plain SQL. The ids already stored are converted by `then`.
+    DROP VIEW usage_records;
+    CREATE VIEW usage_records AS
+        SELECT c.id, c.dedupe_key, c.ts, a.provider, a.model, c.input_tokens, c.output_tokens, c.cache_read_tokens,
+               c.cache_write_tokens, c.latency_ms, a.status, NULLIF(a.error_kind, '') AS error_kind, a.is_fallback,
+               NULLIF(a.fallback_from, '') AS fallback_from, NULLIF(a.department, '') AS department,
+               NULLIF(a.agent, '') AS agent, NULLIF(a.user, '') AS user, NULLIF(a.task_type, '') AS task_type,
+               NULLIF(a.category, '') AS category, NULLIF(a.endpoint, '') AS endpoint,
+               {request_ids.decoded_sql("c.request_id")} AS request_id, c.cost_usd, c.reported_cost_usd
+        FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs;
+""",
+        then=request_ids.encode_stored_ids,
     )
 )
 

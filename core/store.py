@@ -256,6 +256,8 @@ class Store:
                     continue
                 for statement in _split_sql(migration.sql):
                     await self.conn.execute(statement)
+                if migration.then is not None:
+                    await self._on_thread(migration.then)
                 await self.conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (migration.name, time.time()))
             await self.conn.execute(f"PRAGMA user_version = {len(migrations)}")
 

@@ -84,7 +84,7 @@ def test_sigterm_mid_stream_loses_nothing_acknowledged(tmp_path):
     assert daemon.returncode == 0, err[-2000:]
     assert "server stopped" in err and "Traceback" not in err
     with sqlite3.connect(db) as conn:
-        stored = {row[0] for row in conn.execute("SELECT request_id FROM usage_calls")}
+        stored = {row[0] for row in conn.execute("SELECT request_id FROM usage_records")}
     assert acknowledged, "nothing was acknowledged"
     missing = acknowledged - stored
     assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged spans not stored"

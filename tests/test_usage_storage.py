@@ -333,3 +333,49 @@ async def test_latency_is_stored_in_whole_milliseconds(tmp_path):
             assert got == want and all(type(v) is float for v in got), provider
     finally:
         await store.close()
+
+
+async def test_request_ids_stored_by_shape_keep_every_id_exactly_through_the_migration(tmp_path):
+    """A database written before request ids were stored by shape (600 calls with ids of 20 shapes:
+    UUIDs both cases, chatcmpl-, req_ + hex, msg_01, trace+span hex, failover @provider suffixes, odd hex
+    lengths, leading zeros, non-ASCII, 191 characters...) migrates with every call, id and roll-up as it
+    was; the ids read back byte for byte, now smaller, and storing them all again adds nothing."""
+    db = tmp_path / "old.db"
+    with gzip.open(FIXTURES / "usage_schema_0198.sql.gz", "rt") as f:
+        script = f.read()
+    conn = sqlite3.connect(db)
+    conn.executescript(script)
+    calls_before = conn.execute("SELECT * FROM usage_records ORDER BY id").fetchall()
+    rollups_before = conn.execute("SELECT * FROM usage_rollups ORDER BY grain, dim, start, key").fetchall()
+    text_bytes = conn.execute("SELECT SUM(length(CAST(request_id AS BLOB))) FROM usage_calls").fetchone()[0]
+    conn.close()
+    ids = [c[20] for c in calls_before if c[20] is not None]
+    assert len(ids) > 400 and len(set(ids)) == len(ids)
+
+    store = await Store.open(db)
+    try:
+        assert [tuple(r) for r in await store.fetchall("SELECT * FROM usage_records ORDER BY id")] == calls_before
+        rollups = await store.fetchall("SELECT * FROM usage_rollups ORDER BY grain, dim, start, key")
+        assert [tuple(r) for r in rollups] == rollups_before
+        (stored_bytes,) = await store.fetchone("SELECT SUM(length(request_id)) FROM usage_calls")
+        assert stored_bytes < 0.75 * text_bytes
+        kinds = {
+            r[0]: r[1] for r in await store.fetchall("SELECT typeof(request_id), COUNT(*) FROM usage_calls GROUP BY 1")
+        }
+        assert kinds["blob"] > kinds.get("text", 0)  # most ids have a shape; the rest stay text
+        # Each id is found again by its text: storing every call again is all duplicates...
+        again = [
+            record_from_mapping({"ts": c[2], "provider": c[3], "model": c[4], "request_id": c[20]}, TF)
+            for c in calls_before
+            if c[20] is not None
+        ]
+        result = await ingest(store, again, Pricing())
+        assert (result.stored, result.duplicates) == (0, len(again))
+        # ...and an id of an existing shape but never seen (one digit changed) is a new call, read back as given
+        fresh = next(r for r in again if r.request_id.startswith("req-"))
+        fresh.request_id = fresh.request_id[:-1] + ("0" if fresh.request_id[-1] != "0" else "1")
+        assert (await ingest(store, [fresh], Pricing())).stored == 1
+        (back,) = await store.fetchone("SELECT request_id FROM usage_records ORDER BY id DESC LIMIT 1")
+        assert back == fresh.request_id
+    finally:
+        await store.close()

@@ -211,5 +211,5 @@ def test_a_full_disk_says_so_exits_non_zero_and_keeps_what_was_stored(tmp_path, 
     assert f"disk full: {db}" in r.stderr, r.stderr
     assert "internal error" not in r.stderr and "Traceback" not in r.stderr
     with sqlite3.connect(db) as con:
-        assert con.execute("SELECT COUNT(*) FROM usage_calls WHERE request_id LIKE 'r%'").fetchone()[0] == 10
+        assert con.execute("SELECT COUNT(*) FROM usage_records WHERE request_id LIKE 'r%'").fetchone()[0] == 10
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

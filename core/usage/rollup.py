@@ -30,6 +30,7 @@ from typing import Any
 from llmpulse.core.store import Store
 from llmpulse.core.usage.pricing import Pricing
 from llmpulse.core.usage.records import ATTR_FIELDS, CALL_COLUMNS, UsageRecord, attrs_of, call_row
+from llmpulse.core.usage.request_ids import ShapeTags, shape_tags
 
 LATENCY_BOUNDS_MS = (50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000, 20000, 30000)
 BUCKETS = len(LATENCY_BOUNDS_MS) + 1
@@ -103,6 +104,7 @@ def insert_calls_sql(rows: int) -> str:
 
 
 INSERT_CALLS = insert_calls_sql(CHUNK)
+_REQUEST_ID = CALL_COLUMNS.index("request_id")
 INSERT_ATTRS = (
     f"INSERT INTO usage_attrs ({', '.join(ATTR_FIELDS)}) VALUES ({', '.join('?' for _ in ATTR_FIELDS)}) "
     f"ON CONFLICT DO NOTHING"
@@ -407,10 +409,17 @@ def _ingest_job(
     oldest_minute: float,
     sums: RollupSums | None,
     known: Mapping[tuple[Any, ...], int],
-) -> tuple[int, int, dict[tuple[Any, ...], int]]:
-    """The whole batch on the connection's thread: (stored, unknown_price, ids of attributions stored now)."""
+    shapes: ShapeTags,
+) -> tuple[int, int, dict[tuple[Any, ...], int], Any]:
+    """The whole batch on the connection's thread: (stored, unknown_price, ids of attributions stored now,
+    request-id shapes learned: for ShapeTags.commit)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        learned = None
+        if any(row[_REQUEST_ID] is not None for row in rows):  # as stored (request_ids): shapes looked up here
+            stored_ids, learned = shapes.stored_forms(conn, [row[_REQUEST_ID] for row in rows])
+        else:
+            stored_ids = None
         found: dict[tuple[Any, ...], int] = {}
         for ref, attrs in new.items():
             conn.execute(INSERT_ATTRS, attrs)
@@ -425,6 +434,8 @@ def _ingest_job(
             if resolved:
                 refs = params[2::width]
                 params[2::width] = [resolved.get(ref, ref) for ref in refs]
+            if stored_ids is not None:
+                params[_REQUEST_ID::width] = stored_ids[i : i + CHUNK]
             sql = INSERT_CALLS if len(part) == CHUNK else insert_calls_sql(len(part))
             stored += conn.execute(sql, params).rowcount
         if sums is None or stored != len(rows) or sums.oldest_minute > oldest_minute:
@@ -435,7 +446,7 @@ def _ingest_job(
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-    return stored, unknown, found
+    return stored, unknown, found, learned
 
 
 async def ingest_rows(
@@ -462,6 +473,11 @@ async def ingest_rows(
             new[ref] = attrs
         else:
             resolved[ref] = known
-    stored, unknown, found = await store.run_sync(_ingest_job, rows, resolved, new, oldest_minute, sums, ids)
+    shapes = shape_tags(store)
+    stored, unknown, found, learned = await store.run_sync(
+        _ingest_job, rows, resolved, new, oldest_minute, sums, ids, shapes
+    )
     ids.update(found)  # only once committed: a rolled-back id may be reused by someone else
+    if learned is not None:
+        shapes.commit(learned)
     return IngestResult(stored=stored, duplicates=len(rows) - stored, unknown_price=unknown)

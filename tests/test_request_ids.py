@@ -1,0 +1,128 @@
+"""Request ids stored by shape (core/usage/request_ids.py): every id reads back byte for byte through the
+usage_records view (plain SQL), the same id is stored the same way by any process at any time, so
+deduplication stays exact, and a full shapes table only means text storage, never a lost or doubled id."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import string
+import uuid
+
+from llmpulse.core.store import Store
+from llmpulse.core.usage import request_ids
+from llmpulse.core.usage.pricing import Pricing
+from llmpulse.core.usage.recorder import Recorder
+from llmpulse.core.usage.request_ids import ShapeTags
+
+T0 = 1_795_000_000.0
+B62 = string.digits + string.ascii_letters
+
+
+def varied_ids(rng: random.Random, n: int) -> list[str]:
+    """Ids of realistic shapes and of random ones built from the characters the shapes are made of."""
+
+    def hx(k: int, alphabet: str = "0123456789abcdef") -> str:
+        return "".join(rng.choice(alphabet) for _ in range(k))
+
+    makers = [
+        lambda: f"req-{rng.randrange(10**8):08d}-{rng.getrandbits(32):08x}",
+        lambda: str(uuid.UUID(int=rng.getrandbits(128))),
+        lambda: str(uuid.UUID(int=rng.getrandbits(128))).upper(),
+        lambda: "chatcmpl-" + "".join(rng.choice(B62) for _ in range(29)),
+        lambda: "req_" + hx(32),
+        lambda: hx(32) + hx(16),  # an OTLP trace id + span id
+        lambda: f"{uuid.UUID(int=rng.getrandbits(128))}@{rng.choice(['groq', 'openai', 'together-ai'])}",
+        lambda: hx(rng.randint(1, 9), "0123456789"),  # digits only, leading zeros kept
+        lambda: hx(rng.randint(1, 6), "0123456789ABCDEF"),
+        # random mixes of hex, word letters and separators: prefixes, odd lengths, many groups
+        lambda: (
+            "".join(
+                rng.choice(["", "req", "a", "ab-", "x_", "run:"])
+                + rng.choice(["", "-", "_", ".", ":", "/", "@", " "])
+                + hx(rng.randint(1, 5), rng.choice(["0123456789abcdef", "0123456789ABCDEF", "0123456789", "ghz"]))
+                for _ in range(rng.randint(1, 9))
+            ).strip()
+            or "0"
+        ),
+        lambda: "".join(rng.choice(string.printable[:94]) for _ in range(rng.randint(1, 40))),
+        lambda: "запрос-" + hx(6),
+    ]
+    return [makers[i % len(makers)]() for i in range(n)]
+
+
+async def _store(store: Store, ids: list[str], batch_size: int) -> int:
+    async with Recorder(store, Pricing(), batch_size=batch_size) as rec:
+        for i, rid in enumerate(ids):
+            rec.record(provider="openai", model="gpt-4o", ts=T0 + i, input_tokens=1, request_id=rid)
+    return rec.stored
+
+
+async def test_every_id_reads_back_exactly_and_is_stored_once(tmp_path):
+    rng = random.Random(14)
+    ids = list(dict.fromkeys(varied_ids(rng, 3000)))  # distinct, in order
+    db = tmp_path / "ids.db"
+    store = await Store.open(db)
+    try:
+        assert await _store(store, ids, batch_size=200) == len(ids)  # later batches take the fast path
+        rows = await store.fetchall("SELECT request_id FROM usage_records ORDER BY id")
+        assert [r[0] for r in rows] == ids
+        kinds = dict(await store.fetchall("SELECT typeof(request_id), COUNT(*) FROM usage_calls GROUP BY 1"))
+        assert kinds["blob"] > len(ids) / 2 and kinds["text"] > 0
+    finally:
+        await store.close()
+    # Another process (nothing remembered), in a different order and batching: every id is a duplicate.
+    store = await Store.open(db)
+    try:
+        shuffled = ids[::-1]
+        assert await _store(store, shuffled, batch_size=333) == 0
+        (count,) = await store.fetchone("SELECT COUNT(*) FROM usage_calls")
+        assert count == len(ids)
+    finally:
+        await store.close()
+
+
+def test_the_fast_path_stores_what_the_careful_one_does(tmp_path):
+    """Once shapes are known, ids matching one take a shortcut (one regex of that shape); the stored form
+    must be the one shape_of gives, or the same id could be stored two ways."""
+    rng = random.Random(3)
+    ids = varied_ids(rng, 4000)
+    conn = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    conn.executescript(request_ids.CREATE_SHAPES)
+    learner = ShapeTags()
+    conn.execute("BEGIN")
+    _, learned = learner.stored_forms(conn, ids[:500])
+    conn.execute("COMMIT")
+    learner.commit(learned)
+    assert learner.fast  # some lowercase hex shapes were learned
+    careful = ShapeTags()
+    careful.tags = dict(learner.tags)  # the same knowledge, no shortcut
+    conn.execute("BEGIN")
+    fast_forms, _ = learner.stored_forms(conn, ids)
+    careful_forms, _ = careful.stored_forms(conn, ids)
+    conn.execute("ROLLBACK")
+    assert fast_forms == careful_forms
+
+
+async def test_a_full_shapes_table_stores_new_shapes_as_text(tmp_path, monkeypatch):
+    monkeypatch.setattr(request_ids, "MAX_SHAPES", 2)
+    ids = ["req-0001", "req-0002", "job-1", "a1b2c3d4-ee", "job-2", "zz_9", "req-0003", "a1b2c3d4-ff"]
+    db = tmp_path / "full.db"
+    store = await Store.open(db)
+    try:
+        assert await _store(store, ids, batch_size=3) == len(ids)
+        rows = await store.fetchall(
+            "SELECT r.request_id, typeof(c.request_id) FROM usage_records r JOIN usage_calls c USING (id) ORDER BY id"
+        )
+        assert [r[0] for r in rows] == ids
+        # the first two shapes (req-NNNN and job-N) are stored by shape, the rest as their text
+        assert [r[1] for r in rows] == ["blob", "blob", "blob", "text", "blob", "text", "blob", "text"]
+    finally:
+        await store.close()
+    store = await Store.open(db)
+    try:
+        assert await _store(store, ids + ["zz_10", "req-0004"], batch_size=4) == 2
+        rows = await store.fetchall("SELECT request_id FROM usage_records ORDER BY id")
+        assert [r[0] for r in rows] == [*ids, "zz_10", "req-0004"]
+    finally:
+        await store.close()
