@@ -78,6 +78,12 @@ def register_secrets(values: Iterable[str | None]) -> None:
         register_secret(value)
 
 
+def registered_secrets() -> list[str]:
+    """Every form registered so far: handed to a worker process (the import's), so its messages are
+    redacted, and only then cut, as this process's are."""
+    return list(_known)
+
+
 @overload
 def redact(text: str, extra: Iterable[str] = ()) -> str: ...
 @overload

@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import math
 import sqlite3
 import time
@@ -226,3 +228,72 @@ async def test_a_crowded_first_minute_is_left_out_of_the_health_window(tmp_path,
         assert stats.requests == sum(1 for ts in stamps if start <= ts <= now)
     finally:
         await store.close()
+
+
+def import_args(tmp_path, lines: list[dict[str, object]]):  # type: ignore[no-untyped-def]
+    from llmpulse.core.cli import build_parser
+
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (tmp_path / "llmpulse.toml").write_text("")
+    return build_parser().parse_args(
+        [
+            "--config",
+            str(tmp_path / "llmpulse.toml"),
+            "--db",
+            str(tmp_path / "i.db"),
+            "import",
+            str(tmp_path / "in.jsonl"),
+        ]
+    )
+
+
+@pytest.mark.parametrize("worker", [False, True], ids=["in-process", "worker-process"])
+async def test_import_holds_back_while_the_collectors_round_flag_is_raised(tmp_path, monkeypatch, worker):
+    from llmpulse.core import round_flag
+    from llmpulse.core.cli import usage as usage_cli
+
+    monkeypatch.setattr(usage_cli, "IMPORT_BATCH", 100)
+    monkeypatch.setattr(usage_cli, "WORKER_MIN_BYTES", 0 if worker else 1 << 60)
+    # the round "hangs" for as long as this test holds the flag (a real round lowers it in milliseconds)
+    monkeypatch.setattr(round_flag.RoundYield.__init__, "__kwdefaults__", {"max_s": 30.0, "poll_s": 0.001})
+    db = tmp_path / "i.db"
+    await (await Store.open(db)).close()  # the database exists before the flag is raised beside it
+    args = import_args(tmp_path, calls(250))
+    with RoundFlag(db):
+        importing = asyncio.create_task(args.handler(args))
+        await asyncio.sleep(1.0)
+        assert not importing.done() and stored(db) == 0  # nothing written while the round runs
+    assert await asyncio.wait_for(importing, 30) == 0
+    assert stored(db) == 250
+
+
+async def test_an_interrupted_import_leaves_whole_batches_and_no_worker(tmp_path, monkeypatch):
+    """Ctrl-C (asyncio.run cancels the command) mid-import: what is stored is whole batches with
+    their roll-ups, the database is sound, and the worker process is gone."""
+    import psutil
+
+    from llmpulse.core.cli import usage as usage_cli
+
+    monkeypatch.setattr(usage_cli, "IMPORT_BATCH", 500)
+    monkeypatch.setattr(usage_cli, "WORKER_MIN_BYTES", 0)
+    db = tmp_path / "i.db"
+    args = import_args(tmp_path, calls(200_000))
+    importing = asyncio.create_task(args.handler(args))
+    for _ in range(3000):
+        await asyncio.sleep(0.01)
+        with contextlib.suppress(sqlite3.OperationalError):  # not yet made
+            if stored(db) > 0:
+                break
+    importing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await importing
+    assert not [p for p in psutil.Process().children(recursive=True) if "line_import" in " ".join(p.cmdline())]
+    with sqlite3.connect(str(db)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        n, tokens = conn.execute("SELECT COUNT(*), SUM(input_tokens) FROM usage_calls").fetchone()
+        assert 0 < n < 200_000 and n % 500 == 0
+        assert tokens == sum(10 + i for i in range(n))  # the first n lines, each once
+        rolled = conn.execute(
+            "SELECT SUM(requests), SUM(input_tokens) FROM usage_rollups WHERE grain = 'd' AND dim = 'total'"
+        ).fetchone()
+        assert tuple(rolled) == (n, tokens)

@@ -207,16 +207,19 @@ async def test_who_figures_past_retention_count_whole_days(tmp_path):
         await store.close()
 
 
-async def test_import_stores_what_the_one_by_one_path_stores(tmp_path, monkeypatch, capsys):
-    """`llmpulse import` goes through the Recorder (attributions validated once, priced by remembered
-    rates, batches stored while the next is read). Batches of 3 here, so lines cross batches: the calls,
-    the roll-ups and the report are those of judging each line on its own (JsonLines.record) and
-    storing the good ones with ingest()."""
+@pytest.mark.parametrize("worker", [False, True], ids=["in-process", "worker-process"])
+async def test_import_stores_what_the_one_by_one_path_stores(tmp_path, monkeypatch, capsys, worker):
+    """`llmpulse import` judges lines as the Recorder judges live calls (attributions validated once,
+    priced by remembered rates: line_import), in a worker process for a big file, batches stored while
+    the next is judged. Batches of 3 here, so lines cross batches: the calls, the roll-ups and the
+    report are those of judging each line on its own (JsonLines.record) and storing the good ones with
+    ingest()."""
     from llmpulse.core.cli import build_parser
     from llmpulse.core.cli import usage as usage_cli
     from llmpulse.core.usage.records import JsonLines, RecordError, read_lines
 
     monkeypatch.setattr(usage_cli, "IMPORT_BATCH", 3)
+    monkeypatch.setattr(usage_cli, "WORKER_MIN_BYTES", 0 if worker else 1 << 60)
     base = {"ts": TF - 3600.5, "provider": "openai", "model": "gpt-4o", "input_tokens": 1200, "output_tokens": 80}
     rows = [
         {**base, "request_id": "a", "user": "u1"},

@@ -45,7 +45,7 @@ def pricing_for(ctx: Any) -> Pricing:
     return Pricing(usage.prices if usage is not None else None, [p.id for p in ctx.providers if p.local])
 
 
-class _Attribution:
+class SeenAttribution:
     """One validated attribution (who and what) the recorder has seen: its stored form, its usage_attrs
     id (a placeholder until stored, see AttrRefs), the rates its calls are priced at, and its roll-up
     groups (RollupKeys)."""
@@ -93,10 +93,10 @@ class Recorder:
         self.duplicates = 0  # rows already stored (same request id or imported line)
         self.unknown_price = 0  # rows stored without a price
         self.refused = 0  # rows the database refused at flush (dropped one by one, the rest stored)
-        self._seen: dict[tuple[Any, ...], _Attribution] = {}  # attribution fields as passed -> validated
-        self._by_attrs: dict[tuple[Any, ...], _Attribution] = {}  # stored attribution -> the same
+        self._seen: dict[tuple[Any, ...], SeenAttribution] = {}  # attribution fields as passed -> validated
+        self._by_attrs: dict[tuple[Any, ...], SeenAttribution] = {}  # stored attribution -> the same
         self._refs = AttrRefs(store)
-        self._unresolved: list[_Attribution] = []  # not yet stored: a placeholder ref
+        self._unresolved: list[SeenAttribution] = []  # not yet stored: a placeholder ref
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[IngestResult | None]] = set()
@@ -169,7 +169,7 @@ class Recorder:
 
     def _careful(
         self, fields: dict[str, Any], key: tuple[Any, ...] | None, source_hash: str | None
-    ) -> tuple[tuple[Any, ...], _Attribution]:
+    ) -> tuple[tuple[Any, ...], SeenAttribution]:
         rec = record_from_mapping(fields, self.clock.now())
         refuse_provider_typo(rec.provider, self.known_providers)
         rec.source_hash = source_hash
@@ -177,7 +177,7 @@ class Recorder:
         seen = self._by_attrs.get(attrs)
         if seen is None:
             rates = None if self.pricing.prices.auto_update else self.pricing.rates(rec.provider, rec.model)
-            seen = self._by_attrs[attrs] = _Attribution(attrs, self._refs.ref(attrs), rates, self._keys)
+            seen = self._by_attrs[attrs] = SeenAttribution(attrs, self._refs.ref(attrs), rates, self._keys)
             if seen.ref < 0:
                 self._unresolved.append(seen)
         if key is not None:

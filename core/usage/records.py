@@ -470,31 +470,6 @@ class JsonLines:
                 )
         return rec
 
-    def add(self, line: bytes, number: int, add: Callable[[dict[str, Any], str | None], None]) -> None:
-        """Judge one line by the same rules as record() and hand its fields to `add` (Recorder.add, which
-        validates them and raises RecordError), with its content hash when it has no request_id: what
-        `llmpulse import` does with each line. The line counts as seen only once `add` took it."""
-        data = decode_line(line)
-        if not isinstance(data, dict):
-            raise RecordError(f"found {type(data).__name__}; expected a JSON object")
-        rid = _request_id_key(data.get("request_id"))
-        if rid is None:
-            source = content_hash(data)
-            seen = self._repeats.get(source, 0)
-            add(data, f"{source}#{seen}" if seen else source)
-            self._repeats[source] = seen + 1
-            return
-        text_hash = _text_hash(line)
-        first = self._ids.get(rid)
-        if first is not None and first & _HASH_BITS != text_hash:
-            raise RecordError(
-                f"request_id {rid!r}: line {first >> 64} has the same id with different content; "
-                "expected one line per call (the first is kept)"
-            )
-        add(data, None)
-        if first is None:
-            self._ids[rid] = number << 64 | text_hash
-
 
 def _text_hash(line: str | bytes) -> int:
     """A line's text for telling repeats of an id apart: without surrounding space, or a file's BOM."""
