@@ -95,19 +95,23 @@ def latency_bucket(ms: float) -> int:
     return math.floor(math.log(ms) / _LOG_RATIO) if ms > 1.0 else 0
 
 
-def hist_percentile(hist: Mapping[int, int], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..1) from a latency histogram: the geometric middle of the bucket
-    the rank falls in (within HIST_RATIO's half-width of the exact value). None when empty."""
+def hist_percentiles(hist: Mapping[int, int], qs: Sequence[float]) -> list[float | None]:
+    """Nearest-rank percentiles (each q in 0..1, ascending) from a latency histogram, in one pass over
+    its buckets: the geometric middle of the bucket each rank falls in (within HIST_RATIO's half-width of
+    the exact value). None when empty."""
     total = sum(hist.values())
     if total <= 0:
-        return None
-    rank = max(1, math.ceil(q * total))
+        return [None for _ in qs]
+    out: list[float | None] = []
+    ranks = iter([max(1, math.ceil(q * total)) for q in qs])
+    rank = next(ranks)
     seen = 0
     for bucket in sorted(hist):
         seen += hist[bucket]
-        if seen >= rank:
-            return HIST_RATIO ** (bucket + 0.5) if bucket > 0 else 1.0
-    return None  # unreachable: the ranks add up to total
+        while seen >= rank:
+            out.append(HIST_RATIO ** (bucket + 0.5) if bucket > 0 else 1.0)
+            rank = next(ranks, total + 1)
+    return out
 
 
 @dataclass
@@ -180,8 +184,7 @@ class _Window:
             self.samples,
             self.errors,
             json.dumps(self.hist, separators=(",", ":")),
-            hist_percentile(self.hist, 0.5),
-            hist_percentile(self.hist, 0.95),
+            *hist_percentiles(self.hist, (0.5, 0.95)),
             json.dumps(self.series, separators=(",", ":")),
             self.rate_limit,
             self.rate_limit_at,
@@ -190,14 +193,29 @@ class _Window:
         )
 
 
+# Each provider's window histogram and series as this process last wrote them: (latency_hist text, series
+# text, the two decoded). The next round finds its own text in the row and skips decoding it (json and an
+# int() per bucket: most of a window update's time when latencies spread over many buckets). Taken out
+# while a round works on them and put back with the text written, so what is kept is always what some
+# database row held; a row another writer changed has another text and is decoded.
+_DECODED: dict[str, tuple[str, str, dict[int, int], list[list[float]]]] = {}
+
+
 def _window_from_row(row: Mapping[str, Any]) -> _Window:
+    hist_text, series_text = row["latency_hist"], row["series"]
+    kept = _DECODED.pop(row["provider_id"], None)
+    if kept is not None and kept[0] == hist_text and kept[1] == series_text:
+        hist, series = kept[2], kept[3]
+    else:
+        hist = {int(k): int(v) for k, v in json.loads(hist_text).items()}
+        series = json.loads(series_text)
     return _Window(
         since=row["since"],
         last_at=row["last_at"],
         samples=int(row["samples"]),
         errors=int(row["errors"]),
-        hist={int(k): int(v) for k, v in json.loads(row["latency_hist"]).items()},
-        series=json.loads(row["series"]),
+        hist=hist,
+        series=series,
         rate_limit=row["rate_limit"],
         rate_limit_at=row["rate_limit_at"],
         balance=row["balance"],
@@ -279,12 +297,16 @@ async def _update_windows(
         windows.update(fresh)
     for w in windows.values():
         w.trim(since)
+    rows_out = [w.row(pid, window_s) for pid, w in windows.items()]
     await conn.executemany(
         "INSERT OR REPLACE INTO probe_windows (provider_id, window_s, since, last_at, samples, errors, latency_hist, "
         "p50_ms, p95_ms, series, rate_limit, rate_limit_at, balance, balance_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [w.row(pid, window_s) for pid, w in windows.items()],
+        rows_out,
     )
+    for row, w in zip(rows_out, windows.values(), strict=True):
+        assert w.hist is not None and w.series is not None
+        _DECODED[row[0]] = (row[6], row[9], w.hist, w.series)
 
 
 async def _update_minutes(conn: Any, results: Iterable[ProbeResult]) -> None:

@@ -139,7 +139,7 @@ class LatencyCounts:
         groups, buckets, values, insort = self._groups, self._buckets, self._values, bisect.insort
         n = self.n
         for ms in latencies:
-            b = latency_bucket(ms)
+            b = _bucket(ms)
             group = b >> _GROUP_BITS
             groups[group] += 1
             counts = buckets.get(group)
@@ -159,7 +159,7 @@ class LatencyCounts:
         groups, buckets, values, find = self._groups, self._buckets, self._values, bisect.bisect_left
         n = self.n
         for ms in latencies:
-            b = latency_bucket(ms)
+            b = _bucket(ms)
             group = b >> _GROUP_BITS
             groups[group] -= 1
             buckets[group][b & _GROUP_MASK] -= 1
@@ -189,7 +189,7 @@ class LatencyCounts:
         return out
 
 
-def latency_bucket(ms: float) -> int:
+def _bucket(ms: float) -> int:
     """The bucket of a latency: 0 below 1 ms, then 64 a doubling up to 2**32 ms, the last one above.
     Read from the float's own exponent and mantissa (exact, no logarithm), so a larger latency never
     falls in a smaller bucket, which exactness needs."""
