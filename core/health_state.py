@@ -25,6 +25,7 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from llmpulse.core.health_settings import HealthSettings
@@ -126,6 +127,9 @@ class _Window:
     rate_limit_at: float | None = None
     balance: str | None = None
     balance_at: float | None = None
+    # The JSON of series points already written, by point: a point's text is made once, not every round
+    # it stays in the series (repr of a unix time is most of the cost of writing a series).
+    point_texts: dict[tuple[float, float], str] | None = None
 
     def __post_init__(self) -> None:
         self.hist = self.hist if self.hist is not None else {}
@@ -185,30 +189,51 @@ class _Window:
             self.errors,
             json.dumps(self.hist, separators=(",", ":")),
             *hist_percentiles(self.hist, (0.5, 0.95)),
-            json.dumps(self.series, separators=(",", ":")),
+            self._series_text(),
             self.rate_limit,
             self.rate_limit_at,
             self.balance,
             self.balance_at,
         )
 
+    def _series_text(self) -> str:
+        """The series as JSON, [[checked_at,latency_ms],...] (json.dumps with compact separators, made
+        point by point)."""
+        assert self.series is not None
+        known = self.point_texts or {}
+        texts: dict[tuple[float, float], str] = {}
+        parts = []
+        for point in self.series:
+            key = (point[0], point[1])
+            text = known.get(key)
+            if text is None:
+                text = _COMPACT_JSON(point)
+            texts[key] = text
+            parts.append(text)
+        self.point_texts = texts
+        return "[" + ",".join(parts) + "]"
+
+
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":")).encode
+
 
 # Each provider's window histogram and series as this process last wrote them: (latency_hist text, series
-# text, the two decoded). The next round finds its own text in the row and skips decoding it (json and an
+# text, the two decoded, the series points' texts), by database file and provider. The next round finds its own text in the row and skips decoding it (json and an
 # int() per bucket: most of a window update's time when latencies spread over many buckets). Taken out
 # while a round works on them and put back with the text written, so what is kept is always what some
 # database row held; a row another writer changed has another text and is decoded.
-_DECODED: dict[str, tuple[str, str, dict[int, int], list[list[float]]]] = {}
+_Decoded = tuple[str, str, dict[int, int], list[list[float]], dict[tuple[float, float], str]]
+_DECODED: dict[tuple[Path, str], _Decoded] = {}
 
 
-def _window_from_row(row: Mapping[str, Any]) -> _Window:
+def _window_from_row(db: Path, row: Mapping[str, Any]) -> _Window:
     hist_text, series_text = row["latency_hist"], row["series"]
-    kept = _DECODED.pop(row["provider_id"], None)
+    kept = _DECODED.pop((db, row["provider_id"]), None)
     if kept is not None and kept[0] == hist_text and kept[1] == series_text:
-        hist, series = kept[2], kept[3]
+        hist, series, point_texts = kept[2], kept[3], kept[4]
     else:
         hist = {int(k): int(v) for k, v in json.loads(hist_text).items()}
-        series = json.loads(series_text)
+        series, point_texts = json.loads(series_text), None
     return _Window(
         since=row["since"],
         last_at=row["last_at"],
@@ -220,6 +245,7 @@ def _window_from_row(row: Mapping[str, Any]) -> _Window:
         rate_limit_at=row["rate_limit_at"],
         balance=row["balance"],
         balance_at=row["balance_at"],
+        point_texts=point_texts,
     )
 
 
@@ -232,6 +258,7 @@ def _placeholders(n: int) -> str:
 
 async def _update_windows(
     conn: Any,
+    db: Path,
     results: Sequence[ProbeResult],
     encoded: Mapping[int, tuple[str | None, str | None]],
     window_s: float,
@@ -258,7 +285,7 @@ async def _update_windows(
         elif row["last_at"] < since:  # silent for longer than the window: nothing in it is left
             windows[pid] = _Window(since=since, last_at=now)
         else:
-            windows[pid] = _window_from_row(row)
+            windows[pid] = _window_from_row(db, row)
     # Probes that left the window since each provider's last write: one range read on the time index.
     moving = [w for w in windows.values() if w.since < since]
     if moving:
@@ -305,8 +332,8 @@ async def _update_windows(
         rows_out,
     )
     for row, w in zip(rows_out, windows.values(), strict=True):
-        assert w.hist is not None and w.series is not None
-        _DECODED[row[0]] = (row[6], row[9], w.hist, w.series)
+        assert w.hist is not None and w.series is not None and w.point_texts is not None
+        _DECODED[(db, row[0])] = (row[6], row[9], w.hist, w.series, w.point_texts)
 
 
 async def _update_minutes(conn: Any, results: Iterable[ProbeResult]) -> None:
@@ -413,7 +440,7 @@ async def record_probe_results(
             "updated_at = excluded.updated_at",
             list(updates.values()),
         )
-        await _update_windows(conn, results, encoded, settings.window, now)
+        await _update_windows(conn, store.path, results, encoded, settings.window, now)
         await _update_minutes(conn, results)
         await add_probe_latency(conn, results)  # all-time totals for /metrics (never lowered by pruning)
 

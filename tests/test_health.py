@@ -20,6 +20,7 @@ from llmpulse.core.health import (
     record_probe_results,
 )
 from llmpulse.core.health_settings import HealthSettings
+from llmpulse.core.health_state import latency_bucket
 from llmpulse.core.probe import ProbeResult
 from llmpulse.core.ratelimit import RateLimit, parse_rate_limit, parse_reset
 from llmpulse.core.store import Store
@@ -200,6 +201,35 @@ async def test_window_aggregates_follow_the_raw_probes_as_they_expire(tmp_path):
         # A probe older than the window says nothing: the state is unknown, not the last one seen.
         [stale, _] = await load_health(store, providers, settings, at + settings.window + 1)
         assert (stale.status, stale.samples, stale.p95_ms) == ("unknown", 0, None)
+    finally:
+        await store.close()
+
+
+async def test_a_window_row_another_writer_changed_is_read_as_it_stands(tmp_path):
+    """A round reuses what it wrote the round before only while the row still holds exactly that: a row
+    another process rewrote in between is read from the database. The series is written as compact JSON
+    of the points themselves."""
+    import json
+    import sqlite3
+
+    db = tmp_path / "w.db"
+    providers = resolve_providers({"openai": CATALOG_BY_ID["openai"]}, {"OPENAI_API_KEY": "k"})
+    store = await Store.open(db)
+    try:
+        for i in range(3):
+            await record_probe_results(store, [result("openai", T0 + i, latency=100.0 + i)], SETTINGS, T0 + i)
+        with sqlite3.connect(db) as conn:  # another collector's round, say
+            conn.execute(
+                "UPDATE probe_windows SET samples = 2, latency_hist = ?, series = ? WHERE provider_id = 'openai'",
+                (json.dumps({"300": 2}), json.dumps([[T0 + 1.5, 777.25], [T0 + 2.5, 777.25]])),
+            )
+        await record_probe_results(store, [result("openai", T0 + 3, latency=103.0)], SETTINGS, T0 + 3)
+        [h] = await load_health(store, providers, SETTINGS, T0 + 3)
+        assert h.samples == 3 and h.latency_series == [777.25, 777.25, 103.0]
+        with sqlite3.connect(db) as conn:
+            hist, series = conn.execute("SELECT latency_hist, series FROM probe_windows").fetchone()
+        assert json.loads(hist) == {"300": 2, str(latency_bucket(103.0)): 1}
+        assert series == f"[[{T0 + 1.5!r},777.25],[{T0 + 2.5!r},777.25],[{T0 + 3!r},103.0]]"
     finally:
         await store.close()
 
