@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from llmpulse.core.usage import request_ids
+from llmpulse.core.usage.records import fill_attrs_keys
 
 
 @dataclass(frozen=True)
@@ -442,6 +443,17 @@ USAGE.append(
     )
 )
 
+# The usage_records view since 0199b: request ids given back as text (llmpulse.core.usage.request_ids).
+USAGE_RECORDS_VIEW = f"""
+    CREATE VIEW usage_records AS
+        SELECT c.id, c.dedupe_key, c.ts, a.provider, a.model, c.input_tokens, c.output_tokens, c.cache_read_tokens,
+               c.cache_write_tokens, c.latency_ms, a.status, NULLIF(a.error_kind, '') AS error_kind, a.is_fallback,
+               NULLIF(a.fallback_from, '') AS fallback_from, NULLIF(a.department, '') AS department,
+               NULLIF(a.agent, '') AS agent, NULLIF(a.user, '') AS user, NULLIF(a.task_type, '') AS task_type,
+               NULLIF(a.category, '') AS category, NULLIF(a.endpoint, '') AS endpoint,
+               {request_ids.decoded_sql("c.request_id")} AS request_id, c.cost_usd, c.reported_cost_usd
+        FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs;"""
+
 USAGE.append(
     Migration(
         "0199b_usage_request_id_shapes",
@@ -451,16 +463,48 @@ USAGE.append(
     -- packed two to a byte (llmpulse.core.usage.request_ids), or as its text when it has no shape. The
     -- view gives the text back, exactly, in plain SQL. The ids already stored are converted by `then`.
     DROP VIEW usage_records;
-    CREATE VIEW usage_records AS
-        SELECT c.id, c.dedupe_key, c.ts, a.provider, a.model, c.input_tokens, c.output_tokens, c.cache_read_tokens,
-               c.cache_write_tokens, c.latency_ms, a.status, NULLIF(a.error_kind, '') AS error_kind, a.is_fallback,
-               NULLIF(a.fallback_from, '') AS fallback_from, NULLIF(a.department, '') AS department,
-               NULLIF(a.agent, '') AS agent, NULLIF(a.user, '') AS user, NULLIF(a.task_type, '') AS task_type,
-               NULLIF(a.category, '') AS category, NULLIF(a.endpoint, '') AS endpoint,
-               {request_ids.decoded_sql("c.request_id")} AS request_id, c.cost_usd, c.reported_cost_usd
-        FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs;
+{USAGE_RECORDS_VIEW}
 """,
         then=request_ids.encode_stored_ids,
+    )
+)
+
+USAGE.append(
+    Migration(
+        "0199c_usage_attrs_key",
+        f"""
+    -- Issue 14: usage_attrs' UNIQUE index over its twelve text columns repeated all of their text (as large
+    -- as the table). An attribution is now found by one 64-bit digest of it (key, llmpulse.core.usage.records.
+    -- attrs_key) with its fields compared: the same exactness, an eighth of the index. Ids are kept (the
+    -- calls point at them); `then` fills the keys.
+    DROP VIEW usage_records;
+    CREATE TABLE usage_attrs_new (
+        id            INTEGER PRIMARY KEY,
+        key           INTEGER NOT NULL,
+        provider      TEXT NOT NULL,
+        model         TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        error_kind    TEXT NOT NULL,
+        is_fallback   INTEGER NOT NULL,
+        fallback_from TEXT NOT NULL,
+        department    TEXT NOT NULL,
+        agent         TEXT NOT NULL,
+        user          TEXT NOT NULL,
+        task_type     TEXT NOT NULL,
+        category      TEXT NOT NULL,
+        endpoint      TEXT NOT NULL,
+        last_ts       REAL NOT NULL DEFAULT 0
+    );
+    INSERT INTO usage_attrs_new
+        SELECT id, 0, provider, model, status, error_kind, is_fallback, fallback_from, department, agent, user,
+               task_type, category, endpoint, last_ts
+        FROM usage_attrs;
+    DROP TABLE usage_attrs;
+    ALTER TABLE usage_attrs_new RENAME TO usage_attrs;
+    CREATE INDEX usage_attrs_key ON usage_attrs (key);
+{USAGE_RECORDS_VIEW}
+""",
+        then=fill_attrs_keys,
     )
 )
 

@@ -360,6 +360,9 @@ async def test_request_ids_stored_by_shape_keep_every_id_exactly_through_the_mig
         assert [tuple(r) for r in await store.fetchall("SELECT * FROM usage_records ORDER BY id")] == calls_before
         rollups = await store.fetchall("SELECT * FROM usage_rollups ORDER BY grain, dim, start, key")
         assert [tuple(r) for r in rollups] == rollups_before
+        # usage_attrs is found by its key: the index over all its text is gone, every attribution kept
+        indexes = {r[0] for r in await store.fetchall("SELECT name FROM sqlite_master WHERE tbl_name = 'usage_attrs'")}
+        assert indexes == {"usage_attrs", "usage_attrs_key"}
         (stored_bytes,) = await store.fetchone("SELECT SUM(length(request_id)) FROM usage_calls")
         assert stored_bytes < 0.75 * text_bytes
         kinds = {
@@ -380,5 +383,34 @@ async def test_request_ids_stored_by_shape_keep_every_id_exactly_through_the_mig
         assert (await ingest(store, [fresh], Pricing())).stored == 1
         (back,) = await store.fetchone("SELECT request_id FROM usage_records ORDER BY id DESC LIMIT 1")
         assert back == fresh.request_id
+    finally:
+        await store.close()
+
+
+async def test_attributions_whose_keys_collide_stay_apart(tmp_path, monkeypatch):
+    """usage_attrs is found by a 64-bit digest of the attribution with its fields compared: even if every
+    digest were the same, each attribution keeps its own row and every user's figures stay exact."""
+    from llmpulse.core.usage import rollup
+
+    monkeypatch.setattr(rollup, "attrs_key", lambda attrs: 7)
+    rows = [
+        {"ts": TF - 3600 + i, "provider": "openai", "model": "gpt-4o", "input_tokens": 10 + i, "user": f"u{i % 5}"}
+        for i in range(50)
+    ]
+    store = await Store.open(tmp_path / "c.db")
+    await ingest(store, [record_from_mapping(r, TF) for r in rows], Pricing())
+    await store.close()
+    store = await Store.open(tmp_path / "c.db")
+    try:
+        async with Recorder(store, Pricing()) as rec:  # another process: finds the rows by key and fields
+            for r in rows[:10]:
+                rec.record(**{**r, "ts": TF - 60})
+        (n,) = await store.fetchone("SELECT COUNT(DISTINCT key) || '/' || COUNT(*) FROM usage_attrs")
+        assert n == "1/5"
+        got = {g.key: (g.requests, g.input_tokens) for g in await breakdown(store, "user", TF - 7200, TF)}
+        for u in range(5):
+            mine = [r for r in rows if r["user"] == f"u{u}"]
+            mine += [r for r in rows[:10] if r["user"] == f"u{u}"]
+            assert got[f"u{u}"] == (len(mine), sum(r["input_tokens"] for r in mine))
     finally:
         await store.close()

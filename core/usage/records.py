@@ -8,6 +8,7 @@ import difflib
 import hashlib
 import json
 import math
+import sqlite3
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -321,7 +322,7 @@ def record_from_mapping(data: Mapping[str, Any], now: float) -> UsageRecord:
 # -- the stored form ---------------------------------------------------------------------------------
 # A record is stored as one usage_calls row (numbers) pointing at one usage_attrs row (the attribution:
 # few distinct combinations, shared by many calls). Text columns of usage_attrs hold '' for "none" so
-# their UNIQUE constraint matches (NULLs never compare equal); the usage_records view turns '' back to NULL.
+# equal attributions compare equal (NULLs never do); the usage_records view turns '' back to NULL.
 ATTR_FIELDS = (
     "provider",
     "model",
@@ -349,6 +350,22 @@ CALL_COLUMNS = (
     "request_id",
     "reported_cost_usd",
 )
+
+
+def attrs_key(attrs: tuple[Any, ...]) -> int:
+    """usage_attrs.key: a 64-bit digest of an attribution (ATTR_FIELDS order), the one indexed column
+    an attribution is found by. An index on all twelve text columns repeated every attribution's text
+    (issue 14: as large as the table); a lookup by key checks the fields too, so a collision of two
+    digests only means two rows to compare, never a wrong id."""
+    digest = hashlib.blake2b(json.dumps(attrs).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def fill_attrs_keys(conn: sqlite3.Connection) -> None:
+    """Migration 0199c: usage_attrs.key for the attributions already stored."""
+    fields = ", ".join(ATTR_FIELDS)
+    rows = conn.execute(f"SELECT id, {fields} FROM usage_attrs").fetchall()
+    conn.executemany("UPDATE usage_attrs SET key = ? WHERE id = ?", [(attrs_key(tuple(r[1:])), r[0]) for r in rows])
 
 
 def attrs_of(r: UsageRecord) -> tuple[Any, ...]:

@@ -29,7 +29,7 @@ from typing import Any
 
 from llmpulse.core.store import Store
 from llmpulse.core.usage.pricing import Pricing
-from llmpulse.core.usage.records import ATTR_FIELDS, CALL_COLUMNS, UsageRecord, attrs_of, call_row
+from llmpulse.core.usage.records import ATTR_FIELDS, CALL_COLUMNS, UsageRecord, attrs_key, attrs_of, call_row
 from llmpulse.core.usage.request_ids import ShapeTags, shape_tags
 
 LATENCY_BOUNDS_MS = (50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000, 20000, 30000)
@@ -105,11 +105,22 @@ def insert_calls_sql(rows: int) -> str:
 
 INSERT_CALLS = insert_calls_sql(CHUNK)
 _REQUEST_ID = CALL_COLUMNS.index("request_id")
-INSERT_ATTRS = (
-    f"INSERT INTO usage_attrs ({', '.join(ATTR_FIELDS)}) VALUES ({', '.join('?' for _ in ATTR_FIELDS)}) "
-    f"ON CONFLICT DO NOTHING"
+_INSERT_ATTRS = (
+    f"INSERT INTO usage_attrs (key, {', '.join(ATTR_FIELDS)}) VALUES (?, {', '.join('?' for _ in ATTR_FIELDS)})"
 )
-SELECT_ATTR_ID = f"SELECT id FROM usage_attrs WHERE {' AND '.join(f'{c} = ?' for c in ATTR_FIELDS)}"
+_SELECT_ATTR_ID = f"SELECT id FROM usage_attrs WHERE key = ? AND {' AND '.join(f'{c} = ?' for c in ATTR_FIELDS)}"
+
+
+def attr_id(conn: sqlite3.Connection, attrs: tuple[Any, ...]) -> int:
+    """The usage_attrs id of an attribution (ATTR_FIELDS order), stored now if it is new. Inside the
+    caller's write transaction: nobody else can add the same one between the look and the insert."""
+    key = attrs_key(attrs)
+    row = conn.execute(_SELECT_ATTR_ID, (key, *attrs)).fetchone()
+    if row is not None:
+        return int(row[0])
+    conn.execute(_INSERT_ATTRS, (key, *attrs))
+    return int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+
 
 UPSERT_ROLLUP = (
     f"INSERT INTO usage_rollups (grain, start, dim, key, {', '.join(COUNTERS)}) "
@@ -378,8 +389,7 @@ def _touch_attrs(
     attrs_of_id = {v: k for k, v in known.items()}
     for gone in set(ids) - present:
         attrs = attrs_of_id[gone]
-        conn.execute(INSERT_ATTRS, attrs)
-        resolved[gone] = found[attrs] = conn.execute(SELECT_ATTR_ID, attrs).fetchone()[0]
+        resolved[gone] = found[attrs] = attr_id(conn, attrs)
         conn.execute("UPDATE usage_attrs SET last_ts = MAX(last_ts, ?) WHERE id = ?", (newest, resolved[gone]))
 
 
@@ -422,8 +432,7 @@ def _ingest_job(
             stored_ids = None
         found: dict[tuple[Any, ...], int] = {}
         for ref, attrs in new.items():
-            conn.execute(INSERT_ATTRS, attrs)
-            resolved[ref] = found[attrs] = conn.execute(SELECT_ATTR_ID, attrs).fetchone()[0]
+            resolved[ref] = found[attrs] = attr_id(conn, attrs)
         _touch_attrs(conn, rows, resolved, known, found)
         (last_id,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM usage_calls").fetchone()
         stored = 0
