@@ -233,6 +233,10 @@ async def test_import_stores_what_the_one_by_one_path_stores(tmp_path, monkeypat
         {**base, "ts": TF - 3 * 86400 - 10, "usage": {"prompt_tokens": 30, "completion_tokens": 4}},
         {**base, "cost_usd": 0.5, "request_id": "c", "agent": "bot"},
         {**base, "provider": "mystery", "model": "m-1", "request_id": "d"},
+        # latency kept in whole ms, halves to even (unpriced: no cost sum whose float order could differ)
+        {**base, "provider": "mystery", "model": "m-2", "request_id": "e", "latency_ms": 12.25},  # careful path
+        {**base, "provider": "mystery", "model": "m-2", "request_id": "f", "latency_ms": 640.5},  # fast: 640
+        {**base, "provider": "mystery", "model": "m-2", "request_id": "g", "latency_ms": 641.5},  # fast: 642
     ]
     text = "\ufeff" + "\n".join(json.dumps(r) for r in rows) + "\n{broken\n"
     (tmp_path / "in.jsonl").write_text(text, encoding="utf-8")
@@ -252,9 +256,9 @@ async def test_import_stores_what_the_one_by_one_path_stores(tmp_path, monkeypat
     assert err.splitlines() == [
         "line 3: request_id 'a': line 1 has the same id with different content; expected one line per call (the first is kept)",
         'line 8: model: missing; expected a model name like "gpt-4o"',
-        "line 12: not JSON (Expecting property name enclosed in double quotes); expected one JSON object per line",
+        "line 15: not JSON (Expecting property name enclosed in double quotes); expected one JSON object per line",
     ]
-    assert out.strip() == "imported 8 records (1 already there, 3 bad lines skipped, 1 with unknown price)"
+    assert out.strip() == "imported 11 records (1 already there, 3 bad lines skipped, 4 with unknown price)"
 
     # the reference: each line judged on its own, the good ones stored in one go
     lines, good = JsonLines(TF), []

@@ -236,7 +236,7 @@ class LineJudge:
                     assert seen is not None
                     ts = now if ts is None else float(ts)
                     if latency is not None:
-                        latency = float(latency)
+                        latency = float(round(latency))  # whole milliseconds, as fast_numbers (records.MAX_LATENCY_MS)
                     rates = seen.rates
                     cost = None if rates is None else linear_cost(rates, tin, tout, tcr, tcw)
                     if cost is None:
