@@ -488,3 +488,34 @@ def test_latency_counts_agree_with_a_sorted_list_through_adds_and_removes():
             quantiles = (0.0, 0.01, 0.5, 0.95, 0.99, 1.0)
             assert counts.nearest_ranks(quantiles) == [nearest_rank(held, q) for q in quantiles], i
     assert counts.n == len(held)
+
+
+async def test_the_first_read_of_the_window_does_not_walk_the_calls_before_it(tmp_path):
+    """A restart finds the window's first call through the time index: the SQLite steps it takes follow
+    the calls in the window, not the history before it (5,000 old calls here, 40 in the window)."""
+    from llmpulse.core.usage.traffic_window import _FIRST_ID_SINCE
+
+    now = T0
+    db = tmp_path / "first.db"
+    store = await Store.open(db)
+    try:
+        await store_calls(store, [Call("openai", now - 86400 + i, 100.0) for i in range(5000)], now)
+        inside = [Call("openai", now - 10 - i, 200.0 + i) for i in range(40)]
+        await store_calls(store, inside, now)
+        window = TrafficWindow(WINDOW)
+        step = await window.catch_up(store, now)
+        assert step.full_read and step.read == 40 and figures(window) == expected(inside, now - WINDOW, now)
+    finally:
+        await store.close()
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    with sqlite3.connect(db) as conn:
+        (upto,) = conn.execute("SELECT MAX(id) FROM usage_calls").fetchone()
+        conn.set_progress_handler(count, 10)  # called every 10 virtual-machine steps
+        conn.execute(_FIRST_ID_SINCE, (now - WINDOW, upto)).fetchone()
+    assert 0 < steps * 10 < 2000, steps  # walking the 5,000 old calls takes more than 5,000 steps
