@@ -18,7 +18,7 @@ full window's rounds for a reason of its own (and flattered the ratio).
 
 Target: cost per round independent of the window's length (full / empty <= 1.2).
 
-    python bench/bench_collector.py [--rounds 20] [--calls-per-s 300]
+    python bench/bench_collector.py [--rounds 60] [--calls-per-s 300]
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def fill_process(root: str, history: int, calls_per_s: int, conn: Connection) ->
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=60)
     ap.add_argument("--calls-per-s", type=int, default=300, help="recorded calls a second (the window's traffic)")
     args = ap.parse_args()
     parent, child = multiprocessing.Pipe()
