@@ -297,3 +297,33 @@ async def test_an_interrupted_import_leaves_whole_batches_and_no_worker(tmp_path
             "SELECT SUM(requests), SUM(input_tokens) FROM usage_rollups WHERE grain = 'd' AND dim = 'total'"
         ).fetchone()
         assert tuple(rolled) == (n, tokens)
+
+
+async def test_an_import_whose_worker_dies_says_so_and_keeps_what_it_stored(tmp_path, monkeypatch):
+    import psutil
+
+    from llmpulse.core.cli import usage as usage_cli
+    from llmpulse.core.cli.common import CliError
+
+    monkeypatch.setattr(usage_cli, "IMPORT_BATCH", 500)
+    monkeypatch.setattr(usage_cli, "WORKER_MIN_BYTES", 0)
+    db = tmp_path / "i.db"
+    args = import_args(tmp_path, calls(200_000))
+    importing = asyncio.create_task(args.handler(args))
+    for _ in range(3000):
+        await asyncio.sleep(0.01)
+        with contextlib.suppress(sqlite3.OperationalError):  # not yet made
+            if stored(db) > 0:
+                break
+    (worker,) = [p for p in psutil.Process().children() if "line_import" in " ".join(p.cmdline())]
+    worker.kill()
+    with pytest.raises(CliError, match="the process judging the lines ended unexpectedly") as failed:
+        await asyncio.wait_for(importing, 30)
+    assert failed.value.exit_code == 1
+    with sqlite3.connect(str(db)) as conn:
+        n, tokens = conn.execute("SELECT COUNT(*), SUM(input_tokens) FROM usage_calls").fetchone()
+        assert 0 < n < 200_000 and n % 500 == 0 and tokens == sum(10 + i for i in range(n))
+        rolled = conn.execute(
+            "SELECT SUM(requests), SUM(input_tokens) FROM usage_rollups WHERE grain = 'd' AND dim = 'total'"
+        ).fetchone()
+        assert tuple(rolled) == (n, tokens)

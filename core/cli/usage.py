@@ -279,7 +279,18 @@ async def import_command(args: argparse.Namespace) -> int:
     storing: asyncio.Task[None] | None = None
     worker: Worker | None = None
     try:
-        if worker_path is None:
+        if worker_path is not None:
+            # The other core judges (line_import.judge_in_worker) while this process stores.
+            from llmpulse.core.redact import registered_secrets
+
+            settings = WorkerSettings(
+                worker_path, now, IMPORT_BATCH, pricing.prices, sorted(pricing.local), known, registered_secrets()
+            )
+            try:
+                worker = Worker(settings)
+            except (OSError, ValueError):  # no process can be started here: this one judges, as for stdin
+                worker = None
+        if worker is None:
             # Bytes, line by line: each line is decoded and judged on its own (a bad byte, a huge number or
             # a line without end is that line's error, with its number), no line held past MAX_LINE_BYTES.
             judge = LineJudge(pricing, now, known)
@@ -289,38 +300,27 @@ async def import_command(args: argparse.Namespace) -> int:
                         await storing  # one batch stored at a time: the database sets the pace
                     storing = asyncio.get_running_loop().create_task(store_batch(batch))
                 await asyncio.sleep(0)  # a batch's store starts (it runs on the database thread)
-            if storing is not None:
-                await storing
         else:
-            # The other core judges (line_import.judge_in_worker) while this process stores.
-            from llmpulse.core.redact import registered_secrets
-
-            worker = Worker(
-                WorkerSettings(
-                    worker_path,
-                    now,
-                    IMPORT_BATCH,
-                    pricing.prices,
-                    sorted(pricing.local),
-                    known,
-                    registered_secrets(),
-                )
-            )
             loop = asyncio.get_running_loop()
             while True:
                 try:
                     got = await loop.run_in_executor(None, worker.receive)
                 except EOFError:
-                    raise CliError("import: the process judging the lines ended unexpectedly", 1) from None
+                    raise CliError(
+                        "import: the process judging the lines ended unexpectedly; what was imported before is stored",
+                        1,
+                    ) from None
                 if got is None:
                     break
                 if isinstance(got, WorkerFailed):
-                    raise RuntimeError(f"import: judging the lines failed: {got.error}")
+                    raise CliError(
+                        f"import: judging the lines failed ({got.error}); what was imported before is stored", 1
+                    )
                 if storing is not None:
                     await storing
                 storing = loop.create_task(store_batch(got))
-            if storing is not None:
-                await storing
+        if storing is not None:
+            await storing
     finally:
         if worker is not None:
             worker.close()
