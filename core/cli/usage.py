@@ -305,7 +305,7 @@ async def import_command(args: argparse.Namespace) -> int:
             while True:
                 try:
                     got = await loop.run_in_executor(None, worker.receive)
-                except EOFError:
+                except (EOFError, OSError):  # it ended between two batches, or in the middle of one
                     raise CliError(
                         "import: the process judging the lines ended unexpectedly; what was imported before is stored",
                         1,
