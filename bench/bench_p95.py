@@ -61,13 +61,14 @@ async def run(calls: int, small: int) -> None:
         for group, n in ((name, calls), (f"{name} [n={small}]", small)):
             for _ in range(n):
                 ms = max(1.0, draw(rng))
-                values.setdefault(group, []).append(ms)
-                records.append(
-                    record_from_mapping(
-                        {"ts": now - rng.uniform(60, 30 * 86400), "provider": "p", "model": group, "latency_ms": ms},
-                        now,
-                    )
+                record = record_from_mapping(
+                    {"ts": now - rng.uniform(60, 30 * 86400), "provider": "p", "model": group, "latency_ms": ms},
+                    now,
                 )
+                records.append(record)
+                assert record.latency_ms is not None
+                # exact over the latencies as a record keeps them (whole milliseconds)
+                values.setdefault(group, []).append(record.latency_ms)
     with tempfile.TemporaryDirectory() as tmp:
         store = await Store.open(Path(tmp) / "bench.db")
         try:
@@ -113,12 +114,12 @@ async def run_window(calls: int) -> None:
     for i, (name, draw) in enumerate(DISTRIBUTIONS.items()):
         for _ in range(calls):
             ms = max(1.0, draw(rng))
-            values.setdefault(f"p{i}", []).append(ms)
-            records.append(
-                record_from_mapping(
-                    {"ts": now - rng.uniform(0, 899), "provider": f"p{i}", "model": name, "latency_ms": ms}, now
-                )
+            record = record_from_mapping(
+                {"ts": now - rng.uniform(0, 899), "provider": f"p{i}", "model": name, "latency_ms": ms}, now
             )
+            records.append(record)
+            assert record.latency_ms is not None
+            values.setdefault(f"p{i}", []).append(record.latency_ms)  # as kept: whole milliseconds
     with tempfile.TemporaryDirectory() as tmp:
         store = await Store.open(Path(tmp) / "window.db")
         try:

@@ -291,6 +291,8 @@ class _ProviderCalls:
             gone += self._let_go(slot.latencies, slot.flags)
         if self.order and self.order[0] * SLOT_S < since:  # the slot the window's start falls in
             slot = self.slots[self.order[0]]
+            if slot.in_order and slot.stamps[0] >= since:  # nothing of it left the window yet
+                return gone
             gone += self._let_go(*slot.cut_before(since))
             if not slot.stamps:
                 del self.slots[heapq.heappop(self.order)]
