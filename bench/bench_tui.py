@@ -228,6 +228,8 @@ def phase(kind: str, config: str, db: str, idle: float, profile: str | None = No
             await pilot.pause(1.0)
             profiler = cProfile.Profile() if profile else None
             cpu0, wall0 = proc.cpu_times(), time.perf_counter()
+            reader = getattr(getattr(app, "backend", None), "_reader", None)
+            builds0 = reader.builds if reader is not None else 0
             if profiler is not None:
                 profiler.enable()
             stall = await longest_stall(idle)
@@ -235,6 +237,9 @@ def phase(kind: str, config: str, db: str, idle: float, profile: str | None = No
                 profiler.disable()
                 profiler.dump_stats(profile)
             cpu1, wall1 = proc.cpu_times(), time.perf_counter()
+            reader = getattr(getattr(app, "backend", None), "_reader", None)
+            # snapshots read in full while idle: each database commit (a round, a lease renewal) costs one
+            result["idle_snapshot_builds"] = (reader.builds - builds0) if reader is not None else -1
             result["stall_ms"] = stall
             used = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
             result["idle_cpu_pct"] = used / (wall1 - wall0) * 100
@@ -391,6 +396,8 @@ def main() -> int:
     all_ok = True
     for scenario, part, live in results:
         print(f"{scenario.name}{part}:")
+        if live.get("idle_snapshot_builds", -1) >= 0:
+            print(f"  snapshots read in full over the {args.idle:g} s idle window: {live['idle_snapshot_builds']}")
         checks = [
             (
                 "idle CPU, 1 s refresh, collector every 30 s",

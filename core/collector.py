@@ -10,6 +10,7 @@ and retention pruning. The daemon, the dashboard and `llmpulse demo` all run thi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -335,6 +336,14 @@ class Collector:
                     if r.error:
                         self.on_event(f"usage api {r.provider_id}: {r.error}")
 
+    async def _write_holder(self) -> None:
+        """Who collects now, before its first round: the only database write the lease causes."""
+        await self.store.execute(
+            "INSERT INTO collector_status (lease, holder, sees) VALUES (?, ?, ?) ON CONFLICT(lease) DO UPDATE SET "
+            "holder = excluded.holder, sees = excluded.sees",
+            (COLLECTOR_LEASE, self.lease_holder, json.dumps(self.visible_ids())),
+        )
+
     async def _write_status(self, report: RoundReport) -> None:
         unpublished, self._unpublished = self._unpublished, None
         async with self.store.transaction() as conn:
@@ -392,6 +401,12 @@ class Collector:
                     holding = await self._one_turn(lease, stop, holding, fixed_interval, on_round)
                 except Exception as exc:  # the collector never dies: say why, wait, try again
                     self._lower_early_flag()
+                    if holding or lease.held:
+                        # A process that cannot collect (a database refusing its writes) must not keep
+                        # one that can from collecting: the lease goes until the next try.
+                        holding = False
+                        with contextlib.suppress(Exception):
+                            await lease.release()
                     why = redact(f"cannot collect: {type(exc).__name__}: {exc}") or "cannot collect"
                     if why != self.failure:  # a read-only or locked database is said once, and shown
                         self.on_event(
@@ -429,8 +444,8 @@ class Collector:
     ) -> bool:
         """Take (or keep) the lease and run one round, or stand by; return whether we hold the lease."""
         acquired = await lease.acquire()
-        self.failure = None  # the database answered: this process can collect (or stand by)
         if not acquired:
+            self.failure = None  # another process collects: this one stands by
             self._lower_early_flag()
             if holding:
                 self.on_event("collector lease lost: standing by")
@@ -439,12 +454,16 @@ class Collector:
         # read each round: a config reload may change it
         interval = self.ctx.config.probe.interval if fixed_interval is None else fixed_interval
         if not holding:
+            # Taking collection over is said in the database at once (and proves this process can write
+            # there: one that cannot gives the lease back in run_forever, so it keeps nobody from it).
+            await self._write_holder()
             self.on_event(f"collector lease taken by {lease.holder}: collecting every {interval:g}s")
         lost = asyncio.Event()
         keeper = asyncio.create_task(_keep_lease(lease, lost, stop))
         try:
             round_started = time.monotonic()
             await self.run_round()
+            self.failure = None  # the round's writes went through: this process can collect
             if on_round is not None:
                 on_round()
             interval = self.ctx.config.probe.interval if fixed_interval is None else fixed_interval
@@ -462,6 +481,10 @@ class Collector:
         finally:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
+            if lost.is_set():
+                # Handed over (one that sees more asked) or lost: the round is over, so the lease goes
+                # now and the next holder starts without waiting for our claim to expire.
+                await lease.release()
         return True
 
 

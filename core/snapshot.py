@@ -20,7 +20,7 @@ from llmpulse.core.config import Context
 from llmpulse.core.durations import format_duration
 from llmpulse.core.enablement import apply_enablement
 from llmpulse.core.health import ProviderHealth, load_health, mark_stale
-from llmpulse.core.lease import COLLECTOR_LEASE, read_lease
+from llmpulse.core.lease import COLLECTOR_LEASE, lease_path, read_lease, read_lease_file
 from llmpulse.core.migration import MigrationStatus, migration_statuses
 from llmpulse.core.statuspage import ProviderIncident, load_incidents, status_page_settings
 from llmpulse.core.store import Store, busy_since
@@ -110,7 +110,7 @@ async def collector_info(
     errors = json.loads(row["last_errors"]) if row and row["last_errors"] else []
     last = row["last_finished_at"] if row else None
     info = CollectorInfo(
-        holder=lease.holder if lease else None,
+        holder=(lease.holder or None) if lease else None,
         alive=bool(lease and lease.alive(now)),
         last_round_at=last,
         last_errors=errors,
@@ -125,11 +125,15 @@ async def collector_info(
 
 
 def aged_collector_info(info: CollectorInfo, now: float, path: Any, tz: Any) -> CollectorInfo:
-    """`info` read a moment ago, as it reads at `now` without reading again: whether the lease is still
-    alive, how old the data is, and whether this process now waits for the database's lock."""
+    """`info` read a moment ago, as it reads at `now` without reading the database again: whether the
+    lease is still alive (its file beside the database, renewed there so that a renewal moves nothing a
+    snapshot reads), how old the data is, and whether this process now waits for the database's lock."""
+    lease = read_lease_file(lease_path(path, COLLECTOR_LEASE))
     aged = dataclasses.replace(
         info,
-        alive=info.lease_expires_at is not None and info.lease_expires_at > now,
+        holder=(lease.holder or None) if lease else None,
+        alive=bool(lease and lease.alive(now)),
+        lease_expires_at=lease.expires_at if lease else None,
         data_age_s=None if info.last_round_at is None else max(0.0, now - info.last_round_at),
         db_busy_since=busy_since(path),
     )
@@ -233,7 +237,8 @@ class SnapshotReader:
     """Snapshots for a viewer that asks every second, read again only when there is something new.
 
     SQLite's `PRAGMA data_version` on this (reading) connection changes whenever any other connection
-    commits — the collector's round, a lease renewal, an ack, an import. While it and the minute stay
+    commits — the collector's round, an ack, an import (not the collector's lease renewals: they go to
+    a file beside the database, read here each time). While it and the minute stay
     the same, the last snapshot is handed back, aged to `now` without reading: who collects and how
     old its data is, and which verdicts went stale since. Everything else a snapshot says moves with the
     data or by the minute (ages are shown to the minute). Saves the whole build (a few ms a second, tens

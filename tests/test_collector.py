@@ -117,7 +117,11 @@ def test_daemon_logs_events_and_stops_on_sigterm(tmp_path):
         import sqlite3
 
         with sqlite3.connect(tmp_path / "d.db") as db:
-            assert db.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0  # released on the way out
+            assert db.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0  # nothing in the database
+        from llmpulse.core.lease import lease_path, read_lease_file
+
+        lease = read_lease_file(lease_path(tmp_path / "d.db"))
+        assert lease is None or not lease.holder  # released on the way out
 
 
 def test_demo_headless_runs_every_part(tmp_path):

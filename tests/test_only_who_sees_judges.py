@@ -127,8 +127,14 @@ async def test_a_process_that_sees_more_takes_collection_over(tmp_path):
             partial = Lease(stores[0], holder="partial", sees=1)
             full = Lease(stores[1], holder="full", sees=2)
             assert await partial.acquire()
-            assert await full.acquire()  # sees more: takes over at once
-            assert not await partial.renew()  # the partial one finds out and stands by
+            # Sees more: asks for it — but never runs a round beside the holder's.
+            assert not await full.acquire()
+            assert (await read_lease(stores[0])).wants_holder == "full"
+            assert not await partial.renew()  # the partial one finds out (mid-round: it releases after)
+            assert not await full.acquire()  # still the partial one's until it released
+            await partial.release()
+            assert not await partial.acquire()  # the asker comes first
+            assert await full.acquire()  # handed over
             assert (await read_lease(stores[0])).holder == "full"
             blind = Lease(stores[0], holder="blind", sees=0)
             assert not await blind.acquire()  # sees less than the holder: waits
@@ -145,15 +151,19 @@ async def test_the_snapshot_says_when_this_process_cannot_collect(tmp_path):
         store = await Store.open(daemon_ctx.db_path)
         reader = await Store.open_reader(daemon_ctx.db_path)
         try:
-            collector = Collector(daemon_ctx, store, on_event=lambda _: None)
+            # A read-only connection stands in for any database that refuses this process's writes.
+            collector = Collector(daemon_ctx, reader, on_event=lambda _: None)
             stop = asyncio.Event()
-            # A read-only database stands in for any that refuses writes: the lease cannot be taken.
             task = asyncio.create_task(collector.run_forever(stop, interval=0.2, lease_store=reader))
             while collector.failure is None:
                 await asyncio.sleep(0.05)
             snap = await build_snapshot(store, daemon_ctx, time.time(), own_failure=collector.failure)
             assert "this process cannot collect" in snap.collector.summary
             assert "readonly" in snap.collector.summary
+            # and it keeps nobody else from collecting: it gave the lease back
+            lease = await read_lease(store)
+            assert lease is None or not lease.alive(time.time())
+            assert collector.rounds == 0
             stop.set()
             await task
         finally:
