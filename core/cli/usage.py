@@ -237,13 +237,14 @@ async def import_command(args: argparse.Namespace) -> int:
     await store.execute("PRAGMA cache_size = -131072")
     from llmpulse.core.round_flag import RoundYield
     from llmpulse.core.usage.line_import import (
+        BatchSums,
         JudgedBatch,
         LineJudge,
         Worker,
         WorkerFailed,
         WorkerSettings,
     )
-    from llmpulse.core.usage.rollup import ingest_rows
+    from llmpulse.core.usage.rollup import MINUTE_KEEP_S, ingest_rows
 
     # Judged as the Recorder judges live calls (an attribution validated once, its calls priced by the
     # rates remembered for it: line_import), a batch stored on the database thread while the next is
@@ -302,9 +303,18 @@ async def import_command(args: argparse.Namespace) -> int:
                 await asyncio.sleep(0)  # a batch's store starts (it runs on the database thread)
         else:
             loop = asyncio.get_running_loop()
+            summing = BatchSums(now - MINUTE_KEEP_S)
+            running = worker
+
+            def receive() -> JudgedBatch | WorkerFailed | None:
+                got = running.receive()
+                if isinstance(got, JudgedBatch):
+                    got.rollups = summing.of(got)  # here, off the event loop, while the last batch is stored
+                return got
+
             while True:
                 try:
-                    got = await loop.run_in_executor(None, worker.receive)
+                    got = await loop.run_in_executor(None, receive)
                 except (EOFError, OSError):  # it ended between two batches, or in the middle of one
                     raise CliError(
                         "import: the process judging the lines ended unexpectedly; what was imported before is stored",

@@ -89,7 +89,7 @@ class JudgedBatch:
     `attributions`), their roll-up sums, the attributions first used in this batch, the bad lines."""
 
     rows: list[tuple[Any, ...]]
-    rollups: RollupSums
+    rollups: RollupSums  # empty from the worker: BatchSums sums them where they are stored
     attributions: dict[int, tuple[Any, ...]]
     errors: list[tuple[int, str]] = field(default_factory=list)
 
@@ -98,7 +98,7 @@ class LineJudge:
     """Judges numbered lines (records.read_lines) into batches; holds what must be remembered across
     the whole input: the attributions validated, the request ids and repeated contents seen."""
 
-    def __init__(self, pricing: Pricing, now: float, known_providers: Collection[str] = ()):
+    def __init__(self, pricing: Pricing, now: float, known_providers: Collection[str] = (), *, summing: bool = True):
         self.pricing = pricing
         self.now = now  # a line without ts is stamped the import's start
         self.oldest_minute = now - MINUTE_KEEP_S
@@ -109,6 +109,8 @@ class LineJudge:
         self._repeats: dict[str, int] = {}  # content hash -> lines with it so far
         self._ids: dict[str, int] = {}  # request_id -> its first line: number << 64 | hash of the text
         self._rows: list[tuple[Any, ...]] = []
+        # False in the worker: the storing process sums each batch's rows (BatchSums), it has the CPU to spare
+        self.summing = summing
         self._sums = RollupSums(self.oldest_minute, self.keys)
         self._new: dict[int, tuple[Any, ...]] = {}
         self._errors: list[tuple[int, str]] = []
@@ -269,47 +271,9 @@ class LineJudge:
             elif not first:
                 ids[r] = number << 64 | text_hash
             add((t, seen.what, seen.who, a, b, c, d, ms, cost))
-        self._add_sums(summed)
+        if self.summing:
+            add_sums(self._sums, summed)
         return True
-
-    def _add_sums(self, summed: list[tuple[Any, ...]]) -> None:
-        """RollupSums.add for each (ts, what, who, input, output, cache read, cache write, latency, cost),
-        spelled out in one loop."""
-        sums_what, sums_who = self._sums.what, self._sums.who
-        what_get, who_get = sums_what.get, sums_who.get
-        oldest, bounds, bisect_left = self.oldest_minute, LATENCY_BOUNDS_MS, bisect.bisect_left
-        for ts, what, who, tin, tout, tcr, tcw, latency, cost in summed:
-            t = int(ts)
-            gk = (t // 60 if ts >= oldest else t // 3600 * 60, what)
-            a = what_get(gk)
-            if a is None:
-                a = sums_what[gk] = [0, 0, 0, 0, 0, 0, 0.0, *_NO_LATENCY]
-            gk = (t // 86400, who)
-            b = who_get(gk)
-            if b is None:
-                b = sums_who[gk] = [0, 0, 0, 0, 0, 0, 0.0, *_NO_LATENCY]
-            a[0] += 1
-            b[0] += 1
-            a[2] += tin
-            b[2] += tin
-            a[3] += tout
-            b[3] += tout
-            if tcr:
-                a[4] += tcr
-                b[4] += tcr
-            if tcw:
-                a[5] += tcw
-                b[5] += tcw
-            if cost is None:
-                a[1] += 1
-                b[1] += 1
-            else:
-                a[6] += cost
-                b[6] += cost
-            if latency is not None:
-                i = 7 + bisect_left(bounds, latency)
-                a[i] += 1
-                b[i] += 1
 
     def feed(self, lines: list[tuple[int, bytes | RecordError]]) -> None:
         """Judge lines into the batch being built: a chunk of plain lines column by column (_feed_plain),
@@ -438,7 +402,67 @@ class LineJudge:
                 errors.append((number, str(exc)))
                 continue
             add((ts, seen.what, seen.who, tin, tout, tcr, tcw, latency, cost))
-        self._add_sums(summed)
+        if self.summing:
+            add_sums(self._sums, summed)
+
+
+def add_sums(sums: RollupSums, summed: Iterable[tuple[Any, ...]]) -> None:
+    """RollupSums.add for each (ts, what, who, input, output, cache read, cache write, latency, cost),
+    spelled out in one loop."""
+    sums_what, sums_who = sums.what, sums.who
+    what_get, who_get = sums_what.get, sums_who.get
+    oldest, bounds, bisect_left = sums.oldest_minute, LATENCY_BOUNDS_MS, bisect.bisect_left
+    for ts, what, who, tin, tout, tcr, tcw, latency, cost in summed:
+        t = int(ts)
+        gk = (t // 60 if ts >= oldest else t // 3600 * 60, what)
+        a = what_get(gk)
+        if a is None:
+            a = sums_what[gk] = [0, 0, 0, 0, 0, 0, 0.0, *_NO_LATENCY]
+        gk = (t // 86400, who)
+        b = who_get(gk)
+        if b is None:
+            b = sums_who[gk] = [0, 0, 0, 0, 0, 0, 0.0, *_NO_LATENCY]
+        a[0] += 1
+        b[0] += 1
+        a[2] += tin
+        b[2] += tin
+        a[3] += tout
+        b[3] += tout
+        if tcr:
+            a[4] += tcr
+            b[4] += tcr
+        if tcw:
+            a[5] += tcw
+            b[5] += tcw
+        if cost is None:
+            a[1] += 1
+            b[1] += 1
+        else:
+            a[6] += cost
+            b[6] += cost
+        if latency is not None:
+            i = 7 + bisect_left(bounds, latency)
+            a[i] += 1
+            b[i] += 1
+
+
+class BatchSums:
+    """In the storing process: a worker's batch summed for its roll-ups, from its rows (the worker, the
+    busier of the two processes, does not sum). One RollupKeys for the whole import, as the Recorder has."""
+
+    def __init__(self, oldest_minute: float) -> None:
+        self.oldest_minute = oldest_minute
+        self.keys = RollupKeys()
+        self._groups: dict[int, tuple[int, int]] = {}  # attribution placeholder -> (what, who)
+
+    def of(self, batch: JudgedBatch) -> RollupSums:
+        groups = self._groups
+        for ref, attrs in batch.attributions.items():
+            groups[ref] = self.keys.of(attrs)
+        sums = RollupSums(self.oldest_minute, self.keys)
+        # row[1:9] is (ts, attrs, input, output, cache read, cache write, latency, cost), as Recorder.add reads it
+        add_sums(sums, [(row[1], *groups[row[2]], *row[3:9]) for row in batch.rows])
+        return sums
 
 
 # -- the worker process ---------------------------------------------------------------------------
@@ -456,7 +480,9 @@ def judge_in_worker(out: Connection, settings: WorkerSettings) -> None:
     Ctrl-C is the parent's to handle (it ends this process); a closed pipe ends it too."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     register_secrets(settings.secrets)  # a message cut after redaction never shows part of a loaded key
-    judge = LineJudge(Pricing(settings.prices, settings.local_providers), settings.now, settings.known_providers)
+    judge = LineJudge(
+        Pricing(settings.prices, settings.local_providers), settings.now, settings.known_providers, summing=False
+    )
     try:
         with open(settings.path, "rb", buffering=READ_BUFFER) as stream:
             for batch in judge.batches(read_lines(stream), settings.batch_size):
