@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from llmpulse.core.usage import request_ids
+from llmpulse.core.usage.pricing import NANO_USD
 from llmpulse.core.usage.records import fill_attrs_keys
 
 
@@ -443,16 +444,22 @@ USAGE.append(
     )
 )
 
-# The usage_records view since 0199b: request ids given back as text (llmpulse.core.usage.request_ids).
-USAGE_RECORDS_VIEW = f"""
+
+def _usage_records_view(cost: str) -> str:
+    """The usage_records view since 0199b: request ids given back as text (llmpulse.core.usage.request_ids);
+    `cost`: the SQL of its cost_usd column."""
+    return f"""
     CREATE VIEW usage_records AS
         SELECT c.id, c.dedupe_key, c.ts, a.provider, a.model, c.input_tokens, c.output_tokens, c.cache_read_tokens,
                c.cache_write_tokens, c.latency_ms, a.status, NULLIF(a.error_kind, '') AS error_kind, a.is_fallback,
                NULLIF(a.fallback_from, '') AS fallback_from, NULLIF(a.department, '') AS department,
                NULLIF(a.agent, '') AS agent, NULLIF(a.user, '') AS user, NULLIF(a.task_type, '') AS task_type,
                NULLIF(a.category, '') AS category, NULLIF(a.endpoint, '') AS endpoint,
-               {request_ids.decoded_sql("c.request_id")} AS request_id, c.cost_usd, c.reported_cost_usd
+               {request_ids.decoded_sql("c.request_id")} AS request_id, {cost}, c.reported_cost_usd
         FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs;"""
+
+
+USAGE_RECORDS_VIEW = _usage_records_view("c.cost_usd")  # 0199b and 0199c (released: never changes)
 
 USAGE.append(
     Migration(
@@ -505,6 +512,22 @@ USAGE.append(
 {USAGE_RECORDS_VIEW}
 """,
         then=fill_attrs_keys,
+    )
+)
+
+USAGE.append(
+    Migration(
+        "0199d_usage_cost_nano",
+        f"""
+    -- Issue 14: a call's cost is kept as a whole number of nano-dollars (llmpulse.core.usage.pricing.NANO_USD),
+    -- which SQLite stores in 3-4 bytes instead of an 8-byte float: a REAL column keeps a value without a
+    -- fraction as an integer on disk (the column stays REAL: renaming is instant, a new type would copy the
+    -- table). The view still gives dollars. Costs already stored are rounded to the nano-dollar.
+    DROP VIEW usage_records;
+    ALTER TABLE usage_calls RENAME COLUMN cost_usd TO cost_nusd;
+    UPDATE usage_calls SET cost_nusd = round(cost_nusd * {NANO_USD}) WHERE cost_nusd IS NOT NULL;
+{_usage_records_view(f"c.cost_nusd / {NANO_USD} AS cost_usd")}
+""",
     )
 )
 

@@ -60,7 +60,8 @@ def expected_from_raw(conn: sqlite3.Connection, dim: str, since: float, until: f
     for key, (n, errors, cost, unknown, tokens, latencies) in groups.items():
         latencies.sort()
         p95 = latencies[math.ceil(0.95 * len(latencies)) - 1] if latencies else None
-        out[key] = (n, errors, pytest.approx(cost, rel=1e-9, abs=1e-12), unknown, tokens, p95)
+        # an upgrade rounds each stored cost to the nano-dollar (migration 0199d): at most half of one a call
+        out[key] = (n, errors, pytest.approx(cost, rel=1e-9, abs=n * 0.5e-9 + 1e-12), unknown, tokens, p95)
     return out
 
 
@@ -69,6 +70,13 @@ async def figures(store: Store, dim: str, since: float, until: float) -> dict[st
         g.key: (g.requests, g.errors, g.cost_usd, g.unknown_price_count, g.tokens, g.p95_ms)
         for g in await breakdown(store, dim if dim != "total" else "total", since, until)
     }
+
+
+def as_kept(call: sqlite3.Row | tuple) -> tuple:
+    """A usage_records row with its cost (index 21) as a whole number of nano-dollars: what an upgrade keeps
+    of a cost stored before migration 0199d (it rounds to the nano-dollar)."""
+    row = tuple(call)
+    return (*row[:21], None if row[21] is None else math.floor(row[21] * 1e9 + 0.5), *row[22:])
 
 
 def _load_fixture(path: Path) -> None:
@@ -107,7 +115,9 @@ async def test_a_database_made_by_schema_0197_keeps_every_figure_through_the_mig
         for (dim, (since, until)), want in expected.items():
             assert await figures(store, dim, since, until) == want, (dim, since, until)
         # nothing stored is lost: every call with its request id, every day roll-up as it was
-        assert [tuple(r) for r in await store.fetchall("SELECT * FROM usage_records ORDER BY id")] == calls_before
+        assert [as_kept(r) for r in await store.fetchall("SELECT * FROM usage_records ORDER BY id")] == [
+            as_kept(r) for r in calls_before
+        ]
         days = await store.fetchall("SELECT * FROM usage_rollups WHERE grain = 'd' ORDER BY dim, start, key")
         assert [tuple(r) for r in days] == days_before
         # the hour and minute rows of users the raw calls give again are gone (the hour that began before
@@ -361,7 +371,9 @@ async def test_request_ids_stored_by_shape_keep_every_id_exactly_through_the_mig
 
     store = await Store.open(db)
     try:
-        assert [tuple(r) for r in await store.fetchall("SELECT * FROM usage_records ORDER BY id")] == calls_before
+        assert [as_kept(r) for r in await store.fetchall("SELECT * FROM usage_records ORDER BY id")] == [
+            as_kept(r) for r in calls_before
+        ]
         rollups = await store.fetchall("SELECT * FROM usage_rollups ORDER BY grain, dim, start, key")
         assert [tuple(r) for r in rollups] == rollups_before
         # usage_attrs is found by its key: the index over all its text is gone, every attribution kept
@@ -416,5 +428,37 @@ async def test_attributions_whose_keys_collide_stay_apart(tmp_path, monkeypatch)
             mine = [r for r in rows if r["user"] == f"u{u}"]
             mine += [r for r in rows[:10] if r["user"] == f"u{u}"]
             assert got[f"u{u}"] == (len(mine), sum(r["input_tokens"] for r in mine))
+    finally:
+        await store.close()
+
+
+async def test_costs_are_kept_in_whole_nano_dollars_and_add_up(tmp_path):
+    """A call's cost is stored as a whole number of nano-dollars (3-4 bytes instead of an 8-byte float):
+    each call reads back as its price rounded to the nano-dollar, and totals from the raw calls and from
+    the roll-ups are the sum of those."""
+    from fractions import Fraction
+
+    from llmpulse.core.usage.config import PriceConfig, PriceOverride
+
+    # $0.0375 a million input tokens: 37.5 nano-dollars each, so half of the prices end in half a nano-dollar
+    pricing = Pricing(PriceConfig(overrides={("acme", "m1"): PriceOverride(input=0.0375, output=0.3)}))
+    rng = random.Random(9)
+    calls = [(rng.randint(1, 50_000), rng.randint(0, 4000)) for _ in range(300)]
+    store = await Store.open(tmp_path / "n.db")
+    try:
+        async with Recorder(store, pricing) as rec:
+            for i, (tin, tout) in enumerate(calls):
+                rec.record(provider="acme", model="m1", ts=TF - 7200 + i, input_tokens=tin, output_tokens=tout)
+        # exact prices in nano-dollars, in rational arithmetic: each stored one is within half a nano-dollar
+        exact = [Fraction(tin * 375, 10) + tout * 300 for tin, tout in calls]
+        want = [r[0] for r in await store.fetchall("SELECT cost_nusd FROM usage_calls ORDER BY id")]
+        assert all(n == int(n) and abs(n - e) <= Fraction(1, 2) for n, e in zip(want, exact, strict=True))
+        assert sum(exact) / 10**9 > 0.1  # not a trivial sum
+        viewed = [r[0] for r in await store.fetchall("SELECT cost_usd FROM usage_records ORDER BY id")]
+        assert viewed == [n / 1e9 for n in want]
+        whole = await total(store, TF - 7200, TF)  # from the roll-ups and the raw calls of the edges
+        assert whole.cost_usd == pytest.approx(sum(want) / 1e9, rel=1e-12)
+        (raw,) = await store.fetchone("SELECT TOTAL(cost_usd) FROM usage_records")
+        assert raw == pytest.approx(sum(want) / 1e9, rel=1e-12)
     finally:
         await store.close()

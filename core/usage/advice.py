@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from llmpulse.core.store import Store
+from llmpulse.core.usage.pricing import NANO_USD
 from llmpulse.core.vocabulary import counted
 
 MIN_REQUESTS = 20  # fewer calls say nothing about a rate or a p95
@@ -81,7 +82,8 @@ def _scan(
     first_error: dict[str, float] = {}
     per_task: dict[tuple[str, str], _Group] = defaultdict(_Group)
     cur = conn.execute(
-        "SELECT c.ts, a.provider, a.model, a.status, a.error_kind, a.task_type, c.latency_ms, c.cost_usd "
+        "SELECT c.ts, a.provider, a.model, a.status, a.error_kind, a.task_type, c.latency_ms, "
+        f"c.cost_nusd / {NANO_USD} "
         "FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs WHERE c.ts >= ? AND c.ts < ?",
         (since, until),
     )

@@ -34,6 +34,10 @@ def price_table_version() -> str:
 # Per-million rates (input, output, cache_read, cache_write, valid while input_tokens < this): a record
 # priced by a multiply-add. cache_* None: the model has no such price (calc_price decides).
 Rates = tuple[float, float, float | None, float | None, float]
+# A call's cost is kept to the nano-dollar: usage_calls stores it as a whole number of them (cost_nusd),
+# which SQLite keeps in 3-4 bytes instead of an 8-byte float (issue 14). A billionth of a dollar is far
+# below any price's own precision; the roll-ups sum the same rounded figures as the calls.
+NANO_USD = 1e9
 LOCAL_RATES: Rates = (0.0, 0.0, 0.0, 0.0, float("inf"))
 
 
@@ -55,7 +59,7 @@ def linear_cost(
         if per_cache_write is None:
             return None
         usd += cache_write_tokens * per_cache_write
-    return usd / 1e6
+    return round(usd * (NANO_USD / 1e6)) / NANO_USD
 
 
 class Pricing:
@@ -140,7 +144,7 @@ class Pricing:
             return None
         except ValueError:
             return None  # this request's counts, not the model: price it unknown, keep the model known
-        return float(calc.total_price)
+        return round(float(calc.total_price) * NANO_USD) / NANO_USD
 
     def _linear_rates(self, provider: str, model: str) -> tuple[Any, ...] | None:
         """Per-million rates when the model's price is plain per-token (tiers: their base price, valid

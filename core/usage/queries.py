@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from llmpulse.core.store import Store
-from llmpulse.core.usage.pricing import price_table_version
+from llmpulse.core.usage.pricing import NANO_USD, price_table_version
 from llmpulse.core.usage.rollup import BUCKETS, DIM_GRAINS, DIM_SQL, DIMS, GRAINS, LATENCY_BOUNDS_MS, MINUTE_KEEP_S
 
 BY_CHOICES = ("provider", "model", "department", "agent", "user", "task_type", "category", "provider_model")
@@ -404,8 +404,8 @@ _EDGE_SUMS = ", ".join(
         "TOTAL(c.input_tokens)",
         "TOTAL(c.output_tokens)",
         "TOTAL(c.cache_read_tokens)",
-        "TOTAL(c.cost_usd)",
-        "COUNT(*) - COUNT(c.cost_usd)",
+        f"TOTAL(c.cost_nusd) / {NANO_USD}",
+        "COUNT(*) - COUNT(c.cost_nusd)",
         f"TOTAL(c.latency_ms <= {LATENCY_BOUNDS_MS[0]})",
         *(f"TOTAL(c.latency_ms > {lo} AND c.latency_ms <= {hi})" for lo, hi in itertools.pairwise(LATENCY_BOUNDS_MS)),
         f"TOTAL(c.latency_ms > {LATENCY_BOUNDS_MS[-1]})",
@@ -674,7 +674,7 @@ async def usage_api_deltas(
     else:
         recorded_calls = await store.fetchall(
             f"SELECT a.provider, {_raw_key(dim)}, COUNT(*), TOTAL(c.input_tokens), TOTAL(c.output_tokens), "
-            "TOTAL(c.cache_read_tokens), TOTAL(c.cost_usd), COUNT(*) - COUNT(c.cost_usd) "
+            f"TOTAL(c.cache_read_tokens), TOTAL(c.cost_nusd) / {NANO_USD}, COUNT(*) - COUNT(c.cost_nusd) "
             "FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs "
             f"WHERE a.provider IN ({marks}) AND c.ts >= ? AND c.ts < ?{only_rec} GROUP BY 1, 2",
             [*names, since, math.nextafter(until, math.inf), *keyed],
@@ -985,7 +985,7 @@ async def reported_costs(store: Store, since: float, until: float) -> list[Repor
     """Per provider, the calls in [since, until) whose provider reported a cost (raw records: the few
     that carry one are found through a partial index)."""
     rows = await store.fetchall(
-        "SELECT a.provider, COUNT(*), TOTAL(c.reported_cost_usd), TOTAL(c.cost_usd), COUNT(c.cost_usd) "
+        f"SELECT a.provider, COUNT(*), TOTAL(c.reported_cost_usd), TOTAL(c.cost_nusd) / {NANO_USD}, COUNT(c.cost_nusd) "
         "FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs "
         "WHERE c.reported_cost_usd IS NOT NULL AND c.ts >= ? AND c.ts < ? GROUP BY a.provider ORDER BY a.provider",
         (since, until),

@@ -346,7 +346,7 @@ CALL_COLUMNS = (
     "cache_read_tokens",
     "cache_write_tokens",
     "latency_ms",
-    "cost_usd",
+    "cost_nusd",  # our estimate in nano-dollars (pricing.NANO_USD): rows carry dollars, the INSERT converts
     "request_id",
     "reported_cost_usd",
 )

@@ -28,7 +28,7 @@ from itertools import chain
 from typing import Any
 
 from llmpulse.core.store import Store
-from llmpulse.core.usage.pricing import Pricing
+from llmpulse.core.usage.pricing import NANO_USD, Pricing
 from llmpulse.core.usage.records import ATTR_FIELDS, CALL_COLUMNS, UsageRecord, attrs_key, attrs_of, call_row
 from llmpulse.core.usage.request_ids import ShapeTags, shape_tags
 
@@ -96,7 +96,9 @@ DIM_SQL = {
 # a row), and the GIL is released for the whole chunk.
 CHUNK = 500
 _INSERT_HEAD = f"INSERT OR IGNORE INTO usage_calls ({', '.join(CALL_COLUMNS)}) VALUES "
-_ROW_MARKS = "(" + ", ".join("?" for _ in CALL_COLUMNS) + ")"
+# A row carries its cost in dollars (already a whole number of nano-dollars: pricing.NANO_USD); the
+# column holds the nano-dollars.
+_ROW_MARKS = "(" + ", ".join(f"round(? * {NANO_USD})" if c == "cost_nusd" else "?" for c in CALL_COLUMNS) + ")"
 
 
 def insert_calls_sql(rows: int) -> str:
@@ -395,7 +397,7 @@ def _touch_attrs(
 
 _STORED_SINCE = (
     f"SELECT c.ts, {', '.join(f'a.{f}' for f in ATTR_FIELDS)}, c.input_tokens, c.output_tokens, "
-    "c.cache_read_tokens, c.cache_write_tokens, c.latency_ms, c.cost_usd "
+    f"c.cache_read_tokens, c.cache_write_tokens, c.latency_ms, c.cost_nusd / {NANO_USD} "
     "FROM usage_calls c JOIN usage_attrs a ON a.id = c.attrs WHERE c.id > ?"
 )
 
