@@ -8,6 +8,7 @@ import csv
 import json
 import sqlite3
 import time
+import uuid
 from pathlib import Path
 
 from llmpulse.core.alerts.engine import AlertEngine
@@ -18,6 +19,23 @@ from tests.cli_helpers import run_cli
 
 CANARY = "sk-proj-LEAKCANARY0123456789abcdef"
 NOW = time.time()
+
+
+def request_id(i: int) -> str:
+    """Ids of the shapes providers and SDKs use (stored by shape, request_ids.py) and of none."""
+    u = uuid.UUID(int=(i + 1) * 0x9E3779B97F4A7C15F39CC0605CEDC834 % (1 << 128))
+    shapes = [
+        f"req-{i}",
+        str(u),
+        str(u).upper(),
+        "chatcmpl-" + u.hex[:29].replace("a", "Q"),
+        u.hex + u.hex[:16],  # an OTLP trace id + span id
+        f"{u}@groq",
+        f"req_{u.hex}",
+        f"запрос-{i}",
+        f"  odd id {i}:/" + "x" * (i % 3),
+    ]
+    return shapes[i % len(shapes)].strip()
 
 
 def usage_lines(n: int) -> list[dict]:
@@ -36,7 +54,7 @@ def usage_lines(n: int) -> list[dict]:
                 "status": "error" if i % 5 == 0 else "ok",
                 "error_kind": "server_error" if i % 5 == 0 else None,
                 "department": "Marketing" if i % 2 else "Support",
-                "request_id": f"req-{i}",
+                "request_id": request_id(i),
             }
         )
     return [{k: v for k, v in line.items() if v is not None} for line in lines]
@@ -122,6 +140,14 @@ def test_export_jsonl_round_trips_usage_and_keeps_secrets_out(tmp_path: Path) ->
         cost_a = a.execute("SELECT SUM(cost_usd) FROM usage_records").fetchone()[0]
         cost_b = b.execute("SELECT SUM(cost_usd) FROM usage_records").fetchone()[0]
     assert cost_a is not None and abs(cost_a - cost_b) < 1e-9  # priced again to the same figure
+    # every request id byte for byte (in the file and in the database it went into), and the export
+    # imported again into the database it came from adds nothing
+    exported = [json.loads(line)["request_id"] for line in (out / "usage.jsonl").read_text().splitlines()]
+    assert sorted(exported) == sorted(line["request_id"] for line in lines)
+    with sqlite3.connect(back) as b:
+        assert sorted(r[0] for r in b.execute("SELECT request_id FROM usage_records")) == sorted(exported)
+    proc = run_cli(tmp_path, "--db", str(db), "import", str(out / "usage.jsonl"))
+    assert proc.returncode == 0 and f"imported 0 records ({len(lines)} already there" in proc.stdout, proc.stdout
 
 
 def test_export_csv_is_safe_for_terminals_and_spreadsheets(tmp_path: Path) -> None:
