@@ -323,3 +323,31 @@ async def test_the_welcome_gives_way_to_what_there_is_to_show():
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
         assert app.dashboard.welcome.display
+
+
+async def test_the_footer_at_80_columns_keeps_help_and_quit_and_only_keys_that_act():
+    """At 80×24 the dashboard's footer filled with Filter, Sort, Ack, Silence, Resolve, Probe and Pause and
+    pushed "? Help" and "q Quit" off the line: a new user saw no way to the keys or out. And on screens
+    where no alert can be selected (help, a provider, costs) Ack, Silence and Resolve stayed in the
+    footer, acting on nothing. Sort and Pause are in the help (`?`); alert keys show where an alert can
+    be selected: the dashboard and an alert's screen."""
+    app = fixed_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        await pilot.pause()
+        shown = footer_text(app)
+        assert "? Help" in shown and "q Quit" in shown and "a Ack" in shown, shown
+        for keys, screen in ((("question_mark",), "HelpScreen"), (("1", "enter"), "ProviderScreen")):
+            await pilot.press(*keys)
+            await pilot.pause()
+            assert type(app.screen).__name__ == screen
+            shown = footer_text(app)
+            assert "Quit" in shown, (screen, shown)
+            assert not [w for w in ("Ack", "Silence", "Resolve") if w in shown], (screen, shown)
+            await pilot.press("escape")
+            await pilot.pause()
+        await pilot.press("3", "enter")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "AlertScreen"
+        shown = footer_text(app)
+        assert "a Ack" in shown and "Quit" in shown, shown

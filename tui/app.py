@@ -57,6 +57,7 @@ TIME_RANGES: tuple[tuple[str, float], ...] = (
 
 # The app's keys that act on alerts, providers or the panels' rows: nothing for them on the welcome.
 WELCOME_IDLE_ACTIONS = frozenset({"ack", "silence", "resolve", "unsilence", "probe_now", "toggle_pause"})
+ALERT_ACTIONS = frozenset({"ack", "silence", "resolve", "unsilence"})
 
 
 class PulseApp(App[int]):
@@ -76,6 +77,7 @@ class PulseApp(App[int]):
             "space",
             "toggle_pause",
             "Pause",
+            show=False,  # in the help: at 80 columns the footer keeps room for help and quit
             id="app.pause",
             tooltip="Freeze the display (collection goes on); again to resume",
         ),
@@ -174,7 +176,11 @@ class PulseApp(App[int]):
         """On the first run's welcome there is no alert, row or provider to act on: the keys for them
         leave the footer (and do nothing) until a provider is configured."""
         welcoming = self.screen is self.screen_stack[0] and self.dashboard.welcoming
-        return not (welcoming and action in WELCOME_IDLE_ACTIONS)
+        if welcoming and action in WELCOME_IDLE_ACTIONS:
+            return False
+        # An alert can be selected only on the dashboard (its Alerts panel) and on an alert's screen:
+        # elsewhere (help, costs, a provider, statistics) a/s/r/u act on nothing, so they leave the footer.
+        return not (action in ALERT_ACTIONS and not isinstance(self.screen, (DashboardScreen, AlertScreen)))
 
     def get_default_screen(self) -> Screen[Any]:
         return DashboardScreen()

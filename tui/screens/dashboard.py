@@ -85,6 +85,7 @@ class DashboardScreen(LiveScreen):
             "o",
             "sort",
             "Sort",
+            show=False,  # in the help (and a click on a header sorts): the footer keeps room for help and quit
             id="dashboard.sort",
             tooltip="Sort the focused panel by its next column (a click on a column header sorts too)",
         ),
