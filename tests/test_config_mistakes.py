@@ -114,3 +114,11 @@ def test_a_read_only_database_is_one_clear_line_and_loses_nothing(tmp_path):
     assert db.read_bytes() == before
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT SUM(input_tokens) FROM usage_records").fetchone()[0] == 7
+
+
+@pytest.mark.parametrize("limit", ["-5", "0", "0.0"])
+def test_a_budget_limit_not_above_zero_names_the_same_expectation(limit):
+    """-5 was "expected a number >= 0", and the 0 a user then wrote was "expected > 0": one expectation."""
+    with pytest.raises(ConfigError) as err:
+        parse_config({"budgets": [{"scope": "total", "limit_usd": float(limit)}]}, "t.toml")
+    assert str(err.value).endswith("expected a number of dollars > 0"), str(err.value)

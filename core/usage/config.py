@@ -134,7 +134,7 @@ def parse(root: Section) -> UsageConfig:
                     + ' (e.g. "provider:openai")',
                 )
         period = sec.string("period", "month", choices=PERIODS)
-        limit = sec.number("limit_usd")
+        limit = sec.number("limit_usd", minimum=None)  # 0 and below: one message, "> 0"
         if limit <= 0:
             raise sec.error("limit_usd", limit, "a number of dollars > 0")
         warn_at = sec.number_list("warn_at", [0.8, 1.0])
