@@ -318,3 +318,8 @@ async def test_a_partial_budget_never_resolves_its_alerts(tmp_path):
         assert not [a for a in await engine.open_alerts() if a.rule == "budget_warning"]
     finally:
         await store.close()
+
+
+def test_budgets_help_says_what_a_partial_budget_is(tmp_path):
+    r = run_cli(tmp_path, "budgets", "--help")
+    assert r.returncode == 0 and "partial" in r.stdout and "≥" in r.stdout and "usage_api" in r.stdout

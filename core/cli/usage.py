@@ -115,7 +115,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i.add_argument("file", metavar="FILE", help="a .jsonl file, or - for standard input")
     i.set_defaults(handler=import_command)
 
-    b = sub.add_parser("budgets", help="budgets: spent, utilization, burn rate, projection, when the limit is hit")
+    b = sub.add_parser(
+        "budgets",
+        help="budgets: spent, utilization, burn rate, projection, when the limit is hit",
+        description="Each [[budgets]] entry over its current calendar period ([budget] timezone): spent, "
+        "utilization, burn rate, the projected spend at the period's end and when the limit is reached at "
+        "this pace. A budget that counts a provider's usage report llmpulse does not know yet ([usage_api."
+        '<provider>] budgets = "usage_api", never pulled or its last pull failed) is partial: what is '
+        "known is shown as ≥, the rest unknown, and a line says which provider and why.",
+    )
     b.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     b.set_defaults(handler=budgets_command)
 
