@@ -120,6 +120,10 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def csv_cell(value: Any) -> Any:
     """A cell safe to open in a terminal or a spreadsheet: no control sequences, and text that a
     spreadsheet would run as a formula (=, +, -, @) starts with a quote. Numbers pass unchanged."""
+    if isinstance(value, (dict, list, tuple)):
+        # A budget's warn_at or spend_unknown: as JSON (escaped, so a provider's error text inside cannot
+        # carry a control sequence), then cleaned like any text — not Python's repr, which was neither.
+        value = json.dumps(value, ensure_ascii=False)
     if not isinstance(value, str):
         return value
     text = redact(_CONTROL.sub("", value)) or ""

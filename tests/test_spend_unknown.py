@@ -323,3 +323,28 @@ async def test_a_partial_budget_never_resolves_its_alerts(tmp_path):
 def test_budgets_help_says_what_a_partial_budget_is(tmp_path):
     r = run_cli(tmp_path, "budgets", "--help")
     assert r.returncode == 0 and "partial" in r.stdout and "≥" in r.stdout and "usage_api" in r.stdout
+
+
+def test_an_export_of_partial_budgets_writes_their_reasons_as_clean_json(tmp_path):
+    """`export --format csv` wrote a budget's list and dict fields (warn_at, crossed, spend_unknown) as
+    Python's repr — `{'openai': ...}`, which no script reads as data — and past the cleaning every other
+    cell gets. They are JSON now, control sequences escaped, then cleaned like any text."""
+    import csv
+    import sqlite3
+
+    db = tmp_path / "e.db"
+    (tmp_path / "llmpulse.toml").write_text(config("http://127.0.0.1:9/v1"))
+    assert run_cli(tmp_path, "--db", str(db), "budgets").returncode == 0  # creates the schema
+    hostile = "HTTP 403: \x1b[31mred\x1b[0m denied"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO provider_usage_pulls (provider_id, last_pull_at, covered_from, error) VALUES (?, ?, ?, ?)",
+            ("openai", 1.0, 1.0, hostile),
+        )
+    r = run_cli(tmp_path, "--db", str(db), "export", "--out", str(tmp_path / "out"), "--format", "csv")
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "out" / "budgets.csv").read_text()
+    assert "\x1b" not in text
+    rows = {row["scope"]: row for row in csv.DictReader(text.splitlines())}
+    assert json.loads(rows["total"]["spend_unknown"]) == {"openai": "last pull failed: " + hostile}
+    assert json.loads(rows["total"]["warn_at"]) == [0.8, 1.0]
