@@ -119,7 +119,8 @@ def main() -> int:
     )
     print(
         f"llmpulse import: {took:.2f} s = {rate:,.0f} lines/s (target >= 100,000) = {ratio:.2f}x parse-only "
-        f"(target <= 4x), +{max(peak_mb, 0):.0f} MB resident after  {'OK' if good else 'MISSED'}"
+        f"(target <= 4x), +{max(peak_mb, 0):.0f} MB resident after, worker process peak "
+        f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB  {'OK' if good else 'MISSED'}"
     )
     print(
         f"CPU of the import, both processes: {took_cpu:.2f} s = {took_cpu / parse_cpu:.2f}x the parse-only pass's "
