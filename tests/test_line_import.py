@@ -126,3 +126,12 @@ def test_the_worker_pickles_a_batch_without_its_memo_and_it_comes_back_equal():
     back = pickle.loads(line_import._dumps(batch))
     assert back.rows == batch.rows and back.errors == batch.errors
     assert back.rollups.what == batch.rollups.what and back.rollups.who == batch.rollups.who
+
+
+def test_bad_lines_leave_in_batches_of_their_own_not_held_until_rows_fill_one():
+    judge = LineJudge(Pricing(), NOW)
+    assert line_import.ERRORS_PER_BATCH <= line_import.CHUNK_LINES
+    lines = [(i + 1, b"{broken\n") for i in range(3 * line_import.CHUNK_LINES)]
+    sent = [b for b in judge.batches(lines, batch_size=10**9) if b is not None]
+    assert [len(b.errors) for b in sent if b.errors] == [line_import.CHUNK_LINES] * 3  # one per chunk judged
+    assert [n for b in sent for n, _ in b.errors] == list(range(1, len(lines) + 1))  # in line order, each once

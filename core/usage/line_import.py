@@ -62,6 +62,7 @@ from llmpulse.core.usage.rollup import (
 )
 
 CHUNK_LINES = 4096  # lines judged between two looks at the event loop (in-process) or the pipe
+ERRORS_PER_BATCH = 1000  # a batch goes out (and its bad lines are printed) once this many lines were bad
 READ_BUFFER = 1 << 20
 _BOM = b"\xef\xbb\xbf"
 _TIME_TYPES = {int, float, type(None)}
@@ -135,7 +136,9 @@ class LineJudge:
         it = iter(lines)
         while chunk := list(islice(it, min(CHUNK_LINES, batch_size - len(self._rows)))):
             self.feed(chunk)  # a line makes at most one row: the batch never passes batch_size
-            yield self.take() if len(self._rows) >= batch_size else None
+            # bad lines are reported as they come, not held until a batch fills (a file of only bad lines)
+            full = len(self._rows) >= batch_size or len(self._errors) >= ERRORS_PER_BATCH
+            yield self.take() if full else None
         yield self.take()
 
     def _careful(
