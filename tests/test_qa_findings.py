@@ -168,7 +168,7 @@ async def test_recent_probes_title_says_the_table_is_the_latest_of_more() -> Non
     from llmpulse.tui.backend import LatencyHistory
     from llmpulse.tui.screens.provider import ProviderScreen
     from tests.snapshot_apps.fixed import NOW, FixedBackend, fixed_app
-    from tests.test_tui_screens import ready, wait_for
+    from tests.tui_helpers import ready, wait_for
 
     in_range, failed_in_range = 80, 3
 
@@ -187,10 +187,10 @@ async def test_recent_probes_title_says_the_table_is_the_latest_of_more() -> Non
         async with app.run_test(size=size) as pilot:
             await ready(pilot)
             await pilot.press("1", "enter")
+            # press() returns once the process looks idle, which under load can be before enter is handled
+            assert await wait_for(pilot, lambda app=app: isinstance(app.screen, ProviderScreen)), app.screen
             screen = app.screen
-            assert isinstance(screen, ProviderScreen)
             assert await wait_for(pilot, lambda screen=screen: screen.probes.row_count == 50)
-            await pilot.pause()
             title = str(app.screen.query_one("#provider-probes-title").render())
             assert f"latest 50 of {in_range} probes" in title and f"{failed_in_range} failed" in title, (size, title)
 

@@ -24,7 +24,7 @@ from llmpulse.tui.core_backend import CoreBackend
 from llmpulse.tui.screens.alert_stats import AlertStatsScreen
 from llmpulse.tui.screens.costs import CHART_ROWS, COLUMN_BLOCKS, LABEL_WIDTH, ColumnChart, CostsScreen
 from llmpulse.tui.screens.migration import MigrationScreen
-from tests.test_tui_screens import ready, wait_for
+from tests.tui_helpers import ready, wait_for
 
 NOW = 1_768_471_200.0  # 2026-01-15T10:00:00Z
 DAY = 86400.0
@@ -218,7 +218,7 @@ async def test_alert_statistics_view_shows_the_last_30_days(tmp_path):
     async with app.run_test(size=(120, 50)) as pilot:
         await ready(pilot)
         await pilot.press("S")
-        assert isinstance(app.screen, AlertStatsScreen)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, AlertStatsScreen)), app.screen
         widget = app.screen.query_one("#alert-stats-text")
         assert await wait_for(pilot, lambda: "alerts opened" in str(widget.render()))
         text = str(widget.render())
@@ -245,7 +245,7 @@ async def migration_screen_text(ctx) -> str:  # type: ignore[no-untyped-def]
     async with app.run_test(size=(120, 50)) as pilot:
         await ready(pilot)
         await pilot.press("4", "enter")
-        assert isinstance(app.screen, MigrationScreen)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, MigrationScreen)), app.screen
         await pilot.pause()
         return str(app.screen.query_one("#migration-text").render())
 
@@ -330,7 +330,7 @@ async def test_ctrl_r_hands_the_new_config_to_the_collector_running_in_the_dashb
         await pilot.press("ctrl+r")
         assert await wait_for(pilot, lambda: bool(notes))
         assert notes[0] == ("config loaded; it applies from the collector's next round", "information")
-        assert await wait_for(pilot, lambda: collector.ctx.config.alerts.error_rate_warning == 0.08, tries=500)
+        assert await wait_for(pilot, lambda: collector.ctx.config.alerts.error_rate_warning == 0.08)
         assert [(a.id, a.state) for a in app.latest.alerts] == [(1, "firing")]
 
 

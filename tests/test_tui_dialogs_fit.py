@@ -10,7 +10,7 @@ from llmpulse.tui.screens.confirm import ConfirmScreen
 from llmpulse.tui.screens.help import HelpScreen
 from llmpulse.tui.screens.silence import SilenceScreen
 from tests.snapshot_apps.fixed import fixed_app
-from tests.tui_helpers import settle
+from tests.tui_helpers import settle, wait_for
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -30,7 +30,7 @@ async def test_the_disable_question_is_whole(size):
     async with app.run_test(size=size) as pilot:
         await settle(pilot, app)
         await pilot.press("1", "j", "j", "j", "j", "e")  # the fifth row (Ollama): enabled, so "Disable"
-        assert isinstance(app.screen, ConfirmScreen)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen)), app.screen
         await pilot.pause()
         label = app.screen.query_one("#confirm-question")
         question = app.screen.question
@@ -45,7 +45,7 @@ async def test_the_silence_error_is_whole(size):
     async with app.run_test(size=size) as pilot:
         await settle(pilot, app)
         await pilot.press("3", "s")
-        assert isinstance(app.screen, SilenceScreen)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, SilenceScreen)), app.screen
         await pilot.press(*"forever and ever", "enter")
         await pilot.pause()
         error = app.screen.query_one("#silence-error")
@@ -59,7 +59,7 @@ async def test_help_wraps_descriptions_under_themselves_and_scrolls_at_80x24():
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
         await pilot.press("question_mark")
-        assert isinstance(app.screen, HelpScreen)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen)), app.screen
         await pilot.pause()
         text = app.screen.query_one("#help-text")
         lines = [text.render_line(y).text.rstrip() for y in range(text.size.height)]

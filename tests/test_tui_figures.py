@@ -14,7 +14,7 @@ from llmpulse.tui.header import header_text
 from llmpulse.tui.panels.base import View
 from llmpulse.tui.screens.costs import CostsScreen
 from tests.snapshot_apps.fixed import NOW, FixedBackend, fixed_app
-from tests.test_tui_screens import ready, wait_for
+from tests.tui_helpers import ready, wait_for
 
 
 class UnknownPriceBackend(FixedBackend):

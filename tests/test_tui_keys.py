@@ -8,7 +8,7 @@ from llmpulse.tui.screens.dashboard import DashboardScreen
 from llmpulse.tui.screens.help import HelpScreen, help_plain
 from llmpulse.tui.screens.silence import SilenceScreen
 from tests.snapshot_apps.fixed import FixedBackend, fixed_app, fixed_snapshot
-from tests.tui_helpers import settle
+from tests.tui_helpers import settle, wait_for
 
 
 def rows(app, number):
@@ -97,7 +97,7 @@ async def test_help_lists_every_key_with_its_description():
     async with app.run_test(size=(100, 60)) as pilot:
         await settle(pilot, app)
         await pilot.press("question_mark")
-        assert isinstance(app.screen, HelpScreen)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen)), app.screen
         text = help_plain(app)
         for binding in app.BINDINGS + DashboardScreen.BINDINGS:
             assert binding.id, f"binding {binding.key} has no id"
@@ -106,7 +106,7 @@ async def test_help_lists_every_key_with_its_description():
         for word in ("Ack", "Silence", "Resolve", "Filter", "Pause", "Quit", "Probe", "Range"):
             assert word in text
         await pilot.press("escape")
-        assert isinstance(app.screen, DashboardScreen)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen)), app.screen
 
 
 async def test_number_keys_focus_panels_and_vi_keys_move():
@@ -161,7 +161,7 @@ async def test_silence_asks_how_long():
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
         await pilot.press("3", "j", "s")
-        assert isinstance(app.screen, SilenceScreen)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, SilenceScreen)), app.screen
         await pilot.press(*"soon", "enter")
         assert isinstance(app.screen, SilenceScreen), "a bad duration must not close the question"
         assert "not a duration" in str(app.screen.query_one("#silence-error").render())
@@ -179,7 +179,7 @@ async def test_silence_can_be_cancelled():
     async with app.run_test() as pilot:
         await settle(pilot, app)
         await pilot.press("3", "s", "escape")
-        assert isinstance(app.screen, DashboardScreen)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen)), app.screen
         assert backend.calls == []
 
 

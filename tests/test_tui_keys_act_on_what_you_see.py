@@ -6,15 +6,7 @@ from __future__ import annotations
 from llmpulse.tui.screens.confirm import ConfirmScreen
 from llmpulse.tui.screens.help import HelpScreen
 from tests.snapshot_apps.fixed import FixedBackend, fixed_app
-from tests.tui_helpers import settle
-
-
-async def wait_for(pilot, condition, tries=200):
-    for _ in range(tries):
-        if condition():
-            return True
-        await pilot.pause(0.01)
-    return condition()
+from tests.tui_helpers import settle, wait_for
 
 
 def toasts(app) -> list[str]:
@@ -78,7 +70,7 @@ async def test_disabling_from_the_dashboard_asks_first():
         await pilot.pause(0.05)
         assert not isinstance(app.screen, ConfirmScreen) and "select a provider first (1)" in toasts(app)
         await pilot.press("1", "e")  # DeepSeek, the first row
-        assert isinstance(app.screen, ConfirmScreen)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen)), app.screen
         await pilot.press("escape")
         await pilot.pause(0.05)
         assert backend.calls == []
@@ -100,7 +92,7 @@ async def test_j_and_k_scroll_the_help():
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
         await pilot.press("question_mark")
-        assert isinstance(app.screen, HelpScreen)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen)), app.screen
         box = app.screen.query_one("#help")
         assert box.max_scroll_y > 0 and box.scroll_y == 0
         await pilot.press("j", "j", "j")

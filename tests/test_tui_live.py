@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC
 
 from llmpulse.core.alerts.engine import AlertEngine
 from llmpulse.core.alerts.rules import Condition
 from llmpulse.core.config import load_context
-from llmpulse.core.lease import read_lease
+from llmpulse.core.lease import DEFAULT_TTL, read_lease
 from llmpulse.core.simulator.fleet import FakeProvider, Fleet
 from llmpulse.core.store import Store
 from llmpulse.tui.app import PulseApp
 from llmpulse.tui.core_backend import CoreBackend
+from tests.tui_helpers import wait_for
 
 KEY = "sk-proj-TuiLiveSecret0123456789abcdefgh"
 
@@ -29,15 +29,6 @@ def context(tmp_path, fleet: Fleet, timeout: str = "3s"):
 
 def app_for(ctx, *, collect: bool) -> PulseApp:
     return PulseApp(CoreBackend(ctx), tz=UTC, actor="ops", refresh=0.2, collect=collect, watch_terminal=False)
-
-
-async def wait_for(pilot, condition, seconds: float = 8.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        await pilot.pause(0.05)
-    return condition()
 
 
 async def seed_alerts(db_path) -> None:
@@ -62,12 +53,12 @@ async def test_keys_change_the_database(tmp_path):
             assert await wait_for(pilot, lambda: app.polls >= 1)
             await pilot.press("3", "a")  # the first row: the critical one
             table = app.dashboard.panels[3].table
-            assert await wait_for(pilot, lambda: table.get_cell("1", "state").plain.startswith("acked"), 2)
+            assert await wait_for(pilot, lambda: table.get_cell("1", "state").plain.startswith("acked"))
             table.move_cursor(row=table.get_row_index("2"))  # rows re-sort as states change: pick by key
             await pilot.press("s", *"30m", "enter")
-            assert await wait_for(pilot, lambda: "silenced" in table.get_cell("2", "state").plain, 2)
+            assert await wait_for(pilot, lambda: "silenced" in table.get_cell("2", "state").plain)
             await pilot.press("r")
-            assert await wait_for(pilot, lambda: "2" not in [r.key.value for r in table.ordered_rows], 2)
+            assert await wait_for(pilot, lambda: "2" not in [r.key.value for r in table.ordered_rows])
         store = await Store.open(ctx.db_path)
         try:
             engine = AlertEngine(store)
@@ -92,7 +83,7 @@ async def test_an_ack_elsewhere_shows_on_the_next_refresh(tmp_path):
             finally:
                 await other.close()
             table = app.dashboard.panels[3].table
-            assert await wait_for(pilot, lambda: table.get_cell("1", "state").plain.startswith("acked"), 3)
+            assert await wait_for(pilot, lambda: table.get_cell("1", "state").plain.startswith("acked"))
 
 
 async def test_quit_does_not_wait_for_a_hanging_provider(tmp_path):
@@ -127,7 +118,8 @@ async def test_lease_hand_over_between_two_dashboards(tmp_path):
                     assert second.backend._collector is not None and second.backend._collector.rounds == 0
                     await p1.press("q")  # the collecting dashboard leaves...
                     await p1.pause(0.1)
-                    assert await wait_for(p2, lambda: second.backend._collector.rounds >= 1, 6), (
+                    assert await wait_for(p2, lambda: second.backend._collector.rounds >= 1, DEFAULT_TTL - 2), (
+                        # sooner than the lease runs out: the leaving one hands it over, it is not taken after a TTL
                         "the other dashboard must take the collector over within seconds"
                     )
                     assert (await read_lease(store)).holder != holder

@@ -8,21 +8,7 @@ from llmpulse.tui.screens.dashboard import DashboardScreen
 from llmpulse.tui.screens.migration import MigrationScreen
 from llmpulse.tui.screens.provider import ProviderScreen
 from tests.snapshot_apps.fixed import FixedBackend, fixed_app
-
-
-async def ready(pilot):
-    app = pilot.app
-    while not app.polls:
-        await pilot.pause(0.01)
-    await pilot.pause()
-
-
-async def wait_for(pilot, condition, tries=200):
-    for _ in range(tries):
-        if condition():
-            return True
-        await pilot.pause(0.01)
-    return condition()
+from tests.tui_helpers import ready, wait_for
 
 
 async def test_provider_screen_toggles_enabled_and_probes_that_provider():
@@ -31,14 +17,14 @@ async def test_provider_screen_toggles_enabled_and_probes_that_provider():
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         await pilot.press("1", "j", "j", "enter")  # deepseek, groq, then anthropic
-        assert isinstance(app.screen, ProviderScreen) and app.screen.provider_id == "anthropic"
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ProviderScreen)), app.screen
+        assert app.screen.provider_id == "anthropic"
         assert await wait_for(pilot, lambda: app.screen.probes.row_count == 5)
         summary = str(app.screen.query_one("#provider-summary").render())
         assert "Anthropic" in summary and "degraded" in summary
         await pilot.press("e")  # asks first; n leaves it, y does it
-        assert isinstance(app.screen, ConfirmScreen) and "Disable Anthropic?" in str(
-            app.screen.query_one("#confirm-question").render()
-        )
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen)), app.screen
+        assert "Disable Anthropic?" in str(app.screen.query_one("#confirm-question").render())
         await pilot.press("n")
         await pilot.pause(0.05)
         assert isinstance(app.screen, ProviderScreen) and not backend.calls
@@ -47,7 +33,7 @@ async def test_provider_screen_toggles_enabled_and_probes_that_provider():
         await pilot.press("p")
         assert await wait_for(pilot, lambda: ("probe_now", ["anthropic"]) in backend.calls)
         await pilot.press("escape")
-        assert isinstance(app.screen, DashboardScreen)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen)), app.screen
 
 
 async def test_costs_screen_groups_and_ranges():
@@ -55,7 +41,7 @@ async def test_costs_screen_groups_and_ranges():
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         await pilot.press("2", "enter")
-        assert isinstance(app.screen, CostsScreen)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, CostsScreen)), app.screen
         screen = app.screen
         assert await wait_for(pilot, lambda: screen.table.row_count == 3)
         assert [r.key.value for r in screen.table.ordered_rows] == ["c", "b", "a"]  # most expensive first
@@ -76,7 +62,8 @@ async def test_alert_screen_acts_on_its_alert():
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         await pilot.press("3", "j", "enter")  # the second row: alert 3
-        assert isinstance(app.screen, AlertScreen) and app.screen.alert_id == 3
+        assert await wait_for(pilot, lambda: isinstance(app.screen, AlertScreen)), app.screen
+        assert app.screen.alert_id == 3
         await pilot.press("a")
         assert await wait_for(pilot, lambda: ("ack", 3, "ops") in backend.calls)
         assert await wait_for(pilot, lambda: "acked" in str(app.screen.query_one("#alert-summary").render()))
@@ -87,7 +74,7 @@ async def test_migration_screen():
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         await pilot.press("4", "enter")
-        assert isinstance(app.screen, MigrationScreen)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, MigrationScreen)), app.screen
         await pilot.pause()  # composed and filled before it is read
         text = str(app.screen.query_one("#migration-text").render())
         assert "gpt-4 → gpt-4.1" in text and "at risk" in text and "37%" in text
