@@ -104,6 +104,33 @@ def test_the_fast_path_stores_what_the_careful_one_does(tmp_path):
     assert fast_forms == careful_forms
 
 
+def test_a_batch_of_one_shape_is_stored_as_shape_of_stores_each_id(tmp_path):
+    """A shape learned in the middle of a batch is a shortcut (ShapeTags.fast) for the rest of it, before
+    its transaction commits: every id must still get exactly the form shape_of gives it."""
+    rng = random.Random(9)
+    ids = [f"req-{i:08d}-{rng.getrandbits(32):08x}" for i in range(3000)]
+    odd = [f"call_{rng.getrandbits(36):09x}" for _ in range(50)]  # an odd number of digits: packed behind a 0
+    conn = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    conn.executescript(request_ids.CREATE_SHAPES)
+    expected = {}
+    for rid in ids + odd:
+        key, packed = request_ids.shape_of(rid)
+        expected[rid] = (key, packed)
+    learner = ShapeTags()
+    conn.execute("BEGIN")
+    first, learned = learner.stored_forms(conn, ids[:1000] + odd)  # nothing known yet: learned on the way
+    conn.execute("COMMIT")
+    learner.commit(learned)
+    tags = dict(learner.tags)
+    assert len(tags) == 2
+    assert first == [tags[expected[r][0]] + expected[r][1] for r in ids[:1000] + odd]
+    conn.execute("BEGIN")
+    for batch in (ids[1000:], odd):  # once committed: the shortcut of each shape
+        forms, _ = learner.stored_forms(conn, batch)
+        assert forms == [tags[expected[r][0]] + expected[r][1] for r in batch]
+    conn.execute("ROLLBACK")
+
+
 async def test_a_full_shapes_table_stores_new_shapes_as_text(tmp_path, monkeypatch):
     monkeypatch.setattr(request_ids, "MAX_SHAPES", 2)
     ids = ["req-0001", "req-0002", "job-1", "a1b2c3d4-ee", "job-2", "zz_9", "req-0003", "a1b2c3d4-ff"]

@@ -143,7 +143,7 @@ class ShapeTags:
         added: dict[ShapeKey, bytes] = {}
         full = [self.full]  # this transaction's view (a rolled-back one must not make the table look full)
         out: list[Any] = []
-        fast = self.fast
+        fast = list(self.fast)  # and the shapes this transaction adds, for the rest of its ids
         for rid in request_ids:
             if rid is None:
                 out.append(None)
@@ -154,7 +154,11 @@ class ShapeTags:
                     out.append(tag + bytes.fromhex(pad + "".join(m.groups())))
                     break
             else:
+                learned = len(added)
                 out.append(self._stored_form(conn, rid, added, full))
+                if len(added) > learned and len(fast) < _FAST_SHAPES:
+                    key = next(reversed(added))
+                    fast.extend(_fast_pattern(key, added[key]))
         return out, (added, full[0])
 
     def _stored_form(self, conn: sqlite3.Connection, rid: str, added: dict[ShapeKey, bytes], full: list[bool]) -> Any:
@@ -173,14 +177,23 @@ class ShapeTags:
         added, full = learned
         for key, tag in added.items():
             self.tags[key] = tag
-            if key[0] == HEX_LOWER and len(self.fast) < 4:
-                _, prefix, suffix, lengths, seps = key
-                body = "".join(
-                    f"([0-9a-f]{{{n}}})" + (re.escape(seps[i]) if i < len(seps) else "") for i, n in enumerate(lengths)
-                )
-                pattern = re.compile(re.escape(prefix) + body + re.escape(suffix))
-                self.fast.append((pattern, tag, "0" * (sum(lengths) % 2)))
+            if len(self.fast) < _FAST_SHAPES:
+                self.fast.extend(_fast_pattern(key, tag))
         self.full = self.full or full
+
+
+_FAST_SHAPES = 4  # ShapeTags.fast: an id that is none of these is tried against each of them first
+
+
+def _fast_pattern(key: ShapeKey, tag: bytes) -> list[tuple[re.Pattern[str], bytes, str]]:
+    """ShapeTags.fast's entry for a lowercase hex shape (none for another kind): its literal prefix,
+    groups and separators as one regex, the tag, the "0" an odd number of digits is packed behind."""
+    kind, prefix, suffix, lengths, seps = key
+    if kind != HEX_LOWER:
+        return []
+    body = "".join(f"([0-9a-f]{{{n}}})" + (re.escape(seps[i]) if i < len(seps) else "") for i, n in enumerate(lengths))
+    pattern = re.compile(re.escape(prefix) + body + re.escape(suffix))
+    return [(pattern, tag, "0" * (sum(lengths) % 2))]
 
 
 def _tag_in_db(conn: sqlite3.Connection, key: ShapeKey) -> tuple[bytes | None, bool]:
