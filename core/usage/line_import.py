@@ -233,7 +233,7 @@ class LineJudge:
         add = summed.append
         ids, repeats = self._ids, self._repeats
         ids_get = ids.get
-        pricing = self.pricing
+        pricing, summing = self.pricing, self.summing
         for number, data, key, seen, r, text_hash, t, a, b, c, d, ms in zip(
             numbers, datas, keys, seens, rid, hashes, ts, tin, tout, tcr, tcw, latency, strict=True
         ):
@@ -273,8 +273,9 @@ class LineJudge:
                 repeats[source] = repeat_ + 1
             elif not first:
                 ids[r] = number << 64 | text_hash
-            add((t, seen.what, seen.who, a, b, c, d, ms, cost))
-        if self.summing:
+            if summing:  # not in the worker: a tuple a row it would build for nothing
+                add((t, seen.what, seen.who, a, b, c, d, ms, cost))
+        if summing:
             add_sums(self._sums, summed)
         return True
 
