@@ -108,6 +108,43 @@ def test_plain_chunks_judged_by_column_give_what_judging_line_by_line_gives():
     assert costs[("openai", "gpt-4o")] > 0
 
 
+def test_lines_json_loads_would_refuse_or_read_otherwise_leave_the_column_path():
+    """The column path scans each line with json.loads' C scanner: a line that scanner reads a value
+    from but json.loads would not take as it is (leading space, a BOM, more after the value, a blank
+    line) must send its chunk line by line, where it is kept or refused exactly as json.loads says."""
+    base = {"provider": "openai", "model": "gpt-4o", "input_tokens": 5, "output_tokens": 1, "ts": NOW}
+    good = [(json.dumps({**base, "request_id": f"r-{i}"}) + "\n").encode() for i in range(20)]
+    odd_lines = [
+        b"  " + good[0],  # leading space: json.loads takes it
+        b"\xef\xbb\xbf" + good[1],  # a BOM: json.loads refuses it, the import reads past it (decode_line)
+        good[2].rstrip() + b" {}\n",  # more after the value: refused
+        good[3].rstrip() + b" \t\n",  # trailing blanks: json.loads takes it
+        b"\n",  # blank: skipped
+        b"",  # the last line of a file without its end: blank
+    ]
+    for odd in odd_lines:
+        lines: list[tuple[int, Any]] = [(i + 1, line) for i, line in enumerate(good)]
+        lines[10] = (11, odd)
+        judge = LineJudge(Pricing(), NOW)
+        assert not judge._feed_plain(lines)
+        assert judge.waiting == 0
+        by_column, _ = judged(lines, False)
+        by_line, _ = judged(lines, True)
+        assert by_column == by_line
+        rows, errors = by_line[0], by_line[1]
+        try:  # what json.loads itself says of the odd line (a blank one is skipped, not an error)
+            kept = isinstance(json.loads(odd.decode().removeprefix("\ufeff")), dict)
+        except ValueError:
+            kept = False
+        blank = not odd.strip()
+        assert len(rows) == 19 + kept
+        assert [n for n, _ in errors] == ([] if kept or blank else [11])
+    # Windows line ends and a last line without one are plain
+    crlf = [(i + 1, line.rstrip() + (b"\r\n" if i < 19 else b"")) for i, line in enumerate(good)]
+    judge = LineJudge(Pricing(), NOW)
+    assert judge._feed_plain(crlf) and judge.waiting == 20
+
+
 def test_a_line_that_is_not_an_object_or_has_an_unknown_field_sends_its_chunk_line_by_line():
     judge = LineJudge(Pricing(), NOW)
     good = json.dumps({"provider": "openai", "model": "gpt-4o", "input_tokens": 5, "ts": NOW}).encode()
