@@ -26,7 +26,7 @@ import pickle
 import signal
 import subprocess
 import sys
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice, repeat
 from multiprocessing.connection import Connection
@@ -119,7 +119,7 @@ class LineJudge:
         self._errors: list[tuple[int, str]] = []
         # json.loads' own C scanner (the same decoder settings), without the three Python calls around
         # it per line: 0.4 µs a line. One per judge: it keeps a memo while it scans.
-        self._scan = json.JSONDecoder().scan_once
+        self._scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
     @property
     def waiting(self) -> int:
