@@ -13,6 +13,7 @@ from llmpulse.core.store import Store
 from llmpulse.tui import format as fmt
 from llmpulse.tui.screens.provider import latency_chart
 from tests.snapshot_apps.fixed import fixed_app
+from tests.tui_helpers import ready, shown, wait_for
 
 SETTINGS = HealthSettings(window=900, failure_threshold=3, cooldown=60)
 T0 = 1_800_000_000.0 - 1_800_000_000.0 % 3600  # on the hour: minutes and buckets line up
@@ -78,23 +79,14 @@ def test_sparklines_share_one_scale():
 async def test_provider_screen_shows_the_range_and_p95_and_t_changes_it():
     app = fixed_app()
     async with app.run_test(size=(120, 40)) as pilot:
-        for _ in range(300):
-            if app.polls:
-                break
-            await pilot.pause(0.01)
+        await ready(pilot)
         await pilot.press("1", "enter")
-        for _ in range(100):
-            await pilot.pause(0.02)
-            if "p95" in str(app.screen.query_one("#provider-chart-label").render()):
-                break
+        assert await wait_for(pilot, lambda: "p95" in shown(app, "#provider-chart-label"))
         label = str(app.screen.query_one("#provider-chart-label").render())
         assert "last 24h" in label and "p95 1.3s" in label
         chart = str(app.screen.query_one("#provider-chart").render()).split("\n")
         width = len(chart[0])
         assert width > 40 and chart[-1][width // 3 : width // 2].strip() == ""  # the fixed gap stays blank
         await pilot.press("t")
-        for _ in range(100):
-            await pilot.pause(0.02)
-            if "last 7d" in str(app.screen.query_one("#provider-chart-label").render()):
-                break
+        assert await wait_for(pilot, lambda: "last 7d" in shown(app, "#provider-chart-label"))
         assert "last 7d" in str(app.screen.query_one("#provider-chart-label").render())

@@ -30,7 +30,7 @@ from llmpulse.core.store import Store
 from llmpulse.tui.app import PulseApp
 from llmpulse.tui.core_backend import CoreBackend
 from tests.cli_helpers import run_cli
-from tests.tui_helpers import settle
+from tests.tui_helpers import settle, shown, wait_for
 
 ADMIN = "sk-admin-SpendUnknownSecret0123456789ab"
 KEY = "sk-proj-SpendUnknownKey0123456789abcdef"
@@ -127,13 +127,8 @@ async def dashboard_text(tmp_path, db: str, env: dict[str, str], size: tuple[int
         assert h.period_partial and h.budget_partial and h.budget_name == "total/month", h
         # the costs screen (2, enter): its total says it is a lower bound, and whose spend it leaves out
         await pilot.press("2", "enter")
-        total = ""
-        for _ in range(300):
-            await pilot.pause(0.01)
-            if app.screen.query("#costs-total") and "Total" in (
-                total := str(app.screen.query_one("#costs-total").render())
-            ):
-                break
+        assert await wait_for(pilot, lambda: "Total" in shown(app, "#costs-total"))
+        total = shown(app, "#costs-total")
         assert "Total ≥" in total and "openai spend unknown, not in the figures: not pulled yet" in total, total
         return rows, str(panel.border_subtitle)
 

@@ -74,8 +74,6 @@ async def test_help_wraps_descriptions_under_themselves_and_scrolls_at_80x24():
         assert max(len(line) for line in lines) <= 80
         box = app.screen.query_one("#help")
         await pilot.press("j", "j")
-        await pilot.pause(0.05)
-        assert box.scroll_y == 2
+        assert await wait_for(pilot, lambda: box.scroll_y == 2), box.scroll_y
         await pilot.press("k")
-        await pilot.pause(0.05)
-        assert box.scroll_y == 1
+        assert await wait_for(pilot, lambda: box.scroll_y == 1), box.scroll_y

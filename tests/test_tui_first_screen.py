@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from tests.snapshot_apps.fixed import NOW, FixedBackend, _alert, first_run_snapshot, fixed_app, fixed_snapshot
-from tests.tui_helpers import settle
+from tests.tui_helpers import settle, shown, wait_for
 
 
 def keys(app, number):
@@ -69,8 +69,7 @@ async def test_cut_text_ends_with_an_ellipsis_and_the_detail_screen_has_all_of_i
         assert row.endswith("…") and message not in row, row
         assert message[:15] in row
         await pilot.press("3", "enter")
-        await pilot.pause(0.1)
-        assert message in str(app.screen.query_one("#alert-summary").render())
+        assert await wait_for(pilot, lambda: message in shown(app, "#alert-summary"))
 
 
 async def test_a_long_subject_is_cut_so_the_message_keeps_its_room():
@@ -162,7 +161,7 @@ async def test_header_is_one_line_and_drops_the_least_important_first():
         for dropped in ("llmpulse", "req", "fallbacks"):
             assert dropped not in text
         await pilot.resize_terminal(200, 50)
-        await pilot.pause(0.1)
+        assert await wait_for(pilot, lambda: "llmpulse" in str(header.render()))
         wide = str(header.render())
         assert "llmpulse" in wide and "fallbacks   17/24h" in wide
         # The alerts segment keeps its width when a count grows past 9: the rest does not move.

@@ -50,10 +50,7 @@ async def test_pause_freezes_the_display_and_shows_a_marker():
         await pilot.pause(0.1)
         assert "groq" in rows(app, 1)
         await pilot.press("space")
-        for _ in range(100):
-            if "groq" not in rows(app, 1):
-                break
-            await pilot.pause(0.01)
+        assert await wait_for(pilot, lambda: "groq" not in rows(app, 1))
         assert not app.paused and "PAUSED" not in header(app)
         assert "groq" not in rows(app, 1)
 
@@ -149,8 +146,7 @@ async def test_a_acts_on_the_selected_alert_and_the_row_says_acked():
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
         await pilot.press("3", "a")
-        await pilot.pause(0.05)
-        assert backend.calls == [("ack", 1, "ops")]
+        assert await wait_for(pilot, lambda: backend.calls == [("ack", 1, "ops")]), backend.calls
         table = app.dashboard.panels[3].table
         assert table.get_cell("1", "state").plain.startswith("acked")
 
@@ -168,8 +164,7 @@ async def test_silence_asks_how_long():
         for _ in range(4):
             await pilot.press("backspace")
         await pilot.press(*"2h", "enter")
-        await pilot.pause(0.05)
-        assert backend.calls == [("silence", 3, 7200.0, "ops")]
+        assert await wait_for(pilot, lambda: backend.calls == [("silence", 3, 7200.0, "ops")]), backend.calls
         assert app.dashboard.panels[3].table.get_cell("3", "state").plain == "silenced 2h"
 
 
@@ -194,14 +189,10 @@ async def test_nothing_is_redrawn_while_a_modal_is_open():
         backend.snap = snap
         polls = app.polls
         app.refresh_now()
-        for _ in range(100):
-            if app.polls > polls:
-                break
-            await pilot.pause(0.01)
+        assert await wait_for(pilot, lambda: app.polls > polls)
         assert app.pending_draw and len(rows(app, 1)) == 6
         await pilot.press("escape")
-        await pilot.pause(0.05)
-        assert rows(app, 1) == ["openai"]
+        assert await wait_for(pilot, lambda: rows(app, 1) == ["openai"]), rows(app, 1)
 
 
 async def test_resolve_removes_the_row():
@@ -210,8 +201,7 @@ async def test_resolve_removes_the_row():
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
         await pilot.press("3", "r")
-        await pilot.pause(0.05)
-        assert backend.calls == [("resolve", 1, "ops")]
+        assert await wait_for(pilot, lambda: backend.calls == [("resolve", 1, "ops")]), backend.calls
         assert "1" not in rows(app, 3)
 
 

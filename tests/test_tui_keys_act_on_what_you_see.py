@@ -67,8 +67,8 @@ async def test_disabling_from_the_dashboard_asks_first():
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot, app)
         await pilot.press("3", "e")  # not in the Providers panel: says so
-        await pilot.pause(0.05)
-        assert not isinstance(app.screen, ConfirmScreen) and "select a provider first (1)" in toasts(app)
+        assert await wait_for(pilot, lambda: "select a provider first (1)" in toasts(app)), toasts(app)
+        assert not isinstance(app.screen, ConfirmScreen)
         await pilot.press("1", "e")  # DeepSeek, the first row
         assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen)), app.screen
         await pilot.press("escape")

@@ -13,7 +13,7 @@ from rich.segment import Segment
 from llmpulse.tui.screens.help import help_plain
 from llmpulse.tui.screens.provider import ProviderScreen
 from tests.snapshot_apps.fixed import FixedBackend, fixed_app, fixed_snapshot
-from tests.tui_helpers import settle
+from tests.tui_helpers import settle, shown, wait_for
 
 ANSI_RED = 1
 
@@ -172,12 +172,9 @@ async def test_an_unconfigured_local_provider_says_not_set_up_never_no_key():
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot, app)
         app.push_screen(ProviderScreen("localai"))
-        text = ""
-        for _ in range(300):  # the screen is filled at the next poll
-            await pilot.pause(0.01)
-            text = str(app.screen.query_one("#provider-summary").render())
-            if "LocalAI" in text:
-                break
+        # the screen is filled at the next poll
+        assert await wait_for(pilot, lambda: "LocalAI" in shown(app, "#provider-summary"))
+        text = shown(app, "#provider-summary")
         assert "· not set up" in text and "no key" not in text.replace("needs no key", "")
         assert "LOCALAI_BASE_URL" in text
 

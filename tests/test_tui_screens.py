@@ -26,8 +26,8 @@ async def test_provider_screen_toggles_enabled_and_probes_that_provider():
         assert await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen)), app.screen
         assert "Disable Anthropic?" in str(app.screen.query_one("#confirm-question").render())
         await pilot.press("n")
-        await pilot.pause(0.05)
-        assert isinstance(app.screen, ProviderScreen) and not backend.calls
+        assert await wait_for(pilot, lambda: isinstance(app.screen, ProviderScreen)), app.screen
+        assert not backend.calls
         await pilot.press("e", "y")
         assert await wait_for(pilot, lambda: ("set_enabled", "anthropic", False) in backend.calls)
         await pilot.press("p")

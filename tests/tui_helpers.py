@@ -35,3 +35,9 @@ async def settle(pilot: Any, app: Any, polls: int = 1) -> None:
 async def ready(pilot: Any) -> None:
     """Wait until the app has drawn its first snapshot."""
     await settle(pilot, pilot.app)
+
+
+def shown(app: Any, selector: str) -> str:
+    """What the widget `selector` on the current screen shows; "" while that screen is not up yet."""
+    found = app.screen.query(selector)
+    return str(found.first().render()) if found else ""
