@@ -172,3 +172,18 @@ def test_bad_lines_leave_in_batches_of_their_own_not_held_until_rows_fill_one():
     sent = [b for b in judge.batches(lines, batch_size=10**9) if b is not None]
     assert [len(b.errors) for b in sent if b.errors] == [line_import.CHUNK_LINES] * 3  # one per chunk judged
     assert [n for b in sent for n, _ in b.errors] == list(range(1, len(lines) + 1))  # in line order, each once
+
+
+def test_the_first_batch_can_be_smaller_and_every_line_leaves_once():
+    """The worker sends a small first batch (the storing process has nothing to do until it comes), then
+    full ones: each at most its size, every good line in exactly one, in line order."""
+    records = varied_lines(700, seed=11)
+    for rec in records:
+        rec.pop("request_id", None)  # no conflicts: every line is kept
+        rec["request_id"] = f"id-{len(str(rec))}-{id(rec)}"
+    lines = [(i + 1, (json.dumps(r) + "\n").encode()) for i, r in enumerate(records)]
+    judge = LineJudge(Pricing(), NOW)
+    sent = [b for b in judge.batches(lines, batch_size=200, first_size=50) if b is not None]
+    assert [len(b.rows) for b in sent] == [50, 200, 200, 200, 50]
+    ids = [row[9] for b in sent for row in b.rows]
+    assert ids == [r["request_id"] for r in records]

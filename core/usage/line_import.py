@@ -62,6 +62,10 @@ from llmpulse.core.usage.rollup import (
 )
 
 CHUNK_LINES = 4096  # lines judged between two looks at the event loop (in-process) or the pipe
+# The worker's first batch is this part of a full one: the storing process idles until it comes (a full
+# 200,000-line batch kept it waiting ~2 s), while a batch touches most of the roll-up rows of its time
+# range however small it is (so every batch small would multiply the upserts).
+FIRST_BATCH_PART = 8
 ERRORS_PER_BATCH = 1000  # a batch goes out (and its bad lines are printed) once this many lines were bad
 READ_BUFFER = 1 << 20
 _BOM = b"\xef\xbb\xbf"
@@ -133,16 +137,19 @@ class LineJudge:
         return batch
 
     def batches(
-        self, lines: Iterable[tuple[int, bytes | RecordError]], batch_size: int
+        self, lines: Iterable[tuple[int, bytes | RecordError]], batch_size: int, first_size: int | None = None
     ) -> Iterator[JudgedBatch | None]:
-        """A JudgedBatch of at most `batch_size` rows (one transaction each) whenever one is full, and
-        the rest at the end; None after each chunk of lines judged in between (a moment for the event
-        loop, in the command's own process)."""
+        """A JudgedBatch of at most `batch_size` rows (one transaction each) whenever one is full — the
+        first one already at `first_size` rows, when given — and the rest at the end; None after each
+        chunk of lines judged in between (a moment for the event loop, in the command's own process)."""
         it = iter(lines)
-        while chunk := list(islice(it, min(CHUNK_LINES, batch_size - len(self._rows)))):
-            self.feed(chunk)  # a line makes at most one row: the batch never passes batch_size
+        size = batch_size if first_size is None else min(first_size, batch_size)
+        while chunk := list(islice(it, min(CHUNK_LINES, size - len(self._rows)))):
+            self.feed(chunk)  # a line makes at most one row: the batch never passes its size
             # bad lines are reported as they come, not held until a batch fills (a file of only bad lines)
-            full = len(self._rows) >= batch_size or len(self._errors) >= ERRORS_PER_BATCH
+            full = len(self._rows) >= size or len(self._errors) >= ERRORS_PER_BATCH
+            if full and self._rows:
+                size = batch_size
             yield self.take() if full else None
         yield self.take()
 
@@ -507,7 +514,9 @@ def judge_in_worker(out: Connection, settings: WorkerSettings) -> None:
     )
     try:
         with open(settings.path, "rb", buffering=READ_BUFFER) as stream:
-            for batch in judge.batches(read_lines(stream), settings.batch_size):
+            # The first batch small: the storing process waits for it with nothing else to do
+            first = max(CHUNK_LINES, settings.batch_size // FIRST_BATCH_PART)
+            for batch in judge.batches(read_lines(stream), settings.batch_size, first):
                 if batch is not None:
                     out.send_bytes(_dumps(batch))
         out.send_bytes(_dumps(None))
