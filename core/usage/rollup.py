@@ -372,8 +372,10 @@ def _touch_attrs(
     """Mark the batch's attributions as used (usage_attrs.last_ts: pruning drops those no kept call can
     refer to). One a process still remembers but pruning removed is stored again, and the batch's rows
     are pointed at its new id through `resolved`."""
-    ids = sorted({resolved.get(ref, ref) for ref in {row[2] for row in rows}})
-    newest = max(row[1] for row in rows)
+    # over the rows in C (itemgetter): a generator here cost 0.2 s of the database thread per 1M calls
+    refs = set(map(operator.itemgetter(2), rows))
+    ids = sorted({resolved.get(ref, ref) for ref in refs})
+    newest = max(map(operator.itemgetter(1), rows))
     touched = 0
     for i in range(0, len(ids), 500):
         part = ids[i : i + 500]
@@ -429,7 +431,7 @@ def _ingest_job(
     try:
         learned = None
         if any(row[_REQUEST_ID] is not None for row in rows):  # as stored (request_ids): shapes looked up here
-            stored_ids, learned = shapes.stored_forms(conn, [row[_REQUEST_ID] for row in rows])
+            stored_ids, learned = shapes.stored_forms(conn, list(map(operator.itemgetter(_REQUEST_ID), rows)))
         else:
             stored_ids = None
         found: dict[tuple[Any, ...], int] = {}
@@ -444,7 +446,7 @@ def _ingest_job(
             params = list(chain.from_iterable(part))
             if resolved:
                 refs = params[2::width]
-                params[2::width] = [resolved.get(ref, ref) for ref in refs]
+                params[2::width] = list(map(resolved.get, refs, refs))
             if stored_ids is not None:
                 params[_REQUEST_ID::width] = stored_ids[i : i + CHUNK]
             sql = INSERT_CALLS if len(part) == CHUNK else insert_calls_sql(len(part))
