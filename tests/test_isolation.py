@@ -55,7 +55,7 @@ def test_a_developers_home_and_variables_do_not_reach_a_test(tmp_path: Path) -> 
     env = _developer_machine(tmp_path)
     inner = f"{Path(__file__).resolve()}::test_inside_the_suite_nothing_of_the_developer_is_seen"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", inner],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "0", inner],
         cwd=ROOT,
         env=env,
         capture_output=True,
