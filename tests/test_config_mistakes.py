@@ -122,3 +122,30 @@ def test_a_budget_limit_not_above_zero_names_the_same_expectation(limit):
     with pytest.raises(ConfigError) as err:
         parse_config({"budgets": [{"scope": "total", "limit_usd": float(limit)}]}, "t.toml")
     assert str(err.value).endswith("expected a number of dollars > 0"), str(err.value)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("report",),
+        ("report", "--format", "json"),
+        ("budgets",),
+        ("alerts",),
+        ("alerts", "stats"),
+        ("migration", "--json"),
+        ("failover",),
+        ("export", "--out", "OUT"),
+    ],
+)
+def test_a_reading_command_on_a_missing_database_says_so_and_creates_nothing(tmp_path, command):
+    """A mistyped --db: `report` created an empty database and printed "0 requests, $0.00", `alerts` "no
+    open alerts" — figures about a database nobody ever collected into. Now the one line `status` gives."""
+    db = tmp_path / "typo.db"
+    (tmp_path / "llmpulse.toml").write_text('[[budgets]]\nscope = "total"\nlimit_usd = 100\n')
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in command]
+    r = run_cli(tmp_path, "--db", str(db), *args)
+    assert r.returncode == 2, (command, r.stdout, r.stderr)
+    assert (
+        r.stderr == f"llmpulse: error: no database at {db}: nothing has collected there yet (run 'llmpulse daemon')\n"
+    )
+    assert r.stdout == "" and not db.exists() and not (tmp_path / "out").exists()

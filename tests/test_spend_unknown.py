@@ -339,7 +339,7 @@ def test_an_export_of_partial_budgets_writes_their_reasons_as_clean_json(tmp_pat
 
     db = tmp_path / "e.db"
     (tmp_path / "llmpulse.toml").write_text(config("http://127.0.0.1:9/v1"))
-    assert run_cli(tmp_path, "--db", str(db), "budgets").returncode == 0  # creates the schema
+    assert run_cli(tmp_path, "--db", str(db), "providers").returncode == 0  # creates the schema
     hostile = "HTTP 403: \x1b[31mred\x1b[0m denied"
     with sqlite3.connect(db) as conn:
         conn.execute(

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from llmpulse.core.config import Context, load_context
 from llmpulse.core.errors import LlmpulseError
 from llmpulse.core.redact import redact, register_secret, register_secrets, safe_text
-from llmpulse.core.store import Store
+from llmpulse.core.store import Store, StoreError
 
 
 class CliError(LlmpulseError):
@@ -53,9 +53,19 @@ async def open_store(ctx: Context) -> Store:
     return await Store.open(ctx.db_path)
 
 
+def require_database(ctx: Context) -> None:
+    """A command that only reads, pointed at a database that does not exist (a mistyped --db, or nothing
+    has collected yet), says so — as `status` does — instead of creating an empty one and reporting
+    $0.00 spent and no open alerts from it: figures about a state it cannot see."""
+    if not ctx.db_path.exists():
+        raise StoreError(f"no database at {ctx.db_path}: nothing has collected there yet (run 'llmpulse daemon')")
+
+
 async def open_reader(ctx: Context) -> Store:
     """For commands that only read (report, budgets, alerts, migration, status): SQLite refuses any
-    write on this connection, so reading can never decide or change anything."""
+    write on this connection, so reading can never decide or change anything. A database older than
+    this version is upgraded (schema only); a missing one is an error (require_database)."""
+    require_database(ctx)
     return await Store.open_reader(ctx.db_path)
 
 

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from llmpulse.core.cli.common import CliError, context_from, open_store, period_seconds
+from llmpulse.core.cli.common import CliError, context_from, open_store, period_seconds, require_database
 from llmpulse.core.export import FORMATS
 from llmpulse.core.vocabulary import counted
 
@@ -33,6 +33,7 @@ async def export_command(args: argparse.Namespace) -> int:
         raise CliError(f"--out: {out} is a file; expected a folder to write into", 2)
     ctx = context_from(args)
     now = time.time()
+    require_database(ctx)  # only reads: a missing database is said, not created empty
     store = await open_store(ctx)
     try:
         from llmpulse.core import __version__

@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from llmpulse.core.cli.common import context_from, open_store, print_json, render_table
+from llmpulse.core.cli.common import context_from, open_store, print_json, render_table, require_database
 
 WINDOWS = (("24h", 86400.0), ("7d", 7 * 86400.0))
 
@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 async def failover_command(args: argparse.Namespace) -> int:
     ctx = context_from(args)
     now = time.time()
+    require_database(ctx)  # only reads: a missing database is said, not created empty
     store = await open_store(ctx)
     try:
         # per command: the CLI starts without httpx

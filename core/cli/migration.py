@@ -48,6 +48,11 @@ async def migration_command(args: argparse.Namespace) -> int:
     name = words[0] if words else None
     if name is not None:
         find_config(ctx.config, name)  # an unknown name is a MigrationError: main() prints its one line
+    if name is None and not ctx.config.migrations and not args.json:
+        # Nothing configured: the config's answer, whether or not a database exists yet.
+        where = "the config file (llmpulse.toml)" if ctx.config.source == "defaults" else ctx.config.source
+        print(f"no migrations configured (add a [[migrations]] table to {where})")
+        return 0
     store = await open_reader(ctx)
     try:
         from llmpulse.core.migration import migration_statuses  # per command: the CLI starts without it

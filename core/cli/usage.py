@@ -370,6 +370,10 @@ def _when(ts: float | None, tz: ZoneInfo) -> str:
 async def budgets_command(args: argparse.Namespace) -> int:
     ctx = context_from(args)
     usage = ctx.config.usage
+    if not usage.budgets and not args.json:
+        # Nothing configured: the config's answer, whether or not a database exists yet.
+        print("no budgets configured: add [[budgets]] tables (scope, period, limit_usd) to the config", flush=True)
+        return 0
     store = await open_reader(ctx)
     try:
         from llmpulse.core.usage.budgets import budget_statuses
