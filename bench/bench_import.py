@@ -3,7 +3,7 @@
 The file has varied attribution (300 users, each in one of 8 departments and working through 3 of 40
 agents; 8 models), a request id on every line, 3% errors, and times spread over 20 days in random order. The baseline, in the same run, reads the same file and parses
 every line with json.loads (what any importer must at least do; the import parses with the same
-json.loads). The import runs as the command does (`llmpulse import FILE`, in this process, which starts
+decoder, json.loads' C scanner). The import runs as the command does (`llmpulse import FILE`, in this process, which starts
 its worker process for a file this big), into a fresh database. Besides the wall-clock figures it prints
 the CPU seconds of both processes against the parse-only pass's: what a shared machine cannot skew.
 
