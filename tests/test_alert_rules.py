@@ -248,7 +248,9 @@ def test_budget_rules():
     assert "budget_projected:a" not in out and "budget_exceeded:a" not in out
     out = found(RuleInputs(now=T0, budgets=[budget("b", spent=60.0, projected=130.0, exhaust_at=T0 + 86400 * 3)]))
     assert out["budget_warning:b"].stage == 0
-    assert "projected to reach $130.00 of $100.00" in out["budget_projected:b"].message
+    assert "projected to reach $130.00 of $100.00 by the end of this month" in out["budget_projected:b"].message
+    # the period's exclusive end (its next day's midnight) is never named as the day it runs to
+    assert dt.datetime.fromtimestamp(T0 + 20 * 86400, dt.UTC).strftime("%b %d") not in out["budget_projected:b"].message
     out = found(RuleInputs(now=T0, budgets=[budget("c", spent=101.0, projected=150.0)]))
     assert out["budget_exceeded:c"].severity == "critical" and "budget_projected:c" not in out
     assert not found(RuleInputs(now=T0, budgets=[budget("d", spent=10.0, projected=20.0)]))

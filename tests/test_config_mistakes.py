@@ -4,6 +4,7 @@ a warning that never fires). `check` exits 3 (UNKNOWN) for them, never 2 (CRITIC
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
@@ -149,3 +150,20 @@ def test_a_reading_command_on_a_missing_database_says_so_and_creates_nothing(tmp
         r.stderr == f"llmpulse: error: no database at {db}: nothing has collected there yet (run 'llmpulse daemon')\n"
     )
     assert r.stdout == "" and not db.exists() and not (tmp_path / "out").exists()
+
+
+def test_providers_on_a_missing_database_lists_the_catalog_and_creates_nothing(tmp_path):
+    """`providers` answers from the catalog and config; only an existing database can add a hand-set
+    enable/disable to it. A mistyped --db used to leave an empty database behind."""
+    db = tmp_path / "typo.db"
+    r = run_cli(tmp_path, "--db", str(db), "providers", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {p["id"]: p for p in json.loads(r.stdout)["providers"]}
+    assert "openai" in rows and rows["openai"]["enabled_source"] == "config"
+    assert not db.exists()
+    # where the database exists, the hand-set state is still read from it
+    real = tmp_path / "real.db"
+    assert run_cli(tmp_path, "--db", str(real), "providers", "disable", "openai").returncode == 0
+    r = run_cli(tmp_path, "--db", str(real), "providers", "--json")
+    openai = next(p for p in json.loads(r.stdout)["providers"] if p["id"] == "openai")
+    assert openai["enabled"] is False and openai["enabled_source"] == "database"

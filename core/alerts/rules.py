@@ -388,11 +388,13 @@ def _budget_rules(inputs: RuleInputs, cfg: AlertsConfig) -> Iterable[Condition]:
                 stage=warn_levels.index(level),
             )
         projected = _g(b, "projected_usd")
-        period_end = _g(b, "period_end")
+        period = _g(b, "period")
         exhaust_at = _g(b, "exhaust_at")
         if util < 1.0 and projected is not None and limit and projected > limit:
             when = f", runs out ~{_date(exhaust_at)}" if exhaust_at else ""
-            end = f" by {_date(period_end)}" if period_end else " this period"
+            # Not the date of period_end: that is the exclusive end in the budget's own timezone, so "by Jan
+            # 01" meant the end of Dec 31 (and in UTC could name the wrong day). The period says it plainly.
+            end = f" by the end of this {period}" if period else " this period"
             yield Condition(
                 "budget_projected",
                 name,

@@ -64,11 +64,15 @@ def provider_row(p: Provider, override: bool | None) -> dict[str, Any]:
 
 async def list_command(args: argparse.Namespace) -> int:
     ctx = context_from(args)
-    store = await open_store(ctx)
-    try:
-        overrides = await enablement_overrides(store)
-    finally:
-        await store.close()
+    overrides: dict[str, bool] = {}
+    # The catalog and config answer on their own; only a database that exists can hold a hand-set
+    # enable/disable. A mistyped --db must not leave an empty database behind.
+    if ctx.db_path.exists():
+        store = await open_store(ctx)
+        try:
+            overrides = await enablement_overrides(store)
+        finally:
+            await store.close()
     rows = [provider_row(p, overrides.get(p.id)) for p in ctx.providers]
     if args.json:
         print_json({"providers": rows})
