@@ -338,15 +338,15 @@ async def test_the_footer_at_80_columns_keeps_help_and_quit_and_only_keys_that_a
         assert "? Help" in shown and "q Quit" in shown and "a Ack" in shown, shown
         for keys, screen in ((("question_mark",), "HelpScreen"), (("1", "enter"), "ProviderScreen")):
             await pilot.press(*keys)
+            assert await wait_for(pilot, lambda screen=screen: type(app.screen).__name__ == screen), app.screen
             await pilot.pause()
-            assert type(app.screen).__name__ == screen
             shown = footer_text(app)
             assert "Quit" in shown, (screen, shown)
             assert not [w for w in ("Ack", "Silence", "Resolve") if w in shown], (screen, shown)
             await pilot.press("escape")
             await pilot.pause()
         await pilot.press("3", "enter")
+        assert await wait_for(pilot, lambda: type(app.screen).__name__ == "AlertScreen"), app.screen
         await pilot.pause()
-        assert type(app.screen).__name__ == "AlertScreen"
         shown = footer_text(app)
         assert "a Ack" in shown and "Quit" in shown, shown
