@@ -310,3 +310,20 @@ def test_a_usage_count_of_the_wrong_type_is_named_in_our_words(tmp_path: Path) -
     bad = [line for line in r.stderr.splitlines() if line.startswith("line ")]
     assert bad == ["line 1: usage.prompt_tokens: found 'x'; expected a whole number of tokens"], r.stderr
     assert "imported 1 record " in r.stdout and "Traceback" not in r.stderr
+
+
+async def test_a_snapshot_arriving_while_a_detail_screen_is_being_pushed_waits_for_it() -> None:
+    """The recent-probes title test failed now and then under load: a snapshot drawn between a provider
+    screen's push (it is current at once) and its compose queried '#provider-summary' before it existed,
+    and the dashboard crashed (NoMatches). A draw in that moment now leaves the screen to draw itself."""
+    from llmpulse.tui.screens.provider import ProviderScreen
+    from tests.snapshot_apps.fixed import fixed_app
+    from tests.tui_helpers import ready, shown, wait_for
+
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        app.push_screen(ProviderScreen("anthropic"))
+        assert isinstance(app.screen, ProviderScreen) and not app.screen.is_mounted
+        app.draw()  # what a snapshot arriving at this moment does
+        assert await wait_for(pilot, lambda: "Anthropic" in shown(app, "#provider-summary"))

@@ -296,7 +296,9 @@ class PulseApp(App[int]):
         with self.batch_update():
             self.draw_header(view)
             screen = self.screen
-            if isinstance(screen, DashboardScreen) or hasattr(screen, "fill"):
+            # A screen just pushed is current before its widgets are composed: a snapshot arriving then
+            # would query widgets that are not there yet. It draws once resumed (LiveScreen), after its mount.
+            if (isinstance(screen, DashboardScreen) or hasattr(screen, "fill")) and screen.is_mounted:
                 screen.fill(self.latest, view)
 
     def draw_header(self, view: View | None = None) -> None:
