@@ -339,7 +339,15 @@ def test_an_export_of_partial_budgets_writes_their_reasons_as_clean_json(tmp_pat
 
     db = tmp_path / "e.db"
     (tmp_path / "llmpulse.toml").write_text(config("http://127.0.0.1:9/v1"))
-    assert run_cli(tmp_path, "--db", str(db), "providers").returncode == 0  # creates the schema
+    # the schema as the daemon creates it (reading commands no longer create a missing database)
+    import asyncio
+
+    from llmpulse.core.store import Store
+
+    async def create_schema() -> None:
+        await (await Store.open(db)).close()
+
+    asyncio.run(create_schema())
     hostile = "HTTP 403: \x1b[31mred\x1b[0m denied"
     with sqlite3.connect(db) as conn:
         conn.execute(
