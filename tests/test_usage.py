@@ -738,7 +738,7 @@ async def _rollup_table(store):
 
 
 async def test_recorder_sums_roll_up_exactly_like_sqlite(tmp_path):
-    """The Recorder sums calls in Python as they arrive (RollupSums); without sums, the stored rows are
+    """The Recorder sums a batch's calls in Python (RollupSums.add_many); without sums, the stored rows are
     summed again after the insert. Same calls, same roll-ups — and a batch holding duplicates takes the
     second way."""
     records = random_records(1500, seed=11)
@@ -769,9 +769,9 @@ async def test_recorder_sums_roll_up_exactly_like_sqlite(tmp_path):
         rec = Recorder(by_recorder, Pricing(local_providers=["ollama"]), clock=ManualClock(T0), batch_size=10**6)
         for f in fields[:700]:
             rec.record(**f)
-        assert (
-            rec.sums.what and rec.sums.who and all(ref < 0 for ref in {row[2] for row in rec.pending})
-        )  # placeholders
+        # each call's roll-up values wait with its row; its attribution is a placeholder until stored
+        assert len(rec.summed) == len(rec.pending) == 700
+        assert all(ref < 0 for ref in {row[2] for row in rec.pending})
         await rec.flush()
         for f in fields[650:]:  # 50 already stored: this batch is summed from what was stored instead
             rec.record(**f)

@@ -1,8 +1,8 @@
 """`llmpulse import`'s judging: JSON Lines judged, priced and summed a batch at a time, in a worker
 process for a big file (the command's own process stores one batch while the worker judges the next:
-two cores), in the command's process otherwise. The worker sums a batch's roll-up groups (RollupSums);
-the storing process spreads them over their dimensions, on its database thread (the worker is the
-busier of the two).
+two cores), in the command's process otherwise. The storing process sums a worker's batch into its
+roll-up groups (BatchSums, RollupSums.add_many) and spreads them over their dimensions on its database
+thread, which evens the CPU of the two; judged in the command's process, a batch is summed as judged.
 
 A line is judged by exactly the rules of JsonLines (repeats of a line without request_id, an id seen
 with other content) and of the Recorder (an attribution validated once, the calls of a known
@@ -17,7 +17,6 @@ carries between processes cheaply, and what ingest_rows stores in one transactio
 
 from __future__ import annotations
 
-import bisect
 import io
 import json
 import operator
@@ -37,6 +36,7 @@ from llmpulse.core.usage.pricing import Pricing, linear_cost
 from llmpulse.core.usage.recorder import SeenAttribution
 from llmpulse.core.usage.records import (
     _HASH_BITS,
+    ATTR_FIELDS,
     FAST_KEYS,
     MAX_LATENCY_MS,
     MAX_TEXT,
@@ -53,8 +53,6 @@ from llmpulse.core.usage.records import (
     refuse_provider_typo,
 )
 from llmpulse.core.usage.rollup import (
-    _NO_LATENCY,
-    LATENCY_BOUNDS_MS,
     MINUTE_KEEP_S,
     RollupKeys,
     RollupSums,
@@ -73,21 +71,6 @@ _TIME_TYPES = {int, float, type(None)}
 _ID_TYPES = {str, type(None)}
 _LINE_ENDS = {"", "\n", "\r\n"}  # what may follow a plain line's JSON value
 _VALUE, _END = operator.itemgetter(0), operator.itemgetter(1)  # of what JSONDecoder.scan_once returns
-# The attribution fields in the order of the Recorder's key for them (Recorder.add)
-_KEY_FIELDS = (
-    "provider",
-    "model",
-    "status",
-    "error_kind",
-    "is_fallback",
-    "fallback_from",
-    "department",
-    "agent",
-    "user",
-    "task_type",
-    "category",
-    "endpoint",
-)
 
 
 @dataclass
@@ -237,7 +220,7 @@ class LineJudge:
         ):
             return False
         try:  # the attribution fields exactly as written (Recorder.add), each looked up once
-            keys = list(zip(*(map(get, datas, repeat(name, n)) for name in _KEY_FIELDS), strict=True))
+            keys = list(zip(*(map(get, datas, repeat(name, n)) for name in ATTR_FIELDS), strict=True))
             seens = list(map(self._seen.get, keys))
         except TypeError:  # an unhashable value: not plain
             return False
@@ -297,7 +280,7 @@ class LineJudge:
             if summing:  # not in the worker: a tuple a row it would build for nothing
                 add((t, seen.what, seen.who, a, b, c, d, ms, cost))
         if summing:
-            add_sums(self._sums, summed)
+            self._sums.add_many(summed)
         return True
 
     def feed(self, lines: list[tuple[int, bytes | RecordError]]) -> None:
@@ -428,47 +411,7 @@ class LineJudge:
                 continue
             add((ts, seen.what, seen.who, tin, tout, tcr, tcw, latency, cost))
         if self.summing:
-            add_sums(self._sums, summed)
-
-
-def add_sums(sums: RollupSums, summed: Iterable[tuple[Any, ...]]) -> None:
-    """RollupSums.add for each (ts, what, who, input, output, cache read, cache write, latency, cost),
-    spelled out in one loop."""
-    sums_what, sums_who = sums.what, sums.who
-    what_get, who_get = sums_what.get, sums_who.get
-    oldest, bounds, bisect_left = sums.oldest_minute, LATENCY_BOUNDS_MS, bisect.bisect_left
-    for ts, what, who, tin, tout, tcr, tcw, latency, cost in summed:
-        t = int(ts)
-        gk = (t // 60 if ts >= oldest else t // 3600 * 60, what)
-        a = what_get(gk)
-        if a is None:
-            a = sums_what[gk] = [0, 0, 0, 0, 0, 0, 0.0, *_NO_LATENCY]
-        gk = (t // 86400, who)
-        b = who_get(gk)
-        if b is None:
-            b = sums_who[gk] = [0, 0, 0, 0, 0, 0, 0.0, *_NO_LATENCY]
-        a[0] += 1
-        b[0] += 1
-        a[2] += tin
-        b[2] += tin
-        a[3] += tout
-        b[3] += tout
-        if tcr:
-            a[4] += tcr
-            b[4] += tcr
-        if tcw:
-            a[5] += tcw
-            b[5] += tcw
-        if cost is None:
-            a[1] += 1
-            b[1] += 1
-        else:
-            a[6] += cost
-            b[6] += cost
-        if latency is not None:
-            i = 7 + bisect_left(bounds, latency)
-            a[i] += 1
-            b[i] += 1
+            self._sums.add_many(summed)
 
 
 class BatchSums:
@@ -486,11 +429,11 @@ class BatchSums:
             groups[ref] = self.keys.of(attrs)
         sums = RollupSums(self.oldest_minute, self.keys)
         # row[1:9] is (ts, attrs, input, output, cache read, cache write, latency, cost), as Recorder.add reads
-        # it; the tuples add_sums takes are made by zip, in C
+        # it; the tuples add_many takes are made by zip, in C
         rows, get = batch.rows, operator.itemgetter
         pairs = list(map(groups.__getitem__, map(get(2), rows)))
         columns = [map(get(i), rows) for i in range(3, 9)]
-        add_sums(sums, zip(map(get(1), rows), map(get(0), pairs), map(get(1), pairs), *columns, strict=True))
+        sums.add_many(zip(map(get(1), rows), map(get(0), pairs), map(get(1), pairs), *columns, strict=True))
         return sums
 
 

@@ -80,7 +80,9 @@ class Recorder:
         self.batch_size = batch_size
         self.pending: list[tuple[Any, ...]] = []  # priced usage_calls rows (CALL_COLUMNS order)
         self._keys = RollupKeys()
-        self.sums = RollupSums(clock.now() - MINUTE_KEEP_S, self._keys)  # the same rows summed for the roll-ups
+        # The same rows' roll-up values (RollupSums.add_many), summed into `sums` when the batch is sealed
+        self.summed: list[tuple[Any, ...]] = []
+        self.sums = RollupSums(clock.now() - MINUTE_KEEP_S, self._keys)
         # Batches of `batch_size` rows (with their sums) waiting for the database, oldest first. Each is
         # one transaction: however fast records arrive, a flush holds the write lock for one batch at a
         # time, so another writer (the collector's round) waits behind a few milliseconds, not behind
@@ -106,7 +108,7 @@ class Recorder:
 
         The common case costs about two microseconds: an attribution seen before was validated then, so
         only the numbers are checked, the price is a multiply-add with the rates remembered for it, and the
-        call is added to its roll-up groups (RollupSums)."""
+        call's roll-up values wait with it for its batch to be summed (RollupSums.add_many)."""
         self.add(fields)
 
     def add(self, fields: dict[str, Any], source_hash: str | None = None) -> None:
@@ -148,7 +150,7 @@ class Recorder:
                 dedupe = "h:" + source_hash  # as UsageRecord.dedupe_key()
             row = (dedupe, ts, seen.ref, tin, tout, tcr, tcw, latency, cost, rid, None)
         self.pending.append(row)
-        self.sums.add(ts, seen.what, seen.who, tin, tout, tcr, tcw, latency, cost)
+        self.summed.append((ts, seen.what, seen.who, tin, tout, tcr, tcw, latency, cost))
         if len(self.pending) >= self.batch_size:
             self._seal()
             if not any(not t.done() for t in self._flushes):  # a running flush takes the new batch too
@@ -164,8 +166,10 @@ class Recorder:
     def _seal(self) -> None:
         """The rows so far become a batch of their own (one transaction); new rows start the next."""
         if self.pending:
+            self.sums.add_many(self.summed)
             self._batches.append((self.pending, self.sums))
-            self.pending, self.sums = [], RollupSums(self.clock.now() - MINUTE_KEEP_S, self._keys)
+            self.pending, self.summed = [], []
+            self.sums = RollupSums(self.clock.now() - MINUTE_KEEP_S, self._keys)
 
     def _careful(
         self, fields: dict[str, Any], key: tuple[Any, ...] | None, source_hash: str | None
