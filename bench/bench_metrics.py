@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -243,6 +245,7 @@ def main() -> int:
     from llmpulse.core.config import load_context
 
     workdir = Path(tempfile.mkdtemp(prefix="llmpulse-bench-metrics-"))
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)  # the config only: not left behind
     (workdir / "llmpulse.toml").write_text(config_text())
     env = dict.fromkeys(PROVIDERS.values(), KEY)
     ctx = load_context(str(workdir / "llmpulse.toml"), args.db, environ=env)

@@ -338,8 +338,8 @@ def main() -> int:
     scenarios = {"small": [SMALL], "large": [LARGE]}.get(args.only or "", [SMALL, LARGE])
     for scenario in scenarios:
         profile = f"{args.profile}-{scenario.key}" if args.profile else None
-        with scenario.fleet() as fleet:
-            workdir = Path(tempfile.mkdtemp(prefix="llmpulse-bench-"))
+        with scenario.fleet() as fleet, tempfile.TemporaryDirectory(prefix="llmpulse-bench-") as tmp:
+            workdir = Path(tmp)  # the config; removed after the scenario (each run left one behind)
             config = workdir / "llmpulse.toml"
             config.write_text(scenario.config(fleet))
             env = {**os.environ, **scenario.environ(fleet)}
