@@ -344,12 +344,16 @@ def main() -> int:
             config.write_text(scenario.config(fleet))
             env = {**os.environ, **scenario.environ(fleet)}
             ctx = load_context(config_path=str(config), db_path=str(db), environ=env)
-            # A reused database keeps the last run's (acknowledged) alerts: start each run with none open,
-            # then the scenario's own.
-            with sqlite3.connect(db) as conn:
-                for table in ("alert_deliveries", "alert_outbox", "alert_transitions", "alerts"):
-                    conn.execute(f"DELETE FROM {table}")
-                scenario.open_alerts(conn)
+
+            def fresh_alerts(scenario: Catalog13 | Fleet200 = scenario) -> None:
+                """A reused database keeps the last run's (acknowledged) alerts: each phase starts with none
+                open, then the scenario's own (the phase before acked the firing ones it timed)."""
+                with sqlite3.connect(db) as conn:
+                    for table in ("alert_deliveries", "alert_outbox", "alert_transitions", "alerts"):
+                        conn.execute(f"DELETE FROM {table}")
+                    scenario.open_alerts(conn)
+
+            fresh_alerts()
             if queries is None:
                 queries = asyncio.run(query_times(ctx))
                 base = run_phase("baseline", str(config), str(db), args.idle, env)
@@ -360,6 +364,7 @@ def main() -> int:
                     run_phase("app", str(config), str(db), args.idle, env, profile and profile + "-app.prof"),
                 )
             )
+            fresh_alerts()
             results.append(
                 (
                     scenario,
@@ -481,8 +486,31 @@ async def key_to_frame(app, key, shows):  # type: ignore[no-untyped-def]
 
 
 # -- the two fleets ------------------------------------------------------------------------------------
+def open_made_up_alerts(conn, count: int) -> None:
+    """Open alerts as the engine stores them (rule, subject, severity, firing), on made-up subjects so
+    the rules do not resolve them while the benchmark runs."""
+    now = time.time()
+    severities = ("critical", "warning", "warning", "info")
+    conn.executemany(
+        "INSERT INTO alerts (fingerprint, rule, subject, severity, message, state, first_seen, last_seen) "
+        "VALUES (?, 'bench', ?, ?, ?, 'firing', ?, ?)",
+        [
+            (
+                f"bench:s{i}",
+                f"s{i}",
+                severities[i % 4],
+                f"bench alert {i}: something measured crossed its threshold",
+                now - 60 * i,
+                now,
+            )
+            for i in range(count)
+        ],
+    )
+
+
 class Catalog13:
-    """The 13 catalog kinds; five with a bad key, five real critical alerts for the ack measurement."""
+    """The 13 catalog kinds; five with a bad key (real critical alerts once a collector runs) and five
+    made-up firing alerts, so the dashboard alone has alerts to ack too."""
 
     name = "13 providers (5 failing their key)"
     key = "small"
@@ -514,7 +542,9 @@ class Catalog13:
         return {**dict.fromkeys(KEY_ENVS.values(), KEY), "AZURE_OPENAI_ENDPOINT": fleet.base_url("azure")}
 
     def open_alerts(self, conn) -> None:
-        pass  # the bad keys raise their own
+        # The bad keys raise their own once a collector runs; the dashboard alone (no collector) needs
+        # firing alerts of its own to time the ack.
+        open_made_up_alerts(conn, 5)
 
 
 class Fleet200:
@@ -550,25 +580,7 @@ class Fleet200:
         return {"BENCH_KEY": KEY}
 
     def open_alerts(self, conn) -> None:
-        """Open alerts as the engine stores them (rule, subject, severity, firing), on made-up subjects
-        so the rules do not resolve them while the benchmark runs."""
-        now = time.time()
-        severities = ("critical", "warning", "warning", "info")
-        conn.executemany(
-            "INSERT INTO alerts (fingerprint, rule, subject, severity, message, state, first_seen, last_seen) "
-            "VALUES (?, 'bench', ?, ?, ?, 'firing', ?, ?)",
-            [
-                (
-                    f"bench:s{i}",
-                    f"s{i}",
-                    severities[i % 4],
-                    f"bench alert {i}: something measured crossed its threshold",
-                    now - 60 * i,
-                    now,
-                )
-                for i in range(self.alerts)
-            ],
-        )
+        open_made_up_alerts(conn, self.alerts)
 
 
 SMALL, LARGE = Catalog13(), Fleet200()
