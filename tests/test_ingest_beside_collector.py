@@ -18,6 +18,7 @@ import json
 import math
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -178,27 +179,37 @@ async def test_the_collector_raises_its_flag_before_each_round_and_lowers_it_whe
         ctx = make_ctx(tmp_path, fleet)
         store = await Store.open(ctx.db_path)
         looker = RoundYield(ctx.db_path)
+        # Each raise and lowering as it happens (not sampled: a loaded machine oversleeps a polling loop
+        # and misses raises), with whether a writer looking at the flag file saw it raised.
+        raises: list[tuple[float, bool]] = []
         ups: list[float] = []  # how long each raise lasted
+
+        class WatchedFlag(RoundFlag):
+            def __enter__(self) -> RoundFlag:
+                flag = super().__enter__()
+                raises.append((time.monotonic(), looker.raised()))
+                return flag
+
+            def __exit__(self, *exc: object) -> None:
+                ups.append(time.monotonic() - raises[-1][0])
+                super().__exit__(*exc)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(collector_module, "RoundFlag", WatchedFlag)
         stop = asyncio.Event()
         collector = Collector(ctx, store, on_event=lambda _: None)
         running = asyncio.create_task(collector.run_forever(stop, interval=0.3))
         try:
-            since = None
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             while collector.rounds < 4 and time.monotonic() < deadline:
-                up = looker.raised()
-                if up and since is None:
-                    since = time.monotonic()
-                elif not up and since is not None:
-                    ups.append(time.monotonic() - since)
-                    since = None
-                await asyncio.sleep(0.001)
+                assert len(raises) - len(ups) in (0, 1)  # never two raises at once
+                await asyncio.sleep(0.01)
             stop.set()
             await asyncio.wait_for(running, 10)
+            assert all(seen for _, seen in raises)  # every raise was visible to a writer
             # rounds 2 and 3 (the first has no lead; the 4th was still running) had their flag raised
             # ahead of them, for the lead and the round
             assert collector.rounds >= 4 and len([u for u in ups if u >= lead * 0.9]) >= 2
-            assert len(ups) >= 3  # down between rounds: each round its own raise
+            assert len(ups) >= 3 and len(ups) == len(raises)  # down between rounds: each round its own raise
             assert not looker.raised()  # and down once stopped
         finally:
             stop.set()
@@ -269,11 +280,11 @@ async def test_import_holds_back_while_the_collectors_round_flag_is_raised(tmp_p
     assert stored(db) == 250
 
 
-async def test_an_interrupted_import_leaves_whole_batches_and_no_worker(tmp_path, monkeypatch):
-    """Ctrl-C (asyncio.run cancels the command) mid-import: what is stored is whole batches with
-    their roll-ups, the database is sound, and the worker process is gone."""
-    import psutil
-
+async def import_in_a_worker_until_something_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, asyncio.Task[int]]:
+    """An import of 200,000 lines judged in its worker process, in batches of 500, running until its
+    first batch is stored: (the database, the running command)."""
     from llmpulse.core.cli import usage as usage_cli
 
     monkeypatch.setattr(usage_cli, "IMPORT_BATCH", 500)
@@ -286,10 +297,12 @@ async def test_an_interrupted_import_leaves_whole_batches_and_no_worker(tmp_path
         with contextlib.suppress(sqlite3.OperationalError):  # not yet made
             if stored(db) > 0:
                 break
-    importing.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await importing
-    assert not [p for p in psutil.Process().children(recursive=True) if "line_import" in " ".join(p.cmdline())]
+    return db, importing
+
+
+def assert_whole_batches_rolled_up(db: Path) -> None:
+    """What is stored is the file's first lines, each once, in whole batches of 500, and the roll-ups
+    hold exactly those calls."""
     with sqlite3.connect(str(db)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         n, tokens = conn.execute("SELECT COUNT(*), SUM(input_tokens) FROM usage_calls").fetchone()
@@ -301,31 +314,28 @@ async def test_an_interrupted_import_leaves_whole_batches_and_no_worker(tmp_path
         assert tuple(rolled) == (n, tokens)
 
 
+async def test_an_interrupted_import_leaves_whole_batches_and_no_worker(tmp_path, monkeypatch):
+    """Ctrl-C (asyncio.run cancels the command) mid-import: what is stored is whole batches with
+    their roll-ups, the database is sound, and the worker process is gone."""
+    import psutil
+
+    db, importing = await import_in_a_worker_until_something_is_stored(tmp_path, monkeypatch)
+    importing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await importing
+    assert not [p for p in psutil.Process().children(recursive=True) if "line_import" in " ".join(p.cmdline())]
+    assert_whole_batches_rolled_up(db)
+
+
 async def test_an_import_whose_worker_dies_says_so_and_keeps_what_it_stored(tmp_path, monkeypatch):
     import psutil
 
-    from llmpulse.core.cli import usage as usage_cli
     from llmpulse.core.cli.common import CliError
 
-    monkeypatch.setattr(usage_cli, "IMPORT_BATCH", 500)
-    monkeypatch.setattr(usage_cli, "WORKER_MIN_BYTES", 0)
-    db = tmp_path / "i.db"
-    args = import_args(tmp_path, calls(200_000))
-    importing = asyncio.create_task(args.handler(args))
-    for _ in range(3000):
-        await asyncio.sleep(0.01)
-        with contextlib.suppress(sqlite3.OperationalError):  # not yet made
-            if stored(db) > 0:
-                break
+    db, importing = await import_in_a_worker_until_something_is_stored(tmp_path, monkeypatch)
     (worker,) = [p for p in psutil.Process().children() if "line_import" in " ".join(p.cmdline())]
     worker.kill()
     with pytest.raises(CliError, match="the process judging the lines ended unexpectedly") as failed:
         await asyncio.wait_for(importing, 30)
     assert failed.value.exit_code == 1
-    with sqlite3.connect(str(db)) as conn:
-        n, tokens = conn.execute("SELECT COUNT(*), SUM(input_tokens) FROM usage_calls").fetchone()
-        assert 0 < n < 200_000 and n % 500 == 0 and tokens == sum(10 + i for i in range(n))
-        rolled = conn.execute(
-            "SELECT SUM(requests), SUM(input_tokens) FROM usage_rollups WHERE grain = 'd' AND dim = 'total'"
-        ).fetchone()
-        assert tuple(rolled) == (n, tokens)
+    assert_whole_batches_rolled_up(db)
