@@ -10,7 +10,7 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 from zoneinfo import ZoneInfo
 
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from llmpulse.core.config import Context
     from llmpulse.core.store import Store
     from llmpulse.core.usage.budgets import BudgetStatus
+    from llmpulse.core.usage.line_import import JudgedBatch, Worker
     from llmpulse.core.usage.patterns import Patterns
     from llmpulse.core.usage.pricing import Pricing
     from llmpulse.core.usage.rollup import IngestResult
@@ -221,6 +222,47 @@ async def record_command(args: argparse.Namespace) -> int:
     return 0
 
 
+async def judged_here(stream: BinaryIO, pricing: Pricing, now: float, known: list[str]) -> AsyncIterator[JudgedBatch]:
+    """The import's batches judged in this process (standard input, a small file, no worker)."""
+    from llmpulse.core.usage.line_import import LineJudge
+
+    # Bytes, line by line: each line is decoded and judged on its own (a bad byte, a huge number or a line
+    # without end is that line's error, with its number), no line held past MAX_LINE_BYTES.
+    for batch in LineJudge(pricing, now, known).batches(read_lines(stream), IMPORT_BATCH):
+        if batch is not None:
+            yield batch
+        await asyncio.sleep(0)  # between chunks: the last batch's store starts (on the database thread)
+
+
+async def judged_by_worker(worker: Worker, now: float) -> AsyncIterator[JudgedBatch]:
+    """The import's batches as the worker process judged them (line_import.judge_in_worker), summed for
+    their roll-ups here, off the event loop, while the batch before is stored."""
+    from llmpulse.core.usage.line_import import BatchSums, JudgedBatch, WorkerFailed
+    from llmpulse.core.usage.rollup import MINUTE_KEEP_S
+
+    summing = BatchSums(now - MINUTE_KEEP_S)
+
+    def receive() -> JudgedBatch | WorkerFailed | None:
+        got = worker.receive()
+        if isinstance(got, JudgedBatch):
+            got.rollups = summing.of(got)
+        return got
+
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            got = await loop.run_in_executor(None, receive)
+        except (EOFError, OSError):  # it ended between two batches, or in the middle of one
+            raise CliError(
+                "import: the process judging the lines ended unexpectedly; what was imported before is stored", 1
+            ) from None
+        if got is None:
+            return
+        if isinstance(got, WorkerFailed):
+            raise CliError(f"import: judging the lines failed ({got.error}); what was imported before is stored", 1)
+        yield got
+
+
 async def import_command(args: argparse.Namespace) -> int:
     ctx = context_from(args)
     stream: BinaryIO
@@ -246,15 +288,8 @@ async def import_command(args: argparse.Namespace) -> int:
     # default 2 MB page cache made each insert a read from the file (measured 11 vs 2.2 µs a call).
     await store.execute("PRAGMA cache_size = -131072")
     from llmpulse.core.round_flag import RoundYield
-    from llmpulse.core.usage.line_import import (
-        BatchSums,
-        JudgedBatch,
-        LineJudge,
-        Worker,
-        WorkerFailed,
-        WorkerSettings,
-    )
-    from llmpulse.core.usage.rollup import MINUTE_KEEP_S, ingest_rows
+    from llmpulse.core.usage.line_import import Worker, WorkerSettings
+    from llmpulse.core.usage.rollup import ingest_rows
 
     # Judged as the Recorder judges live calls (an attribution validated once, its calls priced by the
     # rates remembered for it: line_import), a batch stored on the database thread while the next is
@@ -301,44 +336,11 @@ async def import_command(args: argparse.Namespace) -> int:
                 worker = Worker(settings)
             except (OSError, ValueError):  # no process can be started here: this one judges, as for stdin
                 worker = None
-        if worker is None:
-            # Bytes, line by line: each line is decoded and judged on its own (a bad byte, a huge number or
-            # a line without end is that line's error, with its number), no line held past MAX_LINE_BYTES.
-            judge = LineJudge(pricing, now, known)
-            for batch in judge.batches(read_lines(stream), IMPORT_BATCH):
-                if batch is not None:
-                    if storing is not None:
-                        await storing  # one batch stored at a time: the database sets the pace
-                    storing = asyncio.get_running_loop().create_task(store_batch(batch))
-                await asyncio.sleep(0)  # a batch's store starts (it runs on the database thread)
-        else:
-            loop = asyncio.get_running_loop()
-            summing = BatchSums(now - MINUTE_KEEP_S)
-            running = worker
-
-            def receive() -> JudgedBatch | WorkerFailed | None:
-                got = running.receive()
-                if isinstance(got, JudgedBatch):
-                    got.rollups = summing.of(got)  # here, off the event loop, while the last batch is stored
-                return got
-
-            while True:
-                try:
-                    got = await loop.run_in_executor(None, receive)
-                except (EOFError, OSError):  # it ended between two batches, or in the middle of one
-                    raise CliError(
-                        "import: the process judging the lines ended unexpectedly; what was imported before is stored",
-                        1,
-                    ) from None
-                if got is None:
-                    break
-                if isinstance(got, WorkerFailed):
-                    raise CliError(
-                        f"import: judging the lines failed ({got.error}); what was imported before is stored", 1
-                    )
-                if storing is not None:
-                    await storing
-                storing = loop.create_task(store_batch(got))
+        batches = judged_here(stream, pricing, now, known) if worker is None else judged_by_worker(worker, now)
+        async for batch in batches:
+            if storing is not None:
+                await storing  # one batch stored at a time: the database sets the pace
+            storing = asyncio.get_running_loop().create_task(store_batch(batch))
         if storing is not None:
             await storing
     finally:
@@ -383,9 +385,6 @@ async def budgets_command(args: argparse.Namespace) -> int:
         await store.close()
     if args.json:
         print_json({"budgets": [s.to_json() for s in statuses], "price_table": price_table_version()})
-        return 0
-    if not statuses:
-        print("no budgets configured: add [[budgets]] tables (scope, period, limit_usd) to the config", flush=True)
         return 0
     # A partial budget (a usage report it counts is not known) shows what is known as a lower bound, "≥",
     # and no pace, projection or date it cannot know.
