@@ -104,6 +104,30 @@ def test_the_fast_path_stores_what_the_careful_one_does(tmp_path):
     assert fast_forms == careful_forms
 
 
+def test_forms_made_ready_without_the_database_are_the_stored_ones(tmp_path):
+    """The import works out a batch's stored ids off the connection's thread (ShapeTags.known_forms), by
+    the shapes already committed: each form is the one stored_forms gives, and a batch holding an id of
+    another shape (or of none) is left to stored_forms whole."""
+    rng = random.Random(5)
+    ids = [f"req-{i:08d}-{rng.getrandbits(32):08x}" for i in range(2000)]
+    conn = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    conn.executescript(request_ids.CREATE_SHAPES)
+    learner = ShapeTags()
+    assert learner.known_forms(ids[:10]) is None  # no shape known yet
+    conn.execute("BEGIN")
+    _, learned = learner.stored_forms(conn, ids[:10])
+    conn.execute("COMMIT")
+    learner.commit(learned)
+    with_gaps = [*ids[10:], None, ids[20]]
+    ready = learner.known_forms(with_gaps)
+    conn.execute("BEGIN")
+    stored, _ = ShapeTags().stored_forms(conn, with_gaps)
+    conn.execute("ROLLBACK")
+    assert ready == stored and ready[-2] is None
+    assert learner.known_forms([*ids[10:20], "chatcmpl-AbC123xyz"]) is None  # another shape: looked up in SQLite
+    assert learner.known_forms([ids[30], "no shape at all ✓"]) is None
+
+
 def test_a_batch_of_one_shape_is_stored_as_shape_of_stores_each_id(tmp_path):
     """A shape learned in the middle of a batch is a shortcut (ShapeTags.fast) for the rest of it, before
     its transaction commits: every id must still get exactly the form shape_of gives it."""

@@ -148,18 +148,30 @@ class ShapeTags:
             if rid is None:
                 out.append(None)
                 continue
-            for pattern, tag, pad in fast:
-                m = pattern.fullmatch(rid)
-                if m is not None:
-                    out.append(tag + bytes.fromhex(pad + "".join(m.groups())))
-                    break
-            else:
+            form = _fast_form(rid, fast)
+            if form is None:
                 learned = len(added)
-                out.append(self._stored_form(conn, rid, added, full))
+                form = self._stored_form(conn, rid, added, full)
                 if len(added) > learned and len(fast) < _FAST_SHAPES:
                     key = next(reversed(added))
                     fast.extend(_fast_pattern(key, added[key]))
+            out.append(form)
         return out, (added, full[0])
+
+    def known_forms(self, request_ids: Iterable[str | None]) -> list[bytes | None] | None:
+        """Each id's stored form by the shapes already committed (`fast`), without the database: a batch
+        made ready off the connection's thread. None if an id needs more (a shape not among those, an id
+        of no shape): stored_forms, inside the write transaction, then does them all."""
+        fast = list(self.fast)  # commit() may add to it meanwhile, on the event loop's thread
+        if not fast:
+            return None
+        out: list[bytes | None] = []
+        for rid in request_ids:
+            form = None if rid is None else _fast_form(rid, fast)
+            if form is None and rid is not None:
+                return None
+            out.append(form)
+        return out
 
     def _stored_form(self, conn: sqlite3.Connection, rid: str, added: dict[ShapeKey, bytes], full: list[bool]) -> Any:
         found = shape_of(rid)
@@ -183,6 +195,15 @@ class ShapeTags:
 
 
 _FAST_SHAPES = 4  # ShapeTags.fast: an id that is none of these is tried against each of them first
+
+
+def _fast_form(request_id: str, fast: Sequence[tuple[re.Pattern[str], bytes, str]]) -> bytes | None:
+    """The id's stored form by the first of ShapeTags.fast's shapes it has, or None: it has none of them."""
+    for pattern, tag, pad in fast:
+        m = pattern.fullmatch(request_id)
+        if m is not None:
+            return tag + bytes.fromhex(pad + "".join(m.groups()))
+    return None
 
 
 def _fast_pattern(key: ShapeKey, tag: bytes) -> list[tuple[re.Pattern[str], bytes, str]]:

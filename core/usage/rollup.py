@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import Any, Protocol
 
 from llmpulse.core.store import Store
 from llmpulse.core.usage.pricing import NANO_USD, Pricing
@@ -97,8 +97,11 @@ DIM_SQL = {
 CHUNK = 500
 _INSERT_HEAD = f"INSERT OR IGNORE INTO usage_calls ({', '.join(CALL_COLUMNS)}) VALUES "
 # A row carries its cost in dollars (already a whole number of nano-dollars: pricing.NANO_USD); the
-# column holds the nano-dollars.
-_ROW_MARKS = "(" + ", ".join(f"round(? * {NANO_USD})" if c == "cost_nusd" else "?" for c in CALL_COLUMNS) + ")"
+# column holds the nano-dollars. Rounded by adding a half and truncating (a cost is never negative):
+# SQLite's round() made the whole insert 35% slower (1.3 µs a row, measured on 1M calls).
+_ROW_MARKS = (
+    "(" + ", ".join(f"CAST(? * {NANO_USD} + 0.5 AS INTEGER)" if c == "cost_nusd" else "?" for c in CALL_COLUMNS) + ")"
+)
 
 
 def insert_calls_sql(rows: int) -> str:
@@ -167,6 +170,19 @@ class RollupKeys:
             keys = [(dim, value) for dim, value in zip(WHO_DIMS, (department, agent, user), strict=True) if value]
             self.who.append((keys, error, fallback))
         return w, o
+
+
+class SummedBatch(Protocol):
+    """A batch's calls summed for its roll-ups, ready for _ingest_job: RollupSums (a call at a time) or
+    rollup_columns.ColumnSums (a big batch at once)."""
+
+    @property
+    def oldest_minute(self) -> float: ...
+
+    @property
+    def unknown_price(self) -> int: ...
+
+    def write(self, conn: sqlite3.Connection, oldest_minute: float) -> None: ...
 
 
 class RollupSums:
@@ -420,19 +436,20 @@ def _ingest_job(
     resolved: dict[int, int],
     new: dict[int, tuple[Any, ...]],
     oldest_minute: float,
-    sums: RollupSums | None,
+    sums: SummedBatch | None,
     known: Mapping[tuple[Any, ...], int],
     shapes: ShapeTags,
+    stored_ids: Sequence[Any] | None,
 ) -> tuple[int, int, dict[tuple[Any, ...], int], Any]:
     """The whole batch on the connection's thread: (stored, unknown_price, ids of attributions stored now,
     request-id shapes learned: for ShapeTags.commit)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         learned = None
-        if any(row[_REQUEST_ID] is not None for row in rows):  # as stored (request_ids): shapes looked up here
+        # the request ids as stored (request_ids), unless the caller had them all by the shapes it knew:
+        # the shapes a batch needs beyond those are looked up (and added) in this transaction
+        if stored_ids is None and any(row[_REQUEST_ID] is not None for row in rows):
             stored_ids, learned = shapes.stored_forms(conn, list(map(operator.itemgetter(_REQUEST_ID), rows)))
-        else:
-            stored_ids = None
         found: dict[tuple[Any, ...], int] = {}
         for ref, attrs in new.items():
             resolved[ref] = found[attrs] = attr_id(conn, attrs)
@@ -465,14 +482,16 @@ async def ingest_rows(
     store: Store,
     rows: Sequence[tuple[Any, ...]],
     now: float | None = None,
-    sums: RollupSums | None = None,
+    sums: SummedBatch | None = None,
     placeholders: Mapping[int, tuple[Any, ...]] | None = None,
+    stored_ids: Sequence[Any] | None = None,
 ) -> IngestResult:
     """Store priced usage_calls rows (CALL_COLUMNS order; attrs a usage_attrs id or a placeholder from
     `placeholders`, see AttrRefs) and roll them up, in one transaction: a crash leaves the whole batch or
     none of it. Deduplication runs inside SQLite, as one job on the connection's thread
     (Store.run_sync); `sums`, when the caller kept them while collecting the rows, spare summing the
-    stored rows again (done when some were duplicates)."""
+    stored rows again (done when some were duplicates); `stored_ids`, the rows' request ids as stored
+    (ShapeTags.known_forms), spare working them out on the connection's thread."""
     if not rows:
         return IngestResult(0, 0, 0)
     oldest_minute = (time.time() if now is None else now) - MINUTE_KEEP_S
@@ -487,7 +506,7 @@ async def ingest_rows(
             resolved[ref] = known
     shapes = shape_tags(store)
     stored, unknown, found, learned = await store.run_sync(
-        _ingest_job, rows, resolved, new, oldest_minute, sums, ids, shapes
+        _ingest_job, rows, resolved, new, oldest_minute, sums, ids, shapes, stored_ids
     )
     ids.update(found)  # only once committed: a rolled-back id may be reused by someone else
     if learned is not None:
