@@ -187,3 +187,28 @@ def test_the_first_batch_can_be_smaller_and_every_line_leaves_once():
     assert [len(b.rows) for b in sent] == [50, 200, 200, 200, 50]
     ids = [row[9] for b in sent for row in b.rows]
     assert ids == [r["request_id"] for r in records]
+
+
+def test_batches_near_the_end_of_the_input_are_half_a_full_one():
+    """Told what share of the input is unread, the judge makes its last batches smaller (the storing
+    process stores the last one after the judging ended): half a full batch, never less but for the
+    very last; every line in exactly one batch, in order."""
+    total, full = 20 * line_import.CHUNK_LINES, 4 * line_import.CHUNK_LINES
+    line = (json.dumps({"provider": "openai", "model": "gpt-4o", "input_tokens": 5, "ts": NOW}) + "\n").encode()
+    consumed = 0
+
+    def lines():
+        nonlocal consumed
+        for i in range(total):
+            consumed = i + 1
+            yield i + 1, line
+
+    judge = LineJudge(Pricing(), NOW)
+    sizes = [len(b.rows) for b in judge.batches(lines(), full, None, lambda: 1 - consumed / total) if b and b.rows]
+    assert sum(sizes) == total
+    assert sizes[0] == full
+    assert full // 2 in sizes  # the batches shrank near the end
+    assert all(size >= full // 2 for size in sizes[:-1]) and sizes[-1] <= full
+    # without knowing what is left: full batches, and the rest
+    judge = LineJudge(Pricing(), NOW)
+    assert [len(b.rows) for b in judge.batches(lines(), full) if b and b.rows] == [full] * 5

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import datetime as dt
 import gc
+import operator
 import os
 import stat
 import sys
@@ -234,18 +235,24 @@ async def judged_here(stream: BinaryIO, pricing: Pricing, now: float, known: lis
         await asyncio.sleep(0)  # between chunks: the last batch's store starts (on the database thread)
 
 
-async def judged_by_worker(worker: Worker, now: float) -> AsyncIterator[JudgedBatch]:
-    """The import's batches as the worker process judged them (line_import.judge_in_worker), summed for
-    their roll-ups here, off the event loop, while the batch before is stored."""
+async def judged_by_worker(worker: Worker, now: float, store: Store) -> AsyncIterator[JudgedBatch]:
+    """The import's batches as the worker process judged them (line_import.judge_in_worker), made ready
+    here, off the event loop, while the batch before is stored: summed for their roll-ups, and their
+    request ids in their stored form (by the shapes known so far)."""
     from llmpulse.core.usage.line_import import BatchSums, JudgedBatch, WorkerFailed
+    from llmpulse.core.usage.records import CALL_COLUMNS
+    from llmpulse.core.usage.request_ids import shape_tags
     from llmpulse.core.usage.rollup import MINUTE_KEEP_S
 
     summing = BatchSums(now - MINUTE_KEEP_S)
+    shapes = shape_tags(store)
+    request_id = operator.itemgetter(CALL_COLUMNS.index("request_id"))
 
     def receive() -> JudgedBatch | WorkerFailed | None:
         got = worker.receive()
         if isinstance(got, JudgedBatch):
             got.rollups = summing.of(got)
+            got.request_ids = shapes.known_forms(map(request_id, got.rows))
         return got
 
     loop = asyncio.get_running_loop()
@@ -309,7 +316,7 @@ async def import_command(args: argparse.Namespace) -> int:
         placeholders.update(batch.attributions)
         if batch.rows:
             await yielding.wait()
-            result = await ingest_rows(store, batch.rows, now, batch.rollups, placeholders)
+            result = await ingest_rows(store, batch.rows, now, batch.rollups, placeholders, batch.request_ids)
             totals["stored"] += result.stored
             totals["duplicates"] += result.duplicates
             totals["unknown"] += result.unknown_price
@@ -336,7 +343,7 @@ async def import_command(args: argparse.Namespace) -> int:
                 worker = Worker(settings)
             except (OSError, ValueError):  # no process can be started here: this one judges, as for stdin
                 worker = None
-        batches = judged_here(stream, pricing, now, known) if worker is None else judged_by_worker(worker, now)
+        batches = judged_here(stream, pricing, now, known) if worker is None else judged_by_worker(worker, now, store)
         async for batch in batches:
             if storing is not None:
                 await storing  # one batch stored at a time: the database sets the pace

@@ -17,6 +17,7 @@ carries between processes cheaply, and what ingest_rows stores in one transactio
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import operator
@@ -29,7 +30,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice, repeat
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmpulse.core.redact import register_secrets
 from llmpulse.core.usage.pricing import Pricing, linear_cost
@@ -56,14 +57,18 @@ from llmpulse.core.usage.rollup import (
     MINUTE_KEEP_S,
     RollupKeys,
     RollupSums,
+    SummedBatch,
     record_row,
 )
+
+if TYPE_CHECKING:
+    from llmpulse.core.usage.rollup_columns import ColumnSums
 
 CHUNK_LINES = 4096  # lines judged between two looks at the event loop (in-process) or the pipe
 # The worker's first batch is this part of a full one: the storing process idles until it comes (a full
 # 200,000-line batch kept it waiting ~2 s), while a batch touches most of the roll-up rows of its time
 # range however small it is (so every batch small would multiply the upserts).
-FIRST_BATCH_PART = 8
+FIRST_BATCH_PART = 16
 ERRORS_PER_BATCH = 1000  # a batch goes out (and its bad lines are printed) once this many lines were bad
 READ_BUFFER = 1 << 20
 _BOM = b"\xef\xbb\xbf"
@@ -79,9 +84,11 @@ class JudgedBatch:
     `attributions`), their roll-up sums, the attributions first used in this batch, the bad lines."""
 
     rows: list[tuple[Any, ...]]
-    rollups: RollupSums  # empty from the worker: BatchSums sums them where they are stored
+    rollups: SummedBatch  # empty from the worker: BatchSums sums them where they are stored
     attributions: dict[int, tuple[Any, ...]]
     errors: list[tuple[int, str]] = field(default_factory=list)
+    # the rows' request ids as stored, when the storing process had them ready (ShapeTags.known_forms)
+    request_ids: list[bytes | None] | None = None
 
 
 class LineJudge:
@@ -120,19 +127,35 @@ class LineJudge:
         return batch
 
     def batches(
-        self, lines: Iterable[tuple[int, bytes | RecordError]], batch_size: int, first_size: int | None = None
+        self,
+        lines: Iterable[tuple[int, bytes | RecordError]],
+        batch_size: int,
+        first_size: int | None = None,
+        unread: Callable[[], float] | None = None,
     ) -> Iterator[JudgedBatch | None]:
         """A JudgedBatch of at most `batch_size` rows (one transaction each) whenever one is full — the
         first one already at `first_size` rows, when given — and the rest at the end; None after each
-        chunk of lines judged in between (a moment for the event loop, in the command's own process)."""
+        chunk of lines judged in between (a moment for the event loop, in the command's own process).
+
+        `unread`, when given, says what share of the input is still to be read: near its end a batch is
+        half of the lines estimated to be left, down to half a full batch, so the storing process, which
+        stores the last batch after the judging is over, is left with a smaller one. (Not smaller still:
+        a batch in random time order touches most roll-up rows of its range however few calls it has,
+        and the storing process, behind by then, would spend longer on more batches than it saves.)"""
         it = iter(lines)
         size = batch_size if first_size is None else min(first_size, batch_size)
+        read = 0
         while chunk := list(islice(it, min(CHUNK_LINES, size - len(self._rows)))):
+            read += len(chunk)
             self.feed(chunk)  # a line makes at most one row: the batch never passes its size
             # bad lines are reported as they come, not held until a batch fills (a file of only bad lines)
             full = len(self._rows) >= size or len(self._errors) >= ERRORS_PER_BATCH
             if full and self._rows:
                 size = batch_size
+                left = 1.0 if unread is None else unread()
+                if left < 1.0:
+                    lines_left = read * left / (1.0 - left)
+                    size = min(batch_size, max(batch_size // 2, int(lines_left / 2)))
             yield self.take() if full else None
         yield self.take()
 
@@ -178,11 +201,16 @@ class LineJudge:
         if not set(map(operator.getitem, strings, map(slice, map(_END, parsed), repeat(None)))) <= _LINE_ENDS:
             return False
         datas = list(map(_VALUE, parsed))
-        if set(map(type, datas)) != {dict} or not all(map(FAST_KEYS.issuperset, datas)):
+        if set(map(type, datas)) != {dict}:
+            return False
+        fields = set().union(*datas)  # the fields any line has: one not given anywhere is not read
+        if not fields <= FAST_KEYS:
             return False
         get = dict.get
 
         def column(name: str, default: Any = None) -> list[Any]:
+            if name not in fields:
+                return [default] * n
             return list(map(get, datas, repeat(name, n), repeat(default, n)))
 
         tin, tout, tcr, tcw = (column(name, 0) for name in TOKEN_FIELDS)
@@ -220,7 +248,9 @@ class LineJudge:
         ):
             return False
         try:  # the attribution fields exactly as written (Recorder.add), each looked up once
-            keys = list(zip(*(map(get, datas, repeat(name, n)) for name in ATTR_FIELDS), strict=True))
+            keys = list(
+                zip(*(map(get, datas, repeat(name, n)) if name in fields else repeat(None, n) for name in ATTR_FIELDS))
+            )
             seens = list(map(self._seen.get, keys))
         except TypeError:  # an unhashable value: not plain
             return False
@@ -415,26 +445,41 @@ class LineJudge:
 
 
 class BatchSums:
-    """In the storing process: a worker's batch summed for its roll-ups, from its rows (the worker, the
-    busier of the two processes, does not sum). One RollupKeys for the whole import, as the Recorder has."""
+    """In the storing process: a worker's batch summed for its roll-ups, from its rows, with numpy
+    (rollup_columns.ColumnSums: a batch is 200,000 calls; the worker, the busier of the two processes,
+    does not sum). One RollupKeys for the whole import, as the Recorder has."""
 
     def __init__(self, oldest_minute: float) -> None:
+        # numpy imported now, while the worker starts, not when its first batch is waited for (0.1 s)
+        import llmpulse.core.usage.rollup_columns  # noqa: F401
+
         self.oldest_minute = oldest_minute
         self.keys = RollupKeys()
         self._groups: dict[int, tuple[int, int]] = {}  # attribution placeholder -> (what, who)
 
-    def of(self, batch: JudgedBatch) -> RollupSums:
+    def of(self, batch: JudgedBatch) -> ColumnSums:
+        import numpy as np
+
+        from llmpulse.core.usage.rollup_columns import ColumnSums
+
         groups = self._groups
         for ref, attrs in batch.attributions.items():
             groups[ref] = self.keys.of(attrs)
-        sums = RollupSums(self.oldest_minute, self.keys)
-        # row[1:9] is (ts, attrs, input, output, cache read, cache write, latency, cost), as Recorder.add reads
-        # it; the tuples add_many takes are made by zip, in C
-        rows, get = batch.rows, operator.itemgetter
-        pairs = list(map(groups.__getitem__, map(get(2), rows)))
-        columns = [map(get(i), rows) for i in range(3, 9)]
-        sums.add_many(zip(map(get(1), rows), map(get(0), pairs), map(get(1), pairs), *columns, strict=True))
-        return sums
+        # row[1:9] is (ts, attrs, input, output, cache read, cache write, latency, cost), as Recorder.add
+        # reads it: each a column, read in C; None (no latency, price unknown) is NaN in a float column
+        rows, get, n = batch.rows, operator.itemgetter, len(batch.rows)
+        refs, where = np.unique(np.fromiter(map(get(2), rows), np.int64, n), return_inverse=True)
+        parts = np.asarray([groups[ref] for ref in refs.tolist()], dtype=np.int64).reshape(-1, 2)
+        return ColumnSums(
+            self.keys,
+            self.oldest_minute,
+            np.fromiter(map(get(1), rows), np.float64, n),
+            parts[where, 0],
+            parts[where, 1],
+            [np.fromiter(map(get(i), rows), np.int64, n) for i in range(3, 7)],
+            np.array(list(map(get(7), rows)), dtype=np.float64),
+            np.array(list(map(get(8), rows)), dtype=np.float64),
+        )
 
 
 # -- the worker process ---------------------------------------------------------------------------
@@ -451,6 +496,9 @@ def judge_in_worker(out: Connection, settings: WorkerSettings) -> None:
     """The worker process: reads the file, sends a JudgedBatch every `batch_size` good lines, then None.
     Ctrl-C is the parent's to handle (it ends this process); a closed pipe ends it too."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # As in the storing process (cli import): the rows and the ids seen are millions of small acyclic
+    # objects, and the cycle collector walking them again and again was a fifth of the worker's time.
+    gc.disable()
     register_secrets(settings.secrets)  # a message cut after redaction never shows part of a loaded key
     judge = LineJudge(
         Pricing(settings.prices, settings.local_providers), settings.now, settings.known_providers, summing=False
@@ -459,7 +507,12 @@ def judge_in_worker(out: Connection, settings: WorkerSettings) -> None:
         with open(settings.path, "rb", buffering=READ_BUFFER) as stream:
             # The first batch small: the storing process waits for it with nothing else to do
             first = max(CHUNK_LINES, settings.batch_size // FIRST_BATCH_PART)
-            for batch in judge.batches(read_lines(stream), settings.batch_size, first):
+            size = os.fstat(stream.fileno()).st_size
+
+            def unread() -> float:
+                return max(0.0, 1.0 - stream.tell() / size) if size else 0.0
+
+            for batch in judge.batches(read_lines(stream), settings.batch_size, first, unread):
                 if batch is not None:
                     out.send_bytes(_dumps(batch))
         out.send_bytes(_dumps(None))
