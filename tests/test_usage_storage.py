@@ -462,3 +462,30 @@ async def test_costs_are_kept_in_whole_nano_dollars_and_add_up(tmp_path):
         assert raw == pytest.approx(sum(want) / 1e9, rel=1e-12)
     finally:
         await store.close()
+
+
+async def test_every_value_of_a_call_is_stored_in_its_column_whichever_insert_takes_it(tmp_path):
+    """A chunk of calls without dedupe keys or reported costs is inserted without those two columns
+    (rollup._LEAN_COLUMNS); a chunk with one of them, with all. Either way each value reads back in its
+    own column — the calls here cross three chunks: lean, full, and a lean one not whole."""
+    from llmpulse.core.usage.rollup import CHUNK, ingest_rows
+
+    attrs = ("openai", "gpt-4o", "ok", "", 0, "", "", "", "", "", "", "")
+    rows = [
+        (None, TF - 5000 + i, -1, 100 + i, i % 7, i % 3, 0, float(i % 900), round(i * 1e-6, 9), f"req-{i:06d}", None)
+        for i in range(2 * CHUNK + 200)
+    ]
+    rows[CHUNK + 100] = ("h:abc", TF - 1, -1, 5, 1, 0, 0, None, None, None, None)  # no id: keyed by content
+    rows[CHUNK + 300] = (*rows[CHUNK + 300][:10], 0.25)  # a cost the provider reported
+    store = await Store.open(tmp_path / "lean.db")
+    try:
+        result = await ingest_rows(store, rows, TF, None, {-1: attrs})
+        assert result.stored == len(rows)
+        got = await store.fetchall(
+            "SELECT dedupe_key, ts, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, latency_ms, "
+            "cost_usd, request_id, reported_cost_usd, provider, model FROM usage_records ORDER BY id"
+        )
+        expected = [(*row[:2], *row[3:], "openai", "gpt-4o") for row in rows]
+        assert [tuple(r) for r in got] == expected
+    finally:
+        await store.close()

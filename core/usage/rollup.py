@@ -95,21 +95,25 @@ DIM_SQL = {
 # time as one multi-row INSERT: one statement to bind and step instead of CHUNK (measured 1.2 vs 2.0 µs
 # a row), and the GIL is released for the whole chunk.
 CHUNK = 500
-_INSERT_HEAD = f"INSERT OR IGNORE INTO usage_calls ({', '.join(CALL_COLUMNS)}) VALUES "
 # A row carries its cost in dollars (already a whole number of nano-dollars: pricing.NANO_USD); the
 # column holds the nano-dollars. Rounded by adding a half and truncating (a cost is never negative):
 # SQLite's round() made the whole insert 35% slower (1.3 µs a row, measured on 1M calls).
-_ROW_MARKS = (
-    "(" + ", ".join(f"CAST(? * {NANO_USD} + 0.5 AS INTEGER)" if c == "cost_nusd" else "?" for c in CALL_COLUMNS) + ")"
-)
+_MARKS = {c: f"CAST(? * {NANO_USD} + 0.5 AS INTEGER)" if c == "cost_nusd" else "?" for c in CALL_COLUMNS}
+# Most chunks have no dedupe key (their calls have request ids) and no reported cost: left out of the
+# statement (NULL by default) they are two values a row fewer to bind and read (~8% of the insert).
+_OFTEN_NULL = ("dedupe_key", "reported_cost_usd")
+_LEAN_COLUMNS = tuple(c for c in CALL_COLUMNS if c not in _OFTEN_NULL)
 
 
-def insert_calls_sql(rows: int) -> str:
-    return _INSERT_HEAD + ", ".join(_ROW_MARKS for _ in range(rows))
+def insert_calls_sql(rows: int, columns: Sequence[str] = CALL_COLUMNS) -> str:
+    marks = "(" + ", ".join(_MARKS[c] for c in columns) + ")"
+    return f"INSERT OR IGNORE INTO usage_calls ({', '.join(columns)}) VALUES " + ", ".join(marks for _ in range(rows))
 
 
 INSERT_CALLS = insert_calls_sql(CHUNK)
+_INSERT_LEAN = insert_calls_sql(CHUNK, _LEAN_COLUMNS)
 _REQUEST_ID = CALL_COLUMNS.index("request_id")
+_OFTEN_NULL_AT = sorted((CALL_COLUMNS.index(c) for c in _OFTEN_NULL), reverse=True)
 _INSERT_ATTRS = (
     f"INSERT INTO usage_attrs (key, {', '.join(ATTR_FIELDS)}) VALUES (?, {', '.join('?' for _ in ATTR_FIELDS)})"
 )
@@ -465,7 +469,13 @@ def _ingest_job(
                 params[2::width] = list(map(resolved.get, refs, refs))
             if stored_ids is not None:
                 params[_REQUEST_ID::width] = stored_ids[i : i + CHUNK]
-            sql = INSERT_CALLS if len(part) == CHUNK else insert_calls_sql(len(part))
+            n = len(part)
+            if all(params[column::width].count(None) == n for column in _OFTEN_NULL_AT):
+                for narrower, column in enumerate(_OFTEN_NULL_AT):  # the later first: the earlier stays put
+                    del params[column :: width - narrower]
+                sql = _INSERT_LEAN if n == CHUNK else insert_calls_sql(n, _LEAN_COLUMNS)
+            else:
+                sql = INSERT_CALLS if n == CHUNK else insert_calls_sql(n)
             stored += conn.execute(sql, params).rowcount
         if sums is None or stored != len(rows) or sums.oldest_minute > oldest_minute:
             sums = sums_of_stored(conn, last_id, oldest_minute)
