@@ -124,8 +124,18 @@ def test_forms_made_ready_without_the_database_are_the_stored_ones(tmp_path):
     stored, _ = ShapeTags().stored_forms(conn, with_gaps)
     conn.execute("ROLLBACK")
     assert ready == stored and ready[-2] is None
-    assert learner.known_forms([*ids[10:20], "chatcmpl-AbC123xyz"]) is None  # another shape: looked up in SQLite
-    assert learner.known_forms([ids[30], "no shape at all ✓"]) is None
+    opaque = ["chatcmpl-AbC123xyz", "no shape at all ✓"]  # a shape not known yet, and none
+    assert learner.known_forms([*ids[10:20], *opaque]) is None  # looked up in SQLite, in the transaction
+    conn.execute("BEGIN")
+    _, learned = learner.stored_forms(conn, opaque)
+    conn.execute("COMMIT")
+    learner.commit(learned)
+    mixed = [*opaque, "chatcmpl-Zz9", ids[30], None, "x" * 300]
+    conn.execute("BEGIN")
+    stored, _ = ShapeTags().stored_forms(conn, mixed)
+    conn.execute("ROLLBACK")
+    assert learner.known_forms(mixed) == stored
+    assert stored[0][0] == stored[2][0] and stored[1] == opaque[1]  # one opaque shape; text for no shape
 
 
 def test_a_batch_of_one_shape_is_stored_as_shape_of_stores_each_id(tmp_path):
