@@ -88,7 +88,7 @@ class JudgedBatch:
     attributions: dict[int, tuple[Any, ...]]
     errors: list[tuple[int, str]] = field(default_factory=list)
     # the rows' request ids as stored, when the storing process had them ready (ShapeTags.known_forms)
-    request_ids: list[bytes | None] | None = None
+    request_ids: list[Any] | None = None
 
 
 class LineJudge:
