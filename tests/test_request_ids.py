@@ -187,3 +187,18 @@ async def test_a_full_shapes_table_stores_new_shapes_as_text(tmp_path, monkeypat
         assert [r[0] for r in rows] == [*ids, "zz_10", "req-0004"]
     finally:
         await store.close()
+
+
+def test_an_id_with_a_capital_no_hex_digit_is_fits_no_hex_shape():
+    """shape_of skips the hex patterns for an id holding one of G-Z outside an "@" suffix: no hex shape
+    can take it. Checked against the patterns themselves on ids made to come close."""
+    rng = random.Random(21)
+    alphabet = "abcdefGHIJZxyz0189ABCF-_.:/"
+    ids = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 40))) for _ in range(20_000)]
+    ids += ["chatcmpl-AbC123xyz", "req-0123ABCDEF-G", "msg_01XyZ", "x-DEADBEEF", "Gab", "ab-12G"]
+    skipped = [rid for rid in ids if "@" not in rid and request_ids._NOT_HEX.search(rid)]
+    assert len(skipped) > 10_000
+    for rid in skipped:
+        assert all(pattern.fullmatch(rid) is None for pattern in request_ids._HEX.values()), rid
+    assert request_ids.shape_of("x-DEADBEEF")[0][0] == request_ids.HEX_UPPER  # no G-Z: still tried
+    assert request_ids.shape_of("chatcmpl-AbC123xyz")[0][0] == request_ids.OPAQUE

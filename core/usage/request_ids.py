@@ -41,6 +41,9 @@ _HEX = {
 }
 _OPAQUE = re.compile(r"([a-z]{1,16}[-_])([!-~]+)")  # "chatcmpl-" + anything printable
 _GROUP_SPLIT = re.compile(r"([-_.:])")
+# A capital no hex digit is: an id holding one fits no hex shape unless it is in an "@" suffix, so the two
+# hex patterns (0.84 of shape_of's 1.43 µs for a "chatcmpl-" id) are not tried on it.
+_NOT_HEX = re.compile(r"[G-Z]")
 
 ShapeKey = tuple[Any, ...]  # (kind, prefix, suffix, group lengths, separators)
 
@@ -50,7 +53,8 @@ def shape_of(request_id: str) -> tuple[ShapeKey, bytes] | None:
     if not request_id.isascii() or not request_id.isprintable():
         return None
     best: tuple[ShapeKey, bytes] | None = None
-    for kind, pattern in _HEX.items():
+    hex_shapes = _HEX.items() if "@" in request_id or _NOT_HEX.search(request_id) is None else ()
+    for kind, pattern in hex_shapes:
         m = pattern.fullmatch(request_id)
         if m is None or (best is not None and len(best[0][1]) <= len(m.group(1))):
             continue
