@@ -9,7 +9,7 @@ the CPU seconds of both processes against the parse-only pass's: what a shared m
 
 Targets: >= 100,000 lines/s; <= 4x the parse-only pass.
 
-    python bench/bench_import.py [--lines 1000000]
+    python bench/bench_import.py [--lines 1000000] [--ids ordered|chatcmpl]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import json
 import os
 import random
 import resource
+import string
 import sys
 import tempfile
 import time
@@ -46,7 +47,18 @@ MODELS = [
 USERS = 300
 
 
-def write_lines(path: Path, n: int, seed: int = 14) -> None:
+BASE62 = string.ascii_letters + string.digits
+
+
+def request_id(rng: random.Random, i: int, ids: str) -> str:
+    """In file order ("req-00000001-9f3a0c1e": a hex shape), or as OpenAI's ("chatcmpl-" + 29 random base62:
+    an opaque shape, landing all over the unique request-id index)."""
+    if ids == "chatcmpl":
+        return "chatcmpl-" + "".join(rng.choices(BASE62, k=29))
+    return f"req-{i:08d}-{rng.getrandbits(32):08x}"
+
+
+def write_lines(path: Path, n: int, seed: int = 14, ids: str = "ordered") -> None:
     rng = random.Random(seed)
     start = time.time() - 20 * 86400
     with path.open("w") as out:
@@ -63,7 +75,7 @@ def write_lines(path: Path, n: int, seed: int = 14) -> None:
                 "department": f"dept-{user % 8}",
                 "agent": f"agent-{(user * 7 + rng.randrange(3)) % 40}",
                 "user": f"user-{user}",
-                "request_id": f"req-{i:08d}-{rng.getrandbits(32):08x}",
+                "request_id": request_id(rng, i, ids),
             }
             if rng.random() < 0.03:
                 rec["status"], rec["error_kind"] = "error", "rate_limited"
@@ -104,11 +116,17 @@ def run_import(path: Path, db: Path, config: Path) -> tuple[float, float, float]
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument(
+        "--ids",
+        choices=("ordered", "chatcmpl"),
+        default="ordered",
+        help="request ids in file order, or random OpenAI ones",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path, db, config = Path(tmp) / "usage.jsonl", Path(tmp) / "import.db", Path(tmp) / "llmpulse.toml"
         config.write_text("")
-        write_lines(path, args.lines)
+        write_lines(path, args.lines, ids=args.ids)
         parse, parse_cpu = parse_only(path)
         rss = psutil.Process().memory_info().rss
         took, took_cpu, worker_cpu = run_import(path, db, config)
@@ -118,7 +136,7 @@ def main() -> int:
     rate = args.lines / took
     ratio = took / parse
     good = rate >= 100_000 and ratio <= 4
-    print(f"{args.lines:,} lines in random time order, varied attribution, a request id each")
+    print(f"{args.lines:,} lines in random time order, varied attribution, a request id each ({args.ids})")
     print(
         f"parse-only pass (read + json.loads): {parse:.2f} s ({args.lines / parse:,.0f} lines/s), {parse_cpu:.2f} s CPU"
     )
