@@ -202,3 +202,46 @@ def test_an_id_with_a_capital_no_hex_digit_is_fits_no_hex_shape():
         assert all(pattern.fullmatch(rid) is None for pattern in request_ids._HEX.values()), rid
     assert request_ids.shape_of("x-DEADBEEF")[0][0] == request_ids.HEX_UPPER  # no G-Z: still tried
     assert request_ids.shape_of("chatcmpl-AbC123xyz")[0][0] == request_ids.OPAQUE
+
+
+def test_a_batch_of_one_hex_shape_worked_out_as_an_array_is_stored_as_each_id_alone(tmp_path):
+    """known_forms packs a batch whose ids all have one lowercase hex shape as one array of characters:
+    each form must be the one the shape's regex gives that id alone (stored_forms), for shapes of every
+    cut — UUIDs, an odd number of digits, a suffix — and a batch with one id off the shape (a capital,
+    a character short, another separator) goes id by id and is still right."""
+    rng = random.Random(12)
+
+    def hexes(n: int) -> str:
+        return "".join(rng.choice("0123456789abcdef") for _ in range(n))
+
+    shapes = {
+        "uuid": [f"{hexes(8)}-{hexes(4)}-{hexes(4)}-{hexes(4)}-{hexes(12)}" for _ in range(3000)],
+        "odd": [f"call_{hexes(9)}" for _ in range(3000)],
+        "suffix": [f"req-{hexes(8)}.{hexes(6)}@openai" for _ in range(3000)],
+    }
+    conn = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    conn.executescript(request_ids.CREATE_SHAPES)
+    learner = ShapeTags()
+    conn.execute("BEGIN")
+    _, learned = learner.stored_forms(conn, [ids[0] for ids in shapes.values()])
+    conn.execute("COMMIT")
+    learner.commit(learned)
+    assert {key[0] for key in learner.tags} == {request_ids.HEX_LOWER}
+    left_to_sqlite = 0
+    for name, ids in shapes.items():
+        one_by_one = [request_ids.shape_of(rid) for rid in ids]
+        expected = [learner.tags[key] + packed for key, packed in one_by_one]  # type: ignore[misc]
+        assert request_ids._all_of_shape(ids, one_by_one[0][0], learner.tags[one_by_one[0][0]]) == expected, name
+        assert learner.known_forms(ids) == expected, name
+        other = next(other_ids[0] for other_name, other_ids in shapes.items() if other_name != name)
+        for odd in (ids[5].upper(), ids[5][:-1], ids[5].replace("-", ":", 1).replace("_", ":", 1), other):
+            batch = [*ids[:10], odd]
+            assert request_ids._all_of_shape(batch, one_by_one[0][0], learner.tags[one_by_one[0][0]]) is None
+            conn.execute("BEGIN")
+            stored, _ = ShapeTags().stored_forms(conn, batch)
+            conn.execute("ROLLBACK")
+            # id by id: a shape not committed yet leaves the batch to stored_forms; else the same forms
+            got = learner.known_forms(batch)
+            assert got == stored if odd is other else got in (None, stored), (name, odd)
+            left_to_sqlite += got is None
+    assert left_to_sqlite  # the capital UUID: a shape not committed yet

