@@ -260,27 +260,30 @@ class LineJudge:
             latency = [None if x is None else float(round(x)) for x in latency]
         else:
             latency = list(map(float, map(round, latency)))
-        hashes = list(map(hash, map(bytes.strip, texts)))  # no BOM here: a BOM line is not JSON
+        # what marks an id seen: its line's number << 64 | the hash of its text (no BOM here: a BOM line
+        # is not JSON), worked out in C
+        hashes = map(operator.and_, map(hash, map(bytes.strip, texts)), repeat(_HASH_BITS))
+        marks = list(map(operator.or_, map(operator.lshift, numbers, repeat(64)), hashes))
         rows, errors = self._rows, self._errors
         append = rows.append
         summed: list[tuple[Any, ...]] = []
         add = summed.append
         ids, repeats = self._ids, self._repeats
-        ids_get = ids.get
+        mark_seen = ids.setdefault
         pricing, summing = self.pricing, self.summing
-        for number, data, key, seen, r, text_hash, t, a, b, c, d, ms in zip(
-            numbers, datas, keys, seens, rid, hashes, ts, tin, tout, tcr, tcw, latency, strict=True
+        for number, data, key, seen, r, mark, t, a, b, c, d, ms in zip(
+            numbers, datas, keys, seens, rid, marks, ts, tin, tout, tcr, tcw, latency, strict=True
         ):
-            first = 0
+            first = mark
             source_hash: str | None = None
             if r is None:  # JsonLines: keyed by its content
                 source = content_hash(data)
                 repeat_ = repeats.get(source, 0)
                 source_hash = f"{source}#{repeat_}" if repeat_ else source
             else:
-                text_hash &= _HASH_BITS
-                first = ids_get(r, 0)
-                if first and first & _HASH_BITS != text_hash:
+                # one probe of the (big) dictionary of ids: this line marks the id, unless a line before did
+                first = mark_seen(r, mark)
+                if first != mark and (first ^ mark) & _HASH_BITS:
                     errors.append(
                         (
                             number,
@@ -294,6 +297,8 @@ class LineJudge:
                     row, seen = self._careful(data, key, source_hash)
                 except RecordError as exc:
                     errors.append((number, str(exc)))
+                    if r is not None and first == mark:  # only a line kept marks its id
+                        del ids[r]
                     continue
                 append(row)
                 t, _, a, b, c, d, ms, cost = row[1:9]
@@ -305,8 +310,6 @@ class LineJudge:
                 append((None if r is not None else "h:" + source_hash, t, seen.ref, a, b, c, d, ms, cost, r, None))  # type: ignore[operator]
             if r is None:
                 repeats[source] = repeat_ + 1
-            elif not first:
-                ids[r] = number << 64 | text_hash
             if summing:  # not in the worker: a tuple a row it would build for nothing
                 add((t, seen.what, seen.who, a, b, c, d, ms, cost))
         if summing:
