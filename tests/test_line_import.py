@@ -212,3 +212,13 @@ def test_batches_near_the_end_of_the_input_are_half_a_full_one():
     # without knowing what is left: full batches, and the rest
     judge = LineJudge(Pricing(), NOW)
     assert [len(b.rows) for b in judge.batches(lines(), full) if b and b.rows] == [full] * 5
+
+
+def test_the_attribution_key_reads_every_attribution_field_in_its_order():
+    """records.attribution_key (the Recorder's and the import's key, spelled out for speed) is the
+    attribution fields in ATTR_FIELDS order, every one of them, and nothing else."""
+    from llmpulse.core.usage.records import ATTR_FIELDS, attribution_key
+
+    fields = {name: f"value of {name}" for name in ATTR_FIELDS} | {"input_tokens": 5, "ts": NOW}
+    assert attribution_key(fields.get) == tuple(f"value of {name}" for name in ATTR_FIELDS)
+    assert attribution_key({}.get) == (None,) * len(ATTR_FIELDS)

@@ -46,6 +46,7 @@ from llmpulse.core.usage.records import (
     TOKEN_FIELDS,
     RecordError,
     _request_id_key,
+    attribution_key,
     attrs_of,
     content_hash,
     decode_line,
@@ -367,20 +368,7 @@ class LineJudge:
                             "expected one line per call (the first is kept)"
                         )
                 # Recorder.add: the attribution fields exactly as written
-                key: tuple[Any, ...] | None = (
-                    g("provider"),
-                    g("model"),
-                    g("status"),
-                    g("error_kind"),
-                    g("is_fallback"),
-                    g("fallback_from"),
-                    g("department"),
-                    g("agent"),
-                    g("user"),
-                    g("task_type"),
-                    g("category"),
-                    g("endpoint"),
-                )
+                key: tuple[Any, ...] | None = attribution_key(g)
                 try:
                     seen = seen_of(key)  # type: ignore[arg-type]
                 except TypeError:  # an unhashable value: the careful path says what is wrong
