@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmpulse.core.redact import register_secrets
 from llmpulse.core.usage.pricing import Pricing, linear_cost
-from llmpulse.core.usage.recorder import SeenAttribution
+from llmpulse.core.usage.recorder import SeenAttribution, judged_carefully
 from llmpulse.core.usage.records import (
     _HASH_BITS,
     ATTR_FIELDS,
@@ -47,19 +47,15 @@ from llmpulse.core.usage.records import (
     RecordError,
     _request_id_key,
     attribution_key,
-    attrs_of,
     content_hash,
     decode_line,
     read_lines,
-    record_from_mapping,
-    refuse_provider_typo,
 )
 from llmpulse.core.usage.rollup import (
     MINUTE_KEEP_S,
     RollupKeys,
     RollupSums,
     SummedBatch,
-    record_row,
 )
 
 if TYPE_CHECKING:
@@ -163,20 +159,19 @@ class LineJudge:
     def _careful(
         self, data: dict[str, Any], key: tuple[Any, ...] | None, source_hash: str | None
     ) -> tuple[tuple[Any, ...], SeenAttribution]:
-        """Recorder._careful: the line's every field judged, its attribution remembered."""
-        rec = record_from_mapping(data, self.now)
-        refuse_provider_typo(rec.provider, self.known_providers)
-        rec.source_hash = source_hash
-        attrs = attrs_of(rec)
-        seen = self._by_attrs.get(attrs)
-        if seen is None:
-            rates = None if self.pricing.prices.auto_update else self.pricing.rates(rec.provider, rec.model)
-            ref = -(len(self._by_attrs) + 1)
-            self._new[ref] = attrs
-            seen = self._by_attrs[attrs] = SeenAttribution(attrs, ref, rates, self.keys)
+        """As Recorder._careful: the line's every field judged, its attribution remembered."""
+        row, seen = judged_carefully(
+            data, self.now, self.pricing, self.known_providers, source_hash, self._by_attrs, self._seen_first
+        )
         if key is not None:
             self._seen[key] = seen  # next time: numbers only
-        return record_row(rec, self.pricing, seen.ref), seen
+        return row, seen
+
+    def _seen_first(self, attrs: tuple[Any, ...], rates: tuple[Any, ...] | None) -> SeenAttribution:
+        """A new attribution, under a placeholder its batch carries to the storing process."""
+        ref = -(len(self._by_attrs) + 1)
+        self._new[ref] = attrs
+        return SeenAttribution(attrs, ref, rates, self.keys)
 
     def _feed_plain(self, lines: list[tuple[int, bytes | RecordError]]) -> bool:
         """A chunk whose every line is plain — JSON objects of known fields, numbers of the right types

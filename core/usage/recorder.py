@@ -66,6 +66,30 @@ class SeenAttribution:
         self.what, self.who = keys.of(attrs)
 
 
+def judged_carefully(
+    fields: dict[str, Any],
+    now: float,
+    pricing: Pricing,
+    known_providers: Collection[str],
+    source_hash: str | None,
+    by_attrs: dict[tuple[Any, ...], SeenAttribution],
+    seen_first: Callable[[tuple[Any, ...], tuple[Any, ...] | None], SeenAttribution],
+) -> tuple[tuple[Any, ...], SeenAttribution]:
+    """A record whose attribution is not known by its fields as given: every field judged
+    (record_from_mapping, RecordError if one is wrong), its attribution found among those seen in their
+    stored form or made by `seen_first` (with the rates its calls are priced at) and kept in `by_attrs`;
+    its usage_calls row. The Recorder's and the import's careful path."""
+    rec = record_from_mapping(fields, now)
+    refuse_provider_typo(rec.provider, known_providers)
+    rec.source_hash = source_hash
+    attrs = attrs_of(rec)
+    seen = by_attrs.get(attrs)
+    if seen is None:
+        rates = None if pricing.prices.auto_update else pricing.rates(rec.provider, rec.model)
+        seen = by_attrs[attrs] = seen_first(attrs, rates)
+    return record_row(rec, pricing, seen.ref), seen
+
+
 class Recorder:
     def __init__(
         self,
@@ -166,19 +190,18 @@ class Recorder:
     def _careful(
         self, fields: dict[str, Any], key: tuple[Any, ...] | None, source_hash: str | None
     ) -> tuple[tuple[Any, ...], SeenAttribution]:
-        rec = record_from_mapping(fields, self.clock.now())
-        refuse_provider_typo(rec.provider, self.known_providers)
-        rec.source_hash = source_hash
-        attrs = attrs_of(rec)
-        seen = self._by_attrs.get(attrs)
-        if seen is None:
-            rates = None if self.pricing.prices.auto_update else self.pricing.rates(rec.provider, rec.model)
-            seen = self._by_attrs[attrs] = SeenAttribution(attrs, self._refs.ref(attrs), rates, self._keys)
-            if seen.ref < 0:
-                self._unresolved.append(seen)
+        row, seen = judged_carefully(
+            fields, self.clock.now(), self.pricing, self.known_providers, source_hash, self._by_attrs, self._seen_first
+        )
         if key is not None:
             self._seen[key] = seen  # these attribution fields are good: next time, numbers only
-        return record_row(rec, self.pricing, seen.ref), seen
+        return row, seen
+
+    def _seen_first(self, attrs: tuple[Any, ...], rates: tuple[Any, ...] | None) -> SeenAttribution:
+        seen = SeenAttribution(attrs, self._refs.ref(attrs), rates, self._keys)
+        if seen.ref < 0:
+            self._unresolved.append(seen)
+        return seen
 
     async def flush(self) -> IngestResult | None:
         """Store everything recorded so far, a batch (at most `batch_size` rows) per transaction; None
